@@ -1,0 +1,22 @@
+//! Compiles `proto/poh.proto` with protox (a pure-Rust protobuf compiler), so a fresh machine
+//! needs no system `protoc`. The descriptor set is also written out for gRPC server reflection.
+
+use std::{env, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    let proto = proto_dir.join("poh.proto");
+    println!("cargo:rerun-if-changed={}", proto.display());
+
+    let fds = protox::compile([&proto], [&proto_dir])?;
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("poh_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}
