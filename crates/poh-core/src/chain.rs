@@ -95,6 +95,17 @@ impl Backend {
             .collect()
     }
 
+    /// How many chains [`Backend::chains`] runs at once to full effect.
+    pub fn lanes(self) -> usize {
+        match self.0 {
+            Kind::Portable => 1,
+            #[cfg(target_arch = "x86_64")]
+            Kind::ShaNi => LANES,
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 { .. } => avx512::WIDTH,
+        }
+    }
+
     /// A short name for logs and benchmark output.
     pub fn name(self) -> &'static str {
         match self.0 {

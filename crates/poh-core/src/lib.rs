@@ -1,11 +1,41 @@
-//! poh-core: the pure heart of poh. No I/O, no async, no global state beyond CPU detection.
+//! poh-core: the pure heart of poh — types, rules and Proof of History, with no I/O, no async
+//! runtime and no global state beyond CPU feature detection.
 //!
 //! - [`hash`]: the [`Hash`] type and one-shot SHA-256 helpers;
-//! - [`chain`]: the PoH hash step `h = SHA-256(h)`, with a SHA-NI backend chosen at run time;
+//! - [`chain`]: the PoH hash step `h = SHA-256(h)`, with SHA-NI and 16-lane AVX-512 backends
+//!   chosen at run time and the `sha2` crate as the portable reference;
+//! - [`tx`] and [`validate`]: the transaction, its canonical signing bytes and digest, and
+//!   every rule of SPEC §2 as a typed [`ValidationError`];
+//! - [`signing`]: ML-DSA-87 keys (stored as 32-byte seeds), signing and verification;
+//! - [`merkle`]: the RFC 6962 Merkle tree hash and inclusion proofs;
+//! - [`poh`]: genesis, entries and the [`Poh`] state machine;
+//! - [`recorder`]: [`PohRecorder`], the generator thread (paced, unpaced or low-power);
+//! - [`verify`]: serial, lane-interleaved and all-core verification of entries;
+//! - [`poh_log`]: the PoH log file format that `poh verify` reads.
+//!
+//! Data flow: a transport decodes a [`Tx`], [`Tx::validate`] and [`Tx::verify_signature`]
+//! admit it, its [`Tx::digest`] is handed to [`PohRecorder::record`], and the resulting
+//! [`Entry`] stream is what the store keeps and what [`verify`] re-checks.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod chain;
+mod error;
 pub mod hash;
+pub mod merkle;
+pub mod poh;
+pub mod poh_log;
+pub mod recorder;
+pub mod signing;
+pub mod tx;
+pub mod validate;
+pub mod verify;
 
+pub use error::Error;
 pub use hash::{Hash, hashv, sha256};
+pub use poh::{Entry, Poh, PohState, genesis};
+pub use recorder::{PohConfig, PohMode, PohRecorder, Recorded, RecordedEntry};
+pub use signing::SigningKey;
+pub use tx::Tx;
+pub use validate::{Limits, ValidationError};
+pub use verify::VerifyError;

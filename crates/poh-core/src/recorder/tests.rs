@@ -1,0 +1,156 @@
+use std::{sync::mpsc, time::Duration};
+
+use super::*;
+use crate::{poh::genesis, sha256, verify::verify_serial};
+
+fn config(mode: PohMode, hashes_per_tick: u64, ticks_per_second: u64) -> PohConfig {
+    PohConfig {
+        hashes_per_tick,
+        ticks_per_second,
+        mode,
+    }
+}
+
+/// Every record lands in the entry it was told, in sequence, and the chain verifies.
+#[test]
+fn records_land_where_they_are_told_and_the_chain_verifies() {
+    let cfg = config(PohMode::Unpaced, 500, 160);
+    let (sink, entries) = mpsc::channel();
+    let mut recorder = PohRecorder::spawn(cfg, PohState::genesis("rec"), sink).unwrap();
+    let answers: Vec<(Vec<Hash>, Recorded)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let recorder = &recorder;
+                s.spawn(move || {
+                    (0..50)
+                        .map(|i| {
+                            let mixins: Vec<Hash> =
+                                (0..1 + i % 3).map(|j| sha256(&[w, i, j])).collect();
+                            (mixins.clone(), recorder.record(mixins).unwrap())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    recorder.shutdown().unwrap();
+    let all: Vec<RecordedEntry> = entries.try_iter().collect();
+
+    let chain: Vec<Entry> = all.iter().map(|r| r.entry.clone()).collect();
+    verify_serial(&genesis("rec"), &chain, cfg.hashes_per_tick).unwrap();
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.index, i as u64);
+    }
+    // poh_seq numbers are contiguous over the stream of mixins.
+    let mut seq = 0;
+    for r in &all {
+        assert_eq!(r.first_seq, seq);
+        seq += r.entry.mixins.len() as u64;
+    }
+    for (mixins, at) in &answers {
+        let entry = &all[at.entry_index as usize];
+        assert_eq!(entry.entry.hash, at.hash);
+        assert_eq!(entry.first_seq, at.first_seq);
+        assert_eq!(&entry.entry.mixins, mixins);
+    }
+    // Every complete tick period is exactly hashes_per_tick hash operations.
+    let mut period = 0;
+    for r in &all {
+        period += r.entry.num_hashes;
+        if r.entry.is_tick() {
+            assert_eq!(period, cfg.hashes_per_tick);
+            period = 0;
+        }
+    }
+    assert!(all.iter().filter(|r| r.entry.is_tick()).count() > 0);
+    assert_eq!(recorder.state().entries, all.len() as u64);
+}
+
+#[test]
+fn a_resumed_chain_continues_the_same_chain() {
+    let cfg = config(PohMode::Unpaced, 300, 160);
+    let (sink, entries) = mpsc::channel();
+    let mut first = PohRecorder::spawn(cfg, PohState::genesis("r"), sink.clone()).unwrap();
+    first.record(vec![sha256(b"a")]).unwrap();
+    first.shutdown().unwrap();
+    let mut chain: Vec<Entry> = entries.try_iter().map(|r| r.entry).collect();
+    // The state a store would rebuild from the entries it kept.
+    let mut state = PohState::genesis("r");
+    for e in &chain {
+        state.advance(e, cfg.hashes_per_tick);
+    }
+    assert_eq!(state, first.state());
+
+    let mut second = PohRecorder::spawn(cfg, state, sink).unwrap();
+    let at = second.record(vec![sha256(b"b")]).unwrap();
+    second.shutdown().unwrap();
+    assert_eq!(at.first_seq, 1);
+    chain.extend(entries.try_iter().map(|r| r.entry));
+    verify_serial(&genesis("r"), &chain, cfg.hashes_per_tick).unwrap();
+    let mut period = 0;
+    for e in &chain {
+        period += e.num_hashes;
+        if e.is_tick() {
+            assert_eq!(period, cfg.hashes_per_tick, "tick periods survive a restart");
+            period = 0;
+        }
+    }
+}
+
+/// Paced and low-power generators keep the clock: about `ticks_per_second` ticks a second,
+/// not the thousands an unpaced one would make.
+#[test]
+fn paced_and_low_power_keep_the_tick_rate() {
+    for mode in [PohMode::Paced, PohMode::LowPower] {
+        let (sink, entries) = mpsc::channel();
+        let mut recorder =
+            PohRecorder::spawn(config(mode, 200, 50), PohState::genesis("p"), sink).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        // Records are served while it waits for the clock.
+        recorder.record(vec![sha256(b"x")]).unwrap();
+        recorder.shutdown().unwrap();
+        let ticks = entries.try_iter().filter(|r| r.entry.is_tick()).count();
+        assert!((15..=45).contains(&ticks), "{mode:?}: {ticks} ticks in 0.6 s at 50/s");
+    }
+}
+
+#[test]
+fn unpaced_outruns_the_clock_and_reports_its_rate() {
+    let (sink, entries) = mpsc::channel();
+    let mut recorder =
+        PohRecorder::spawn(config(PohMode::Unpaced, 1000, 1), PohState::genesis("u"), sink).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    recorder.shutdown().unwrap();
+    assert!(entries.try_iter().count() > 100, "an unpaced generator ignores ticks_per_second");
+    assert!(recorder.hashes_per_second() > 100_000.0);
+}
+
+#[test]
+fn the_recorder_stops_when_its_consumer_is_gone_and_says_so() {
+    let (sink, entries) = mpsc::channel();
+    let mut recorder =
+        PohRecorder::spawn(config(PohMode::Unpaced, 100, 1), PohState::genesis("g"), sink).unwrap();
+    drop(entries);
+    while !recorder.is_finished() {
+        std::thread::yield_now();
+    }
+    assert!(matches!(recorder.record(vec![sha256(b"late")]), Err(Error::RecorderStopped)));
+    assert!(matches!(recorder.shutdown(), Err(Error::RecorderStopped)));
+    assert!(matches!(recorder.record(vec![]), Err(Error::EmptyRecord)));
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let (sink, _entries) = mpsc::channel();
+    for cfg in [
+        config(PohMode::Paced, 0, 160),
+        config(PohMode::Paced, MAX_HASHES_PER_TICK + 1, 160),
+        config(PohMode::Paced, 100, 0),
+    ] {
+        assert!(matches!(
+            PohRecorder::spawn(cfg, PohState::genesis("b"), sink.clone()),
+            Err(Error::Config(_))
+        ));
+    }
+}
