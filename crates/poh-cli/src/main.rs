@@ -1,1 +1,72 @@
-fn main(){}
+//! `poh`, the operator's command-line tool (SPEC §9). Subcommands appear here as they are
+//! built; each is a thin shell over the library crates, and every error ends as one line on
+//! stderr with a non-zero exit code.
+
+mod bench;
+mod keygen;
+mod verify;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "poh", version, about = "Proof of History ledger node tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate an ML-DSA-87 signing key (a 32-byte seed, written with mode 0600).
+    Keygen(keygen::Args),
+    /// Verify a PoH log file on every core; exits non-zero naming the first bad entry.
+    Verify(verify::VerifyArgs),
+    /// Run a PoH generator for a number of entries and write them as a PoH log file.
+    GenerateLog(verify::GenerateArgs),
+    /// Measure this machine.
+    #[command(subcommand)]
+    Bench(bench::Bench),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Verify(args) => verify::verify(&args),
+        Command::GenerateLog(args) => verify::generate(&args),
+        Command::Bench(bench) => bench::run(&bench),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates `path` for writing, refusing to replace an existing file unless `force`; on Unix
+/// the file is created with `mode`, so a secret is never readable by others, not even briefly.
+fn create_file(path: &PathBuf, force: bool, mode: u32) -> anyhow::Result<std::fs::File> {
+    use anyhow::Context as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    options.open(path).with_context(|| {
+        if path.exists() && !force {
+            format!("{} exists; pass --force to replace it", path.display())
+        } else {
+            format!("cannot create {}", path.display())
+        }
+    })
+}

@@ -30,7 +30,6 @@ pub(crate) const IV: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 
-
 /// How many independent chains the SHA-NI backend interleaves on one core. Measured on this
 /// project's machines: two lanes already saturate `sha256rnds2` (1.7× one chain); four leave
 /// headroom for CPUs with a shorter latency, and more only spill registers.
@@ -43,7 +42,9 @@ enum Kind {
     ShaNi,
     /// Sixteen AVX-512 lanes for many chains; SHA-NI (when present) for a single one.
     #[cfg(target_arch = "x86_64")]
-    Avx512 { sha_ni: bool },
+    Avx512 {
+        sha_ni: bool,
+    },
 }
 
 /// An implementation of the hash step. Only constructible for what this CPU supports, so

@@ -70,7 +70,13 @@ fn split(n: usize) -> usize {
 
 /// Checks that `item` is leaf `index` of a tree of `size` items with root `root`, using the
 /// RFC 9162 §2.1.3.2 algorithm.
-pub fn verify_inclusion(item: &[u8], index: usize, size: usize, proof: &[Hash], root: &Hash) -> bool {
+pub fn verify_inclusion(
+    item: &[u8],
+    index: usize,
+    size: usize,
+    proof: &[Hash],
+    root: &Hash,
+) -> bool {
     if index >= size {
         return false;
     }
@@ -103,7 +109,13 @@ mod tests {
     /// Certificate Transparency's reference inputs and tree heads (merkle_tree_test.cc, also
     /// used by RFC 6962 implementations everywhere).
     const CT_LEAVES: [&str; 8] = [
-        "", "00", "10", "2021", "3031", "40414243", "5051525354555657",
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
         "606162636465666768696a6b6c6d6e6f",
     ];
     const CT_ROOTS: [&str; 9] = [
@@ -138,21 +150,33 @@ mod tests {
     fn matches_certificate_transparency_audit_paths() {
         let leaves = ct_leaves();
         let cases: [(usize, [&str; 3]); 2] = [
-            (0, [
-                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-            ]),
-            (5, [
-                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-            ]),
+            (
+                0,
+                [
+                    "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+                ],
+            ),
+            (
+                5,
+                [
+                    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+                ],
+            ),
         ];
         for (index, expected) in cases {
             let proof = inclusion_proof(&leaves, index).unwrap();
             assert_eq!(proof, expected.map(h).to_vec(), "leaf {index}");
-            assert!(verify_inclusion(&leaves[index], index, 8, &proof, &h(CT_ROOTS[8])));
+            assert!(verify_inclusion(
+                &leaves[index],
+                index,
+                8,
+                &proof,
+                &h(CT_ROOTS[8])
+            ));
         }
     }
 
@@ -161,7 +185,10 @@ mod tests {
         match items.len() {
             0 => sha256(b""),
             1 => leaf_hash(&items[0]),
-            n => node_hash(&reference_root(&items[..split(n)]), &reference_root(&items[split(n)..])),
+            n => node_hash(
+                &reference_root(&items[..split(n)]),
+                &reference_root(&items[split(n)..]),
+            ),
         }
     }
 

@@ -212,10 +212,17 @@ mod tests {
         assert_eq!(poh.record(m.clone()), Err(m.clone()));
         let tick = poh.tick().unwrap();
         assert_eq!(tick, Entry::compute(&e1.hash, 6, vec![]));
-        assert_eq!(e1.num_hashes + tick.num_hashes, 10, "a tick period is hashes_per_tick");
+        assert_eq!(
+            e1.num_hashes + tick.num_hashes,
+            10,
+            "a tick period is hashes_per_tick"
+        );
         assert_eq!(poh.tick(), None, "no tick before its hashes are done");
         let s = poh.state();
-        assert_eq!((s.entries, s.mixins, s.total_hashes, s.hashes_in_tick), (2, 2, 10, 0));
+        assert_eq!(
+            (s.entries, s.mixins, s.total_hashes, s.hashes_in_tick),
+            (2, 2, 10, 0)
+        );
         assert_eq!(poh.record(vec![]), Err(vec![]));
     }
 

@@ -185,7 +185,12 @@ mod tests {
         let header = LogHeader::from_genesis("c", 100);
         let e1 = Entry::compute(&header.start_hash, 100, vec![]);
         let e2 = Entry::compute(&e1.hash, 3, vec![sha256(b"m")]);
-        let bytes = log(&[header.to_line(), entry_line(&e1), "\n".into(), entry_line(&e2)]);
+        let bytes = log(&[
+            header.to_line(),
+            entry_line(&e1),
+            "\n".into(),
+            entry_line(&e2),
+        ]);
         let (h, mut reader) = LogReader::open(bytes.as_slice()).unwrap();
         assert_eq!(h, header);
         let mut out = Vec::new();
@@ -222,7 +227,12 @@ mod tests {
         assert_eq!(line_of(log(&[zero_rate.to_line()])), 1);
         let good = entry_line(&Entry::compute(&header.start_hash, 1, vec![]));
         assert_eq!(
-            line_of(log(&[header.to_line(), good, "\n".into(), "{\"num_hashes\":1}\n".into()])),
+            line_of(log(&[
+                header.to_line(),
+                good,
+                "\n".into(),
+                "{\"num_hashes\":1}\n".into()
+            ])),
             4
         );
     }

@@ -71,10 +71,14 @@ impl PohConfig {
     /// Refuses settings that cannot run.
     pub fn validate(&self) -> Result<(), Error> {
         if !(1..=MAX_HASHES_PER_TICK).contains(&self.hashes_per_tick) {
-            return Err(Error::Config("hashes_per_tick must be between 1 and 16777216"));
+            return Err(Error::Config(
+                "hashes_per_tick must be between 1 and 16777216",
+            ));
         }
         if !(1..=100_000).contains(&self.ticks_per_second) {
-            return Err(Error::Config("ticks_per_second must be between 1 and 100000"));
+            return Err(Error::Config(
+                "ticks_per_second must be between 1 and 100000",
+            ));
         }
         Ok(())
     }

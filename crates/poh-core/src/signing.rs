@@ -150,7 +150,10 @@ mod tests {
         let seed: [u8; 32] = hex::decode(&v.seed).unwrap().try_into().unwrap();
         let key = SigningKey::from_seed(&seed).unwrap();
         assert_eq!(hex::encode(key.public_key()), v.public_key);
-        assert_eq!(crate::sha256(key.public_key()).to_hex(), v.public_key_sha256);
+        assert_eq!(
+            crate::sha256(key.public_key()).to_hex(),
+            v.public_key_sha256
+        );
     }
 
     #[test]
@@ -160,9 +163,15 @@ mod tests {
         let msg = hex::decode(&v.message).unwrap();
         let mut signature = hex::decode(&v.signature).unwrap();
         verify(&pk, &msg, &signature).unwrap();
-        assert!(matches!(verify(&pk, b"other", &signature), Err(Error::BadSignature)));
+        assert!(matches!(
+            verify(&pk, b"other", &signature),
+            Err(Error::BadSignature)
+        ));
         signature[100] ^= 1;
-        assert!(matches!(verify(&pk, &msg, &signature), Err(Error::BadSignature)));
+        assert!(matches!(
+            verify(&pk, &msg, &signature),
+            Err(Error::BadSignature)
+        ));
     }
 
     #[test]

@@ -87,13 +87,18 @@ mod tests {
         };
         let expected = concat!(
             "706f682e74782e7631", // "poh.tx.v1"
-            "00000004", "74782d31", // len 4, "tx-1"
-            "00000005", "616c696365", // len 5, "alice"
+            "00000004",
+            "74782d31", // len 4, "tx-1"
+            "00000005",
+            "616c696365",       // len 5, "alice"
             "41d954fc40200000", // f64 1700000000.5
-            "00000002", // two parents
-            "00000002", "7030", // "p0"
-            "00000003", "703a31", // "p:1"
-            "00000002", "6869", // payload "hi"
+            "00000002",         // two parents
+            "00000002",
+            "7030", // "p0"
+            "00000003",
+            "703a31", // "p:1"
+            "00000002",
+            "6869", // payload "hi"
         );
         assert_eq!(hex::encode(tx.signing_bytes()), expected);
         assert_eq!(tx.digest(), crate::sha256(&tx.signing_bytes()));
@@ -106,7 +111,10 @@ mod tests {
 
     #[test]
     fn public_key_and_signature_are_not_signed() {
-        let mut tx = Tx { tx_id: "a".into(), ..Tx::default() };
+        let mut tx = Tx {
+            tx_id: "a".into(),
+            ..Tx::default()
+        };
         let before = tx.digest();
         tx.public_key = vec![1; 3];
         tx.signature = vec![2; 3];

@@ -162,7 +162,9 @@ impl fmt::Display for Rule {
             Self::TooLarge { max, actual } => {
                 write!(f, "is {actual} bytes, above this node's limit of {max}")
             }
-            Self::TooMany { max, actual } => write!(f, "has {actual} entries, at most {max} allowed"),
+            Self::TooMany { max, actual } => {
+                write!(f, "has {actual} entries, at most {max} allowed")
+            }
             Self::BadParent { index } => write!(
                 f,
                 "entry {index} is not a valid tx_id (1–128 bytes of A-Z a-z 0-9 . _ : -)"
@@ -324,7 +326,10 @@ mod tests {
         assert_eq!(broken(|t| t.holder_id = "é".repeat(64)), None); // 128 bytes of UTF-8
         assert_eq!(broken(|t| t.holder_id.clear()), None);
         assert_eq!(broken(|t| t.timestamp = 0.0), None);
-        assert_eq!(broken(|t| t.payload = vec![0; DEFAULT_MAX_PAYLOAD_BYTES]), None);
+        assert_eq!(
+            broken(|t| t.payload = vec![0; DEFAULT_MAX_PAYLOAD_BYTES]),
+            None
+        );
         assert_eq!(
             broken(|t| t.parent_ids = (0..64).map(|i| format!("p{i}")).collect()),
             None
@@ -341,9 +346,16 @@ mod tests {
 
     #[test]
     fn tx_id_length_and_charset() {
-        let len = |actual| Rule::Length { min: 1, max: 128, actual };
+        let len = |actual| Rule::Length {
+            min: 1,
+            max: 128,
+            actual,
+        };
         assert_eq!(broken(|t| t.tx_id.clear()), expect(Field::TxId, len(0)));
-        assert_eq!(broken(|t| t.tx_id = "a".repeat(129)), expect(Field::TxId, len(129)));
+        assert_eq!(
+            broken(|t| t.tx_id = "a".repeat(129)),
+            expect(Field::TxId, len(129))
+        );
         for (bad, at) in [("a b", 1), ("a/b", 1), ("é", 0), ("ok\n", 2), ("x#", 1)] {
             assert_eq!(
                 broken(|t| t.tx_id = bad.into()),
@@ -357,7 +369,14 @@ mod tests {
     fn holder_id_length_and_control_characters() {
         assert_eq!(
             broken(|t| t.holder_id = "h".repeat(129)),
-            expect(Field::HolderId, Rule::Length { min: 0, max: 128, actual: 129 })
+            expect(
+                Field::HolderId,
+                Rule::Length {
+                    min: 0,
+                    max: 128,
+                    actual: 129
+                }
+            )
         );
         for c in ['\u{0}', '\u{1f}', '\u{7f}', '\u{80}', '\u{9f}'] {
             assert_eq!(
@@ -390,7 +409,16 @@ mod tests {
             ..Limits::default()
         };
         let e = broken_with(&limits, |t| t.payload = vec![0; 17]).unwrap();
-        assert_eq!(e, ValidationError { field: Field::Payload, rule: Rule::TooLarge { max: 16, actual: 17 } });
+        assert_eq!(
+            e,
+            ValidationError {
+                field: Field::Payload,
+                rule: Rule::TooLarge {
+                    max: 16,
+                    actual: 17
+                }
+            }
+        );
         assert!(e.is_too_large());
         assert_eq!(broken_with(&limits, |t| t.payload = vec![0; 16]), None);
     }
@@ -399,7 +427,13 @@ mod tests {
     fn parent_rules() {
         assert_eq!(
             broken(|t| t.parent_ids = (0..65).map(|i| format!("p{i}")).collect()),
-            expect(Field::ParentIds, Rule::TooMany { max: 64, actual: 65 })
+            expect(
+                Field::ParentIds,
+                Rule::TooMany {
+                    max: 64,
+                    actual: 65
+                }
+            )
         );
         assert_eq!(
             broken(|t| t.parent_ids = vec!["ok".into(), "not ok".into()]),
@@ -426,14 +460,26 @@ mod tests {
                 t.public_key = vec![0; 32];
                 t.signature = vec![0; SIGNATURE_LEN];
             }),
-            expect(Field::PublicKey, Rule::WrongLength { expected: PUBLIC_KEY_LEN, actual: 32 })
+            expect(
+                Field::PublicKey,
+                Rule::WrongLength {
+                    expected: PUBLIC_KEY_LEN,
+                    actual: 32
+                }
+            )
         );
         assert_eq!(
             broken(|t| {
                 t.public_key = vec![0; PUBLIC_KEY_LEN];
                 t.signature = vec![0; SIGNATURE_LEN - 1];
             }),
-            expect(Field::Signature, Rule::WrongLength { expected: SIGNATURE_LEN, actual: SIGNATURE_LEN - 1 })
+            expect(
+                Field::Signature,
+                Rule::WrongLength {
+                    expected: SIGNATURE_LEN,
+                    actual: SIGNATURE_LEN - 1
+                }
+            )
         );
         assert_eq!(
             broken(|t| t.signature = vec![0; SIGNATURE_LEN]),

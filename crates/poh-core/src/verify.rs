@@ -201,14 +201,18 @@ pub fn verify_parallel(
                 return None;
             }
             let chunk_start = start_of(start, entries, offset);
-            let result = verify_lanes(backend, chunk_start, chunk, hashes_per_tick).map_err(|e| e.offset(offset));
+            let result = verify_lanes(backend, chunk_start, chunk, hashes_per_tick)
+                .map_err(|e| e.offset(offset));
             progress(chunk.len());
             let e = result.err()?;
             first_bad.fetch_min(e.index, Ordering::Relaxed);
             Some(e)
         })
         .collect();
-    errors.into_iter().min_by_key(|e| e.index).map_or(Ok(()), Err)
+    errors
+        .into_iter()
+        .min_by_key(|e| e.index)
+        .map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

@@ -9,4 +9,5 @@ pub mod v1 {
 }
 
 /// The encoded `FileDescriptorSet` of `poh.proto`, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/poh_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/poh_descriptor.bin"));

@@ -89,7 +89,10 @@ pub(crate) unsafe fn chains16(states: &mut [[u8; 32]; WIDTH], n: u64) {
                     );
                 }
                 let ch = _mm512_ternarylogic_epi32::<0xCA>(e, f, g);
-                let t1 = add(add(h, big_sigma1(e)), add(ch, add(splat(K[$i]), w[$i % 16])));
+                let t1 = add(
+                    add(h, big_sigma1(e)),
+                    add(ch, add(splat(K[$i]), w[$i % 16])),
+                );
                 let maj = _mm512_ternarylogic_epi32::<0xE8>(a, b, c);
                 let t2 = add(big_sigma0(a), maj);
                 h = g;

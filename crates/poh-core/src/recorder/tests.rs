@@ -32,7 +32,10 @@ fn records_land_where_they_are_told_and_the_chain_verifies() {
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
     });
     recorder.shutdown().unwrap();
     let all: Vec<RecordedEntry> = entries.try_iter().collect();
@@ -92,7 +95,10 @@ fn a_resumed_chain_continues_the_same_chain() {
     for e in &chain {
         period += e.num_hashes;
         if e.is_tick() {
-            assert_eq!(period, cfg.hashes_per_tick, "tick periods survive a restart");
+            assert_eq!(
+                period, cfg.hashes_per_tick,
+                "tick periods survive a restart"
+            );
             period = 0;
         }
     }
@@ -111,31 +117,48 @@ fn paced_and_low_power_keep_the_tick_rate() {
         recorder.record(vec![sha256(b"x")]).unwrap();
         recorder.shutdown().unwrap();
         let ticks = entries.try_iter().filter(|r| r.entry.is_tick()).count();
-        assert!((15..=45).contains(&ticks), "{mode:?}: {ticks} ticks in 0.6 s at 50/s");
+        assert!(
+            (15..=45).contains(&ticks),
+            "{mode:?}: {ticks} ticks in 0.6 s at 50/s"
+        );
     }
 }
 
 #[test]
 fn unpaced_outruns_the_clock_and_reports_its_rate() {
     let (sink, entries) = mpsc::channel();
-    let mut recorder =
-        PohRecorder::spawn(config(PohMode::Unpaced, 1000, 1), PohState::genesis("u"), sink).unwrap();
+    let mut recorder = PohRecorder::spawn(
+        config(PohMode::Unpaced, 1000, 1),
+        PohState::genesis("u"),
+        sink,
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(600));
     recorder.shutdown().unwrap();
-    assert!(entries.try_iter().count() > 100, "an unpaced generator ignores ticks_per_second");
+    assert!(
+        entries.try_iter().count() > 100,
+        "an unpaced generator ignores ticks_per_second"
+    );
     assert!(recorder.hashes_per_second() > 100_000.0);
 }
 
 #[test]
 fn the_recorder_stops_when_its_consumer_is_gone_and_says_so() {
     let (sink, entries) = mpsc::channel();
-    let mut recorder =
-        PohRecorder::spawn(config(PohMode::Unpaced, 100, 1), PohState::genesis("g"), sink).unwrap();
+    let mut recorder = PohRecorder::spawn(
+        config(PohMode::Unpaced, 100, 1),
+        PohState::genesis("g"),
+        sink,
+    )
+    .unwrap();
     drop(entries);
     while !recorder.is_finished() {
         std::thread::yield_now();
     }
-    assert!(matches!(recorder.record(vec![sha256(b"late")]), Err(Error::RecorderStopped)));
+    assert!(matches!(
+        recorder.record(vec![sha256(b"late")]),
+        Err(Error::RecorderStopped)
+    ));
     assert!(matches!(recorder.shutdown(), Err(Error::RecorderStopped)));
     assert!(matches!(recorder.record(vec![]), Err(Error::EmptyRecord)));
 }

@@ -24,7 +24,10 @@ const MAX: u64 = 64;
 fn all_verifiers(start: &Hash, entries: &[Entry]) -> Vec<(String, Result<(), VerifyError>)> {
     let mut out = vec![("serial".to_string(), verify_serial(start, entries, MAX))];
     for b in Backend::all() {
-        out.push((format!("lanes/{}", b.name()), verify_lanes(b, start, entries, MAX)));
+        out.push((
+            format!("lanes/{}", b.name()),
+            verify_lanes(b, start, entries, MAX),
+        ));
         out.push((
             format!("parallel/{}", b.name()),
             verify_parallel(b, start, entries, MAX, &|_| {}),
@@ -89,11 +92,21 @@ fn zero_hashes_and_more_than_a_tick_are_refused() {
     entries[2].num_hashes = MAX + 1;
     entries[1].num_hashes = 0;
     for (name, r) in all_verifiers(&start, &entries) {
-        assert_eq!(r, Err(VerifyError { index: 1, failure: Failure::ZeroHashes }), "{name}");
+        assert_eq!(
+            r,
+            Err(VerifyError {
+                index: 1,
+                failure: Failure::ZeroHashes
+            }),
+            "{name}"
+        );
     }
     entries[1].num_hashes = 2;
     for (name, r) in all_verifiers(&start, &entries) {
-        let failure = Failure::TooManyHashes { num_hashes: MAX + 1, max: MAX };
+        let failure = Failure::TooManyHashes {
+            num_hashes: MAX + 1,
+            max: MAX,
+        };
         assert_eq!(r, Err(VerifyError { index: 2, failure }), "{name}");
     }
 }

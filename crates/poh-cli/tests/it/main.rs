@@ -1,0 +1,168 @@
+//! Integration tests of the real `poh` binary.
+
+use std::{path::Path, process::Command};
+
+fn poh(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_poh"))
+        .args(args)
+        .output()
+        .expect("run poh")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_lists_only_what_exists() {
+    let out = poh(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in ["keygen", "verify", "generate-log", "bench"] {
+        assert!(help.contains(cmd), "{cmd} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn keygen_writes_a_private_seed_and_a_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("node.key");
+    let k = key.to_str().unwrap();
+    let out = poh(&["keygen", "--out", k]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let seed = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(seed.trim().len(), 64, "a 32-byte seed in hex");
+    let public = std::fs::read_to_string(dir.path().join("node.key.pub")).unwrap();
+    assert_eq!(hex::decode(public.trim()).unwrap().len(), 2592);
+    // The seed expands to exactly that public key.
+    let signing = poh_core::SigningKey::from_key_file(seed.as_bytes()).unwrap();
+    assert_eq!(hex::encode(signing.public_key()), public.trim());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // An existing key is never overwritten by accident.
+    let again = poh(&["keygen", "--out", k]);
+    assert!(!again.status.success());
+    let err = text(&again.stderr);
+    assert!(err.contains("--force") && err.lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), seed);
+    assert!(poh(&["keygen", "--out", k, "--force"]).status.success());
+    assert_ne!(std::fs::read_to_string(&key).unwrap(), seed);
+}
+
+fn generate(path: &Path, entries: &str) {
+    let out = poh(&[
+        "generate-log",
+        "--out",
+        path.to_str().unwrap(),
+        "--entries",
+        entries,
+        "--hashes-per-tick",
+        "200",
+        "--chain-id",
+        "municipality/test",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn verify_accepts_a_good_log_and_names_the_first_bad_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("chain.jsonl");
+    generate(&log, "3000");
+    for extra in [&[][..], &["--serial"][..], &["--threads", "1"][..]] {
+        let mut args = vec!["verify", log.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = poh(&args);
+        assert!(out.status.success(), "{extra:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with("ok: 3000 entries"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+
+    // Corrupt entries 2500 and 2900 (line = index + 2): 2500 is named, on one line.
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for (index, change) in [(2500, "hash"), (1234, "mixins"), (17, "num_hashes")] {
+        let mut bad = lines.clone();
+        let mut entry: serde_json::Value = serde_json::from_str(&bad[index + 1]).unwrap();
+        match change {
+            "hash" => entry["hash"] = "00".repeat(32).into(),
+            "mixins" => entry["mixins"] = serde_json::json!(["11".repeat(32)]),
+            _ => entry["num_hashes"] = (entry["num_hashes"].as_u64().unwrap() + 1).into(),
+        }
+        bad[index + 1] = entry.to_string();
+        let mut after = serde_json::from_str::<serde_json::Value>(&bad[2901]).unwrap();
+        after["hash"] = "22".repeat(32).into();
+        bad[2901] = after.to_string();
+        let path = dir.path().join(format!("bad-{change}.jsonl"));
+        std::fs::write(&path, bad.join("\n")).unwrap();
+        for serial in [false, true] {
+            let mut args = vec!["verify", path.to_str().unwrap()];
+            if serial {
+                args.push("--serial");
+            }
+            let out = poh(&args);
+            assert!(!out.status.success());
+            let err = text(&out.stderr);
+            assert!(
+                err.contains(&format!("PoH entry {index} does not verify"))
+                    && err.lines().count() == 1,
+                "{change}, serial={serial}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn verify_reports_unreadable_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = poh(&["verify", dir.path().join("nope").to_str().unwrap()]);
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).starts_with("error: cannot open"));
+
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, "not json\n").unwrap();
+    let out = poh(&["verify", garbage.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("PoH log line 1"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bench_hash_json_has_exactly_the_stable_keys() {
+    let out = poh(&["bench", "hash", "--json", "--seconds", "0.1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<&str> = report.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "mldsa87_sign_per_s",
+            "mldsa87_verify_per_s",
+            "poh_generate_hps",
+            "sha2_chain_hps",
+            "verify_all_cores_hps",
+            "verify_per_core_hps",
+            "verify_serial_hps",
+        ]
+    );
+    for (k, v) in &report {
+        assert!(v.as_f64().unwrap() > 0.0, "{k} = {v}");
+    }
+}
