@@ -1,0 +1,3 @@
+//! Integration tests of poh-core.
+
+mod fuzz_corpus;
