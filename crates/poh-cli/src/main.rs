@@ -4,6 +4,7 @@
 
 mod bench;
 mod keygen;
+mod serve;
 mod verify;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -19,6 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a node: gRPC and HTTP listeners, the PoH generator and the embedded store.
+    Serve(serve::ServeArgs),
+    /// Run a node with only the gRPC listener.
+    ServeGrpc(serve::ServeOneArgs),
+    /// Run a node with only the HTTP listener.
+    ServeHttp(serve::ServeOneArgs),
     /// Generate an ML-DSA-87 signing key (a 32-byte seed, written with mode 0600).
     Keygen(keygen::Args),
     /// Verify a PoH log file on every core; exits non-zero naming the first bad entry.
@@ -33,6 +40,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::serve(&args),
+        Command::ServeGrpc(args) => serve::serve_one(&args, serve::Only::Grpc),
+        Command::ServeHttp(args) => serve::serve_one(&args, serve::Only::Http),
         Command::Keygen(args) => keygen::run(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::GenerateLog(args) => verify::generate(&args),

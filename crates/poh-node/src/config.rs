@@ -1,0 +1,241 @@
+//! Node configuration: plain data, read from TOML (`serde(default)`: every key optional),
+//! overridden by the CLI. An `Option` sub-section that is `None` turns that part off.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+};
+
+use poh_core::{Limits, PohConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::NodeError;
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The chain's id (genesis input), e.g. `municipality/tokyo`.
+    pub chain_id: String,
+    /// Where the embedded store lives.
+    pub data_dir: PathBuf,
+    /// The database file; default `<data_dir>/poh.redb`.
+    pub db_file: Option<PathBuf>,
+    /// The address every listener binds to (safe default: loopback only).
+    pub bind: IpAddr,
+    /// The peers file (SPEC §5), served by `GET /v1/peers`.
+    pub peers_file: Option<PathBuf>,
+    /// The gRPC listener; `None` turns it off.
+    pub grpc: Option<GrpcConfig>,
+    /// The HTTP listener; `None` turns it off.
+    pub http: Option<HttpConfig>,
+    /// The PoH generator.
+    pub poh: PohConfig,
+    /// The ingest pipeline.
+    pub ingest: IngestConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            chain_id: "local".into(),
+            data_dir: PathBuf::from("poh-data"),
+            db_file: None,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            peers_file: None,
+            grpc: Some(GrpcConfig::default()),
+            http: Some(HttpConfig::default()),
+            poh: PohConfig::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+/// The gRPC listener (SPEC §4, default port 50051).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// TCP port; 0 picks a free one.
+    pub port: u16,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Concurrent calls per connection.
+    pub max_concurrent_streams: u32,
+    /// Largest message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// Seconds between keepalive pings to an idle client (0: none).
+    pub keepalive_interval_secs: u64,
+    /// Seconds to wait for a ping's answer before closing the connection.
+    pub keepalive_timeout_secs: u64,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            port: 50051,
+            max_connections: 1024,
+            max_concurrent_streams: 256,
+            // A 1 MiB payload plus an ML-DSA-87 key and signature and the other fields.
+            max_message_bytes: 2 << 20,
+            keepalive_interval_secs: 30,
+            keepalive_timeout_secs: 20,
+        }
+    }
+}
+
+/// The HTTP listener (SPEC §4, default port 8080).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// TCP port; 0 picks a free one.
+    pub port: u16,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Largest body of `POST /v1/tx`, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest body of `POST /v1/tx/batch`, in bytes.
+    pub max_batch_body_bytes: usize,
+    /// Seconds a request may take before it is answered 503.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            max_connections: 1024,
+            // base64 makes a 1 MiB payload 1.4 MiB; key and signature add 10 KiB.
+            max_body_bytes: 2 << 20,
+            max_batch_body_bytes: 64 << 20,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// The ingest pipeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest payload in bytes (SPEC §2 `max_payload_bytes`).
+    pub max_payload_bytes: usize,
+    /// Refuse unsigned transactions.
+    pub require_signatures: bool,
+    /// Bytes of transactions admitted and not yet answered; beyond it the node answers
+    /// `RESOURCE_EXHAUSTED` / 503.
+    pub queue_bytes: usize,
+    /// Most transactions in one commit.
+    pub max_batch: usize,
+    /// Wait for fsync before acknowledging. Off only for measurements: an `Ack` then no
+    /// longer survives a crash.
+    pub fsync: bool,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: poh_core::validate::DEFAULT_MAX_PAYLOAD_BYTES,
+            require_signatures: false,
+            queue_bytes: 256 << 20,
+            max_batch: 10_000,
+            fsync: true,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The transaction rules this node applies.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_payload_bytes: self.max_payload_bytes,
+            require_signatures: self.require_signatures,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML file; unknown keys are refused, so a typo is an error, not a default.
+    pub fn from_toml(text: &str) -> Result<Self, NodeError> {
+        toml::from_str(text).map_err(|e| NodeError::Config(e.to_string()))
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.db_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("poh.redb"))
+    }
+
+    /// Refuses settings that cannot work, before anything starts.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        poh_core::validate::check_tx_id(&self.chain_id.replace('/', ".")).map_err(|_| {
+            NodeError::Config(format!(
+                "chain_id {:?}: use 1–128 characters of A-Z a-z 0-9 . _ : - /",
+                self.chain_id
+            ))
+        })?;
+        self.poh.validate()?;
+        let ingest = &self.ingest;
+        if ingest.max_batch == 0 {
+            return Err(NodeError::Config(
+                "ingest.max_batch must be at least 1".into(),
+            ));
+        }
+        if ingest.queue_bytes < (1 << 20) {
+            return Err(NodeError::Config(
+                "ingest.queue_bytes must be at least 1 MiB".into(),
+            ));
+        }
+        if ingest.max_payload_bytes > (64 << 20) {
+            return Err(NodeError::Config(
+                "ingest.max_payload_bytes must be at most 64 MiB".into(),
+            ));
+        }
+        if self.grpc.is_none() && self.http.is_none() {
+            return Err(NodeError::Config("no listener is enabled".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_fills_defaults_and_refuses_unknown_keys() {
+        let config =
+            NodeConfig::from_toml("chain_id = \"municipality/tokyo\"\n[grpc]\nport = 1\n").unwrap();
+        assert_eq!(config.chain_id, "municipality/tokyo");
+        assert_eq!(config.grpc.as_ref().unwrap().port, 1);
+        assert_eq!(config.grpc.unwrap().max_connections, 1024);
+        assert_eq!(config.http, Some(HttpConfig::default()));
+        config_err("chian_id = \"x\"");
+        config_err("[grpc]\nport = 70000");
+    }
+
+    fn config_err(text: &str) {
+        assert!(
+            matches!(NodeConfig::from_toml(text), Err(NodeError::Config(_))),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn validate_refuses_what_cannot_work() {
+        assert!(NodeConfig::default().validate().is_ok());
+        let c = NodeConfig {
+            chain_id: String::new(),
+            ..NodeConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let mut c = NodeConfig::default();
+        c.poh.hashes_per_tick = 0;
+        assert!(c.validate().is_err());
+        let c = NodeConfig {
+            grpc: None,
+            http: None,
+            ..NodeConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

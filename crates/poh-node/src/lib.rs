@@ -1,0 +1,66 @@
+//! poh-node: a running poh node.
+//!
+//! - [`Node`] (`node`): the handle that owns every task; `spawn`, `shutdown`, `join`;
+//! - [`NodeConfig`] (`config`): plain serde data, read from TOML and overridden by the CLI;
+//! - [`IngestPipeline`] (`pipeline`): the one path every transport's transactions take —
+//!   validate, verify, dedupe, group commit of transactions and PoH entries, answer;
+//! - `grpc`: `PohService`, `DAGService`, health and reflection, with a layer for metrics,
+//!   logs, deadlines and error masking;
+//! - `http`: the HTTP/JSON API, `/metrics` and `/openapi.json`;
+//! - `listener`: the one accept loop every TCP listener runs;
+//! - [`metrics`]: the node's own Prometheus registry and typed handles.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod config;
+mod error;
+mod grpc;
+mod http;
+mod listener;
+pub mod metrics;
+mod node;
+pub mod pipeline;
+
+use std::{path::PathBuf, sync::Arc};
+
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use node::Node;
+pub use pipeline::IngestPipeline;
+
+/// Where a transaction came from (the `transport` label of SPEC §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// gRPC.
+    Grpc = 0,
+    /// HTTP/JSON.
+    Http = 1,
+    /// UDP datagrams.
+    Udp = 2,
+    /// QUIC streams.
+    Quic = 3,
+}
+
+impl Transport {
+    /// Every transport, in label order.
+    pub const ALL: [Self; 4] = [Self::Grpc, Self::Http, Self::Udp, Self::Quic];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Http => "http",
+            Self::Udp => "udp",
+            Self::Quic => "quic",
+        }
+    }
+}
+
+/// What every server of a node shares.
+#[derive(Clone)]
+pub(crate) struct Services {
+    pub pipeline: IngestPipeline,
+    pub store: Arc<dyn poh_store::Store>,
+    pub metrics: metrics::Metrics,
+    pub peers_file: Option<PathBuf>,
+}

@@ -1,0 +1,335 @@
+//! Prometheus metrics (SPEC §7), one registry per node.
+//!
+//! Each node owns its [`PrometheusRecorder`] instead of installing a global one, so several
+//! nodes in one process (tests, `poh bench`) keep separate counts. Every SPEC family is
+//! described and registered when the node starts, so `# HELP`/`# TYPE` are visible before
+//! first use; the subsystems hold typed handles ([`IngestMetrics`], [`HttpMetrics`],
+//! [`GrpcMetrics`]) instead of looking names up on the hot path.
+
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::Transport;
+
+const META: Metadata<'static> = Metadata::new("poh", Level::INFO, Some(module_path!()));
+
+/// Latency buckets in seconds: 50 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+/// Transactions per commit.
+const BATCH_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 10_000.0];
+
+/// Why a transaction was not stored, as the `reason` label of `poh_tx_rejected_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The bytes are not a transaction (bad JSON, bad protobuf, bad base64, bad frame).
+    Malformed,
+    /// A SPEC §2 rule is broken.
+    Invalid,
+    /// The payload is above the node's limit.
+    TooLarge,
+    /// A present signature does not verify.
+    BadSignature,
+    /// The id is stored with a different digest.
+    Conflict,
+    /// Refused because the node is at capacity.
+    Overloaded,
+    /// An internal error stopped it.
+    Internal,
+}
+
+impl RejectReason {
+    const ALL: [Self; 7] = [
+        Self::Malformed,
+        Self::Invalid,
+        Self::TooLarge,
+        Self::BadSignature,
+        Self::Conflict,
+        Self::Overloaded,
+        Self::Internal,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Invalid => "invalid",
+            Self::TooLarge => "too_large",
+            Self::BadSignature => "bad_signature",
+            Self::Conflict => "conflict",
+            Self::Overloaded => "overloaded",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// The node's registry and every subsystem's handles.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// What the ingest pipeline records.
+    pub ingest: IngestMetrics,
+    /// Connected peers that answered the last health check.
+    pub active_peers: Gauge,
+    /// Storage reclamation events (SPEC §7 name), by `type`.
+    pub gc_events: [Counter; 2],
+}
+
+struct Registry {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl Registry {
+    fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        self.recorder.register_counter(&key(name, labels), &META)
+    }
+    fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        self.recorder.register_gauge(&key(name, labels), &META)
+    }
+    fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
+        self.recorder.register_histogram(&key(name, labels), &META)
+    }
+}
+
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    Key::from_parts(
+        name,
+        labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.to_string()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every SPEC §7 family described and registered.
+    pub fn new() -> Self {
+        // The latency histograms get buckets; `poh_issue_latency_summary_seconds` is left
+        // without, which is how this exporter renders a distribution as a summary.
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_latency_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("poh_commit_seconds".into()),
+                    LATENCY_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("poh_commit_batch_size".into()),
+                    BATCH_BUCKETS,
+                )
+            });
+        // Only refused for empty bucket lists, which these are not.
+        let builder = builder.unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let registry = Arc::new(Registry { recorder, handle });
+        describe(&registry.recorder);
+
+        let ingest = IngestMetrics::new(&registry);
+        let active_peers = registry.gauge("active_peers", &[]);
+        let gc_events =
+            ["minor", "major"].map(|t| registry.counter("gc_events_total", &[("type", t)]));
+        // Label sets that exist from the start, so each family shows from the first scrape.
+        for protocol in ["grpc", "http", "udp", "quic"] {
+            for result in ["ok", "failed"] {
+                registry
+                    .counter(
+                        "poh_broadcast_total",
+                        &[("protocol", protocol), ("result", result)],
+                    )
+                    .increment(0);
+            }
+        }
+        Self {
+            registry,
+            ingest,
+            active_peers,
+            gc_events,
+        }
+    }
+
+    /// The Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
+        self.registry.handle.render()
+    }
+
+    /// Counts an HTTP request by route template.
+    pub fn http_request(&self, method: &str, path: &str, status: u16) {
+        let status = status.to_string();
+        self.registry
+            .counter(
+                "http_requests_total",
+                &[("method", method), ("path", path), ("status", &status)],
+            )
+            .increment(1);
+    }
+
+    /// Counts a finished gRPC call by method and status code name.
+    pub fn grpc_request(&self, method: &str, code: &str) {
+        self.registry
+            .counter("grpc_requests_total", &[("method", method), ("code", code)])
+            .increment(1);
+    }
+
+    /// Makes a label set visible at zero before its first use.
+    pub(crate) fn preregister_http(&self, method: &str, path: &str, status: u16) {
+        let status = status.to_string();
+        self.registry
+            .counter(
+                "http_requests_total",
+                &[("method", method), ("path", path), ("status", &status)],
+            )
+            .increment(0);
+    }
+
+    /// Makes a label set visible at zero before its first use.
+    pub(crate) fn preregister_grpc(&self, method: &str) {
+        self.registry
+            .counter("grpc_requests_total", &[("method", method), ("code", "OK")])
+            .increment(0);
+    }
+}
+
+fn describe(r: &PrometheusRecorder) {
+    let counters: [(&'static str, &'static str); 7] = [
+        (
+            "poh_issued_total",
+            "Transactions the ingest pipeline finished, by result (success: stored or duplicate).",
+        ),
+        (
+            "gc_events_total",
+            "Storage reclamation events, by type (minor, major).",
+        ),
+        (
+            "http_requests_total",
+            "HTTP requests, by method, route template and status.",
+        ),
+        (
+            "grpc_requests_total",
+            "gRPC calls, by method and status code.",
+        ),
+        (
+            "poh_tx_received_total",
+            "Transactions decoded from a transport (duplicates and invalid ones included).",
+        ),
+        (
+            "poh_tx_rejected_total",
+            "Transactions refused, by transport and reason.",
+        ),
+        (
+            "poh_broadcast_total",
+            "Broadcast sends to peers, by protocol and result.",
+        ),
+    ];
+    for (name, help) in counters {
+        r.describe_counter(name.into(), None, help.into());
+    }
+    r.describe_gauge(
+        "active_peers".into(),
+        None,
+        "Peers that answered the last reachability check.".into(),
+    );
+    let histograms = [
+        (
+            "poh_issue_latency_seconds",
+            "Time from submission to answer, per transaction.",
+        ),
+        (
+            "poh_issue_latency_summary_seconds",
+            "Time from submission to answer, per transaction (quantiles).",
+        ),
+        (
+            "poh_verify_latency_seconds",
+            "Time to verify one ML-DSA-87 transaction signature.",
+        ),
+        (
+            "poh_commit_batch_size",
+            "Transactions per durable commit (group commit).",
+        ),
+        (
+            "poh_commit_seconds",
+            "Time of one storage commit, fsync included.",
+        ),
+    ];
+    for (name, help) in histograms {
+        let unit = name.ends_with("_seconds").then_some(Unit::Seconds);
+        r.describe_histogram(name.into(), unit, help.into());
+    }
+}
+
+/// Handles the ingest pipeline records into.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    received: [Counter; 4],
+    rejected: [[Counter; RejectReason::ALL.len()]; 4],
+    /// `poh_issued_total{result="success"}`.
+    pub issued_success: Counter,
+    /// `poh_issued_total{result="failure"}`.
+    pub issued_failure: Counter,
+    /// `poh_issue_latency_seconds`.
+    pub latency: Histogram,
+    /// `poh_issue_latency_summary_seconds`.
+    pub latency_summary: Histogram,
+    /// `poh_verify_latency_seconds`.
+    pub verify_latency: Histogram,
+    /// Transactions per commit.
+    pub batch_size: Histogram,
+    /// Seconds per commit.
+    pub commit_seconds: Histogram,
+}
+
+impl IngestMetrics {
+    fn new(r: &Registry) -> Self {
+        let received = Transport::ALL
+            .map(|t| r.counter("poh_tx_received_total", &[("transport", t.as_str())]));
+        let rejected = Transport::ALL.map(|t| {
+            RejectReason::ALL.map(|reason| {
+                r.counter(
+                    "poh_tx_rejected_total",
+                    &[("transport", t.as_str()), ("reason", reason.as_str())],
+                )
+            })
+        });
+        Self {
+            received,
+            rejected,
+            issued_success: r.counter("poh_issued_total", &[("result", "success")]),
+            issued_failure: r.counter("poh_issued_total", &[("result", "failure")]),
+            latency: r.histogram("poh_issue_latency_seconds", &[]),
+            latency_summary: r.histogram("poh_issue_latency_summary_seconds", &[]),
+            verify_latency: r.histogram("poh_verify_latency_seconds", &[]),
+            batch_size: r.histogram("poh_commit_batch_size", &[]),
+            commit_seconds: r.histogram("poh_commit_seconds", &[]),
+        }
+    }
+
+    /// Counts `n` transactions decoded from `transport`.
+    pub fn received(&self, transport: Transport, n: u64) {
+        self.received[transport as usize].increment(n);
+    }
+
+    /// Counts one refused transaction.
+    pub fn rejected(&self, transport: Transport, reason: RejectReason) {
+        let i = RejectReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(RejectReason::ALL.len() - 1);
+        self.rejected[transport as usize][i].increment(1);
+    }
+}

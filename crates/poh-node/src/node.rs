@@ -1,0 +1,228 @@
+//! [`Node`]: one handle that owns every part of a running node.
+//!
+//! `Node::spawn` binds the listeners, opens the store, resumes the PoH chain and starts the
+//! committer and the servers; `shutdown` asks it to stop; `join` waits. A supervisor stops the
+//! whole node when any part ends on its own, so a node is never half-alive. Shutdown is
+//! ordered: the listeners stop accepting and finish their in-flight requests, then the
+//! pipeline commits everything still queued, then the PoH generator stops and its last
+//! entries are stored.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use poh_store::{RedbStore, Store};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    NodeConfig, NodeError, Services, grpc, http, listener,
+    metrics::Metrics,
+    pipeline::{Committer, IngestPipeline, committer::CommitSettings},
+};
+
+/// A running node.
+pub struct Node {
+    grpc_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    pipeline: IngestPipeline,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    supervisor: tokio::task::JoinHandle<Result<(), NodeError>>,
+}
+
+impl Node {
+    /// Starts a node. Fails, with nothing left running, when a port is taken, the data
+    /// directory is unusable, the store holds another chain, or a setting cannot work.
+    pub async fn spawn(config: NodeConfig) -> Result<Self, NodeError> {
+        config.validate()?;
+        let grpc_listener = match &config.grpc {
+            Some(c) => Some(bind("gRPC", SocketAddr::new(config.bind, c.port)).await?),
+            None => None,
+        };
+        let http_listener = match &config.http {
+            Some(c) => Some(bind("HTTP", SocketAddr::new(config.bind, c.port)).await?),
+            None => None,
+        };
+
+        let db_path = config.db_path();
+        let dir = db_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(std::path::Path::to_path_buf);
+        let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = &dir {
+                std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+            Ok::<_, NodeError>(Arc::new(RedbStore::open(&db_path)?))
+        })
+        .await
+        .map_err(|_| NodeError::TaskFailed("store"))??;
+
+        let metrics = Metrics::new();
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let settings = CommitSettings {
+            max_batch: config.ingest.max_batch,
+            durable: config.ingest.fsync,
+        };
+        let (committer, view) = Committer::start(
+            store.clone(),
+            &config.chain_id,
+            config.poh,
+            settings,
+            metrics.ingest.clone(),
+            queue,
+        )?;
+        let pipeline = IngestPipeline::new(
+            jobs,
+            config.ingest.queue_bytes,
+            config.ingest.limits(),
+            metrics.ingest.clone(),
+            view,
+        );
+        let (committed, committer_done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("poh-committer".into())
+            .spawn(move || {
+                let _ = committed.send(committer.run());
+            })
+            .map_err(|_| NodeError::TaskFailed("committer"))?;
+
+        let services = Services {
+            pipeline: pipeline.clone(),
+            store,
+            metrics: metrics.clone(),
+            peers_file: config.peers_file.clone(),
+        };
+        let shutdown = CancellationToken::new();
+        let mut listeners = JoinSet::new();
+        let mut grpc_addr = None;
+        if let (Some(l), Some(c)) = (grpc_listener, &config.grpc) {
+            grpc_addr = l.local_addr().ok();
+            let router = grpc::router(services.clone(), c).await;
+            listeners.spawn(listener::serve(
+                l,
+                router,
+                grpc::conn_limits(c),
+                shutdown.clone(),
+            ));
+        }
+        let mut http_addr = None;
+        if let (Some(l), Some(c)) = (http_listener, &config.http) {
+            http_addr = l.local_addr().ok();
+            let router = http::router(services.clone(), c);
+            listeners.spawn(listener::serve(
+                l,
+                router,
+                http::conn_limits(c),
+                shutdown.clone(),
+            ));
+        }
+        tracing::info!(
+            chain_id = %config.chain_id,
+            grpc = ?grpc_addr,
+            http = ?http_addr,
+            db = %config.db_path().display(),
+            "node started"
+        );
+        let supervisor = tokio::spawn(supervise(
+            listeners,
+            committer_done,
+            pipeline.clone(),
+            shutdown.clone(),
+        ));
+        Ok(Self {
+            grpc_addr,
+            http_addr,
+            pipeline,
+            metrics,
+            shutdown,
+            supervisor,
+        })
+    }
+
+    /// Where the gRPC listener is bound.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
+    }
+
+    /// Where the HTTP listener is bound.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The ingest pipeline (for in-process transports).
+    pub fn pipeline(&self) -> &IngestPipeline {
+        &self.pipeline
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A token that stops the node when cancelled (for signal handlers).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Asks the node to stop; [`Node::join`] waits for it.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the node has stopped: `Ok` after a requested shutdown with everything
+    /// flushed, the first failure when a part of the node failed.
+    pub async fn join(self) -> Result<(), NodeError> {
+        self.supervisor
+            .await
+            .map_err(|_| NodeError::TaskFailed("supervisor"))?
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { what, addr, source })
+}
+
+async fn supervise(
+    mut listeners: JoinSet<()>,
+    mut committer_done: oneshot::Receiver<Result<(), NodeError>>,
+    pipeline: IngestPipeline,
+    shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    let mut failure = None;
+    let mut committed = None;
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => {}
+        // A listener ends on its own only after shutdown was asked for, or when it failed.
+        Some(_) = listeners.join_next() => if !shutdown.is_cancelled() {
+            failure = Some(NodeError::TaskFailed("listener"));
+        },
+        result = &mut committer_done => {
+            committed = Some(result.unwrap_or(Err(NodeError::TaskFailed("committer"))));
+            failure = Some(NodeError::TaskFailed("committer"));
+        }
+    }
+    if let Some(f) = &failure {
+        tracing::error!(error = %f, "stopping the node");
+    }
+    shutdown.cancel();
+    while listeners.join_next().await.is_some() {}
+    pipeline.close();
+    let committed = match committed {
+        Some(result) => result,
+        None => committer_done
+            .await
+            .unwrap_or(Err(NodeError::TaskFailed("committer"))),
+    };
+    tracing::info!("node stopped");
+    match (committed, failure) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(f)) => Err(f),
+        (Ok(()), None) => Ok(()),
+    }
+}

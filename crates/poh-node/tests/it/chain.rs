@@ -1,0 +1,200 @@
+//! The stored PoH chain, read back over HTTP, re-verifies from genesis and proves every stored
+//! transaction; a restarted node continues the same chain.
+
+use std::collections::HashMap;
+
+use poh_core::{Entry, Hash, genesis, verify::verify_serial};
+use poh_node::{Node, NodeError};
+use reqwest::Client;
+use serde_json::Value;
+
+use crate::common::{HASHES_PER_TICK, config, json, pb, start, tx};
+
+/// Every stored entry, from `/v1/poh/entries` pages, and the start hash of entry 0.
+async fn all_entries(c: &Client, base: &str) -> (Hash, Vec<Entry>) {
+    let mut entries = Vec::new();
+    let mut start = None;
+    loop {
+        let page: Value = c
+            .get(format!(
+                "{base}/v1/poh/entries?from={}&limit=700",
+                entries.len()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let start_hash: Hash = page["start_hash"].as_str().unwrap().parse().unwrap();
+        if let Some(last) = entries.last() {
+            let last: &Entry = last;
+            assert_eq!(
+                start_hash, last.hash,
+                "each page starts where the last ended"
+            );
+        }
+        start.get_or_insert(start_hash);
+        let page = page["entries"].as_array().unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            entries.push(Entry {
+                num_hashes: e["num_hashes"].as_u64().unwrap(),
+                hash: e["hash"].as_str().unwrap().parse().unwrap(),
+                mixins: e["mixins"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_str().unwrap().parse().unwrap())
+                    .collect(),
+            });
+        }
+    }
+    (start.unwrap(), entries)
+}
+
+#[tokio::test]
+async fn stored_entries_reverify_and_prove_every_transaction() {
+    let node = start().await;
+    let c = Client::new();
+    let base = format!("http://{}", node.node.http_addr().unwrap());
+    let mut grpc = node.grpc().await;
+    let mut answers = Vec::new();
+    for i in 0..40 {
+        let t = tx(&format!("c{i}"));
+        let (seq, hash) = if i % 2 == 0 {
+            let ack = grpc.broadcast(pb(&t)).await.unwrap().into_inner();
+            (ack.poh_seq, hex::encode(ack.poh_hash))
+        } else {
+            let r: Value = c
+                .post(format!("{base}/v1/tx"))
+                .json(&json(&t))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (
+                r["poh_seq"].as_u64().unwrap(),
+                r["poh_hash"].as_str().unwrap().to_string(),
+            )
+        };
+        answers.push((t.digest(), seq, hash));
+        if i % 10 == 0 {
+            // Let ticks pass between some transactions.
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+    }
+    // Idle ticks are committed within ~100 ms.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let (start, entries) = all_entries(&c, &base).await;
+    assert_eq!(start, genesis("local"));
+    verify_serial(&start, &entries, HASHES_PER_TICK)
+        .expect("the stored chain verifies from genesis");
+    assert!(entries.iter().any(Entry::is_tick), "the generator ticks");
+
+    let by_hash: HashMap<String, &Entry> = entries.iter().map(|e| (e.hash.to_hex(), e)).collect();
+    let mut seq = 0;
+    for entry in &entries {
+        seq += entry.mixins.len() as u64;
+    }
+    assert_eq!(seq, 40, "every stored transaction is mixed in exactly once");
+    for (digest, _, hash) in &answers {
+        let entry = by_hash.get(hash).expect("poh_hash names a stored entry");
+        assert!(
+            entry.mixins.contains(digest),
+            "the digest is a mixin of its entry"
+        );
+    }
+    // poh_seq is the index in the stream of mixins.
+    let stream: Vec<Hash> = entries.iter().flat_map(|e| e.mixins.clone()).collect();
+    for (digest, seq, _) in &answers {
+        assert_eq!(&stream[*seq as usize], digest);
+    }
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_node_continues_the_same_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::spawn(config(dir.path())).await.unwrap();
+    let base = format!("http://{}", node.http_addr().unwrap());
+    let c = Client::new();
+    c.post(format!("{base}/v1/tx"))
+        .json(&json(&tx("before")))
+        .send()
+        .await
+        .unwrap();
+    let before = node.pipeline().poh().state;
+    node.shutdown();
+    node.join().await.unwrap();
+
+    let node = Node::spawn(config(dir.path())).await.unwrap();
+    let resumed = node.pipeline().poh().state;
+    assert!(resumed.entries >= before.entries, "nothing stored was lost");
+    assert_eq!(resumed.mixins, 1);
+    let base = format!("http://{}", node.http_addr().unwrap());
+    let r: Value = c
+        .post(format!("{base}/v1/tx"))
+        .json(&json(&tx("after")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["poh_seq"], 1, "poh_seq continues");
+    let r: Value = c
+        .post(format!("{base}/v1/tx"))
+        .json(&json(&tx("before")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r["status"], "duplicate",
+        "what was stored before the restart is known"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let (start, entries) = all_entries(&c, &base).await;
+    verify_serial(&start, &entries, HASHES_PER_TICK).expect("one chain across the restart");
+    node.shutdown();
+    node.join().await.unwrap();
+
+    // The data dir holds chain "local": another chain id is refused, naming both.
+    let mut other = config(dir.path());
+    other.chain_id = "municipality/tokyo".into();
+    match Node::spawn(other).await {
+        Err(e @ NodeError::ChainMismatch { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("local") && text.contains("municipality/tokyo"),
+                "{text}"
+            );
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a node started on another chain's data"),
+    }
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.http.as_mut().unwrap().port = port;
+    let err = match Node::spawn(c).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("bound a port in use"),
+    };
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("HTTP"),
+        "{err}"
+    );
+}

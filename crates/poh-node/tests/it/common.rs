@@ -1,0 +1,115 @@
+//! A real node on loopback ports, and the clients that talk to it.
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use poh_core::{PohConfig, PohMode, SigningKey, Tx};
+use poh_node::{Node, NodeConfig, config::GrpcConfig, config::HttpConfig};
+use poh_proto::v1::{dag_service_client::DagServiceClient, poh_service_client::PohServiceClient};
+use tonic::transport::Channel;
+
+/// Small PoH settings: the chain is real, but the generator costs almost no CPU, so many test
+/// nodes can run at once.
+pub const HASHES_PER_TICK: u64 = 500;
+
+pub struct TestNode {
+    pub node: Node,
+    /// Kept so the data directory lives as long as the node.
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn config(dir: &std::path::Path) -> NodeConfig {
+    NodeConfig {
+        data_dir: dir.to_path_buf(),
+        grpc: Some(GrpcConfig {
+            port: 0,
+            ..GrpcConfig::default()
+        }),
+        http: Some(HttpConfig {
+            port: 0,
+            ..HttpConfig::default()
+        }),
+        poh: PohConfig {
+            hashes_per_tick: HASHES_PER_TICK,
+            ticks_per_second: 50,
+            mode: PohMode::Paced,
+        },
+        ..NodeConfig::default()
+    }
+}
+
+pub async fn start() -> TestNode {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(change: impl FnOnce(&mut NodeConfig)) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    change(&mut config);
+    let node = Node::spawn(config).await.unwrap();
+    TestNode { node, _dir: dir }
+}
+
+impl TestNode {
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.http_addr().unwrap())
+    }
+
+    pub async fn grpc(&self) -> PohServiceClient<Channel> {
+        PohServiceClient::connect(format!("http://{}", self.node.grpc_addr().unwrap()))
+            .await
+            .unwrap()
+    }
+
+    pub async fn dag(&self) -> DagServiceClient<Channel> {
+        DagServiceClient::connect(format!("http://{}", self.node.grpc_addr().unwrap()))
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.node.shutdown();
+        self.node.join().await.unwrap();
+    }
+}
+
+pub fn tx(id: &str) -> Tx {
+    Tx {
+        tx_id: id.into(),
+        holder_id: "alice".into(),
+        timestamp: 1_700_000_000.25,
+        payload: format!("payload of {id}").into_bytes(),
+        ..Tx::default()
+    }
+}
+
+pub fn signed(id: &str, key: &SigningKey) -> Tx {
+    let mut t = tx(id);
+    t.sign(key).unwrap();
+    t
+}
+
+pub fn pb(tx: &Tx) -> poh_proto::v1::Tx {
+    poh_proto::v1::Tx {
+        tx_id: tx.tx_id.clone(),
+        holder_id: tx.holder_id.clone(),
+        timestamp: tx.timestamp,
+        payload: tx.payload.clone(),
+        parent_ids: tx.parent_ids.clone(),
+        public_key: tx.public_key.clone(),
+        signature: tx.signature.clone(),
+    }
+}
+
+pub fn json(tx: &Tx) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "tx_id": tx.tx_id,
+        "holder_id": tx.holder_id,
+        "timestamp": tx.timestamp,
+        "payload_b64": B64.encode(&tx.payload),
+        "parent_ids": tx.parent_ids,
+    });
+    if !tx.public_key.is_empty() {
+        v["public_key_b64"] = B64.encode(&tx.public_key).into();
+        v["signature_b64"] = B64.encode(&tx.signature).into();
+    }
+    v
+}

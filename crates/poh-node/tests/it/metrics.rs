@@ -1,0 +1,191 @@
+//! `/metrics`: every SPEC §7 family with its exact name and type from start-up, and the
+//! counters move with the traffic.
+
+use std::collections::HashMap;
+
+use reqwest::Client;
+
+use crate::common::{json, pb, start, tx};
+
+const SPEC: [(&str, &str); 11] = [
+    ("poh_issued_total", "counter"),
+    ("poh_issue_latency_seconds", "histogram"),
+    ("poh_issue_latency_summary_seconds", "summary"),
+    ("poh_verify_latency_seconds", "histogram"),
+    ("gc_events_total", "counter"),
+    ("active_peers", "gauge"),
+    ("http_requests_total", "counter"),
+    ("grpc_requests_total", "counter"),
+    ("poh_tx_received_total", "counter"),
+    ("poh_tx_rejected_total", "counter"),
+    ("poh_broadcast_total", "counter"),
+];
+
+/// `# TYPE` per family, `# HELP` presence, and every sample line as (name{labels}, value).
+struct Scrape {
+    types: HashMap<String, String>,
+    help: Vec<String>,
+    samples: HashMap<String, f64>,
+}
+
+fn parse(text: &str) -> Scrape {
+    let mut scrape = Scrape {
+        types: HashMap::new(),
+        help: Vec::new(),
+        samples: HashMap::new(),
+    };
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(
+                scrape.types.insert(name.into(), kind.into()).is_none(),
+                "{name} typed twice"
+            );
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            scrape.help.push(rest.split_once(' ').unwrap().0.into());
+        } else {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad sample {line}"));
+            scrape.samples.insert(series.into(), value);
+        }
+    }
+    scrape
+}
+
+fn sample(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .find(|(series, _)| {
+            series.split('{').next() == Some(name)
+                && labels
+                    .iter()
+                    .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}
+
+#[tokio::test]
+async fn every_spec_family_is_exposed_from_start_up_and_counts() {
+    let node = start().await;
+    let c = Client::new();
+    let scrape = |c: Client, url: String| async move {
+        let r = c.get(url).send().await.unwrap();
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        parse(&r.text().await.unwrap())
+    };
+    let first = scrape(c.clone(), node.http("/metrics")).await;
+    for (name, kind) in SPEC {
+        assert_eq!(
+            first.types.get(name).map(String::as_str),
+            Some(kind),
+            "{name}"
+        );
+        assert!(first.help.iter().any(|h| h == name), "{name} has no # HELP");
+    }
+    for transport in ["grpc", "http", "udp", "quic"] {
+        assert_eq!(
+            sample(&first, "poh_tx_received_total", &[("transport", transport)]),
+            0.0
+        );
+    }
+
+    c.post(node.http("/v1/tx"))
+        .json(&json(&tx("m1")))
+        .send()
+        .await
+        .unwrap();
+    c.post(node.http("/v1/tx"))
+        .json(&json(&tx("bad id")))
+        .send()
+        .await
+        .unwrap();
+    c.post(node.http("/v1/tx"))
+        .body("{")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    c.get(node.http("/v1/tx/m1")).send().await.unwrap();
+    let mut grpc = node.grpc().await;
+    grpc.broadcast(pb(&tx("m2"))).await.unwrap();
+    grpc.broadcast(pb(&tx("m2"))).await.unwrap();
+
+    let after = scrape(c.clone(), node.http("/metrics")).await;
+    assert_eq!(
+        sample(&after, "poh_tx_received_total", &[("transport", "http")]),
+        3.0
+    );
+    assert_eq!(
+        sample(&after, "poh_tx_received_total", &[("transport", "grpc")]),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "poh_tx_rejected_total",
+            &[("transport", "http"), ("reason", "invalid")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "poh_tx_rejected_total",
+            &[("transport", "http"), ("reason", "malformed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "poh_issued_total", &[("result", "success")]),
+        3.0,
+        "stored twice, one duplicate"
+    );
+    assert_eq!(sample(&after, "poh_issue_latency_seconds_count", &[]), 4.0);
+    assert_eq!(
+        sample(&after, "poh_issue_latency_summary_seconds_count", &[]),
+        4.0
+    );
+    assert!(
+        after
+            .samples
+            .keys()
+            .any(|k| k.starts_with("poh_issue_latency_summary_seconds{quantile="))
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "http_requests_total",
+            &[("method", "POST"), ("path", "/v1/tx"), ("status", "201")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "http_requests_total",
+            &[
+                ("method", "GET"),
+                ("path", "/v1/tx/{tx_id}"),
+                ("status", "200")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "grpc_requests_total",
+            &[("method", "Broadcast"), ("code", "OK")]
+        ),
+        2.0
+    );
+    node.stop().await;
+}

@@ -1,0 +1,55 @@
+//! poh-store: where a node keeps what it acknowledged.
+//!
+//! - [`Store`]: the storage trait the node's ingest pipeline and its readers use. One writer
+//!   (the pipeline's committer) calls [`Store::commit`]; any number of readers call the rest.
+//! - [`RedbStore`]: the embedded default engine (redb: pure Rust, ACID, copy-on-write B-trees,
+//!   one fsync per durable commit).
+//! - [`record`]: the types that cross the trait ([`TxRecord`], [`NewTx`], [`Commit`],
+//!   [`ChainMeta`]) and their stable on-disk encodings.
+//!
+//! What is kept: transactions by `poh_seq` (immutable once written), an index
+//! `tx_id → (poh_seq, digest)` that answers dedupe without reading the record, PoH entries by
+//! index, the DAG's waiting edges and pending counts, the current tips, and the chain's identity
+//! with the state to resume its PoH from. A [`Commit`] writes a batch's transactions together
+//! with the entries that recorded them, so an acknowledged transaction and its proof are on disk
+//! together or not at all.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod error;
+pub mod record;
+mod redb_store;
+
+pub use error::StoreError;
+pub use record::{ChainMeta, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
+pub use redb_store::RedbStore;
+
+/// Storage of one node. Implementations are internally synchronised: `commit` is called by one
+/// writer at a time, reads may run concurrently with it and see only committed data.
+pub trait Store: Send + Sync + 'static {
+    /// The chain this store holds, or `None` for a new, empty store.
+    fn chain(&self) -> Result<Option<ChainMeta>, StoreError>;
+
+    /// What is stored under each id, in the order asked (`None`: never stored).
+    fn lookup(&self, ids: &[&str]) -> Result<Vec<Option<Known>>, StoreError>;
+
+    /// Writes a batch in one transaction: its new transactions, the PoH entries emitted since
+    /// the last commit, the chain's state after them, DAG edges and tips. With `durable`, the
+    /// data is on disk (fsync) when this returns; without, it becomes durable with the next
+    /// durable commit, and a crash may lose it (used for idle ticks only).
+    fn commit(&self, commit: &Commit<'_>, durable: bool) -> Result<(), StoreError>;
+
+    /// The stored transaction with this id.
+    fn tx(&self, tx_id: &str) -> Result<Option<TxRecord>, StoreError>;
+
+    /// Stored transactions by `poh_seq`, from `from_seq` inclusive, at most `limit`, in order.
+    fn txs_from_seq(&self, from_seq: u64, limit: usize) -> Result<Vec<TxRecord>, StoreError>;
+
+    /// PoH entries from index `from`, at most `limit`, with the hash before the first one.
+    /// `None` when `from` is past the last stored entry (`from == count` gives an empty page).
+    fn entries(&self, from: u64, limit: usize) -> Result<Option<EntryPage>, StoreError>;
+
+    /// The current DAG tips (transactions no stored transaction names as a parent), oldest
+    /// first, as `(poh_seq, tx_id)`.
+    fn tips(&self) -> Result<Vec<(u64, String)>, StoreError>;
+}

@@ -1,0 +1,344 @@
+//! The types that cross the [`Store`](crate::Store) trait, and their on-disk encodings.
+//!
+//! Values are protobuf messages (prost), so a field can be added later without rewriting the
+//! database; fields 1–7 of [`StoredTx`] are those of `poh.v1.Tx`.
+
+use poh_core::{Entry, Hash, PohState, Tx};
+use prost::Message as _;
+
+use crate::StoreError;
+
+/// Where a transaction stands in the DAG (SPEC §2). `UNKNOWN` is the absence of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Stored and PoH-recorded, but a parent is not yet known to this node.
+    Pending,
+    /// Stored, PoH-recorded, every parent known.
+    Ordered,
+    /// Covered by a sealed header.
+    Sealed,
+}
+
+/// What the id index says of a stored transaction: enough to tell a duplicate from a
+/// conflict and to answer a duplicate with the original's place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Known {
+    /// Its `poh_seq`.
+    pub seq: u64,
+    /// Its digest (SHA-256 of the signing bytes).
+    pub digest: Hash,
+    /// The hash of the entry that recorded it.
+    pub poh_hash: Hash,
+}
+
+/// A stored transaction with everything the node knows of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TxRecord {
+    /// The transaction exactly as sent.
+    pub tx: Tx,
+    /// SHA-256 of its signing bytes.
+    pub digest: Hash,
+    /// Its index in the node's stream of recorded mixins.
+    pub poh_seq: u64,
+    /// The hash of the entry that recorded it.
+    pub poh_hash: Hash,
+    /// Index of that entry.
+    pub entry_index: u64,
+    /// When the node received it (Unix seconds).
+    pub received_at: f64,
+    /// DAG links: its `parent_ids`, or the tips it was linked to when it named none.
+    pub dag_parents: Vec<String>,
+    /// Where it stands; filled in on read.
+    pub status: TxStatus,
+    /// The header that sealed it, once sealed.
+    pub header_id: Option<String>,
+}
+
+/// A transaction the committer is storing for the first time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTx {
+    /// The record to write (`status` is ignored: it follows from `missing_parents`).
+    pub record: TxRecord,
+    /// Its parents that are not stored yet (neither before this commit nor earlier in it):
+    /// it is `PENDING` until each of them arrives.
+    pub missing_parents: Vec<String>,
+}
+
+/// A chain's identity and where its PoH stands, after the last stored entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainMeta {
+    /// The chain's id (genesis input).
+    pub chain_id: String,
+    /// Its `hashes_per_tick`; a chain cannot change it.
+    pub hashes_per_tick: u64,
+    /// The PoH state after the last stored entry.
+    pub state: PohState,
+}
+
+/// One atomic write (see [`Store::commit`](crate::Store::commit)).
+#[derive(Clone, Debug, Default)]
+pub struct Commit<'a> {
+    /// The chain after this commit; written on every commit.
+    pub chain: Option<&'a ChainMeta>,
+    /// New transactions in `poh_seq` order (contiguous, following the last stored one).
+    pub txs: &'a [NewTx],
+    /// PoH entries `(index, entry)` in order, following the last stored one.
+    pub entries: &'a [(u64, Entry)],
+    /// Transactions that stopped being tips (a new transaction names them as parents).
+    pub tips_removed: &'a [String],
+    /// New tips `(poh_seq, tx_id)`.
+    pub tips_added: &'a [(u64, String)],
+}
+
+/// A page of PoH entries and the hash the first one starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryPage {
+    /// The hash before entry `from` (the genesis for 0).
+    pub start_hash: Hash,
+    /// The entries.
+    pub entries: Vec<Entry>,
+}
+
+/// On-disk form of a transaction record (fields 1–7 are `poh.v1.Tx`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct StoredTx {
+    #[prost(string, tag = "1")]
+    pub tx_id: String,
+    #[prost(string, tag = "2")]
+    pub holder_id: String,
+    #[prost(double, tag = "3")]
+    pub timestamp: f64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub payload: Vec<u8>,
+    #[prost(string, repeated, tag = "5")]
+    pub parent_ids: Vec<String>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub public_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    pub signature: Vec<u8>,
+    #[prost(bytes = "vec", tag = "8")]
+    pub digest: Vec<u8>,
+    #[prost(bytes = "vec", tag = "9")]
+    pub poh_hash: Vec<u8>,
+    #[prost(uint64, tag = "10")]
+    pub entry_index: u64,
+    #[prost(double, tag = "11")]
+    pub received_at: f64,
+    #[prost(string, repeated, tag = "12")]
+    pub dag_parents: Vec<String>,
+}
+
+/// On-disk form of an entry: mixins are concatenated 32-byte digests.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredEntry {
+    #[prost(uint64, tag = "1")]
+    num_hashes: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    hash: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    mixins: Vec<u8>,
+}
+
+/// On-disk form of [`ChainMeta`].
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredChain {
+    #[prost(string, tag = "1")]
+    chain_id: String,
+    #[prost(uint64, tag = "2")]
+    hashes_per_tick: u64,
+    #[prost(bytes = "vec", tag = "3")]
+    hash: Vec<u8>,
+    #[prost(uint64, tag = "4")]
+    entries: u64,
+    #[prost(uint64, tag = "5")]
+    mixins: u64,
+    #[prost(uint64, tag = "6")]
+    hashes_in_tick: u64,
+    #[prost(uint64, tag = "7")]
+    total_hashes: u64,
+}
+
+fn hash_from(bytes: &[u8], what: &'static str) -> Result<Hash, StoreError> {
+    Hash::from_slice(bytes).ok_or(StoreError::Corrupt(what))
+}
+
+/// Length of an id-index value: seq (8, big-endian), digest (32), poh_hash (32).
+pub(crate) const KNOWN_LEN: usize = 72;
+
+impl Known {
+    pub(crate) fn encode(&self) -> [u8; KNOWN_LEN] {
+        let mut out = [0u8; KNOWN_LEN];
+        out[..8].copy_from_slice(&self.seq.to_be_bytes());
+        out[8..40].copy_from_slice(&self.digest.0);
+        out[40..].copy_from_slice(&self.poh_hash.0);
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let bytes: &[u8; KNOWN_LEN] = bytes
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("id index value"))?;
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&bytes[..8]);
+        Ok(Self {
+            seq: u64::from_be_bytes(seq),
+            digest: hash_from(&bytes[8..40], "id index digest")?,
+            poh_hash: hash_from(&bytes[40..], "id index poh_hash")?,
+        })
+    }
+}
+
+impl TxRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let tx = &self.tx;
+        StoredTx {
+            tx_id: tx.tx_id.clone(),
+            holder_id: tx.holder_id.clone(),
+            timestamp: tx.timestamp,
+            payload: tx.payload.clone(),
+            parent_ids: tx.parent_ids.clone(),
+            public_key: tx.public_key.clone(),
+            signature: tx.signature.clone(),
+            digest: self.digest.0.to_vec(),
+            poh_hash: self.poh_hash.0.to_vec(),
+            entry_index: self.entry_index,
+            received_at: self.received_at,
+            dag_parents: self.dag_parents.clone(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Decodes a stored record; `status` and `header_id` are filled in by the caller.
+    pub(crate) fn decode(poh_seq: u64, bytes: &[u8]) -> Result<Self, StoreError> {
+        let s = StoredTx::decode(bytes).map_err(|_| StoreError::Corrupt("transaction record"))?;
+        Ok(Self {
+            digest: hash_from(&s.digest, "transaction digest")?,
+            poh_hash: hash_from(&s.poh_hash, "transaction poh_hash")?,
+            tx: Tx {
+                tx_id: s.tx_id,
+                holder_id: s.holder_id,
+                timestamp: s.timestamp,
+                payload: s.payload,
+                parent_ids: s.parent_ids,
+                public_key: s.public_key,
+                signature: s.signature,
+            },
+            poh_seq,
+            entry_index: s.entry_index,
+            received_at: s.received_at,
+            dag_parents: s.dag_parents,
+            status: TxStatus::Ordered,
+            header_id: None,
+        })
+    }
+}
+
+pub(crate) fn encode_entry(entry: &Entry) -> Vec<u8> {
+    StoredEntry {
+        num_hashes: entry.num_hashes,
+        hash: entry.hash.0.to_vec(),
+        mixins: entry.mixins.iter().flat_map(|m| m.0).collect(),
+    }
+    .encode_to_vec()
+}
+
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
+    let s = StoredEntry::decode(bytes).map_err(|_| StoreError::Corrupt("PoH entry"))?;
+    if s.mixins.len() % Hash::LEN != 0 {
+        return Err(StoreError::Corrupt("PoH entry mixins"));
+    }
+    Ok(Entry {
+        num_hashes: s.num_hashes,
+        hash: hash_from(&s.hash, "PoH entry hash")?,
+        mixins: s
+            .mixins
+            .chunks_exact(Hash::LEN)
+            .map(|m| hash_from(m, "PoH entry mixin"))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+impl ChainMeta {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let s = &self.state;
+        StoredChain {
+            chain_id: self.chain_id.clone(),
+            hashes_per_tick: self.hashes_per_tick,
+            hash: s.hash.0.to_vec(),
+            entries: s.entries,
+            mixins: s.mixins,
+            hashes_in_tick: s.hashes_in_tick,
+            total_hashes: s.total_hashes,
+        }
+        .encode_to_vec()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let s = StoredChain::decode(bytes).map_err(|_| StoreError::Corrupt("chain record"))?;
+        Ok(Self {
+            chain_id: s.chain_id,
+            hashes_per_tick: s.hashes_per_tick,
+            state: PohState {
+                hash: hash_from(&s.hash, "chain hash")?,
+                entries: s.entries,
+                mixins: s.mixins,
+                hashes_in_tick: s.hashes_in_tick,
+                total_hashes: s.total_hashes,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use poh_core::sha256;
+
+    #[test]
+    fn records_round_trip_bit_exact() {
+        let record = TxRecord {
+            tx: Tx {
+                tx_id: "a:1".into(),
+                holder_id: "h".into(),
+                timestamp: 0.1 + 0.2,
+                payload: vec![0, 1, 255],
+                parent_ids: vec!["p".into()],
+                public_key: vec![7; 3],
+                signature: vec![8; 2],
+            },
+            digest: sha256(b"d"),
+            poh_seq: 42,
+            poh_hash: sha256(b"h"),
+            entry_index: 9,
+            received_at: 1.5,
+            dag_parents: vec!["p".into()],
+            status: TxStatus::Ordered,
+            header_id: None,
+        };
+        let back = TxRecord::decode(42, &record.encode()).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(back.tx.timestamp.to_bits(), (0.1f64 + 0.2).to_bits());
+
+        let entry = Entry {
+            num_hashes: 7,
+            hash: sha256(b"e"),
+            mixins: vec![sha256(b"1"), sha256(b"2")],
+        };
+        assert_eq!(decode_entry(&encode_entry(&entry)).unwrap(), entry);
+
+        let known = Known {
+            seq: u64::MAX - 1,
+            digest: sha256(b"x"),
+            poh_hash: sha256(b"y"),
+        };
+        assert_eq!(Known::decode(&known.encode()).unwrap(), known);
+        assert!(Known::decode(&[0; 5]).is_err());
+    }
+
+    #[test]
+    fn corrupt_values_are_errors_not_panics() {
+        assert!(TxRecord::decode(0, &[0xff, 0xff, 0xff]).is_err());
+        assert!(decode_entry(&[0x1a, 0x03, 1, 2, 3]).is_err());
+        assert!(ChainMeta::decode(b"\x1a\x01x").is_err());
+    }
+}

@@ -1,0 +1,377 @@
+//! The embedded engine: one redb file, one write transaction per [`Commit`].
+//!
+//! Layout (every value that can grow is a protobuf message from [`crate::record`]):
+//!
+//! | table     | key              | value                                      |
+//! |-----------|------------------|--------------------------------------------|
+//! | `txs`     | `poh_seq`        | [`TxRecord`] (never rewritten)             |
+//! | `ids`     | `tx_id`          | [`Known`] (72 bytes)                       |
+//! | `entries` | entry index      | [`Entry`](poh_core::Entry)                 |
+//! | `pending` | `tx_id`          | parents still missing (`u32`)              |
+//! | `waiting` | missing parent   | multimap: the children waiting on it       |
+//! | `tips`    | `tx_id`          | `poh_seq`                                  |
+//! | `meta`    | `schema`/`chain` | schema version (u64 BE) / [`ChainMeta`]    |
+
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, DatabaseError, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
+    TableDefinition,
+};
+
+use crate::record::{decode_entry, encode_entry};
+use crate::{ChainMeta, Commit, EntryPage, Known, Store, StoreError, TxRecord, TxStatus};
+
+#[cfg(test)]
+mod tests;
+
+const TXS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("txs");
+const IDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ids");
+const ENTRIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("entries");
+const PENDING: TableDefinition<'_, &str, u32> = TableDefinition::new("pending");
+const WAITING: MultimapTableDefinition<'_, &str, &str> = MultimapTableDefinition::new("waiting");
+const TIPS: TableDefinition<'_, &str, u64> = TableDefinition::new("tips");
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+
+const SCHEMA_KEY: &str = "schema";
+const CHAIN_KEY: &str = "chain";
+/// Bumped whenever the layout above changes incompatibly; older files are then refused
+/// rather than misread.
+const SCHEMA_VERSION: u64 = 1;
+
+/// The redb engine of [`Store`]. Readers and the one committer share it through `&self`: redb
+/// gives each read transaction a snapshot, so reads never see half a commit.
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Opens the database file at `path`, creating it (and its tables) when absent.
+    ///
+    /// Fails with [`StoreError::InUse`] when another handle (in this process or another) has it
+    /// open, and with [`StoreError::Corrupt`] when it was written with another schema version.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            // A lock-protocol mismatch is also another process holding the file (one running
+            // another redb generation): the remedy is the same.
+            Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
+                return Err(StoreError::InUse(path));
+            }
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path,
+                    source: Box::new(e.into()),
+                });
+            }
+        };
+        let store = Self { db, path };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates every table up front, so that read transactions never meet a missing table,
+    /// and stamps (or checks) the schema version.
+    fn init(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(TXS)?;
+            txn.open_table(IDS)?;
+            txn.open_table(ENTRIES)?;
+            txn.open_table(PENDING)?;
+            txn.open_multimap_table(WAITING)?;
+            txn.open_table(TIPS)?;
+            let mut meta = txn.open_table(META)?;
+            let stored = meta.get(SCHEMA_KEY)?.map(|v| decode_u64(v.value()));
+            match stored {
+                None => {
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes().as_slice())?;
+                }
+                Some(Some(SCHEMA_VERSION)) => {}
+                Some(_) => return Err(StoreError::Corrupt("schema version")),
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    bytes.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// The key after the last one of a `u64`-keyed table: what the next commit must start at.
+fn next_key<V: redb::Value + 'static>(
+    table: &impl ReadableTable<u64, V>,
+) -> Result<u64, StoreError> {
+    match table.last()? {
+        None => Ok(0),
+        Some((k, _)) => k
+            .value()
+            .checked_add(1)
+            .ok_or(StoreError::Sequence("key space exhausted")),
+    }
+}
+
+fn read_chain(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<ChainMeta>, StoreError> {
+    meta.get(CHAIN_KEY)?
+        .map(|v| ChainMeta::decode(v.value()))
+        .transpose()
+}
+
+fn read_known(
+    ids: &impl ReadableTable<&'static str, &'static [u8]>,
+    tx_id: &str,
+) -> Result<Option<Known>, StoreError> {
+    ids.get(tx_id)?
+        .map(|v| Known::decode(v.value()))
+        .transpose()
+}
+
+/// `Sealed` needs headers, which are not stored yet; until then a record is `Pending` exactly
+/// while it has a pending count.
+fn status_of(
+    pending: &impl ReadableTable<&'static str, u32>,
+    tx_id: &str,
+) -> Result<TxStatus, StoreError> {
+    Ok(if pending.get(tx_id)?.is_some() {
+        TxStatus::Pending
+    } else {
+        TxStatus::Ordered
+    })
+}
+
+/// Refuses a commit that does not continue what is stored. Done before any write so a
+/// refused commit leaves no trace even in the aborted transaction.
+fn check_sequence(
+    commit: &Commit<'_>,
+    txs: &impl ReadableTable<u64, &'static [u8]>,
+    entries: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<(), StoreError> {
+    if !commit.txs.is_empty() {
+        let next = next_key(txs)?;
+        // checked_sub, not next + i: no overflow to reason about near u64::MAX.
+        let contiguous = commit
+            .txs
+            .iter()
+            .enumerate()
+            .all(|(i, t)| t.record.poh_seq.checked_sub(next) == Some(i as u64));
+        if !contiguous {
+            return Err(StoreError::Sequence(
+                "transactions' poh_seq do not continue the stored ones contiguously",
+            ));
+        }
+    }
+    if !commit.entries.is_empty() {
+        let next = next_key(entries)?;
+        let contiguous = commit
+            .entries
+            .iter()
+            .enumerate()
+            .all(|(i, (index, _))| index.checked_sub(next) == Some(i as u64));
+        if !contiguous {
+            return Err(StoreError::Sequence(
+                "entry indices do not continue the stored ones contiguously",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Store for RedbStore {
+    fn chain(&self) -> Result<Option<ChainMeta>, StoreError> {
+        let txn = self.db.begin_read()?;
+        read_chain(&txn.open_table(META)?)
+    }
+
+    fn lookup(&self, ids: &[&str]) -> Result<Vec<Option<Known>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(IDS)?;
+        ids.iter().map(|id| read_known(&table, id)).collect()
+    }
+
+    fn commit(&self, commit: &Commit<'_>, durable: bool) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        // Any early return below drops `txn` uncommitted, which aborts it: nothing is written.
+        {
+            let mut txs = txn.open_table(TXS)?;
+            let mut ids = txn.open_table(IDS)?;
+            let mut entries = txn.open_table(ENTRIES)?;
+            let mut pending = txn.open_table(PENDING)?;
+            let mut waiting = txn.open_multimap_table(WAITING)?;
+            let mut tips = txn.open_table(TIPS)?;
+            let mut meta = txn.open_table(META)?;
+
+            check_sequence(commit, &txs, &entries)?;
+
+            for new in commit.txs {
+                let record = &new.record;
+                let tx_id = record.tx.tx_id.as_str();
+                txs.insert(record.poh_seq, record.encode().as_slice())?;
+                let known = Known {
+                    seq: record.poh_seq,
+                    digest: record.digest,
+                    poh_hash: record.poh_hash,
+                };
+                // An overwritten id would orphan its first record and break dedupe for good.
+                if ids.insert(tx_id, known.encode().as_slice())?.is_some() {
+                    return Err(StoreError::Sequence("transaction id already stored"));
+                }
+                let mut missing = 0u32;
+                for parent in &new.missing_parents {
+                    // A parent already stored (before this commit or earlier in it) has
+                    // arrived, so no edge may wait on it: nothing would ever resolve it.
+                    if read_known(&ids, parent)?.is_some() {
+                        continue;
+                    }
+                    // Counting only new edges keeps a repeated parent from leaving a count
+                    // that can never reach zero.
+                    if !waiting.insert(parent.as_str(), tx_id)? {
+                        missing = missing.saturating_add(1);
+                    }
+                }
+                if missing > 0 {
+                    pending.insert(tx_id, missing)?;
+                }
+            }
+
+            // After all inserts, so that a child stored before its parent in this very commit
+            // is resolved too.
+            for new in commit.txs {
+                let tx_id = new.record.tx.tx_id.as_str();
+                let children = waiting
+                    .remove_all(tx_id)?
+                    .map(|child| child.map(|c| c.value().to_owned()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for child in children {
+                    let left = pending.get(child.as_str())?.map(|v| v.value()).ok_or(
+                        StoreError::Corrupt("pending count of a waiting transaction"),
+                    )?;
+                    if left <= 1 {
+                        pending.remove(child.as_str())?;
+                    } else {
+                        pending.insert(child.as_str(), left - 1)?;
+                    }
+                }
+            }
+
+            for (index, entry) in commit.entries {
+                entries.insert(*index, encode_entry(entry).as_slice())?;
+            }
+            for tx_id in commit.tips_removed {
+                tips.remove(tx_id.as_str())?;
+            }
+            for (seq, tx_id) in commit.tips_added {
+                tips.insert(tx_id.as_str(), *seq)?;
+            }
+            if let Some(chain) = commit.chain {
+                meta.insert(CHAIN_KEY, chain.encode().as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn tx(&self, tx_id: &str) -> Result<Option<TxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(known) = read_known(&txn.open_table(IDS)?, tx_id)? else {
+            return Ok(None);
+        };
+        let txs = txn.open_table(TXS)?;
+        let bytes = txs.get(known.seq)?.ok_or(StoreError::Corrupt(
+            "id index entry without its transaction",
+        ))?;
+        let mut record = TxRecord::decode(known.seq, bytes.value())?;
+        if record.tx.tx_id != tx_id {
+            return Err(StoreError::Corrupt(
+                "id index entry naming another transaction",
+            ));
+        }
+        record.status = status_of(&txn.open_table(PENDING)?, tx_id)?;
+        Ok(Some(record))
+    }
+
+    fn txs_from_seq(&self, from_seq: u64, limit: usize) -> Result<Vec<TxRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let txs = txn.open_table(TXS)?;
+        let pending = txn.open_table(PENDING)?;
+        txs.range(from_seq..)?
+            .take(limit)
+            .map(|item| {
+                let (seq, bytes) = item?;
+                let mut record = TxRecord::decode(seq.value(), bytes.value())?;
+                record.status = status_of(&pending, &record.tx.tx_id)?;
+                Ok(record)
+            })
+            .collect()
+    }
+
+    fn entries(&self, from: u64, limit: usize) -> Result<Option<EntryPage>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let entries = txn.open_table(ENTRIES)?;
+        let count = next_key(&entries)?;
+        if from > count {
+            return Ok(None);
+        }
+        let start_hash = match from.checked_sub(1) {
+            None => match read_chain(&txn.open_table(META)?)? {
+                Some(chain) => poh_core::genesis(&chain.chain_id),
+                None => return Ok(None),
+            },
+            Some(prev) => {
+                let bytes = entries
+                    .get(prev)?
+                    .ok_or(StoreError::Corrupt("PoH entry sequence with a gap"))?;
+                decode_entry(bytes.value())?.hash
+            }
+        };
+        let page = entries
+            .range(from..)?
+            .take(limit)
+            .map(|item| {
+                let (_, bytes) = item?;
+                decode_entry(bytes.value())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(EntryPage {
+            start_hash,
+            entries: page,
+        }))
+    }
+
+    fn tips(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let mut tips = txn
+            .open_table(TIPS)?
+            .iter()?
+            .map(|item| {
+                let (tx_id, seq) = item?;
+                Ok((seq.value(), tx_id.value().to_owned()))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        tips.sort_unstable();
+        Ok(tips)
+    }
+}
