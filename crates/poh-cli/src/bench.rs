@@ -18,6 +18,8 @@ use serde::Serialize;
 pub enum Bench {
     /// Hashing, PoH generation and verification, and ML-DSA-87 on this machine.
     Hash(HashArgs),
+    /// Ingest throughput and latency of a node over one transport.
+    Ingest(crate::bench_ingest::IngestArgs),
 }
 
 #[derive(clap::Args)]
@@ -45,6 +47,7 @@ struct HashReport {
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Hash(args) => hash(args),
+        Bench::Ingest(args) => crate::bench_ingest::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 //! stderr with a non-zero exit code.
 
 mod bench;
+mod bench_ingest;
 mod keygen;
 mod serve;
 mod verify;

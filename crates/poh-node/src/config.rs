@@ -155,7 +155,16 @@ impl IngestConfig {
 impl NodeConfig {
     /// Reads a TOML file; unknown keys are refused, so a typo is an error, not a default.
     pub fn from_toml(text: &str) -> Result<Self, NodeError> {
-        toml::from_str(text).map_err(|e| NodeError::Config(e.to_string()))
+        toml::from_str(text).map_err(|e| {
+            // One line, as the CLI prints errors: where, then what.
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            NodeError::Config(format!("{}{}", at.unwrap_or_default(), e.message().trim()))
+        })
     }
 
     /// The database file.
@@ -210,6 +219,11 @@ mod tests {
         assert_eq!(config.grpc.unwrap().max_connections, 1024);
         assert_eq!(config.http, Some(HttpConfig::default()));
         config_err("chian_id = \"x\"");
+        let e = NodeConfig::from_toml("\n[grpc]\nprot = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3, column 1: unknown field `prot`"), "{e}");
+        assert_eq!(e.lines().count(), 1);
         config_err("[grpc]\nport = 70000");
     }
 

@@ -119,10 +119,11 @@ impl Node {
                 shutdown.clone(),
             ));
         }
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
         tracing::info!(
             chain_id = %config.chain_id,
-            grpc = ?grpc_addr,
-            http = ?http_addr,
+            grpc = %show(grpc_addr),
+            http = %show(http_addr),
             db = %config.db_path().display(),
             "node started"
         );

@@ -78,7 +78,7 @@ pub struct ChainMeta {
 /// One atomic write (see [`Store::commit`](crate::Store::commit)).
 #[derive(Clone, Debug, Default)]
 pub struct Commit<'a> {
-    /// The chain after this commit; written on every commit.
+    /// The chain after this commit, when it changed (the committer always gives it).
     pub chain: Option<&'a ChainMeta>,
     /// New transactions in `poh_seq` order (contiguous, following the last stored one).
     pub txs: &'a [NewTx],

@@ -1,5 +1,7 @@
 //! Integration tests of the real `poh` binary.
 
+mod serve;
+
 use std::{path::Path, process::Command};
 
 fn poh(args: &[&str]) -> std::process::Output {
@@ -18,7 +20,15 @@ fn help_lists_only_what_exists() {
     let out = poh(&["--help"]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for cmd in ["keygen", "verify", "generate-log", "bench"] {
+    for cmd in [
+        "serve",
+        "serve-grpc",
+        "serve-http",
+        "keygen",
+        "verify",
+        "generate-log",
+        "bench",
+    ] {
         assert!(help.contains(cmd), "{cmd} missing from:\n{help}");
     }
 }

@@ -1,0 +1,271 @@
+//! The real `poh serve` process: nothing acknowledged is lost to `kill -9`, a SIGTERM under
+//! load exits 0 with everything flushed, and bad start-ups are one clear line.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use poh_core::{Entry, Hash, genesis, verify::verify_serial};
+use serde_json::{Value, json};
+
+const HASHES_PER_TICK: u64 = 500;
+
+/// A `poh serve` child and its HTTP base URL, read from its start-up log line.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+fn serve(data_dir: &Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poh"))
+        .args([
+            "serve",
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+            "--hashes-per-tick",
+        ])
+        .arg(HASHES_PER_TICK.to_string())
+        .args(["--ticks-per-second", "50", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .env_remove("POH_CONFIG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The log is read on a thread (and drained for the child's whole life, so it never
+    // blocks on a full pipe); the start-up line must come within a deadline.
+    let (found, base) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Some(rest) = line.split(" http=").nth(1) {
+                let _ = found.send(format!(
+                    "http://{}",
+                    rest.split_whitespace().next().unwrap_or("")
+                ));
+            }
+        }
+    });
+    match base.recv_timeout(Duration::from_secs(60)) {
+        Ok(base) => Served { child, base },
+        Err(_) => {
+            let _ = child.kill();
+            panic!("poh serve did not log its addresses within 60 s");
+        }
+    }
+}
+
+/// Waits until `n` transactions are acknowledged; fails after a deadline instead of hanging.
+fn wait_for_acks(acked: &Mutex<HashMap<String, Value>>, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than {n} acknowledgements in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name])
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn tx(id: &str) -> Value {
+    json!({"tx_id": id, "holder_id": "h", "timestamp": 1.5, "payload_b64": B64.encode(id)})
+}
+
+/// Submits from `tasks` tasks until `stop`, recording every acknowledged (201) answer.
+fn load(
+    base: &str,
+    tasks: usize,
+    acked: Arc<Mutex<HashMap<String, Value>>>,
+    runtime: &tokio::runtime::Runtime,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..tasks)
+        .map(|t| {
+            let (base, acked) = (base.to_string(), acked.clone());
+            runtime.spawn(async move {
+                let client = reqwest::Client::new();
+                for i in 0.. {
+                    let id = format!("load-{t}-{i}");
+                    let Ok(r) = client
+                        .post(format!("{base}/v1/tx"))
+                        .json(&tx(&id))
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    if r.status() != 201 {
+                        return;
+                    }
+                    let Ok(body) = r.json::<Value>().await else {
+                        return;
+                    };
+                    acked.lock().unwrap().insert(id, body);
+                }
+            })
+        })
+        .collect()
+}
+
+/// Every acknowledged transaction is stored with the answer it got, and the chain verifies.
+async fn check_restarted(base: &str, acked: &HashMap<String, Value>) {
+    let client = reqwest::Client::new();
+    for (id, answer) in acked {
+        let r = client
+            .get(format!("{base}/v1/tx/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "acknowledged {id} was lost");
+        let stored: Value = r.json().await.unwrap();
+        assert_eq!(stored["poh_seq"], answer["poh_seq"], "{id}");
+        assert_eq!(stored["poh_hash"], answer["poh_hash"], "{id}");
+    }
+    let mut entries: Vec<Entry> = Vec::new();
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{base}/v1/poh/entries?from={}&limit=10000",
+                entries.len()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let batch = page["entries"].as_array().unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for e in batch {
+            let hex = |v: &Value| v.as_str().unwrap().parse::<Hash>().unwrap();
+            entries.push(Entry {
+                num_hashes: e["num_hashes"].as_u64().unwrap(),
+                hash: hex(&e["hash"]),
+                mixins: e["mixins"].as_array().unwrap().iter().map(hex).collect(),
+            });
+        }
+    }
+    verify_serial(&genesis("local"), &entries, HASHES_PER_TICK)
+        .expect("the chain verifies from genesis");
+    let mixins: usize = entries.iter().map(|e| e.mixins.len()).sum();
+    assert!(mixins >= acked.len());
+}
+
+#[test]
+fn nothing_acknowledged_is_lost_to_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut node = serve(dir.path());
+    let acked = Arc::new(Mutex::new(HashMap::new()));
+    let tasks = load(&node.base, 8, acked.clone(), &runtime);
+    wait_for_acks(&acked, 300);
+    node.child.kill().unwrap(); // SIGKILL, mid-stream
+    node.child.wait().unwrap();
+    runtime.block_on(async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let acked = acked.lock().unwrap().clone();
+
+    let mut node = serve(dir.path());
+    runtime.block_on(check_restarted(&node.base, &acked));
+    signal(&node.child, "TERM");
+    assert!(node.child.wait().unwrap().success());
+}
+
+#[test]
+fn sigterm_under_load_exits_zero_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut node = serve(dir.path());
+    let acked = Arc::new(Mutex::new(HashMap::new()));
+    let tasks = load(&node.base, 8, acked.clone(), &runtime);
+    wait_for_acks(&acked, 300);
+    signal(&node.child, "TERM");
+    let status = node.child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    runtime.block_on(async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let acked = acked.lock().unwrap().clone();
+    let mut node = serve(dir.path());
+    runtime.block_on(check_restarted(&node.base, &acked));
+    signal(&node.child, "INT");
+    assert!(node.child.wait().unwrap().success());
+}
+
+#[test]
+fn bad_start_ups_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_poh"))
+            .args(args)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let data = dir.path().to_str().unwrap();
+    let err = run(&[
+        "serve",
+        "--data-dir",
+        data,
+        "--grpc-port",
+        "0",
+        "--http-port",
+        &port,
+    ]);
+    assert!(
+        err.starts_with("error: cannot listen for HTTP") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let err = run(&[
+        "serve",
+        "--data-dir",
+        file.to_str().unwrap(),
+        "--grpc-port",
+        "0",
+        "--http-port",
+        "0",
+    ]);
+    assert!(
+        err.contains("data directory") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "chian_id = \"typo\"\n").unwrap();
+    let err = run(&["serve", "--config", config.to_str().unwrap()]);
+    assert!(
+        err.contains("chian_id") && err.lines().count() == 1,
+        "{err}"
+    );
+}
