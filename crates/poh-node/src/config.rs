@@ -227,6 +227,13 @@ mod tests {
         config_err("[grpc]\nport = 70000");
     }
 
+    /// The example in the repository parses, and says exactly the defaults.
+    #[test]
+    fn the_example_config_is_the_defaults() {
+        let text = include_str!("../../../poh.example.toml");
+        assert_eq!(NodeConfig::from_toml(text).unwrap(), NodeConfig::default());
+    }
+
     fn config_err(text: &str) {
         assert!(
             matches!(NodeConfig::from_toml(text), Err(NodeError::Config(_))),

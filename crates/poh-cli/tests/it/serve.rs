@@ -20,10 +20,26 @@ const HASHES_PER_TICK: u64 = 500;
 struct Served {
     child: Child,
     base: String,
+    grpc: String,
 }
 
 fn serve(data_dir: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_poh"))
+    serve_with(Command::new(env!("CARGO_BIN_EXE_poh")), data_dir)
+}
+
+/// `poh serve` whose files may not grow past `kib` KiB, like a full disk: bash sets the
+/// limit, and SIGXFSZ is ignored so a write past it fails with EFBIG instead of killing.
+fn serve_on_full_disk(data_dir: &Path, kib: u64) -> Served {
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_poh"));
+    serve_with(command, data_dir)
+}
+
+fn serve_with(mut command: Command, data_dir: &Path) -> Served {
+    let mut child = command
         .args([
             "serve",
             "--grpc-port",
@@ -47,16 +63,19 @@ fn serve(data_dir: &Path) -> Served {
     let (found, base) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
-            if let Some(rest) = line.split(" http=").nth(1) {
-                let _ = found.send(format!(
-                    "http://{}",
-                    rest.split_whitespace().next().unwrap_or("")
-                ));
+            let field = |name: &str| {
+                line.split(&format!(" {name}="))
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_string)
+            };
+            if let (Some(grpc), Some(http)) = (field("grpc"), field("http")) {
+                let _ = found.send((grpc, format!("http://{http}")));
             }
         }
     });
     match base.recv_timeout(Duration::from_secs(60)) {
-        Ok(base) => Served { child, base },
+        Ok((grpc, base)) => Served { child, base, grpc },
         Err(_) => {
             let _ = child.kill();
             panic!("poh serve did not log its addresses within 60 s");
@@ -268,4 +287,79 @@ fn bad_start_ups_are_one_clear_line() {
         err.contains("chian_id") && err.lines().count() == 1,
         "{err}"
     );
+}
+
+#[test]
+fn a_full_disk_answers_internal_stops_the_node_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut node = serve_on_full_disk(dir.path(), 4096);
+    let big = B64.encode(vec![7u8; 64 << 10]);
+    let (acked, failure) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let mut acked = HashMap::new();
+        for i in 0..1000 {
+            let id = format!("big-{i}");
+            let mut body = tx(&id);
+            body["payload_b64"] = json!(big);
+            let r = client
+                .post(format!("{}/v1/tx", node.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let answer: Value = r.json().await.unwrap();
+            if status != 201 {
+                return (acked, (status, answer));
+            }
+            acked.insert(id, answer);
+        }
+        panic!("the file size limit was never reached");
+    });
+    assert_eq!(failure.0, 500, "{failure:?}");
+    assert_eq!(
+        failure.1,
+        json!({"error": "internal", "message": "internal error; retry later"}),
+        "no internal detail"
+    );
+    assert!(!acked.is_empty());
+    // The node does not stay half-alive: it stops, non-zero.
+    let status = node.child.wait().unwrap();
+    assert!(!status.success());
+
+    let mut node = serve(dir.path());
+    runtime.block_on(check_restarted(&node.base, &acked));
+    signal(&node.child, "TERM");
+    assert!(node.child.wait().unwrap().success());
+}
+
+#[test]
+fn a_full_disk_is_ack_code_internal_over_grpc() {
+    use poh_proto::v1::{AckCode, Tx, poh_service_client::PohServiceClient};
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut node = serve_on_full_disk(dir.path(), 4096);
+    let grpc = node.grpc.clone();
+    let ack = runtime.block_on(async move {
+        let mut client = PohServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .unwrap();
+        for i in 0..1000 {
+            let tx = Tx {
+                tx_id: format!("big-{i}"),
+                payload: vec![9; 64 << 10],
+                ..Tx::default()
+            };
+            let ack = client.broadcast(tx).await.unwrap().into_inner();
+            if !ack.success {
+                return ack;
+            }
+        }
+        panic!("the file size limit was never reached");
+    });
+    assert_eq!(ack.code(), AckCode::Internal);
+    assert_eq!(ack.message, "internal error; retry later");
+    assert!(ack.poh_hash.is_empty());
+    assert!(!node.child.wait().unwrap().success());
 }

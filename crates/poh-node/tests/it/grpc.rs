@@ -395,3 +395,32 @@ async fn the_standard_health_service_reports_serving() {
     }
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_that_is_not_a_tx_is_invalid_argument_without_internal_detail() {
+    let node = start().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!(
+        "http://{}",
+        node.node.grpc_addr().unwrap()
+    ))
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    let mut raw = tonic::client::Grpc::new(channel);
+    raw.ready().await.unwrap();
+    // A TxRequest's field 3 is a string; in a Tx it is a double: not a Tx at all.
+    let not_a_tx = pb::TxRequest {
+        parent_ids: vec!["p".into()],
+        ..Default::default()
+    };
+    let codec = tonic_prost::ProstCodec::<pb::TxRequest, pb::Ack>::default();
+    let path = http::uri::PathAndQuery::from_static("/poh.v1.PohService/Broadcast");
+    let err = raw
+        .unary(tonic::Request::new(not_a_tx), path, codec)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(err.message(), "the request is not a valid protobuf message");
+    node.stop().await;
+}
