@@ -243,18 +243,6 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).context("histogram bounds")
 }
 
-fn to_pb(tx: Tx) -> pb::Tx {
-    pb::Tx {
-        tx_id: tx.tx_id,
-        holder_id: tx.holder_id,
-        timestamp: tx.timestamp,
-        payload: tx.payload,
-        parent_ids: tx.parent_ids,
-        public_key: tx.public_key,
-        signature: tx.signature,
-    }
-}
-
 fn check_ack(ack: &pb::Ack) -> anyhow::Result<()> {
     if !ack.success {
         bail!(
@@ -307,7 +295,7 @@ async fn grpc_unary(
                     continue;
                 };
                 let sent = Instant::now();
-                let ack = client.broadcast(to_pb(tx)).await?.into_inner();
+                let ack = client.broadcast(poh_node::tx_to_pb(tx)).await?.into_inner();
                 latencies.saturating_record(sent.elapsed().as_micros() as u64);
                 check_ack(&ack)?;
                 progress.inc(1);
@@ -329,7 +317,11 @@ async fn grpc_stream(
     let mut tasks = tokio::task::JoinSet::new();
     let mut txs = txs.into_iter();
     for _ in 0..streams {
-        let chunk: Vec<pb::Tx> = txs.by_ref().take(per_stream).map(to_pb).collect();
+        let chunk: Vec<pb::Tx> = txs
+            .by_ref()
+            .take(per_stream)
+            .map(poh_node::tx_to_pb)
+            .collect();
         if chunk.is_empty() {
             break;
         }

@@ -25,6 +25,7 @@ use std::{path::PathBuf, sync::Arc};
 
 pub use config::NodeConfig;
 pub use error::NodeError;
+pub use grpc::{tx_from_pb, tx_to_pb};
 pub use node::Node;
 pub use pipeline::IngestPipeline;
 

@@ -107,7 +107,8 @@ pub(crate) struct Api {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-pub(crate) fn tx_from_pb(tx: pb::Tx) -> Tx {
+/// The core transaction a `poh.v1.Tx` carries (unchecked: validation comes after).
+pub fn tx_from_pb(tx: pb::Tx) -> Tx {
     Tx {
         tx_id: tx.tx_id,
         holder_id: tx.holder_id,
@@ -119,7 +120,8 @@ pub(crate) fn tx_from_pb(tx: pb::Tx) -> Tx {
     }
 }
 
-fn tx_to_pb(tx: Tx) -> pb::Tx {
+/// The `poh.v1.Tx` wire form of a transaction.
+pub fn tx_to_pb(tx: Tx) -> pb::Tx {
     pb::Tx {
         tx_id: tx.tx_id,
         holder_id: tx.holder_id,

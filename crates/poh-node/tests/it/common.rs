@@ -88,15 +88,7 @@ pub fn signed(id: &str, key: &SigningKey) -> Tx {
 }
 
 pub fn pb(tx: &Tx) -> poh_proto::v1::Tx {
-    poh_proto::v1::Tx {
-        tx_id: tx.tx_id.clone(),
-        holder_id: tx.holder_id.clone(),
-        timestamp: tx.timestamp,
-        payload: tx.payload.clone(),
-        parent_ids: tx.parent_ids.clone(),
-        public_key: tx.public_key.clone(),
-        signature: tx.signature.clone(),
-    }
+    poh_node::tx_to_pb(tx.clone())
 }
 
 pub fn json(tx: &Tx) -> serde_json::Value {
