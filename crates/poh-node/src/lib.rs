@@ -65,3 +65,18 @@ pub(crate) struct Services {
     pub metrics: metrics::Metrics,
     pub peers_file: Option<PathBuf>,
 }
+
+impl Services {
+    /// Runs a store read on the blocking pool: redb reads do file I/O, which must not stall
+    /// the async threads.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn poh_store::Store) -> Result<T, poh_store::StoreError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|_| NodeError::TaskFailed("store read"))?
+            .map_err(NodeError::from)
+    }
+}

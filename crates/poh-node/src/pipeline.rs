@@ -116,7 +116,7 @@ pub(crate) struct Job {
     pub received_at: f64,
     pub reply: oneshot::Sender<Vec<TxResult>>,
     /// Held until the job is answered: the budget it occupies.
-    pub _permit: OwnedSemaphorePermit,
+    pub permit: OwnedSemaphorePermit,
 }
 
 pub(crate) enum Msg {
@@ -249,7 +249,7 @@ impl IngestPipeline {
             txs: valid,
             received_at: unix_now(),
             reply,
-            _permit: permit,
+            permit,
         };
         let sent = inner
             .jobs

@@ -218,18 +218,6 @@ impl Api {
             .pop()
             .ok_or_else(|| internal("the pipeline returned no answer"))
     }
-
-    /// Runs a blocking store read off the async threads.
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn poh_store::Store) -> Result<T, poh_store::StoreError> + Send + 'static,
-    ) -> Result<T, Status> {
-        let store = self.services.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(internal)?
-            .map_err(internal)
-    }
 }
 
 #[tonic::async_trait]
@@ -318,7 +306,11 @@ impl PohService for Api {
     ) -> Result<Response<pb::TxRecord>, Status> {
         let tx_id = request.into_inner().tx_id;
         check_id(&tx_id)?;
-        let record = self.read(move |store| store.tx(&tx_id)).await?;
+        let record = self
+            .services
+            .read(move |store| store.tx(&tx_id))
+            .await
+            .map_err(internal)?;
         match record {
             Some(record) => Ok(Response::new(record_pb(record))),
             None => Err(Status::not_found("no transaction with this tx_id")),
@@ -339,6 +331,7 @@ impl PohService for Api {
             check_id(id)?;
         }
         let records = self
+            .services
             .read(move |store| {
                 let mut out = Vec::new();
                 for id in &ids {
@@ -348,7 +341,8 @@ impl PohService for Api {
                 }
                 Ok(out)
             })
-            .await?;
+            .await
+            .map_err(internal)?;
         Ok(Response::new(pb::RepairResponse { records }))
     }
 
@@ -369,8 +363,10 @@ impl PohService for Api {
             n => n as usize,
         };
         let records = self
+            .services
             .read(move |store| store.txs_from_seq(from_seq, limit))
-            .await?;
+            .await
+            .map_err(internal)?;
         let stream = futures_util::stream::iter(records.into_iter().map(|r| Ok(record_pb(r))));
         Ok(Response::new(Box::pin(stream)))
     }
@@ -419,7 +415,11 @@ impl DagService for Api {
         let tx_id = request.into_inner().tx_id;
         check_id(&tx_id)?;
         let id = tx_id.clone();
-        let record = self.read(move |store| store.tx(&id)).await?;
+        let record = self
+            .services
+            .read(move |store| store.tx(&id))
+            .await
+            .map_err(internal)?;
         let response = match record {
             None => pb::StatusResponse {
                 tx_id,

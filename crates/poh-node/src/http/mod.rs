@@ -329,10 +329,10 @@ async fn get_tx(
     Path(tx_id): Path<String>,
 ) -> Result<Json<TxOut>, ApiError> {
     check_tx_id(&tx_id).map_err(|rule| ApiError::invalid(format!("tx_id {rule}")))?;
-    let store = state.services.store.clone();
-    let record = tokio::task::spawn_blocking(move || store.tx(&tx_id))
+    let record = state
+        .services
+        .read(move |store| store.tx(&tx_id))
         .await
-        .map_err(storage_error)?
         .map_err(storage_error)?;
     match record {
         Some(record) => Ok(Json(TxOut::from(record))),
@@ -382,10 +382,10 @@ async fn get_entries(
             _ => {}
         }
     }
-    let store = state.services.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.entries(from, limit))
+    let page = state
+        .services
+        .read(move |store| store.entries(from, limit))
         .await
-        .map_err(storage_error)?
         .map_err(storage_error)?;
     let page = page.ok_or_else(|| ApiError::not_found(format!("no entry {from} yet")))?;
     Ok(Json(EntriesOut {

@@ -257,7 +257,7 @@ impl Committer {
             waiters.push(Waiter {
                 reply: job.reply,
                 slots: start..txs.len(),
-                _permit: job._permit,
+                _permit: job.permit,
             });
         }
 
