@@ -15,7 +15,6 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
 use poh_core::{SigningKey, Tx};
-use poh_node::{Node, NodeConfig};
 use poh_proto::v1::{self as pb, poh_service_client::PohServiceClient};
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -54,8 +53,8 @@ pub struct IngestArgs {
     /// Payload size in bytes.
     #[arg(long, default_value_t = 200)]
     payload_bytes: usize,
-    /// Transactions per HTTP batch.
-    #[arg(long, default_value_t = 1000)]
+    /// Transactions per HTTP batch (at most 10,000, SPEC §4).
+    #[arg(long, default_value_t = 2500)]
     batch: usize,
     /// Sign every transaction with ML-DSA-87 (the node verifies each signature).
     #[arg(long)]
@@ -83,87 +82,160 @@ struct IngestReport {
 }
 
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
-    if args.count == 0 || args.payload_bytes > (1 << 20) || args.batch == 0 {
-        bail!("--count and --batch must be at least 1, --payload-bytes at most 1048576");
+    if args.count == 0 || args.payload_bytes > (1 << 20) || !(1..=10_000).contains(&args.batch) {
+        bail!(
+            "--count must be at least 1, --batch from 1 to 10000, --payload-bytes at most 1048576"
+        );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The clients share one thread, as a client process would; the node, unless --target
+    // names one, is a `poh serve` process of its own, as operators run it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(ingest(args))
+
+    if !args.json {
+        eprintln!("preparing {} transactions…", args.count);
+    }
+    let txs = make_txs(args)?;
+    let (node, target) = match &args.target {
+        Some(t) => (None, t.clone()),
+        None => {
+            let node = NodeProcess::start(!args.no_fsync)?;
+            let target = match args.transport {
+                IngestTransport::HttpBatch => format!("http://{}", node.http),
+                _ => node.grpc.clone(),
+            };
+            (Some(node), target)
+        }
+    };
+    let (latencies, elapsed) = runtime.block_on(send_all(args, txs, &target))?;
+    drop(node);
+    report(args, &latencies, elapsed)
 }
 
-async fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
+/// A `poh serve` child on a temporary data dir and ephemeral ports; killed when dropped.
+pub(crate) struct NodeProcess {
+    child: std::process::Child,
+    /// gRPC `host:port`.
+    pub grpc: String,
+    /// HTTP `host:port`.
+    pub http: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    pub(crate) fn start(durable: bool) -> anyhow::Result<Self> {
+        use std::io::BufRead as _;
+        let dir = tempfile::tempdir().context("cannot create a temporary data dir")?;
+        let exe = std::env::current_exe().context("cannot find the poh executable")?;
+        let mut command = std::process::Command::new(exe);
+        command
+            .args([
+                "serve",
+                "--grpc-port",
+                "0",
+                "--http-port",
+                "0",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if !durable {
+            command.arg("--no-fsync");
+        }
+        // Settings of the caller's environment would make this node differ from the default.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("POH_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command.spawn().context("cannot start `poh serve`")?;
+        let stderr = child.stderr.take().context("no stderr from `poh serve`")?;
+        let (found, addresses) = std::sync::mpsc::channel();
+        // Read for the child's whole life, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut last = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let field = |name: &str| {
+                    line.split(&format!(" {name}="))
+                        .nth(1)
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(str::to_string)
+                };
+                if let (Some(grpc), Some(http)) = (field("grpc"), field("http")) {
+                    let _ = found.send(Ok((grpc, http)));
+                }
+                last = line;
+            }
+            let _ = found.send(Err(last));
+        });
+        match addresses.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok((grpc, http))) => Ok(Self {
+                child,
+                grpc,
+                http,
+                _dir: dir,
+            }),
+            Ok(Err(last)) => {
+                let _ = child.wait();
+                bail!("`poh serve` stopped: {last}")
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("`poh serve` did not start within 30 s")
+            }
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends every transaction and waits for every answer: the latencies and the seconds taken.
+async fn send_all(
+    args: &IngestArgs,
+    txs: Vec<Tx>,
+    target: &str,
+) -> anyhow::Result<(Histogram<u64>, f64)> {
     let concurrency = args.concurrency.unwrap_or(match args.transport {
         IngestTransport::GrpcUnary => 64,
         IngestTransport::GrpcStream => 4,
         IngestTransport::HttpBatch => 8,
     });
     let concurrency = concurrency.clamp(1, args.count);
-    let say = |what: &str| {
-        if !args.json {
-            eprintln!("{what}");
-        }
-    };
-
-    say(&format!("preparing {} transactions…", args.count));
-    let txs = make_txs(args)?;
-
-    let mut started_node = None;
-    let target = match &args.target {
-        Some(t) => t.clone(),
-        None => {
-            let dir = tempfile::tempdir().context("cannot create a temporary data dir")?;
-            let mut config = NodeConfig {
-                data_dir: dir.path().to_path_buf(),
-                ..NodeConfig::default()
-            };
-            config.ingest.fsync = !args.no_fsync;
-            for port in [
-                config.grpc.as_mut().map(|g| &mut g.port),
-                config.http.as_mut().map(|h| &mut h.port),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                *port = 0;
-            }
-            let node = Node::spawn(config).await?;
-            let target = match args.transport {
-                IngestTransport::HttpBatch => format!(
-                    "http://{}",
-                    node.http_addr().context("the node has no HTTP listener")?
-                ),
-                _ => node
-                    .grpc_addr()
-                    .context("the node has no gRPC listener")?
-                    .to_string(),
-            };
-            started_node = Some((node, dir));
-            target
-        }
-    };
-
-    say(&format!(
-        "sending over {} to {target}, {concurrency} in flight…",
-        args.transport.name()
-    ));
+    if !args.json {
+        eprintln!(
+            "sending over {} to {target}, {concurrency} in flight…",
+            args.transport.name()
+        );
+    }
     let progress = progress_bar(args);
     let started = Instant::now();
     let latencies = match args.transport {
-        IngestTransport::GrpcUnary => grpc_unary(&target, txs, concurrency, &progress).await?,
-        IngestTransport::GrpcStream => grpc_stream(&target, txs, concurrency, &progress).await?,
+        IngestTransport::GrpcUnary => grpc_unary(target, txs, concurrency, &progress).await?,
+        IngestTransport::GrpcStream => grpc_stream(target, txs, concurrency, &progress).await?,
         IngestTransport::HttpBatch => {
-            http_batch(&target, txs, args.batch, concurrency, &progress).await?
+            http_batch(target, txs, args.batch, concurrency, &progress).await?
         }
     };
     let elapsed = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
+    Ok((latencies, elapsed))
+}
 
-    if let Some((node, _dir)) = started_node {
-        node.shutdown();
-        node.join().await?;
-    }
+fn report(args: &IngestArgs, latencies: &Histogram<u64>, elapsed: f64) -> anyhow::Result<()> {
     let report = IngestReport {
         transport: args.transport.name(),
         count: args.count,
@@ -413,13 +485,13 @@ async fn http_batch(
                 if !response.status().is_success() {
                     bail!("the node answered {}", response.status());
                 }
-                let results: Vec<serde_json::Value> = response.json().await?;
+                let results: Vec<BatchItem> = response.json().await?;
                 let micros = sent.elapsed().as_micros() as u64;
                 latencies.record_n(micros.max(1), n as u64).ok();
                 if results.len() != n {
                     bail!("{} results for {n} transactions", results.len());
                 }
-                if let Some(bad) = results.iter().find(|r| r.get("error").is_some()) {
+                if let Some(bad) = results.iter().find_map(|r| r.error.as_ref()) {
                     bail!("the node refused a transaction: {bad}");
                 }
                 progress.inc(n as u64);
@@ -428,6 +500,13 @@ async fn http_batch(
         });
     }
     merge(tasks).await
+}
+
+/// One element of a batch answer: only whether it is an error is looked at.
+#[derive(serde::Deserialize)]
+struct BatchItem {
+    #[serde(default)]
+    error: Option<String>,
 }
 
 async fn merge(

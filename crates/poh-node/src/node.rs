@@ -72,7 +72,7 @@ impl Node {
             config.poh,
             settings,
             metrics.ingest.clone(),
-            queue,
+            (jobs.clone(), queue),
         )?;
         let pipeline = IngestPipeline::new(
             jobs,

@@ -1,14 +1,18 @@
 //! [`IngestPipeline`]: the one path every transport's transactions take (DEVELOPERS.md).
 //!
 //! validate → verify signature (off the async runtime, on rayon) → admit against a bounded
-//! budget → the committer thread ([`committer`]) dedupes, records the batch's digests in PoH,
-//! stores transactions and entries in one durable commit → every waiter is answered.
+//! budget → the committer thread ([`committer`]) dedupes and records the batch's digests in
+//! PoH → the writer thread ([`writer`]) stores transactions and entries in one durable commit
+//! → every waiter is answered. The two threads overlap: a batch is prepared while the previous
+//! one waits for fsync.
 //!
 //! Admission is bounded in bytes, so a flood is refused early ([`SubmitError::Overloaded`])
 //! instead of growing memory; streams wait for room instead ([`Admission::Wait`]), which pushes
 //! back on the client through HTTP/2 flow control.
 
 pub(crate) mod committer;
+mod tips;
+mod writer;
 
 use std::{
     sync::{
@@ -123,6 +127,8 @@ pub(crate) enum Msg {
     Job(Job),
     /// Finish what is queued, then stop.
     Close,
+    /// The writer stored what it was handed and can take the next batch.
+    Written,
 }
 
 struct Inner {
@@ -133,6 +139,15 @@ struct Inner {
     limits: Limits,
     metrics: IngestMetrics,
     view: Arc<PohView>,
+}
+
+impl Drop for Inner {
+    /// The last handle gone: the committer finishes what is queued and stops (the writer holds
+    /// a sender too, so the channel alone would not tell it).
+    fn drop(&mut self) {
+        let jobs = self.jobs.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = jobs.send(Msg::Close);
+    }
 }
 
 /// Handle to the pipeline; cheap to clone, shared by every transport.

@@ -176,3 +176,48 @@ fn bench_hash_json_has_exactly_the_stable_keys() {
         assert!(v.as_f64().unwrap() > 0.0, "{k} = {v}");
     }
 }
+
+#[test]
+fn bench_ingest_starts_a_node_and_reports_the_six_keys_for_every_transport() {
+    for transport in ["grpc-unary", "grpc-stream", "http-batch"] {
+        let out = poh(&[
+            "bench",
+            "ingest",
+            "--transport",
+            transport,
+            "--count",
+            "300",
+            "--batch",
+            "100",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{transport}: {}", text(&out.stderr));
+        let report: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&out.stdout).unwrap();
+        let mut keys: Vec<&str> = report.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["count", "durable", "p50_ms", "p99_ms", "transport", "tx_per_s"]
+        );
+        assert_eq!(report["transport"], transport);
+        assert_eq!(report["count"], 300);
+        assert_eq!(report["durable"], true);
+        assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
+        assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+    }
+}
+
+#[test]
+fn bench_ingest_refuses_a_batch_beyond_the_spec_cap() {
+    let out = poh(&[
+        "bench",
+        "ingest",
+        "--transport",
+        "http-batch",
+        "--batch",
+        "10001",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--batch"), "{}", text(&out.stderr));
+}

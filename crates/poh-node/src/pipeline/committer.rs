@@ -1,15 +1,18 @@
-//! The committer: the pipeline's single writer, on its own thread.
+//! The committer: the pipeline's first stage, on its own thread.
 //!
-//! It takes every job queued while the previous commit ran (group commit: the batch grows with
-//! the load, up to `max_batch` transactions), dedupes against the store and within the batch,
-//! records the new digests in PoH as one entry, writes the transactions together with every
-//! entry emitted since the last commit in one durable transaction, and answers the waiters.
-//! When idle it still commits the ticks the generator keeps producing. A storage or PoH
-//! failure ends the thread with an error, which stops the node: a chain whose entries were
-//! generated but not stored cannot be continued safely, and a restart resumes from the store.
+//! It takes every job queued while the previous batch was prepared (group commit: the batch
+//! grows with the load, up to `max_batch` transactions), dedupes against the store, the batches
+//! not yet stored and the batch itself, records the new digests in PoH as one entry, links the
+//! DAG, and hands the batch, with every entry emitted since the last one, to the [`writer`]
+//! thread, which stores it in one durable transaction and answers the waiters. When idle it
+//! still hands over the ticks the generator keeps producing. A storage or PoH failure ends both
+//! threads with an error, which stops the node: a chain whose entries were generated but not
+//! stored cannot be continued safely, and a restart resumes from the store.
+//!
+//! [`writer`]: super::writer
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     mem,
     sync::{
         Arc, Mutex,
@@ -21,15 +24,13 @@ use std::{
 
 use poh_core::{Entry, PohConfig, PohRecorder, PohState, RecordedEntry};
 use poh_store::{ChainMeta, Commit, Known, NewTx, Store, TxRecord, TxStatus};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::{Accepted, Job, Msg, PohStatus, Prepared, Rejected, TxResult};
+use super::{
+    Accepted, Job, Msg, PohStatus, Prepared, Rejected, TxResult,
+    tips::{MAX_LINKED_TIPS, Tips},
+    writer::{Answer, InFlight, Write, WriterHandle},
+};
 use crate::{NodeError, metrics::IngestMetrics};
-
-/// Most DAG tips a parentless transaction is linked to (SPEC §2).
-const MAX_LINKED_TIPS: usize = 8;
-/// Tips kept as candidates; the oldest beyond this stop being linked to, bounding memory.
-const MAX_TIPS: usize = 4096;
 /// How long idle ticks may stay uncommitted.
 const TICK_FLUSH: Duration = Duration::from_millis(100);
 /// Idle ticks are committed without fsync, but made durable at least this often.
@@ -64,6 +65,11 @@ impl PohView {
     pub(crate) fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
     }
+
+    /// The chain now stands stored at `state`.
+    pub(super) fn set_stored(&self, state: PohState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
 }
 
 pub(crate) struct Committer {
@@ -71,12 +77,28 @@ pub(crate) struct Committer {
     recorder: PohRecorder,
     entries: mpsc::Receiver<RecordedEntry>,
     jobs: mpsc::Receiver<Msg>,
+    /// The chain as it stands after everything handed to the writer.
     chain: ChainMeta,
     tips: Tips,
     view: Arc<PohView>,
     metrics: IngestMetrics,
     settings: CommitSettings,
     last_durable: Instant,
+    in_flight: Arc<InFlight>,
+    writer: WriterHandle,
+    /// Prepared, not yet handed to the writer.
+    pending: PendingWrite,
+    /// Whether the writer is storing something (it says [`Msg::Written`] when done).
+    writer_busy: bool,
+}
+
+/// Batches prepared while the writer was busy, to be stored together.
+#[derive(Default)]
+struct PendingWrite {
+    txs: Vec<NewTx>,
+    entries: Vec<(u64, Entry)>,
+    answers: Vec<Answer>,
+    durable: bool,
 }
 
 /// What the committer decided for one transaction of a batch.
@@ -90,9 +112,8 @@ enum Slot {
 
 /// One job's waiter, once its transactions are taken for the batch.
 struct Waiter {
-    reply: oneshot::Sender<Vec<TxResult>>,
+    job: Answer,
     slots: std::ops::Range<usize>,
-    _permit: OwnedSemaphorePermit,
 }
 
 impl Committer {
@@ -104,7 +125,7 @@ impl Committer {
         poh: PohConfig,
         settings: CommitSettings,
         metrics: IngestMetrics,
-        jobs: mpsc::Receiver<Msg>,
+        (sender, jobs): (mpsc::Sender<Msg>, mpsc::Receiver<Msg>),
     ) -> Result<(Self, Arc<PohView>), NodeError> {
         let chain = match store.chain()? {
             Some(stored) => {
@@ -151,6 +172,14 @@ impl Committer {
             hashes_per_second: AtomicU64::new(0f64.to_bits()),
             running: AtomicBool::new(true),
         });
+        let in_flight = Arc::new(InFlight::default());
+        let writer = WriterHandle::spawn(
+            store.clone(),
+            in_flight.clone(),
+            view.clone(),
+            metrics.clone(),
+            sender,
+        )?;
         let committer = Self {
             store,
             recorder,
@@ -162,6 +191,10 @@ impl Committer {
             metrics,
             settings,
             last_durable: Instant::now(),
+            in_flight,
+            writer,
+            pending: PendingWrite::default(),
+            writer_busy: false,
         };
         Ok((committer, view))
     }
@@ -173,14 +206,16 @@ impl Committer {
         // Whatever the generator emitted before it stopped is stored, so the chain on disk
         // ends where the generator did.
         let flushed = if result.is_ok() {
-            self.flush_entries(true)
+            self.flush_entries(true).and_then(|()| self.send_pending())
         } else {
             Ok(())
         };
+        let written = self.writer.finish();
         self.view.running.store(false, Ordering::Release);
         result?;
         stopped?;
-        flushed
+        flushed?;
+        written
     }
 
     fn run_loop(&mut self) -> Result<(), NodeError> {
@@ -188,40 +223,59 @@ impl Committer {
             if self.recorder.is_finished() {
                 return Err(NodeError::PohStopped);
             }
-            let first = match self.jobs.recv_timeout(TICK_FLUSH) {
-                Ok(Msg::Job(job)) => job,
-                Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => return self.drain(),
+            if self.writer.is_finished() {
+                return Err(self
+                    .writer
+                    .finish()
+                    .err()
+                    .unwrap_or(NodeError::TaskFailed("writer")));
+            }
+            let closing = match self.jobs.recv_timeout(TICK_FLUSH) {
+                Ok(Msg::Job(job)) => self.take_batch(job)?,
+                Ok(Msg::Written) => {
+                    self.writer_busy = false;
+                    false
+                }
+                Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => true,
                 Err(RecvTimeoutError::Timeout) => {
                     let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
                     self.flush_entries(durable)?;
-                    continue;
+                    false
                 }
             };
-            let mut batch = vec![first];
-            let mut size = batch[0].txs.len();
-            let mut closing = false;
-            while size < self.settings.max_batch {
-                match self.jobs.try_recv() {
-                    Ok(Msg::Job(job)) => {
-                        size += job.txs.len();
-                        batch.push(job);
-                    }
-                    Ok(Msg::Close) => {
-                        closing = true;
-                        break;
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        closing = true;
-                        break;
-                    }
-                }
-            }
-            self.process(batch)?;
             if closing {
                 return self.drain();
             }
+            // While the writer is busy, what is prepared waits and grows; it goes as soon as
+            // the writer is free, or when it is a full batch.
+            if !self.writer_busy || self.pending.txs.len() >= self.settings.max_batch {
+                self.send_pending()?;
+            }
         }
+    }
+
+    /// Prepares `first` and every job queued behind it, up to a batch. True when the pipeline
+    /// is closing.
+    fn take_batch(&mut self, first: Job) -> Result<bool, NodeError> {
+        let mut size = first.txs.len();
+        let mut batch = vec![first];
+        let mut closing = false;
+        while size < self.settings.max_batch {
+            match self.jobs.try_recv() {
+                Ok(Msg::Job(job)) => {
+                    size += job.txs.len();
+                    batch.push(job);
+                }
+                Ok(Msg::Written) => self.writer_busy = false,
+                Ok(Msg::Close) | Err(TryRecvError::Disconnected) => {
+                    closing = true;
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        self.process(batch)?;
+        Ok(closing)
     }
 
     /// Commits every job still queued, then returns.
@@ -235,14 +289,15 @@ impl Committer {
                         size += job.txs.len();
                         batch.push(job);
                     }
-                    Ok(Msg::Close) => {}
+                    Ok(Msg::Close | Msg::Written) => {}
                     Err(_) => break,
                 }
             }
             if batch.is_empty() {
-                return Ok(());
+                return self.send_pending();
             }
             self.process(batch)?;
+            self.send_pending()?;
         }
     }
 
@@ -255,9 +310,12 @@ impl Committer {
             received.extend(std::iter::repeat_n(job.received_at, job.txs.len()));
             txs.extend(job.txs);
             waiters.push(Waiter {
-                reply: job.reply,
+                job: Answer {
+                    reply: job.reply,
+                    results: Vec::new(),
+                    permit: job.permit,
+                },
                 slots: start..txs.len(),
-                _permit: job.permit,
             });
         }
 
@@ -275,6 +333,7 @@ impl Committer {
         let mut records = Vec::with_capacity(new.len());
         let mut places = Vec::with_capacity(new.len());
         if let Some(r) = recorded {
+            let mut in_flight = self.in_flight.lock();
             for (n, (&i, missing_parents)) in new.iter().zip(missing).enumerate() {
                 let tx = mem::take(&mut txs[i].tx);
                 let poh_seq = r.first_seq + n as u64;
@@ -288,6 +347,14 @@ impl Committer {
                 };
                 self.tips.add(poh_seq, tx.tx_id.clone());
                 places.push((poh_seq, r.hash));
+                in_flight.insert(
+                    tx.tx_id.clone(),
+                    Known {
+                        seq: poh_seq,
+                        digest: txs[i].digest,
+                        poh_hash: r.hash,
+                    },
+                );
                 records.push(NewTx {
                     record: TxRecord {
                         tx,
@@ -304,11 +371,11 @@ impl Committer {
                 });
             }
         }
-        self.commit(&records, &entries, self.settings.durable)?;
         self.metrics.batch_size.record(records.len() as f64);
 
-        for waiter in waiters {
-            let answers = slots[waiter.slots.clone()]
+        let mut answers = Vec::with_capacity(waiters.len());
+        for mut waiter in waiters {
+            waiter.job.results = slots[waiter.slots.clone()]
                 .iter()
                 .map(|slot| match slot {
                     Slot::Done(result) => result.clone(),
@@ -322,9 +389,9 @@ impl Committer {
                     }
                 })
                 .collect();
-            // A waiter that gave up (client gone) changes nothing: the data is stored.
-            let _ = waiter.reply.send(answers);
+            answers.push(waiter.job);
         }
+        self.add_pending(records, entries, self.settings.durable, answers);
         Ok(())
     }
 
@@ -344,12 +411,24 @@ impl Committer {
                 }
             }
         }
+        // In flight first, store second: the writer forgets an id only once it is stored,
+        // so an id missed in one is found in the other.
+        let mut stored: HashMap<&str, Known> = HashMap::new();
+        {
+            let in_flight = self.in_flight.lock();
+            for id in &ids {
+                if let Some(k) = in_flight.get(*id) {
+                    stored.insert(id, *k);
+                }
+            }
+        }
+        ids.retain(|id| !stored.contains_key(id));
         let found = self.store.lookup(&ids)?;
-        let stored: HashMap<&str, Known> = ids
-            .iter()
-            .zip(found)
-            .filter_map(|(id, known)| known.map(|k| (*id, k)))
-            .collect();
+        stored.extend(
+            ids.iter()
+                .zip(found)
+                .filter_map(|(id, known)| known.map(|k| (*id, k))),
+        );
 
         let mut slots = Vec::with_capacity(txs.len());
         let mut new: Vec<usize> = Vec::new();
@@ -421,135 +500,57 @@ impl Committer {
         if entries.is_empty() && !durable {
             return Ok(());
         }
-        self.commit(&[], &entries, durable && self.settings.durable)
+        self.add_pending(
+            Vec::new(),
+            entries,
+            durable && self.settings.durable,
+            Vec::new(),
+        );
+        Ok(())
     }
 
-    fn commit(
+    /// Adds a decided batch to what the writer gets next; the chain continues after it.
+    fn add_pending(
         &mut self,
-        txs: &[NewTx],
-        entries: &[(u64, Entry)],
+        txs: Vec<NewTx>,
+        entries: Vec<(u64, Entry)>,
         durable: bool,
-    ) -> Result<(), NodeError> {
-        let mut chain = self.chain.clone();
-        for (_, entry) in entries {
-            chain.state.advance(entry, chain.hashes_per_tick);
+        answers: Vec<Answer>,
+    ) {
+        for (_, entry) in &entries {
+            self.chain.state.advance(entry, self.chain.hashes_per_tick);
         }
+        let pending = &mut self.pending;
+        pending.txs.extend(txs);
+        pending.entries.extend(entries);
+        pending.answers.extend(answers);
+        pending.durable |= durable;
+    }
+
+    /// Hands everything prepared to the writer, as one commit.
+    fn send_pending(&mut self) -> Result<(), NodeError> {
+        let pending = mem::take(&mut self.pending);
+        if pending.txs.is_empty() && pending.entries.is_empty() && !pending.durable {
+            return Ok(());
+        }
+        // Tip changes are netted over everything prepared since the last hand-over.
         let (tips_removed, tips_added) = self.tips.take_changes();
-        let started = Instant::now();
-        self.store.commit(
-            &Commit {
-                chain: Some(&chain),
-                txs,
-                entries,
-                tips_removed: &tips_removed,
-                tips_added: &tips_added,
-            },
-            durable,
-        )?;
-        self.metrics
-            .commit_seconds
-            .record(started.elapsed().as_secs_f64());
-        if durable {
+        if pending.durable {
             self.last_durable = Instant::now();
         }
-        *self.view.state.lock().unwrap_or_else(|p| p.into_inner()) = chain.state;
         self.view.hashes_per_second.store(
             self.recorder.hashes_per_second().to_bits(),
             Ordering::Relaxed,
         );
-        self.chain = chain;
-        Ok(())
-    }
-}
-
-/// The DAG's current tips, newest last, and what changed since the last commit.
-#[derive(Default)]
-struct Tips {
-    by_seq: BTreeMap<u64, String>,
-    by_id: HashMap<String, u64>,
-    removed: Vec<String>,
-    added: Vec<(u64, String)>,
-}
-
-impl Tips {
-    fn add(&mut self, seq: u64, id: String) {
-        self.by_id.insert(id.clone(), seq);
-        self.by_seq.insert(seq, id.clone());
-        self.added.push((seq, id));
-        while self.by_seq.len() > MAX_TIPS {
-            if let Some((_, oldest)) = self.by_seq.pop_first() {
-                self.by_id.remove(&oldest);
-                self.removed.push(oldest);
-            }
-        }
-    }
-
-    fn remove(&mut self, id: &str) {
-        if let Some(seq) = self.by_id.remove(id) {
-            self.by_seq.remove(&seq);
-            self.removed.push(id.to_string());
-        }
-    }
-
-    /// Removes and returns up to `n` of the newest tips, oldest first.
-    fn take_newest(&mut self, n: usize) -> Vec<String> {
-        let mut taken = Vec::with_capacity(n);
-        while taken.len() < n {
-            let Some((_, id)) = self.by_seq.pop_last() else {
-                break;
-            };
-            self.by_id.remove(&id);
-            self.removed.push(id.clone());
-            taken.push(id);
-        }
-        taken.reverse();
-        taken
-    }
-
-    /// `(removed, added)` since the last call, netted: a tip added and removed within the
-    /// same commit is in neither.
-    fn take_changes(&mut self) -> (Vec<String>, Vec<(u64, String)>) {
-        let mut added = mem::take(&mut self.added);
-        added.retain(|(_, id)| self.by_id.contains_key(id));
-        let mut removed = mem::take(&mut self.removed);
-        removed.retain(|id| !self.by_id.contains_key(id));
-        (removed, added)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tips_link_the_newest_and_net_out_changes() {
-        let mut tips = Tips::default();
-        for (seq, id) in ["a", "b", "c"].iter().enumerate() {
-            tips.add(seq as u64, id.to_string());
-        }
-        tips.take_changes();
-        assert_eq!(tips.take_newest(2), vec!["b".to_string(), "c".to_string()]);
-        tips.add(3, "d".into());
-        tips.add(4, "e".into());
-        tips.remove("e");
-        let (mut removed, added) = tips.take_changes();
-        removed.sort();
-        assert_eq!(
-            removed,
-            vec!["b".to_string(), "c".to_string(), "e".to_string()]
-        );
-        assert_eq!(added, vec![(3, "d".to_string())]);
-        assert_eq!(tips.take_newest(8), vec!["a".to_string(), "d".to_string()]);
-    }
-
-    #[test]
-    fn tips_stay_bounded() {
-        let mut tips = Tips::default();
-        for seq in 0..(MAX_TIPS as u64 + 10) {
-            tips.add(seq, format!("t{seq}"));
-        }
-        assert_eq!(tips.by_seq.len(), MAX_TIPS);
-        assert_eq!(tips.by_id.len(), MAX_TIPS);
-        assert!(!tips.by_id.contains_key("t0"));
+        self.writer_busy = true;
+        self.writer.send(Write {
+            chain: self.chain.clone(),
+            txs: pending.txs,
+            entries: pending.entries,
+            tips_removed,
+            tips_added,
+            durable: pending.durable,
+            answers: pending.answers,
+        })
     }
 }

@@ -1,0 +1,154 @@
+//! The writer: the pipeline's second stage, on its own thread.
+//!
+//! The committer decides everything about a batch (dedupe, PoH places, DAG links, answers) and
+//! hands it here; the writer stores it in one transaction and only then answers. Splitting the
+//! two lets the committer prepare batch N+1 while batch N waits for fsync, which is what bounds
+//! a single-threaded committer under many small requests. Batches are written strictly in the
+//! order they were prepared, so the store still only ever sees a continuation of itself.
+//!
+//! Transactions handed over but not yet stored are kept in [`InFlight`], so the committer can
+//! dedupe against them as if they were stored.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard, mpsc},
+    thread::JoinHandle,
+    time::Instant,
+};
+
+use poh_core::Entry;
+use poh_store::{ChainMeta, Commit, Known, NewTx, Store};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use super::{Msg, PohView, TxResult};
+use crate::{NodeError, metrics::IngestMetrics};
+
+/// Transactions prepared but not yet stored, by id.
+#[derive(Default)]
+pub(crate) struct InFlight(Mutex<HashMap<String, Known>>);
+
+impl InFlight {
+    /// The map; a poisoned lock is still consistent (every update is a single call).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, Known>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One job's answers, sent once its batch is stored.
+pub(crate) struct Answer {
+    pub reply: oneshot::Sender<Vec<TxResult>>,
+    pub results: Vec<TxResult>,
+    /// The job's share of the admission budget, released with the answer.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Everything one commit writes, decided by the committer.
+pub(crate) struct Write {
+    /// The chain as it stands after `entries`.
+    pub chain: ChainMeta,
+    pub txs: Vec<NewTx>,
+    pub entries: Vec<(u64, Entry)>,
+    pub tips_removed: Vec<String>,
+    pub tips_added: Vec<(u64, String)>,
+    pub durable: bool,
+    pub answers: Vec<Answer>,
+}
+
+/// The committer's handle on the writer thread.
+pub(crate) struct WriterHandle {
+    writes: Option<mpsc::Sender<Write>>,
+    thread: Option<JoinHandle<Result<(), NodeError>>>,
+}
+
+impl WriterHandle {
+    /// Starts the writer thread; it says [`Msg::Written`] on `done` after each commit.
+    pub(crate) fn spawn(
+        store: Arc<dyn Store>,
+        in_flight: Arc<InFlight>,
+        view: Arc<PohView>,
+        metrics: IngestMetrics,
+        done: mpsc::Sender<Msg>,
+    ) -> Result<Self, NodeError> {
+        let (writes, queue) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("poh-writer".into())
+            .spawn(move || write_all(&*store, &in_flight, &view, &metrics, &done, queue))
+            .map_err(|_| NodeError::TaskFailed("writer"))?;
+        Ok(Self {
+            writes: Some(writes),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a batch for the writer.
+    pub(crate) fn send(&mut self, write: Write) -> Result<(), NodeError> {
+        if let Some(writes) = &self.writes
+            && writes.send(write).is_ok()
+        {
+            return Ok(());
+        }
+        // The writer stopped: its error is the reason.
+        Err(self
+            .finish()
+            .err()
+            .unwrap_or(NodeError::TaskFailed("writer")))
+    }
+
+    /// Whether the writer thread has ended (it only does on failure while batches may come).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Lets the writer store what it was handed, then waits for it.
+    pub(crate) fn finish(&mut self) -> Result<(), NodeError> {
+        self.writes = None;
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or(Err(NodeError::TaskFailed("writer"))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn write_all(
+    store: &dyn Store,
+    in_flight: &InFlight,
+    view: &PohView,
+    metrics: &IngestMetrics,
+    done: &mpsc::Sender<Msg>,
+    queue: mpsc::Receiver<Write>,
+) -> Result<(), NodeError> {
+    for write in queue {
+        let started = Instant::now();
+        store.commit(
+            &Commit {
+                chain: Some(&write.chain),
+                txs: &write.txs,
+                entries: &write.entries,
+                tips_removed: &write.tips_removed,
+                tips_added: &write.tips_added,
+            },
+            write.durable,
+        )?;
+        metrics
+            .commit_seconds
+            .record(started.elapsed().as_secs_f64());
+        // Stored first, forgotten second: a lookup that misses here finds it in the store.
+        if !write.txs.is_empty() {
+            let mut in_flight = in_flight.lock();
+            for new in &write.txs {
+                in_flight.remove(&new.record.tx.tx_id);
+            }
+        }
+        view.set_stored(write.chain.state);
+        // The committer may hand over the next batch while these answers go out.
+        let _ = done.send(Msg::Written);
+        for answer in write.answers {
+            // A waiter that gave up (client gone) changes nothing: the data is stored.
+            let _ = answer.reply.send(answer.results);
+            drop(answer.permit);
+        }
+    }
+    Ok(())
+}
