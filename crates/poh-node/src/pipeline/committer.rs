@@ -371,7 +371,6 @@ impl Committer {
                 });
             }
         }
-        self.metrics.batch_size.record(records.len() as f64);
 
         let mut answers = Vec::with_capacity(waiters.len());
         for mut waiter in waiters {
@@ -532,6 +531,9 @@ impl Committer {
         let pending = mem::take(&mut self.pending);
         if pending.txs.is_empty() && pending.entries.is_empty() && !pending.durable {
             return Ok(());
+        }
+        if !pending.answers.is_empty() {
+            self.metrics.batch_size.record(pending.txs.len() as f64);
         }
         // Tip changes are netted over everything prepared since the last hand-over.
         let (tips_removed, tips_added) = self.tips.take_changes();
