@@ -198,7 +198,14 @@ fn bench_ingest_starts_a_node_and_reports_the_six_keys_for_every_transport() {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["count", "durable", "p50_ms", "p99_ms", "transport", "tx_per_s"]
+            [
+                "count",
+                "durable",
+                "p50_ms",
+                "p99_ms",
+                "transport",
+                "tx_per_s"
+            ]
         );
         assert_eq!(report["transport"], transport);
         assert_eq!(report["count"], 300);
@@ -219,5 +226,9 @@ fn bench_ingest_refuses_a_batch_beyond_the_spec_cap() {
         "10001",
     ]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("--batch"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--batch"),
+        "{}",
+        text(&out.stderr)
+    );
 }
