@@ -137,6 +137,10 @@ impl NodeProcess {
                 "0",
                 "--http-port",
                 "0",
+                "--udp-port",
+                "0",
+                "--quic-port",
+                "0",
                 "--data-dir",
             ])
             .arg(dir.path())

@@ -4,7 +4,9 @@
 
 mod bench;
 mod bench_ingest;
+mod client;
 mod keygen;
+mod peers;
 mod serve;
 mod verify;
 
@@ -32,6 +34,8 @@ enum Command {
     ServeGrpc(serve::ServeOneArgs),
     /// Run a node with only the HTTP listener.
     ServeHttp(serve::ServeOneArgs),
+    /// Run a node with only the UDP listener.
+    ListenUdp(serve::ServeOneArgs),
     /// Generate an ML-DSA-87 signing key (a 32-byte seed, written with mode 0600).
     Keygen(keygen::Args),
     /// Verify a PoH log file on every core; exits non-zero naming the first bad entry.
@@ -41,6 +45,21 @@ enum Command {
     /// Measure this machine.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Add a peer to the peers file (created if missing); adding a listed peer changes nothing.
+    AddPeer(peers::EditArgs),
+    /// Remove a peer from the peers file; an address that is not listed is an error.
+    RemovePeer(peers::EditArgs),
+    /// List the peers file: one `protocol address` line per peer, or --json.
+    ListPeers(peers::ListArgs),
+    /// Check each peer's reachability and latency, per protocol (gRPC: the health service).
+    CheckPeers(client::CheckArgs),
+    /// Send one transaction to every peer of every protocol at once; exit 0 when at least
+    /// one peer acknowledged.
+    Broadcast(client::BroadcastArgs),
+    /// Submit one transaction through DAGService (round robin over --endpoint, with fail-over).
+    Submit(client::SubmitArgs),
+    /// A transaction's status (UNKNOWN, PENDING, ORDERED, SEALED); exit 1 when UNKNOWN.
+    Status(client::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,10 +68,18 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(&args),
         Command::ServeGrpc(args) => serve::serve_one(&args, serve::Only::Grpc),
         Command::ServeHttp(args) => serve::serve_one(&args, serve::Only::Http),
+        Command::ListenUdp(args) => serve::serve_one(&args, serve::Only::Udp),
         Command::Keygen(args) => keygen::run(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::GenerateLog(args) => verify::generate(&args),
         Command::Bench(bench) => bench::run(&bench),
+        Command::AddPeer(args) => peers::add(&args),
+        Command::RemovePeer(args) => peers::remove(&args),
+        Command::ListPeers(args) => peers::list(&args),
+        Command::CheckPeers(args) => client::check_peers(&args),
+        Command::Broadcast(args) => client::broadcast(&args),
+        Command::Submit(args) => client::submit(&args),
+        Command::Status(args) => client::status(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,6 +44,9 @@ pub struct NodeArgs {
     /// in a crash).
     #[arg(long, env = "POH_NO_FSYNC", num_args = 0..=1, default_missing_value = "true")]
     no_fsync: Option<bool>,
+    /// Forward each newly stored transaction to the peers in the peers file, once.
+    #[arg(long, env = "POH_RELAY", num_args = 0..=1, default_missing_value = "true")]
+    relay: Option<bool>,
 }
 
 /// `poh serve`.
@@ -60,6 +63,12 @@ pub struct ServeArgs {
     /// HTTP port [default: 8080].
     #[arg(long, env = "POH_HTTP_PORT")]
     http_port: Option<u16>,
+    /// UDP port [default: 9000].
+    #[arg(long, env = "POH_UDP_PORT")]
+    udp_port: Option<u16>,
+    /// QUIC port [default: 4433].
+    #[arg(long, env = "POH_QUIC_PORT")]
+    quic_port: Option<u16>,
 }
 
 /// `poh serve-grpc` / `poh serve-http`: one listener.
@@ -112,6 +121,7 @@ impl NodeArgs {
         set(&mut config.poh.hashes_per_tick, &self.hashes_per_tick);
         set(&mut config.poh.ticks_per_second, &self.ticks_per_second);
         set(&mut config.poh.mode, &self.poh_mode);
+        set(&mut config.relay, &self.relay);
         if let Some(no_fsync) = self.no_fsync {
             config.ingest.fsync = !no_fsync;
         }
@@ -139,13 +149,20 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let (Some(http), Some(port)) = (config.http.as_mut(), args.http_port) {
         http.port = port;
     }
+    if let (Some(udp), Some(port)) = (config.udp.as_mut(), args.udp_port) {
+        udp.port = port;
+    }
+    if let (Some(quic), Some(port)) = (config.quic.as_mut(), args.quic_port) {
+        quic.port = port;
+    }
     run(config)
 }
 
-/// Which single listener `serve-grpc` / `serve-http` runs.
+/// Which single listener `serve-grpc` / `serve-http` / `listen-udp` runs.
 pub enum Only {
     Grpc,
     Http,
+    Udp,
 }
 
 pub fn serve_one(args: &ServeOneArgs, only: Only) -> anyhow::Result<()> {
@@ -154,7 +171,17 @@ pub fn serve_one(args: &ServeOneArgs, only: Only) -> anyhow::Result<()> {
     if args.db.is_some() {
         config.db_file = args.db.clone();
     }
+    config.quic = None;
+    if !matches!(only, Only::Udp) {
+        config.udp = None;
+    }
     match only {
+        Only::Udp => {
+            config.grpc = None;
+            config.http = None;
+            let udp = config.udp.get_or_insert_with(Default::default);
+            set(&mut udp.port, &args.port);
+        }
         Only::Grpc => {
             config.http = None;
             let grpc = config.grpc.get_or_insert_with(Default::default);

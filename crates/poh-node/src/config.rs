@@ -29,6 +29,14 @@ pub struct NodeConfig {
     pub grpc: Option<GrpcConfig>,
     /// The HTTP listener; `None` turns it off.
     pub http: Option<HttpConfig>,
+    /// The UDP listener; `None` turns it off.
+    pub udp: Option<UdpConfig>,
+    /// The QUIC listener; `None` turns it off.
+    pub quic: Option<QuicConfig>,
+    /// Forward each newly stored transaction to the peers once (SPEC §5).
+    pub relay: bool,
+    /// How the node talks to its peers (relay, health checks).
+    pub peers: PeersConfig,
     /// The PoH generator.
     pub poh: PohConfig,
     /// The ingest pipeline.
@@ -45,6 +53,10 @@ impl Default for NodeConfig {
             peers_file: None,
             grpc: Some(GrpcConfig::default()),
             http: Some(HttpConfig::default()),
+            udp: Some(UdpConfig::default()),
+            quic: Some(QuicConfig::default()),
+            relay: false,
+            peers: PeersConfig::default(),
             poh: PohConfig::default(),
             ingest: IngestConfig::default(),
         }
@@ -108,6 +120,92 @@ impl Default for HttpConfig {
             max_body_bytes: 2 << 20,
             max_batch_body_bytes: 64 << 20,
             request_timeout_secs: 30,
+        }
+    }
+}
+
+/// The UDP listener (SPEC §4, default port 9000).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdpConfig {
+    /// UDP port; 0 picks a free one.
+    pub port: u16,
+    /// The socket's receive buffer, in bytes: what absorbs a burst while the pipeline is busy.
+    pub recv_buffer_bytes: usize,
+    /// Most datagrams handed to the pipeline as one submission.
+    pub max_batch: usize,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        Self {
+            port: 9000,
+            recv_buffer_bytes: 8 << 20,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// The QUIC listener (SPEC §4, default port 4433, ALPN `poh/1`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicConfig {
+    /// UDP port; 0 picks a free one.
+    pub port: u16,
+    /// The server certificate chain (PEM). Without it, a development certificate is made on
+    /// first start and kept in the data dir.
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Bidirectional streams open at once per connection.
+    pub max_streams_per_connection: u32,
+    /// Largest frame (one protobuf `Tx`), in bytes.
+    pub max_frame_bytes: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        Self {
+            port: 4433,
+            cert: None,
+            key: None,
+            max_connections: 1024,
+            max_streams_per_connection: 64,
+            max_frame_bytes: 2 << 20,
+            idle_timeout_secs: 30,
+        }
+    }
+}
+
+/// Talking to peers: broadcast, relay and health checks (SPEC §5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeersConfig {
+    /// Milliseconds one peer may take, retries included.
+    pub timeout_ms: u64,
+    /// Attempts per peer for a transient failure (1: no retry).
+    pub attempts: u32,
+    /// The first retry's backoff in milliseconds; it doubles, with jitter.
+    pub backoff_ms: u64,
+    /// Seconds between peer health checks (`active_peers`); 0 turns them off.
+    pub health_interval_secs: u64,
+    /// Newly stored transactions waiting to be relayed; beyond it the oldest wait is refused
+    /// and counted, so a slow peer never grows memory.
+    pub relay_queue: usize,
+}
+
+impl Default for PeersConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 2_000,
+            attempts: 4,
+            backoff_ms: 20,
+            health_interval_secs: 10,
+            relay_queue: 65_536,
         }
     }
 }
@@ -199,8 +297,31 @@ impl NodeConfig {
                 "ingest.max_payload_bytes must be at most 64 MiB".into(),
             ));
         }
-        if self.grpc.is_none() && self.http.is_none() {
+        if self.grpc.is_none() && self.http.is_none() && self.udp.is_none() && self.quic.is_none() {
             return Err(NodeError::Config("no listener is enabled".into()));
+        }
+        if let Some(udp) = &self.udp
+            && udp.max_batch == 0
+        {
+            return Err(NodeError::Config("udp.max_batch must be at least 1".into()));
+        }
+        if let Some(quic) = &self.quic {
+            if quic.cert.is_some() != quic.key.is_some() {
+                return Err(NodeError::Config(
+                    "quic.cert and quic.key go together: give both or neither".into(),
+                ));
+            }
+            if quic.max_connections == 0 || quic.max_streams_per_connection == 0 {
+                return Err(NodeError::Config(
+                    "quic.max_connections and quic.max_streams_per_connection must be at least 1"
+                        .into(),
+                ));
+            }
+        }
+        if self.peers.attempts == 0 || self.peers.timeout_ms == 0 {
+            return Err(NodeError::Config(
+                "peers.attempts and peers.timeout_ms must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -255,8 +376,15 @@ mod tests {
         let c = NodeConfig {
             grpc: None,
             http: None,
+            udp: None,
+            quic: None,
             ..NodeConfig::default()
         };
         assert!(c.validate().is_err());
+        let mut c = NodeConfig::default();
+        if let Some(q) = c.quic.as_mut() {
+            q.cert = Some("node.crt".into());
+        }
+        assert!(c.validate().is_err(), "a certificate without its key");
     }
 }

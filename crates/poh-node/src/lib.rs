@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod broadcast;
 pub mod config;
 mod error;
 mod grpc;
@@ -19,14 +20,20 @@ mod http;
 mod listener;
 pub mod metrics;
 mod node;
+pub mod peers;
 pub mod pipeline;
+pub mod quic;
+mod relay;
+pub mod udp;
 
 use std::{path::PathBuf, sync::Arc};
 
 pub use config::NodeConfig;
 pub use error::NodeError;
 pub use grpc::{tx_from_pb, tx_to_pb};
+pub use http::json::{tx_from_json, tx_to_json};
 pub use node::Node;
+pub use peers::{PeerBook, PeerProtocol, Peers, PeersError};
 pub use pipeline::IngestPipeline;
 
 /// Where a transaction came from (the `transport` label of SPEC §7).

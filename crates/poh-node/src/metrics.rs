@@ -13,7 +13,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::Transport;
+use crate::{Transport, peers::PeerProtocol};
 
 const META: Metadata<'static> = Metadata::new("poh", Level::INFO, Some(module_path!()));
 
@@ -70,6 +70,36 @@ impl RejectReason {
     }
 }
 
+/// `poh_broadcast_total{protocol,result}`, registered with every label set up front.
+#[derive(Clone)]
+pub struct BroadcastMetrics {
+    /// By protocol (in `PeerProtocol::ALL` order), then ok / failed.
+    sends: [[Counter; 2]; 4],
+}
+
+impl BroadcastMetrics {
+    fn new(registry: &Registry) -> Self {
+        let sends = PeerProtocol::ALL.map(|protocol| {
+            ["ok", "failed"].map(|result| {
+                let counter = registry.counter(
+                    "poh_broadcast_total",
+                    &[("protocol", protocol.as_str()), ("result", result)],
+                );
+                counter.increment(0);
+                counter
+            })
+        });
+        Self { sends }
+    }
+
+    /// Counts one send to one peer.
+    pub fn record(&self, protocol: PeerProtocol, ok: bool) {
+        if let Some(i) = PeerProtocol::ALL.iter().position(|p| *p == protocol) {
+            self.sends[i][usize::from(!ok)].increment(1);
+        }
+    }
+}
+
 /// The node's registry and every subsystem's handles.
 #[derive(Clone)]
 pub struct Metrics {
@@ -78,6 +108,8 @@ pub struct Metrics {
     pub ingest: IngestMetrics,
     /// Connected peers that answered the last health check.
     pub active_peers: Gauge,
+    /// What broadcasts and relaying send.
+    pub broadcast: BroadcastMetrics,
     /// Storage reclamation events (SPEC §7 name), by `type`.
     pub gc_events: [Counter; 2],
 }
@@ -145,21 +177,12 @@ impl Metrics {
         let active_peers = registry.gauge("active_peers", &[]);
         let gc_events =
             ["minor", "major"].map(|t| registry.counter("gc_events_total", &[("type", t)]));
-        // Label sets that exist from the start, so each family shows from the first scrape.
-        for protocol in ["grpc", "http", "udp", "quic"] {
-            for result in ["ok", "failed"] {
-                registry
-                    .counter(
-                        "poh_broadcast_total",
-                        &[("protocol", protocol), ("result", result)],
-                    )
-                    .increment(0);
-            }
-        }
+        let broadcast = BroadcastMetrics::new(&registry);
         Self {
             registry,
             ingest,
             active_peers,
+            broadcast,
             gc_events,
         }
     }

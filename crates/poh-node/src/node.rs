@@ -14,15 +14,22 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    NodeConfig, NodeError, Services, grpc, http, listener,
+    NodeConfig, NodeError, Services,
+    broadcast::Broadcaster,
+    grpc, http, listener,
     metrics::Metrics,
     pipeline::{Committer, IngestPipeline, committer::CommitSettings},
+    quic::{self, tls::ServerTrust},
+    relay::{self, PeersCache},
+    udp,
 };
 
 /// A running node.
 pub struct Node {
     grpc_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
+    udp_addr: Option<SocketAddr>,
+    quic_addr: Option<SocketAddr>,
     pipeline: IngestPipeline,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -40,6 +47,10 @@ impl Node {
         };
         let http_listener = match &config.http {
             Some(c) => Some(bind("HTTP", SocketAddr::new(config.bind, c.port)).await?),
+            None => None,
+        };
+        let udp_listener = match &config.udp {
+            Some(c) => Some(udp::UdpListener::bind(SocketAddr::new(config.bind, c.port), c).await?),
             None => None,
         };
 
@@ -66,6 +77,13 @@ impl Node {
             max_batch: config.ingest.max_batch,
             durable: config.ingest.fsync,
         };
+        let (relay_sender, relay_queue) = match config.relay {
+            true => {
+                let (tx, rx) = tokio::sync::mpsc::channel(config.peers.relay_queue.max(1));
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let (committer, view) = Committer::start(
             store.clone(),
             &config.chain_id,
@@ -73,6 +91,7 @@ impl Node {
             settings,
             metrics.ingest.clone(),
             (jobs.clone(), queue),
+            relay_sender,
         )?;
         let pipeline = IngestPipeline::new(
             jobs,
@@ -119,12 +138,62 @@ impl Node {
                 shutdown.clone(),
             ));
         }
+        let mut udp_addr = None;
+        if let (Some(l), Some(c)) = (udp_listener, &config.udp) {
+            udp_addr = l.local_addr().ok();
+            listeners.spawn(udp::serve(l, services.clone(), c.clone(), shutdown.clone()));
+        }
+        let mut quic_addr = None;
+        if let Some(c) = &config.quic {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+            let endpoint = quic::bind(SocketAddr::new(config.bind, c.port), c, &config.data_dir)?;
+            quic_addr = endpoint.local_addr().ok();
+            listeners.spawn(quic::serve(
+                endpoint,
+                services.clone(),
+                c.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if relay_queue.is_some() || config.peers.health_interval_secs > 0 {
+            let broadcaster = Arc::new(
+                Broadcaster::new(
+                    config.peers.clone(),
+                    &ServerTrust::AnyCertificate,
+                    Some(metrics.broadcast.clone()),
+                )
+                .await?,
+            );
+            if let Some(queue) = relay_queue {
+                listeners.spawn(relay::relay(
+                    queue,
+                    broadcaster.clone(),
+                    PeersCache::new(config.peers_file.clone()),
+                    shutdown.clone(),
+                ));
+            }
+            if config.peers.health_interval_secs > 0 {
+                listeners.spawn(relay::health(
+                    broadcaster,
+                    PeersCache::new(config.peers_file.clone()),
+                    metrics.clone(),
+                    std::time::Duration::from_secs(config.peers.health_interval_secs),
+                    shutdown.clone(),
+                ));
+            }
+        }
         let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
         tracing::info!(
             chain_id = %config.chain_id,
             grpc = %show(grpc_addr),
             http = %show(http_addr),
+            udp = %show(udp_addr),
+            quic = %show(quic_addr),
             db = %config.db_path().display(),
+            relay = config.relay,
             "node started"
         );
         let supervisor = tokio::spawn(supervise(
@@ -136,6 +205,8 @@ impl Node {
         Ok(Self {
             grpc_addr,
             http_addr,
+            udp_addr,
+            quic_addr,
             pipeline,
             metrics,
             shutdown,
@@ -151,6 +222,16 @@ impl Node {
     /// Where the HTTP listener is bound.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// Where the UDP listener is bound.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
+    /// Where the QUIC listener is bound.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic_addr
     }
 
     /// The ingest pipeline (for in-process transports).

@@ -1,5 +1,6 @@
 //! Integration tests of the real `poh` binary.
 
+mod peers;
 mod serve;
 
 use std::{path::Path, process::Command};

@@ -46,6 +46,10 @@ fn serve_with(mut command: Command, data_dir: &Path) -> Served {
             "0",
             "--http-port",
             "0",
+            "--udp-port",
+            "0",
+            "--quic-port",
+            "0",
             "--hashes-per-tick",
         ])
         .arg(HASHES_PER_TICK.to_string())
@@ -258,6 +262,10 @@ fn bad_start_ups_are_one_clear_line() {
         "0",
         "--http-port",
         &port,
+        "--udp-port",
+        "0",
+        "--quic-port",
+        "0",
     ]);
     assert!(
         err.starts_with("error: cannot listen for HTTP") && err.lines().count() == 1,
@@ -273,6 +281,10 @@ fn bad_start_ups_are_one_clear_line() {
         "--grpc-port",
         "0",
         "--http-port",
+        "0",
+        "--udp-port",
+        "0",
+        "--quic-port",
         "0",
     ]);
     assert!(

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::pipeline::{Accepted, PohStatus, Rejected, TxResult};
 
 /// A transaction as JSON (SPEC §4).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct TxIn {
     /// 1–128 bytes of `[A-Za-z0-9._:-]`.
     pub tx_id: String,
@@ -21,14 +21,38 @@ pub(crate) struct TxIn {
     /// The payload, standard base64 with padding.
     pub payload_b64: String,
     /// Explicit DAG parents.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_ids: Option<Vec<String>>,
     /// An ML-DSA-87 public key (2592 bytes), base64.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_b64: Option<String>,
     /// An ML-DSA-87 signature (4627 bytes) over the signing bytes, base64.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_b64: Option<String>,
+}
+
+/// A transaction's JSON form (SPEC §4), as `POST /v1/tx` and UDP take it.
+pub fn tx_to_json(tx: &Tx) -> Vec<u8> {
+    let optional = |bytes: &[u8]| (!bytes.is_empty()).then(|| B64.encode(bytes));
+    let json = TxIn {
+        tx_id: tx.tx_id.clone(),
+        holder_id: tx.holder_id.clone(),
+        timestamp: tx.timestamp,
+        payload_b64: B64.encode(&tx.payload),
+        parent_ids: (!tx.parent_ids.is_empty()).then(|| tx.parent_ids.clone()),
+        public_key_b64: optional(&tx.public_key),
+        signature_b64: optional(&tx.signature),
+    };
+    // Strings, a finite-or-not float and byte strings: serde_json only fails on a non-finite
+    // float, which it writes as null and the receiver then refuses as invalid.
+    serde_json::to_vec(&json).unwrap_or_default()
+}
+
+/// A transaction from its JSON form, or why not.
+pub fn tx_from_json(bytes: &[u8]) -> Result<Tx, String> {
+    serde_json::from_slice::<TxIn>(bytes)
+        .map_err(|e| e.to_string())?
+        .into_tx()
 }
 
 impl TxIn {

@@ -5,7 +5,7 @@
 //! transaction shape a `400 {"error":"invalid"}`. One middleware counts every request by
 //! route template, applies the request timeout and logs; a panic becomes a JSON `500`.
 
-mod json;
+pub(crate) mod json;
 mod openapi;
 
 use std::{
@@ -399,19 +399,23 @@ async fn get_peers(State(state): State<HttpState>) -> Result<Json<PeersOut>, Api
     let Some(path) = state.services.peers_file.clone() else {
         return Ok(Json(PeersOut::default()));
     };
-    let peers = tokio::task::spawn_blocking(move || read_peers(&path))
+    let peers = tokio::task::spawn_blocking(move || read_peers(path))
         .await
         .map_err(storage_error)?
         .map_err(storage_error)?;
     Ok(Json(peers))
 }
 
-fn read_peers(path: &PathBuf) -> Result<PeersOut, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PeersOut::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
+/// The peers file through `PeerBook`, so the node serves exactly what the CLI accepts: a
+/// missing file is empty, an invalid one an error (logged, answered as a 500).
+fn read_peers(path: PathBuf) -> Result<PeersOut, crate::PeersError> {
+    let peers = crate::PeerBook::new(path).load()?;
+    Ok(PeersOut {
+        grpc: peers.grpc,
+        http: peers.http,
+        udp: peers.udp,
+        quic: peers.quic,
+    })
 }
 
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the process is alive")))]

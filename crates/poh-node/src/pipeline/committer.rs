@@ -28,7 +28,7 @@ use poh_store::{ChainMeta, Commit, Known, NewTx, Store, TxRecord, TxStatus};
 use super::{
     Accepted, Job, Msg, PohStatus, Prepared, Rejected, TxResult,
     tips::{MAX_LINKED_TIPS, Tips},
-    writer::{Answer, InFlight, Write, WriterHandle},
+    writer::{Answer, InFlight, RelaySender, Write, WriterHandle},
 };
 use crate::{NodeError, metrics::IngestMetrics};
 /// How long idle ticks may stay uncommitted.
@@ -126,6 +126,7 @@ impl Committer {
         settings: CommitSettings,
         metrics: IngestMetrics,
         (sender, jobs): (mpsc::Sender<Msg>, mpsc::Receiver<Msg>),
+        relay: Option<RelaySender>,
     ) -> Result<(Self, Arc<PohView>), NodeError> {
         let chain = match store.chain()? {
             Some(stored) => {
@@ -179,6 +180,7 @@ impl Committer {
             view.clone(),
             metrics.clone(),
             sender,
+            relay,
         )?;
         let committer = Self {
             store,

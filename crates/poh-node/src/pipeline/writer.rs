@@ -23,6 +23,9 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use super::{Msg, PohView, TxResult};
 use crate::{NodeError, metrics::IngestMetrics};
 
+/// Where newly stored transactions go to be relayed.
+pub(crate) type RelaySender = tokio::sync::mpsc::Sender<poh_core::Tx>;
+
 /// Transactions prepared but not yet stored, by id.
 #[derive(Default)]
 pub(crate) struct InFlight(Mutex<HashMap<String, Known>>);
@@ -68,11 +71,22 @@ impl WriterHandle {
         view: Arc<PohView>,
         metrics: IngestMetrics,
         done: mpsc::Sender<Msg>,
+        relay: Option<RelaySender>,
     ) -> Result<Self, NodeError> {
         let (writes, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("poh-writer".into())
-            .spawn(move || write_all(&*store, &in_flight, &view, &metrics, &done, queue))
+            .spawn(move || {
+                write_all(
+                    &*store,
+                    &in_flight,
+                    &view,
+                    &metrics,
+                    &done,
+                    relay.as_ref(),
+                    queue,
+                )
+            })
             .map_err(|_| NodeError::TaskFailed("writer"))?;
         Ok(Self {
             writes: Some(writes),
@@ -117,6 +131,7 @@ fn write_all(
     view: &PohView,
     metrics: &IngestMetrics,
     done: &mpsc::Sender<Msg>,
+    relay: Option<&RelaySender>,
     queue: mpsc::Receiver<Write>,
 ) -> Result<(), NodeError> {
     for write in queue {
@@ -142,6 +157,19 @@ fn write_all(
             }
         }
         view.set_stored(write.chain.state);
+        if let Some(relay) = relay {
+            // Only what this commit stored for the first time: duplicates are never relayed,
+            // so a ring of relaying nodes stops once every node has the transaction.
+            let mut dropped = 0usize;
+            for new in &write.txs {
+                if relay.try_send(new.record.tx.clone()).is_err() {
+                    dropped += 1;
+                }
+            }
+            if dropped > 0 {
+                tracing::warn!(dropped, "relay queue full: transactions not relayed");
+            }
+        }
         // The committer may hand over the next batch while these answers go out.
         let _ = done.send(Msg::Written);
         for answer in write.answers {

@@ -2,7 +2,10 @@
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use poh_core::{PohConfig, PohMode, SigningKey, Tx};
-use poh_node::{Node, NodeConfig, config::GrpcConfig, config::HttpConfig};
+use poh_node::{
+    Node, NodeConfig,
+    config::{GrpcConfig, HttpConfig, QuicConfig, UdpConfig},
+};
 use poh_proto::v1::{dag_service_client::DagServiceClient, poh_service_client::PohServiceClient};
 use tonic::transport::Channel;
 
@@ -26,6 +29,14 @@ pub fn config(dir: &std::path::Path) -> NodeConfig {
         http: Some(HttpConfig {
             port: 0,
             ..HttpConfig::default()
+        }),
+        udp: Some(UdpConfig {
+            port: 0,
+            ..UdpConfig::default()
+        }),
+        quic: Some(QuicConfig {
+            port: 0,
+            ..QuicConfig::default()
         }),
         poh: PohConfig {
             hashes_per_tick: HASHES_PER_TICK,

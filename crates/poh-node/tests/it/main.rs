@@ -5,3 +5,4 @@ mod common;
 mod grpc;
 mod http;
 mod metrics;
+mod network;
