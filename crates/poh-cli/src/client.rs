@@ -320,8 +320,11 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
         public_key: tx.public_key.clone(),
         signature: tx.signature.clone(),
     };
+    let runtime = runtime()?;
+    // Channels are made inside the runtime: tonic spawns their workers on it.
+    let _context = runtime.enter();
     let endpoints = Endpoints::new(&args.endpoints, Duration::from_millis(args.timeout_ms))?;
-    let (answer, endpoint) = runtime()?.block_on(endpoints.call(|mut client| {
+    let (answer, endpoint) = runtime.block_on(endpoints.call(|mut client| {
         let request = request.clone();
         async move {
             client
@@ -372,11 +375,13 @@ pub struct StatusArgs {
 }
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let _context = runtime.enter();
     let endpoints = Endpoints::new(&args.endpoints, Duration::from_millis(args.timeout_ms))?;
     let request = pb::StatusRequest {
         tx_id: args.tx_id.clone(),
     };
-    let (answer, _) = runtime()?.block_on(endpoints.call(|mut client| {
+    let (answer, _) = runtime.block_on(endpoints.call(|mut client| {
         let request = request.clone();
         async move {
             client

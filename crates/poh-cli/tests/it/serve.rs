@@ -17,13 +17,15 @@ use serde_json::{Value, json};
 const HASHES_PER_TICK: u64 = 500;
 
 /// A `poh serve` child and its HTTP base URL, read from its start-up log line.
-struct Served {
-    child: Child,
-    base: String,
-    grpc: String,
+pub(crate) struct Served {
+    pub child: Child,
+    pub base: String,
+    pub grpc: String,
+    pub udp: String,
+    pub quic: String,
 }
 
-fn serve(data_dir: &Path) -> Served {
+pub(crate) fn serve(data_dir: &Path) -> Served {
     serve_with(Command::new(env!("CARGO_BIN_EXE_poh")), data_dir)
 }
 
@@ -73,13 +75,21 @@ fn serve_with(mut command: Command, data_dir: &Path) -> Served {
                     .and_then(|rest| rest.split_whitespace().next())
                     .map(str::to_string)
             };
-            if let (Some(grpc), Some(http)) = (field("grpc"), field("http")) {
-                let _ = found.send((grpc, format!("http://{http}")));
+            if let (Some(grpc), Some(http), Some(udp), Some(quic)) =
+                (field("grpc"), field("http"), field("udp"), field("quic"))
+            {
+                let _ = found.send((grpc, format!("http://{http}"), udp, quic));
             }
         }
     });
     match base.recv_timeout(Duration::from_secs(60)) {
-        Ok((grpc, base)) => Served { child, base, grpc },
+        Ok((grpc, base, udp, quic)) => Served {
+            child,
+            base,
+            grpc,
+            udp,
+            quic,
+        },
         Err(_) => {
             let _ = child.kill();
             panic!("poh serve did not log its addresses within 60 s");
@@ -99,7 +109,7 @@ fn wait_for_acks(acked: &Mutex<HashMap<String, Value>>, n: usize) {
     }
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .args(["-s", name])
         .arg(child.id().to_string())

@@ -1,0 +1,353 @@
+//! Broadcast, relay and peer health: real nodes on loopback, plus two misbehaving peers (one
+//! that answers UNAVAILABLE before it succeeds, one that never answers).
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use poh_node::{
+    Peers,
+    broadcast::{Broadcaster, Delivery},
+    config::PeersConfig,
+    quic::tls::ServerTrust,
+};
+use poh_proto::v1::{
+    self as pb,
+    poh_service_server::{PohService, PohServiceServer},
+};
+use tonic::{Request, Response, Status};
+
+use crate::common::{self, TestNode, tx};
+
+fn peers_of(nodes: &[&TestNode]) -> Peers {
+    let mut peers = Peers::default();
+    for n in nodes {
+        peers.grpc.push(n.node.grpc_addr().unwrap().to_string());
+        peers
+            .http
+            .push(format!("http://{}", n.node.http_addr().unwrap()));
+        peers.udp.push(n.node.udp_addr().unwrap().to_string());
+        peers.quic.push(n.node.quic_addr().unwrap().to_string());
+    }
+    peers
+}
+
+fn settings(timeout_ms: u64) -> PeersConfig {
+    PeersConfig {
+        timeout_ms,
+        backoff_ms: 5,
+        ..PeersConfig::default()
+    }
+}
+
+async fn stored(node: &TestNode, id: &str) -> bool {
+    reqwest::get(node.http(&format!("/v1/tx/{id}")))
+        .await
+        .unwrap()
+        .status()
+        == 200
+}
+
+async fn wait_until_stored(node: &TestNode, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !stored(node, id).await {
+        assert!(Instant::now() < deadline, "{id} never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn broadcast_reaches_three_nodes_over_all_four_protocols() {
+    let (a, b, c) = tokio::join!(common::start(), common::start(), common::start());
+    let peers = peers_of(&[&a, &b, &c]);
+    let broadcaster = Broadcaster::new(settings(2000), &ServerTrust::AnyCertificate, None)
+        .await
+        .unwrap();
+    let report = broadcaster.broadcast(&peers, &tx("everywhere")).await;
+    assert_eq!(report.peers.len(), 12);
+    for r in &report.peers {
+        assert!(r.outcome.is_ok(), "{r:?}");
+    }
+    assert_eq!(report.summary(), (true, true, true, true));
+    for node in [&a, &b, &c] {
+        wait_until_stored(node, "everywhere").await;
+    }
+    // Four protocols to one node: stored by one of them, a duplicate for the others that
+    // answer, with the same poh_seq.
+    let seqs: Vec<u64> = report
+        .peers
+        .iter()
+        .filter(|r| r.peer.contains(&a.node.grpc_addr().unwrap().to_string()))
+        .filter_map(|r| match r.outcome {
+            Ok(Delivery::Stored { poh_seq } | Delivery::Duplicate { poh_seq }) => Some(poh_seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs.len(), 1);
+    broadcaster.close();
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_is_down_is_named_and_costs_no_more_than_its_timeout() {
+    let (a, b, down) = tokio::join!(common::start(), common::start(), common::start());
+    let peers = peers_of(&[&a, &b, &down]);
+    let down_grpc = down.node.grpc_addr().unwrap().to_string();
+    down.stop().await;
+    let broadcaster = Broadcaster::new(settings(500), &ServerTrust::AnyCertificate, None)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let report = broadcaster.broadcast(&peers, &tx("one-down")).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let failed: Vec<_> = report.peers.iter().filter(|r| r.outcome.is_err()).collect();
+    assert!(
+        failed.iter().any(|r| r.peer == down_grpc),
+        "the down node is named: {failed:?}"
+    );
+    // UDP cannot tell; every other protocol of the two live nodes acknowledged.
+    assert_eq!(
+        failed.len(),
+        3,
+        "grpc, http and quic of the down node: {failed:?}"
+    );
+    assert_eq!(report.summary(), (true, true, true, true));
+    assert!(report.any_ok());
+    broadcaster.close();
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A gRPC peer that is UNAVAILABLE for its first `failures` calls, then stores.
+struct Flaky {
+    calls: Arc<AtomicU32>,
+    failures: u32,
+}
+
+type BoxStream<T> = Pin<Box<dyn futures_util::Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PohService for Flaky {
+    async fn broadcast(&self, _: Request<pb::Tx>) -> Result<Response<pb::Ack>, Status> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if n < self.failures {
+            return Err(Status::unavailable("warming up"));
+        }
+        Ok(Response::new(pb::Ack {
+            success: true,
+            code: pb::AckCode::Stored as i32,
+            poh_seq: 7,
+            poh_hash: vec![0; 32],
+            message: String::new(),
+        }))
+    }
+    type BroadcastStreamStream = BoxStream<pb::Ack>;
+    async fn broadcast_stream(
+        &self,
+        _: Request<tonic::Streaming<pb::Tx>>,
+    ) -> Result<Response<Self::BroadcastStreamStream>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    async fn get_tx(&self, _: Request<pb::GetTxRequest>) -> Result<Response<pb::TxRecord>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    async fn repair(
+        &self,
+        _: Request<pb::RepairRequest>,
+    ) -> Result<Response<pb::RepairResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    type SyncStream = BoxStream<pb::TxRecord>;
+    async fn sync(
+        &self,
+        _: Request<pb::SyncRequest>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        Err(Status::unimplemented(""))
+    }
+}
+
+#[tokio::test]
+async fn unavailable_twice_then_success_is_retried_to_success() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = PohServiceServer::new(Flaky {
+        calls: calls.clone(),
+        failures: 2,
+    });
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let broadcaster = Broadcaster::new(settings(2000), &ServerTrust::AnyCertificate, None)
+        .await
+        .unwrap();
+    let peers = Peers {
+        grpc: vec![addr.to_string()],
+        ..Peers::default()
+    };
+    let report = broadcaster.broadcast(&peers, &tx("flaky")).await;
+    let r = &report.peers[0];
+    assert_eq!(r.outcome, Ok(Delivery::Stored { poh_seq: 7 }));
+    assert_eq!(r.attempts, 3);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_costs_its_timeout_and_no_more() {
+    // Accepts connections and datagrams, never says a word.
+    let silent_tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let tcp = silent_tcp.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent_tcp.accept().await {
+            open.push(s);
+        }
+    });
+    let live = common::start().await;
+    let peers = Peers {
+        grpc: vec![tcp.to_string(), live.node.grpc_addr().unwrap().to_string()],
+        http: vec![format!("http://{tcp}")],
+        quic: vec![silent_udp.local_addr().unwrap().to_string()],
+        ..Peers::default()
+    };
+    let broadcaster = Broadcaster::new(settings(300), &ServerTrust::AnyCertificate, None)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let report = broadcaster.broadcast(&peers, &tx("silence")).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(900),
+        "{elapsed:?}"
+    );
+    for r in &report.peers {
+        if r.peer == live.node.grpc_addr().unwrap().to_string() {
+            assert!(r.outcome.is_ok(), "{r:?}");
+        } else {
+            assert!(r.outcome.is_err(), "{r:?}");
+            assert!(r.elapsed < Duration::from_millis(600), "{r:?}");
+        }
+    }
+    held.abort();
+    broadcaster.close();
+    live.stop().await;
+}
+
+async fn metric(node: &TestNode, line_start: &str) -> f64 {
+    let text = reqwest::get(node.http("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_ring_of_three_relaying_nodes_stores_once_each_and_stops() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let files: Vec<_> = dirs.iter().map(|d| d.path().join("peers.json")).collect();
+    let start = |i: usize| {
+        let file = files[i].clone();
+        common::start_with(move |c| {
+            c.relay = true;
+            c.peers_file = Some(file);
+        })
+    };
+    let (a, b, c) = tokio::join!(start(0), start(1), start(2));
+    let ring = [&a, &b, &c];
+    for i in 0..3 {
+        let next = ring[(i + 1) % 3];
+        let peers = Peers {
+            grpc: vec![next.node.grpc_addr().unwrap().to_string()],
+            ..Peers::default()
+        };
+        std::fs::write(&files[i], serde_json::to_vec(&peers).unwrap()).unwrap();
+    }
+    let ack = a
+        .grpc()
+        .await
+        .broadcast(common::pb(&tx("around")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.code, pb::AckCode::Stored as i32);
+    for node in ring {
+        wait_until_stored(node, "around").await;
+    }
+    // Let any further relaying happen, then check it did not: A got it from the client and
+    // once back from C (a duplicate, not relayed again); B and C once each.
+    let received = "poh_tx_received_total{transport=\"grpc\"}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&a, received).await < 2.0 {
+        assert!(Instant::now() < deadline, "the ring never came back to A");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(metric(&a, received).await, 2.0);
+    assert_eq!(metric(&b, received).await, 1.0);
+    assert_eq!(metric(&c, received).await, 1.0);
+    let ok = "poh_broadcast_total{protocol=\"grpc\",result=\"ok\"}";
+    for node in ring {
+        assert_eq!(
+            metric(node, ok).await,
+            1.0,
+            "each node relayed exactly once"
+        );
+    }
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn health_checks_count_the_peers_that_answer() {
+    let target = common::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("peers.json");
+    let peers = Peers {
+        grpc: vec![
+            target.node.grpc_addr().unwrap().to_string(),
+            "127.0.0.1:1".into(),
+        ],
+        http: vec![format!("http://{}", target.node.http_addr().unwrap())],
+        quic: vec![target.node.quic_addr().unwrap().to_string()],
+        ..Peers::default()
+    };
+    std::fs::write(&file, serde_json::to_vec(&peers).unwrap()).unwrap();
+    let node = common::start_with(|c| {
+        c.peers_file = Some(file);
+        c.peers.health_interval_secs = 1;
+        c.peers.timeout_ms = 500;
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&node, "active_peers ").await != 3.0 {
+        assert!(
+            Instant::now() < deadline,
+            "active_peers = {}",
+            metric(&node, "active_peers ").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.stop().await;
+    target.stop().await;
+}
