@@ -49,13 +49,38 @@ pub struct TxArgs {
 
 impl TxArgs {
     fn build(&self) -> anyhow::Result<Tx> {
-        let mut tx = match &self.tx_file {
+        let mut all = self.build_all()?;
+        match (all.pop(), all.is_empty()) {
+            (Some(tx), true) => Ok(tx),
+            _ => bail!("give exactly one transaction here (the file holds several)"),
+        }
+    }
+
+    /// The transactions: one from the flags or a JSON object, or each of a JSON array.
+    fn build_all(&self) -> anyhow::Result<Vec<Tx>> {
+        let mut txs = match &self.tx_file {
             Some(path) => {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
-                poh_node::tx_from_json(&bytes).map_err(|e| {
-                    anyhow::anyhow!("{} is not a JSON transaction: {e}", path.display())
-                })?
+                let bad = |e: String| {
+                    anyhow::anyhow!(
+                        "{} is not a JSON transaction or array of them: {e}",
+                        path.display()
+                    )
+                };
+                if bytes.trim_ascii_start().starts_with(b"[") {
+                    let items: Vec<serde_json::Value> =
+                        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+                    items
+                        .iter()
+                        .map(|item| {
+                            let one = serde_json::to_vec(item).map_err(|e| bad(e.to_string()))?;
+                            poh_node::tx_from_json(&one).map_err(bad)
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?
+                } else {
+                    vec![poh_node::tx_from_json(&bytes).map_err(bad)?]
+                }
             }
             None => {
                 let payload = match (&self.payload, &self.payload_file) {
@@ -64,14 +89,14 @@ impl TxArgs {
                         .with_context(|| format!("cannot read {}", path.display()))?,
                     (None, None) => bail!("give --payload TEXT or --payload-file FILE"),
                 };
-                Tx {
+                vec![Tx {
                     tx_id: self.tx_id.clone().unwrap_or_default(),
                     holder_id: self.holder_id.clone(),
                     timestamp: self.timestamp.unwrap_or_else(unix_now),
                     payload,
                     parent_ids: self.parents.clone(),
                     ..Tx::default()
-                }
+                }]
             }
         };
         if let Some(path) = &self.sign_key {
@@ -79,9 +104,11 @@ impl TxArgs {
                 .with_context(|| format!("cannot read the key {}", path.display()))?;
             let key = SigningKey::from_key_file(&seed)
                 .with_context(|| format!("{} is not a poh keygen key", path.display()))?;
-            tx.sign(&key).context("cannot sign")?;
+            for tx in &mut txs {
+                tx.sign(&key).context("cannot sign")?;
+            }
         }
-        Ok(tx)
+        Ok(txs)
     }
 }
 
@@ -307,53 +334,62 @@ pub struct SubmitArgs {
 }
 
 pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
-    let tx = args.tx.build()?;
-    let payload = String::from_utf8(tx.payload.clone()).context(
-        "DAGService carries the payload as UTF-8 text; use `poh broadcast` for other bytes",
-    )?;
-    let request = pb::TxRequest {
-        tx_id: tx.tx_id.clone(),
-        payload,
-        parent_ids: tx.parent_ids.clone(),
-        holder_id: tx.holder_id.clone(),
-        timestamp: tx.timestamp,
-        public_key: tx.public_key.clone(),
-        signature: tx.signature.clone(),
-    };
+    let txs = args.tx.build_all()?;
     let runtime = runtime()?;
     // Channels are made inside the runtime: tonic spawns their workers on it.
     let _context = runtime.enter();
     let endpoints = Endpoints::new(&args.endpoints, Duration::from_millis(args.timeout_ms))?;
-    let (answer, endpoint) = runtime.block_on(endpoints.call(|mut client| {
-        let request = request.clone();
-        async move {
-            client
-                .submit_transaction(request)
-                .await
-                .map(|r| r.into_inner())
-        }
-    }))?;
-    if args.json {
-        println!(
-            "{}",
-            json!({"tx_id": tx.tx_id, "endpoint": endpoint, "status": answer.status,
-                   "message": answer.message, "poh_seq": answer.poh_seq})
-        );
-    } else {
-        println!(
-            "{}: {} via {endpoint}, poh_seq {}{}",
-            tx.tx_id,
-            answer.status,
-            answer.poh_seq,
-            if answer.message.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", answer.message)
+    let mut rejected = 0;
+    for tx in txs {
+        let payload = String::from_utf8(tx.payload.clone()).with_context(|| {
+            format!(
+                "{}: DAGService carries the payload as UTF-8 text; use `poh broadcast` for other bytes",
+                tx.tx_id
+            )
+        })?;
+        let request = pb::TxRequest {
+            tx_id: tx.tx_id.clone(),
+            payload,
+            parent_ids: tx.parent_ids.clone(),
+            holder_id: tx.holder_id.clone(),
+            timestamp: tx.timestamp,
+            public_key: tx.public_key.clone(),
+            signature: tx.signature.clone(),
+        };
+        let (answer, endpoint) = runtime.block_on(endpoints.call(|mut client| {
+            let request = request.clone();
+            async move {
+                client
+                    .submit_transaction(request)
+                    .await
+                    .map(|r| r.into_inner())
             }
-        );
+        }))?;
+        if args.json {
+            println!(
+                "{}",
+                json!({"tx_id": tx.tx_id, "endpoint": endpoint, "status": answer.status,
+                       "message": answer.message, "poh_seq": answer.poh_seq})
+            );
+        } else {
+            println!(
+                "{}: {} via {endpoint}, poh_seq {}{}",
+                tx.tx_id,
+                answer.status,
+                answer.poh_seq,
+                if answer.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", answer.message)
+                }
+            );
+        }
+        if answer.status == "rejected" {
+            rejected += 1;
+        }
     }
-    if answer.status == "rejected" {
-        bail!("{} was rejected: {}", tx.tx_id, answer.message);
+    if rejected > 0 {
+        bail!("{rejected} transaction(s) rejected");
     }
     Ok(())
 }

@@ -142,6 +142,39 @@ fn broadcast_submit_status_and_check_peers_against_two_nodes_and_a_dead_one() {
     assert_eq!(answer["status"], "accepted");
     assert_eq!(answer["endpoint"], nodes[0].grpc.as_str());
 
+    // Several transactions from one file go round robin over the endpoints.
+    let many = book.path().join("many.json");
+    let items: Vec<Value> = (0..4)
+        .map(|i| serde_json::json!({"tx_id": format!("rr-{i}"), "holder_id": "h", "timestamp": 1.0, "payload_b64": "aGk="}))
+        .collect();
+    std::fs::write(&many, serde_json::to_vec(&items).unwrap()).unwrap();
+    let out = poh(&[
+        "submit",
+        "--endpoint",
+        &nodes[0].grpc,
+        "--endpoint",
+        &nodes[1].grpc,
+        "--tx-file",
+        many.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let used: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["endpoint"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let (a, b) = (nodes[0].grpc.clone(), nodes[1].grpc.clone());
+    assert_eq!(used, [a.clone(), b.clone(), a, b]);
+
     let out = poh(&["status", "cli-2", "--endpoint", &nodes[0].grpc, "--json"]);
     assert!(out.status.success());
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
