@@ -11,12 +11,44 @@ use anyhow::{Context as _, bail};
 use poh_core::{SigningKey, Tx};
 use poh_node::{
     PeerBook, PeerProtocol,
-    broadcast::{BroadcastReport, Broadcaster, Delivery},
+    broadcast::{BroadcastReport, Broadcaster, ClientTls, Delivery, grpc_channel},
     config::PeersConfig,
-    quic::tls::ServerTrust,
+    tls::ServerTrust,
 };
 use poh_proto::v1::{self as pb, dag_service_client::DagServiceClient};
 use serde_json::json;
+
+/// TLS towards the nodes: trust a CA (or pin a certificate), present a certificate (mTLS).
+#[derive(clap::Args, Debug, Default)]
+pub struct TlsArgs {
+    /// Trust servers whose certificate this CA issued (PEM); turns TLS on for gRPC.
+    #[arg(long, env = "POH_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Trust exactly the server certificate with this SHA-256 fingerprint (hex).
+    #[arg(long, conflicts_with = "tls_ca")]
+    tls_pin: Option<String>,
+    /// This client's certificate (PEM), for mutual TLS.
+    #[arg(long, env = "POH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "POH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn client_tls(&self) -> anyhow::Result<ClientTls> {
+        let trust = match (&self.tls_ca, &self.tls_pin) {
+            (Some(ca), _) => ServerTrust::Ca(ca.clone()),
+            (None, Some(pin)) => ServerTrust::Pinned(pin.clone()),
+            (None, None) => ServerTrust::AnyCertificate,
+        };
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(poh_node::tls::Identity::from_pem(cert, key)?),
+            _ => None,
+        };
+        Ok(ClientTls { trust, identity })
+    }
+}
 
 /// The transaction to send: from flags, or a JSON file in the `POST /v1/tx` shape.
 #[derive(clap::Args, Debug)]
@@ -146,10 +178,13 @@ pub struct BroadcastArgs {
     /// One JSON object instead of lines.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 pub fn broadcast(args: &BroadcastArgs) -> anyhow::Result<()> {
     let tx = args.tx.build()?;
+    let tls = args.tls.client_tls()?;
     let peers = peers_file(&args.peers_file)?.load()?;
     if peers.is_empty() {
         bail!("no peers: add some with `poh add-peer PROTOCOL ADDR`");
@@ -159,7 +194,7 @@ pub fn broadcast(args: &BroadcastArgs) -> anyhow::Result<()> {
         ..PeersConfig::default()
     };
     let report = runtime()?.block_on(async {
-        let broadcaster = Broadcaster::new(settings, &ServerTrust::AnyCertificate, None).await?;
+        let broadcaster = Broadcaster::new(settings, tls, None).await?;
         let report = broadcaster.broadcast(&peers, &tx).await;
         broadcaster.close();
         anyhow::Ok(report)
@@ -265,20 +300,13 @@ struct Endpoints {
 }
 
 impl Endpoints {
-    fn new(endpoints: &[String], timeout: Duration) -> anyhow::Result<Self> {
+    fn new(endpoints: &[String], timeout: Duration, tls: &TlsArgs) -> anyhow::Result<Self> {
+        let config = tls.client_tls()?.grpc_config()?;
         let channels = endpoints
             .iter()
             .map(|e| {
-                let url = if e.contains("://") {
-                    e.clone()
-                } else {
-                    format!("http://{e}")
-                };
-                let channel = tonic::transport::Endpoint::from_shared(url)
-                    .with_context(|| format!("--endpoint {e} is not a valid address"))?
-                    .connect_timeout(timeout)
-                    .timeout(timeout)
-                    .connect_lazy();
+                let channel = grpc_channel(e, config.as_ref(), timeout)
+                    .map_err(|why| anyhow::anyhow!("--endpoint {e}: {why}"))?;
                 Ok((e.clone(), channel))
             })
             .collect::<anyhow::Result<_>>()?;
@@ -331,6 +359,8 @@ pub struct SubmitArgs {
     /// One JSON object instead of a line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
@@ -338,7 +368,11 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
     // Channels are made inside the runtime: tonic spawns their workers on it.
     let _context = runtime.enter();
-    let endpoints = Endpoints::new(&args.endpoints, Duration::from_millis(args.timeout_ms))?;
+    let endpoints = Endpoints::new(
+        &args.endpoints,
+        Duration::from_millis(args.timeout_ms),
+        &args.tls,
+    )?;
     let mut rejected = 0;
     for tx in txs {
         let payload = String::from_utf8(tx.payload.clone()).with_context(|| {
@@ -408,12 +442,18 @@ pub struct StatusArgs {
     /// One JSON object instead of lines.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
     let _context = runtime.enter();
-    let endpoints = Endpoints::new(&args.endpoints, Duration::from_millis(args.timeout_ms))?;
+    let endpoints = Endpoints::new(
+        &args.endpoints,
+        Duration::from_millis(args.timeout_ms),
+        &args.tls,
+    )?;
     let request = pb::StatusRequest {
         tx_id: args.tx_id.clone(),
     };
@@ -469,9 +509,12 @@ pub struct CheckArgs {
     /// One JSON object instead of lines.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 pub fn check_peers(args: &CheckArgs) -> anyhow::Result<()> {
+    let tls = args.tls.client_tls()?;
     let peers = peers_file(&args.peers_file)?.load()?;
     if peers.is_empty() {
         bail!("no peers: add some with `poh add-peer PROTOCOL ADDR`");
@@ -481,7 +524,7 @@ pub fn check_peers(args: &CheckArgs) -> anyhow::Result<()> {
         ..PeersConfig::default()
     };
     let results = runtime()?.block_on(async {
-        let broadcaster = Broadcaster::new(settings, &ServerTrust::AnyCertificate, None).await?;
+        let broadcaster = Broadcaster::new(settings, tls, None).await?;
         let checks = peers.iter().map(|(protocol, peer)| {
             let b = &broadcaster;
             async move { (protocol, peer, b.check(protocol, peer).await) }

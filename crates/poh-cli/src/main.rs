@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_ingest;
+mod certs;
 mod client;
 mod keygen;
 mod peers;
@@ -36,6 +37,8 @@ enum Command {
     ServeHttp(serve::ServeOneArgs),
     /// Run a node with only the UDP listener.
     ListenUdp(serve::ServeOneArgs),
+    /// Make a development CA and a certificate per node name (for --tls-cert/--tls-key/--tls-ca).
+    Certs(certs::CertsArgs),
     /// Generate an ML-DSA-87 signing key (a 32-byte seed, written with mode 0600).
     Keygen(keygen::Args),
     /// Verify a PoH log file on every core; exits non-zero naming the first bad entry.
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::ServeHttp(args) => serve::serve_one(&args, serve::Only::Http),
         Command::ListenUdp(args) => serve::serve_one(&args, serve::Only::Udp),
         Command::Keygen(args) => keygen::run(&args),
+        Command::Certs(args) => certs::run(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::GenerateLog(args) => verify::generate(&args),
         Command::Bench(bench) => bench::run(&bench),

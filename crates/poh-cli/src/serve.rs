@@ -22,7 +22,7 @@ pub struct NodeArgs {
     /// The address every listener binds to [default: 127.0.0.1].
     #[arg(long, env = "POH_BIND")]
     bind: Option<IpAddr>,
-    /// The peers file served by GET /v1/peers [default: ~/.poh_peers.json].
+    /// The peers file: served by GET /v1/peers, relayed to, health-checked [default: ~/.poh_peers.json].
     #[arg(long, env = "POH_PEERS_FILE")]
     peers_file: Option<PathBuf>,
     /// Refuse unsigned transactions.
@@ -44,6 +44,25 @@ pub struct NodeArgs {
     /// in a crash).
     #[arg(long, env = "POH_NO_FSYNC", num_args = 0..=1, default_missing_value = "true")]
     no_fsync: Option<bool>,
+    /// TLS certificate chain (PEM) for every listener; with --tls-key.
+    #[arg(long, env = "POH_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "POH_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// A PKCS#12 bundle instead of --tls-cert/--tls-key; its password comes from
+    /// --tls-pkcs12-password-file or POH_TLS_PKCS12_PASSWORD, never a flag.
+    #[arg(long, env = "POH_TLS_PKCS12")]
+    tls_pkcs12: Option<PathBuf>,
+    /// The file holding the PKCS#12 password.
+    #[arg(long, env = "POH_TLS_PKCS12_PASSWORD_FILE")]
+    tls_pkcs12_password_file: Option<PathBuf>,
+    /// Require client certificates issued by this CA (mutual TLS); peers are checked against it.
+    #[arg(long, env = "POH_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// A client identity allowed in (certificate CN or SAN; repeat); default: any the CA issued.
+    #[arg(long = "tls-allow", env = "POH_TLS_ALLOW", value_delimiter = ',')]
+    tls_allow: Vec<String>,
     /// Forward each newly stored transaction to the peers in the peers file, once.
     #[arg(long, env = "POH_RELAY", num_args = 0..=1, default_missing_value = "true")]
     relay: Option<bool>,
@@ -122,6 +141,32 @@ impl NodeArgs {
         set(&mut config.poh.ticks_per_second, &self.ticks_per_second);
         set(&mut config.poh.mode, &self.poh_mode);
         set(&mut config.relay, &self.relay);
+        if self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.tls_pkcs12.is_some()
+            || self.tls_ca.is_some()
+            || !self.tls_allow.is_empty()
+        {
+            let tls = config.tls.get_or_insert_with(Default::default);
+            if self.tls_cert.is_some() || self.tls_key.is_some() {
+                tls.cert = self.tls_cert.clone();
+                tls.key = self.tls_key.clone();
+                tls.pkcs12 = None;
+            }
+            if self.tls_pkcs12.is_some() {
+                tls.pkcs12 = self.tls_pkcs12.clone();
+                tls.cert = None;
+                tls.key = None;
+            }
+            set(
+                &mut tls.pkcs12_password_file,
+                &self.tls_pkcs12_password_file.clone().map(Some),
+            );
+            set(&mut tls.ca, &self.tls_ca.clone().map(Some));
+            if !self.tls_allow.is_empty() {
+                tls.allowed_clients = self.tls_allow.clone();
+            }
+        }
         if let Some(no_fsync) = self.no_fsync {
             config.ingest.fsync = !no_fsync;
         }

@@ -11,6 +11,7 @@ use std::{
     collections::HashMap,
     hash::{BuildHasher, Hasher},
     net::SocketAddr,
+    sync::Arc,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -27,7 +28,8 @@ use crate::{
     http::json::tx_to_json,
     metrics::BroadcastMetrics,
     peers::{PeerProtocol, Peers},
-    quic::{QuicClient, tls::ServerTrust},
+    quic::QuicClient,
+    tls::ServerTrust,
 };
 
 /// The largest UDP payload.
@@ -95,6 +97,103 @@ impl BroadcastReport {
     }
 }
 
+/// How a client talks TLS to peers.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    /// How servers are trusted.
+    pub trust: ServerTrust,
+    /// The certificate presented for mutual TLS.
+    pub identity: Option<crate::tls::Identity>,
+}
+
+impl ClientTls {
+    /// Whether gRPC goes over TLS: a CA or a certificate is configured.
+    pub fn is_on(&self) -> bool {
+        !matches!(self.trust, ServerTrust::AnyCertificate) || self.identity.is_some()
+    }
+}
+
+/// A lazily connected gRPC channel to `peer` (`host:port` or a URL), over TLS per `tls`.
+pub fn grpc_channel(
+    peer: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+) -> Result<Channel, String> {
+    let url = if peer.contains("://") {
+        peer.replacen("https://", "http://", 1)
+    } else {
+        format!("http://{peer}")
+    };
+    let endpoint = Endpoint::from_shared(url)
+        .map_err(|e| format!("not a gRPC address: {e}"))?
+        .connect_timeout(timeout)
+        .tcp_nodelay(true);
+    Ok(match tls {
+        Some(config) => endpoint.connect_with_connector_lazy(TlsConnector(config.clone())),
+        None => endpoint.connect_lazy(),
+    })
+}
+
+impl ClientTls {
+    /// The rustls configuration for gRPC, when TLS is on.
+    pub fn grpc_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, NodeError> {
+        if !self.is_on() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(crate::tls::client_config(
+            &self.trust,
+            self.identity.as_ref(),
+            &[b"h2"],
+        )?)))
+    }
+}
+
+/// Dials TCP and wraps it in TLS for tonic, using the address's host as the server name.
+#[derive(Clone)]
+struct TlsConnector(Arc<rustls::ClientConfig>);
+
+impl tower::Service<http::Uri> for TlsConnector {
+    type Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let config = self.0.clone();
+        Box::pin(async move {
+            let invalid = |what: &str| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string())
+            };
+            let host = uri.host().ok_or_else(|| invalid("no host"))?.to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = tokio::net::TcpStream::connect((
+                host.trim_start_matches('[').trim_end_matches(']'),
+                port,
+            ))
+            .await?;
+            let _ = tcp.set_nodelay(true);
+            let name = rustls::pki_types::ServerName::try_from(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            )
+            .map_err(|_| invalid("not a valid server name"))?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        })
+    }
+}
+
 /// Why one attempt failed.
 enum Failure {
     /// Worth retrying.
@@ -106,6 +205,8 @@ enum Failure {
 /// Sends transactions to peers; cheap to share, connections are kept inside.
 pub struct Broadcaster {
     settings: PeersConfig,
+    /// TLS for gRPC when the node (or the CLI) has TLS on; plaintext otherwise.
+    grpc_tls: Option<Arc<rustls::ClientConfig>>,
     grpc: Mutex<HashMap<String, Channel>>,
     http: reqwest::Client,
     udp: tokio::net::UdpSocket,
@@ -117,7 +218,7 @@ impl Broadcaster {
     /// A broadcaster with these timeouts and retries; `metrics` counts every send.
     pub async fn new(
         settings: PeersConfig,
-        trust: &ServerTrust,
+        tls: ClientTls,
         metrics: Option<BroadcastMetrics>,
     ) -> Result<Self, NodeError> {
         let any: SocketAddr = (std::net::Ipv6Addr::UNSPECIFIED, 0).into();
@@ -135,10 +236,17 @@ impl Broadcaster {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .tcp_nodelay(true)
+            .tls_backend_preconfigured(crate::tls::client_config(
+                &tls.trust,
+                tls.identity.as_ref(),
+                &[b"h2", b"http/1.1"],
+            )?)
             .build()
             .map_err(|e| NodeError::Config(format!("cannot make the HTTP client: {e}")))?;
+        let grpc_tls = tls.grpc_config()?;
         Ok(Self {
-            quic: QuicClient::new(trust)?,
+            quic: QuicClient::new(&tls.trust, tls.identity.as_ref())?,
+            grpc_tls,
             settings,
             grpc: Mutex::new(HashMap::new()),
             http,
@@ -273,16 +381,12 @@ impl Broadcaster {
         if let Some(c) = channels.get(peer) {
             return Ok(c.clone());
         }
-        let url = if peer.contains("://") {
-            peer.to_string()
-        } else {
-            format!("http://{peer}")
-        };
-        let channel = Endpoint::from_shared(url)
-            .map_err(|e| Failure::Final(format!("not a gRPC address: {e}")))?
-            .connect_timeout(Duration::from_millis(self.settings.timeout_ms))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = grpc_channel(
+            peer,
+            self.grpc_tls.as_ref(),
+            Duration::from_millis(self.settings.timeout_ms),
+        )
+        .map_err(Failure::Final)?;
         channels.insert(peer.to_string(), channel.clone());
         Ok(channel)
     }

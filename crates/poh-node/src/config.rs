@@ -33,6 +33,9 @@ pub struct NodeConfig {
     pub udp: Option<UdpConfig>,
     /// The QUIC listener; `None` turns it off.
     pub quic: Option<QuicConfig>,
+    /// TLS on every listener, and the node's identity towards its peers; `None`: plaintext
+    /// gRPC and HTTP (QUIC is always TLS, with a development certificate).
+    pub tls: Option<TlsConfig>,
     /// Forward each newly stored transaction to the peers once (SPEC §5).
     pub relay: bool,
     /// How the node talks to its peers (relay, health checks).
@@ -55,6 +58,7 @@ impl Default for NodeConfig {
             http: Some(HttpConfig::default()),
             udp: Some(UdpConfig::default()),
             quic: Some(QuicConfig::default()),
+            tls: None,
             relay: false,
             peers: PeersConfig::default(),
             poh: PohConfig::default(),
@@ -179,6 +183,25 @@ impl Default for QuicConfig {
             idle_timeout_secs: 30,
         }
     }
+}
+
+/// TLS (SPEC §8): the node's certificate, and mutual TLS when `ca` is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM), with `key`.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// A PKCS#12 bundle instead of `cert` and `key`.
+    pub pkcs12: Option<PathBuf>,
+    /// A file holding the bundle's password; without it, `POH_TLS_PKCS12_PASSWORD`.
+    pub pkcs12_password_file: Option<PathBuf>,
+    /// The CA (PEM) that issues node certificates: clients must present one (mutual TLS),
+    /// and peers' certificates are checked against it.
+    pub ca: Option<PathBuf>,
+    /// Client identities allowed (certificate subject CN or SAN); empty: any the CA issued.
+    pub allowed_clients: Vec<String>,
 }
 
 /// Talking to peers: broadcast, relay and health checks (SPEC §5).

@@ -24,6 +24,7 @@ pub mod peers;
 pub mod pipeline;
 pub mod quic;
 mod relay;
+pub mod tls;
 pub mod udp;
 
 use std::{path::PathBuf, sync::Arc};

@@ -39,11 +39,15 @@ pub(crate) struct ConnLimits {
     pub header_read_timeout: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown`, then drains.
+/// How long a client gets to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown`, then drains.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
     let semaphore = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -94,16 +98,28 @@ pub(crate) async fn serve(
         let builder = builder.clone();
         let stop = shutdown.clone();
         let name = limits.name;
+        let tls = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            let service = TowerToHyperService::new(service);
+            let result = match tls {
+                None => serve_connection(&builder, TokioIo::new(stream), service, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(&builder, TokioIo::new(stream), service, stop).await
+                        }
+                        // A refused certificate, a plaintext client, a slow one: logged, and
+                        // the connection is closed without answering.
+                        Ok(Err(e)) => {
+                            tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
                 }
             };
             if let Err(e) = result {
@@ -124,5 +140,31 @@ pub(crate) async fn serve(
             "connections still busy after the drain timeout; closing them"
         );
         connections.shutdown().await;
+    }
+}
+
+async fn serve_connection<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: TokioIo<I>,
+    service: TowerToHyperService<S>,
+    stop: CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = axum::response::Response>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result,
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }

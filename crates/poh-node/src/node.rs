@@ -15,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     NodeConfig, NodeError, Services,
-    broadcast::Broadcaster,
+    broadcast::{Broadcaster, ClientTls},
+    config::TlsConfig,
     grpc, http, listener,
     metrics::Metrics,
     pipeline::{Committer, IngestPipeline, committer::CommitSettings},
-    quic::{self, tls::ServerTrust},
+    quic,
     relay::{self, PeersCache},
+    tls::{ClientAuth, Identity, ServerTrust},
     udp,
 };
 
@@ -116,6 +118,7 @@ impl Node {
         };
         let shutdown = CancellationToken::new();
         let mut listeners = JoinSet::new();
+        let security = Security::load(config.tls.as_ref())?;
         let mut grpc_addr = None;
         if let (Some(l), Some(c)) = (grpc_listener, &config.grpc) {
             grpc_addr = l.local_addr().ok();
@@ -124,6 +127,7 @@ impl Node {
                 l,
                 router,
                 grpc::conn_limits(c),
+                acceptor(&security, &[b"h2"])?,
                 shutdown.clone(),
             ));
         }
@@ -135,6 +139,7 @@ impl Node {
                 l,
                 router,
                 http::conn_limits(c),
+                acceptor(&security, &[b"h2", b"http/1.1"])?,
                 shutdown.clone(),
             ));
         }
@@ -149,7 +154,13 @@ impl Node {
                 path: config.data_dir.clone(),
                 source,
             })?;
-            let endpoint = quic::bind(SocketAddr::new(config.bind, c.port), c, &config.data_dir)?;
+            let endpoint = quic::bind(
+                SocketAddr::new(config.bind, c.port),
+                c,
+                &config.data_dir,
+                security.identity.clone(),
+                &security.auth,
+            )?;
             quic_addr = endpoint.local_addr().ok();
             listeners.spawn(quic::serve(
                 endpoint,
@@ -162,7 +173,7 @@ impl Node {
             let broadcaster = Arc::new(
                 Broadcaster::new(
                     config.peers.clone(),
-                    &ServerTrust::AnyCertificate,
+                    security.client_tls(),
                     Some(metrics.broadcast.clone()),
                 )
                 .await?,
@@ -261,6 +272,62 @@ impl Node {
             .await
             .map_err(|_| NodeError::TaskFailed("supervisor"))?
     }
+}
+
+/// The node's TLS material, loaded once at start.
+struct Security {
+    identity: Option<Identity>,
+    auth: ClientAuth,
+    trust: ServerTrust,
+}
+
+impl Security {
+    fn load(config: Option<&TlsConfig>) -> Result<Self, NodeError> {
+        let Some(config) = config else {
+            return Ok(Self {
+                identity: None,
+                auth: ClientAuth::default(),
+                trust: ServerTrust::AnyCertificate,
+            });
+        };
+        let identity = Identity::from_config(config)?;
+        if identity.is_none() {
+            return Err(NodeError::Config(
+                "[tls] needs the node's certificate: cert and key, or pkcs12".into(),
+            ));
+        }
+        Ok(Self {
+            identity,
+            auth: ClientAuth {
+                ca: config.ca.clone(),
+                allowed: config.allowed_clients.clone(),
+            },
+            trust: config
+                .ca
+                .clone()
+                .map_or(ServerTrust::AnyCertificate, ServerTrust::Ca),
+        })
+    }
+
+    /// How this node connects to its peers: trusting its CA, presenting its certificate.
+    fn client_tls(&self) -> ClientTls {
+        ClientTls {
+            trust: self.trust.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+}
+
+/// The TLS acceptor for a TCP listener offering `alpn`, when the node has TLS on.
+fn acceptor(
+    security: &Security,
+    alpn: &[&[u8]],
+) -> Result<Option<tokio_rustls::TlsAcceptor>, NodeError> {
+    let Some(identity) = &security.identity else {
+        return Ok(None);
+    };
+    let config = crate::tls::server_config(identity.clone(), &security.auth, alpn)?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeError> {

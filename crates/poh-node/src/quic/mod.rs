@@ -40,22 +40,27 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Makes the QUIC endpoint bound to `addr`. The certificate's fingerprint is logged, so a
 /// client can pin it.
+/// The node's TLS identity (`node_identity`) is used when it has one, then `[quic]`'s own
+/// certificate, then the development certificate.
 pub(crate) fn bind(
     addr: SocketAddr,
     config: &QuicConfig,
     data_dir: &std::path::Path,
+    node_identity: Option<crate::tls::Identity>,
+    auth: &crate::tls::ClientAuth,
 ) -> Result<quinn::Endpoint, NodeError> {
-    let identity = match (&config.cert, &config.key) {
-        (Some(cert), Some(key)) => tls::ServerIdentity::from_pem(cert, key)?,
-        _ => tls::ServerIdentity::development(data_dir)?,
+    let (identity, development) = match (node_identity, &config.cert, &config.key) {
+        (Some(identity), _, _) => (identity, false),
+        (None, Some(cert), Some(key)) => (crate::tls::Identity::from_pem(cert, key)?, false),
+        _ => (tls::development_identity(data_dir)?, true),
     };
     let fingerprint = identity
         .chain
         .first()
         .map(tls::fingerprint)
         .unwrap_or_default();
-    let development = config.cert.is_none();
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(identity.server_crypto()?));
+    let mut server =
+        quinn::ServerConfig::with_crypto(Arc::new(tls::server_crypto(identity, auth)?));
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(VarInt::from_u32(config.max_streams_per_connection))
@@ -291,7 +296,10 @@ pub struct QuicClient {
 
 impl QuicClient {
     /// A client endpoint trusting servers per `trust`.
-    pub fn new(trust: &tls::ServerTrust) -> Result<Self, NodeError> {
+    pub fn new(
+        trust: &tls::ServerTrust,
+        identity: Option<&crate::tls::Identity>,
+    ) -> Result<Self, NodeError> {
         let bind: SocketAddr = (std::net::Ipv6Addr::UNSPECIFIED, 0).into();
         let mut endpoint = quinn::Endpoint::client(bind)
             .or_else(|_| quinn::Endpoint::client((std::net::Ipv4Addr::UNSPECIFIED, 0).into()))
@@ -300,7 +308,7 @@ impl QuicClient {
                 addr: bind,
                 source,
             })?;
-        endpoint.set_default_client_config(tls::client_config(trust)?);
+        endpoint.set_default_client_config(tls::client_config(trust, identity)?);
         Ok(Self {
             endpoint,
             connections: Mutex::new(HashMap::new()),

@@ -12,9 +12,8 @@ use std::{
 
 use poh_node::{
     Peers,
-    broadcast::{Broadcaster, Delivery},
+    broadcast::{Broadcaster, ClientTls, Delivery},
     config::PeersConfig,
-    quic::tls::ServerTrust,
 };
 use poh_proto::v1::{
     self as pb,
@@ -65,7 +64,7 @@ async fn wait_until_stored(node: &TestNode, id: &str) {
 async fn broadcast_reaches_three_nodes_over_all_four_protocols() {
     let (a, b, c) = tokio::join!(common::start(), common::start(), common::start());
     let peers = peers_of(&[&a, &b, &c]);
-    let broadcaster = Broadcaster::new(settings(2000), &ServerTrust::AnyCertificate, None)
+    let broadcaster = Broadcaster::new(settings(2000), ClientTls::default(), None)
         .await
         .unwrap();
     let report = broadcaster.broadcast(&peers, &tx("everywhere")).await;
@@ -101,7 +100,7 @@ async fn a_node_that_is_down_is_named_and_costs_no_more_than_its_timeout() {
     let peers = peers_of(&[&a, &b, &down]);
     let down_grpc = down.node.grpc_addr().unwrap().to_string();
     down.stop().await;
-    let broadcaster = Broadcaster::new(settings(500), &ServerTrust::AnyCertificate, None)
+    let broadcaster = Broadcaster::new(settings(500), ClientTls::default(), None)
         .await
         .unwrap();
     let started = Instant::now();
@@ -191,7 +190,7 @@ async fn unavailable_twice_then_success_is_retried_to_success() {
             .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let broadcaster = Broadcaster::new(settings(2000), &ServerTrust::AnyCertificate, None)
+    let broadcaster = Broadcaster::new(settings(2000), ClientTls::default(), None)
         .await
         .unwrap();
     let peers = Peers {
@@ -225,7 +224,7 @@ async fn a_peer_that_never_answers_costs_its_timeout_and_no_more() {
         quic: vec![silent_udp.local_addr().unwrap().to_string()],
         ..Peers::default()
     };
-    let broadcaster = Broadcaster::new(settings(300), &ServerTrust::AnyCertificate, None)
+    let broadcaster = Broadcaster::new(settings(300), ClientTls::default(), None)
         .await
         .unwrap();
     let started = Instant::now();

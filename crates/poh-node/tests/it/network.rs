@@ -120,7 +120,7 @@ async fn udp_stores_every_valid_datagram_and_counts_every_bad_one() {
 async fn quic_acks_a_batch_on_one_stream_in_order() {
     let node = common::start().await;
     let peer = node.node.quic_addr().unwrap().to_string();
-    let client = QuicClient::new(&ServerTrust::AnyCertificate).unwrap();
+    let client = QuicClient::new(&ServerTrust::AnyCertificate, None).unwrap();
     let txs: Vec<pb::Tx> = (0..3000).map(|i| pb(&tx(&format!("quic-{i}")))).collect();
     let acks = client.send(&peer, &txs).await.unwrap();
     assert_eq!(acks.len(), 3000);
@@ -145,7 +145,7 @@ async fn a_malformed_quic_frame_closes_only_its_stream() {
     let node = common::start().await;
     let addr = node.node.quic_addr().unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(client_config(&ServerTrust::AnyCertificate).unwrap());
+    endpoint.set_default_client_config(client_config(&ServerTrust::AnyCertificate, None).unwrap());
     let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
 
     let (mut send, mut recv) = connection.open_bi().await.unwrap();

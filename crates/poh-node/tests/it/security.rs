@@ -1,0 +1,244 @@
+//! Mutual TLS on gRPC, HTTPS and QUIC with `poh certs`-style certificates: the right client
+//! gets in; another CA's, an expired one, one off the allow-list, and a server whose pinned
+//! fingerprint does not match are each refused.
+
+use std::{path::Path, time::Duration};
+
+use poh_node::{
+    broadcast::{ClientTls, grpc_channel},
+    config::TlsConfig,
+    quic::QuicClient,
+    tls::{Identity, ServerTrust, certs::DevCa, client_config},
+};
+use poh_proto::v1::poh_service_client::PohServiceClient;
+
+use crate::common::{self, TestNode, pb, tx};
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn identity(&self, name: &str) -> Identity {
+        Identity::from_pem(
+            &self.path(&format!("{name}.crt")),
+            &self.path(&format!("{name}.key")),
+        )
+        .unwrap()
+    }
+}
+
+fn write_pair(dir: &Path, name: &str, (cert, key): (String, String)) {
+    std::fs::write(dir.join(format!("{name}.crt")), cert).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key).unwrap();
+}
+
+fn pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = DevCa::generate().unwrap();
+    std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
+    for name in ["node-a", "client-ok", "client-other"] {
+        write_pair(dir.path(), name, ca.issue(name, 30).unwrap());
+    }
+    let past = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    write_pair(
+        dir.path(),
+        "client-old",
+        ca.issue_valid("client-ok", past, past + time::Duration::days(1))
+            .unwrap(),
+    );
+    let other = DevCa::generate().unwrap();
+    write_pair(
+        dir.path(),
+        "client-foreign",
+        other.issue("client-ok", 30).unwrap(),
+    );
+    std::fs::write(dir.path().join("other-ca.crt"), &other.cert_pem).unwrap();
+    Pki { dir }
+}
+
+async fn secured(pki: &Pki) -> TestNode {
+    let (cert, key, ca) = (
+        pki.path("node-a.crt"),
+        pki.path("node-a.key"),
+        pki.path("ca.crt"),
+    );
+    common::start_with(move |c| {
+        c.tls = Some(TlsConfig {
+            cert: Some(cert),
+            key: Some(key),
+            ca: Some(ca),
+            allowed_clients: vec!["client-ok".into(), "node-a".into()],
+            ..TlsConfig::default()
+        });
+    })
+    .await
+}
+
+/// Whether a client with `trust` and `identity` gets a transaction stored, per transport.
+async fn attempt(
+    node: &TestNode,
+    trust: &ServerTrust,
+    identity: Option<Identity>,
+    id: &str,
+) -> [bool; 3] {
+    let tls = ClientTls {
+        trust: trust.clone(),
+        identity,
+    };
+    let timeout = Duration::from_secs(5);
+
+    let config = tls.grpc_config().unwrap();
+    let channel = grpc_channel(
+        &node.node.grpc_addr().unwrap().to_string(),
+        config.as_ref(),
+        timeout,
+    )
+    .unwrap();
+    let grpc = PohServiceClient::new(channel)
+        .broadcast(pb(&tx(&format!("{id}-grpc"))))
+        .await
+        .is_ok_and(|ack| ack.into_inner().success);
+
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(
+            client_config(&tls.trust, tls.identity.as_ref(), &[b"h2", b"http/1.1"]).unwrap(),
+        )
+        .timeout(timeout)
+        .build()
+        .unwrap()
+        .post(format!(
+            "https://127.0.0.1:{}/v1/tx",
+            node.node.http_addr().unwrap().port()
+        ))
+        .json(&common::json(&tx(&format!("{id}-http"))))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 201);
+
+    let quic = QuicClient::new(&tls.trust, tls.identity.as_ref()).unwrap();
+    let answer = tokio::time::timeout(
+        timeout,
+        quic.send(
+            &node.node.quic_addr().unwrap().to_string(),
+            &[pb(&tx(&format!("{id}-quic")))],
+        ),
+    )
+    .await;
+    let quic_ok = matches!(answer, Ok(Ok(acks)) if acks[0].success);
+    quic.close();
+    [grpc, http, quic_ok]
+}
+
+#[tokio::test]
+async fn mutual_tls_admits_the_right_client_and_refuses_every_wrong_one() {
+    let pki = pki();
+    let node = secured(&pki).await;
+    let ca = ServerTrust::Ca(pki.path("ca.crt"));
+
+    assert_eq!(
+        attempt(&node, &ca, Some(pki.identity("client-ok")), "ok").await,
+        [true; 3],
+        "the allowed client, CA-verified server"
+    );
+    assert_eq!(
+        attempt(&node, &ca, None, "anonymous").await,
+        [false; 3],
+        "no client certificate"
+    );
+    assert_eq!(
+        attempt(&node, &ca, Some(pki.identity("client-foreign")), "foreign").await,
+        [false; 3],
+        "a certificate from another CA"
+    );
+    assert_eq!(
+        attempt(&node, &ca, Some(pki.identity("client-old")), "old").await,
+        [false; 3],
+        "an expired certificate"
+    );
+    assert_eq!(
+        attempt(&node, &ca, Some(pki.identity("client-other")), "other").await,
+        [false; 3],
+        "an identity not on the allow-list"
+    );
+
+    // Pinning: the node's own fingerprint is trusted; any other is refused by the client.
+    let node_cert = poh_node::tls::read_certs(&pki.path("node-a.crt")).unwrap();
+    let right = ServerTrust::Pinned(poh_node::tls::fingerprint(&node_cert[0]));
+    assert_eq!(
+        attempt(&node, &right, Some(pki.identity("client-ok")), "pinned").await,
+        [true; 3],
+        "the pinned fingerprint matches"
+    );
+    let wrong = ServerTrust::Pinned("00".repeat(32));
+    assert_eq!(
+        attempt(&node, &wrong, Some(pki.identity("client-ok")), "mispinned").await,
+        [false; 3],
+        "a pinned-fingerprint mismatch"
+    );
+    // A server whose certificate another CA issued is refused by a CA-trusting client.
+    let foreign_ca = ServerTrust::Ca(pki.path("other-ca.crt"));
+    assert_eq!(
+        attempt(
+            &node,
+            &foreign_ca,
+            Some(pki.identity("client-ok")),
+            "wrong-ca"
+        )
+        .await,
+        [false; 3],
+        "the server is not from the CA the client trusts"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_pkcs12_bundle_serves_tls_with_its_password_from_a_file() {
+    let pki = pki();
+    let cert = std::fs::read_to_string(pki.path("node-a.crt")).unwrap();
+    let key = std::fs::read_to_string(pki.path("node-a.key")).unwrap();
+    let bundle = poh_node::tls::certs::pkcs12(&cert, &key, "s3cret").unwrap();
+    std::fs::write(pki.path("node-a.p12"), bundle).unwrap();
+    std::fs::write(pki.path("password"), "s3cret\n").unwrap();
+    let (p12, password, ca) = (
+        pki.path("node-a.p12"),
+        pki.path("password"),
+        pki.path("ca.crt"),
+    );
+    let node = common::start_with(move |c| {
+        c.tls = Some(TlsConfig {
+            pkcs12: Some(p12),
+            pkcs12_password_file: Some(password),
+            ca: Some(ca),
+            ..TlsConfig::default()
+        });
+    })
+    .await;
+    let ca = ServerTrust::Ca(pki.path("ca.crt"));
+    assert_eq!(
+        attempt(&node, &ca, Some(pki.identity("client-other")), "p12").await,
+        [true; 3],
+        "no allow-list: any client the CA issued"
+    );
+    node.stop().await;
+
+    // A wrong password is a clear start-up error.
+    std::fs::write(pki.path("password"), "wrong").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.tls = Some(TlsConfig {
+        pkcs12: Some(pki.path("node-a.p12")),
+        pkcs12_password_file: Some(pki.path("password")),
+        ..TlsConfig::default()
+    });
+    let err = poh_node::Node::spawn(config)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("PKCS#12") && err.contains("password"), "{err}");
+}
