@@ -63,6 +63,15 @@ pub struct NodeArgs {
     /// A client identity allowed in (certificate CN or SAN; repeat); default: any the CA issued.
     #[arg(long = "tls-allow", env = "POH_TLS_ALLOW", value_delimiter = ',')]
     tls_allow: Vec<String>,
+    /// Bearer tokens clients must send (one per line, compared in constant time).
+    #[arg(long, env = "POH_AUTH_TOKEN_FILE")]
+    auth_token_file: Option<PathBuf>,
+    /// Accept HS256 JWTs signed with the secret in this file (exp and nbf are checked).
+    #[arg(long, env = "POH_JWT_HS256_SECRET_FILE")]
+    jwt_hs256_secret_file: Option<PathBuf>,
+    /// Accept EdDSA JWTs verified with this Ed25519 public key (PEM).
+    #[arg(long, env = "POH_JWT_EDDSA_PUBLIC_KEY_FILE")]
+    jwt_eddsa_public_key_file: Option<PathBuf>,
     /// Forward each newly stored transaction to the peers in the peers file, once.
     #[arg(long, env = "POH_RELAY", num_args = 0..=1, default_missing_value = "true")]
     relay: Option<bool>,
@@ -141,6 +150,24 @@ impl NodeArgs {
         set(&mut config.poh.ticks_per_second, &self.ticks_per_second);
         set(&mut config.poh.mode, &self.poh_mode);
         set(&mut config.relay, &self.relay);
+        if self.auth_token_file.is_some()
+            || self.jwt_hs256_secret_file.is_some()
+            || self.jwt_eddsa_public_key_file.is_some()
+        {
+            let auth = config.auth.get_or_insert_with(Default::default);
+            set(
+                &mut auth.token_file,
+                &self.auth_token_file.clone().map(Some),
+            );
+            set(
+                &mut auth.jwt_hs256_secret_file,
+                &self.jwt_hs256_secret_file.clone().map(Some),
+            );
+            set(
+                &mut auth.jwt_eddsa_public_key_file,
+                &self.jwt_eddsa_public_key_file.clone().map(Some),
+            );
+        }
         if self.tls_cert.is_some()
             || self.tls_key.is_some()
             || self.tls_pkcs12.is_some()

@@ -36,6 +36,10 @@ pub struct NodeConfig {
     /// TLS on every listener, and the node's identity towards its peers; `None`: plaintext
     /// gRPC and HTTP (QUIC is always TLS, with a development certificate).
     pub tls: Option<TlsConfig>,
+    /// Client authentication on gRPC and HTTP; `None`: open.
+    pub auth: Option<AuthConfig>,
+    /// Per-client limits on every listener.
+    pub limits: ClientLimits,
     /// Forward each newly stored transaction to the peers once (SPEC §5).
     pub relay: bool,
     /// How the node talks to its peers (relay, health checks).
@@ -59,6 +63,8 @@ impl Default for NodeConfig {
             udp: Some(UdpConfig::default()),
             quic: Some(QuicConfig::default()),
             tls: None,
+            auth: None,
+            limits: ClientLimits::default(),
             relay: false,
             peers: PeersConfig::default(),
             poh: PohConfig::default(),
@@ -202,6 +208,42 @@ pub struct TlsConfig {
     pub ca: Option<PathBuf>,
     /// Client identities allowed (certificate subject CN or SAN); empty: any the CA issued.
     pub allowed_clients: Vec<String>,
+}
+
+/// Client authentication (SPEC §8): bearer tokens and JWTs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Bearer tokens, one per line (`#` comments and blank lines ignored).
+    pub token_file: Option<PathBuf>,
+    /// The shared secret (≥ 32 bytes) for HS256 JWTs.
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+    /// The Ed25519 public key (PEM) for EdDSA JWTs.
+    pub jwt_eddsa_public_key_file: Option<PathBuf>,
+    /// Require credentials on /healthz, /readyz, /metrics and gRPC health too.
+    pub protect_health: bool,
+}
+
+/// Limits per client address, on every listener (SPEC §8).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientLimits {
+    /// Connections one client address may hold open at once (TCP and QUIC).
+    pub max_connections_per_client: usize,
+    /// Requests (or datagrams) per second one client address may send, sustained.
+    pub requests_per_second: u32,
+    /// How far above the rate a client may burst.
+    pub burst: u32,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            max_connections_per_client: 256,
+            requests_per_second: 50_000,
+            burst: 100_000,
+        }
+    }
 }
 
 /// Talking to peers: broadcast, relay and health checks (SPEC §5).

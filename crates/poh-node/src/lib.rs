@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod auth;
 pub mod broadcast;
 pub mod config;
 mod error;
@@ -72,6 +73,8 @@ pub(crate) struct Services {
     pub store: Arc<dyn poh_store::Store>,
     pub metrics: metrics::Metrics,
     pub peers_file: Option<PathBuf>,
+    /// Client authentication, when configured.
+    pub auth: Option<auth::Authenticator>,
 }
 
 impl Services {

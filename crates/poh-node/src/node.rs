@@ -115,6 +115,11 @@ impl Node {
             store,
             metrics: metrics.clone(),
             peers_file: config.peers_file.clone(),
+            auth: config
+                .auth
+                .as_ref()
+                .map(crate::auth::Authenticator::from_config)
+                .transpose()?,
         };
         let shutdown = CancellationToken::new();
         let mut listeners = JoinSet::new();

@@ -78,9 +78,34 @@ pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Rou
     for method in METHODS {
         services.metrics.preregister_grpc(method);
     }
-    routes
-        .into_axum_router()
-        .layer(ObserveLayer::new(services.metrics.clone()))
+    let router = routes.into_axum_router();
+    let router = match services.auth.clone() {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, authenticate)),
+        None => router,
+    };
+    router.layer(ObserveLayer::new(services.metrics.clone()))
+}
+
+/// Refuses calls without valid `authorization` metadata; the health service stays open
+/// unless `auth.protect_health`.
+async fn authenticate(
+    axum::extract::State(auth): axum::extract::State<crate::auth::Authenticator>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !auth.protects_health() && req.uri().path().starts_with("/grpc.health.v1.") {
+        return next.run(req).await;
+    }
+    let header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(http::HeaderValue::as_bytes);
+    let status = match auth.check(header) {
+        Ok(()) => return next.run(req).await,
+        Err(e @ crate::auth::AuthError::Missing) => Status::unauthenticated(e.to_string()),
+        Err(e @ crate::auth::AuthError::Denied) => Status::permission_denied(e.to_string()),
+    };
+    status.into_http::<axum::body::Body>()
 }
 
 /// Connection settings of the gRPC listener.

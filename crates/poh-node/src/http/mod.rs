@@ -87,6 +87,7 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
@@ -171,6 +172,38 @@ impl IntoResponse for ApiError {
 fn storage_error(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "HTTP request failed");
     ApiError::internal()
+}
+
+/// The paths that stay open without credentials, unless `auth.protect_health`.
+const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Refuses requests without valid credentials when authentication is configured.
+async fn authenticate(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+    let Some(auth) = &state.services.auth else {
+        return next.run(req).await;
+    };
+    if !auth.protects_health() && OPEN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match auth.check(header) {
+        Ok(()) => next.run(req).await,
+        Err(e @ crate::auth::AuthError::Missing) => {
+            let mut response =
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+                    .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        Err(e @ crate::auth::AuthError::Denied) => {
+            ApiError::new(StatusCode::FORBIDDEN, "permission_denied", e.to_string()).into_response()
+        }
+    }
 }
 
 async fn observe(State(state): State<HttpState>, req: Request, next: Next) -> Response {
