@@ -18,6 +18,7 @@ pub mod config;
 mod error;
 mod grpc;
 mod http;
+pub mod limits;
 mod listener;
 pub mod metrics;
 mod node;
@@ -75,6 +76,8 @@ pub(crate) struct Services {
     pub peers_file: Option<PathBuf>,
     /// Client authentication, when configured.
     pub auth: Option<auth::Authenticator>,
+    /// Per-client limits.
+    pub limiter: Arc<limits::ClientLimiter>,
 }
 
 impl Services {

@@ -47,6 +47,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnLimits,
+    clients: Arc<crate::limits::ClientLimiter>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
@@ -87,6 +88,11 @@ pub(crate) async fn serve(
                 }
             },
         };
+        // A client at its connection limit is closed at once: its flood costs no task.
+        let Some(slot) = clients.connect(peer.ip()) else {
+            tracing::debug!(listener = limits.name, %peer, "client at its connection limit");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service =
             router
@@ -101,6 +107,7 @@ pub(crate) async fn serve(
         let tls = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let service = TowerToHyperService::new(service);
             let result = match tls {
                 None => serve_connection(&builder, TokioIo::new(stream), service, stop).await,

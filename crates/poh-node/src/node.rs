@@ -120,6 +120,7 @@ impl Node {
                 .as_ref()
                 .map(crate::auth::Authenticator::from_config)
                 .transpose()?,
+            limiter: crate::limits::ClientLimiter::new(&config.limits),
         };
         let shutdown = CancellationToken::new();
         let mut listeners = JoinSet::new();
@@ -132,6 +133,7 @@ impl Node {
                 l,
                 router,
                 grpc::conn_limits(c),
+                services.limiter.clone(),
                 acceptor(&security, &[b"h2"])?,
                 shutdown.clone(),
             ));
@@ -144,6 +146,7 @@ impl Node {
                 l,
                 router,
                 http::conn_limits(c),
+                services.limiter.clone(),
                 acceptor(&security, &[b"h2", b"http/1.1"])?,
                 shutdown.clone(),
             ));

@@ -107,6 +107,13 @@ pub(crate) async fn serve(
             for (buffer, m) in buffers.iter().zip(&meta).take(n) {
                 let stride = m.stride.max(1);
                 for datagram in buffer[..m.len].chunks(stride) {
+                    if !services.limiter.allow(m.addr.ip()) {
+                        services
+                            .metrics
+                            .ingest
+                            .rejected(Transport::Udp, RejectReason::Overloaded);
+                        continue;
+                    }
                     match decode(datagram) {
                         Some(tx) => batch.push(tx),
                         None => services

@@ -83,7 +83,30 @@ pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Rou
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, authenticate)),
         None => router,
     };
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        services.limiter.clone(),
+        rate_limit,
+    ));
     router.layer(ObserveLayer::new(services.metrics.clone()))
+}
+
+/// Refuses a client over its request rate with `RESOURCE_EXHAUSTED`, before any work.
+async fn rate_limit(
+    axum::extract::State(limiter): axum::extract::State<Arc<crate::limits::ClientLimiter>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    match client {
+        Some(ip) if !limiter.allow(ip) => {
+            Status::resource_exhausted("too many requests from this client; retry later")
+                .into_http::<axum::body::Body>()
+        }
+        _ => next.run(req).await,
+    }
 }
 
 /// Refuses calls without valid `authorization` metadata; the health service stays open

@@ -88,6 +88,7 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
@@ -172,6 +173,22 @@ impl IntoResponse for ApiError {
 fn storage_error(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "HTTP request failed");
     ApiError::internal()
+}
+
+/// Refuses a client over its request rate with 503 and `Retry-After`, before any work.
+async fn rate_limit(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match client {
+        Some(ip) if !state.services.limiter.allow(ip) => ApiError::unavailable(
+            "overloaded",
+            "too many requests from this client; retry later",
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// The paths that stay open without credentials, unless `auth.protect_health`.

@@ -108,10 +108,15 @@ pub(crate) async fn serve(
             },
         };
         while connections.try_join_next().is_some() {}
+        let Some(slot) = services.limiter.connect(incoming.remote_address().ip()) else {
+            incoming.refuse();
+            continue;
+        };
         let (services, max_frame, shutdown) =
             (services.clone(), config.max_frame_bytes, shutdown.clone());
         connections.spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             match incoming.await {
                 Ok(connection) => serve_connection(connection, services, max_frame, shutdown).await,
                 Err(e) => tracing::debug!(error = %e, "QUIC handshake failed"),

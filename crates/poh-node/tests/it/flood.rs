@@ -1,0 +1,131 @@
+//! One client floods far beyond its limits: it is refused with the overload code, another
+//! client is still served, and the node's resident memory stays bounded.
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use poh_node::config::ClientLimits;
+use tonic::Code;
+
+use crate::common::{self, pb, tx};
+
+/// This process's resident set in KiB (the node runs in it).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_is_refused_while_another_is_served_and_memory_stays_bounded() {
+    let node = Arc::new(
+        common::start_with(|c| {
+            c.limits = ClientLimits {
+                max_connections_per_client: 16,
+                requests_per_second: 200,
+                burst: 200,
+            };
+        })
+        .await,
+    );
+    let before = rss_kib();
+    let flooder: IpAddr = "127.0.0.1".parse().unwrap();
+    let polite: IpAddr = "127.0.0.2".parse().unwrap();
+
+    let (ok, refused, other) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut flood = Vec::new();
+    for worker in 0..12 {
+        let (node, ok, refused, other) = (node.clone(), ok.clone(), refused.clone(), other.clone());
+        flood.push(tokio::spawn(async move {
+            // Twelve connections from one address, within its connection limit.
+            let client = reqwest::Client::builder()
+                .local_address(flooder)
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let mut n = 0;
+            while Instant::now() < deadline {
+                n += 1;
+                let body = common::json(&tx(&format!("flood-{worker}-{n}")));
+                match client.post(node.http("/v1/tx")).json(&body).send().await {
+                    Ok(r) if r.status() == 201 => ok.fetch_add(1, Ordering::Relaxed),
+                    Ok(r) if r.status() == 503 => {
+                        assert!(r.headers().contains_key("retry-after"));
+                        refused.fetch_add(1, Ordering::Relaxed)
+                    }
+                    // Connections beyond the per-client limit are closed at accept.
+                    _ => other.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    // Meanwhile a second client, from another address, is served every time.
+    let polite_client = reqwest::Client::builder()
+        .local_address(polite)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..20 {
+        let r = polite_client
+            .post(node.http("/v1/tx"))
+            .json(&common::json(&tx(&format!("polite-{i}"))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "the other client is served during the flood"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // gRPC from the flooding address is refused with RESOURCE_EXHAUSTED.
+    let mut grpc = node.grpc().await;
+    let mut exhausted = 0;
+    for i in 0..400 {
+        if let Err(s) = grpc.broadcast(pb(&tx(&format!("grpc-flood-{i}")))).await {
+            assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+            exhausted += 1;
+        }
+    }
+    for f in flood {
+        f.await.unwrap();
+    }
+    let (ok, refused, other) = (
+        ok.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+        other.load(Ordering::Relaxed),
+    );
+    assert!(exhausted > 0, "gRPC flood refused");
+    assert!(refused > 0, "refused {refused}, stored {ok}, other {other}");
+    assert!(
+        ok <= 200 + 200 * 4,
+        "stored {ok}: no more than the burst plus the rate"
+    );
+
+    let after = rss_kib();
+    let grown = after.saturating_sub(before);
+    eprintln!(
+        "flood: stored {ok}, refused {refused}, closed {other}, gRPC refused {exhausted}; RSS {before} KiB -> {after} KiB (+{grown} KiB)"
+    );
+    assert!(
+        grown < 64 * 1024,
+        "resident memory grew by {grown} KiB under the flood"
+    );
+    Arc::try_unwrap(node).ok().unwrap().stop().await;
+}
