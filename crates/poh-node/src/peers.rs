@@ -226,6 +226,34 @@ pub enum PeersError {
     NoHome,
 }
 
+/// Parses and validates the contents of a peers file, exactly as [`PeerBook::load`] does
+/// after reading it (the caller bounds the size, e.g. by [`MAX_FILE_BYTES`]). Shared with
+/// `load` so the fuzz target `peers_file` exercises the very code the node runs.
+///
+/// Errors: [`PeersError::Parse`] with an empty `path` when the bytes are not a JSON object
+/// with exactly the four keys, each a list of strings; [`PeersError::InvalidAddress`] for
+/// the first invalid address. `load` puts the file's path into both.
+pub fn parse(bytes: &[u8]) -> Result<Peers, PeersError> {
+    let parse_error = |source| PeersError::Parse {
+        path: PathBuf::new(),
+        source,
+    };
+    // Serde also takes a struct from a JSON array (`[[], [], [], []]`); the file is an
+    // object.
+    if bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b != b'{')
+    {
+        return Err(parse_error(serde::de::Error::custom(
+            "the top level is not a JSON object",
+        )));
+    }
+    let peers: Peers = serde_json::from_slice(bytes).map_err(parse_error)?;
+    peers.validate()?;
+    Ok(peers)
+}
+
 /// A peers file on disk. It holds only the path: every call reads the file afresh, so
 /// edits by other processes are seen.
 ///
@@ -275,23 +303,12 @@ impl PeerBook {
                 limit: MAX_FILE_BYTES,
             });
         }
-        let parse_error = |source| PeersError::Parse {
-            path: self.path.clone(),
-            source,
-        };
-        // Serde also takes a struct from a JSON array (`[[], [], [], []]`); the file is an
-        // object.
-        if bytes
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|&b| b != b'{')
-        {
-            return Err(parse_error(serde::de::Error::custom(
-                "the top level is not a JSON object",
-            )));
-        }
-        let peers: Peers = serde_json::from_slice(&bytes).map_err(parse_error)?;
-        peers.validate().map_err(|e| match e {
+        // The same parse as `parse`; only the errors gain the file's path.
+        parse(&bytes).map_err(|e| match e {
+            PeersError::Parse { source, .. } => PeersError::Parse {
+                path: self.path.clone(),
+                source,
+            },
             PeersError::InvalidAddress {
                 protocol,
                 address,
@@ -303,8 +320,7 @@ impl PeerBook {
                 reason,
             },
             other => other,
-        })?;
-        Ok(peers)
+        })
     }
 
     /// Adds `address` for `protocol`, creating the file if it is missing (but not its

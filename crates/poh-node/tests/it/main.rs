@@ -1,9 +1,14 @@
 //! Integration tests: real nodes on 127.0.0.1 ports, real tonic and reqwest clients.
 
+mod auth;
 mod broadcast;
 mod chain;
 mod common;
+mod errors;
+mod flood;
+mod fuzz_corpus;
 mod grpc;
 mod http;
 mod metrics;
 mod network;
+mod security;
