@@ -33,6 +33,9 @@ pub struct TlsArgs {
     /// Its private key (PEM).
     #[arg(long, env = "POH_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// A file whose first line is the bearer token (or JWT) to send.
+    #[arg(long, env = "POH_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 }
 
 impl TlsArgs {
@@ -46,7 +49,23 @@ impl TlsArgs {
             (Some(cert), Some(key)) => Some(poh_node::tls::Identity::from_pem(cert, key)?),
             _ => None,
         };
-        Ok(ClientTls { trust, identity })
+        let token = match &self.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .with_context(|| format!("{} holds no token", path.display()))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(ClientTls {
+            trust,
+            identity,
+            token,
+        })
     }
 }
 
@@ -297,11 +316,21 @@ fn print_report(
 struct Endpoints {
     channels: Vec<(String, tonic::transport::Channel)>,
     next: AtomicUsize,
+    bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Endpoints {
     fn new(endpoints: &[String], timeout: Duration, tls: &TlsArgs) -> anyhow::Result<Self> {
-        let config = tls.client_tls()?.grpc_config()?;
+        let client = tls.client_tls()?;
+        let config = client.grpc_config()?;
+        let bearer = match &client.token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse()
+                    .context("the token has characters a header cannot carry")?,
+            ),
+            None => None,
+        };
         let channels = endpoints
             .iter()
             .map(|e| {
@@ -313,7 +342,17 @@ impl Endpoints {
         Ok(Self {
             channels,
             next: AtomicUsize::new(0),
+            bearer,
         })
+    }
+
+    /// `message` as a request carrying the bearer token, when there is one.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(b) = &self.bearer {
+            request.metadata_mut().insert("authorization", b.clone());
+        }
+        request
     }
 
     /// Runs `call` on the next endpoint, failing over while the error is that the endpoint is
@@ -391,7 +430,7 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
             signature: tx.signature.clone(),
         };
         let (answer, endpoint) = runtime.block_on(endpoints.call(|mut client| {
-            let request = request.clone();
+            let request = endpoints.request(request.clone());
             async move {
                 client
                     .submit_transaction(request)
@@ -458,7 +497,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
         tx_id: args.tx_id.clone(),
     };
     let (answer, _) = runtime.block_on(endpoints.call(|mut client| {
-        let request = request.clone();
+        let request = endpoints.request(request.clone());
         async move {
             client
                 .query_transaction_status(request)

@@ -97,13 +97,15 @@ impl BroadcastReport {
     }
 }
 
-/// How a client talks TLS to peers.
+/// How a client talks to peers: TLS, and the bearer token peers with authentication on want.
 #[derive(Clone, Debug, Default)]
 pub struct ClientTls {
     /// How servers are trusted.
     pub trust: ServerTrust,
     /// The certificate presented for mutual TLS.
     pub identity: Option<crate::tls::Identity>,
+    /// Sent as `authorization: Bearer <token>` on gRPC and HTTP.
+    pub token: Option<String>,
 }
 
 impl ClientTls {
@@ -207,6 +209,9 @@ pub struct Broadcaster {
     settings: PeersConfig,
     /// TLS for gRPC when the node (or the CLI) has TLS on; plaintext otherwise.
     grpc_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The bearer token for HTTP, and as gRPC metadata.
+    token: Option<String>,
+    bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     grpc: Mutex<HashMap<String, Channel>>,
     http: reqwest::Client,
     udp: tokio::net::UdpSocket,
@@ -244,9 +249,17 @@ impl Broadcaster {
             .build()
             .map_err(|e| NodeError::Config(format!("cannot make the HTTP client: {e}")))?;
         let grpc_tls = tls.grpc_config()?;
+        let bearer = match &tls.token {
+            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
+                NodeError::Config("the bearer token has characters a header cannot carry".into())
+            })?),
+            None => None,
+        };
         Ok(Self {
             quic: QuicClient::new(&tls.trust, tls.identity.as_ref())?,
             grpc_tls,
+            token: tls.token.clone(),
+            bearer,
             settings,
             grpc: Mutex::new(HashMap::new()),
             http,
@@ -320,7 +333,13 @@ impl Broadcaster {
         match protocol {
             PeerProtocol::Grpc => {
                 let mut client = PohServiceClient::new(self.channel(peer)?);
-                match client.broadcast(wire.clone()).await {
+                let mut request = tonic::Request::new(wire.clone());
+                if let Some(value) = &self.bearer {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", value.clone());
+                }
+                match client.broadcast(request).await {
                     Ok(ack) => from_ack(&ack.into_inner()),
                     Err(status) => Err(grpc_failure(&status)),
                 }
@@ -352,10 +371,14 @@ impl Broadcaster {
 
     async fn http_send(&self, peer: &str, json: &[u8]) -> Result<Delivery, Failure> {
         let url = format!("{}/v1/tx", peer.trim_end_matches('/'));
-        let response = self
+        let mut request = self
             .http
             .post(url)
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .body(json.to_vec())
             .send()
             .await

@@ -261,6 +261,8 @@ pub struct PeersConfig {
     /// Newly stored transactions waiting to be relayed; beyond it the oldest wait is refused
     /// and counted, so a slow peer never grows memory.
     pub relay_queue: usize,
+    /// A file whose first line is the bearer token sent to peers (when they require one).
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for PeersConfig {
@@ -271,6 +273,7 @@ impl Default for PeersConfig {
             backoff_ms: 20,
             health_interval_secs: 10,
             relay_queue: 65_536,
+            token_file: None,
         }
     }
 }

@@ -181,7 +181,10 @@ impl Node {
             let broadcaster = Arc::new(
                 Broadcaster::new(
                     config.peers.clone(),
-                    security.client_tls(),
+                    ClientTls {
+                        token: peer_token(&config.peers)?,
+                        ..security.client_tls()
+                    },
                     Some(metrics.broadcast.clone()),
                 )
                 .await?,
@@ -322,7 +325,28 @@ impl Security {
         ClientTls {
             trust: self.trust.clone(),
             identity: self.identity.clone(),
+            token: None,
         }
+    }
+}
+
+/// The bearer token this node presents to its peers, from `peers.token_file`.
+fn peer_token(peers: &crate::config::PeersConfig) -> Result<Option<String>, NodeError> {
+    let Some(path) = &peers.token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        NodeError::Config(format!(
+            "cannot read peers.token_file {}: {e}",
+            path.display()
+        ))
+    })?;
+    match text.lines().map(str::trim).find(|l| !l.is_empty()) {
+        Some(token) => Ok(Some(token.to_string())),
+        None => Err(NodeError::Config(format!(
+            "{} holds no token",
+            path.display()
+        ))),
     }
 }
 

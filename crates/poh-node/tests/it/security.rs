@@ -89,6 +89,7 @@ async fn attempt(
     let tls = ClientTls {
         trust: trust.clone(),
         identity,
+        token: None,
     };
     let timeout = Duration::from_secs(5);
 
