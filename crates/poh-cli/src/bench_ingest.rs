@@ -1,6 +1,11 @@
 //! `poh bench ingest`: a load generator. It starts a fresh node on a temporary data dir (or
 //! drives `--target`), sends `--count` transactions over one transport, waits for every answer
-//! and reports throughput and latency percentiles.
+//! (UDP has none: it counts what the node stored) and reports throughput and latency
+//! percentiles. The node it starts has the per-client rate limit off (see `NodeProcess`).
+
+mod node;
+mod quic;
+mod udp;
 
 use std::{
     sync::{
@@ -14,6 +19,7 @@ use anyhow::{Context as _, bail};
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
+pub(crate) use node::NodeProcess;
 use poh_core::{SigningKey, Tx};
 use poh_proto::v1::{self as pb, poh_service_client::PohServiceClient};
 use serde::Serialize;
@@ -27,6 +33,11 @@ pub enum IngestTransport {
     GrpcStream,
     /// `POST /v1/tx/batch` of `--batch` transactions, `--concurrency` requests in flight.
     HttpBatch,
+    /// One datagram per transaction, at most `--concurrency` sent and neither stored nor
+    /// known lost; `tx_per_s` counts the datagrams stored.
+    Udp,
+    /// `--concurrency` streams over one QUIC connection, `--batch` transactions each.
+    Quic,
 }
 
 impl IngestTransport {
@@ -35,6 +46,8 @@ impl IngestTransport {
             Self::GrpcUnary => "grpc-unary",
             Self::GrpcStream => "grpc-stream",
             Self::HttpBatch => "http-batch",
+            Self::Udp => "udp",
+            Self::Quic => "quic",
         }
     }
 }
@@ -47,30 +60,45 @@ pub struct IngestArgs {
     /// Transactions to send.
     #[arg(long, default_value_t = 100_000)]
     count: usize,
-    /// Requests (or streams) in flight [default: 64 unary, 4 streams, 8 batches].
+    /// Requests (or streams) in flight [default: 64 unary, 4 gRPC streams, 8 batches, 4 QUIC
+    /// streams, 4096 UDP datagrams sent and not yet stored].
     #[arg(long)]
     concurrency: Option<usize>,
     /// Payload size in bytes.
     #[arg(long, default_value_t = 200)]
     payload_bytes: usize,
-    /// Transactions per HTTP batch (at most 10,000, SPEC §4).
-    #[arg(long, default_value_t = 2500)]
-    batch: usize,
+    /// Transactions per HTTP batch or QUIC stream, at most 10,000 (SPEC §4) [default: 2500
+    /// HTTP, 1000 QUIC].
+    #[arg(long)]
+    batch: Option<usize>,
     /// Sign every transaction with ML-DSA-87 (the node verifies each signature).
     #[arg(long)]
     signed: bool,
     /// Run the started node without fsync, to show what durability costs.
     #[arg(long, conflicts_with = "target")]
     no_fsync: bool,
-    /// Drive a running node instead: host:port for gRPC, a URL for HTTP.
+    /// Drive a running node instead: host:port for gRPC, UDP and QUIC, a URL for HTTP.
     #[arg(long)]
     target: Option<String>,
+    /// With --transport udp and --target: the node's HTTP URL, whose GET /v1/poh counts what
+    /// was stored (nothing else may write to that node meanwhile).
+    #[arg(long, requires = "target")]
+    target_http: Option<String>,
     /// Print one JSON object (keys are stable: scripts read them).
     #[arg(long)]
     json: bool,
 }
 
-/// The keys are a stable interface.
+impl IngestArgs {
+    fn batch(&self) -> usize {
+        self.batch.unwrap_or(match self.transport {
+            IngestTransport::Quic => 1000,
+            _ => 2500,
+        })
+    }
+}
+
+/// The keys are a stable interface; `sent` and `stored` only for UDP.
 #[derive(Serialize)]
 struct IngestReport {
     transport: &'static str,
@@ -79,13 +107,37 @@ struct IngestReport {
     p50_ms: f64,
     p99_ms: f64,
     durable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<u64>,
+}
+
+/// Where the transactions go.
+struct Target {
+    /// `host:port`, or the URL for HTTP.
+    addr: String,
+    /// For UDP: the node's HTTP URL, to count what was stored.
+    http: Option<String>,
+}
+
+/// What one run measured.
+struct Measured {
+    latencies: Histogram<u64>,
+    /// Seconds taken.
+    elapsed: f64,
+    /// For UDP: datagrams sent and stored.
+    udp: Option<(usize, u64)>,
 }
 
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
-    if args.count == 0 || args.payload_bytes > (1 << 20) || !(1..=10_000).contains(&args.batch) {
+    if args.count == 0 || args.payload_bytes > (1 << 20) || !(1..=10_000).contains(&args.batch()) {
         bail!(
             "--count must be at least 1, --batch from 1 to 10000, --payload-bytes at most 1048576"
         );
+    }
+    if args.target_http.is_some() && args.transport != IngestTransport::Udp {
+        bail!("--target-http is for --transport udp only");
     }
     // The clients share one thread, as a client process would; the node, unless --target
     // names one, is a `poh serve` process of its own, as operators run it.
@@ -99,162 +151,112 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
     }
     let txs = make_txs(args)?;
     let (node, target) = match &args.target {
-        Some(t) => (None, t.clone()),
+        Some(t) => {
+            let http = args.target_http.clone();
+            if args.transport == IngestTransport::Udp && http.is_none() {
+                bail!(
+                    "--transport udp with --target needs --target-http: datagrams have no \
+                     answer, the node's GET /v1/poh counts what was stored"
+                );
+            }
+            let addr = t.clone();
+            (None, Target { addr, http })
+        }
         None => {
             let node = NodeProcess::start(!args.no_fsync)?;
-            let target = match args.transport {
+            let addr = match args.transport {
                 IngestTransport::HttpBatch => format!("http://{}", node.http),
-                _ => node.grpc.clone(),
+                IngestTransport::Udp => node.udp.clone(),
+                IngestTransport::Quic => node.quic.clone(),
+                IngestTransport::GrpcUnary | IngestTransport::GrpcStream => node.grpc.clone(),
             };
-            (Some(node), target)
+            let http = Some(format!("http://{}", node.http));
+            (Some(node), Target { addr, http })
         }
     };
-    let (latencies, elapsed) = runtime.block_on(send_all(args, txs, &target))?;
+    let measured = runtime.block_on(send_all(args, txs, &target))?;
     drop(node);
-    report(args, &latencies, elapsed)
+    report(args, &measured)
 }
 
-/// A `poh serve` child on a temporary data dir and ephemeral ports; killed when dropped.
-pub(crate) struct NodeProcess {
-    child: std::process::Child,
-    /// gRPC `host:port`.
-    pub grpc: String,
-    /// HTTP `host:port`.
-    pub http: String,
-    _dir: tempfile::TempDir,
-}
-
-impl NodeProcess {
-    pub(crate) fn start(durable: bool) -> anyhow::Result<Self> {
-        use std::io::BufRead as _;
-        let dir = tempfile::tempdir().context("cannot create a temporary data dir")?;
-        let exe = std::env::current_exe().context("cannot find the poh executable")?;
-        let mut command = std::process::Command::new(exe);
-        command
-            .args([
-                "serve",
-                "--grpc-port",
-                "0",
-                "--http-port",
-                "0",
-                "--udp-port",
-                "0",
-                "--quic-port",
-                "0",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
-        if !durable {
-            command.arg("--no-fsync");
-        }
-        // Settings of the caller's environment would make this node differ from the default.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("POH_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command.spawn().context("cannot start `poh serve`")?;
-        let stderr = child.stderr.take().context("no stderr from `poh serve`")?;
-        let (found, addresses) = std::sync::mpsc::channel();
-        // Read for the child's whole life, so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut last = String::new();
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let field = |name: &str| {
-                    line.split(&format!(" {name}="))
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .map(str::to_string)
-                };
-                if let (Some(grpc), Some(http)) = (field("grpc"), field("http")) {
-                    let _ = found.send(Ok((grpc, http)));
-                }
-                last = line;
-            }
-            let _ = found.send(Err(last));
-        });
-        match addresses.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok((grpc, http))) => Ok(Self {
-                child,
-                grpc,
-                http,
-                _dir: dir,
-            }),
-            Ok(Err(last)) => {
-                let _ = child.wait();
-                bail!("`poh serve` stopped: {last}")
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("`poh serve` did not start within 30 s")
-            }
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends every transaction and waits for every answer: the latencies and the seconds taken.
-async fn send_all(
-    args: &IngestArgs,
-    txs: Vec<Tx>,
-    target: &str,
-) -> anyhow::Result<(Histogram<u64>, f64)> {
+/// Sends every transaction and waits for every answer (for UDP: until what was sent is
+/// stored, or nothing more is).
+async fn send_all(args: &IngestArgs, txs: Vec<Tx>, target: &Target) -> anyhow::Result<Measured> {
     let concurrency = args.concurrency.unwrap_or(match args.transport {
         IngestTransport::GrpcUnary => 64,
-        IngestTransport::GrpcStream => 4,
+        IngestTransport::GrpcStream | IngestTransport::Quic => 4,
         IngestTransport::HttpBatch => 8,
+        IngestTransport::Udp => 4096,
     });
     let concurrency = concurrency.clamp(1, args.count);
+    let addr = target.addr.as_str();
     if !args.json {
         eprintln!(
-            "sending over {} to {target}, {concurrency} in flight…",
+            "sending over {} to {addr}, {concurrency} in flight…",
             args.transport.name()
         );
     }
     let progress = progress_bar(args);
     let started = Instant::now();
+    // For UDP: sent, stored, and the seconds until the last one stored.
+    let mut udp_counts = None;
     let latencies = match args.transport {
-        IngestTransport::GrpcUnary => grpc_unary(target, txs, concurrency, &progress).await?,
-        IngestTransport::GrpcStream => grpc_stream(target, txs, concurrency, &progress).await?,
+        IngestTransport::GrpcUnary => grpc_unary(addr, txs, concurrency, &progress).await?,
+        IngestTransport::GrpcStream => grpc_stream(addr, txs, concurrency, &progress).await?,
         IngestTransport::HttpBatch => {
-            http_batch(target, txs, args.batch, concurrency, &progress).await?
+            http_batch(addr, txs, args.batch(), concurrency, &progress).await?
+        }
+        IngestTransport::Quic => {
+            quic::quic(addr, txs, args.batch(), concurrency, &progress).await?
+        }
+        IngestTransport::Udp => {
+            let http = target
+                .http
+                .as_deref()
+                .context("the node's HTTP address is unknown")?;
+            let outcome = udp::udp(addr, http, txs, concurrency, &progress).await?;
+            udp_counts = Some((outcome.sent, outcome.stored, outcome.elapsed));
+            outcome.latencies
         }
     };
-    let elapsed = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
-    Ok((latencies, elapsed))
+    // UDP: from the first send to the last datagram stored, not to the end of the wait.
+    let elapsed = udp_counts.map_or_else(|| started.elapsed().as_secs_f64(), |(_, _, e)| e);
+    Ok(Measured {
+        latencies,
+        elapsed,
+        udp: udp_counts.map(|(sent, stored, _)| (sent, stored)),
+    })
 }
 
-fn report(args: &IngestArgs, latencies: &Histogram<u64>, elapsed: f64) -> anyhow::Result<()> {
+fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
+    let Measured {
+        latencies,
+        elapsed,
+        udp,
+    } = measured;
+    // UDP: the datagrams stored are the ones that count.
+    let done = udp.map_or(args.count as f64, |(_, stored)| stored as f64);
     let report = IngestReport {
         transport: args.transport.name(),
         count: args.count,
-        tx_per_s: args.count as f64 / elapsed,
+        tx_per_s: if *elapsed > 0.0 { done / elapsed } else { 0.0 },
         p50_ms: latencies.value_at_quantile(0.50) as f64 / 1e3,
         p99_ms: latencies.value_at_quantile(0.99) as f64 / 1e3,
         durable: !args.no_fsync,
+        sent: udp.map(|(sent, _)| sent),
+        stored: udp.map(|(_, stored)| stored),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        let counted = match udp {
+            Some((sent, stored)) => format!("{sent} datagrams sent, {stored} stored"),
+            None => format!("{} transactions", report.count),
+        };
         println!(
-            "{}: {} transactions in {elapsed:.2} s = {:.0} tx/s, latency p50 {:.2} ms, p99 {:.2} ms ({})",
+            "{}: {counted} in {elapsed:.2} s = {:.0} tx/s, latency p50 {:.2} ms, p99 {:.2} ms ({})",
             report.transport,
-            report.count,
             report.tx_per_s,
             report.p50_ms,
             report.p99_ms,
@@ -312,6 +314,17 @@ fn progress_bar(args: &IngestArgs) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// A plain-HTTP client with this timeout per request.
+fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    // reqwest is built without a TLS provider of its own and panics when the process has none,
+    // even for plain HTTP: the node's (aws-lc-rs) is made the default; one already set stays.
+    let _ = Arc::unwrap_or_clone(poh_node::tls::provider()).install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("cannot make the HTTP client")
 }
 
 fn histogram() -> anyhow::Result<Histogram<u64>> {
@@ -461,9 +474,7 @@ async fn http_batch(
         })
         .collect::<anyhow::Result<_>>()?;
     let url = format!("{}/v1/tx/batch", target.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()?;
+    let client = http_client(Duration::from_secs(120))?;
     let bodies = Arc::new(Mutex::new(bodies.into_iter()));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {

@@ -1,5 +1,6 @@
 //! Integration tests of the real `poh` binary.
 
+mod network;
 mod peers;
 mod serve;
 
@@ -232,4 +233,112 @@ fn bench_ingest_refuses_a_batch_beyond_the_spec_cap() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `poh bench ...` with `--json`: the report as a map, and its keys sorted.
+fn bench_json(args: &[&str]) -> (serde_json::Map<String, serde_json::Value>, Vec<String>) {
+    let out = poh(args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    let report: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<String> = report.keys().cloned().collect();
+    keys.sort_unstable();
+    (report, keys)
+}
+
+#[test]
+fn bench_ingest_over_udp_reports_what_was_sent_and_stored() {
+    let (report, keys) = bench_json(&[
+        "bench",
+        "ingest",
+        "--transport",
+        "udp",
+        "--count",
+        "300",
+        "--json",
+    ]);
+    assert_eq!(
+        keys,
+        [
+            "count",
+            "durable",
+            "p50_ms",
+            "p99_ms",
+            "sent",
+            "stored",
+            "transport",
+            "tx_per_s"
+        ]
+    );
+    assert_eq!(report["transport"], "udp");
+    assert_eq!(report["count"], 300);
+    assert_eq!(report["durable"], true);
+    let (sent, stored) = (
+        report["sent"].as_u64().unwrap(),
+        report["stored"].as_u64().unwrap(),
+    );
+    assert_eq!(sent, 300);
+    assert!(stored > 0 && stored <= sent, "sent {sent}, stored {stored}");
+    assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn bench_ingest_over_quic_reports_the_six_keys() {
+    let (report, keys) = bench_json(&[
+        "bench",
+        "ingest",
+        "--transport",
+        "quic",
+        "--count",
+        "300",
+        "--batch",
+        "100",
+        "--json",
+    ]);
+    assert_eq!(
+        keys,
+        [
+            "count",
+            "durable",
+            "p50_ms",
+            "p99_ms",
+            "transport",
+            "tx_per_s"
+        ]
+    );
+    assert_eq!(report["transport"], "quic");
+    assert_eq!(report["count"], 300);
+    assert_eq!(report["durable"], true);
+    assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn bench_broadcast_starts_the_peers_and_reports_its_keys() {
+    let (report, keys) = bench_json(&[
+        "bench",
+        "broadcast",
+        "--peers",
+        "2",
+        "--count",
+        "20",
+        "--json",
+    ]);
+    assert_eq!(
+        keys,
+        [
+            "count",
+            "p50_ms",
+            "p99_ms",
+            "peers",
+            "protocols",
+            "tx_per_s"
+        ]
+    );
+    assert_eq!(report["peers"], 2);
+    assert_eq!(report["count"], 20);
+    assert_eq!(report["protocols"], serde_json::json!(["grpc"]));
+    assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
 }

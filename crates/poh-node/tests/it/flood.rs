@@ -123,8 +123,10 @@ async fn a_flooding_client_is_refused_while_another_is_served_and_memory_stays_b
     eprintln!(
         "flood: stored {ok}, refused {refused}, closed {other}, gRPC refused {exhausted}; RSS {before} KiB -> {after} KiB (+{grown} KiB)"
     );
+    // The process also holds whatever other tests run beside this one (cargo test runs them
+    // on threads of one process), so the bound is generous; alone it grows by about 8 MiB.
     assert!(
-        grown < 64 * 1024,
+        grown < 256 * 1024,
         "resident memory grew by {grown} KiB under the flood"
     );
     Arc::try_unwrap(node).ok().unwrap().stop().await;

@@ -1,0 +1,137 @@
+//! [`NodeProcess`]: a `poh serve` child for the benches, on a temporary data dir and
+//! ephemeral ports, as operators run it.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+/// A `poh serve` child on a temporary data dir and ephemeral ports; killed when dropped.
+pub(crate) struct NodeProcess {
+    child: std::process::Child,
+    /// gRPC `host:port`.
+    pub grpc: String,
+    /// HTTP `host:port`.
+    pub http: String,
+    /// UDP `host:port`.
+    pub udp: String,
+    /// QUIC `host:port`.
+    pub quic: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The listeners' addresses, as the start-up line names them.
+struct Addresses {
+    grpc: String,
+    http: String,
+    udp: String,
+    quic: String,
+}
+
+impl Addresses {
+    /// The addresses in `line` when it is the start-up line (` grpc=… http=… udp=… quic=…`).
+    fn parse(line: &str) -> Option<Self> {
+        let field = |name: &str| {
+            line.split(&format!(" {name}="))
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+        };
+        Some(Self {
+            grpc: field("grpc")?,
+            http: field("http")?,
+            udp: field("udp")?,
+            quic: field("quic")?,
+        })
+    }
+}
+
+impl NodeProcess {
+    pub(crate) fn start(durable: bool) -> anyhow::Result<Self> {
+        use std::io::BufRead as _;
+        let dir = tempfile::tempdir().context("cannot create a temporary data dir")?;
+        // A load generator on loopback is one client flooding the node, which is what the
+        // per-client rate limit (SPEC §8; 50,000 requests or datagrams per second by default)
+        // is there to stop: with it on, a bench would measure the policy, not the node.
+        let config = dir.path().join("bench.toml");
+        std::fs::write(&config, "[limits]\nrequests_per_second = 0\n")
+            .context("cannot write the node's config file")?;
+        let exe = std::env::current_exe().context("cannot find the poh executable")?;
+        let mut command = std::process::Command::new(exe);
+        command
+            .args([
+                "serve",
+                "--grpc-port",
+                "0",
+                "--http-port",
+                "0",
+                "--udp-port",
+                "0",
+                "--quic-port",
+                "0",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&config)
+            // A peers file of its own (missing, so empty): the default one in the home
+            // directory would make the node health-check whatever the operator listed there.
+            .arg("--peers-file")
+            .arg(dir.path().join("peers.json"))
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if !durable {
+            command.arg("--no-fsync");
+        }
+        // Settings of the caller's environment would make this node differ from the default.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("POH_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command.spawn().context("cannot start `poh serve`")?;
+        let stderr = child.stderr.take().context("no stderr from `poh serve`")?;
+        let (found, addresses) = std::sync::mpsc::channel();
+        // Read for the child's whole life, so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut last = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addresses) = Addresses::parse(&line) {
+                    let _ = found.send(Ok(addresses));
+                }
+                last = line;
+            }
+            let _ = found.send(Err(last));
+        });
+        match addresses.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(a)) => Ok(Self {
+                child,
+                grpc: a.grpc,
+                http: a.http,
+                udp: a.udp,
+                quic: a.quic,
+                _dir: dir,
+            }),
+            Ok(Err(last)) => {
+                let _ = child.wait();
+                bail!("`poh serve` stopped: {last}")
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("`poh serve` did not start within 30 s")
+            }
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
