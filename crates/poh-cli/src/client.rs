@@ -49,18 +49,11 @@ impl TlsArgs {
             (Some(cert), Some(key)) => Some(poh_node::tls::Identity::from_pem(cert, key)?),
             _ => None,
         };
-        let token = match &self.token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty())
-                    .with_context(|| format!("{} holds no token", path.display()))?
-                    .to_string(),
-            ),
-            None => None,
-        };
+        let token = self
+            .token_file
+            .as_deref()
+            .map(poh_node::auth::read_token_file)
+            .transpose()?;
         Ok(ClientTls {
             trust,
             identity,
@@ -201,17 +194,26 @@ pub struct BroadcastArgs {
     tls: TlsArgs,
 }
 
-pub fn broadcast(args: &BroadcastArgs) -> anyhow::Result<()> {
-    let tx = args.tx.build()?;
-    let tls = args.tls.client_tls()?;
-    let peers = peers_file(&args.peers_file)?.load()?;
+/// The peers to talk to (at least one) and the settings for `timeout_ms`.
+fn peers_and_settings(
+    file: &Option<PathBuf>,
+    timeout_ms: u64,
+) -> anyhow::Result<(poh_node::Peers, PeersConfig)> {
+    let peers = peers_file(file)?.load()?;
     if peers.is_empty() {
         bail!("no peers: add some with `poh add-peer PROTOCOL ADDR`");
     }
     let settings = PeersConfig {
-        timeout_ms: args.timeout_ms.max(1),
+        timeout_ms: timeout_ms.max(1),
         ..PeersConfig::default()
     };
+    Ok((peers, settings))
+}
+
+pub fn broadcast(args: &BroadcastArgs) -> anyhow::Result<()> {
+    let tx = args.tx.build()?;
+    let tls = args.tls.client_tls()?;
+    let (peers, settings) = peers_and_settings(&args.peers_file, args.timeout_ms)?;
     let report = runtime()?.block_on(async {
         let broadcaster = Broadcaster::new(settings, tls, None).await?;
         let report = broadcaster.broadcast(&peers, &tx).await;
@@ -554,14 +556,7 @@ pub struct CheckArgs {
 
 pub fn check_peers(args: &CheckArgs) -> anyhow::Result<()> {
     let tls = args.tls.client_tls()?;
-    let peers = peers_file(&args.peers_file)?.load()?;
-    if peers.is_empty() {
-        bail!("no peers: add some with `poh add-peer PROTOCOL ADDR`");
-    }
-    let settings = PeersConfig {
-        timeout_ms: args.timeout_ms.max(1),
-        ..PeersConfig::default()
-    };
+    let (peers, settings) = peers_and_settings(&args.peers_file, args.timeout_ms)?;
     let results = runtime()?.block_on(async {
         let broadcaster = Broadcaster::new(settings, tls, None).await?;
         let checks = peers.iter().map(|(protocol, peer)| {

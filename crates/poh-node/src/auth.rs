@@ -24,6 +24,21 @@ pub enum AuthError {
     Denied,
 }
 
+/// The bearer token a client presents: the first non-blank line of `path`.
+pub fn read_token_file(path: &Path) -> Result<String, NodeError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        NodeError::Config(format!(
+            "cannot read the token file {}: {e}",
+            path.display()
+        ))
+    })?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| NodeError::Config(format!("{} holds no token", path.display())))
+}
+
 /// Checks credentials; cheap to clone.
 #[derive(Clone)]
 pub struct Authenticator {

@@ -182,7 +182,12 @@ impl Node {
                 Broadcaster::new(
                     config.peers.clone(),
                     ClientTls {
-                        token: peer_token(&config.peers)?,
+                        token: config
+                            .peers
+                            .token_file
+                            .as_deref()
+                            .map(crate::auth::read_token_file)
+                            .transpose()?,
                         ..security.client_tls()
                     },
                     Some(metrics.broadcast.clone()),
@@ -327,26 +332,6 @@ impl Security {
             identity: self.identity.clone(),
             token: None,
         }
-    }
-}
-
-/// The bearer token this node presents to its peers, from `peers.token_file`.
-fn peer_token(peers: &crate::config::PeersConfig) -> Result<Option<String>, NodeError> {
-    let Some(path) = &peers.token_file else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        NodeError::Config(format!(
-            "cannot read peers.token_file {}: {e}",
-            path.display()
-        ))
-    })?;
-    match text.lines().map(str::trim).find(|l| !l.is_empty()) {
-        Some(token) => Ok(Some(token.to_string())),
-        None => Err(NodeError::Config(format!(
-            "{} holds no token",
-            path.display()
-        ))),
     }
 }
 
