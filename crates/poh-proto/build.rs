@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Hand-written (src/timestamped.rs) so a -0.0 timestamp survives the wire.
+        .extern_path(".poh.v1.Tx", "crate::timestamped::Tx")
+        .extern_path(".poh.v1.TxRequest", "crate::timestamped::TxRequest")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -1,10 +1,22 @@
 //! The `poh.v1` wire types and gRPC service stubs, generated at build time from
-//! `proto/poh.proto` (SPEC §4). Everything here is generated; the hand-written conversions
-//! between these types and `poh_core::Tx` live with the code that uses them.
-#![allow(missing_docs, clippy::all, clippy::pedantic)]
+//! `proto/poh.proto` (SPEC §4).
+//!
+//! - [`v1`]: the generated messages, enums, clients and servers;
+//! - `timestamped`: `Tx` and `TxRequest`, hand-written so a `-0.0` timestamp is sent (prost
+//!   drops it), re-exported in [`v1`] and used by the generated code in their place.
+//!
+//! The conversions between these types and `poh_core::Tx` live with the code that uses them.
+
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod timestamped;
 
 /// Generated `poh.v1` messages, enums, clients and servers.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {
+    pub use crate::timestamped::{Tx, TxRequest};
+
     tonic::include_proto!("poh.v1");
 }
 

@@ -106,8 +106,10 @@ pub(crate) struct StoredTx {
     pub tx_id: String,
     #[prost(string, tag = "2")]
     pub holder_id: String,
-    #[prost(double, tag = "3")]
-    pub timestamp: f64,
+    /// The timestamp's IEEE-754 bits. `fixed64` is `double`'s wire form, and it is left out
+    /// only for bits 0 (`+0.0`), so `-0.0` is kept (a `double` field would drop it).
+    #[prost(fixed64, tag = "3")]
+    pub timestamp_bits: u64,
     #[prost(bytes = "vec", tag = "4")]
     pub payload: Vec<u8>,
     #[prost(string, repeated, tag = "5")]
@@ -194,7 +196,7 @@ impl TxRecord {
         StoredTx {
             tx_id: tx.tx_id.clone(),
             holder_id: tx.holder_id.clone(),
-            timestamp: tx.timestamp,
+            timestamp_bits: tx.timestamp.to_bits(),
             payload: tx.payload.clone(),
             parent_ids: tx.parent_ids.clone(),
             public_key: tx.public_key.clone(),
@@ -217,7 +219,7 @@ impl TxRecord {
             tx: Tx {
                 tx_id: s.tx_id,
                 holder_id: s.holder_id,
-                timestamp: s.timestamp,
+                timestamp: f64::from_bits(s.timestamp_bits),
                 payload: s.payload,
                 parent_ids: s.parent_ids,
                 public_key: s.public_key,
@@ -318,6 +320,19 @@ mod tests {
         let back = TxRecord::decode(42, &record.encode()).unwrap();
         assert_eq!(back, record);
         assert_eq!(back.tx.timestamp.to_bits(), (0.1f64 + 0.2).to_bits());
+
+        // -0.0 keeps its sign, and a record is read back with the digest it was stored with.
+        let mut negative_zero = record.clone();
+        negative_zero.tx.timestamp = -0.0;
+        let back = TxRecord::decode(42, &negative_zero.encode()).unwrap();
+        assert_eq!(back.tx.timestamp.to_bits(), (-0.0f64).to_bits());
+        // Field 3 as `fixed64` is byte for byte what the `double` it replaced wrote, so data
+        // directories written before stay readable.
+        let bits = StoredTx {
+            timestamp_bits: 1.5f64.to_bits(),
+            ..StoredTx::default()
+        };
+        assert_eq!(bits.encode_to_vec(), [0x19, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f]);
 
         let entry = Entry {
             num_hashes: 7,

@@ -350,3 +350,56 @@ async fn health_checks_count_the_peers_that_answer() {
     node.stop().await;
     target.stop().await;
 }
+
+/// A signed transaction with the timestamp `-0.0` (valid: SPEC §2 stores it bit-exact) goes
+/// out over each protocol to a node of its own. Every node must verify the signature and
+/// store the same bits, so none of the encoders may drop the sign (prost's derive did).
+#[tokio::test]
+async fn a_negative_zero_timestamp_crosses_every_protocol_bit_exact() {
+    let key = poh_core::SigningKey::generate().unwrap();
+    let mut t = tx("negative-zero");
+    t.timestamp = -0.0;
+    t.sign(&key).unwrap();
+    let nodes = [
+        common::start_with(|c| c.ingest.require_signatures = true).await,
+        common::start_with(|c| c.ingest.require_signatures = true).await,
+        common::start_with(|c| c.ingest.require_signatures = true).await,
+        common::start_with(|c| c.ingest.require_signatures = true).await,
+    ];
+    let all = peers_of(&nodes.iter().collect::<Vec<_>>());
+    let peers = Peers {
+        grpc: vec![all.grpc[0].clone()],
+        http: vec![all.http[1].clone()],
+        udp: vec![all.udp[2].clone()],
+        quic: vec![all.quic[3].clone()],
+    };
+    let broadcaster = Broadcaster::new(settings(2000), ClientTls::default(), None)
+        .await
+        .unwrap();
+    let report = broadcaster.broadcast(&peers, &t).await;
+    for r in &report.peers {
+        assert!(
+            matches!(r.outcome, Ok(Delivery::Stored { .. } | Delivery::Sent)),
+            "{r:?}"
+        );
+    }
+    for node in &nodes {
+        wait_until_stored(node, "negative-zero").await;
+        let record = node
+            .grpc()
+            .await
+            .get_tx(pb::GetTxRequest {
+                tx_id: "negative-zero".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let stored = record.tx.unwrap();
+        assert_eq!(stored.timestamp.to_bits(), (-0.0f64).to_bits());
+        assert_eq!(poh_node::tx_from_pb(stored), t);
+    }
+    broadcaster.close();
+    for n in nodes {
+        n.stop().await;
+    }
+}
