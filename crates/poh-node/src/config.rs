@@ -230,6 +230,9 @@ pub struct AuthConfig {
 pub struct ClientLimits {
     /// Connections one client address may hold open at once (TCP and QUIC).
     pub max_connections_per_client: usize,
+    /// Requests one client address may have in flight at once: gRPC calls and HTTP requests
+    /// until their answer is sent, QUIC streams until they finish.
+    pub max_in_flight_per_client: usize,
     /// Requests (or datagrams) per second one client address may send, sustained.
     pub requests_per_second: u32,
     /// How far above the rate a client may burst.
@@ -240,6 +243,9 @@ impl Default for ClientLimits {
     fn default() -> Self {
         Self {
             max_connections_per_client: 256,
+            // A relaying peer runs up to 256 broadcasts at once over each protocol; room for
+            // four such peers behind one address.
+            max_in_flight_per_client: 1024,
             // Well above one client's honest peak (a UDP sender at 100k datagrams/s), so the
             // limit bites on floods, not on load tests.
             requests_per_second: 200_000,

@@ -1,7 +1,8 @@
-//! Per-client limits (SPEC §8): connections held open and requests per second, by client IP
-//! address, on every listener. A client over its limit is refused early (the connection is
-//! closed at accept; a request gets `RESOURCE_EXHAUSTED` / 503 with `Retry-After`; a datagram
-//! is dropped and counted), so one flooding client cannot take the node from the others.
+//! Per-client limits (SPEC §8), by client IP address, on every listener: connections held
+//! open, requests in flight, and requests per second. A client over a limit is refused early
+//! (the connection is closed at accept; a request gets `RESOURCE_EXHAUSTED` / 503 with
+//! `Retry-After`; a QUIC stream is reset with [`OVERLOADED`]; a datagram is dropped and
+//! counted), so one flooding client cannot take the node from the others.
 
 use std::{
     collections::HashMap,
@@ -14,11 +15,33 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::ClientLimits;
 
+/// The QUIC application code a stream is reset with when its client is over a limit.
+pub const OVERLOADED: u32 = 2;
+
 /// The node's per-client accounting; shared by every listener.
 pub struct ClientLimiter {
-    max_connections: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
+    connections: Arc<SlotTable>,
+    in_flight: Arc<SlotTable>,
     rate: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overload {
+    /// Over its requests per second.
+    Rate,
+    /// Holding its limit of requests in flight.
+    InFlight,
+}
+
+impl Overload {
+    /// What the client is told.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Rate => "too many requests from this client; retry later",
+            Self::InFlight => "too many requests in flight from this client; retry later",
+        }
+    }
 }
 
 impl ClientLimiter {
@@ -31,13 +54,13 @@ impl ClientLimiter {
             DefaultKeyedRateLimiter::dashmap(Quota::per_second(per_second).allow_burst(burst))
         });
         Arc::new(Self {
-            max_connections: limits.max_connections_per_client.max(1),
-            open: Mutex::new(HashMap::new()),
+            connections: SlotTable::new(limits.max_connections_per_client),
+            in_flight: SlotTable::new(limits.max_in_flight_per_client),
             rate,
         })
     }
 
-    /// Whether `client` may make one more request now.
+    /// Whether `client` may make one more request now (the rate alone: a datagram is not held).
     pub fn allow(&self, client: IpAddr) -> bool {
         match &self.rate {
             Some(rate) => {
@@ -53,36 +76,103 @@ impl ClientLimiter {
         }
     }
 
+    /// Admits one request from `client`: within its rate, and a slot among its requests in
+    /// flight, held until the returned slot is dropped (when the answer is complete).
+    pub fn admit(&self, client: IpAddr) -> Result<ClientSlot, Overload> {
+        // The cheaper in-flight check first, so a refused request does not spend rate.
+        let slot = SlotTable::take(&self.in_flight, client).ok_or(Overload::InFlight)?;
+        if self.allow(client) {
+            Ok(slot)
+        } else {
+            Err(Overload::Rate)
+        }
+    }
+
     /// A slot for one more connection from `client`, or `None` when it holds its limit.
-    pub fn connect(self: &Arc<Self>, client: IpAddr) -> Option<ConnectionSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(client).or_insert(0);
-        if *count >= self.max_connections {
+    pub fn connect(&self, client: IpAddr) -> Option<ClientSlot> {
+        SlotTable::take(&self.connections, client)
+    }
+}
+
+/// How many of something each client holds, against one maximum.
+struct SlotTable {
+    max: usize,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl SlotTable {
+    fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max: max.max(1),
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn take(table: &Arc<Self>, client: IpAddr) -> Option<ClientSlot> {
+        let mut held = table.held.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(client).or_insert(0);
+        if *count >= table.max {
             return None;
         }
         *count += 1;
-        Some(ConnectionSlot {
-            limiter: self.clone(),
+        Some(ClientSlot {
+            table: table.clone(),
             client,
         })
     }
 }
 
-/// One open connection of a client; released when dropped.
-pub struct ConnectionSlot {
-    limiter: Arc<ClientLimiter>,
+/// One connection or request of a client, counted against its limit until dropped.
+pub struct ClientSlot {
+    table: Arc<SlotTable>,
     client: IpAddr,
 }
 
-impl Drop for ConnectionSlot {
+impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut open = self.limiter.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.client) {
+        let mut held = self.table.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.client) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.client);
+                held.remove(&self.client);
             }
         }
+    }
+}
+
+/// Keeps `slot` until `response`'s body is finished or dropped, so a streaming answer counts
+/// as in flight for as long as it runs.
+pub fn hold_until_sent(
+    response: axum::response::Response,
+    slot: ClientSlot,
+) -> axum::response::Response {
+    response.map(|body| axum::body::Body::new(Held { body, _slot: slot }))
+}
+
+/// A response body and the slot it holds. Length and end are passed through, so an answer
+/// keeps its `content-length` (a wrapper that hid them would turn every reply chunked).
+struct Held {
+    body: axum::body::Body,
+    _slot: ClientSlot,
+}
+
+impl http_body::Body for Held {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -94,6 +184,7 @@ mod tests {
     fn connections_and_requests_are_limited_per_client() {
         let limiter = ClientLimiter::new(&ClientLimits {
             max_connections_per_client: 2,
+            max_in_flight_per_client: 3,
             requests_per_second: 5,
             burst: 5,
         });
@@ -108,8 +199,19 @@ mod tests {
             "a slot comes back when one closes"
         );
 
-        let allowed = (0..20).filter(|_| limiter.allow(a)).count();
-        assert_eq!(allowed, 5, "the burst, then refused");
+        let held: Vec<_> = (0..3).map(|_| limiter.admit(a).unwrap()).collect();
+        assert_eq!(
+            limiter.admit(a).err(),
+            Some(Overload::InFlight),
+            "a fourth request in flight"
+        );
+        assert!(limiter.admit(b).is_ok(), "another client is unaffected");
+        drop(held);
+        // Three admitted, one refused without spending rate: two of the burst of five left.
+        assert!(limiter.admit(a).is_ok());
+        assert!(limiter.admit(a).is_ok());
+        assert_eq!(limiter.admit(a).err(), Some(Overload::Rate));
+        assert!(!limiter.allow(a), "the burst is spent");
         assert!(limiter.allow(b));
     }
 }

@@ -90,7 +90,9 @@ pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Rou
     router.layer(ObserveLayer::new(services.metrics.clone()))
 }
 
-/// Refuses a client over its request rate with `RESOURCE_EXHAUSTED`, before any work.
+/// Refuses a client over its request rate or its requests in flight with
+/// `RESOURCE_EXHAUSTED`, before any work; an admitted call holds its slot until its answer
+/// (a whole stream, for the streaming methods) is sent.
 async fn rate_limit(
     axum::extract::State(limiter): axum::extract::State<Arc<crate::limits::ClientLimiter>>,
     req: axum::extract::Request,
@@ -100,12 +102,14 @@ async fn rate_limit(
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    match client {
-        Some(ip) if !limiter.allow(ip) => {
-            Status::resource_exhausted("too many requests from this client; retry later")
-                .into_http::<axum::body::Body>()
+    let Some(ip) = client else {
+        return next.run(req).await;
+    };
+    match limiter.admit(ip) {
+        Ok(slot) => crate::limits::hold_until_sent(next.run(req).await, slot),
+        Err(overload) => {
+            Status::resource_exhausted(overload.message()).into_http::<axum::body::Body>()
         }
-        _ => next.run(req).await,
     }
 }
 

@@ -175,19 +175,19 @@ fn storage_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal()
 }
 
-/// Refuses a client over its request rate with 503 and `Retry-After`, before any work.
+/// Refuses a client over its request rate or its requests in flight with 503 and
+/// `Retry-After`, before any work; an admitted request holds its slot until its answer is sent.
 async fn rate_limit(State(state): State<HttpState>, req: Request, next: Next) -> Response {
     let client = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    match client {
-        Some(ip) if !state.services.limiter.allow(ip) => ApiError::unavailable(
-            "overloaded",
-            "too many requests from this client; retry later",
-        )
-        .into_response(),
-        _ => next.run(req).await,
+    let Some(ip) = client else {
+        return next.run(req).await;
+    };
+    match state.services.limiter.admit(ip) {
+        Ok(slot) => crate::limits::hold_until_sent(next.run(req).await, slot),
+        Err(overload) => ApiError::unavailable("overloaded", overload.message()).into_response(),
     }
 }
 

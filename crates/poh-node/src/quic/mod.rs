@@ -35,6 +35,8 @@ const CHUNK: usize = 1024;
 const IN_FLIGHT: usize = 32;
 /// Application error code: a frame was malformed; the stream is closed, the connection stays.
 pub const MALFORMED_FRAME: u32 = 1;
+/// Application error code: the client is over its limits (rate, requests in flight); retry later.
+pub use crate::limits::OVERLOADED;
 /// How long the drain waits for open connections at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -151,7 +153,25 @@ async fn serve_connection(
             },
         };
         while streams.try_join_next().is_some() {}
-        streams.spawn(serve_stream(send, recv, services.clone(), max_frame));
+        // A stream is one request: refused early when its client is over a limit.
+        let slot = match services.limiter.admit(connection.remote_address().ip()) {
+            Ok(slot) => slot,
+            Err(_) => {
+                services
+                    .metrics
+                    .ingest
+                    .rejected(Transport::Quic, RejectReason::Overloaded);
+                let (mut send, mut recv) = (send, recv);
+                let _ = recv.stop(VarInt::from_u32(OVERLOADED));
+                let _ = send.reset(VarInt::from_u32(OVERLOADED));
+                continue;
+            }
+        };
+        let services = services.clone();
+        streams.spawn(async move {
+            serve_stream(send, recv, services, max_frame).await;
+            drop(slot);
+        });
     }
     // Streams already open finish (their transactions are queued); then the connection ends.
     while streams.join_next().await.is_some() {}

@@ -10,7 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use poh_node::config::ClientLimits;
+use poh_node::{
+    config::ClientLimits,
+    quic::{
+        OVERLOADED,
+        frame::{self, FrameDecoder},
+        tls::{ServerTrust, client_config},
+    },
+};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 use crate::common::{self, pb, tx};
@@ -31,6 +39,7 @@ async fn a_flooding_client_is_refused_while_another_is_served_and_memory_stays_b
         common::start_with(|c| {
             c.limits = ClientLimits {
                 max_connections_per_client: 16,
+                max_in_flight_per_client: 1024,
                 requests_per_second: 200,
                 burst: 200,
             };
@@ -99,7 +108,11 @@ async fn a_flooding_client_is_refused_while_another_is_served_and_memory_stays_b
     let mut exhausted = 0;
     for i in 0..400 {
         if let Err(s) = grpc.broadcast(pb(&tx(&format!("grpc-flood-{i}")))).await {
-            assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+            assert_eq!(
+                s.code(),
+                Code::ResourceExhausted,
+                "call {i} after {exhausted}: {s:?}"
+            );
             exhausted += 1;
         }
     }
@@ -130,4 +143,110 @@ async fn a_flooding_client_is_refused_while_another_is_served_and_memory_stays_b
         "resident memory grew by {grown} KiB under the flood"
     );
     Arc::try_unwrap(node).ok().unwrap().stop().await;
+}
+
+/// Requests in flight are limited per client across every transport: while one client holds
+/// two open gRPC streams (its limit), its next gRPC call, HTTP request and QUIC stream are all
+/// refused with the overload code, another client is served, and closing a stream frees a slot.
+#[tokio::test]
+async fn requests_in_flight_are_limited_per_client_on_every_transport() {
+    let node = common::start_with(|c| {
+        c.limits = ClientLimits {
+            max_in_flight_per_client: 2,
+            ..ClientLimits::default()
+        };
+    })
+    .await;
+    let mut grpc = node.grpc().await;
+    let mut open = Vec::new();
+    for s in 0..2 {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        sender.send(pb(&tx(&format!("stream-{s}")))).await.unwrap();
+        let mut acks = grpc
+            .broadcast_stream(ReceiverStream::new(receiver))
+            .await
+            .unwrap()
+            .into_inner();
+        let ack = acks.message().await.unwrap().unwrap();
+        assert!(ack.success, "{ack:?}");
+        open.push((sender, acks));
+    }
+
+    let refused = grpc.broadcast(pb(&tx("third-call"))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("in flight"), "{refused:?}");
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(node.http("/v1/tx"))
+        .json(&common::json(&tx("http-while-full")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(client_config(&ServerTrust::AnyCertificate, None).unwrap());
+    let connection = endpoint
+        .connect(node.node.quic_addr().unwrap(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let quic_tx = |id: &str| {
+        let mut wire = Vec::new();
+        frame::encode(&pb(&tx(id)), &mut wire);
+        wire
+    };
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(&quic_tx("quic-while-full")).await.unwrap();
+    let _ = send.finish();
+    let ended = recv.read_to_end(1 << 20).await;
+    assert!(
+        matches!(ended, Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)))
+            if code == quinn::VarInt::from_u32(OVERLOADED)),
+        "the QUIC stream is reset as overloaded: {ended:?}"
+    );
+
+    // Another client address is not affected.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let r = other
+        .post(node.http("/v1/tx"))
+        .json(&common::json(&tx("other-client")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(
+        r.headers().contains_key("content-length"),
+        "holding the slot keeps the answer's length: {:?}",
+        r.headers()
+    );
+
+    // Ending one stream gives its slot back: the next call and QUIC stream are served.
+    let (sender, mut acks) = open.pop().unwrap();
+    drop(sender);
+    while acks.message().await.unwrap().is_some() {}
+    drop(acks);
+    let ack = grpc
+        .broadcast(pb(&tx("after-a-stream-ended")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ack.success, "{ack:?}");
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(&quic_tx("quic-after")).await.unwrap();
+    send.finish().unwrap();
+    let answer = recv.read_to_end(1 << 20).await.unwrap();
+    let mut decoder = FrameDecoder::new(1 << 20);
+    decoder.push(&answer);
+    let ack = frame::decode::<poh_proto::v1::Ack>(decoder.next_frame().unwrap().unwrap()).unwrap();
+    assert!(ack.success, "{ack:?}");
+
+    endpoint.close(quinn::VarInt::from_u32(0), b"");
+    drop(open);
+    node.stop().await;
 }
