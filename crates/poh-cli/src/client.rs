@@ -25,7 +25,7 @@ pub struct TlsArgs {
     #[arg(long, env = "POH_TLS_CA")]
     tls_ca: Option<PathBuf>,
     /// Trust exactly the server certificate with this SHA-256 fingerprint (hex).
-    #[arg(long, conflicts_with = "tls_ca")]
+    #[arg(long, conflicts_with = "tls_ca", value_parser = poh_node::tls::parse_pin)]
     tls_pin: Option<String>,
     /// This client's certificate (PEM), for mutual TLS.
     #[arg(long, env = "POH_TLS_CERT", requires = "tls_key")]
@@ -560,8 +560,14 @@ pub fn check_peers(args: &CheckArgs) -> anyhow::Result<()> {
     let results = runtime()?.block_on(async {
         let broadcaster = Broadcaster::new(settings, tls, None).await?;
         let checks = peers.iter().map(|(protocol, peer)| {
-            let b = &broadcaster;
-            async move { (protocol, peer, b.check(protocol, peer).await) }
+            let (b, pin) = (&broadcaster, peers.pin(peer));
+            async move {
+                (
+                    protocol,
+                    peer,
+                    b.check(protocol, peer, pin.as_deref()).await,
+                )
+            }
         });
         let results = futures_util::future::join_all(checks).await;
         broadcaster.close();

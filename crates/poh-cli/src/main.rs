@@ -49,7 +49,7 @@ enum Command {
     #[command(subcommand)]
     Bench(bench::Bench),
     /// Add a peer to the peers file (created if missing); adding a listed peer changes nothing.
-    AddPeer(peers::EditArgs),
+    AddPeer(peers::AddArgs),
     /// Remove a peer from the peers file; an address that is not listed is an error.
     RemovePeer(peers::EditArgs),
     /// List the peers file: one `protocol address` line per peer, or --json.

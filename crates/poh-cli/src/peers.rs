@@ -1,4 +1,5 @@
-//! `poh add-peer`, `poh remove-peer` and `poh list-peers`: the peers file (SPEC §5).
+//! `poh add-peer`, `poh remove-peer` and `poh list-peers`: the peers file (SPEC §5), with
+//! an optional certificate pin per address (`add-peer --pin`).
 //!
 //! PROTOCOL and ADDR are plain strings parsed here rather than by clap, so that a bad value
 //! is the same one-line error as every other failure. Removing an address that is not listed
@@ -36,22 +37,40 @@ pub struct EditArgs {
 }
 
 #[derive(clap::Args)]
+pub struct AddArgs {
+    #[command(flatten)]
+    edit: EditArgs,
+    /// Pin the peer's certificate: the SHA-256 fingerprint (hex) it must present, as
+    /// `poh certs` prints it. Replaces an earlier pin of the address.
+    #[arg(long, value_name = "SHA256")]
+    pin: Option<String>,
+}
+
+#[derive(clap::Args)]
 pub struct ListArgs {
-    /// Print the JSON object with the four keys instead of one line per peer.
+    /// Print the JSON object (the four keys, and pins when any) instead of one line per peer.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     file: FileArg,
 }
 
-/// `poh add-peer PROTOCOL ADDR`: adding a listed address again changes nothing (exit 0).
-pub fn add(args: &EditArgs) -> anyhow::Result<()> {
-    let (book, protocol) = edit_target(args)?;
-    let path = book.path().display();
-    if book.add(protocol, &args.address).map_err(one_line)? {
-        println!("added {protocol} {} to {path}", args.address);
+/// `poh add-peer PROTOCOL ADDR [--pin SHA256]`: adding a listed address again (with the same
+/// pin) changes nothing (exit 0).
+pub fn add(args: &AddArgs) -> anyhow::Result<()> {
+    let (book, protocol) = edit_target(&args.edit)?;
+    let (path, address) = (book.path().display(), &args.edit.address);
+    let pinned = match &args.pin {
+        Some(_) => " (certificate pinned)",
+        None => "",
+    };
+    if book
+        .add(protocol, address, args.pin.as_deref())
+        .map_err(one_line)?
+    {
+        println!("added {protocol} {address}{pinned} to {path}");
     } else {
-        println!("{protocol} {} is already in {path}", args.address);
+        println!("{protocol} {address}{pinned} is already in {path}");
     }
     Ok(())
 }
@@ -79,7 +98,10 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
         println!("no peers");
     } else {
         for (protocol, address) in peers.iter() {
-            println!("{protocol} {address}");
+            match peers.pin(address) {
+                Some(pin) => println!("{protocol} {address} pin={pin}"),
+                None => println!("{protocol} {address}"),
+            }
         }
     }
     Ok(())

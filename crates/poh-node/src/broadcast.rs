@@ -6,6 +6,10 @@
 //! connection errors; QUIC connection errors) are retried with exponential backoff and jitter;
 //! anything else is final. Connections are kept per peer and reused: one lazily connected gRPC
 //! channel per address, reqwest's pool for HTTP, one UDP socket, one QUIC connection per peer.
+//!
+//! A peer with a certificate pin in the peers file is reached over TLS trusting exactly that
+//! certificate (its own gRPC channel, an HTTP client per pin, a QUIC connection made with the
+//! pinned configuration), while the node's certificate is still presented for mutual TLS.
 
 use std::{
     collections::HashMap,
@@ -212,8 +216,13 @@ pub struct Broadcaster {
     /// The bearer token for HTTP, and as gRPC metadata.
     token: Option<String>,
     bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-    grpc: Mutex<HashMap<String, Channel>>,
+    /// Presented to every peer, pinned or not.
+    identity: Option<crate::tls::Identity>,
+    /// Channels by (address, pin).
+    grpc: Mutex<HashMap<(String, Option<String>), Channel>>,
     http: reqwest::Client,
+    /// HTTP clients trusting one pinned certificate, by pin.
+    http_pinned: Mutex<HashMap<String, reqwest::Client>>,
     udp: tokio::net::UdpSocket,
     quic: QuicClient,
     metrics: Option<BroadcastMetrics>,
@@ -238,16 +247,7 @@ impl Broadcaster {
                     source,
                 })?,
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(settings.timeout_ms))
-            .tcp_nodelay(true)
-            .tls_backend_preconfigured(crate::tls::client_config(
-                &tls.trust,
-                tls.identity.as_ref(),
-                &[b"h2", b"http/1.1"],
-            )?)
-            .build()
-            .map_err(|e| NodeError::Config(format!("cannot make the HTTP client: {e}")))?;
+        let http = http_client(&settings, &tls.trust, tls.identity.as_ref())?;
         let grpc_tls = tls.grpc_config()?;
         let bearer = match &tls.token {
             Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
@@ -261,8 +261,10 @@ impl Broadcaster {
             token: tls.token.clone(),
             bearer,
             settings,
+            identity: tls.identity.clone(),
             grpc: Mutex::new(HashMap::new()),
             http,
+            http_pinned: Mutex::new(HashMap::new()),
             udp,
             metrics,
         })
@@ -272,9 +274,14 @@ impl Broadcaster {
     pub async fn broadcast(&self, peers: &Peers, tx: &Tx) -> BroadcastReport {
         let wire = tx_to_pb(tx.clone());
         let json = tx_to_json(tx);
-        let sends = peers
-            .iter()
-            .map(|(protocol, peer)| self.deliver(protocol, peer, &wire, &json));
+        let (wire, json) = (&wire, &json);
+        let sends = peers.iter().map(|(protocol, peer)| {
+            let pin = peers.pin(peer);
+            async move {
+                self.deliver(protocol, peer, pin.as_deref(), wire, json)
+                    .await
+            }
+        });
         BroadcastReport {
             peers: futures_util::future::join_all(sends).await,
         }
@@ -284,6 +291,7 @@ impl Broadcaster {
         &self,
         protocol: PeerProtocol,
         peer: &str,
+        pin: Option<&str>,
         wire: &pb::Tx,
         json: &[u8],
     ) -> PeerResult {
@@ -293,7 +301,7 @@ impl Broadcaster {
             let mut backoff = Duration::from_millis(self.settings.backoff_ms);
             loop {
                 attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                match self.send_once(protocol, peer, wire, json).await {
+                match self.send_once(protocol, peer, pin, wire, json).await {
                     Ok(delivery) => return Ok(delivery),
                     Err(Failure::Transient(e))
                         if attempts.load(std::sync::atomic::Ordering::Relaxed)
@@ -327,12 +335,13 @@ impl Broadcaster {
         &self,
         protocol: PeerProtocol,
         peer: &str,
+        pin: Option<&str>,
         wire: &pb::Tx,
         json: &[u8],
     ) -> Result<Delivery, Failure> {
         match protocol {
             PeerProtocol::Grpc => {
-                let mut client = PohServiceClient::new(self.channel(peer)?);
+                let mut client = PohServiceClient::new(self.channel(peer, pin)?);
                 let mut request = tonic::Request::new(wire.clone());
                 if let Some(value) = &self.bearer {
                     request
@@ -344,7 +353,7 @@ impl Broadcaster {
                     Err(status) => Err(grpc_failure(&status)),
                 }
             }
-            PeerProtocol::Http => self.http_send(peer, json).await,
+            PeerProtocol::Http => self.http_send(peer, pin, json).await,
             PeerProtocol::Udp => {
                 if json.len() > MAX_DATAGRAM {
                     return Err(Failure::Final(format!(
@@ -359,7 +368,11 @@ impl Broadcaster {
                     .map(|_| Delivery::Sent)
                     .map_err(|e| Failure::Transient(format!("cannot send: {e}")))
             }
-            PeerProtocol::Quic => match self.quic.send(peer, std::slice::from_ref(wire)).await {
+            PeerProtocol::Quic => match self
+                .quic
+                .send_to(peer, pin, std::slice::from_ref(wire))
+                .await
+            {
                 Ok(acks) => match acks.first() {
                     Some(ack) => from_ack(ack),
                     None => Err(Failure::Final("no ack".into())),
@@ -369,10 +382,15 @@ impl Broadcaster {
         }
     }
 
-    async fn http_send(&self, peer: &str, json: &[u8]) -> Result<Delivery, Failure> {
+    async fn http_send(
+        &self,
+        peer: &str,
+        pin: Option<&str>,
+        json: &[u8],
+    ) -> Result<Delivery, Failure> {
         let url = format!("{}/v1/tx", peer.trim_end_matches('/'));
         let mut request = self
-            .http
+            .http_client(pin)?
             .post(url)
             .header("content-type", "application/json");
         if let Some(token) = &self.token {
@@ -399,19 +417,50 @@ impl Broadcaster {
     }
 
     /// The peer's gRPC channel, made once and reconnected by tonic as needed.
-    fn channel(&self, peer: &str) -> Result<Channel, Failure> {
+    fn channel(&self, peer: &str, pin: Option<&str>) -> Result<Channel, Failure> {
+        let key = (peer.to_string(), pin.map(str::to_string));
         let mut channels = self.grpc.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = channels.get(peer) {
+        if let Some(c) = channels.get(&key) {
             return Ok(c.clone());
         }
+        let pinned = match pin {
+            Some(pin) => Some(Arc::new(
+                crate::tls::client_config(
+                    &ServerTrust::Pinned(pin.to_string()),
+                    self.identity.as_ref(),
+                    &[b"h2"],
+                )
+                .map_err(|e| Failure::Final(e.to_string()))?,
+            )),
+            None => None,
+        };
         let channel = grpc_channel(
             peer,
-            self.grpc_tls.as_ref(),
+            pinned.as_ref().or(self.grpc_tls.as_ref()),
             Duration::from_millis(self.settings.timeout_ms),
         )
         .map_err(Failure::Final)?;
-        channels.insert(peer.to_string(), channel.clone());
+        channels.insert(key, channel.clone());
         Ok(channel)
+    }
+
+    /// The HTTP client for a peer: the shared one, or one trusting only its pinned certificate.
+    fn http_client(&self, pin: Option<&str>) -> Result<reqwest::Client, Failure> {
+        let Some(pin) = pin else {
+            return Ok(self.http.clone());
+        };
+        let mut clients = self.http_pinned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(pin) {
+            return Ok(c.clone());
+        }
+        let client = http_client(
+            &self.settings,
+            &ServerTrust::Pinned(pin.to_string()),
+            self.identity.as_ref(),
+        )
+        .map_err(|e| Failure::Final(e.to_string()))?;
+        clients.insert(pin.to_string(), client.clone());
+        Ok(client)
     }
 
     async fn resolve(&self, peer: &str) -> Result<SocketAddr, Failure> {
@@ -436,13 +485,19 @@ impl Broadcaster {
     /// Whether `peer` answers on `protocol`, and how fast: gRPC health `SERVING`, HTTP
     /// `/healthz` 200, a QUIC handshake. UDP has no answer to wait for: its address is only
     /// resolved.
-    pub async fn check(&self, protocol: PeerProtocol, peer: &str) -> Result<Duration, String> {
+    /// A pinned peer must present its pinned certificate.
+    pub async fn check(
+        &self,
+        protocol: PeerProtocol,
+        peer: &str,
+        pin: Option<&str>,
+    ) -> Result<Duration, String> {
         let started = Instant::now();
         let timeout = Duration::from_millis(self.settings.timeout_ms);
         let check = async {
             match protocol {
                 PeerProtocol::Grpc => {
-                    let channel = self.channel(peer).map_err(failure_text)?;
+                    let channel = self.channel(peer, pin).map_err(failure_text)?;
                     let answer = HealthClient::new(channel)
                         .check(HealthCheckRequest {
                             service: String::new(),
@@ -457,7 +512,8 @@ impl Broadcaster {
                 PeerProtocol::Http => {
                     let url = format!("{}/healthz", peer.trim_end_matches('/'));
                     let response = self
-                        .http
+                        .http_client(pin)
+                        .map_err(failure_text)?
                         .get(url)
                         .send()
                         .await
@@ -470,7 +526,7 @@ impl Broadcaster {
                 PeerProtocol::Udp => self.resolve(peer).await.map(|_| ()).map_err(failure_text),
                 PeerProtocol::Quic => self
                     .quic
-                    .connect(peer)
+                    .connect_to(peer, pin)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
@@ -487,6 +543,24 @@ impl Broadcaster {
     pub fn close(&self) {
         self.quic.close();
     }
+}
+
+/// An HTTP client with the peers' timeout, trusting servers per `trust`.
+fn http_client(
+    settings: &PeersConfig,
+    trust: &ServerTrust,
+    identity: Option<&crate::tls::Identity>,
+) -> Result<reqwest::Client, NodeError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(settings.timeout_ms))
+        .tcp_nodelay(true)
+        .tls_backend_preconfigured(crate::tls::client_config(
+            trust,
+            identity,
+            &[b"h2", b"http/1.1"],
+        )?)
+        .build()
+        .map_err(|e| NodeError::Config(format!("cannot make the HTTP client: {e}")))
 }
 
 fn failure_text(f: Failure) -> String {

@@ -1,5 +1,10 @@
-//! The peers file (SPEC §5): addresses per protocol in one JSON object with exactly the keys
-//! `grpc`, `http`, `udp` and `quic`.
+//! The peers file (SPEC §5): addresses per protocol in one JSON object with the keys `grpc`,
+//! `http`, `udp` and `quic`, always all four, and optionally `pins`: a certificate pin per
+//! address, `{"127.0.0.1:4433": "<SHA-256 of its certificate, hex>"}` (SPEC §8's "optional
+//! pinning of a peer's certificate"). The key is written only when a pin is set, so a file
+//! without pins is exactly SPEC §5's. A pinned peer is reached over TLS and must present
+//! exactly that certificate; it applies to every protocol the address is listed under that
+//! has TLS (gRPC, QUIC, and HTTP with an `https://` URL).
 //!
 //! [`PeerBook`] reads and edits the file. Every address is validated before anything is
 //! written, and the file is replaced atomically (temporary file in the same directory, fsync,
@@ -8,10 +13,10 @@
 //! `example.com:9000` are two entries.
 
 use std::{
+    collections::BTreeMap,
     fmt,
     fs::{self, File, OpenOptions},
     io::{self, Read as _, Write as _},
-    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     str::FromStr,
     sync::atomic::{AtomicU64, Ordering},
@@ -22,10 +27,6 @@ use serde::{Deserialize, Serialize};
 /// The largest peers file read (1 MiB, tens of thousands of peers): the node reads it on
 /// every `GET /v1/peers`, so it must stay bounded.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
-/// The longest `host:port` address: a 253-byte DNS name, a colon and five digits.
-const MAX_HOST_PORT_LEN: usize = 253 + 6;
-/// The longest HTTP peer URL.
-const MAX_URL_LEN: usize = 2048;
 const DEFAULT_FILE_NAME: &str = ".poh_peers.json";
 
 /// A protocol a peer is reached by; the keys of the peers file.
@@ -60,8 +61,8 @@ impl PeerProtocol {
     /// 1–65535, digits only, no leading zero).
     pub fn validate(self, address: &str) -> Result<(), PeersError> {
         let checked = match self {
-            Self::Http => check_url(address),
-            Self::Grpc | Self::Udp | Self::Quic => check_host_port(address),
+            Self::Http => address::check_url(address),
+            Self::Grpc | Self::Udp | Self::Quic => address::check_host_port(address),
         };
         checked.map_err(|reason| PeersError::InvalidAddress {
             protocol: self,
@@ -91,8 +92,9 @@ impl FromStr for PeerProtocol {
 
 /// The contents of a peers file: addresses per protocol, in file order.
 ///
-/// It always serializes with all four keys; deserializing refuses unknown and missing keys
-/// (but does not validate addresses: [`PeerBook::load`] and [`Peers::validate`] do).
+/// It always serializes with all four keys, and `pins` when there is one; deserializing
+/// refuses unknown and missing keys (but does not validate addresses: [`PeerBook::load`] and
+/// [`Peers::validate`] do).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Peers {
@@ -104,6 +106,10 @@ pub struct Peers {
     pub udp: Vec<String>,
     /// QUIC peers, `host:port`.
     pub quic: Vec<String>,
+    /// Certificate pins: a listed address → the SHA-256 fingerprint of the certificate it
+    /// must present.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pins: BTreeMap<String, String>,
 }
 
 impl Peers {
@@ -139,10 +145,50 @@ impl Peers {
             .flat_map(move |p| self.get(p).iter().map(move |a| (p, a.as_str())))
     }
 
-    /// Checks every address; the error names the first invalid one.
+    /// The certificate pin of `address` (lowercase hex), when it has one.
+    pub fn pin(&self, address: &str) -> Option<String> {
+        // Validated pins parse; the fallback only keeps a hand-made `Peers` from panicking.
+        self.pins
+            .get(address)
+            .map(|pin| crate::tls::parse_pin(pin).unwrap_or_else(|_| pin.clone()))
+    }
+
+    /// Checks every address, then every pin; the error names the first invalid one.
     pub fn validate(&self) -> Result<(), PeersError> {
         self.iter()
-            .try_for_each(|(protocol, address)| protocol.validate(address))
+            .try_for_each(|(protocol, address)| protocol.validate(address))?;
+        self.pins
+            .iter()
+            .try_for_each(|(address, pin)| self.check_pin(address, pin))
+    }
+
+    /// A pin must be a fingerprint and belong to an address listed under a protocol with TLS.
+    fn check_pin(&self, address: &str, pin: &str) -> Result<(), PeersError> {
+        let invalid = |reason: &str| PeersError::InvalidPin {
+            address: address.to_owned(),
+            reason: reason.to_owned(),
+        };
+        crate::tls::parse_pin(pin).map_err(|reason| invalid(&reason))?;
+        let listed: Vec<PeerProtocol> = PeerProtocol::ALL
+            .into_iter()
+            .filter(|&p| self.get(p).iter().any(|a| a == address))
+            .collect();
+        let tls = |p: &PeerProtocol| match p {
+            PeerProtocol::Grpc | PeerProtocol::Quic => true,
+            PeerProtocol::Http => address.starts_with("https://"),
+            PeerProtocol::Udp => false,
+        };
+        if listed.is_empty() {
+            Err(invalid(
+                "the address is not listed under any protocol; add the peer first",
+            ))
+        } else if !listed.iter().any(tls) {
+            Err(invalid(
+                "the address has no TLS to pin: pins apply to grpc and quic peers and https:// URLs",
+            ))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -179,10 +225,12 @@ pub enum PeersError {
         /// The limit.
         limit: u64,
     },
-    /// The file is not a JSON object with exactly the four keys, each a list of strings.
+    /// The file is not a JSON object with the four keys, each a list of strings (and
+    /// optionally `pins`, an object of strings).
     #[error(
-        "the peers file {path} is not valid: {source}; it must be a JSON object with exactly \
-         the keys grpc, http, udp and quic, each a list of addresses: fix or remove it"
+        "the peers file {path} is not valid: {source}; it must be a JSON object with the keys \
+         grpc, http, udp and quic, each a list of addresses, and optionally pins, an object \
+         from address to certificate fingerprint: fix or remove it"
     )]
     Parse {
         /// The file.
@@ -202,6 +250,26 @@ pub enum PeersError {
         /// The protocol (the key it is listed under).
         protocol: PeerProtocol,
         /// The address, as stored.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A certificate pin that is not a fingerprint, or for an address it cannot apply to.
+    #[error("invalid pin for {address:?}: {reason}")]
+    InvalidPin {
+        /// The address it pins.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file holds such a pin.
+    #[error(
+        "the peers file {path} holds an invalid pin for {address:?}: {reason}; fix or remove that entry"
+    )]
+    InvalidPinEntry {
+        /// The file.
+        path: PathBuf,
+        /// The address it pins.
         address: String,
         /// What is wrong with it.
         reason: String,
@@ -319,28 +387,54 @@ impl PeerBook {
                 address,
                 reason,
             },
+            PeersError::InvalidPin { address, reason } => PeersError::InvalidPinEntry {
+                path: self.path.clone(),
+                address,
+                reason,
+            },
             other => other,
         })
     }
 
-    /// Adds `address` for `protocol`, creating the file if it is missing (but not its
-    /// directory). `Ok(false)` when it is already listed: the file is not rewritten. An
-    /// invalid address or an unreadable or invalid file is refused before anything is
-    /// written.
-    pub fn add(&self, protocol: PeerProtocol, address: &str) -> Result<bool, PeersError> {
+    /// Adds `address` for `protocol`, and sets its certificate pin when `pin` is given,
+    /// creating the file if it is missing (but not its directory). `Ok(false)` when the file
+    /// already says exactly that: it is not rewritten. An invalid address or pin, or an
+    /// unreadable or invalid file, is refused before anything is written.
+    pub fn add(
+        &self,
+        protocol: PeerProtocol,
+        address: &str,
+        pin: Option<&str>,
+    ) -> Result<bool, PeersError> {
         protocol.validate(address)?;
+        let pin = pin
+            .map(|pin| {
+                crate::tls::parse_pin(pin).map_err(|reason| PeersError::InvalidPin {
+                    address: address.to_owned(),
+                    reason,
+                })
+            })
+            .transpose()?;
         let mut peers = self.load()?;
-        if peers.get(protocol).iter().any(|a| a == address) {
+        let before = peers.clone();
+        if !peers.get(protocol).iter().any(|a| a == address) {
+            peers.get_mut(protocol).push(address.to_owned());
+        }
+        if let Some(pin) = pin {
+            peers.pins.insert(address.to_owned(), pin);
+            peers.check_pin(address, &peers.pins[address])?;
+        }
+        if peers == before {
             return Ok(false);
         }
-        peers.get_mut(protocol).push(address.to_owned());
         self.store(&peers)?;
         Ok(true)
     }
 
-    /// Removes `address` (every copy of it) from `protocol`'s list. `Ok(false)` when it is
-    /// not listed: nothing is written and a missing file stays missing. The address is
-    /// validated first, so a typo gets the same clear error as in [`PeerBook::add`].
+    /// Removes `address` (every copy of it) from `protocol`'s list, and its pin once it is
+    /// listed nowhere a pin applies. `Ok(false)` when it is not listed: nothing is written
+    /// and a missing file stays missing. The address is validated first, so a typo gets the
+    /// same clear error as in [`PeerBook::add`].
     pub fn remove(&self, protocol: PeerProtocol, address: &str) -> Result<bool, PeersError> {
         protocol.validate(address)?;
         let mut peers = self.load()?;
@@ -349,6 +443,11 @@ impl PeerBook {
         list.retain(|a| a != address);
         if list.len() == before {
             return Ok(false);
+        }
+        if let Some(pin) = peers.pins.get(address).cloned()
+            && peers.check_pin(address, &pin).is_err()
+        {
+            peers.pins.remove(address);
         }
         self.store(&peers)?;
         Ok(true)
@@ -447,182 +546,7 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-const HOST_PORT: &str = "expected host:port with a port from 1 to 65535";
-
-/// `host:port` for gRPC, UDP and QUIC; the error is the reason, for [`PeersError`].
-fn check_host_port(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err(format!("the address is empty; {HOST_PORT}"));
-    }
-    if s.len() > MAX_HOST_PORT_LEN {
-        return Err(format!(
-            "the address is longer than {MAX_HOST_PORT_LEN} bytes; {HOST_PORT}"
-        ));
-    }
-    check_chars(s)?;
-    if s.contains("://") {
-        return Err(format!(
-            "{HOST_PORT}, without a scheme (only http peers are URLs)"
-        ));
-    }
-    match split_authority(s)? {
-        (host, Some(port)) => {
-            check_host(host)?;
-            check_port(port)
-        }
-        (_, None) => Err(format!("missing :port; {HOST_PORT}")),
-    }
-}
-
-/// An `http://` or `https://` URL with a host, an optional port and an optional path.
-fn check_url(s: &str) -> Result<(), String> {
-    const EXPECTED: &str = "expected an http:// or https:// URL, e.g. http://127.0.0.1:8080";
-    if s.is_empty() {
-        return Err(format!("the address is empty; {EXPECTED}"));
-    }
-    if s.len() > MAX_URL_LEN {
-        return Err(format!("the URL is longer than {MAX_URL_LEN} bytes"));
-    }
-    check_chars(s)?;
-    let scheme_len = ["http://", "https://"]
-        .into_iter()
-        .find(|scheme| {
-            s.get(..scheme.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
-        })
-        .map(str::len);
-    let Some(scheme_len) = scheme_len else {
-        return Err(match s.split_once("://") {
-            Some((scheme, _)) => format!("the scheme {scheme:?} is not supported; {EXPECTED}"),
-            None => EXPECTED.to_owned(),
-        });
-    };
-    let rest = &s[scheme_len..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    if authority.is_empty() {
-        return Err(format!("the URL has no host; {EXPECTED}"));
-    }
-    if authority.contains('@') {
-        return Err("a peer URL cannot hold credentials (user@host)".to_owned());
-    }
-    if path.contains(['?', '#']) {
-        return Err("a peer URL takes no query or fragment, only a path".to_owned());
-    }
-    if !path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {
-        return Err("the URL path must be printable ASCII (percent-encode the rest)".to_owned());
-    }
-    let (host, port) = split_authority(authority)?;
-    check_host(host)?;
-    port.map_or(Ok(()), check_port)
-}
-
-fn check_chars(s: &str) -> Result<(), String> {
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("the address contains spaces or control characters".to_owned());
-    }
-    Ok(())
-}
-
-/// Splits `host[:port]`, where the host may be a bracketed IPv6 address.
-fn split_authority(s: &str) -> Result<(&str, Option<&str>), String> {
-    if s.starts_with('[') {
-        let Some(close) = s.find(']') else {
-            return Err(format!("{s:?} has no closing ']' after the IPv6 address"));
-        };
-        let (host, rest) = s.split_at(close + 1);
-        return match rest.strip_prefix(':') {
-            Some(port) => Ok((host, Some(port))),
-            None if rest.is_empty() => Ok((host, None)),
-            None => Err(format!("unexpected {rest:?} after the IPv6 address {host}")),
-        };
-    }
-    match s.rsplit_once(':') {
-        Some((host, _)) if host.contains(':') => {
-            Err("an IPv6 host must be in brackets, e.g. [::1]:9000 or http://[::1]:8080".to_owned())
-        }
-        Some((host, port)) => Ok((host, Some(port))),
-        None => Ok((s, None)),
-    }
-}
-
-fn check_port(port: &str) -> Result<(), String> {
-    if port.is_empty() {
-        return Err("missing port after ':'; expected a port from 1 to 65535".to_owned());
-    }
-    if port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "port {port:?} is not a number from 1 to 65535 (digits only)"
-        ));
-    }
-    if port.len() > 1 && port.starts_with('0') {
-        return Err(format!(
-            "port {port:?} has a leading zero; write it as a number from 1 to 65535"
-        ));
-    }
-    match port.parse::<u32>() {
-        Ok(1..=65535) => Ok(()),
-        _ => Err(format!(
-            "port {port} is out of range; expected a port from 1 to 65535"
-        )),
-    }
-}
-
-fn check_host(host: &str) -> Result<(), String> {
-    if host.is_empty() {
-        return Err(format!("the host is empty; {HOST_PORT}"));
-    }
-    if let Some(inner) = host.strip_prefix('[') {
-        let inner = inner.strip_suffix(']').unwrap_or(inner);
-        return match inner.parse::<Ipv6Addr>() {
-            Ok(_) => Ok(()),
-            Err(_) => Err(format!("{host} is not a valid IPv6 address")),
-        };
-    }
-    // Digits and dots can only mean IPv4: `999.1.1.1` is a bad address, not a DNS name.
-    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return match host.parse::<Ipv4Addr>() {
-            Ok(_) => Ok(()),
-            Err(_) => Err(format!(
-                "host {host:?} is not a valid IPv4 address (four numbers 0–255, no leading zeros)"
-            )),
-        };
-    }
-    check_dns_name(host).map_err(|why| format!("host {host:?} is not a valid DNS name: {why}"))
-}
-
-/// RFC 1123 host names, and (RFC 3696 §2) a last label that is not all digits, which URL
-/// parsers would take for an IPv4 address.
-fn check_dns_name(name: &str) -> Result<(), String> {
-    if name.len() > 253 {
-        return Err("it is longer than 253 characters".to_owned());
-    }
-    let mut last = "";
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err("it has an empty label (two dots, or a dot at an end)".to_owned());
-        }
-        if label.len() > 63 {
-            return Err(format!("the label {label:?} is longer than 63 characters"));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(format!(
-                "the label {label:?} has a character other than letters, digits and hyphens"
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("the label {label:?} starts or ends with a hyphen"));
-        }
-        last = label;
-    }
-    if last.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("its last label is all digits".to_owned());
-    }
-    Ok(())
-}
+mod address;
 
 #[cfg(test)]
 mod tests;

@@ -152,10 +152,14 @@ pub(crate) async fn health(
             _ = ticker.tick() => {}
         }
         let current = peers.current().await;
+        let broadcaster = &*broadcaster;
         let checks = current
             .iter()
             .filter(|(protocol, _)| *protocol != PeerProtocol::Udp)
-            .map(|(protocol, peer)| broadcaster.check(protocol, peer));
+            .map(|(protocol, peer)| {
+                let pin = current.pin(peer);
+                async move { broadcaster.check(protocol, peer, pin.as_deref()).await }
+            });
         let answered = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,

@@ -309,3 +309,36 @@ fn an_unwritable_directory_is_a_clear_error() {
         "check that its directory exists",
     );
 }
+
+#[test]
+fn add_peer_pin_stores_a_certificate_pin_that_list_peers_shows() {
+    let (_dir, file) = temp_file();
+    let pin = "AB:".repeat(31) + "AB";
+    let out = succeeds(&file, &["add-peer", "quic", "10.0.0.1:4433", "--pin", &pin]);
+    assert!(out.contains("certificate pinned"), "{out}");
+    let lower = "ab".repeat(32);
+    assert_eq!(
+        file_json(&file),
+        json!({"grpc": [], "http": [], "udp": [], "quic": ["10.0.0.1:4433"],
+               "pins": {"10.0.0.1:4433": lower}})
+    );
+    let listed = succeeds(&file, &["list-peers"]);
+    assert_eq!(listed.trim(), format!("quic 10.0.0.1:4433 pin={lower}"));
+
+    refused(
+        &file,
+        &["add-peer", "quic", "10.0.0.2:4433", "--pin", "abc"],
+        "64 hex digits",
+    );
+    refused(
+        &file,
+        &["add-peer", "udp", "10.0.0.1:9000", "--pin", &lower],
+        "no TLS to pin",
+    );
+    // Removing the address takes its pin with it.
+    succeeds(&file, &["remove-peer", "quic", "10.0.0.1:4433"]);
+    assert_eq!(
+        file_json(&file),
+        json!({"grpc": [], "http": [], "udp": [], "quic": []})
+    );
+}

@@ -1,6 +1,6 @@
 //! `PeerProtocol::validate` rule by rule, and `PeerBook` edits on real files.
 
-use super::*;
+use super::{address::MAX_URL_LEN, *};
 
 fn ok(protocol: PeerProtocol, address: &str) {
     if let Err(e) = protocol.validate(address) {
@@ -222,7 +222,10 @@ fn a_missing_file_is_an_empty_book_and_add_creates_it_with_four_keys() {
         "removing from nothing creates nothing"
     );
 
-    assert!(book.add(PeerProtocol::Grpc, "127.0.0.1:50051").unwrap());
+    assert!(
+        book.add(PeerProtocol::Grpc, "127.0.0.1:50051", None)
+            .unwrap()
+    );
     let text = fs::read_to_string(book.path()).unwrap();
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
@@ -230,17 +233,22 @@ fn a_missing_file_is_an_empty_book_and_add_creates_it_with_four_keys() {
         serde_json::json!({"grpc": ["127.0.0.1:50051"], "http": [], "udp": [], "quic": []})
     );
     assert!(text.ends_with("}\n"));
-    assert!(!book.add(PeerProtocol::Grpc, "127.0.0.1:50051").unwrap());
+    assert!(
+        !book
+            .add(PeerProtocol::Grpc, "127.0.0.1:50051", None)
+            .unwrap()
+    );
     assert_eq!(fs::read_to_string(book.path()).unwrap(), text);
 }
 
 #[test]
 fn add_remove_and_iterate_keep_file_order() {
     let (dir, book) = book();
-    book.add(PeerProtocol::Udp, "b.example:9000").unwrap();
-    book.add(PeerProtocol::Http, "http://a.example").unwrap();
-    book.add(PeerProtocol::Udp, "a.example:9000").unwrap();
-    book.add(PeerProtocol::Quic, "[::1]:4433").unwrap();
+    book.add(PeerProtocol::Udp, "b.example:9000", None).unwrap();
+    book.add(PeerProtocol::Http, "http://a.example", None)
+        .unwrap();
+    book.add(PeerProtocol::Udp, "a.example:9000", None).unwrap();
+    book.add(PeerProtocol::Quic, "[::1]:4433", None).unwrap();
     let peers = book.load().unwrap();
     assert_eq!(
         peers.get(PeerProtocol::Udp),
@@ -261,9 +269,13 @@ fn add_remove_and_iterate_keep_file_order() {
     assert_eq!(book.load().unwrap().udp, ["a.example:9000"]);
     // Deterministic: the same book is the same bytes, and no temporary file is left.
     let again = PeerBook::new(dir.path().join("again.json"));
-    again.add(PeerProtocol::Http, "http://a.example").unwrap();
-    again.add(PeerProtocol::Udp, "a.example:9000").unwrap();
-    again.add(PeerProtocol::Quic, "[::1]:4433").unwrap();
+    again
+        .add(PeerProtocol::Http, "http://a.example", None)
+        .unwrap();
+    again
+        .add(PeerProtocol::Udp, "a.example:9000", None)
+        .unwrap();
+    again.add(PeerProtocol::Quic, "[::1]:4433", None).unwrap();
     assert_eq!(
         fs::read(book.path()).unwrap(),
         fs::read(again.path()).unwrap()
@@ -312,7 +324,7 @@ fn load_refuses_invalid_files_naming_the_file_and_the_problem() {
             "{content:?}: {msg}"
         );
         // A refused edit changes nothing.
-        assert!(book.add(PeerProtocol::Udp, "127.0.0.1:9000").is_err());
+        assert!(book.add(PeerProtocol::Udp, "127.0.0.1:9000", None).is_err());
         assert!(book.remove(PeerProtocol::Udp, "127.0.0.1:9000").is_err());
         assert_eq!(fs::read_to_string(book.path()).unwrap(), content);
     }
@@ -332,14 +344,14 @@ fn refused_addresses_leave_the_file_untouched() {
         (PeerProtocol::Quic, ""),
     ] {
         assert!(matches!(
-            book.add(p, addr),
+            book.add(p, addr, None),
             Err(PeersError::InvalidAddress { .. })
         ));
         assert!(book.remove(p, addr).is_err());
     }
     assert_eq!(fs::read_to_string(book.path()).unwrap(), original);
     // An already-listed address is not rewritten (the compact original stays compact).
-    assert!(!book.add(PeerProtocol::Udp, "127.0.0.1:9000").unwrap());
+    assert!(!book.add(PeerProtocol::Udp, "127.0.0.1:9000", None).unwrap());
     assert_eq!(fs::read_to_string(book.path()).unwrap(), original);
 }
 
@@ -347,7 +359,9 @@ fn refused_addresses_leave_the_file_untouched() {
 fn writes_fail_cleanly_without_a_directory() {
     let dir = tempfile::tempdir().unwrap();
     let book = PeerBook::new(dir.path().join("missing").join("peers.json"));
-    let e = book.add(PeerProtocol::Udp, "127.0.0.1:9000").unwrap_err();
+    let e = book
+        .add(PeerProtocol::Udp, "127.0.0.1:9000", None)
+        .unwrap_err();
     assert!(matches!(e, PeersError::Write { .. }), "{e}");
     assert!(e.to_string().contains("check that its directory exists"));
 }
@@ -361,7 +375,7 @@ fn writes_keep_the_mode_and_follow_a_symlink() {
     fs::write(&real, r#"{"grpc":[],"http":[],"udp":[],"quic":[]}"#).unwrap();
     fs::set_permissions(&real, fs::Permissions::from_mode(0o600)).unwrap();
     std::os::unix::fs::symlink(&real, book.path()).unwrap();
-    assert!(book.add(PeerProtocol::Udp, "127.0.0.1:9000").unwrap());
+    assert!(book.add(PeerProtocol::Udp, "127.0.0.1:9000", None).unwrap());
     assert!(
         fs::symlink_metadata(book.path())
             .unwrap()
@@ -379,4 +393,126 @@ fn writes_keep_the_mode_and_follow_a_symlink() {
 fn serializes_with_all_four_keys_in_order() {
     let text = serde_json::to_string(&Peers::default()).unwrap();
     assert_eq!(text, r#"{"grpc":[],"http":[],"udp":[],"quic":[]}"#);
+}
+
+const PIN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+#[test]
+fn pins_are_written_normalised_only_when_set_and_replaced_by_a_new_one() {
+    let (_dir, book) = book();
+    let colons = PIN
+        .to_ascii_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    assert!(
+        book.add(PeerProtocol::Quic, "10.0.0.1:4433", Some(&colons))
+            .unwrap()
+    );
+    assert!(book.add(PeerProtocol::Udp, "10.0.0.1:9000", None).unwrap());
+    let value: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(book.path()).unwrap()).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({"grpc": [], "http": [], "udp": ["10.0.0.1:9000"],
+                           "quic": ["10.0.0.1:4433"], "pins": {"10.0.0.1:4433": PIN}})
+    );
+    let peers = book.load().unwrap();
+    assert_eq!(peers.pin("10.0.0.1:4433").as_deref(), Some(PIN));
+    assert_eq!(peers.pin("10.0.0.1:9000"), None);
+    // The same pin again changes nothing; another replaces it.
+    assert!(
+        !book
+            .add(PeerProtocol::Quic, "10.0.0.1:4433", Some(PIN))
+            .unwrap()
+    );
+    let other = "f".repeat(64);
+    assert!(
+        book.add(PeerProtocol::Quic, "10.0.0.1:4433", Some(&other))
+            .unwrap()
+    );
+    assert_eq!(book.load().unwrap().pin("10.0.0.1:4433"), Some(other));
+}
+
+#[test]
+fn a_pin_must_be_a_fingerprint_for_an_address_with_tls() {
+    let (_dir, book) = book();
+    let original =
+        "{\"grpc\":[],\"http\":[\"http://a.example\"],\"udp\":[\"10.0.0.1:9000\"],\"quic\":[]}";
+    fs::write(book.path(), original).unwrap();
+    for (protocol, address, pin, needle) in [
+        (PeerProtocol::Quic, "10.0.0.1:4433", "abc", "64 hex digits"),
+        (
+            PeerProtocol::Quic,
+            "10.0.0.1:4433",
+            &"g".repeat(64),
+            "64 hex digits",
+        ),
+        (PeerProtocol::Udp, "10.0.0.1:9000", PIN, "no TLS to pin"),
+        (PeerProtocol::Http, "http://a.example", PIN, "no TLS to pin"),
+    ] {
+        let e = book.add(protocol, address, Some(pin)).unwrap_err();
+        assert!(matches!(e, PeersError::InvalidPin { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(address) && msg.contains(needle), "{msg}");
+        assert_eq!(fs::read_to_string(book.path()).unwrap(), original);
+    }
+    assert!(
+        book.add(PeerProtocol::Http, "https://a.example", Some(PIN))
+            .unwrap()
+    );
+}
+
+#[test]
+fn removing_the_last_listing_of_an_address_drops_its_pin() {
+    let (_dir, book) = book();
+    // One node whose gRPC and QUIC share a port number: one address, one pin.
+    book.add(PeerProtocol::Grpc, "10.0.0.1:7000", Some(PIN))
+        .unwrap();
+    book.add(PeerProtocol::Quic, "10.0.0.1:7000", None).unwrap();
+    book.add(PeerProtocol::Udp, "10.0.0.1:7000", None).unwrap();
+    assert!(book.remove(PeerProtocol::Grpc, "10.0.0.1:7000").unwrap());
+    assert_eq!(
+        book.load().unwrap().pin("10.0.0.1:7000").as_deref(),
+        Some(PIN),
+        "still listed under quic"
+    );
+    assert!(book.remove(PeerProtocol::Quic, "10.0.0.1:7000").unwrap());
+    let text = fs::read_to_string(book.path()).unwrap();
+    assert!(
+        !text.contains("pins"),
+        "only UDP is left, which a pin cannot apply to: {text}"
+    );
+}
+
+#[test]
+fn a_file_with_a_bad_pins_entry_is_refused_with_its_path() {
+    let (_dir, book) = book();
+    for (content, needle) in [
+        (
+            r#"{"grpc": [], "http": [], "udp": [], "quic": [], "pins": {"10.0.0.1:4433": "x"}}"#
+                .to_string(),
+            "holds an invalid pin for \"10.0.0.1:4433\"",
+        ),
+        (
+            format!(
+                r#"{{"grpc": [], "http": [], "udp": [], "quic": ["10.0.0.1:1"], "pins": {{"10.0.0.2:1": "{PIN}"}}}}"#
+            ),
+            "not listed under any protocol",
+        ),
+        (
+            r#"{"grpc": [], "http": [], "udp": [], "quic": [], "pins": []}"#.to_string(),
+            "optionally pins",
+        ),
+    ] {
+        fs::write(book.path(), &content).unwrap();
+        let msg = book.load().unwrap_err().to_string();
+        assert!(
+            msg.contains(&book.path().display().to_string()) && msg.contains(needle),
+            "{content}: {msg}"
+        );
+        assert!(parse(content.as_bytes()).is_err());
+    }
 }

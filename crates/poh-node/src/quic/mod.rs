@@ -316,7 +316,10 @@ pub enum QuicError {
 /// A QUIC client keeping one connection per peer.
 pub struct QuicClient {
     endpoint: quinn::Endpoint,
-    connections: Mutex<HashMap<String, quinn::Connection>>,
+    /// Presented to every peer (mutual TLS), pinned or not.
+    identity: Option<crate::tls::Identity>,
+    /// Connections by (address, certificate pin).
+    connections: Mutex<HashMap<(String, Option<String>), quinn::Connection>>,
 }
 
 impl QuicClient {
@@ -336,14 +339,25 @@ impl QuicClient {
         endpoint.set_default_client_config(tls::client_config(trust, identity)?);
         Ok(Self {
             endpoint,
+            identity: identity.cloned(),
             connections: Mutex::new(HashMap::new()),
         })
     }
 
     /// The connection to `peer`, made now if there is none or it was closed.
     pub async fn connect(&self, peer: &str) -> Result<quinn::Connection, QuicError> {
+        self.connect_to(peer, None).await
+    }
+
+    /// The connection to `peer`, which must present the certificate `pin` when one is given.
+    pub async fn connect_to(
+        &self,
+        peer: &str,
+        pin: Option<&str>,
+    ) -> Result<quinn::Connection, QuicError> {
+        let key = (peer.to_string(), pin.map(str::to_string));
         let mut connections = self.connections.lock().await;
-        if let Some(c) = connections.get(peer)
+        if let Some(c) = connections.get(&key)
             && c.close_reason().is_none()
         {
             return Ok(c.clone());
@@ -358,19 +372,38 @@ impl QuicClient {
             .map_or(peer, |(h, _)| h)
             .trim_start_matches('[')
             .trim_end_matches(']');
-        let connection = self
-            .endpoint
-            .connect(addr, host)
+        let connecting = match pin {
+            Some(pin) => {
+                let pinned = tls::client_config(
+                    &crate::tls::ServerTrust::Pinned(pin.to_string()),
+                    self.identity.as_ref(),
+                )
+                .map_err(|e| QuicError::Connect(e.to_string()))?;
+                self.endpoint.connect_with(pinned, addr, host)
+            }
+            None => self.endpoint.connect(addr, host),
+        };
+        let connection = connecting
             .map_err(|e| QuicError::Connect(e.to_string()))?
             .await
             .map_err(|e| QuicError::Connect(e.to_string()))?;
-        connections.insert(peer.to_string(), connection.clone());
+        connections.insert(key, connection.clone());
         Ok(connection)
     }
 
     /// Sends `txs` on one stream and returns their Acks, in order.
     pub async fn send(&self, peer: &str, txs: &[pb::Tx]) -> Result<Vec<pb::Ack>, QuicError> {
-        let connection = self.connect(peer).await?;
+        self.send_to(peer, None, txs).await
+    }
+
+    /// [`QuicClient::send`] to a peer that must present the certificate `pin`, when given.
+    pub async fn send_to(
+        &self,
+        peer: &str,
+        pin: Option<&str>,
+        txs: &[pb::Tx],
+    ) -> Result<Vec<pb::Ack>, QuicError> {
+        let connection = self.connect_to(peer, pin).await?;
         let (mut send, mut recv) = connection
             .open_bi()
             .await

@@ -41,6 +41,21 @@ fn error(what: impl std::fmt::Display) -> NodeError {
     NodeError::Config(format!("TLS: {what}"))
 }
 
+/// Reads a certificate pin: a SHA-256 fingerprint as 64 hex digits, in either case, with or
+/// without the colons `openssl x509 -fingerprint -sha256` prints. Returns it as
+/// [`fingerprint`] writes it (lowercase, no colons); the error says what is expected.
+pub fn parse_pin(pin: &str) -> Result<String, String> {
+    let hex: String = pin.chars().filter(|&c| c != ':').collect();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex.to_ascii_lowercase())
+    } else {
+        Err(
+            "expected a SHA-256 fingerprint: 64 hex digits (colons allowed), as `poh certs` prints"
+                .into(),
+        )
+    }
+}
+
 /// The SHA-256 fingerprint of a DER certificate, lowercase hex (what pinning compares).
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     hex::encode(Sha256::digest(cert.as_ref()))

@@ -372,6 +372,7 @@ async fn a_negative_zero_timestamp_crosses_every_protocol_bit_exact() {
         http: vec![all.http[1].clone()],
         udp: vec![all.udp[2].clone()],
         quic: vec![all.quic[3].clone()],
+        ..Peers::default()
     };
     let broadcaster = Broadcaster::new(settings(2000), ClientTls::default(), None)
         .await

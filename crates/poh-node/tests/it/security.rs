@@ -243,3 +243,99 @@ async fn a_pkcs12_bundle_serves_tls_with_its_password_from_a_file() {
         .to_string();
     assert!(err.contains("PKCS#12") && err.contains("password"), "{err}");
 }
+
+/// Certificate pins in the peers file: the broadcaster trusts a pinned peer by its pin alone
+/// (here the CA it trusts is another one, so nothing else could admit the node), presents its
+/// certificate for mutual TLS, and a wrong pin is refused on gRPC, HTTPS and QUIC alike, for
+/// broadcasts and for health checks.
+#[tokio::test]
+async fn pins_in_the_peers_file_decide_whom_the_broadcaster_trusts() {
+    use poh_node::{PeerBook, PeerProtocol, broadcast::Broadcaster, config::PeersConfig};
+
+    let pki = pki();
+    let node = secured(&pki).await;
+    let node_cert = poh_node::tls::read_certs(&pki.path("node-a.crt")).unwrap();
+    // In the colon form `openssl x509 -fingerprint` prints, upper case: stored normalised.
+    let right = poh_node::tls::fingerprint(&node_cert[0])
+        .to_ascii_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| std::str::from_utf8(pair).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    let addresses = [
+        (
+            PeerProtocol::Grpc,
+            node.node.grpc_addr().unwrap().to_string(),
+        ),
+        (
+            PeerProtocol::Http,
+            format!(
+                "https://127.0.0.1:{}",
+                node.node.http_addr().unwrap().port()
+            ),
+        ),
+        (
+            PeerProtocol::Quic,
+            node.node.quic_addr().unwrap().to_string(),
+        ),
+    ];
+    let book = PeerBook::new(pki.path("peers.json"));
+    let broadcaster = Broadcaster::new(
+        PeersConfig {
+            timeout_ms: 3000,
+            attempts: 1,
+            ..PeersConfig::default()
+        },
+        ClientTls {
+            trust: ServerTrust::Ca(pki.path("other-ca.crt")),
+            identity: Some(pki.identity("client-ok")),
+            token: None,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+
+    let outcomes = async |id: &str| {
+        let peers = book.load().unwrap();
+        let report = broadcaster.broadcast(&peers, &tx(id)).await;
+        let mut checks = Vec::new();
+        for (protocol, address) in peers.iter() {
+            checks.push(
+                broadcaster
+                    .check(protocol, address, peers.pin(address).as_deref())
+                    .await
+                    .is_ok(),
+            );
+        }
+        let sent: Vec<bool> = report.peers.iter().map(|r| r.outcome.is_ok()).collect();
+        (sent, checks)
+    };
+
+    // Without pins, the server's CA is not the trusted one: refused.
+    for (protocol, address) in &addresses {
+        book.add(*protocol, address, None).unwrap();
+    }
+    assert_eq!(outcomes("unpinned").await, (vec![false; 3], vec![false; 3]));
+
+    for (protocol, address) in &addresses {
+        assert!(book.add(*protocol, address, Some(&right)).unwrap());
+    }
+    let stored = std::fs::read_to_string(book.path()).unwrap();
+    let fingerprint = poh_node::tls::fingerprint(&node_cert[0]);
+    assert_eq!(stored.matches(&fingerprint).count(), 3, "{stored}");
+    assert_eq!(outcomes("pinned").await, (vec![true; 3], vec![true; 3]));
+
+    let wrong = "ab".repeat(32);
+    for (protocol, address) in &addresses {
+        assert!(book.add(*protocol, address, Some(&wrong)).unwrap());
+    }
+    assert_eq!(
+        outcomes("mispinned").await,
+        (vec![false; 3], vec![false; 3])
+    );
+
+    broadcaster.close();
+    node.stop().await;
+}
