@@ -87,3 +87,24 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `poh fingerprint`.
+#[derive(clap::Args, Debug)]
+pub struct FingerprintArgs {
+    /// PEM certificate files; the first certificate in each (the leaf) is fingerprinted.
+    #[arg(required = true)]
+    certs: Vec<PathBuf>,
+}
+
+/// Prints `SHA256  FILE` per file, as `sha256sum` lays it out: the value `--tls-pin` and
+/// `add-peer --pin` take.
+pub fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {
+    for path in &args.certs {
+        let certs = tls::read_certs(path)?;
+        let Some(leaf) = certs.first() else {
+            bail!("{} holds no certificate", path.display());
+        };
+        println!("{}  {}", tls::fingerprint(leaf), path.display());
+    }
+    Ok(())
+}

@@ -39,6 +39,8 @@ enum Command {
     ListenUdp(serve::ServeOneArgs),
     /// Make a development CA and a certificate per node name (for --tls-cert/--tls-key/--tls-ca).
     Certs(certs::CertsArgs),
+    /// Print the SHA-256 fingerprint of certificates (PEM), for --tls-pin and add-peer --pin.
+    Fingerprint(certs::FingerprintArgs),
     /// Generate an ML-DSA-87 signing key (a 32-byte seed, written with mode 0600).
     Keygen(keygen::Args),
     /// Verify a PoH log file on every core; exits non-zero naming the first bad entry.
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::ListenUdp(args) => serve::serve_one(&args, serve::Only::Udp),
         Command::Keygen(args) => keygen::run(&args),
         Command::Certs(args) => certs::run(&args),
+        Command::Fingerprint(args) => certs::fingerprint(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::GenerateLog(args) => verify::generate(&args),
         Command::Bench(bench) => bench::run(&bench),

@@ -342,3 +342,63 @@ fn bench_broadcast_starts_the_peers_and_reports_its_keys() {
     assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
 }
+
+#[test]
+fn certs_makes_a_ca_and_node_certificates_whose_fingerprints_fingerprint_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("certs");
+    let out_str = out_dir.to_str().unwrap();
+    let out = poh(&[
+        "certs", "--out", out_str, "--node", "node-a", "--node", "ops",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    for file in [
+        "ca.crt",
+        "ca.key",
+        "node-a.crt",
+        "node-a.key",
+        "ops.crt",
+        "ops.key",
+    ] {
+        assert!(out_dir.join(file).is_file(), "{file} missing");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["ca.key", "node-a.key"] {
+            let mode = std::fs::metadata(out_dir.join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{key} is private");
+        }
+    }
+    let crt = out_dir.join("node-a.crt");
+    let fp = poh(&["fingerprint", crt.to_str().unwrap()]);
+    assert!(fp.status.success(), "{}", text(&fp.stderr));
+    let line = text(&fp.stdout);
+    let hex = line.split_whitespace().next().unwrap();
+    assert_eq!(hex.len(), 64);
+    assert!(
+        printed.contains(hex),
+        "`poh certs` printed the same fingerprint:\n{printed}"
+    );
+
+    // A second run reuses the CA, so a node added later trusts the same root.
+    let ca_before = std::fs::read(out_dir.join("ca.crt")).unwrap();
+    let again = poh(&["certs", "--out", out_str, "--node", "node-b"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("reusing the CA"));
+    assert_eq!(std::fs::read(out_dir.join("ca.crt")).unwrap(), ca_before);
+
+    let not_a_cert = dir.path().join("plain.txt");
+    std::fs::write(&not_a_cert, "hello").unwrap();
+    let bad = poh(&["fingerprint", not_a_cert.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).starts_with("error: "),
+        "{}",
+        text(&bad.stderr)
+    );
+}
