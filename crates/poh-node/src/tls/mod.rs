@@ -374,6 +374,13 @@ impl ClientCertVerifier for AllowList {
     }
 }
 
+/// Why a pinned server was refused, in the words an operator needs.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server's certificate does not match the pinned SHA-256 fingerprint (see poh fingerprint)"
+)]
+struct PinMismatch;
+
 /// Trusts one pinned certificate (or, without a pin, any), still checking that the server
 /// holds its key.
 #[derive(Debug)]
@@ -392,8 +399,9 @@ impl ServerCertVerifier for Pinned {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         match &self.pin {
-            Some(pin) if *pin != fingerprint(end_entity) => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
+            // `Error::Other` displays its message; a `CertificateError` would show its Debug form.
+            Some(pin) if *pin != fingerprint(end_entity) => Err(rustls::Error::Other(
+                rustls::OtherError(Arc::new(PinMismatch)),
             )),
             _ => Ok(ServerCertVerified::assertion()),
         }
