@@ -21,6 +21,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The database file; default `<data_dir>/poh.redb`.
     pub db_file: Option<PathBuf>,
+    /// The database's page cache in MiB: the largest part of the node's memory.
+    pub db_cache_mb: usize,
     /// The address every listener binds to (safe default: loopback only).
     pub bind: IpAddr,
     /// The peers file (SPEC §5), served by `GET /v1/peers`.
@@ -56,6 +58,7 @@ impl Default for NodeConfig {
             chain_id: "local".into(),
             data_dir: PathBuf::from("poh-data"),
             db_file: None,
+            db_cache_mb: poh_store::DEFAULT_CACHE_BYTES >> 20,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             peers_file: None,
             grpc: Some(GrpcConfig::default()),

@@ -61,6 +61,7 @@ impl Node {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map(std::path::Path::to_path_buf);
+        let cache_mb = config.db_cache_mb;
         let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || {
             if let Some(dir) = &dir {
                 std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
@@ -68,7 +69,10 @@ impl Node {
                     source,
                 })?;
             }
-            Ok::<_, NodeError>(Arc::new(RedbStore::open(&db_path)?))
+            Ok::<_, NodeError>(Arc::new(RedbStore::open_with_cache(
+                &db_path,
+                cache_mb.saturating_mul(1 << 20),
+            )?))
         })
         .await
         .map_err(|_| NodeError::TaskFailed("store"))??;

@@ -22,7 +22,7 @@ mod redb_store;
 
 pub use error::StoreError;
 pub use record::{ChainMeta, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
-pub use redb_store::RedbStore;
+pub use redb_store::{DEFAULT_CACHE_BYTES, RedbStore};
 
 /// Storage of one node. Implementations are internally synchronised: `commit` is called by one
 /// writer at a time, reads may run concurrently with it and see only committed data.
