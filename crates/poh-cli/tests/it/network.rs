@@ -221,3 +221,164 @@ fn broadcast_submit_status_and_check_peers_against_two_nodes_and_a_dead_one() {
         stop(n);
     }
 }
+
+/// Mutual TLS end to end with what `poh certs` writes: a node serving gRPC, HTTPS and QUIC
+/// with its certificate and `--tls-allow ops`, and `poh broadcast` as the operator. The right
+/// certificate gets through on all three; none, another CA's, and a wrong pin in the peers
+/// file are refused on all three; the right pin is trusted even with the wrong CA.
+#[test]
+fn broadcast_over_mutual_tls_with_poh_certs_output_and_pins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    for (out, names) in [("pki", &["node-a", "ops"][..]), ("other", &["ops"][..])] {
+        let mut args = vec!["certs".to_string(), "--out".into(), path(out)];
+        for n in names {
+            args.extend(["--node".to_string(), n.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert!(poh(&args).status.success());
+    }
+    let data = dir.path().join("data");
+    let node = crate::serve::serve_flags(
+        &data,
+        &[
+            "--tls-cert",
+            &path("pki/node-a.crt"),
+            "--tls-key",
+            &path("pki/node-a.key"),
+            "--tls-ca",
+            &path("pki/ca.crt"),
+            "--tls-allow",
+            "ops",
+        ],
+    );
+    let file = path("peers.json");
+    let https = node.base.replacen("http://", "https://", 1);
+    let listed = [
+        ("grpc", node.grpc.as_str()),
+        ("http", https.as_str()),
+        ("quic", node.quic.as_str()),
+    ];
+    let add = |pin: Option<&str>| {
+        for (protocol, addr) in listed {
+            let mut args = vec!["add-peer", protocol, addr, "--peers-file", &file];
+            args.extend(pin.iter().flat_map(|p| ["--pin", *p]));
+            let out = poh(&args);
+            assert!(out.status.success(), "{out:?}");
+        }
+    };
+    add(None);
+    // One broadcast; returns how many of the three peers acknowledged.
+    let broadcast = |id: &str, tls: &[&str]| -> usize {
+        let mut args = vec![
+            "broadcast",
+            "--tx-id",
+            id,
+            "--payload",
+            "secured",
+            "--peers-file",
+            &file,
+            "--timeout-ms",
+            "3000",
+            "--json",
+        ];
+        args.extend_from_slice(tls);
+        let out = poh(&args);
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        let peers = report["peers"].as_array().unwrap();
+        assert_eq!(peers.len(), 3, "{report}");
+        let ok = peers.iter().filter(|p| p["ok"] == true).count();
+        assert_eq!(out.status.success(), ok > 0, "{report}");
+        ok
+    };
+    let (ca, other_ca) = (path("pki/ca.crt"), path("other/ca.crt"));
+    let (ops_crt, ops_key) = (path("pki/ops.crt"), path("pki/ops.key"));
+    let (foreign_crt, foreign_key) = (path("other/ops.crt"), path("other/ops.key"));
+    let ops = [
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &ops_crt,
+        "--tls-key",
+        &ops_key,
+    ];
+
+    assert_eq!(broadcast("mtls-ok", &ops), 3, "the allowed operator");
+    assert_eq!(
+        broadcast("mtls-anon", &["--tls-ca", &ca]),
+        0,
+        "no certificate"
+    );
+    let foreign = [
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &foreign_crt,
+        "--tls-key",
+        &foreign_key,
+    ];
+    assert_eq!(
+        broadcast("mtls-foreign", &foreign),
+        0,
+        "another CA's certificate"
+    );
+
+    let fingerprint = |cert: &str| {
+        let out = poh(&["fingerprint", cert]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    add(Some(&fingerprint(&ops_crt)));
+    assert_eq!(
+        broadcast("mtls-mispinned", &ops),
+        0,
+        "a wrong pin in the peers file"
+    );
+    add(Some(&fingerprint(&path("pki/node-a.crt"))));
+    let trusting_another_ca = [
+        "--tls-ca",
+        &other_ca,
+        "--tls-cert",
+        &ops_crt,
+        "--tls-key",
+        &ops_key,
+    ];
+    assert_eq!(
+        broadcast("mtls-pinned", &trusting_another_ca),
+        3,
+        "the pin, not the CA, decides"
+    );
+    assert_eq!(
+        http_status_tls(&https, &ca, &ops_crt, &ops_key, "/v1/tx/mtls-pinned"),
+        200
+    );
+    stop(node);
+}
+
+/// An HTTPS GET with a client certificate, through the node crate's own TLS setup.
+fn http_status_tls(base: &str, ca: &str, cert: &str, key: &str, path: &str) -> u16 {
+    use poh_node::tls::{Identity, ServerTrust, client_config};
+    let identity = Identity::from_pem(cert.as_ref(), key.as_ref()).unwrap();
+    let config =
+        client_config(&ServerTrust::Ca(ca.into()), Some(&identity), &[b"http/1.1"]).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(config)
+                .build()
+                .unwrap()
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+}

@@ -26,7 +26,12 @@ pub(crate) struct Served {
 }
 
 pub(crate) fn serve(data_dir: &Path) -> Served {
-    serve_with(Command::new(env!("CARGO_BIN_EXE_poh")), data_dir)
+    serve_with(Command::new(env!("CARGO_BIN_EXE_poh")), data_dir, &[])
+}
+
+/// `poh serve` with more flags (TLS, authentication…).
+pub(crate) fn serve_flags(data_dir: &Path, flags: &[&str]) -> Served {
+    serve_with(Command::new(env!("CARGO_BIN_EXE_poh")), data_dir, flags)
 }
 
 /// `poh serve` whose files may not grow past `kib` KiB, like a full disk: bash sets the
@@ -37,13 +42,15 @@ fn serve_on_full_disk(data_dir: &Path, kib: u64) -> Served {
         .arg("-c")
         .arg(format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_poh"));
-    serve_with(command, data_dir)
+    serve_with(command, data_dir, &[])
 }
 
-fn serve_with(mut command: Command, data_dir: &Path) -> Served {
+/// `command serve FLAGS` on ports the system picks, until its start-up line names them.
+fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Served {
     let mut child = command
+        .arg("serve")
+        .args(flags)
         .args([
-            "serve",
             "--grpc-port",
             "0",
             "--http-port",
