@@ -561,13 +561,7 @@ pub fn check_peers(args: &CheckArgs) -> anyhow::Result<()> {
         let broadcaster = Broadcaster::new(settings, tls, None).await?;
         let checks = peers.iter().map(|(protocol, peer)| {
             let (b, pin) = (&broadcaster, peers.pin(peer));
-            async move {
-                (
-                    protocol,
-                    peer,
-                    b.check(protocol, peer, pin.as_deref()).await,
-                )
-            }
+            async move { (protocol, peer, b.check(protocol, peer, pin).await) }
         });
         let results = futures_util::future::join_all(checks).await;
         broadcaster.close();

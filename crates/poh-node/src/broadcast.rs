@@ -182,10 +182,7 @@ impl Broadcaster {
         let (wire, json) = (&wire, &json);
         let sends = peers.iter().map(|(protocol, peer)| {
             let pin = peers.pin(peer);
-            async move {
-                self.deliver(protocol, peer, pin.as_deref(), wire, json)
-                    .await
-            }
+            async move { self.deliver(protocol, peer, pin, wire, json).await }
         });
         BroadcastReport {
             peers: futures_util::future::join_all(sends).await,

@@ -140,13 +140,30 @@ impl Drop for ClientSlot {
     }
 }
 
-/// Keeps `slot` until `response`'s body is finished or dropped, so a streaming answer counts
-/// as in flight for as long as it runs.
-pub fn hold_until_sent(
-    response: axum::response::Response,
-    slot: ClientSlot,
+/// Admits `req` from its client ([`ClientLimiter::admit`]) and runs it, holding the slot
+/// until the whole answer is sent (a streaming answer counts as in flight for as long as it
+/// runs). A refused request gets `refuse(why)` without running. The one admission step of
+/// the gRPC and HTTP routers; they differ only in how they say no.
+pub async fn admit_and_run(
+    limiter: &ClientLimiter,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    refuse: impl FnOnce(Overload) -> axum::response::Response,
 ) -> axum::response::Response {
-    response.map(|body| axum::body::Body::new(Held { body, _slot: slot }))
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let Some(ip) = client else {
+        return next.run(req).await;
+    };
+    match limiter.admit(ip) {
+        Ok(slot) => next
+            .run(req)
+            .await
+            .map(|body| axum::body::Body::new(Held { body, _slot: slot })),
+        Err(overload) => refuse(overload),
+    }
 }
 
 /// A response body and the slot it holds. Length and end are passed through, so an answer

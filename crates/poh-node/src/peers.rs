@@ -145,49 +145,53 @@ impl Peers {
             .flat_map(move |p| self.get(p).iter().map(move |a| (p, a.as_str())))
     }
 
-    /// The certificate pin of `address` (lowercase hex), when it has one.
-    pub fn pin(&self, address: &str) -> Option<String> {
-        // Validated pins parse; the fallback only keeps a hand-made `Peers` from panicking.
-        self.pins
-            .get(address)
-            .map(|pin| crate::tls::parse_pin(pin).unwrap_or_else(|_| pin.clone()))
+    /// The certificate pin of `address`, when it has one (lowercase hex once
+    /// [`parse`]d: a broadcast asks this per peer, so it only looks up).
+    pub fn pin(&self, address: &str) -> Option<&str> {
+        self.pins.get(address).map(String::as_str)
     }
 
     /// Checks every address, then every pin; the error names the first invalid one.
     pub fn validate(&self) -> Result<(), PeersError> {
-        self.iter()
-            .try_for_each(|(protocol, address)| protocol.validate(address))?;
+        self.validate_addresses()?;
         self.pins
             .iter()
-            .try_for_each(|(address, pin)| self.check_pin(address, pin))
+            .try_for_each(|(address, pin)| self.check_pin(address, pin).map(drop))
+    }
+
+    fn validate_addresses(&self) -> Result<(), PeersError> {
+        self.iter()
+            .try_for_each(|(protocol, address)| protocol.validate(address))
     }
 
     /// A pin must be a fingerprint and belong to an address listed under a protocol with TLS.
-    fn check_pin(&self, address: &str, pin: &str) -> Result<(), PeersError> {
+    /// Returns it in the form certificates are compared in (lowercase hex, no colons).
+    fn check_pin(&self, address: &str, pin: &str) -> Result<String, PeersError> {
         let invalid = |reason: &str| PeersError::InvalidPin {
             address: address.to_owned(),
             reason: reason.to_owned(),
         };
-        crate::tls::parse_pin(pin).map_err(|reason| invalid(&reason))?;
-        let listed: Vec<PeerProtocol> = PeerProtocol::ALL
+        let pin = crate::tls::parse_pin(pin).map_err(|reason| invalid(&reason))?;
+        let mut listed = PeerProtocol::ALL
             .into_iter()
             .filter(|&p| self.get(p).iter().any(|a| a == address))
-            .collect();
-        let tls = |p: &PeerProtocol| match p {
+            .peekable();
+        if listed.peek().is_none() {
+            return Err(invalid(
+                "the address is not listed under any protocol; add the peer first",
+            ));
+        }
+        let mut tls = listed.map(|p| match p {
             PeerProtocol::Grpc | PeerProtocol::Quic => true,
             PeerProtocol::Http => address.starts_with("https://"),
             PeerProtocol::Udp => false,
-        };
-        if listed.is_empty() {
-            Err(invalid(
-                "the address is not listed under any protocol; add the peer first",
-            ))
-        } else if !listed.iter().any(tls) {
+        });
+        if tls.any(|has_tls| has_tls) {
+            Ok(pin)
+        } else {
             Err(invalid(
                 "the address has no TLS to pin: pins apply to grpc and quic peers and https:// URLs",
             ))
-        } else {
-            Ok(())
         }
     }
 }
@@ -317,8 +321,13 @@ pub fn parse(bytes: &[u8]) -> Result<Peers, PeersError> {
             "the top level is not a JSON object",
         )));
     }
-    let peers: Peers = serde_json::from_slice(bytes).map_err(parse_error)?;
-    peers.validate()?;
+    let mut peers: Peers = serde_json::from_slice(bytes).map_err(parse_error)?;
+    peers.validate_addresses()?;
+    // Each pin checked once, and kept in the form certificates are compared in.
+    for (address, pin) in std::mem::take(&mut peers.pins) {
+        let pin = peers.check_pin(&address, &pin)?;
+        peers.pins.insert(address, pin);
+    }
     Ok(peers)
 }
 
@@ -407,22 +416,14 @@ impl PeerBook {
         pin: Option<&str>,
     ) -> Result<bool, PeersError> {
         protocol.validate(address)?;
-        let pin = pin
-            .map(|pin| {
-                crate::tls::parse_pin(pin).map_err(|reason| PeersError::InvalidPin {
-                    address: address.to_owned(),
-                    reason,
-                })
-            })
-            .transpose()?;
         let mut peers = self.load()?;
         let before = peers.clone();
         if !peers.get(protocol).iter().any(|a| a == address) {
             peers.get_mut(protocol).push(address.to_owned());
         }
         if let Some(pin) = pin {
+            let pin = peers.check_pin(address, pin)?;
             peers.pins.insert(address.to_owned(), pin);
-            peers.check_pin(address, &peers.pins[address])?;
         }
         if peers == before {
             return Ok(false);

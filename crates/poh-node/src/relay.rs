@@ -158,7 +158,7 @@ pub(crate) async fn health(
             .filter(|(protocol, _)| *protocol != PeerProtocol::Udp)
             .map(|(protocol, peer)| {
                 let pin = current.pin(peer);
-                async move { broadcaster.check(protocol, peer, pin.as_deref()).await }
+                async move { broadcaster.check(protocol, peer, pin).await }
             });
         let answered = tokio::select! {
             biased;

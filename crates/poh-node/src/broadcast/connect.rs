@@ -24,6 +24,18 @@ impl ClientTls {
     pub fn is_on(&self) -> bool {
         !matches!(self.trust, ServerTrust::AnyCertificate) || self.identity.is_some()
     }
+
+    /// The rustls configuration for gRPC, when TLS is on.
+    pub fn grpc_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, NodeError> {
+        if !self.is_on() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(crate::tls::client_config(
+            &self.trust,
+            self.identity.as_ref(),
+            &[b"h2"],
+        )?)))
+    }
 }
 
 /// A lazily connected gRPC channel to `peer` (`host:port` or a URL), over TLS per `tls`.
@@ -45,20 +57,6 @@ pub fn grpc_channel(
         Some(config) => endpoint.connect_with_connector_lazy(TlsConnector(config.clone())),
         None => endpoint.connect_lazy(),
     })
-}
-
-impl ClientTls {
-    /// The rustls configuration for gRPC, when TLS is on.
-    pub fn grpc_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, NodeError> {
-        if !self.is_on() {
-            return Ok(None);
-        }
-        Ok(Some(Arc::new(crate::tls::client_config(
-            &self.trust,
-            self.identity.as_ref(),
-            &[b"h2"],
-        )?)))
-    }
 }
 
 /// Dials TCP and wraps it in TLS for tonic, using the address's host as the server name.

@@ -98,19 +98,10 @@ async fn rate_limit(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let client = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let Some(ip) = client else {
-        return next.run(req).await;
-    };
-    match limiter.admit(ip) {
-        Ok(slot) => crate::limits::hold_until_sent(next.run(req).await, slot),
-        Err(overload) => {
-            Status::resource_exhausted(overload.message()).into_http::<axum::body::Body>()
-        }
-    }
+    crate::limits::admit_and_run(&limiter, req, next, |overload| {
+        Status::resource_exhausted(overload.message()).into_http::<axum::body::Body>()
+    })
+    .await
 }
 
 /// Refuses calls without valid `authorization` metadata; the health service stays open

@@ -178,17 +178,10 @@ fn storage_error(e: impl std::fmt::Display) -> ApiError {
 /// Refuses a client over its request rate or its requests in flight with 503 and
 /// `Retry-After`, before any work; an admitted request holds its slot until its answer is sent.
 async fn rate_limit(State(state): State<HttpState>, req: Request, next: Next) -> Response {
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let Some(ip) = client else {
-        return next.run(req).await;
-    };
-    match state.services.limiter.admit(ip) {
-        Ok(slot) => crate::limits::hold_until_sent(next.run(req).await, slot),
-        Err(overload) => ApiError::unavailable("overloaded", overload.message()).into_response(),
-    }
+    crate::limits::admit_and_run(&state.services.limiter, req, next, |overload| {
+        ApiError::unavailable("overloaded", overload.message()).into_response()
+    })
+    .await
 }
 
 /// The paths that stay open without credentials, unless `auth.protect_health`.

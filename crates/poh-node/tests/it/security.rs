@@ -304,7 +304,7 @@ async fn pins_in_the_peers_file_decide_whom_the_broadcaster_trusts() {
         for (protocol, address) in peers.iter() {
             checks.push(
                 broadcaster
-                    .check(protocol, address, peers.pin(address).as_deref())
+                    .check(protocol, address, peers.pin(address))
                     .await
                     .is_ok(),
             );
