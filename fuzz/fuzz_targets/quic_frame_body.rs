@@ -9,7 +9,7 @@
 /// are decoded as `poh.v1.Tx`, converted and validated, up to the first malformed one (where
 /// the server stops reading too). Never panic.
 fn one_input(data: &[u8]) {
-    use poh_node::quic::frame::{self, FrameDecoder, FrameError};
+    use poh_node::wire::frame::{self, FrameDecoder, FrameError};
     use poh_proto::v1 as pb;
 
     /// The frame bodies, then how the stream ended: the decoder's error or `finish()`.

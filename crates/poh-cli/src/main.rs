@@ -1,9 +1,12 @@
-//! `poh`, the operator's command-line tool (SPEC §9). Subcommands appear here as they are
-//! built; each is a thin shell over the library crates, and every error ends as one line on
-//! stderr with a non-zero exit code.
+//! `poh`, the operator's command-line tool (SPEC §9): one module per command group —
+//! [`serve`] (a node), [`peers`] (the peers file), [`client`] (broadcast, check-peers, submit,
+//! status), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs), [`keygen`] and
+//! [`certs`]. Each is a thin shell over the library crates, and every error ends as one line
+//! on stderr with a non-zero exit code.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod bench;
-mod bench_ingest;
 mod certs;
 mod client;
 mod keygen;

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use poh_node::{PeerBook, PeerProtocol};
+use poh_node::{PeerBook, Transport};
 
 #[derive(clap::Args)]
 pub struct FileArg {
@@ -107,8 +107,11 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn edit_target(args: &EditArgs) -> anyhow::Result<(PeerBook, PeerProtocol)> {
-    let protocol = args.protocol.parse::<PeerProtocol>().map_err(one_line)?;
+fn edit_target(args: &EditArgs) -> anyhow::Result<(PeerBook, Transport)> {
+    let protocol = args
+        .protocol
+        .parse::<Transport>()
+        .map_err(anyhow::Error::msg)?;
     Ok((args.file.book()?, protocol))
 }
 

@@ -17,8 +17,11 @@
 //! admit it, its [`Tx::digest`] is handed to [`PohRecorder::record`], and the resulting
 //! [`Entry`] stream is what the store keeps and what [`verify`] re-checks.
 #![deny(missing_docs)]
+// Unsafe code is confined to the SIMD hash backends in `chain`.
+#![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+#[allow(unsafe_code)]
 pub mod chain;
 mod error;
 pub mod hash;

@@ -13,7 +13,7 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::{Transport, peers::PeerProtocol};
+use crate::wire::Transport;
 
 const META: Metadata<'static> = Metadata::new("poh", Level::INFO, Some(module_path!()));
 
@@ -73,13 +73,13 @@ impl RejectReason {
 /// `poh_broadcast_total{protocol,result}`, registered with every label set up front.
 #[derive(Clone)]
 pub struct BroadcastMetrics {
-    /// By protocol (in `PeerProtocol::ALL` order), then ok / failed.
+    /// By protocol (in `Transport::ALL` order), then ok / failed.
     sends: [[Counter; 2]; 4],
 }
 
 impl BroadcastMetrics {
     fn new(registry: &Registry) -> Self {
-        let sends = PeerProtocol::ALL.map(|protocol| {
+        let sends = Transport::ALL.map(|protocol| {
             ["ok", "failed"].map(|result| {
                 let counter = registry.counter(
                     "poh_broadcast_total",
@@ -93,10 +93,8 @@ impl BroadcastMetrics {
     }
 
     /// Counts one send to one peer.
-    pub fn record(&self, protocol: PeerProtocol, ok: bool) {
-        if let Some(i) = PeerProtocol::ALL.iter().position(|p| *p == protocol) {
-            self.sends[i][usize::from(!ok)].increment(1);
-        }
+    pub fn record(&self, protocol: Transport, ok: bool) {
+        self.sends[protocol as usize][usize::from(!ok)].increment(1);
     }
 }
 

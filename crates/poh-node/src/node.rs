@@ -1,41 +1,59 @@
 //! [`Node`]: one handle that owns every part of a running node.
 //!
-//! `Node::spawn` binds the listeners, opens the store, resumes the PoH chain and starts the
-//! committer and the servers; `shutdown` asks it to stop; `join` waits. A supervisor stops the
-//! whole node when any part ends on its own, so a node is never half-alive. Shutdown is
-//! ordered: the listeners stop accepting and finish their in-flight requests, then the
-//! pipeline commits everything still queued, then the PoH generator stops and its last
-//! entries are stored.
+//! `Node::spawn` starts the node in stages: the listeners' ports (so a port in use fails before
+//! anything is opened), the store, the pipeline, the ingress servers, the network tasks. A
+//! supervisor stops the whole node when any part ends on its own, so a node is never
+//! half-alive. Shutdown is ordered: the listeners stop accepting and finish their in-flight
+//! requests, then the pipeline commits everything still queued, then the PoH generator stops
+//! and its last entries are stored.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use poh_core::Tx;
 use poh_store::{RedbStore, Store};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinSet};
+use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    NodeConfig, NodeError, Services,
-    broadcast::{Broadcaster, ClientTls},
-    config::TlsConfig,
-    grpc, http, listener,
+    NodeConfig, NodeError,
+    ingress::{
+        Services, auth::Authenticator, grpc, http, limits::ClientLimiter, listener, quic, udp,
+    },
     metrics::Metrics,
-    pipeline::{Committer, IngestPipeline, committer::CommitSettings},
-    quic,
-    relay::{self, PeersCache},
-    tls::{ClientAuth, Identity, ServerTrust},
-    udp,
+    network::{
+        Broadcaster,
+        client::{ClientTls, read_token_file},
+        health,
+        peers::PeersCache,
+        relay,
+    },
+    pipeline::{IngestPipeline, PipelineJoin},
+    tls::{NodeTls, acceptor},
 };
 
 /// A running node.
 pub struct Node {
-    grpc_addr: Option<SocketAddr>,
-    http_addr: Option<SocketAddr>,
-    udp_addr: Option<SocketAddr>,
-    quic_addr: Option<SocketAddr>,
+    addrs: Addrs,
     pipeline: IngestPipeline,
     metrics: Metrics,
     shutdown: CancellationToken,
     supervisor: tokio::task::JoinHandle<Result<(), NodeError>>,
+}
+
+/// Where each listener is bound (`None`: turned off).
+#[derive(Clone, Copy, Debug, Default)]
+struct Addrs {
+    grpc: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    udp: Option<SocketAddr>,
+    quic: Option<SocketAddr>,
+}
+
+/// The ports bound before anything else starts.
+struct Ports {
+    grpc: Option<TcpListener>,
+    http: Option<TcpListener>,
+    udp: Option<udp::UdpListener>,
 }
 
 impl Node {
@@ -43,201 +61,50 @@ impl Node {
     /// directory is unusable, the store holds another chain, or a setting cannot work.
     pub async fn spawn(config: NodeConfig) -> Result<Self, NodeError> {
         config.validate()?;
-        let grpc_listener = match &config.grpc {
-            Some(c) => Some(bind("gRPC", SocketAddr::new(config.bind, c.port)).await?),
-            None => None,
-        };
-        let http_listener = match &config.http {
-            Some(c) => Some(bind("HTTP", SocketAddr::new(config.bind, c.port)).await?),
-            None => None,
-        };
-        let udp_listener = match &config.udp {
-            Some(c) => Some(udp::UdpListener::bind(SocketAddr::new(config.bind, c.port), c).await?),
-            None => None,
-        };
-
-        let db_path = config.db_path();
-        let dir = db_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(std::path::Path::to_path_buf);
-        let cache_mb = config.db_cache_mb;
-        let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || {
-            if let Some(dir) = &dir {
-                std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
-                    path: dir.clone(),
-                    source,
-                })?;
-            }
-            Ok::<_, NodeError>(Arc::new(RedbStore::open_with_cache(
-                &db_path,
-                cache_mb.saturating_mul(1 << 20),
-            )?))
-        })
-        .await
-        .map_err(|_| NodeError::TaskFailed("store"))??;
-
+        let ports = bind_ports(&config).await?;
+        let store = open_store(&config).await?;
         let metrics = Metrics::new();
-        let (jobs, queue) = std::sync::mpsc::channel();
-        let settings = CommitSettings {
-            max_batch: config.ingest.max_batch,
-            durable: config.ingest.fsync,
-        };
         let (relay_sender, relay_queue) = match config.relay {
             true => {
-                let (tx, rx) = tokio::sync::mpsc::channel(config.peers.relay_queue.max(1));
+                let (tx, rx) = mpsc::channel(config.peers.relay_queue.max(1));
                 (Some(tx), Some(rx))
             }
             false => (None, None),
         };
-        let (committer, view) = Committer::start(
+        let (pipeline, pipeline_done) = IngestPipeline::start(
             store.clone(),
             &config.chain_id,
             config.poh,
-            settings,
+            &config.ingest,
             metrics.ingest.clone(),
-            (jobs.clone(), queue),
             relay_sender,
         )?;
-        let pipeline = IngestPipeline::new(
-            jobs,
-            config.ingest.queue_bytes,
-            config.ingest.limits(),
-            metrics.ingest.clone(),
-            view,
-        );
-        let (committed, committer_done) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("poh-committer".into())
-            .spawn(move || {
-                let _ = committed.send(committer.run());
-            })
-            .map_err(|_| NodeError::TaskFailed("committer"))?;
-
+        let tls = NodeTls::load(config.tls.as_ref())?;
         let services = Services {
             pipeline: pipeline.clone(),
             store,
             metrics: metrics.clone(),
-            peers_file: config.peers_file.clone(),
+            peers: Arc::new(PeersCache::new(config.peers_file.clone())),
             auth: config
                 .auth
                 .as_ref()
-                .map(crate::auth::Authenticator::from_config)
+                .map(Authenticator::from_config)
                 .transpose()?,
-            limiter: crate::limits::ClientLimiter::new(&config.limits),
+            limiter: ClientLimiter::new(&config.limits),
         };
         let shutdown = CancellationToken::new();
-        let mut listeners = JoinSet::new();
-        let security = Security::load(config.tls.as_ref())?;
-        let mut grpc_addr = None;
-        if let (Some(l), Some(c)) = (grpc_listener, &config.grpc) {
-            grpc_addr = l.local_addr().ok();
-            let router = grpc::router(services.clone(), c).await;
-            listeners.spawn(listener::serve(
-                l,
-                router,
-                grpc::conn_limits(c),
-                services.limiter.clone(),
-                acceptor(&security, &[b"h2"])?,
-                shutdown.clone(),
-            ));
-        }
-        let mut http_addr = None;
-        if let (Some(l), Some(c)) = (http_listener, &config.http) {
-            http_addr = l.local_addr().ok();
-            let router = http::router(services.clone(), c);
-            listeners.spawn(listener::serve(
-                l,
-                router,
-                http::conn_limits(c),
-                services.limiter.clone(),
-                acceptor(&security, &[b"h2", b"http/1.1"])?,
-                shutdown.clone(),
-            ));
-        }
-        let mut udp_addr = None;
-        if let (Some(l), Some(c)) = (udp_listener, &config.udp) {
-            udp_addr = l.local_addr().ok();
-            listeners.spawn(udp::serve(l, services.clone(), c.clone(), shutdown.clone()));
-        }
-        let mut quic_addr = None;
-        if let Some(c) = &config.quic {
-            std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
-                path: config.data_dir.clone(),
-                source,
-            })?;
-            let endpoint = quic::bind(
-                SocketAddr::new(config.bind, c.port),
-                c,
-                &config.data_dir,
-                security.identity.clone(),
-                &security.auth,
-            )?;
-            quic_addr = endpoint.local_addr().ok();
-            listeners.spawn(quic::serve(
-                endpoint,
-                services.clone(),
-                c.clone(),
-                shutdown.clone(),
-            ));
-        }
-        if relay_queue.is_some() || config.peers.health_interval_secs > 0 {
-            let broadcaster = Arc::new(
-                Broadcaster::new(
-                    config.peers.clone(),
-                    ClientTls {
-                        token: config
-                            .peers
-                            .token_file
-                            .as_deref()
-                            .map(crate::auth::read_token_file)
-                            .transpose()?,
-                        ..security.client_tls()
-                    },
-                    Some(metrics.broadcast.clone()),
-                )
-                .await?,
-            );
-            if let Some(queue) = relay_queue {
-                listeners.spawn(relay::relay(
-                    queue,
-                    broadcaster.clone(),
-                    PeersCache::new(config.peers_file.clone()),
-                    shutdown.clone(),
-                ));
-            }
-            if config.peers.health_interval_secs > 0 {
-                listeners.spawn(relay::health(
-                    broadcaster,
-                    PeersCache::new(config.peers_file.clone()),
-                    metrics.clone(),
-                    std::time::Duration::from_secs(config.peers.health_interval_secs),
-                    shutdown.clone(),
-                ));
-            }
-        }
-        let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
-        tracing::info!(
-            chain_id = %config.chain_id,
-            grpc = %show(grpc_addr),
-            http = %show(http_addr),
-            udp = %show(udp_addr),
-            quic = %show(quic_addr),
-            db = %config.db_path().display(),
-            relay = config.relay,
-            "node started"
-        );
+        let mut tasks = JoinSet::new();
+        let addrs = start_ingress(&config, ports, &services, &tls, &shutdown, &mut tasks).await?;
+        start_network(&config, &tls, &services, relay_queue, &shutdown, &mut tasks).await?;
+        log_started(&config, &addrs);
         let supervisor = tokio::spawn(supervise(
-            listeners,
-            committer_done,
+            tasks,
+            pipeline_done,
             pipeline.clone(),
             shutdown.clone(),
         ));
         Ok(Self {
-            grpc_addr,
-            http_addr,
-            udp_addr,
-            quic_addr,
+            addrs,
             pipeline,
             metrics,
             shutdown,
@@ -247,22 +114,22 @@ impl Node {
 
     /// Where the gRPC listener is bound.
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.grpc_addr
+        self.addrs.grpc
     }
 
     /// Where the HTTP listener is bound.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http_addr
+        self.addrs.http
     }
 
     /// Where the UDP listener is bound.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
-        self.udp_addr
+        self.addrs.udp
     }
 
     /// Where the QUIC listener is bound.
     pub fn quic_addr(&self) -> Option<SocketAddr> {
-        self.quic_addr
+        self.addrs.quic
     }
 
     /// The ingest pipeline (for in-process transports).
@@ -294,61 +161,23 @@ impl Node {
     }
 }
 
-/// The node's TLS material, loaded once at start.
-struct Security {
-    identity: Option<Identity>,
-    auth: ClientAuth,
-    trust: ServerTrust,
-}
-
-impl Security {
-    fn load(config: Option<&TlsConfig>) -> Result<Self, NodeError> {
-        let Some(config) = config else {
-            return Ok(Self {
-                identity: None,
-                auth: ClientAuth::default(),
-                trust: ServerTrust::AnyCertificate,
-            });
-        };
-        let identity = Identity::from_config(config)?;
-        if identity.is_none() {
-            return Err(NodeError::Config(
-                "[tls] needs the node's certificate: cert and key, or pkcs12".into(),
-            ));
-        }
-        Ok(Self {
-            identity,
-            auth: ClientAuth {
-                ca: config.ca.clone(),
-                allowed: config.allowed_clients.clone(),
-            },
-            trust: config
-                .ca
-                .clone()
-                .map_or(ServerTrust::AnyCertificate, ServerTrust::Ca),
-        })
-    }
-
-    /// How this node connects to its peers: trusting its CA, presenting its certificate.
-    fn client_tls(&self) -> ClientTls {
-        ClientTls {
-            trust: self.trust.clone(),
-            identity: self.identity.clone(),
-            token: None,
-        }
-    }
-}
-
-/// The TLS acceptor for a TCP listener offering `alpn`, when the node has TLS on.
-fn acceptor(
-    security: &Security,
-    alpn: &[&[u8]],
-) -> Result<Option<tokio_rustls::TlsAcceptor>, NodeError> {
-    let Some(identity) = &security.identity else {
-        return Ok(None);
-    };
-    let config = crate::tls::server_config(identity.clone(), &security.auth, alpn)?;
-    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+/// Stage 1: the TCP and UDP ports, so a port in use fails before the store is touched.
+async fn bind_ports(config: &NodeConfig) -> Result<Ports, NodeError> {
+    let at = |port| SocketAddr::new(config.bind, port);
+    Ok(Ports {
+        grpc: match &config.grpc {
+            Some(c) => Some(bind("gRPC", at(c.port)).await?),
+            None => None,
+        },
+        http: match &config.http {
+            Some(c) => Some(bind("HTTP", at(c.port)).await?),
+            None => None,
+        },
+        udp: match &config.udp {
+            Some(c) => Some(udp::UdpListener::bind(at(c.port), c).await?),
+            None => None,
+        },
+    })
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeError> {
@@ -357,9 +186,150 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeE
         .map_err(|source| NodeError::Bind { what, addr, source })
 }
 
+/// Stage 2: the embedded store, its directory made if missing (off the async threads: it is
+/// file I/O).
+async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
+    let db_path = config.db_path();
+    let dir = db_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(std::path::Path::to_path_buf);
+    let cache_bytes = config.db_cache_mb.saturating_mul(1 << 20);
+    tokio::task::spawn_blocking(move || {
+        if let Some(dir) = &dir {
+            std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(&db_path, cache_bytes)?);
+        Ok(store)
+    })
+    .await
+    .map_err(|_| NodeError::TaskFailed("store"))?
+}
+
+/// Stage 3: the servers, each on its bound port; QUIC binds here, since its certificate may
+/// be the development one kept in the data directory.
+async fn start_ingress(
+    config: &NodeConfig,
+    ports: Ports,
+    services: &Services,
+    tls: &NodeTls,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<Addrs, NodeError> {
+    let mut addrs = Addrs::default();
+    if let (Some(l), Some(c)) = (ports.grpc, &config.grpc) {
+        addrs.grpc = l.local_addr().ok();
+        let router = grpc::router(services.clone(), c).await;
+        let (limits, tls) = (grpc::conn_limits(c), acceptor(tls, &[b"h2"])?);
+        let limiter = services.limiter.clone();
+        tasks.spawn(listener::serve(
+            l,
+            router,
+            limits,
+            limiter,
+            tls,
+            shutdown.clone(),
+        ));
+    }
+    if let (Some(l), Some(c)) = (ports.http, &config.http) {
+        addrs.http = l.local_addr().ok();
+        let router = http::router(services.clone(), c);
+        let (limits, tls) = (http::conn_limits(c), acceptor(tls, &[b"h2", b"http/1.1"])?);
+        let limiter = services.limiter.clone();
+        tasks.spawn(listener::serve(
+            l,
+            router,
+            limits,
+            limiter,
+            tls,
+            shutdown.clone(),
+        ));
+    }
+    if let (Some(l), Some(c)) = (ports.udp, &config.udp) {
+        addrs.udp = l.local_addr().ok();
+        tasks.spawn(udp::serve(l, services.clone(), c.clone(), shutdown.clone()));
+    }
+    if let Some(c) = &config.quic {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let at = SocketAddr::new(config.bind, c.port);
+        let endpoint = quic::bind(at, c, &config.data_dir, tls.identity.clone(), &tls.auth)?;
+        addrs.quic = endpoint.local_addr().ok();
+        tasks.spawn(quic::serve(
+            endpoint,
+            services.clone(),
+            c.clone(),
+            shutdown.clone(),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Stage 4: what goes out: relaying newly stored transactions and the peer health checks,
+/// sharing one broadcaster (its connections) and the node's one view of the peers file.
+async fn start_network(
+    config: &NodeConfig,
+    tls: &NodeTls,
+    services: &Services,
+    relay_queue: Option<mpsc::Receiver<Tx>>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), NodeError> {
+    let health_every = config.peers.health_interval_secs;
+    if relay_queue.is_none() && health_every == 0 {
+        return Ok(());
+    }
+    let client_tls = ClientTls {
+        trust: tls.trust.clone(),
+        identity: tls.identity.clone(),
+        token: config
+            .peers
+            .token_file
+            .as_deref()
+            .map(read_token_file)
+            .transpose()?,
+    };
+    let metrics = Some(services.metrics.broadcast.clone());
+    let broadcaster = Arc::new(Broadcaster::new(config.peers.clone(), client_tls, metrics).await?);
+    if let Some(queue) = relay_queue {
+        let (b, peers) = (broadcaster.clone(), services.peers.clone());
+        tasks.spawn(relay::relay(queue, b, peers, shutdown.clone()));
+    }
+    if health_every > 0 {
+        tasks.spawn(health::health(
+            broadcaster.clients().clone(),
+            services.peers.clone(),
+            services.metrics.clone(),
+            Duration::from_secs(health_every),
+            Duration::from_millis(config.peers.timeout_ms),
+            shutdown.clone(),
+        ));
+    }
+    Ok(())
+}
+
+fn log_started(config: &NodeConfig, addrs: &Addrs) {
+    let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
+    tracing::info!(
+        chain_id = %config.chain_id,
+        grpc = %show(addrs.grpc),
+        http = %show(addrs.http),
+        udp = %show(addrs.udp),
+        quic = %show(addrs.quic),
+        db = %config.db_path().display(),
+        relay = config.relay,
+        "node started"
+    );
+}
+
 async fn supervise(
-    mut listeners: JoinSet<()>,
-    mut committer_done: oneshot::Receiver<Result<(), NodeError>>,
+    mut tasks: JoinSet<()>,
+    mut pipeline_done: PipelineJoin,
     pipeline: IngestPipeline,
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
@@ -368,12 +338,12 @@ async fn supervise(
     tokio::select! {
         biased;
         () = shutdown.cancelled() => {}
-        // A listener ends on its own only after shutdown was asked for, or when it failed.
-        Some(_) = listeners.join_next() => if !shutdown.is_cancelled() {
+        // A task ends on its own only after shutdown was asked for, or when it failed.
+        Some(_) = tasks.join_next() => if !shutdown.is_cancelled() {
             failure = Some(NodeError::TaskFailed("listener"));
         },
-        result = &mut committer_done => {
-            committed = Some(result.unwrap_or(Err(NodeError::TaskFailed("committer"))));
+        result = &mut pipeline_done => {
+            committed = Some(result);
             failure = Some(NodeError::TaskFailed("committer"));
         }
     }
@@ -381,13 +351,11 @@ async fn supervise(
         tracing::error!(error = %f, "stopping the node");
     }
     shutdown.cancel();
-    while listeners.join_next().await.is_some() {}
+    while tasks.join_next().await.is_some() {}
     pipeline.close();
     let committed = match committed {
         Some(result) => result,
-        None => committer_done
-            .await
-            .unwrap_or(Err(NodeError::TaskFailed("committer"))),
+        None => pipeline_done.await,
     };
     tracing::info!("node stopped");
     match (committed, failure) {

@@ -8,6 +8,7 @@
 //! The conversions between these types and `poh_core::Tx` live with the code that uses them.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod timestamped;

@@ -14,6 +14,7 @@
 //! with the entries that recorded them, so an acknowledged transaction and its proof are on disk
 //! together or not at all.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod error;

@@ -31,6 +31,7 @@ use super::{
     writer::{Answer, InFlight, RelaySender, Write, WriterHandle},
 };
 use crate::{NodeError, metrics::IngestMetrics};
+
 /// How long idle ticks may stay uncommitted.
 const TICK_FLUSH: Duration = Duration::from_millis(100);
 /// Idle ticks are committed without fsync, but made durable at least this often.
@@ -38,7 +39,7 @@ const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Tuning of the committer.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct CommitSettings {
+pub(super) struct CommitSettings {
     /// Most transactions in one commit.
     pub max_batch: usize,
     /// Whether a commit waits for fsync (off only for benchmarks).
@@ -72,7 +73,7 @@ impl PohView {
     }
 }
 
-pub(crate) struct Committer {
+pub(super) struct Committer {
     store: Arc<dyn Store>,
     recorder: PohRecorder,
     entries: mpsc::Receiver<RecordedEntry>,
@@ -118,8 +119,9 @@ struct Waiter {
 
 impl Committer {
     /// Opens the chain in `store` (or starts it at genesis), checks it is the configured one,
-    /// and starts the PoH generator from the last stored entry.
-    pub(crate) fn start(
+    /// and starts the PoH generator from the last stored entry and the writer it hands
+    /// batches to. The committer owns both and stops them, in order, when it stops.
+    pub(super) fn open(
         store: Arc<dyn Store>,
         chain_id: &str,
         poh: PohConfig,
@@ -202,7 +204,7 @@ impl Committer {
     }
 
     /// Runs until the pipeline closes (then drains and flushes) or something fails.
-    pub(crate) fn run(mut self) -> Result<(), NodeError> {
+    pub(super) fn run(mut self) -> Result<(), NodeError> {
         let result = self.run_loop();
         let stopped = self.recorder.shutdown();
         // Whatever the generator emitted before it stopped is stored, so the chain on disk

@@ -1,5 +1,8 @@
 //! Development certificates (`poh certs`): a CA, and per node a certificate for both server
-//! and client use (so one file serves a node's listeners and its mutual-TLS calls to peers).
+//! and client use (so one file serves a node's listeners and its mutual-TLS calls to peers);
+//! and the QUIC development certificate a node makes for itself when it has none.
+
+use std::path::Path;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -7,6 +10,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+use super::Identity;
 use crate::NodeError;
 
 /// The CA's subject CN.
@@ -120,4 +124,25 @@ pub fn pkcs12(cert_pem: &str, key_pem: &str, password: &str) -> Result<Vec<u8>, 
     let mut store = p12_keystore::KeyStore::new();
     store.add_entry("poh", p12_keystore::KeyStoreEntry::PrivateKeyChain(chain));
     store.writer(password).write().map_err(error)
+}
+
+const DEV_CERT: &str = "quic-dev-cert.pem";
+const DEV_KEY: &str = "quic-dev-key.pem";
+
+/// The QUIC development certificate in `data_dir`, made on first use (self-signed, for
+/// `localhost`, 127.0.0.1 and ::1; clients must be told to trust it, or pin its fingerprint).
+pub(crate) fn development_identity(data_dir: &Path) -> Result<Identity, NodeError> {
+    let (cert, key) = (data_dir.join(DEV_CERT), data_dir.join(DEV_KEY));
+    if !cert.exists() || !key.exists() {
+        let made = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ])
+        .map_err(|e| error(format!("cannot make a development certificate: {e}")))?;
+        super::write_private(&key, made.signing_key.serialize_pem().as_bytes())?;
+        std::fs::write(&cert, made.cert.pem())
+            .map_err(|e| error(format!("cannot write {}: {e}", cert.display())))?;
+    }
+    Identity::from_pem(&cert, &key)
 }

@@ -1,30 +1,29 @@
-//! TLS for every transport (SPEC §8), with rustls and aws-lc-rs.
+//! TLS for every transport (SPEC §8), both directions, with rustls and aws-lc-rs.
 //!
 //! - [`Identity`]: a certificate chain and its key, from PEM files or a PKCS#12 bundle (its
-//!   password from a file or `POH_TLS_PKCS12_PASSWORD`, never a flag).
-//! - [`server_config`]: what a listener presents; with a CA it requires client certificates
-//!   issued by that CA (mutual TLS) and, when an allow-list is given, whose subject CN or a SAN
-//!   is on it.
-//! - [`certs`]: a development CA and node certificates (`poh certs`).
-//! - [`client_config`]: how a node or the CLI connects: trusting a CA, a pinned certificate
-//!   fingerprint, or (development only) anything; presenting its own certificate for mTLS.
+//!   password from a file or `POH_TLS_PKCS12_PASSWORD`, never a flag); [`NodeTls`]: what a
+//!   node loads from its `[tls]` settings, once, for its listeners and its clients.
+//! - [`server_config`] (`server`): what a listener presents; with a CA it requires client
+//!   certificates issued by that CA (mutual TLS) and, when an allow-list is given, whose
+//!   subject CN or a SAN is on it.
+//! - [`client_config`] (`client`): how a node or the CLI connects: trusting a CA, a pinned
+//!   certificate fingerprint, or (development only) anything; presenting its own certificate
+//!   for mTLS.
+//! - [`certs`]: a development CA and node certificates (`poh certs`), and the QUIC
+//!   development certificate.
 
 pub mod certs;
+mod client;
+mod server;
 
 use std::{path::Path, sync::Arc};
 
+pub use client::{ServerTrust, client_config};
 use rustls::{
-    DigitallySignedStruct, DistinguishedName, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::CryptoProvider,
-    pki_types::{
-        CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime, pem::PemObject,
-    },
-    server::{
-        WebPkiClientVerifier,
-        danger::{ClientCertVerified, ClientCertVerifier},
-    },
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject},
 };
+pub use server::{ClientAuth, acceptor, identities, server_config};
 use sha2::{Digest, Sha256};
 
 use crate::{NodeError, config::TlsConfig};
@@ -37,7 +36,7 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn error(what: impl std::fmt::Display) -> NodeError {
+pub(crate) fn error(what: impl std::fmt::Display) -> NodeError {
     NodeError::Config(format!("TLS: {what}"))
 }
 
@@ -189,7 +188,7 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, NodeError
     Ok(certs)
 }
 
-fn roots(ca: &Path) -> Result<rustls::RootCertStore, NodeError> {
+pub(crate) fn roots(ca: &Path) -> Result<rustls::RootCertStore, NodeError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in read_certs(ca)? {
         roots
@@ -199,245 +198,40 @@ fn roots(ca: &Path) -> Result<rustls::RootCertStore, NodeError> {
     Ok(roots)
 }
 
-/// Who may connect to a listener.
+/// The node's TLS material, loaded once at start from `[tls]`: what its listeners present
+/// and whom they admit, and how its clients trust peers.
 #[derive(Clone, Debug, Default)]
-pub struct ClientAuth {
-    /// Client certificates must chain to this CA (PEM); `None`: no client certificate asked.
-    pub ca: Option<std::path::PathBuf>,
-    /// Subject CNs or SAN names allowed; empty: any certificate the CA issued.
-    pub allowed: Vec<String>,
+pub struct NodeTls {
+    /// The node's certificate; `None`: plaintext gRPC and HTTP.
+    pub identity: Option<Identity>,
+    /// Who may connect (mutual TLS when a CA is set).
+    pub auth: ClientAuth,
+    /// How the node's clients trust the servers they reach.
+    pub trust: ServerTrust,
 }
 
-/// A server configuration presenting `identity`, offering `alpn`.
-pub fn server_config(
-    identity: Identity,
-    auth: &ClientAuth,
-    alpn: &[&[u8]],
-) -> Result<rustls::ServerConfig, NodeError> {
-    let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-        .map_err(error)?;
-    let builder = match &auth.ca {
-        Some(ca) => {
-            let inner =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                    .build()
-                    .map_err(error)?;
-            builder.with_client_cert_verifier(Arc::new(AllowList {
-                inner,
-                allowed: auth.allowed.clone(),
-            }))
+impl NodeTls {
+    /// From the node's `[tls]` settings; without them, no TLS on gRPC and HTTP.
+    pub fn load(config: Option<&TlsConfig>) -> Result<Self, NodeError> {
+        let Some(config) = config else {
+            return Ok(Self::default());
+        };
+        let identity = Identity::from_config(config)?;
+        if identity.is_none() {
+            return Err(NodeError::Config(
+                "[tls] needs the node's certificate: cert and key, or pkcs12".into(),
+            ));
         }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder
-        .with_single_cert(identity.chain, identity.key)
-        .map_err(error)?;
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(config)
-}
-
-/// How a client decides to trust a server.
-#[derive(Clone, Debug, Default)]
-pub enum ServerTrust {
-    /// Certificates issued by this CA (PEM file), for the name dialled.
-    Ca(std::path::PathBuf),
-    /// Exactly the certificate with this SHA-256 fingerprint (lowercase hex).
-    Pinned(String),
-    /// Any certificate: development certificates on a trusted network only.
-    #[default]
-    AnyCertificate,
-}
-
-/// A client configuration trusting servers per `trust`, presenting `identity` when given.
-pub fn client_config(
-    trust: &ServerTrust,
-    identity: Option<&Identity>,
-    alpn: &[&[u8]],
-) -> Result<rustls::ClientConfig, NodeError> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-        .map_err(error)?;
-    let builder = match trust {
-        ServerTrust::Ca(ca) => builder.with_root_certificates(roots(ca)?),
-        ServerTrust::Pinned(pin) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                pin: Some(pin.to_ascii_lowercase()),
-                provider: provider(),
-            })),
-        ServerTrust::AnyCertificate => {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned {
-                    pin: None,
-                    provider: provider(),
-                }))
-        }
-    };
-    let mut config = match identity {
-        Some(id) => builder
-            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
-            .map_err(error)?,
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(config)
-}
-
-/// The names a certificate stands for: its subject CNs and SAN DNS names and IPs.
-pub fn identities(cert: &CertificateDer<'_>) -> Vec<String> {
-    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = parsed
-        .subject()
-        .iter_common_name()
-        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
-        .collect();
-    if let Ok(Some(san)) = parsed.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                x509_parser::extensions::GeneralName::DNSName(d) => names.push(d.to_string()),
-                x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
-                    4 => names.push(
-                        std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*ip).unwrap_or_default())
-                            .to_string(),
-                    ),
-                    16 => names.push(
-                        std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*ip).unwrap_or_default())
-                            .to_string(),
-                    ),
-                    _ => {}
-                },
-                _ => {}
-            }
-        }
-    }
-    names
-}
-
-/// The CA's verdict, then the allow-list's.
-#[derive(Debug)]
-struct AllowList {
-    inner: Arc<dyn ClientCertVerifier>,
-    allowed: Vec<String>,
-}
-
-impl ClientCertVerifier for AllowList {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
-        if self.allowed.is_empty()
-            || identities(end_entity)
-                .iter()
-                .any(|name| self.allowed.iter().any(|a| a == name))
-        {
-            Ok(verified)
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// Why a pinned server was refused, in the words an operator needs.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the server's certificate does not match the pinned SHA-256 fingerprint (see poh fingerprint)"
-)]
-struct PinMismatch;
-
-/// Trusts one pinned certificate (or, without a pin, any), still checking that the server
-/// holds its key.
-#[derive(Debug)]
-struct Pinned {
-    pin: Option<String>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match &self.pin {
-            // `Error::Other` displays its message; a `CertificateError` would show its Debug form.
-            Some(pin) if *pin != fingerprint(end_entity) => Err(rustls::Error::Other(
-                rustls::OtherError(Arc::new(PinMismatch)),
-            )),
-            _ => Ok(ServerCertVerified::assertion()),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        Ok(Self {
+            identity,
+            auth: ClientAuth {
+                ca: config.ca.clone(),
+                allowed: config.allowed_clients.clone(),
+            },
+            trust: config
+                .ca
+                .clone()
+                .map_or(ServerTrust::AnyCertificate, ServerTrust::Ca),
+        })
     }
 }

@@ -12,8 +12,8 @@ use std::{
 
 use poh_node::{
     Peers,
-    broadcast::{Broadcaster, ClientTls, Delivery},
     config::PeersConfig,
+    network::{Broadcaster, Delivery, client::ClientTls},
 };
 use poh_proto::v1::{
     self as pb,
@@ -172,6 +172,13 @@ impl PohService for Flaky {
         &self,
         _: Request<pb::SyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    type SubscribeStream = BoxStream<pb::TxRecord>;
+    async fn subscribe(
+        &self,
+        _: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         Err(Status::unimplemented(""))
     }
 }

@@ -12,11 +12,9 @@ use std::{
 
 use poh_node::{
     config::ClientLimits,
-    quic::{
-        OVERLOADED,
-        frame::{self, FrameDecoder},
-        tls::{ServerTrust, client_config},
-    },
+    network::client::quic::client_config,
+    tls::ServerTrust,
+    wire::frame::{self, FrameDecoder, OVERLOADED},
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;

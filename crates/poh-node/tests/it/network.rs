@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use poh_node::quic::{
-    MALFORMED_FRAME, QuicClient,
-    frame::{self, FrameDecoder},
-    tls::{ServerTrust, client_config},
+use poh_node::{
+    network::client::{QuicClient, quic::client_config},
+    tls::ServerTrust,
+    wire::frame::{self, FrameDecoder, MALFORMED_FRAME},
 };
 use poh_proto::v1 as pb;
 

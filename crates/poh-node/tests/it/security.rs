@@ -5,9 +5,8 @@
 use std::{path::Path, time::Duration};
 
 use poh_node::{
-    broadcast::{ClientTls, grpc_channel},
     config::TlsConfig,
-    quic::QuicClient,
+    network::client::{ClientTls, QuicClient, grpc_channel},
     tls::{Identity, ServerTrust, certs::DevCa, client_config},
 };
 use poh_proto::v1::poh_service_client::PohServiceClient;
@@ -250,7 +249,9 @@ async fn a_pkcs12_bundle_serves_tls_with_its_password_from_a_file() {
 /// broadcasts and for health checks.
 #[tokio::test]
 async fn pins_in_the_peers_file_decide_whom_the_broadcaster_trusts() {
-    use poh_node::{PeerBook, PeerProtocol, broadcast::Broadcaster, config::PeersConfig};
+    use poh_node::{
+        PeerBook, Transport, config::PeersConfig, network::Broadcaster, network::health,
+    };
 
     let pki = pki();
     let node = secured(&pki).await;
@@ -264,21 +265,15 @@ async fn pins_in_the_peers_file_decide_whom_the_broadcaster_trusts() {
         .collect::<Vec<_>>()
         .join(":");
     let addresses = [
+        (Transport::Grpc, node.node.grpc_addr().unwrap().to_string()),
         (
-            PeerProtocol::Grpc,
-            node.node.grpc_addr().unwrap().to_string(),
-        ),
-        (
-            PeerProtocol::Http,
+            Transport::Http,
             format!(
                 "https://127.0.0.1:{}",
                 node.node.http_addr().unwrap().port()
             ),
         ),
-        (
-            PeerProtocol::Quic,
-            node.node.quic_addr().unwrap().to_string(),
-        ),
+        (Transport::Quic, node.node.quic_addr().unwrap().to_string()),
     ];
     let book = PeerBook::new(pki.path("peers.json"));
     let broadcaster = Broadcaster::new(
@@ -303,10 +298,15 @@ async fn pins_in_the_peers_file_decide_whom_the_broadcaster_trusts() {
         let mut checks = Vec::new();
         for (protocol, address) in peers.iter() {
             checks.push(
-                broadcaster
-                    .check(protocol, address, peers.pin(address))
-                    .await
-                    .is_ok(),
+                health::check(
+                    broadcaster.clients(),
+                    protocol,
+                    address,
+                    peers.pin(address),
+                    std::time::Duration::from_millis(3000),
+                )
+                .await
+                .is_ok(),
             );
         }
         let sent: Vec<bool> = report.peers.iter().map(|r| r.outcome.is_ok()).collect();

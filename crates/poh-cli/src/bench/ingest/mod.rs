@@ -1,0 +1,536 @@
+//! `poh bench ingest`: a load generator. It starts a fresh node on a temporary data dir (or
+//! drives `--target`), sends `--count` transactions over one transport, waits for every answer
+//! (UDP has none: it counts what the node stored) and reports throughput and latency
+//! percentiles. The node it starts has the per-client rate limit off (see `NodeProcess`).
+
+mod quic;
+mod udp;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use futures_util::StreamExt as _;
+use hdrhistogram::Histogram;
+use poh_core::{SigningKey, Tx};
+use poh_proto::v1::{self as pb, poh_service_client::PohServiceClient};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::node::NodeProcess;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestTransport {
+    /// One `Broadcast` call per transaction, `--concurrency` calls in flight.
+    GrpcUnary,
+    /// `BroadcastStream`, `--concurrency` streams.
+    GrpcStream,
+    /// `POST /v1/tx/batch` of `--batch` transactions, `--concurrency` requests in flight.
+    HttpBatch,
+    /// One datagram per transaction, at most `--concurrency` sent and neither stored nor
+    /// known lost; `tx_per_s` counts the datagrams stored.
+    Udp,
+    /// `--concurrency` streams over one QUIC connection, `--batch` transactions each.
+    Quic,
+}
+
+impl IngestTransport {
+    fn name(self) -> &'static str {
+        match self {
+            Self::GrpcUnary => "grpc-unary",
+            Self::GrpcStream => "grpc-stream",
+            Self::HttpBatch => "http-batch",
+            Self::Udp => "udp",
+            Self::Quic => "quic",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct IngestArgs {
+    /// How transactions are sent.
+    #[arg(long, value_enum)]
+    transport: IngestTransport,
+    /// Transactions to send.
+    #[arg(long, default_value_t = 100_000)]
+    count: usize,
+    /// Requests (or streams) in flight [default: 64 unary, 4 gRPC streams, 8 batches, 4 QUIC
+    /// streams, 4096 UDP datagrams sent and not yet stored].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 200)]
+    payload_bytes: usize,
+    /// Transactions per HTTP batch or QUIC stream, at most 10,000 (SPEC §4) [default: 2500
+    /// HTTP, 1000 QUIC].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Sign every transaction with ML-DSA-87 (the node verifies each signature).
+    #[arg(long)]
+    signed: bool,
+    /// Run the started node without fsync, to show what durability costs.
+    #[arg(long, conflicts_with = "target")]
+    no_fsync: bool,
+    /// Drive a running node instead: host:port for gRPC, UDP and QUIC, a URL for HTTP.
+    #[arg(long)]
+    target: Option<String>,
+    /// With --transport udp and --target: the node's HTTP URL, whose GET /v1/poh counts what
+    /// was stored (nothing else may write to that node meanwhile).
+    #[arg(long, requires = "target")]
+    target_http: Option<String>,
+    /// Print one JSON object (keys are stable: scripts read them).
+    #[arg(long)]
+    json: bool,
+}
+
+impl IngestArgs {
+    fn batch(&self) -> usize {
+        self.batch.unwrap_or(match self.transport {
+            IngestTransport::Quic => 1000,
+            _ => 2500,
+        })
+    }
+}
+
+/// The keys are a stable interface; `sent` and `stored` only for UDP.
+#[derive(Serialize)]
+struct IngestReport {
+    transport: &'static str,
+    count: usize,
+    tx_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    durable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sent: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<u64>,
+}
+
+/// Where the transactions go.
+struct Target {
+    /// `host:port`, or the URL for HTTP.
+    addr: String,
+    /// For UDP: the node's HTTP URL, to count what was stored.
+    http: Option<String>,
+}
+
+/// What one run measured.
+struct Measured {
+    latencies: Histogram<u64>,
+    /// Seconds taken.
+    elapsed: f64,
+    /// For UDP: datagrams sent and stored.
+    udp: Option<(usize, u64)>,
+}
+
+pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
+    if args.count == 0 || args.payload_bytes > (1 << 20) || !(1..=10_000).contains(&args.batch()) {
+        bail!(
+            "--count must be at least 1, --batch from 1 to 10000, --payload-bytes at most 1048576"
+        );
+    }
+    if args.target_http.is_some() && args.transport != IngestTransport::Udp {
+        bail!("--target-http is for --transport udp only");
+    }
+    // The clients share one thread, as a client process would; the node, unless --target
+    // names one, is a `poh serve` process of its own, as operators run it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+
+    if !args.json {
+        eprintln!("preparing {} transactions…", args.count);
+    }
+    let txs = make_txs(args)?;
+    let (node, target) = match &args.target {
+        Some(t) => {
+            let http = args.target_http.clone();
+            if args.transport == IngestTransport::Udp && http.is_none() {
+                bail!(
+                    "--transport udp with --target needs --target-http: datagrams have no \
+                     answer, the node's GET /v1/poh counts what was stored"
+                );
+            }
+            let addr = t.clone();
+            (None, Target { addr, http })
+        }
+        None => {
+            let node = NodeProcess::start(!args.no_fsync)?;
+            let addr = match args.transport {
+                IngestTransport::HttpBatch => format!("http://{}", node.http),
+                IngestTransport::Udp => node.udp.clone(),
+                IngestTransport::Quic => node.quic.clone(),
+                IngestTransport::GrpcUnary | IngestTransport::GrpcStream => node.grpc.clone(),
+            };
+            let http = Some(format!("http://{}", node.http));
+            (Some(node), Target { addr, http })
+        }
+    };
+    let measured = runtime.block_on(send_all(args, txs, &target))?;
+    drop(node);
+    report(args, &measured)
+}
+
+/// Sends every transaction and waits for every answer (for UDP: until what was sent is
+/// stored, or nothing more is).
+async fn send_all(args: &IngestArgs, txs: Vec<Tx>, target: &Target) -> anyhow::Result<Measured> {
+    let concurrency = args.concurrency.unwrap_or(match args.transport {
+        IngestTransport::GrpcUnary => 64,
+        IngestTransport::GrpcStream | IngestTransport::Quic => 4,
+        IngestTransport::HttpBatch => 8,
+        IngestTransport::Udp => 4096,
+    });
+    let concurrency = concurrency.clamp(1, args.count);
+    let addr = target.addr.as_str();
+    if !args.json {
+        eprintln!(
+            "sending over {} to {addr}, {concurrency} in flight…",
+            args.transport.name()
+        );
+    }
+    let progress = progress_bar(args);
+    let started = Instant::now();
+    // For UDP: sent, stored, and the seconds until the last one stored.
+    let mut udp_counts = None;
+    let latencies = match args.transport {
+        IngestTransport::GrpcUnary => grpc_unary(addr, txs, concurrency, &progress).await?,
+        IngestTransport::GrpcStream => grpc_stream(addr, txs, concurrency, &progress).await?,
+        IngestTransport::HttpBatch => {
+            http_batch(addr, txs, args.batch(), concurrency, &progress).await?
+        }
+        IngestTransport::Quic => {
+            quic::quic(addr, txs, args.batch(), concurrency, &progress).await?
+        }
+        IngestTransport::Udp => {
+            let http = target
+                .http
+                .as_deref()
+                .context("the node's HTTP address is unknown")?;
+            let outcome = udp::udp(addr, http, txs, concurrency, &progress).await?;
+            udp_counts = Some((outcome.sent, outcome.stored, outcome.elapsed));
+            outcome.latencies
+        }
+    };
+    progress.finish_and_clear();
+    // UDP: from the first send to the last datagram stored, not to the end of the wait.
+    let elapsed = udp_counts.map_or_else(|| started.elapsed().as_secs_f64(), |(_, _, e)| e);
+    Ok(Measured {
+        latencies,
+        elapsed,
+        udp: udp_counts.map(|(sent, stored, _)| (sent, stored)),
+    })
+}
+
+fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
+    let Measured {
+        latencies,
+        elapsed,
+        udp,
+    } = measured;
+    // UDP: the datagrams stored are the ones that count.
+    let done = udp.map_or(args.count as f64, |(_, stored)| stored as f64);
+    let report = IngestReport {
+        transport: args.transport.name(),
+        count: args.count,
+        tx_per_s: if *elapsed > 0.0 { done / elapsed } else { 0.0 },
+        p50_ms: latencies.value_at_quantile(0.50) as f64 / 1e3,
+        p99_ms: latencies.value_at_quantile(0.99) as f64 / 1e3,
+        durable: !args.no_fsync,
+        sent: udp.map(|(sent, _)| sent),
+        stored: udp.map(|(_, stored)| stored),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let counted = match udp {
+            Some((sent, stored)) => format!("{sent} datagrams sent, {stored} stored"),
+            None => format!("{} transactions", report.count),
+        };
+        println!(
+            "{}: {counted} in {elapsed:.2} s = {:.0} tx/s, latency p50 {:.2} ms, p99 {:.2} ms ({})",
+            report.transport,
+            report.tx_per_s,
+            report.p50_ms,
+            report.p99_ms,
+            if report.durable {
+                "durable: fsync per commit"
+            } else {
+                "no fsync"
+            },
+        );
+    }
+    Ok(())
+}
+
+fn make_txs(args: &IngestArgs) -> anyhow::Result<Vec<Tx>> {
+    use rayon::prelude::*;
+    // A per-run prefix, so runs against the same --target never collide.
+    let run = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    );
+    let key = if args.signed {
+        Some(SigningKey::generate()?)
+    } else {
+        None
+    };
+    (0..args.count)
+        .into_par_iter()
+        .map(|i| {
+            let mut tx = Tx {
+                tx_id: format!("bench-{run}-{i}"),
+                holder_id: "bench".into(),
+                timestamp: 1_700_000_000.0 + i as f64,
+                payload: (0..args.payload_bytes).map(|b| (b ^ i) as u8).collect(),
+                ..Tx::default()
+            };
+            if let Some(key) = &key {
+                tx.sign(key)?;
+            }
+            Ok(tx)
+        })
+        .collect()
+}
+
+fn progress_bar(args: &IngestArgs) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if args.json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(args.count as u64);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tx  {per_sec}  eta {eta}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// A plain-HTTP client with this timeout per request.
+fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    // reqwest is built without a TLS provider of its own and panics when the process has none,
+    // even for plain HTTP: the node's (aws-lc-rs) is made the default; one already set stays.
+    let _ = Arc::unwrap_or_clone(poh_node::tls::provider()).install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("cannot make the HTTP client")
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    // Microseconds, up to an hour, 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).context("histogram bounds")
+}
+
+fn check_ack(ack: &pb::Ack) -> anyhow::Result<()> {
+    if !ack.success {
+        bail!(
+            "the node refused a transaction: {:?} {}",
+            ack.code(),
+            ack.message
+        );
+    }
+    Ok(())
+}
+
+async fn connect(target: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let url = if target.contains("://") {
+        target.to_string()
+    } else {
+        format!("http://{target}")
+    };
+    tonic::transport::Endpoint::from_shared(url)
+        .context("--target is not a valid address")?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {target}"))
+}
+
+async fn grpc_unary(
+    target: &str,
+    txs: Vec<Tx>,
+    concurrency: usize,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Histogram<u64>> {
+    // A few HTTP/2 connections, so one connection's ordering does not serialise everything.
+    let mut channels = Vec::new();
+    for _ in 0..concurrency.min(8) {
+        channels.push(connect(target).await?);
+    }
+    let txs: Arc<Vec<Mutex<Option<Tx>>>> =
+        Arc::new(txs.into_iter().map(|t| Mutex::new(Some(t))).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let mut client = PohServiceClient::new(channels[worker % channels.len()].clone());
+        let (txs, next, progress) = (txs.clone(), next.clone(), progress.clone());
+        tasks.spawn(async move {
+            let mut latencies = histogram()?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(slot) = txs.get(i) else { break };
+                let Some(tx) = slot.lock().await.take() else {
+                    continue;
+                };
+                let sent = Instant::now();
+                let ack = client.broadcast(poh_node::tx_to_pb(tx)).await?.into_inner();
+                latencies.saturating_record(sent.elapsed().as_micros() as u64);
+                check_ack(&ack)?;
+                progress.inc(1);
+            }
+            anyhow::Ok(latencies)
+        });
+    }
+    merge(tasks).await
+}
+
+async fn grpc_stream(
+    target: &str,
+    txs: Vec<Tx>,
+    streams: usize,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Histogram<u64>> {
+    let channel = connect(target).await?;
+    let per_stream = txs.len().div_ceil(streams);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut txs = txs.into_iter();
+    for _ in 0..streams {
+        let chunk: Vec<pb::Tx> = txs
+            .by_ref()
+            .take(per_stream)
+            .map(poh_node::tx_to_pb)
+            .collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let mut client = PohServiceClient::new(channel.clone());
+        let progress = progress.clone();
+        tasks.spawn(async move {
+            let mut latencies = histogram()?;
+            // Send times, in order; acks come back in the same order.
+            let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel();
+            let expected = chunk.len();
+            let outgoing = futures_util::stream::iter(chunk).map(move |tx| {
+                let _ = sent_tx.send(Instant::now());
+                tx
+            });
+            let mut acks = client.broadcast_stream(outgoing).await?.into_inner();
+            let mut answered = 0;
+            while let Some(ack) = acks.message().await? {
+                let sent = sent_rx
+                    .recv()
+                    .await
+                    .context("an ack for a transaction never sent")?;
+                latencies.saturating_record(sent.elapsed().as_micros() as u64);
+                check_ack(&ack)?;
+                answered += 1;
+                progress.inc(1);
+            }
+            if answered != expected {
+                bail!("the stream ended after {answered} of {expected} acks");
+            }
+            anyhow::Ok(latencies)
+        });
+    }
+    merge(tasks).await
+}
+
+async fn http_batch(
+    target: &str,
+    txs: Vec<Tx>,
+    batch: usize,
+    concurrency: usize,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Histogram<u64>> {
+    // Bodies are encoded before the clock starts: the node's work is what is measured.
+    let bodies: Vec<(usize, Vec<u8>)> = txs
+        .chunks(batch)
+        .map(|chunk| {
+            let items: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "tx_id": t.tx_id,
+                        "holder_id": t.holder_id,
+                        "timestamp": t.timestamp,
+                        "payload_b64": B64.encode(&t.payload),
+                        "public_key_b64": B64.encode(&t.public_key),
+                        "signature_b64": B64.encode(&t.signature),
+                    })
+                })
+                .collect();
+            Ok((chunk.len(), serde_json::to_vec(&items)?))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let url = format!("{}/v1/tx/batch", target.trim_end_matches('/'));
+    let client = http_client(Duration::from_secs(120))?;
+    let bodies = Arc::new(Mutex::new(bodies.into_iter()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, url, bodies, progress) = (
+            client.clone(),
+            url.clone(),
+            bodies.clone(),
+            progress.clone(),
+        );
+        tasks.spawn(async move {
+            let mut latencies = histogram()?;
+            loop {
+                let Some((n, body)) = bodies.lock().await.next() else {
+                    break;
+                };
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                if !response.status().is_success() {
+                    bail!("the node answered {}", response.status());
+                }
+                let results: Vec<BatchItem> = response.json().await?;
+                let micros = sent.elapsed().as_micros() as u64;
+                latencies.record_n(micros.max(1), n as u64).ok();
+                if results.len() != n {
+                    bail!("{} results for {n} transactions", results.len());
+                }
+                if let Some(bad) = results.iter().find_map(|r| r.error.as_ref()) {
+                    bail!("the node refused a transaction: {bad}");
+                }
+                progress.inc(n as u64);
+            }
+            anyhow::Ok(latencies)
+        });
+    }
+    merge(tasks).await
+}
+
+/// One element of a batch answer: only whether it is an error is looked at.
+#[derive(serde::Deserialize)]
+struct BatchItem {
+    #[serde(default)]
+    error: Option<String>,
+}
+
+async fn merge(
+    mut tasks: tokio::task::JoinSet<anyhow::Result<Histogram<u64>>>,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut all = histogram()?;
+    while let Some(result) = tasks.join_next().await {
+        let h = result.context("a sender task failed")??;
+        all.add(&h).context("merging latencies")?;
+    }
+    Ok(all)
+}

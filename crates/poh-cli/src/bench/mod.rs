@@ -1,0 +1,30 @@
+//! `poh bench`: measurements, taken as ratios or CPU per item in one run, because these
+//! machines are noisy.
+//!
+//! - [`hash`]: hashing, PoH generation and verification, ML-DSA-87 on this machine;
+//! - [`ingest`]: a node's ingest throughput and latency over one transport;
+//! - [`broadcast`]: broadcast latency to nodes started on loopback;
+//! - [`node`]: the `poh serve` process the ingest and broadcast benches start.
+
+mod broadcast;
+mod hash;
+mod ingest;
+mod node;
+
+#[derive(clap::Subcommand)]
+pub enum Bench {
+    /// Hashing, PoH generation and verification, and ML-DSA-87 on this machine.
+    Hash(hash::HashArgs),
+    /// Ingest throughput and latency of a node over one transport.
+    Ingest(ingest::IngestArgs),
+    /// Broadcast latency to `--peers` nodes started on loopback.
+    Broadcast(broadcast::BroadcastArgs),
+}
+
+pub fn run(bench: &Bench) -> anyhow::Result<()> {
+    match bench {
+        Bench::Hash(args) => hash::run(args),
+        Bench::Ingest(args) => ingest::run(args),
+        Bench::Broadcast(args) => broadcast::run(args),
+    }
+}

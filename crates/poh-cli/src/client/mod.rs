@@ -1,0 +1,271 @@
+//! The client commands, one module each: [`broadcast`] (every peer, every protocol),
+//! [`check`] (`check-peers`), [`submit`] (DAGService, round robin over `--endpoint`s with
+//! fail-over) and [`status`] (`status TX_ID`); and what they share: the TLS and token flags,
+//! the transaction flags, and the endpoints a call fails over between.
+
+mod broadcast;
+mod check;
+mod status;
+mod submit;
+
+pub use self::{
+    broadcast::{BroadcastArgs, broadcast},
+    check::{CheckArgs, check_peers},
+    status::{StatusArgs, status},
+    submit::{SubmitArgs, submit},
+};
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use poh_core::{SigningKey, Tx};
+use poh_node::{
+    PeerBook,
+    config::PeersConfig,
+    network::client::{ClientTls, grpc_channel, read_token_file},
+    tls::ServerTrust,
+};
+use poh_proto::v1::dag_service_client::DagServiceClient;
+
+/// TLS towards the nodes: trust a CA (or pin a certificate), present a certificate (mTLS).
+#[derive(clap::Args, Debug, Default)]
+pub struct TlsArgs {
+    /// Trust servers whose certificate this CA issued (PEM); turns TLS on for gRPC.
+    #[arg(long, env = "POH_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Trust exactly the server certificate with this SHA-256 fingerprint (hex).
+    #[arg(long, conflicts_with = "tls_ca", value_parser = poh_node::tls::parse_pin)]
+    tls_pin: Option<String>,
+    /// This client's certificate (PEM), for mutual TLS.
+    #[arg(long, env = "POH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "POH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A file whose first line is the bearer token (or JWT) to send.
+    #[arg(long, env = "POH_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn client_tls(&self) -> anyhow::Result<ClientTls> {
+        let trust = match (&self.tls_ca, &self.tls_pin) {
+            (Some(ca), _) => ServerTrust::Ca(ca.clone()),
+            (None, Some(pin)) => ServerTrust::Pinned(pin.clone()),
+            (None, None) => ServerTrust::AnyCertificate,
+        };
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(poh_node::tls::Identity::from_pem(cert, key)?),
+            _ => None,
+        };
+        let token = self
+            .token_file
+            .as_deref()
+            .map(read_token_file)
+            .transpose()?;
+        Ok(ClientTls {
+            trust,
+            identity,
+            token,
+        })
+    }
+}
+
+/// The transaction to send: from flags, or a JSON file in the `POST /v1/tx` shape.
+#[derive(clap::Args, Debug)]
+pub struct TxArgs {
+    /// The transaction's id.
+    #[arg(long, required_unless_present = "tx_file", conflicts_with = "tx_file")]
+    tx_id: Option<String>,
+    /// Who holds it.
+    #[arg(long, default_value = "")]
+    holder_id: String,
+    /// The payload, as text.
+    #[arg(long, conflicts_with = "payload_file")]
+    payload: Option<String>,
+    /// The payload, from a file (any bytes).
+    #[arg(long)]
+    payload_file: Option<PathBuf>,
+    /// Unix seconds [default: now].
+    #[arg(long)]
+    timestamp: Option<f64>,
+    /// A DAG parent (repeat for several).
+    #[arg(long = "parent")]
+    parents: Vec<String>,
+    /// A JSON transaction as `POST /v1/tx` takes it (instead of the fields above).
+    #[arg(long)]
+    tx_file: Option<PathBuf>,
+    /// Sign with this ML-DSA-87 key (written by `poh keygen`).
+    #[arg(long)]
+    sign_key: Option<PathBuf>,
+}
+
+impl TxArgs {
+    fn build(&self) -> anyhow::Result<Tx> {
+        let mut all = self.build_all()?;
+        match (all.pop(), all.is_empty()) {
+            (Some(tx), true) => Ok(tx),
+            _ => bail!("give exactly one transaction here (the file holds several)"),
+        }
+    }
+
+    /// The transactions: one from the flags or a JSON object, or each of a JSON array.
+    fn build_all(&self) -> anyhow::Result<Vec<Tx>> {
+        let mut txs = match &self.tx_file {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let bad = |e: String| {
+                    anyhow::anyhow!(
+                        "{} is not a JSON transaction or array of them: {e}",
+                        path.display()
+                    )
+                };
+                if bytes.trim_ascii_start().starts_with(b"[") {
+                    let items: Vec<serde_json::Value> =
+                        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+                    items
+                        .iter()
+                        .map(|item| {
+                            let one = serde_json::to_vec(item).map_err(|e| bad(e.to_string()))?;
+                            poh_node::tx_from_json(&one).map_err(bad)
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?
+                } else {
+                    vec![poh_node::tx_from_json(&bytes).map_err(bad)?]
+                }
+            }
+            None => {
+                let payload = match (&self.payload, &self.payload_file) {
+                    (Some(text), _) => text.clone().into_bytes(),
+                    (None, Some(path)) => std::fs::read(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                    (None, None) => bail!("give --payload TEXT or --payload-file FILE"),
+                };
+                vec![Tx {
+                    tx_id: self.tx_id.clone().unwrap_or_default(),
+                    holder_id: self.holder_id.clone(),
+                    timestamp: self.timestamp.unwrap_or_else(unix_now),
+                    payload,
+                    parent_ids: self.parents.clone(),
+                    ..Tx::default()
+                }]
+            }
+        };
+        if let Some(path) = &self.sign_key {
+            let seed = std::fs::read(path)
+                .with_context(|| format!("cannot read the key {}", path.display()))?;
+            let key = SigningKey::from_key_file(&seed)
+                .with_context(|| format!("{} is not a poh keygen key", path.display()))?;
+            for tx in &mut txs {
+                tx.sign(&key).context("cannot sign")?;
+            }
+        }
+        Ok(txs)
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn peers_file(given: &Option<PathBuf>) -> anyhow::Result<PeerBook> {
+    Ok(PeerBook::new(match given {
+        Some(p) => p.clone(),
+        None => PeerBook::default_path()?,
+    }))
+}
+
+/// The peers to talk to (at least one) and the settings for `timeout_ms`.
+fn peers_and_settings(
+    file: &Option<PathBuf>,
+    timeout_ms: u64,
+) -> anyhow::Result<(poh_node::Peers, PeersConfig)> {
+    let peers = peers_file(file)?.load()?;
+    if peers.is_empty() {
+        bail!("no peers: add some with `poh add-peer PROTOCOL ADDR`");
+    }
+    let settings = PeersConfig {
+        timeout_ms: timeout_ms.max(1),
+        ..PeersConfig::default()
+    };
+    Ok((peers, settings))
+}
+
+/// Endpoints tried in turn: each call starts at the next one (round robin) and moves past
+/// endpoints that cannot be reached.
+struct Endpoints {
+    channels: Vec<(String, tonic::transport::Channel)>,
+    next: AtomicUsize,
+    bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Endpoints {
+    fn new(endpoints: &[String], timeout: Duration, tls: &TlsArgs) -> anyhow::Result<Self> {
+        let client = tls.client_tls()?;
+        let config = client.grpc_config()?;
+        let bearer = client.bearer()?;
+        let channels = endpoints
+            .iter()
+            .map(|e| {
+                let channel = grpc_channel(e, config.as_ref(), timeout)
+                    .map_err(|why| anyhow::anyhow!("--endpoint {e}: {why}"))?;
+                Ok((e.clone(), channel))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            channels,
+            next: AtomicUsize::new(0),
+            bearer,
+        })
+    }
+
+    /// `message` as a request carrying the bearer token, when there is one.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(b) = &self.bearer {
+            request.metadata_mut().insert("authorization", b.clone());
+        }
+        request
+    }
+
+    /// Runs `call` on the next endpoint, failing over while the error is that the endpoint is
+    /// unreachable; the answer and the endpoint that gave it.
+    async fn call<T, F, Fut>(&self, mut call: F) -> anyhow::Result<(T, &str)>
+    where
+        F: FnMut(DagServiceClient<tonic::transport::Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for i in 0..self.channels.len() {
+            let (name, channel) = &self.channels[(start + i) % self.channels.len()];
+            match call(DagServiceClient::new(channel.clone())).await {
+                Ok(answer) => return Ok((answer, name)),
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                    ) =>
+                {
+                    errors.push(format!("{name}: {}", status.message()));
+                }
+                Err(status) => bail!("{name}: {:?}: {}", status.code(), status.message()),
+            }
+        }
+        bail!("no endpoint answered ({})", errors.join("; "))
+    }
+}

@@ -1,0 +1,79 @@
+//! `poh status TX_ID`: what a node knows of a transaction (`QueryTransactionStatus`); exit 1
+//! when it is `UNKNOWN`.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use poh_proto::v1 as pb;
+use serde_json::json;
+
+use super::{Endpoints, TlsArgs, runtime};
+
+/// `poh status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// The transaction's id.
+    tx_id: String,
+    /// A node's gRPC address (repeat for several: fail-over).
+    #[arg(long = "endpoint", default_value = "127.0.0.1:50051")]
+    endpoints: Vec<String>,
+    /// Milliseconds to wait for one endpoint.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+    /// One JSON object instead of lines.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let _context = runtime.enter();
+    let endpoints = Endpoints::new(
+        &args.endpoints,
+        Duration::from_millis(args.timeout_ms),
+        &args.tls,
+    )?;
+    let request = pb::StatusRequest {
+        tx_id: args.tx_id.clone(),
+    };
+    let (answer, _) = runtime.block_on(endpoints.call(|mut client| {
+        let request = endpoints.request(request.clone());
+        async move {
+            client
+                .query_transaction_status(request)
+                .await
+                .map(|r| r.into_inner())
+        }
+    }))?;
+    let status =
+        pb::TxStatus::try_from(answer.status).map_or("TX_STATUS_UNSPECIFIED", |s| s.as_str_name());
+    if args.json {
+        println!(
+            "{}",
+            json!({"tx_id": answer.tx_id, "status": status, "message": answer.message,
+                   "poh_seq": answer.poh_seq, "poh_hash": hex::encode(&answer.poh_hash),
+                   "parent_ids": answer.parent_ids, "header_id": answer.header_id})
+        );
+    } else {
+        println!("{}: {status}", answer.tx_id);
+        if !answer.poh_hash.is_empty() {
+            println!("  poh_seq   {}", answer.poh_seq);
+            println!("  poh_hash  {}", hex::encode(&answer.poh_hash));
+        }
+        if !answer.parent_ids.is_empty() {
+            println!("  parents   {}", answer.parent_ids.join(", "));
+        }
+        if !answer.header_id.is_empty() {
+            println!("  header    {}", answer.header_id);
+        }
+        if !answer.message.is_empty() {
+            println!("  {}", answer.message);
+        }
+    }
+    if status == "UNKNOWN" {
+        bail!("{} is not known to the node", args.tx_id);
+    }
+    Ok(())
+}

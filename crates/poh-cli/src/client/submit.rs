@@ -1,0 +1,94 @@
+//! `poh submit`: transactions through `DAGService.SubmitTransaction`, round robin over the
+//! `--endpoint`s, failing over past one that is down.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use poh_proto::v1 as pb;
+use serde_json::json;
+
+use super::{Endpoints, TlsArgs, TxArgs, runtime};
+
+/// `poh submit`.
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    tx: TxArgs,
+    /// A node's gRPC address (repeat for several: round robin, failing over past one that is
+    /// down).
+    #[arg(long = "endpoint", default_value = "127.0.0.1:50051")]
+    endpoints: Vec<String>,
+    /// Milliseconds to wait for one endpoint.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+    /// One JSON object instead of a line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
+    let txs = args.tx.build_all()?;
+    let runtime = runtime()?;
+    // Channels are made inside the runtime: tonic spawns their workers on it.
+    let _context = runtime.enter();
+    let endpoints = Endpoints::new(
+        &args.endpoints,
+        Duration::from_millis(args.timeout_ms),
+        &args.tls,
+    )?;
+    let mut rejected = 0;
+    for tx in txs {
+        let payload = String::from_utf8(tx.payload.clone()).with_context(|| {
+            format!(
+                "{}: DAGService carries the payload as UTF-8 text; use `poh broadcast` for other bytes",
+                tx.tx_id
+            )
+        })?;
+        let request = pb::TxRequest {
+            tx_id: tx.tx_id.clone(),
+            payload,
+            parent_ids: tx.parent_ids.clone(),
+            holder_id: tx.holder_id.clone(),
+            timestamp: tx.timestamp,
+            public_key: tx.public_key.clone(),
+            signature: tx.signature.clone(),
+        };
+        let (answer, endpoint) = runtime.block_on(endpoints.call(|mut client| {
+            let request = endpoints.request(request.clone());
+            async move {
+                client
+                    .submit_transaction(request)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        }))?;
+        if args.json {
+            println!(
+                "{}",
+                json!({"tx_id": tx.tx_id, "endpoint": endpoint, "status": answer.status,
+                       "message": answer.message, "poh_seq": answer.poh_seq})
+            );
+        } else {
+            println!(
+                "{}: {} via {endpoint}, poh_seq {}{}",
+                tx.tx_id,
+                answer.status,
+                answer.poh_seq,
+                if answer.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", answer.message)
+                }
+            );
+        }
+        if answer.status == "rejected" {
+            rejected += 1;
+        }
+    }
+    if rejected > 0 {
+        bail!("{rejected} transaction(s) rejected");
+    }
+    Ok(())
+}

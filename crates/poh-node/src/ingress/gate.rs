@@ -1,0 +1,115 @@
+//! The one gate every gRPC call and HTTP request passes before any work is done for it:
+//! per-client admission ([`ClientLimiter::admit`]: rate and requests in flight), then, when
+//! authentication is on, the credentials ([`Authenticator::check`]). The two servers differ
+//! only in how they say no and which paths are health paths ([`Refusals`]).
+//!
+//! An admitted request holds its in-flight slot until its whole answer is sent: the slot
+//! travels in the response body, so a streaming answer counts for as long as it runs.
+
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{ConnectInfo, Request, State},
+    middleware::Next,
+    response::Response,
+};
+
+use super::{
+    Services,
+    auth::{AuthError, Authenticator},
+    limits::{ClientLimiter, ClientSlot, Overload},
+};
+
+/// How one server says no.
+pub(crate) trait Refusals: Clone + Send + Sync + 'static {
+    /// The client is over its rate or its requests in flight.
+    fn overloaded(&self, why: Overload) -> Response;
+    /// The request carries no credentials, or ones that are not accepted.
+    fn unauthenticated(&self, why: AuthError) -> Response;
+    /// Whether `path` is a health or metrics path, open unless `auth.protect_health`.
+    fn is_health(&self, path: &str) -> bool;
+}
+
+#[derive(Clone)]
+struct Gate<R> {
+    limiter: Arc<ClientLimiter>,
+    auth: Option<Authenticator>,
+    refusals: R,
+}
+
+/// Puts the gate in front of every route of `router`.
+pub(crate) fn guard<S, R>(router: Router<S>, services: &Services, refusals: R) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    R: Refusals,
+{
+    let gate = Gate {
+        limiter: services.limiter.clone(),
+        auth: services.auth.clone(),
+        refusals,
+    };
+    router.layer(axum::middleware::from_fn_with_state(gate, pass::<R>))
+}
+
+async fn pass<R: Refusals>(State(gate): State<Gate<R>>, req: Request, next: Next) -> Response {
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let slot = match client.map(|ip| gate.limiter.admit(ip)) {
+        Some(Ok(slot)) => Some(slot),
+        Some(Err(overload)) => return gate.refusals.overloaded(overload),
+        // Not from a listener (an in-process call): nothing to count it against.
+        None => None,
+    };
+    if let Some(auth) = &gate.auth
+        && (auth.protects_health() || !gate.refusals.is_health(req.uri().path()))
+    {
+        let header = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(http::HeaderValue::as_bytes);
+        if let Err(why) = auth.check(header) {
+            return gate.refusals.unauthenticated(why);
+        }
+    }
+    let response = next.run(req).await;
+    match slot {
+        Some(slot) => response.map(|body| Body::new(Held { body, _slot: slot })),
+        None => response,
+    }
+}
+
+/// A response body and the slot it holds. Length and end are passed through, so an answer
+/// keeps its `content-length` (a wrapper that hid them would turn every reply chunked).
+struct Held {
+    body: Body,
+    _slot: ClientSlot,
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,360 @@
+//! gRPC (SPEC §4): `poh.v1.PohService` and `poh.v1.DAGService`, plus `grpc.health.v1` and
+//! server reflection, as one router for the common [`listener`](super::listener).
+//!
+//! Per-transaction outcomes travel in `Ack`/`TxResponse` with status OK; gRPC status codes are
+//! only for whole-call problems. [`observe`] adds metrics, logs, deadlines and error masking
+//! around every call.
+
+mod observe;
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures_util::{FutureExt as _, Stream};
+use poh_core::{Tx, validate::check_tx_id};
+use poh_proto::v1::{
+    self as pb,
+    dag_service_server::{DagService, DagServiceServer},
+    poh_service_server::{PohService, PohServiceServer},
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{
+    Services,
+    auth::AuthError,
+    gate::{self, Refusals},
+    limits::Overload,
+    listener::ConnLimits,
+};
+use crate::{
+    config::GrpcConfig,
+    pipeline::{Admission, SubmitError, TxResult},
+    wire::{
+        Transport,
+        protobuf::{ack, record_pb, status_response, tx_from_pb, tx_from_request, tx_response},
+    },
+};
+
+pub(crate) use observe::ObserveLayer;
+
+/// Most transactions taken from a stream into one pipeline submission.
+const STREAM_CHUNK: usize = 1024;
+/// Submissions of one stream awaiting their answers; beyond it the stream stops reading.
+const STREAM_IN_FLIGHT: usize = 32;
+/// Most records one `Sync` or `Repair` call returns.
+const MAX_RECORDS: usize = 10_000;
+
+/// Every method of ours, for metrics that exist before the first call.
+pub(crate) const METHODS: [&str; 8] = [
+    "Broadcast",
+    "BroadcastStream",
+    "GetTx",
+    "Repair",
+    "Sync",
+    "Subscribe",
+    "SubmitTransaction",
+    "QueryTransactionStatus",
+];
+
+/// The gRPC router: our two services, health and reflection.
+pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Router {
+    let api = Arc::new(Api {
+        services: services.clone(),
+    });
+    let max = config.max_message_bytes;
+    let poh = PohServiceServer::from_arc(api.clone())
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let dag = DagServiceServer::from_arc(api)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<PohServiceServer<Api>>().await;
+    health_reporter.set_serving::<DagServiceServer<Api>>().await;
+    let mut routes = tonic::service::Routes::new(poh)
+        .add_service(dag)
+        .add_service(health);
+    // Reflection is optional comfort for grpcurl; a descriptor it cannot read only loses that.
+    match tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(poh_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+    {
+        Ok(reflection) => routes = routes.add_service(reflection),
+        Err(e) => tracing::warn!(error = %e, "gRPC reflection is off"),
+    }
+    for method in METHODS {
+        services.metrics.preregister_grpc(method);
+    }
+    let router = gate::guard(routes.into_axum_router(), &services, GrpcRefusals);
+    router.layer(ObserveLayer::new(services.metrics.clone()))
+}
+
+/// How gRPC says no: `RESOURCE_EXHAUSTED`, `UNAUTHENTICATED`, `PERMISSION_DENIED`; the health
+/// service is the health path.
+#[derive(Clone)]
+struct GrpcRefusals;
+
+impl Refusals for GrpcRefusals {
+    fn overloaded(&self, why: Overload) -> axum::response::Response {
+        Status::resource_exhausted(why.message()).into_http()
+    }
+
+    fn unauthenticated(&self, why: AuthError) -> axum::response::Response {
+        match why {
+            AuthError::Missing => Status::unauthenticated(why.to_string()),
+            AuthError::Denied => Status::permission_denied(why.to_string()),
+        }
+        .into_http()
+    }
+
+    fn is_health(&self, path: &str) -> bool {
+        path.starts_with("/grpc.health.v1.")
+    }
+}
+
+/// Connection settings of the gRPC listener.
+pub(crate) fn conn_limits(config: &GrpcConfig) -> ConnLimits {
+    ConnLimits {
+        name: "grpc",
+        max_connections: config.max_connections,
+        http2_only: true,
+        max_concurrent_streams: config.max_concurrent_streams,
+        keepalive: (config.keepalive_interval_secs > 0).then(|| {
+            (
+                Duration::from_secs(config.keepalive_interval_secs),
+                Duration::from_secs(config.keepalive_timeout_secs.max(1)),
+            )
+        }),
+        header_read_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Both services over the node's shared parts.
+pub(crate) struct Api {
+    services: Services,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn submit_status(e: SubmitError) -> Status {
+    match e {
+        SubmitError::Overloaded => Status::resource_exhausted(e.to_string()),
+        SubmitError::ShuttingDown => Status::unavailable(e.to_string()),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "gRPC call failed");
+    Status::internal("internal error")
+}
+
+fn check_id(tx_id: &str) -> Result<(), Status> {
+    check_tx_id(tx_id).map_err(|rule| Status::invalid_argument(format!("tx_id {rule}")))
+}
+
+impl Api {
+    async fn submit_one(&self, tx: Tx) -> Result<TxResult, Status> {
+        let mut results = self
+            .services
+            .pipeline
+            .submit(Transport::Grpc, vec![tx])
+            .await
+            .map_err(submit_status)?;
+        results
+            .pop()
+            .ok_or_else(|| internal("the pipeline returned no answer"))
+    }
+}
+
+#[tonic::async_trait]
+impl PohService for Api {
+    async fn broadcast(&self, request: Request<pb::Tx>) -> Result<Response<pb::Ack>, Status> {
+        let result = self.submit_one(tx_from_pb(request.into_inner())).await?;
+        Ok(Response::new(ack(&result)))
+    }
+
+    type BroadcastStreamStream = BoxStream<pb::Ack>;
+
+    async fn broadcast_stream(
+        &self,
+        request: Request<Streaming<pb::Tx>>,
+    ) -> Result<Response<Self::BroadcastStreamStream>, Status> {
+        let mut incoming = request.into_inner();
+        let pipeline = self.services.pipeline.clone();
+        let metrics = self.services.metrics.clone();
+        let (pending_tx, mut pending_rx) = mpsc::channel(STREAM_IN_FLIGHT);
+        let (out_tx, out_rx) = mpsc::channel::<Result<pb::Ack, Status>>(STREAM_CHUNK);
+
+        // Reader: takes whatever has arrived (up to a chunk) as one submission, in order.
+        tokio::spawn(async move {
+            loop {
+                let first = match incoming.message().await {
+                    Ok(Some(tx)) => tx,
+                    Ok(None) => break,
+                    Err(status) => {
+                        metrics
+                            .ingest
+                            .rejected(Transport::Grpc, crate::metrics::RejectReason::Malformed);
+                        let _ = pending_tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let mut chunk = vec![tx_from_pb(first)];
+                let mut failed = None;
+                while chunk.len() < STREAM_CHUNK {
+                    match incoming.message().now_or_never() {
+                        Some(Ok(Some(tx))) => chunk.push(tx_from_pb(tx)),
+                        Some(Err(status)) => {
+                            failed = Some(status);
+                            break;
+                        }
+                        Some(Ok(None)) | None => break,
+                    }
+                }
+                let queued = pipeline
+                    .enqueue(Transport::Grpc, chunk, Admission::Wait)
+                    .await
+                    .map_err(submit_status);
+                let stop = queued.is_err();
+                if pending_tx.send(queued).await.is_err() || stop {
+                    break;
+                }
+                if let Some(status) = failed {
+                    let _ = pending_tx.send(Err(status)).await;
+                    break;
+                }
+            }
+        });
+        // Writer: answers each submission in the order it was queued.
+        tokio::spawn(async move {
+            while let Some(queued) = pending_rx.recv().await {
+                match queued {
+                    Ok(pending) => {
+                        for result in pending.wait().await {
+                            if out_tx.send(Ok(ack(&result))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(status) => {
+                        let _ = out_tx.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn get_tx(
+        &self,
+        request: Request<pb::GetTxRequest>,
+    ) -> Result<Response<pb::TxRecord>, Status> {
+        let tx_id = request.into_inner().tx_id;
+        check_id(&tx_id)?;
+        let record = self
+            .services
+            .read(move |store| store.tx(&tx_id))
+            .await
+            .map_err(internal)?;
+        match record {
+            Some(record) => Ok(Response::new(record_pb(record))),
+            None => Err(Status::not_found("no transaction with this tx_id")),
+        }
+    }
+
+    async fn repair(
+        &self,
+        request: Request<pb::RepairRequest>,
+    ) -> Result<Response<pb::RepairResponse>, Status> {
+        let ids = request.into_inner().tx_ids;
+        if ids.len() > MAX_RECORDS {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_RECORDS} tx_ids per repair request"
+            )));
+        }
+        for id in &ids {
+            check_id(id)?;
+        }
+        let records = self
+            .services
+            .read(move |store| {
+                let mut out = Vec::new();
+                for id in &ids {
+                    if let Some(record) = store.tx(id)? {
+                        out.push(record_pb(record));
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(pb::RepairResponse { records }))
+    }
+
+    type SyncStream = BoxStream<pb::TxRecord>;
+
+    async fn sync(
+        &self,
+        request: Request<pb::SyncRequest>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        let pb::SyncRequest { from_seq, limit } = request.into_inner();
+        let limit = match limit {
+            0 => 1000,
+            n if n as usize > MAX_RECORDS => {
+                return Err(Status::invalid_argument(format!(
+                    "limit is at most {MAX_RECORDS} (0 means 1000)"
+                )));
+            }
+            n => n as usize,
+        };
+        let records = self
+            .services
+            .read(move |store| store.txs_from_seq(from_seq, limit))
+            .await
+            .map_err(internal)?;
+        let stream = futures_util::stream::iter(records.into_iter().map(|r| Ok(record_pb(r))));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type SubscribeStream = BoxStream<pb::TxRecord>;
+
+    async fn subscribe(
+        &self,
+        _request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        Err(Status::unimplemented(
+            "Subscribe is not served by this node yet; page through Sync instead",
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl DagService for Api {
+    async fn submit_transaction(
+        &self,
+        request: Request<pb::TxRequest>,
+    ) -> Result<Response<pb::TxResponse>, Status> {
+        let tx = tx_from_request(request.into_inner());
+        let response = tx_response(&self.submit_one(tx).await?);
+        Ok(Response::new(response))
+    }
+
+    async fn query_transaction_status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let tx_id = request.into_inner().tx_id;
+        check_id(&tx_id)?;
+        let id = tx_id.clone();
+        let record = self
+            .services
+            .read(move |store| store.tx(&id))
+            .await
+            .map_err(internal)?;
+        let response = status_response(tx_id, record);
+        Ok(Response::new(response))
+    }
+}

@@ -1,0 +1,113 @@
+//! HTTP error answers: always a status and the JSON body `{"error", "message"}` (SPEC §4),
+//! with `Retry-After` where the client should come back, and the gate's refusals.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+
+use crate::{
+    ingress::{auth::AuthError, gate::Refusals, limits::Overload},
+    pipeline::SubmitError,
+    wire::json::ErrorBody,
+};
+
+/// An error answer: a status and `{"error", "message"}`.
+pub(super) struct ApiError {
+    status: StatusCode,
+    pub(super) body: ErrorBody,
+    retry_after: bool,
+}
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error,
+                message: message.into(),
+            },
+            retry_after: false,
+        }
+    }
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+    }
+    pub(super) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub(super) fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+    pub(super) fn unavailable(error: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            retry_after: true,
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, error, message)
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Overloaded => Self::unavailable("overloaded", e.to_string()),
+            SubmitError::ShuttingDown => Self::unavailable("unavailable", e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        if self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// Logs what failed inside and answers a bare 500: no internal detail leaves the node.
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "HTTP request failed");
+    ApiError::internal()
+}
+
+/// How HTTP says no: 503 with `Retry-After`, 401 with `WWW-Authenticate`, 403; `/healthz`,
+/// `/readyz` and `/metrics` are the health paths.
+#[derive(Clone)]
+pub(super) struct HttpRefusals;
+
+impl Refusals for HttpRefusals {
+    fn overloaded(&self, why: Overload) -> Response {
+        ApiError::unavailable("overloaded", why.message()).into_response()
+    }
+
+    fn unauthenticated(&self, why: AuthError) -> Response {
+        match why {
+            AuthError::Missing => {
+                let mut response =
+                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why.to_string())
+                        .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
+            AuthError::Denied => {
+                ApiError::new(StatusCode::FORBIDDEN, "permission_denied", why.to_string())
+                    .into_response()
+            }
+        }
+    }
+
+    fn is_health(&self, path: &str) -> bool {
+        ["/healthz", "/readyz", "/metrics"].contains(&path)
+    }
+}

@@ -1,0 +1,42 @@
+//! `GET /openapi.json`: the OpenAPI 3 description, generated from the handlers' annotations
+//! and the JSON types, so it cannot drift from the code.
+
+use axum::{Json, response::IntoResponse};
+use utoipa::OpenApi;
+
+use crate::wire::json;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "poh node",
+        description = "HTTP/JSON API of a poh ledger node (SPEC §4)."
+    ),
+    paths(
+        super::post_tx,
+        super::post_batch,
+        super::get_tx,
+        super::get_poh,
+        super::get_entries,
+        super::get_peers,
+        super::healthz,
+        super::readyz,
+        super::metrics,
+    ),
+    components(schemas(
+        json::TxIn,
+        json::TxOk,
+        json::ErrorBody,
+        json::BatchItem,
+        json::TxOut,
+        json::PohOut,
+        json::EntryOut,
+        json::EntriesOut,
+        json::PeersOut,
+    ))
+)]
+pub(crate) struct ApiDoc;
+
+pub(super) async fn serve() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}

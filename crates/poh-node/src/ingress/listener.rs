@@ -1,0 +1,256 @@
+//! The accept-and-drain shape every listener runs ([`accept_and_drain`]): a
+//! [`CancellationToken`] to stop it, a [`JoinSet`] of tasks, and a semaphore acquired *before*
+//! the next connection is taken, so a node at its connection limit leaves new connections
+//! waiting outside (the kernel's backlog, the QUIC endpoint) instead of taking on more work.
+//! On shutdown it stops accepting, gives the running tasks [`DRAIN_TIMEOUT`] to finish, and
+//! cuts what is still busy. TCP ([`serve`]) and QUIC connections, and the relay's sends, all
+//! run in it.
+//!
+//! gRPC (tonic's `Routes` are an axum router) and HTTP both serve an [`axum::Router`] through
+//! [`serve`]; on shutdown every connection finishes its in-flight requests (HTTP/2 GOAWAY,
+//! HTTP/1 close after the response).
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::extract::ConnectInfo;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    task::JoinSet,
+};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+use super::limits::{ClientLimiter, ClientSlot};
+
+/// How long in-flight work gets to finish on shutdown, on every listener.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a loop takes its work from: a TCP listener, a QUIC endpoint, the relay's queue.
+pub(crate) trait Source: Send {
+    /// One piece of work, handed to a task of its own.
+    type Item: Send + 'static;
+    /// The next piece of work; `None` when there will be no more.
+    fn next(&mut self) -> impl Future<Output = Option<Self::Item>> + Send;
+    /// Stops taking work; called once, before the drain.
+    fn stop(&mut self) {}
+}
+
+/// Runs `handle` on a task of its own for each item of `source`, at most `max_tasks` at once,
+/// until `shutdown`; then stops the source and drains (see the module documentation).
+pub(crate) async fn accept_and_drain<S, F, Fut>(
+    name: &'static str,
+    mut source: S,
+    max_tasks: usize,
+    shutdown: CancellationToken,
+    mut handle: F,
+) where
+    S: Source,
+    F: FnMut(S::Item) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max_tasks.max(1)));
+    let mut tasks = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let item = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            item = source.next() => match item {
+                Some(item) => item,
+                None => break,
+            },
+        };
+        while tasks.try_join_next().is_some() {}
+        let task = handle(item);
+        tasks.spawn(async move {
+            task.await;
+            drop(permit);
+        });
+    }
+    source.stop();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            listener = name,
+            open = tasks.len(),
+            "still busy after the drain timeout; cutting them"
+        );
+        tasks.shutdown().await;
+    }
+}
+
+/// A TCP listener as a [`Source`]: each connection comes with its client's connection slot;
+/// a client at its connection limit is closed at once, so its flood costs no task.
+struct TcpSource {
+    name: &'static str,
+    listener: Option<TcpListener>,
+    clients: Arc<ClientLimiter>,
+}
+
+impl Source for TcpSource {
+    type Item = (TcpStream, SocketAddr, ClientSlot);
+
+    async fn next(&mut self) -> Option<Self::Item> {
+        let listener = self.listener.as_ref()?;
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => match self.clients.connect(peer.ip()) {
+                    Some(slot) => return Some((stream, peer, slot)),
+                    None => {
+                        tracing::debug!(listener = self.name, %peer, "client at its connection limit")
+                    }
+                },
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(listener = self.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Closing the socket makes the kernel refuse new connections during the drain.
+    fn stop(&mut self) {
+        self.listener = None;
+    }
+}
+
+/// Connection-level settings of one listener.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnLimits {
+    /// What the listener is, for logs ("grpc", "http").
+    pub name: &'static str,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Refuse HTTP/1 (gRPC).
+    pub http2_only: bool,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keepalive ping interval and the time to wait for its answer.
+    pub keepalive: Option<(Duration, Duration)>,
+    /// Time a client gets to send a request's headers.
+    pub header_read_timeout: Duration,
+}
+
+/// How long a client gets to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` (over TLS when `tls` is given) until `shutdown`, then drains.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnLimits,
+    clients: Arc<ClientLimiter>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .keep_alive_interval(limits.keepalive.map(|(interval, _)| interval))
+        .keep_alive_timeout(limits.keepalive.map_or(Duration::from_secs(20), |(_, t)| t));
+    if limits.http2_only {
+        builder = builder.http2_only();
+    }
+    let name = limits.name;
+    let source = TcpSource {
+        name,
+        listener: Some(listener),
+        clients,
+    };
+    let stop = shutdown.clone();
+    accept_and_drain(
+        name,
+        source,
+        limits.max_connections,
+        shutdown,
+        move |(stream, peer, slot)| {
+            let _ = stream.set_nodelay(true);
+            let service = router.clone().map_request(
+                move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                    req
+                },
+            );
+            let (builder, stop, tls) = (builder.clone(), stop.clone(), tls.clone());
+            async move {
+                let _slot = slot;
+                let service = TowerToHyperService::new(service);
+                let result = match tls {
+                    None => serve_connection(&builder, TokioIo::new(stream), service, stop).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(stream)) => {
+                                serve_connection(&builder, TokioIo::new(stream), service, stop)
+                                    .await
+                            }
+                            // A refused certificate, a plaintext client, a slow one: logged,
+                            // and the connection is closed without answering.
+                            Ok(Err(e)) => {
+                                tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                                return;
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+                }
+            }
+        },
+    )
+    .await;
+}
+
+async fn serve_connection<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: TokioIo<I>,
+    service: TowerToHyperService<S>,
+    stop: CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = axum::response::Response>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result,
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The UDP listener (SPEC §4): one JSON transaction per datagram, no reply.
+//!
+//! Datagrams are read in batches (`recvmmsg` and GRO on Linux, through `quinn-udp`), decoded
+//! ([`decode`]) on the receive task, and handed to the [`IngestPipeline`](crate::IngestPipeline) as one
+//! submission per batch, whose answers are awaited on a task of their own so the receive loop
+//! never waits for a commit. A datagram that is not a transaction is dropped and counted
+//! (`poh_tx_rejected_total{transport="udp",reason="malformed"}`); one the pipeline refuses is
+//! counted with the pipeline's reason. Nothing a sender does stops the loop.
+
+use std::{io::IoSliceMut, sync::Arc};
+
+use poh_core::Tx;
+use quinn_udp::{BATCH_SIZE, RecvMeta, UdpSocketState};
+use tokio::{io::Interest, net::UdpSocket, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::Services;
+use crate::{
+    NodeError,
+    config::UdpConfig,
+    metrics::RejectReason,
+    pipeline::Admission,
+    wire::{Transport, json::tx_from_json},
+};
+
+/// The largest UDP payload; with GRO one buffer holds at most this much too.
+const BUFFER_BYTES: usize = 1 << 16;
+
+/// A bound UDP socket made ready for [`serve`]: large receive buffer, batch receive state.
+pub(crate) struct UdpListener {
+    socket: UdpSocket,
+    state: UdpSocketState,
+}
+
+impl UdpListener {
+    /// Binds `addr` and sizes the receive buffer (the kernel may cap it; the size obtained is
+    /// logged).
+    pub(crate) async fn bind(
+        addr: std::net::SocketAddr,
+        config: &UdpConfig,
+    ) -> Result<Self, NodeError> {
+        let socket = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "UDP",
+                addr,
+                source,
+            })?;
+        let state = UdpSocketState::new((&socket).into()).map_err(|source| NodeError::Bind {
+            what: "UDP",
+            addr,
+            source,
+        })?;
+        if let Err(e) = state.set_recv_buffer_size((&socket).into(), config.recv_buffer_bytes) {
+            tracing::warn!(error = %e, "cannot set the UDP receive buffer size");
+        }
+        tracing::debug!(
+            recv_buffer = state.recv_buffer_size((&socket).into()).unwrap_or(0),
+            gro_segments = state.gro_segments(),
+            "UDP socket ready"
+        );
+        Ok(Self { socket, state })
+    }
+
+    /// The bound address.
+    pub(crate) fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+/// Receives until `shutdown`, then waits for the submissions already handed over.
+pub(crate) async fn serve(
+    listener: UdpListener,
+    services: Services,
+    config: UdpConfig,
+    shutdown: CancellationToken,
+) {
+    let UdpListener { socket, state } = listener;
+    let socket = Arc::new(socket);
+    let mut buffers = vec![vec![0u8; BUFFER_BYTES]; BATCH_SIZE];
+    let mut meta = vec![RecvMeta::default(); BATCH_SIZE];
+    let mut batch: Vec<Tx> = Vec::with_capacity(config.max_batch);
+    let mut answers = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            ready = socket.readable() => {
+                if let Err(e) = ready {
+                    tracing::warn!(error = %e, "UDP socket failed");
+                    break;
+                }
+            }
+        }
+        // Everything queued now, in as few system calls as the platform allows.
+        loop {
+            let received = socket.try_io(Interest::READABLE, || {
+                let mut slices: Vec<IoSliceMut<'_>> =
+                    buffers.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+                state.recv((&*socket).into(), &mut slices, &mut meta)
+            });
+            let n = match received {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // An ICMP error for an earlier send, a truncated datagram: not a reason to stop.
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP receive error");
+                    break;
+                }
+            };
+            for (buffer, m) in buffers.iter().zip(&meta).take(n) {
+                let stride = m.stride.max(1);
+                for datagram in buffer[..m.len].chunks(stride) {
+                    if !services.limiter.allow(m.addr.ip()) {
+                        services
+                            .metrics
+                            .ingest
+                            .rejected(Transport::Udp, RejectReason::Overloaded);
+                        continue;
+                    }
+                    match decode(datagram) {
+                        Some(tx) => batch.push(tx),
+                        None => services
+                            .metrics
+                            .ingest
+                            .rejected(Transport::Udp, RejectReason::Malformed),
+                    }
+                }
+            }
+            if batch.len() >= config.max_batch {
+                submit(&services, &mut batch, &mut answers);
+            }
+        }
+        submit(&services, &mut batch, &mut answers);
+    }
+    submit(&services, &mut batch, &mut answers);
+    while answers.join_next().await.is_some() {}
+}
+
+/// One datagram as a transaction, or `None` when it is not one.
+pub fn decode(datagram: &[u8]) -> Option<Tx> {
+    tx_from_json(datagram).ok()
+}
+
+fn submit(services: &Services, batch: &mut Vec<Tx>, answers: &mut JoinSet<()>) {
+    while answers.try_join_next().is_some() {}
+    if batch.is_empty() {
+        return;
+    }
+    let txs = std::mem::take(batch);
+    let pipeline = services.pipeline.clone();
+    // The pipeline counts what it refuses (including overload); nobody is answered.
+    answers.spawn(async move {
+        if let Ok(pending) = pipeline
+            .enqueue(Transport::Udp, txs, Admission::FailFast)
+            .await
+        {
+            pending.wait().await;
+        }
+    });
+}

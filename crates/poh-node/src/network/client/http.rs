@@ -1,0 +1,27 @@
+//! The HTTP client: reqwest over rustls, trusting servers per [`ServerTrust`] and presenting
+//! the client's certificate for mutual TLS.
+
+use std::time::Duration;
+
+use crate::{
+    NodeError,
+    tls::{Identity, ServerTrust},
+};
+
+/// An HTTP client whose requests take at most `timeout`, trusting servers per `trust`.
+pub fn http_client(
+    timeout: Duration,
+    trust: &ServerTrust,
+    identity: Option<&Identity>,
+) -> Result<reqwest::Client, NodeError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .tls_backend_preconfigured(crate::tls::client_config(
+            trust,
+            identity,
+            &[b"h2", b"http/1.1"],
+        )?)
+        .build()
+        .map_err(|e| NodeError::Config(format!("cannot make the HTTP client: {e}")))
+}

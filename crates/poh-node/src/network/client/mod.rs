@@ -1,0 +1,196 @@
+//! Every client the node (and the CLI) uses to reach other nodes, over each transport:
+//! [`grpc`], [`http`], [`udp`] and [`quic`], and [`PeerClients`], the connections to peers
+//! kept and reused by the broadcaster, the relay and the health checks.
+//!
+//! [`ClientTls`] is how a client trusts servers and proves itself: the trust (a CA, a pin, or
+//! anything), the certificate it presents for mutual TLS, and the bearer token it sends.
+
+pub mod grpc;
+pub mod http;
+pub mod quic;
+pub mod udp;
+
+use std::{collections::HashMap, path::Path, sync::Arc, sync::Mutex, time::Duration};
+
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    transport::Channel,
+};
+
+pub use self::{grpc::grpc_channel, quic::QuicClient, udp::UdpClient};
+use crate::{
+    NodeError,
+    tls::{Identity, ServerTrust},
+};
+
+/// How a client talks to peers: TLS, and the bearer token peers with authentication on want.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    /// How servers are trusted.
+    pub trust: ServerTrust,
+    /// The certificate presented for mutual TLS.
+    pub identity: Option<Identity>,
+    /// Sent as `authorization: Bearer <token>` on gRPC and HTTP.
+    pub token: Option<String>,
+}
+
+impl ClientTls {
+    /// Whether gRPC goes over TLS: a CA or a certificate is configured.
+    pub fn is_on(&self) -> bool {
+        !matches!(self.trust, ServerTrust::AnyCertificate) || self.identity.is_some()
+    }
+
+    /// The rustls configuration for gRPC, when TLS is on.
+    pub fn grpc_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, NodeError> {
+        if !self.is_on() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(crate::tls::client_config(
+            &self.trust,
+            self.identity.as_ref(),
+            &[b"h2"],
+        )?)))
+    }
+
+    /// The token as gRPC `authorization` metadata.
+    pub fn bearer(&self) -> Result<Option<MetadataValue<Ascii>>, NodeError> {
+        self.token
+            .as_ref()
+            .map(|t| {
+                format!("Bearer {t}").parse().map_err(|_| {
+                    NodeError::Config(
+                        "the bearer token has characters a header cannot carry".into(),
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
+/// The bearer token a client presents: the first non-blank line of `path`.
+pub fn read_token_file(path: &Path) -> Result<String, NodeError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        NodeError::Config(format!(
+            "cannot read the token file {}: {e}",
+            path.display()
+        ))
+    })?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| NodeError::Config(format!("{} holds no token", path.display())))
+}
+
+/// Connections to peers, made on first use and reused: one lazily connected gRPC channel per
+/// (address, pin), reqwest's pool for HTTP (one client per pin), one UDP socket, one QUIC
+/// connection per (address, pin). A pinned peer is reached over TLS trusting exactly that
+/// certificate, while the client's own certificate is still presented for mutual TLS.
+pub struct PeerClients {
+    timeout: Duration,
+    /// TLS for gRPC when a CA or a certificate is configured; plaintext otherwise.
+    grpc_tls: Option<Arc<rustls::ClientConfig>>,
+    token: Option<String>,
+    bearer: Option<MetadataValue<Ascii>>,
+    identity: Option<Identity>,
+    grpc: Mutex<HashMap<(String, Option<String>), Channel>>,
+    http: reqwest::Client,
+    http_pinned: Mutex<HashMap<String, reqwest::Client>>,
+    udp: UdpClient,
+    quic: QuicClient,
+}
+
+impl PeerClients {
+    /// Clients trusting servers per `tls`; `timeout` bounds connecting and each HTTP request.
+    pub async fn new(tls: ClientTls, timeout: Duration) -> Result<Self, NodeError> {
+        Ok(Self {
+            grpc_tls: tls.grpc_config()?,
+            bearer: tls.bearer()?,
+            http: http::http_client(timeout, &tls.trust, tls.identity.as_ref())?,
+            udp: UdpClient::bind().await?,
+            quic: QuicClient::new(&tls.trust, tls.identity.as_ref())?,
+            token: tls.token,
+            identity: tls.identity,
+            timeout,
+            grpc: Mutex::new(HashMap::new()),
+            http_pinned: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The gRPC channel to `peer`, made once and reconnected by tonic as needed.
+    pub fn grpc(&self, peer: &str, pin: Option<&str>) -> Result<Channel, String> {
+        let key = (peer.to_string(), pin.map(str::to_string));
+        let mut channels = self.grpc.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(&key) {
+            return Ok(c.clone());
+        }
+        let pinned = match pin {
+            Some(pin) => Some(Arc::new(
+                crate::tls::client_config(
+                    &ServerTrust::Pinned(pin.to_string()),
+                    self.identity.as_ref(),
+                    &[b"h2"],
+                )
+                .map_err(|e| e.to_string())?,
+            )),
+            None => None,
+        };
+        let channel = grpc_channel(
+            peer,
+            pinned.as_ref().or(self.grpc_tls.as_ref()),
+            self.timeout,
+        )?;
+        channels.insert(key, channel.clone());
+        Ok(channel)
+    }
+
+    /// `message` as a gRPC request carrying the bearer token, when there is one.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = &self.bearer {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        request
+    }
+
+    /// The HTTP client for a peer: the shared one, or one trusting only its pinned certificate.
+    pub fn http(&self, pin: Option<&str>) -> Result<reqwest::Client, String> {
+        let Some(pin) = pin else {
+            return Ok(self.http.clone());
+        };
+        let mut clients = self.http_pinned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(pin) {
+            return Ok(c.clone());
+        }
+        let client = http::http_client(
+            self.timeout,
+            &ServerTrust::Pinned(pin.to_string()),
+            self.identity.as_ref(),
+        )
+        .map_err(|e| e.to_string())?;
+        clients.insert(pin.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// The bearer token sent to HTTP peers.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The UDP sender.
+    pub fn udp(&self) -> &UdpClient {
+        &self.udp
+    }
+
+    /// The QUIC client.
+    pub fn quic(&self) -> &QuicClient {
+        &self.quic
+    }
+
+    /// Closes the QUIC connections.
+    pub fn close(&self) {
+        self.quic.close();
+    }
+}

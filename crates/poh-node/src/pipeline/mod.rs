@@ -1,0 +1,444 @@
+//! [`IngestPipeline`]: the one path every transport's transactions take, and the owner of
+//! its threads.
+//!
+//! validate → verify signature (off the async runtime, on rayon) → admit against a bounded
+//! budget → the committer thread ([`committer`]) dedupes and records the batch's digests in
+//! PoH → the writer thread ([`writer`]) stores transactions and entries in one durable commit
+//! → every waiter is answered. The two threads overlap: a batch is prepared while the previous
+//! one waits for fsync. [`IngestPipeline::start`] resumes the chain from the store and starts
+//! the PoH generator, the writer and the committer; it returns the handle every transport
+//! shares and a [`PipelineJoin`] that resolves when they have all stopped.
+//!
+//! Admission is bounded in bytes, so a flood is refused early ([`SubmitError::Overloaded`])
+//! instead of growing memory; streams wait for room instead ([`Admission::Wait`]), which pushes
+//! back on the client through HTTP/2 flow control.
+
+mod committer;
+mod tips;
+mod writer;
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    task::{Context, Poll},
+    time::{Instant, SystemTime},
+};
+
+use poh_core::{Hash, Limits, PohConfig, PohState, Tx, ValidationError};
+use poh_store::Store;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use committer::{CommitSettings, Committer, PohView};
+pub(crate) use writer::RelaySender;
+
+use crate::{
+    NodeError,
+    config::IngestConfig,
+    metrics::{IngestMetrics, RejectReason},
+    wire::{Refusal, Transport},
+};
+
+/// Batches at least this large are prepared on rayon rather than on the async thread.
+const INLINE_PREPARE_MAX: usize = 16;
+
+/// A transaction that was stored, now or before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored by this submission.
+    Stored {
+        /// Its index in the node's stream of recorded mixins.
+        poh_seq: u64,
+        /// The hash of the entry that recorded it.
+        poh_hash: Hash,
+    },
+    /// Already stored with the same digest; the original's place.
+    Duplicate {
+        /// The original's `poh_seq`.
+        poh_seq: u64,
+        /// The original's `poh_hash`.
+        poh_hash: Hash,
+    },
+}
+
+/// Why one transaction was not stored. Nothing was changed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Rejected {
+    /// A SPEC §2 rule is broken (`INVALID`, or `TOO_LARGE` for the payload size).
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    /// A present signature does not verify (`BAD_SIGNATURE`).
+    #[error("the ML-DSA-87 signature does not verify against public_key over the signing bytes")]
+    BadSignature,
+    /// The id is stored with a different digest (`CONFLICT`).
+    #[error("tx_id is already stored with different contents; the stored one is unchanged")]
+    Conflict,
+    /// The node failed internally; the transaction may be retried.
+    #[error("internal error; retry later")]
+    Internal,
+}
+
+/// The answer for one transaction.
+pub type TxResult = Result<Accepted, Rejected>;
+
+/// Why a whole submission was refused before any of it was looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The node is at capacity; back off and retry.
+    #[error("the node is overloaded; back off and retry")]
+    Overloaded,
+    /// The node is stopping.
+    #[error("the node is shutting down; retry on another node")]
+    ShuttingDown,
+}
+
+/// How a submission waits for room in the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Refuse at once when full (unary calls: the client backs off).
+    FailFast,
+    /// Wait for room (streams: back-pressure through flow control).
+    Wait,
+}
+
+/// A validated transaction on its way to the committer.
+pub(crate) struct Prepared {
+    pub tx: Tx,
+    pub digest: Hash,
+}
+
+/// One submission's valid transactions, queued for the committer.
+pub(crate) struct Job {
+    pub txs: Vec<Prepared>,
+    pub received_at: f64,
+    pub reply: oneshot::Sender<Vec<TxResult>>,
+    /// Held until the job is answered: the budget it occupies.
+    pub permit: OwnedSemaphorePermit,
+}
+
+pub(crate) enum Msg {
+    Job(Job),
+    /// Finish what is queued, then stop.
+    Close,
+    /// The writer stored what it was handed and can take the next batch.
+    Written,
+}
+
+struct Inner {
+    jobs: Mutex<mpsc::Sender<Msg>>,
+    budget: Arc<Semaphore>,
+    budget_kib: u32,
+    closed: AtomicBool,
+    limits: Limits,
+    metrics: IngestMetrics,
+    view: Arc<PohView>,
+}
+
+impl Drop for Inner {
+    /// The last handle gone: the committer finishes what is queued and stops (the writer holds
+    /// a sender too, so the channel alone would not tell it).
+    fn drop(&mut self) {
+        let jobs = self.jobs.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = jobs.send(Msg::Close);
+    }
+}
+
+/// Handle to the pipeline; cheap to clone, shared by every transport.
+#[derive(Clone)]
+pub struct IngestPipeline {
+    inner: Arc<Inner>,
+}
+
+/// A submission that is queued; [`Pending::wait`] gives its answers.
+pub struct Pending {
+    results: Vec<Option<TxResult>>,
+    reply: Option<oneshot::Receiver<Vec<TxResult>>>,
+    started: Instant,
+    transport: Transport,
+    metrics: IngestMetrics,
+}
+
+/// Resolves when the pipeline's threads have stopped: `Ok` after [`IngestPipeline::close`]
+/// with everything committed, the first failure otherwise.
+pub(crate) struct PipelineJoin(oneshot::Receiver<Result<(), NodeError>>);
+
+impl Future for PipelineJoin {
+    type Output = Result<(), NodeError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|done| done.unwrap_or(Err(NodeError::TaskFailed("committer"))))
+    }
+}
+
+impl IngestPipeline {
+    /// Resumes `chain_id` from `store` (or starts it at genesis), refusing a store that holds
+    /// another chain, and starts the PoH generator, the writer and the committer. Newly
+    /// stored transactions go to `relay` when given.
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        chain_id: &str,
+        poh: PohConfig,
+        config: &IngestConfig,
+        metrics: IngestMetrics,
+        relay: Option<RelaySender>,
+    ) -> Result<(Self, PipelineJoin), NodeError> {
+        let (jobs, queue) = mpsc::channel();
+        let settings = CommitSettings {
+            max_batch: config.max_batch,
+            durable: config.fsync,
+        };
+        let (committer, view) = Committer::open(
+            store,
+            chain_id,
+            poh,
+            settings,
+            metrics.clone(),
+            (jobs.clone(), queue),
+            relay,
+        )?;
+        let (committed, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("poh-committer".into())
+            .spawn(move || {
+                let _ = committed.send(committer.run());
+            })
+            .map_err(|_| NodeError::TaskFailed("committer"))?;
+        let budget_kib = u32::try_from(config.queue_bytes / 1024)
+            .unwrap_or(u32::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS as u32);
+        let pipeline = Self {
+            inner: Arc::new(Inner {
+                jobs: Mutex::new(jobs),
+                budget: Arc::new(Semaphore::new(budget_kib as usize)),
+                budget_kib,
+                closed: AtomicBool::new(false),
+                limits: config.limits(),
+                metrics,
+                view,
+            }),
+        };
+        Ok((pipeline, PipelineJoin(done)))
+    }
+
+    /// Submits transactions and waits for every answer, in order. Refuses the whole call at
+    /// once when the node is full.
+    pub async fn submit(
+        &self,
+        transport: Transport,
+        txs: Vec<Tx>,
+    ) -> Result<Vec<TxResult>, SubmitError> {
+        Ok(self
+            .enqueue(transport, txs, Admission::FailFast)
+            .await?
+            .wait()
+            .await)
+    }
+
+    /// Validates and queues transactions; the answers come from [`Pending::wait`]. Queue
+    /// order is storage order, so a stream keeps its order by queueing one chunk at a time.
+    pub async fn enqueue(
+        &self,
+        transport: Transport,
+        txs: Vec<Tx>,
+        admission: Admission,
+    ) -> Result<Pending, SubmitError> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        inner.metrics.received(transport, txs.len() as u64);
+        let refuse = |e: SubmitError, n: usize| {
+            for _ in 0..n {
+                inner.metrics.rejected(transport, RejectReason::Overloaded);
+            }
+            e
+        };
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(refuse(SubmitError::ShuttingDown, txs.len()));
+        }
+        // Budget in KiB: a fixed overhead per transaction plus its variable-size fields.
+        let cost: usize = txs.iter().map(|tx| 1 + tx_bytes(tx) / 1024).sum();
+        let cost = u32::try_from(cost)
+            .unwrap_or(u32::MAX)
+            .min(inner.budget_kib);
+        let permit = match admission {
+            Admission::FailFast => inner.budget.clone().try_acquire_many_owned(cost).ok(),
+            Admission::Wait => inner.budget.clone().acquire_many_owned(cost).await.ok(),
+        };
+        let Some(permit) = permit else {
+            return Err(refuse(SubmitError::Overloaded, txs.len()));
+        };
+
+        let n = txs.len();
+        let prepared = self.prepare(txs).await;
+        let mut results = Vec::with_capacity(n);
+        let mut valid = Vec::with_capacity(n);
+        for p in prepared {
+            match p {
+                Ok(p) => {
+                    results.push(None);
+                    valid.push(p);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        let mut pending = Pending {
+            results,
+            reply: None,
+            started,
+            transport,
+            metrics: inner.metrics.clone(),
+        };
+        if valid.is_empty() {
+            return Ok(pending);
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            txs: valid,
+            received_at: unix_now(),
+            reply,
+            permit,
+        };
+        let sent = inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Msg::Job(job));
+        if sent.is_err() {
+            return Err(refuse(SubmitError::ShuttingDown, n));
+        }
+        pending.reply = Some(answer);
+        Ok(pending)
+    }
+
+    /// Validation, digest and signature check; on rayon for large or signed batches, since
+    /// an ML-DSA-87 verification takes ~70 µs and must not stall the async runtime.
+    async fn prepare(&self, txs: Vec<Tx>) -> Vec<Result<Prepared, Rejected>> {
+        let limits = self.inner.limits;
+        let metrics = self.inner.metrics.clone();
+        let signed = txs.iter().any(|tx| !tx.signature.is_empty());
+        if txs.len() <= INLINE_PREPARE_MAX && !signed {
+            return txs
+                .into_iter()
+                .map(|tx| prepare_one(tx, &limits, &metrics))
+                .collect();
+        }
+        let n = txs.len();
+        let (done, result) = oneshot::channel();
+        rayon::spawn(move || {
+            use rayon::prelude::*;
+            let out: Vec<_> = txs
+                .into_par_iter()
+                .map(|tx| prepare_one(tx, &limits, &metrics))
+                .collect();
+            let _ = done.send(out);
+        });
+        // The rayon job cannot be lost while the pool lives; answer Internal if it were.
+        result
+            .await
+            .unwrap_or_else(|_| (0..n).map(|_| Err(Rejected::Internal)).collect())
+    }
+
+    /// Refuses new submissions and tells the committer to finish what is queued.
+    pub(crate) fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        let _ = self
+            .inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Msg::Close);
+    }
+
+    /// The PoH chain as stored, and the generator's measured rate.
+    pub fn poh(&self) -> PohStatus {
+        self.inner.view.status()
+    }
+
+    /// Whether the committer and the PoH generator are running.
+    pub fn is_running(&self) -> bool {
+        self.inner.view.is_running()
+    }
+}
+
+/// What `GET /v1/poh` reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PohStatus {
+    /// The chain's id.
+    pub chain_id: String,
+    /// The state after the last stored entry.
+    pub state: PohState,
+    /// Hashes per second over the last few seconds.
+    pub hashes_per_second: f64,
+}
+
+impl Pending {
+    /// Waits for the committer and returns one answer per submitted transaction, in order.
+    pub async fn wait(mut self) -> Vec<TxResult> {
+        let stored = match self.reply.take() {
+            Some(answer) => answer.await.ok(),
+            None => Some(Vec::new()),
+        };
+        let mut stored = stored.map(Vec::into_iter);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let m = &self.metrics;
+        let mut out = Vec::with_capacity(self.results.len());
+        for slot in self.results {
+            let result = match slot {
+                Some(r) => r,
+                // A committer that went away answered nothing: an internal failure.
+                None => stored
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .unwrap_or(Err(Rejected::Internal)),
+            };
+            match &result {
+                Ok(_) => m.issued_success.increment(1),
+                Err(Rejected::Internal) => {
+                    m.issued_failure.increment(1);
+                    m.rejected(self.transport, RejectReason::Internal);
+                }
+                Err(e) => m.rejected(self.transport, Refusal::of(e).reason),
+            }
+            out.push(result);
+        }
+        m.latency.record_many(elapsed, out.len());
+        m.latency_summary.record_many(elapsed, out.len());
+        out
+    }
+}
+
+fn prepare_one(tx: Tx, limits: &Limits, metrics: &IngestMetrics) -> Result<Prepared, Rejected> {
+    tx.validate(limits)?;
+    if !tx.signature.is_empty() {
+        let started = Instant::now();
+        let verified = tx.verify_signature();
+        metrics
+            .verify_latency
+            .record(started.elapsed().as_secs_f64());
+        verified.map_err(|_| Rejected::BadSignature)?;
+    }
+    let digest = tx.digest();
+    Ok(Prepared { tx, digest })
+}
+
+/// The bytes a transaction occupies while queued, roughly.
+fn tx_bytes(tx: &Tx) -> usize {
+    tx.payload.len()
+        + tx.public_key.len()
+        + tx.signature.len()
+        + tx.tx_id.len()
+        + tx.holder_id.len()
+        + tx.parent_ids.iter().map(String::len).sum::<usize>()
+}
+
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,130 @@
+//! How a client (the node's broadcaster, relay and health checks, and the CLI) trusts the
+//! servers it talks to: a CA, one pinned certificate, or (development only) anything.
+
+use std::sync::Arc;
+
+use rustls::{
+    DigitallySignedStruct, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, ServerName, UnixTime},
+};
+
+use super::{Identity, error, fingerprint, provider, roots};
+use crate::NodeError;
+
+/// How a client decides to trust a server.
+#[derive(Clone, Debug, Default)]
+pub enum ServerTrust {
+    /// Certificates issued by this CA (PEM file), for the name dialled.
+    Ca(std::path::PathBuf),
+    /// Exactly the certificate with this SHA-256 fingerprint (lowercase hex).
+    Pinned(String),
+    /// Any certificate: development certificates on a trusted network only.
+    #[default]
+    AnyCertificate,
+}
+
+/// A client configuration trusting servers per `trust`, presenting `identity` when given.
+pub fn client_config(
+    trust: &ServerTrust,
+    identity: Option<&Identity>,
+    alpn: &[&[u8]],
+) -> Result<rustls::ClientConfig, NodeError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .map_err(error)?;
+    let builder = match trust {
+        ServerTrust::Ca(ca) => builder.with_root_certificates(roots(ca)?),
+        ServerTrust::Pinned(pin) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                pin: Some(pin.to_ascii_lowercase()),
+                provider: provider(),
+            })),
+        ServerTrust::AnyCertificate => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Pinned {
+                    pin: None,
+                    provider: provider(),
+                }))
+        }
+    };
+    let mut config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .map_err(error)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// Why a pinned server was refused, in the words an operator needs.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server's certificate does not match the pinned SHA-256 fingerprint (see poh fingerprint)"
+)]
+struct PinMismatch;
+
+/// Trusts one pinned certificate (or, without a pin, any), still checking that the server
+/// holds its key.
+#[derive(Debug)]
+struct Pinned {
+    pin: Option<String>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match &self.pin {
+            // `Error::Other` displays its message; a `CertificateError` would show its Debug form.
+            Some(pin) if *pin != fingerprint(end_entity) => Err(rustls::Error::Other(
+                rustls::OtherError(Arc::new(PinMismatch)),
+            )),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,136 @@
+//! `poh.v1` protobuf messages (SPEC §4) to and from the node's types: the transaction both
+//! ways, the `Ack` of one result, and the read answers (`TxRecord`, `StatusResponse`).
+//! gRPC and QUIC carry the same messages, so both servers and both clients use these.
+
+use poh_core::Tx;
+use poh_proto::v1 as pb;
+use poh_store::{TxRecord, TxStatus};
+
+use super::Refusal;
+use crate::pipeline::{Accepted, TxResult};
+
+/// The core transaction a `poh.v1.Tx` carries (unchecked: validation comes after).
+pub fn tx_from_pb(tx: pb::Tx) -> Tx {
+    Tx {
+        tx_id: tx.tx_id,
+        holder_id: tx.holder_id,
+        timestamp: tx.timestamp,
+        payload: tx.payload,
+        parent_ids: tx.parent_ids,
+        public_key: tx.public_key,
+        signature: tx.signature,
+    }
+}
+
+/// The `poh.v1.Tx` wire form of a transaction.
+pub fn tx_to_pb(tx: Tx) -> pb::Tx {
+    pb::Tx {
+        tx_id: tx.tx_id,
+        holder_id: tx.holder_id,
+        timestamp: tx.timestamp,
+        payload: tx.payload,
+        parent_ids: tx.parent_ids,
+        public_key: tx.public_key,
+        signature: tx.signature,
+    }
+}
+
+/// The transaction of a `DAGService.SubmitTransaction` request (its payload is text).
+pub fn tx_from_request(r: pb::TxRequest) -> Tx {
+    Tx {
+        tx_id: r.tx_id,
+        holder_id: r.holder_id,
+        timestamp: r.timestamp,
+        payload: r.payload.into_bytes(),
+        parent_ids: r.parent_ids,
+        public_key: r.public_key,
+        signature: r.signature,
+    }
+}
+
+/// The `Ack` for one transaction's result.
+pub fn ack(result: &TxResult) -> pb::Ack {
+    match result {
+        Ok(accepted) => {
+            let (code, poh_seq, poh_hash) = match accepted {
+                Accepted::Stored { poh_seq, poh_hash } => (pb::AckCode::Stored, poh_seq, poh_hash),
+                Accepted::Duplicate { poh_seq, poh_hash } => {
+                    (pb::AckCode::Duplicate, poh_seq, poh_hash)
+                }
+            };
+            pb::Ack {
+                success: true,
+                message: String::new(),
+                code: code as i32,
+                poh_seq: *poh_seq,
+                poh_hash: poh_hash.0.to_vec(),
+            }
+        }
+        Err(e) => pb::Ack {
+            success: false,
+            message: e.to_string(),
+            code: Refusal::of(e).ack as i32,
+            poh_seq: 0,
+            poh_hash: Vec::new(),
+        },
+    }
+}
+
+/// The `TxResponse` of `DAGService.SubmitTransaction` for one result.
+pub fn tx_response(result: &TxResult) -> pb::TxResponse {
+    let (status, message, poh_seq) = match result {
+        Ok(Accepted::Stored { poh_seq, .. }) => ("accepted", String::new(), *poh_seq),
+        Ok(Accepted::Duplicate { poh_seq, .. }) => ("duplicate", String::new(), *poh_seq),
+        Err(e) => ("rejected", e.to_string(), 0),
+    };
+    pb::TxResponse {
+        status: status.into(),
+        message,
+        poh_seq,
+    }
+}
+
+/// A stored status as the protobuf enum.
+pub fn status_pb(status: TxStatus) -> pb::TxStatus {
+    match status {
+        TxStatus::Pending => pb::TxStatus::Pending,
+        TxStatus::Ordered => pb::TxStatus::Ordered,
+        TxStatus::Sealed => pb::TxStatus::Sealed,
+    }
+}
+
+/// A stored transaction as `GetTx`, `Repair` and `Sync` answer it.
+pub fn record_pb(record: TxRecord) -> pb::TxRecord {
+    pb::TxRecord {
+        status: status_pb(record.status) as i32,
+        poh_seq: record.poh_seq,
+        poh_hash: record.poh_hash.0.to_vec(),
+        header_id: record.header_id.unwrap_or_default(),
+        received_at: record.received_at,
+        tx: Some(tx_to_pb(record.tx)),
+    }
+}
+
+/// `QueryTransactionStatus`'s answer: what the node knows of `tx_id`, if anything.
+pub fn status_response(tx_id: String, record: Option<TxRecord>) -> pb::StatusResponse {
+    let Some(r) = record else {
+        return pb::StatusResponse {
+            tx_id,
+            status: pb::TxStatus::Unknown as i32,
+            message: "this node has never seen this transaction".into(),
+            ..Default::default()
+        };
+    };
+    pb::StatusResponse {
+        tx_id,
+        status: status_pb(r.status) as i32,
+        message: match r.status {
+            TxStatus::Pending => "waiting for a parent this node has not seen".into(),
+            _ => String::new(),
+        },
+        poh_seq: r.poh_seq,
+        poh_hash: r.poh_hash.0.to_vec(),
+        parent_ids: r.dag_parents,
+        header_id: r.header_id.unwrap_or_default(),
+    }
+}
