@@ -1,19 +1,9 @@
 //! The client commands against real `poh serve` processes: broadcast over all four protocols
 //! with a dead peer, submit with fail-over, status, check-peers.
 
-use std::process::Output;
-
 use serde_json::Value;
 
-use crate::serve::{Served, serve, signal};
-
-fn poh(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_poh"))
-        .args(args)
-        .env_remove("POH_PEERS_FILE")
-        .output()
-        .unwrap()
-}
+use crate::common::{Served, poh, serve, serve_flags, stop};
 
 fn http_status(url: &str) -> u16 {
     tokio::runtime::Builder::new_current_thread()
@@ -21,11 +11,6 @@ fn http_status(url: &str) -> u16 {
         .build()
         .unwrap()
         .block_on(async { reqwest::get(url).await.unwrap().status().as_u16() })
-}
-
-fn stop(mut node: Served) {
-    signal(&node.child, "TERM");
-    assert!(node.child.wait().unwrap().success());
 }
 
 #[test]
@@ -239,7 +224,7 @@ fn broadcast_over_mutual_tls_with_poh_certs_output_and_pins() {
         assert!(poh(&args).status.success());
     }
     let data = dir.path().join("data");
-    let node = crate::serve::serve_flags(
+    let node = serve_flags(
         &data,
         &[
             "--tls-cert",

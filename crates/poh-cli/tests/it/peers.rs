@@ -8,7 +8,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::text;
+use crate::common::text;
 
 /// `poh ARGS --peers-file FILE`, with no peers file in the environment.
 fn poh_on(file: &Path, args: &[&str]) -> Output {

@@ -3,9 +3,8 @@
 
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -14,25 +13,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use poh_core::{Entry, Hash, genesis, verify::verify_serial};
 use serde_json::{Value, json};
 
-const HASHES_PER_TICK: u64 = 500;
-
-/// A `poh serve` child and its HTTP base URL, read from its start-up log line.
-pub(crate) struct Served {
-    pub child: Child,
-    pub base: String,
-    pub grpc: String,
-    pub udp: String,
-    pub quic: String,
-}
-
-pub(crate) fn serve(data_dir: &Path) -> Served {
-    serve_with(Command::new(env!("CARGO_BIN_EXE_poh")), data_dir, &[])
-}
-
-/// `poh serve` with more flags (TLS, authentication…).
-pub(crate) fn serve_flags(data_dir: &Path, flags: &[&str]) -> Served {
-    serve_with(Command::new(env!("CARGO_BIN_EXE_poh")), data_dir, flags)
-}
+use crate::common::{HASHES_PER_TICK, Served, serve, serve_with, signal};
 
 /// `poh serve` whose files may not grow past `kib` KiB, like a full disk: bash sets the
 /// limit, and SIGXFSZ is ignored so a write past it fails with EFBIG instead of killing.
@@ -45,65 +26,6 @@ fn serve_on_full_disk(data_dir: &Path, kib: u64) -> Served {
     serve_with(command, data_dir, &[])
 }
 
-/// `command serve FLAGS` on ports the system picks, until its start-up line names them.
-fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Served {
-    let mut child = command
-        .arg("serve")
-        .args(flags)
-        .args([
-            "--grpc-port",
-            "0",
-            "--http-port",
-            "0",
-            "--udp-port",
-            "0",
-            "--quic-port",
-            "0",
-            "--hashes-per-tick",
-        ])
-        .arg(HASHES_PER_TICK.to_string())
-        .args(["--ticks-per-second", "50", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "info")
-        .env_remove("POH_CONFIG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    // The log is read on a thread (and drained for the child's whole life, so it never
-    // blocks on a full pipe); the start-up line must come within a deadline.
-    let (found, base) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let field = |name: &str| {
-                line.split(&format!(" {name}="))
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .map(str::to_string)
-            };
-            if let (Some(grpc), Some(http), Some(udp), Some(quic)) =
-                (field("grpc"), field("http"), field("udp"), field("quic"))
-            {
-                let _ = found.send((grpc, format!("http://{http}"), udp, quic));
-            }
-        }
-    });
-    match base.recv_timeout(Duration::from_secs(60)) {
-        Ok((grpc, base, udp, quic)) => Served {
-            child,
-            base,
-            grpc,
-            udp,
-            quic,
-        },
-        Err(_) => {
-            let _ = child.kill();
-            panic!("poh serve did not log its addresses within 60 s");
-        }
-    }
-}
-
 /// Waits until `n` transactions are acknowledged; fails after a deadline instead of hanging.
 fn wait_for_acks(acked: &Mutex<HashMap<String, Value>>, n: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -114,15 +36,6 @@ fn wait_for_acks(acked: &Mutex<HashMap<String, Value>>, n: usize) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-pub(crate) fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args(["-s", name])
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 fn tx(id: &str) -> Value {

@@ -1,0 +1,145 @@
+//! Helpers of the CLI's integration tests: running `poh`, and `poh serve` processes on ports
+//! the system picks.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+/// `poh ARGS`, with no peers file or config from the environment.
+pub fn poh(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_poh"))
+        .args(args)
+        .env_remove("POH_PEERS_FILE")
+        .output()
+        .expect("run poh")
+}
+
+/// Bytes as text, for messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// PoH settings light enough for several nodes at once.
+pub const HASHES_PER_TICK: u64 = 500;
+
+/// A `poh serve` child and its HTTP base URL, read from its start-up log line.
+pub struct Served {
+    pub child: Child,
+    pub base: String,
+    pub grpc: String,
+    pub udp: String,
+    pub quic: String,
+}
+
+pub fn serve(data_dir: &Path) -> Served {
+    serve_with(Command::new(env!("CARGO_BIN_EXE_poh")), data_dir, &[])
+}
+
+/// `poh serve` with more flags (TLS, authentication…).
+pub fn serve_flags(data_dir: &Path, flags: &[&str]) -> Served {
+    serve_with(Command::new(env!("CARGO_BIN_EXE_poh")), data_dir, flags)
+}
+
+/// `command serve FLAGS` on ports the system picks, until its start-up line names them.
+pub fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Served {
+    let mut child = command
+        .arg("serve")
+        .args(flags)
+        .args([
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+            "--udp-port",
+            "0",
+            "--quic-port",
+            "0",
+            "--hashes-per-tick",
+        ])
+        .arg(HASHES_PER_TICK.to_string())
+        .args(["--ticks-per-second", "50", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .env_remove("POH_CONFIG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The log is read on a thread (and drained for the child's whole life, so it never
+    // blocks on a full pipe); the start-up line must come within a deadline.
+    let (found, base) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let field = |name: &str| {
+                line.split(&format!(" {name}="))
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_string)
+            };
+            if let (Some(grpc), Some(http), Some(udp), Some(quic)) =
+                (field("grpc"), field("http"), field("udp"), field("quic"))
+            {
+                let _ = found.send((grpc, format!("http://{http}"), udp, quic));
+            }
+        }
+    });
+    match base.recv_timeout(Duration::from_secs(60)) {
+        Ok((grpc, base, udp, quic)) => Served {
+            child,
+            base,
+            grpc,
+            udp,
+            quic,
+        },
+        Err(_) => {
+            let _ = child.kill();
+            panic!("poh serve did not log its addresses within 60 s");
+        }
+    }
+}
+
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name])
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// SIGTERM, and a clean exit.
+pub fn stop(mut node: Served) {
+    signal(&node.child, "TERM");
+    assert!(node.child.wait().unwrap().success());
+}
+
+/// `poh bench ...` with `--json`: the report as a map, and its keys sorted.
+pub fn bench_json(args: &[&str]) -> (serde_json::Map<String, serde_json::Value>, Vec<String>) {
+    let out = poh(args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    let report: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<String> = report.keys().cloned().collect();
+    keys.sort_unstable();
+    (report, keys)
+}
+
+/// A PoH log of `entries` entries, written by `poh generate-log`.
+pub fn generate(path: &Path, entries: &str) {
+    let out = poh(&[
+        "generate-log",
+        "--out",
+        path.to_str().unwrap(),
+        "--entries",
+        entries,
+        "--hashes-per-tick",
+        "200",
+        "--chain-id",
+        "municipality/test",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -1,0 +1,363 @@
+//! The standalone commands: help, keygen, verify and generate-log, bench, certs.
+
+use crate::common::{bench_json, generate, poh, text};
+
+#[test]
+fn help_lists_only_what_exists() {
+    let out = poh(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for cmd in [
+        "serve",
+        "serve-grpc",
+        "serve-http",
+        "keygen",
+        "verify",
+        "generate-log",
+        "bench",
+    ] {
+        assert!(help.contains(cmd), "{cmd} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn keygen_writes_a_private_seed_and_a_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("node.key");
+    let k = key.to_str().unwrap();
+    let out = poh(&["keygen", "--out", k]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let seed = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(seed.trim().len(), 64, "a 32-byte seed in hex");
+    let public = std::fs::read_to_string(dir.path().join("node.key.pub")).unwrap();
+    assert_eq!(hex::decode(public.trim()).unwrap().len(), 2592);
+    // The seed expands to exactly that public key.
+    let signing = poh_core::SigningKey::from_key_file(seed.as_bytes()).unwrap();
+    assert_eq!(hex::encode(signing.public_key()), public.trim());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // An existing key is never overwritten by accident.
+    let again = poh(&["keygen", "--out", k]);
+    assert!(!again.status.success());
+    let err = text(&again.stderr);
+    assert!(err.contains("--force") && err.lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), seed);
+    assert!(poh(&["keygen", "--out", k, "--force"]).status.success());
+    assert_ne!(std::fs::read_to_string(&key).unwrap(), seed);
+}
+
+#[test]
+fn verify_accepts_a_good_log_and_names_the_first_bad_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("chain.jsonl");
+    generate(&log, "3000");
+    for extra in [&[][..], &["--serial"][..], &["--threads", "1"][..]] {
+        let mut args = vec!["verify", log.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = poh(&args);
+        assert!(out.status.success(), "{extra:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with("ok: 3000 entries"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+
+    // Corrupt entries 2500 and 2900 (line = index + 2): 2500 is named, on one line.
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for (index, change) in [(2500, "hash"), (1234, "mixins"), (17, "num_hashes")] {
+        let mut bad = lines.clone();
+        let mut entry: serde_json::Value = serde_json::from_str(&bad[index + 1]).unwrap();
+        match change {
+            "hash" => entry["hash"] = "00".repeat(32).into(),
+            "mixins" => entry["mixins"] = serde_json::json!(["11".repeat(32)]),
+            _ => entry["num_hashes"] = (entry["num_hashes"].as_u64().unwrap() + 1).into(),
+        }
+        bad[index + 1] = entry.to_string();
+        let mut after = serde_json::from_str::<serde_json::Value>(&bad[2901]).unwrap();
+        after["hash"] = "22".repeat(32).into();
+        bad[2901] = after.to_string();
+        let path = dir.path().join(format!("bad-{change}.jsonl"));
+        std::fs::write(&path, bad.join("\n")).unwrap();
+        for serial in [false, true] {
+            let mut args = vec!["verify", path.to_str().unwrap()];
+            if serial {
+                args.push("--serial");
+            }
+            let out = poh(&args);
+            assert!(!out.status.success());
+            let err = text(&out.stderr);
+            assert!(
+                err.contains(&format!("PoH entry {index} does not verify"))
+                    && err.lines().count() == 1,
+                "{change}, serial={serial}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn verify_reports_unreadable_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = poh(&["verify", dir.path().join("nope").to_str().unwrap()]);
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).starts_with("error: cannot open"));
+
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, "not json\n").unwrap();
+    let out = poh(&["verify", garbage.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("PoH log line 1"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bench_hash_json_has_exactly_the_stable_keys() {
+    let out = poh(&["bench", "hash", "--json", "--seconds", "0.1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<&str> = report.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "mldsa87_sign_per_s",
+            "mldsa87_verify_per_s",
+            "poh_generate_hps",
+            "sha2_chain_hps",
+            "verify_all_cores_hps",
+            "verify_per_core_hps",
+            "verify_serial_hps",
+        ]
+    );
+    for (k, v) in &report {
+        assert!(v.as_f64().unwrap() > 0.0, "{k} = {v}");
+    }
+}
+
+#[test]
+fn bench_ingest_starts_a_node_and_reports_the_six_keys_for_every_transport() {
+    for transport in ["grpc-unary", "grpc-stream", "http-batch"] {
+        let out = poh(&[
+            "bench",
+            "ingest",
+            "--transport",
+            transport,
+            "--count",
+            "300",
+            "--batch",
+            "100",
+            "--json",
+        ]);
+        assert!(out.status.success(), "{transport}: {}", text(&out.stderr));
+        let report: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&out.stdout).unwrap();
+        let mut keys: Vec<&str> = report.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "count",
+                "durable",
+                "p50_ms",
+                "p99_ms",
+                "transport",
+                "tx_per_s"
+            ]
+        );
+        assert_eq!(report["transport"], transport);
+        assert_eq!(report["count"], 300);
+        assert_eq!(report["durable"], true);
+        assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
+        assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+    }
+}
+
+#[test]
+fn bench_ingest_refuses_a_batch_beyond_the_spec_cap() {
+    let out = poh(&[
+        "bench",
+        "ingest",
+        "--transport",
+        "http-batch",
+        "--batch",
+        "10001",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--batch"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bench_ingest_over_udp_reports_what_was_sent_and_stored() {
+    let (report, keys) = bench_json(&[
+        "bench",
+        "ingest",
+        "--transport",
+        "udp",
+        "--count",
+        "300",
+        "--json",
+    ]);
+    assert_eq!(
+        keys,
+        [
+            "count",
+            "durable",
+            "p50_ms",
+            "p99_ms",
+            "sent",
+            "stored",
+            "transport",
+            "tx_per_s"
+        ]
+    );
+    assert_eq!(report["transport"], "udp");
+    assert_eq!(report["count"], 300);
+    assert_eq!(report["durable"], true);
+    let (sent, stored) = (
+        report["sent"].as_u64().unwrap(),
+        report["stored"].as_u64().unwrap(),
+    );
+    assert_eq!(sent, 300);
+    assert!(stored > 0 && stored <= sent, "sent {sent}, stored {stored}");
+    assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn bench_ingest_over_quic_reports_the_six_keys() {
+    let (report, keys) = bench_json(&[
+        "bench",
+        "ingest",
+        "--transport",
+        "quic",
+        "--count",
+        "300",
+        "--batch",
+        "100",
+        "--json",
+    ]);
+    assert_eq!(
+        keys,
+        [
+            "count",
+            "durable",
+            "p50_ms",
+            "p99_ms",
+            "transport",
+            "tx_per_s"
+        ]
+    );
+    assert_eq!(report["transport"], "quic");
+    assert_eq!(report["count"], 300);
+    assert_eq!(report["durable"], true);
+    assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn bench_broadcast_starts_the_peers_and_reports_its_keys() {
+    let (report, keys) = bench_json(&[
+        "bench",
+        "broadcast",
+        "--peers",
+        "2",
+        "--count",
+        "20",
+        "--json",
+    ]);
+    assert_eq!(
+        keys,
+        [
+            "count",
+            "p50_ms",
+            "p99_ms",
+            "peers",
+            "protocols",
+            "tx_per_s"
+        ]
+    );
+    assert_eq!(report["peers"], 2);
+    assert_eq!(report["count"], 20);
+    assert_eq!(report["protocols"], serde_json::json!(["grpc"]));
+    assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn certs_makes_a_ca_and_node_certificates_whose_fingerprints_fingerprint_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("certs");
+    let out_str = out_dir.to_str().unwrap();
+    let out = poh(&[
+        "certs", "--out", out_str, "--node", "node-a", "--node", "ops",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    for file in [
+        "ca.crt",
+        "ca.key",
+        "node-a.crt",
+        "node-a.key",
+        "ops.crt",
+        "ops.key",
+    ] {
+        assert!(out_dir.join(file).is_file(), "{file} missing");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["ca.key", "node-a.key"] {
+            let mode = std::fs::metadata(out_dir.join(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{key} is private");
+        }
+    }
+    let crt = out_dir.join("node-a.crt");
+    let fp = poh(&["fingerprint", crt.to_str().unwrap()]);
+    assert!(fp.status.success(), "{}", text(&fp.stderr));
+    let line = text(&fp.stdout);
+    let hex = line.split_whitespace().next().unwrap();
+    assert_eq!(hex.len(), 64);
+    assert!(
+        printed.contains(hex),
+        "`poh certs` printed the same fingerprint:\n{printed}"
+    );
+
+    // A second run reuses the CA, so a node added later trusts the same root.
+    let ca_before = std::fs::read(out_dir.join("ca.crt")).unwrap();
+    let again = poh(&["certs", "--out", out_str, "--node", "node-b"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("reusing the CA"));
+    assert_eq!(std::fs::read(out_dir.join("ca.crt")).unwrap(), ca_before);
+
+    let not_a_cert = dir.path().join("plain.txt");
+    std::fs::write(&not_a_cert, "hello").unwrap();
+    let bad = poh(&["fingerprint", not_a_cert.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).starts_with("error: "),
+        "{}",
+        text(&bad.stderr)
+    );
+}
