@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use poh_node::{PeerBook, Transport};
 
-#[derive(clap::Args)]
+/// `--peers-file`, shared by every command that reads the peers file.
+#[derive(clap::Args, Debug)]
 pub struct FileArg {
     /// The peers file [default: ~/.poh_peers.json].
     #[arg(long, env = "POH_PEERS_FILE", value_name = "FILE")]
@@ -17,7 +18,8 @@ pub struct FileArg {
 }
 
 impl FileArg {
-    fn book(&self) -> anyhow::Result<PeerBook> {
+    /// The file given, or the default `~/.poh_peers.json`.
+    pub fn book(&self) -> anyhow::Result<PeerBook> {
         let path = match &self.peers_file {
             Some(path) => path.clone(),
             None => PeerBook::default_path().map_err(one_line)?,

@@ -223,30 +223,14 @@ async fn start_ingress(
     if let (Some(l), Some(c)) = (ports.grpc, &config.grpc) {
         addrs.grpc = l.local_addr().ok();
         let router = grpc::router(services.clone(), c).await;
-        let (limits, tls) = (grpc::conn_limits(c), acceptor(tls, &[b"h2"])?);
-        let limiter = services.limiter.clone();
-        tasks.spawn(listener::serve(
-            l,
-            router,
-            limits,
-            limiter,
-            tls,
-            shutdown.clone(),
-        ));
+        let limits = grpc::conn_limits(c);
+        tasks.spawn(serve_tcp(l, router, limits, services, tls, shutdown)?);
     }
     if let (Some(l), Some(c)) = (ports.http, &config.http) {
         addrs.http = l.local_addr().ok();
         let router = http::router(services.clone(), c);
-        let (limits, tls) = (http::conn_limits(c), acceptor(tls, &[b"h2", b"http/1.1"])?);
-        let limiter = services.limiter.clone();
-        tasks.spawn(listener::serve(
-            l,
-            router,
-            limits,
-            limiter,
-            tls,
-            shutdown.clone(),
-        ));
+        let limits = http::conn_limits(c);
+        tasks.spawn(serve_tcp(l, router, limits, services, tls, shutdown)?);
     }
     if let (Some(l), Some(c)) = (ports.udp, &config.udp) {
         addrs.udp = l.local_addr().ok();
@@ -268,6 +252,27 @@ async fn start_ingress(
         ));
     }
     Ok(addrs)
+}
+
+/// A TCP listener serving `router`, over TLS when the node has it.
+fn serve_tcp(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: listener::ConnLimits,
+    services: &Services,
+    tls: &NodeTls,
+    shutdown: &CancellationToken,
+) -> Result<impl Future<Output = ()> + use<>, NodeError> {
+    let tls = acceptor(tls, limits.alpn)?;
+    let limiter = services.limiter.clone();
+    Ok(listener::serve(
+        listener,
+        router,
+        limits,
+        limiter,
+        tls,
+        shutdown.clone(),
+    ))
 }
 
 /// Stage 4: what goes out: relaying newly stored transactions and the peer health checks,

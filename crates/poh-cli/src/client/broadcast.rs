@@ -1,8 +1,6 @@
 //! `poh broadcast`: one transaction to every peer of the peers file, over every protocol at
 //! once; a line per peer (or one JSON object) and exit 0 when at least one acknowledged.
 
-use std::path::PathBuf;
-
 use anyhow::bail;
 use poh_node::{
     Peers, Transport,
@@ -10,30 +8,23 @@ use poh_node::{
 };
 use serde_json::json;
 
-use super::{TlsArgs, TxArgs, peers_and_settings, runtime};
+use super::{PeersArgs, TxArgs, runtime};
 
 /// `poh broadcast`.
 #[derive(clap::Args, Debug)]
 pub struct BroadcastArgs {
     #[command(flatten)]
     tx: TxArgs,
-    /// The peers file [default: ~/.poh_peers.json].
-    #[arg(long, env = "POH_PEERS_FILE")]
-    peers_file: Option<PathBuf>,
-    /// Milliseconds each peer may take, retries included.
-    #[arg(long, default_value_t = 2000)]
-    timeout_ms: u64,
+    #[command(flatten)]
+    peers: PeersArgs,
     /// One JSON object instead of lines.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    tls: TlsArgs,
 }
 
 pub fn broadcast(args: &BroadcastArgs) -> anyhow::Result<()> {
     let tx = args.tx.build()?;
-    let tls = args.tls.client_tls()?;
-    let (peers, settings) = peers_and_settings(&args.peers_file, args.timeout_ms)?;
+    let (peers, settings, tls) = args.peers.load()?;
     let report = runtime()?.block_on(async {
         let broadcaster = Broadcaster::new(settings, tls, None).await?;
         let report = broadcaster.broadcast(&peers, &tx).await;

@@ -1,7 +1,7 @@
 //! `poh check-peers`: each peer's reachability and latency, per protocol (gRPC through the
 //! health service, HTTP `/healthz`, a QUIC handshake; UDP peers are only resolved).
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::bail;
 use poh_node::{
@@ -10,27 +10,20 @@ use poh_node::{
 };
 use serde_json::json;
 
-use super::{TlsArgs, peers_and_settings, runtime};
+use super::{PeersArgs, runtime};
 
 /// `poh check-peers`.
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
-    /// The peers file [default: ~/.poh_peers.json].
-    #[arg(long, env = "POH_PEERS_FILE")]
-    peers_file: Option<PathBuf>,
-    /// Milliseconds each peer may take.
-    #[arg(long, default_value_t = 2000)]
-    timeout_ms: u64,
+    #[command(flatten)]
+    peers: PeersArgs,
     /// One JSON object instead of lines.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    tls: TlsArgs,
 }
 
 pub fn check_peers(args: &CheckArgs) -> anyhow::Result<()> {
-    let tls = args.tls.client_tls()?;
-    let (peers, settings) = peers_and_settings(&args.peers_file, args.timeout_ms)?;
+    let (peers, settings, tls) = args.peers.load()?;
     let timeout = Duration::from_millis(settings.timeout_ms);
     let results = runtime()?.block_on(async {
         let clients = PeerClients::new(tls, timeout).await?;

@@ -24,7 +24,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use poh_core::{SigningKey, Tx};
 use poh_node::{
-    PeerBook,
+    Peers,
     config::PeersConfig,
     network::client::{ClientTls, grpc_channel, read_token_file},
     tls::ServerTrust,
@@ -182,27 +182,63 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn peers_file(given: &Option<PathBuf>) -> anyhow::Result<PeerBook> {
-    Ok(PeerBook::new(match given {
-        Some(p) => p.clone(),
-        None => PeerBook::default_path()?,
-    }))
+/// The peers a command reaches: the peers file, how long each may take, and how to trust
+/// them.
+#[derive(clap::Args, Debug)]
+pub struct PeersArgs {
+    #[command(flatten)]
+    file: crate::peers::FileArg,
+    /// Milliseconds each peer may take (a broadcast's retries included).
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
-/// The peers to talk to (at least one) and the settings for `timeout_ms`.
-fn peers_and_settings(
-    file: &Option<PathBuf>,
-    timeout_ms: u64,
-) -> anyhow::Result<(poh_node::Peers, PeersConfig)> {
-    let peers = peers_file(file)?.load()?;
-    if peers.is_empty() {
-        bail!("no peers: add some with `poh add-peer PROTOCOL ADDR`");
+impl PeersArgs {
+    /// The peers (at least one), the settings for `--timeout-ms`, and the client TLS.
+    fn load(&self) -> anyhow::Result<(Peers, PeersConfig, ClientTls)> {
+        let tls = self.tls.client_tls()?;
+        let peers = self.file.book()?.load()?;
+        if peers.is_empty() {
+            bail!("no peers: add some with `poh add-peer PROTOCOL ADDR`");
+        }
+        let settings = PeersConfig {
+            timeout_ms: self.timeout_ms.max(1),
+            ..PeersConfig::default()
+        };
+        Ok((peers, settings, tls))
     }
-    let settings = PeersConfig {
-        timeout_ms: timeout_ms.max(1),
-        ..PeersConfig::default()
-    };
-    Ok((peers, settings))
+}
+
+/// The nodes a DAGService command talks to.
+#[derive(clap::Args, Debug)]
+pub struct EndpointArgs {
+    /// A node's gRPC address (repeat for several: each call starts at the next one, failing
+    /// over past one that is down).
+    #[arg(long = "endpoint", default_value = "127.0.0.1:50051")]
+    endpoints: Vec<String>,
+    /// Milliseconds to wait for one endpoint.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+impl EndpointArgs {
+    /// A runtime, and the endpoints' channels made on it (tonic spawns their workers there).
+    fn connect(&self) -> anyhow::Result<(tokio::runtime::Runtime, Endpoints)> {
+        let runtime = runtime()?;
+        let endpoints = {
+            let _context = runtime.enter();
+            Endpoints::new(
+                &self.endpoints,
+                Duration::from_millis(self.timeout_ms),
+                &self.tls,
+            )?
+        };
+        Ok((runtime, endpoints))
+    }
 }
 
 /// Endpoints tried in turn: each call starts at the next one (round robin) and moves past

@@ -1,40 +1,26 @@
 //! `poh status TX_ID`: what a node knows of a transaction (`QueryTransactionStatus`); exit 1
 //! when it is `UNKNOWN`.
 
-use std::time::Duration;
-
 use anyhow::bail;
 use poh_proto::v1 as pb;
 use serde_json::json;
 
-use super::{Endpoints, TlsArgs, runtime};
+use super::EndpointArgs;
 
 /// `poh status`.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// The transaction's id.
     tx_id: String,
-    /// A node's gRPC address (repeat for several: fail-over).
-    #[arg(long = "endpoint", default_value = "127.0.0.1:50051")]
-    endpoints: Vec<String>,
-    /// Milliseconds to wait for one endpoint.
-    #[arg(long, default_value_t = 5000)]
-    timeout_ms: u64,
+    #[command(flatten)]
+    endpoints: EndpointArgs,
     /// One JSON object instead of lines.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    tls: TlsArgs,
 }
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
-    let runtime = runtime()?;
-    let _context = runtime.enter();
-    let endpoints = Endpoints::new(
-        &args.endpoints,
-        Duration::from_millis(args.timeout_ms),
-        &args.tls,
-    )?;
+    let (runtime, endpoints) = args.endpoints.connect()?;
     let request = pb::StatusRequest {
         tx_id: args.tx_id.clone(),
     };

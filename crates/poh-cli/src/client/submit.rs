@@ -1,43 +1,27 @@
 //! `poh submit`: transactions through `DAGService.SubmitTransaction`, round robin over the
 //! `--endpoint`s, failing over past one that is down.
 
-use std::time::Duration;
-
 use anyhow::{Context as _, bail};
 use poh_proto::v1 as pb;
 use serde_json::json;
 
-use super::{Endpoints, TlsArgs, TxArgs, runtime};
+use super::{EndpointArgs, TxArgs};
 
 /// `poh submit`.
 #[derive(clap::Args, Debug)]
 pub struct SubmitArgs {
     #[command(flatten)]
     tx: TxArgs,
-    /// A node's gRPC address (repeat for several: round robin, failing over past one that is
-    /// down).
-    #[arg(long = "endpoint", default_value = "127.0.0.1:50051")]
-    endpoints: Vec<String>,
-    /// Milliseconds to wait for one endpoint.
-    #[arg(long, default_value_t = 5000)]
-    timeout_ms: u64,
+    #[command(flatten)]
+    endpoints: EndpointArgs,
     /// One JSON object instead of a line.
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    tls: TlsArgs,
 }
 
 pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
     let txs = args.tx.build_all()?;
-    let runtime = runtime()?;
-    // Channels are made inside the runtime: tonic spawns their workers on it.
-    let _context = runtime.enter();
-    let endpoints = Endpoints::new(
-        &args.endpoints,
-        Duration::from_millis(args.timeout_ms),
-        &args.tls,
-    )?;
+    let (runtime, endpoints) = args.endpoints.connect()?;
     let mut rejected = 0;
     for tx in txs {
         let payload = String::from_utf8(tx.payload.clone()).with_context(|| {

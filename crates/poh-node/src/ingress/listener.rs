@@ -146,6 +146,8 @@ pub(crate) struct ConnLimits {
     pub keepalive: Option<(Duration, Duration)>,
     /// Time a client gets to send a request's headers.
     pub header_read_timeout: Duration,
+    /// The protocols offered in the TLS handshake.
+    pub alpn: &'static [&'static [u8]],
 }
 
 /// How long a client gets to finish the TLS handshake.

@@ -128,6 +128,7 @@ pub(crate) fn conn_limits(config: &GrpcConfig) -> ConnLimits {
             )
         }),
         header_read_timeout: Duration::from_secs(30),
+        alpn: &[b"h2"],
     }
 }
 

@@ -112,6 +112,7 @@ pub(crate) fn conn_limits(config: &HttpConfig) -> ConnLimits {
         max_concurrent_streams: 256,
         keepalive: None,
         header_read_timeout: Duration::from_secs(30),
+        alpn: &[b"h2", b"http/1.1"],
     }
 }
 
