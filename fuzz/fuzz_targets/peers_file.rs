@@ -1,4 +1,4 @@
-//! Fuzzes the peers file parser (`poh_node::peers::parse`, what `PeerBook::load` runs):
+//! Fuzzes the peers file parser (`poh_node::network::peers::parse`, what `PeerBook::load` runs):
 //! JSON shape and every address rule, then the write-and-read-back round trip. Must never
 //! panic. `cargo test -p poh-node` replays the corpus through the same body.
 #![no_main]

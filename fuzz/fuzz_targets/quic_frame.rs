@@ -1,4 +1,4 @@
-//! Fuzzes the QUIC stream framing (`poh_node::quic::frame::FrameDecoder`) with chunk
+//! Fuzzes the QUIC stream framing (`poh_node::wire::frame::FrameDecoder`) with chunk
 //! boundaries taken from the input, checking they never change the frames, and decodes each
 //! frame as a `poh.v1.Tx`. Must never panic. `cargo test -p poh-node` replays the corpus
 //! through the same body.

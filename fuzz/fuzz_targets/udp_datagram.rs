@@ -1,4 +1,4 @@
-//! Fuzzes the UDP listener's datagram decoding (`poh_node::udp::decode`) and the validation
+//! Fuzzes the UDP listener's datagram decoding (`poh_node::ingress::udp::decode`) and the validation
 //! that follows it. Must never panic. `cargo test -p poh-node` replays the corpus through the
 //! same body.
 #![no_main]
