@@ -72,6 +72,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::CheckPeers(_) | Command::Broadcast(_) | Command::Submit(_) | Command::Status(_)
+    ) {
+        // Warnings only (an unverified server, say): the answer itself goes to stdout.
+        init_logging("warn");
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::serve(&args),
         Command::ServeGrpc(args) => serve::serve_one(&args, serve::Only::Grpc),
@@ -122,4 +129,16 @@ fn create_file(path: &PathBuf, force: bool, mode: u32) -> anyhow::Result<std::fs
             format!("cannot create {}", path.display())
         }
     })
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: `default`).
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal as _;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
 }

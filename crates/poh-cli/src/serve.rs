@@ -75,6 +75,13 @@ pub struct NodeArgs {
     /// Forward each newly stored transaction to the peers in the peers file, once.
     #[arg(long, env = "POH_RELAY", num_args = 0..=1, default_missing_value = "true")]
     relay: Option<bool>,
+    /// Accept any certificate from peers, unverified (development only; logged as a warning).
+    /// Without it, peers are verified against --tls-ca, their pin, or the system's roots.
+    #[arg(long, env = "POH_INSECURE", num_args = 0..=1, default_missing_value = "true")]
+    insecure: Option<bool>,
+    /// Store UDP datagrams even when client authentication is on (they carry no credentials).
+    #[arg(long, env = "POH_UDP_ALLOW_UNAUTHENTICATED")]
+    udp_allow_unauthenticated: bool,
 }
 
 /// `poh serve`.
@@ -97,6 +104,19 @@ pub struct ServeArgs {
     /// QUIC port [default: 4433].
     #[arg(long, env = "POH_QUIC_PORT")]
     quic_port: Option<u16>,
+    /// Turn the gRPC listener off.
+    #[arg(long, env = "POH_NO_GRPC")]
+    no_grpc: bool,
+    /// Turn the HTTP listener off.
+    #[arg(long, env = "POH_NO_HTTP")]
+    no_http: bool,
+    /// Turn the UDP listener off (datagrams carry no credentials: with authentication on,
+    /// UDP must be off or --udp-allow-unauthenticated).
+    #[arg(long, env = "POH_NO_UDP", conflicts_with = "udp_allow_unauthenticated")]
+    no_udp: bool,
+    /// Turn the QUIC listener off (with authentication on, QUIC needs --tls-ca).
+    #[arg(long, env = "POH_NO_QUIC")]
+    no_quic: bool,
 }
 
 /// `poh serve-grpc` / `poh serve-http`: one listener.
@@ -173,6 +193,7 @@ impl NodeArgs {
             || self.tls_pkcs12.is_some()
             || self.tls_ca.is_some()
             || !self.tls_allow.is_empty()
+            || self.insecure.is_some()
         {
             let tls = config.tls.get_or_insert_with(Default::default);
             if self.tls_cert.is_some() || self.tls_key.is_some() {
@@ -193,6 +214,10 @@ impl NodeArgs {
             if !self.tls_allow.is_empty() {
                 tls.allowed_clients = self.tls_allow.clone();
             }
+            set(&mut tls.insecure, &self.insecure);
+        }
+        if let Some(udp) = config.udp.as_mut() {
+            udp.allow_unauthenticated |= self.udp_allow_unauthenticated;
         }
         if let Some(no_fsync) = self.no_fsync {
             config.ingest.fsync = !no_fsync;
@@ -226,6 +251,18 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     if let (Some(quic), Some(port)) = (config.quic.as_mut(), args.quic_port) {
         quic.port = port;
+    }
+    if args.no_grpc {
+        config.grpc = None;
+    }
+    if args.no_http {
+        config.http = None;
+    }
+    if args.no_udp {
+        config.udp = None;
+    }
+    if args.no_quic {
+        config.quic = None;
     }
     run(config)
 }
@@ -269,7 +306,7 @@ pub fn serve_one(args: &ServeOneArgs, only: Only) -> anyhow::Result<()> {
 }
 
 fn run(config: NodeConfig) -> anyhow::Result<()> {
-    init_logging();
+    crate::init_logging("info");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("poh-rt")
@@ -308,16 +345,4 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal as _;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
 }

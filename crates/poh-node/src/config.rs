@@ -27,16 +27,21 @@ pub struct NodeConfig {
     pub bind: IpAddr,
     /// The peers file (SPEC §5), served by `GET /v1/peers`.
     pub peers_file: Option<PathBuf>,
-    /// The gRPC listener; `None` turns it off.
+    /// The gRPC listener; `None` (`grpc = false` in TOML) turns it off.
+    #[serde(with = "section")]
     pub grpc: Option<GrpcConfig>,
-    /// The HTTP listener; `None` turns it off.
+    /// The HTTP listener; `None` (`http = false`) turns it off.
+    #[serde(with = "section")]
     pub http: Option<HttpConfig>,
-    /// The UDP listener; `None` turns it off.
+    /// The UDP listener; `None` (`udp = false`) turns it off.
+    #[serde(with = "section")]
     pub udp: Option<UdpConfig>,
-    /// The QUIC listener; `None` turns it off.
+    /// The QUIC listener; `None` (`quic = false`) turns it off.
+    #[serde(with = "section")]
     pub quic: Option<QuicConfig>,
-    /// TLS on every listener, and the node's identity towards its peers; `None`: plaintext
-    /// gRPC and HTTP (QUIC is always TLS, with a development certificate).
+    /// TLS on every listener, the node's identity towards its peers, and how it trusts them;
+    /// `None`: plaintext gRPC and HTTP (QUIC is always TLS, with a development certificate),
+    /// peers verified against the system's roots or their pins.
     pub tls: Option<TlsConfig>,
     /// Client authentication on gRPC and HTTP; `None`: open.
     pub auth: Option<AuthConfig>,
@@ -147,6 +152,8 @@ pub struct UdpConfig {
     pub recv_buffer_bytes: usize,
     /// Most datagrams handed to the pipeline as one submission.
     pub max_batch: usize,
+    /// Take datagrams, which carry no credentials, even when client authentication is on.
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for UdpConfig {
@@ -155,6 +162,7 @@ impl Default for UdpConfig {
             port: 9000,
             recv_buffer_bytes: 8 << 20,
             max_batch: 1024,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -211,6 +219,9 @@ pub struct TlsConfig {
     pub ca: Option<PathBuf>,
     /// Client identities allowed (certificate subject CN or SAN); empty: any the CA issued.
     pub allowed_clients: Vec<String>,
+    /// Accept any certificate from peers (no CA, no pin, not the system's roots): for
+    /// development only, and logged as a warning at start and on every connection.
+    pub insecure: bool,
 }
 
 /// Client authentication (SPEC §8): bearer tokens and JWTs.
@@ -397,12 +408,88 @@ impl NodeConfig {
                 ));
             }
         }
+        self.check_write_paths()?;
         if self.peers.attempts == 0 || self.peers.timeout_ms == 0 {
             return Err(NodeError::Config(
                 "peers.attempts and peers.timeout_ms must be at least 1".into(),
             ));
         }
         Ok(())
+    }
+}
+
+impl NodeConfig {
+    /// With client authentication on, no listener may take a write without credentials
+    /// (SPEC §8): UDP only when the operator accepts unauthenticated datagrams explicitly,
+    /// QUIC only with mutual TLS (its clients send no token).
+    fn check_write_paths(&self) -> Result<(), NodeError> {
+        if self.auth.is_none() {
+            return Ok(());
+        }
+        if self.udp.as_ref().is_some_and(|u| !u.allow_unauthenticated) {
+            return Err(NodeError::Config(
+                "authentication is on, but UDP datagrams carry no credentials: turn UDP off \
+                 (--no-udp, or udp = false), or accept unauthenticated UDP writes \
+                 (--udp-allow-unauthenticated, or udp.allow_unauthenticated = true)"
+                    .into(),
+            ));
+        }
+        let client_ca = self.tls.as_ref().is_some_and(|t| t.ca.is_some());
+        if self.quic.is_some() && !client_ca {
+            return Err(NodeError::Config(
+                "authentication is on, but QUIC clients send no token: give a client CA for \
+                 mutual TLS (--tls-ca, or tls.ca), or turn QUIC off (--no-quic, or quic = false)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A listener's section: a table of settings turns it on, `false` turns it off (and `true`
+/// is the defaults), so a TOML file can say what `None` says in code.
+mod section {
+    use std::{fmt, marker::PhantomData};
+
+    use serde::{
+        Deserialize, Deserializer, Serialize, Serializer,
+        de::{MapAccess, Visitor, value::MapAccessDeserializer},
+    };
+
+    pub fn deserialize<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de> + Default,
+    {
+        struct Section<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for Section<T> {
+            type Value = Option<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of settings, or false to turn the listener off")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Option<T>, E> {
+                Ok(on.then(T::default))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Some)
+            }
+        }
+
+        deserializer.deserialize_any(Section(PhantomData))
+    }
+
+    pub fn serialize<S: Serializer, T: Serialize>(
+        value: &Option<T>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(settings) => settings.serialize(serializer),
+            None => serializer.serialize_bool(false),
+        }
     }
 }
 
@@ -425,6 +512,20 @@ mod tests {
         assert!(e.contains("line 3, column 1: unknown field `prot`"), "{e}");
         assert_eq!(e.lines().count(), 1);
         config_err("[grpc]\nport = 70000");
+    }
+
+    #[test]
+    fn a_listener_table_turns_it_on_and_false_turns_it_off() {
+        let c = NodeConfig::from_toml("udp = false\nquic = true\n[grpc]\nport = 7\n").unwrap();
+        assert_eq!(c.udp, None);
+        assert_eq!(c.quic, Some(QuicConfig::default()));
+        assert_eq!(c.grpc.map(|g| g.port), Some(7));
+        let e = NodeConfig::from_toml("http = 3\n").unwrap_err().to_string();
+        assert!(e.contains("false to turn the listener off"), "{e}");
+        let e = NodeConfig::from_toml("[udp]\nprot = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `prot`"), "{e}");
     }
 
     /// The example in the repository parses, and says exactly the defaults.

@@ -11,7 +11,6 @@ use poh_node::{
     Peers,
     config::PeersConfig,
     network::{Broadcaster, client::ClientTls},
-    tls::ServerTrust,
 };
 use serde::Serialize;
 
@@ -180,6 +179,12 @@ fn peers_of(nodes: &[NodeProcess], protocols: &[BroadcastProtocol]) -> Peers {
         };
         *list = addresses;
     }
+    // Each node's QUIC certificate is a development one: trusted by its pin.
+    if protocols.contains(&BroadcastProtocol::Quic) {
+        for n in nodes {
+            peers.pins.insert(n.quic.clone(), n.quic_pin.clone());
+        }
+    }
     peers
 }
 
@@ -189,13 +194,9 @@ async fn broadcast_all(
     args: &BroadcastArgs,
     peers: &Peers,
 ) -> anyhow::Result<(hdrhistogram::Histogram<u64>, f64)> {
-    // The nodes' certificates are development ones made on their first start: nothing to pin;
-    // they ask for no client certificate and no token.
-    let tls = ClientTls {
-        trust: ServerTrust::AnyCertificate,
-        ..ClientTls::default()
-    };
-    let broadcaster = Broadcaster::new(PeersConfig::default(), tls, None)
+    // The nodes ask for no client certificate and no token; their QUIC certificates are
+    // pinned in `peers`.
+    let broadcaster = Broadcaster::new(PeersConfig::default(), ClientTls::default(), None)
         .await
         .context("cannot make the broadcaster")?;
     // A per-run prefix, as in `bench ingest`.

@@ -16,6 +16,8 @@ pub(crate) struct NodeProcess {
     pub udp: String,
     /// QUIC `host:port`.
     pub quic: String,
+    /// The SHA-256 fingerprint of the node's QUIC development certificate, to pin.
+    pub quic_pin: String,
     _dir: tempfile::TempDir,
 }
 
@@ -108,14 +110,23 @@ impl NodeProcess {
             let _ = found.send(Err(last));
         });
         match addresses.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(a)) => Ok(Self {
-                child,
-                grpc: a.grpc,
-                http: a.http,
-                udp: a.udp,
-                quic: a.quic,
-                _dir: dir,
-            }),
+            Ok(Ok(a)) => {
+                // Made on the node's first start, before it logged its addresses.
+                let cert = poh_node::tls::read_certs(&dir.path().join("quic-dev-cert.pem"))
+                    .context("cannot read the node's QUIC certificate")?;
+                Ok(Self {
+                    quic_pin: cert
+                        .first()
+                        .map(poh_node::tls::fingerprint)
+                        .unwrap_or_default(),
+                    child,
+                    grpc: a.grpc,
+                    http: a.http,
+                    udp: a.udp,
+                    quic: a.quic,
+                    _dir: dir,
+                })
+            }
             Ok(Err(last)) => {
                 let _ = child.wait();
                 bail!("`poh serve` stopped: {last}")

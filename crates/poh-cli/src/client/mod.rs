@@ -40,6 +40,11 @@ pub struct TlsArgs {
     /// Trust exactly the server certificate with this SHA-256 fingerprint (hex).
     #[arg(long, conflicts_with = "tls_ca", value_parser = poh_node::tls::parse_pin)]
     tls_pin: Option<String>,
+    /// Accept any server certificate, unverified (development only; every connection logs a
+    /// warning). Without --tls-ca, --tls-pin or this, servers are verified against the
+    /// system's trust roots.
+    #[arg(long, env = "POH_INSECURE", conflicts_with_all = ["tls_ca", "tls_pin"])]
+    insecure: bool,
     /// This client's certificate (PEM), for mutual TLS.
     #[arg(long, env = "POH_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -53,11 +58,11 @@ pub struct TlsArgs {
 
 impl TlsArgs {
     fn client_tls(&self) -> anyhow::Result<ClientTls> {
-        let trust = match (&self.tls_ca, &self.tls_pin) {
-            (Some(ca), _) => ServerTrust::Ca(ca.clone()),
-            (None, Some(pin)) => ServerTrust::Pinned(pin.clone()),
-            (None, None) => ServerTrust::AnyCertificate,
-        };
+        let trust = ServerTrust::from_settings(
+            self.tls_ca.as_deref(),
+            self.tls_pin.as_deref(),
+            self.insecure,
+        );
         let identity = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(poh_node::tls::Identity::from_pem(cert, key)?),
             _ => None,

@@ -5,6 +5,18 @@ use serde_json::Value;
 
 use crate::common::{Served, poh, serve, serve_flags, stop};
 
+/// `poh fingerprint` of a node's QUIC development certificate.
+fn quic_pin(data_dir: &std::path::Path) -> String {
+    let cert = data_dir.join("quic-dev-cert.pem");
+    let out = poh(&["fingerprint", cert.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 fn http_status(url: &str) -> u16 {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -21,16 +33,28 @@ fn broadcast_submit_status_and_check_peers_against_two_nodes_and_a_dead_one() {
     let file = book.path().join("peers.json");
     let file = file.to_str().unwrap();
     let dead = "127.0.0.1:1";
-    for n in &nodes {
+    for (n, dir) in nodes.iter().zip(&dirs) {
         for (protocol, addr) in [
             ("grpc", n.grpc.as_str()),
             ("http", n.base.as_str()),
             ("udp", n.udp.as_str()),
-            ("quic", n.quic.as_str()),
         ] {
             let out = poh(&["add-peer", protocol, addr, "--peers-file", file]);
             assert!(out.status.success(), "{out:?}");
         }
+        // The QUIC certificate is the development one the node made: pinned, as an operator
+        // does it.
+        let pin = quic_pin(dir.path());
+        let out = poh(&[
+            "add-peer",
+            "quic",
+            &n.quic,
+            "--pin",
+            &pin,
+            "--peers-file",
+            file,
+        ]);
+        assert!(out.status.success(), "{out:?}");
     }
     for (protocol, addr) in [
         ("grpc", dead),
@@ -43,6 +67,43 @@ fn broadcast_submit_status_and_check_peers_against_two_nodes_and_a_dead_one() {
                 .success()
         );
     }
+
+    // Unpinned, the development certificate is not trusted (the system's roots do not know
+    // it); --insecure takes it, and says so on stderr.
+    let unpinned = book.path().join("unpinned.json");
+    let unpinned = unpinned.to_str().unwrap();
+    assert!(
+        poh(&["add-peer", "quic", &nodes[0].quic, "--peers-file", unpinned])
+            .status
+            .success()
+    );
+    let send = |extra: &[&str]| {
+        let mut args = vec![
+            "broadcast",
+            "--tx-id",
+            "cli-0",
+            "--payload",
+            "hi",
+            "--peers-file",
+            unpinned,
+        ];
+        args.extend(extra);
+        poh(&args)
+    };
+    let out = send(&[]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAILED") && text.contains("certificate"),
+        "{text}"
+    );
+    let out = send(&["--insecure"]);
+    assert!(out.status.success(), "{out:?}");
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.contains("insecure") && warning.contains("WARN"),
+        "{warning}"
+    );
 
     let started = std::time::Instant::now();
     let out = poh(&[

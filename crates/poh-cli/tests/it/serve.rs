@@ -229,6 +229,41 @@ fn bad_start_ups_are_one_clear_line() {
         err.contains("chian_id") && err.lines().count() == 1,
         "{err}"
     );
+
+    // With authentication on, a write path without credentials is refused by name: UDP
+    // unless allowed explicitly, QUIC without a client CA (mutual TLS).
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "t0k3n\n").unwrap();
+    let tokens = tokens.to_str().unwrap();
+    let authed = |more: &[&str]| {
+        let mut args = vec!["serve", "--data-dir", data, "--auth-token-file", tokens];
+        args.extend([
+            "--grpc-port",
+            "0",
+            "--http-port",
+            "0",
+            "--udp-port",
+            "0",
+            "--quic-port",
+            "0",
+        ]);
+        args.extend(more);
+        run(&args)
+    };
+    let err = authed(&[]);
+    assert!(
+        err.contains("UDP")
+            && err.contains("--udp-allow-unauthenticated")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    let err = authed(&["--udp-allow-unauthenticated"]);
+    assert!(
+        err.contains("QUIC") && err.contains("--tls-ca") && err.lines().count() == 1,
+        "{err}"
+    );
+    let err = authed(&["--no-udp"]);
+    assert!(err.contains("QUIC") && err.lines().count() == 1, "{err}");
 }
 
 #[test]

@@ -210,7 +210,7 @@ impl Broadcaster {
             },
             Transport::Quic => match clients
                 .quic()
-                .send_to(peer, pin, std::slice::from_ref(wire))
+                .send(peer, pin, std::slice::from_ref(wire))
                 .await
             {
                 Ok(acks) => match acks.first() {

@@ -59,7 +59,7 @@ pub async fn check(
                 .map_err(|e| e.to_string()),
             Transport::Quic => clients
                 .quic()
-                .connect_to(peer, pin)
+                .connect(peer, pin)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string()),

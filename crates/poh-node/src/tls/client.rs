@@ -1,5 +1,7 @@
 //! How a client (the node's broadcaster, relay and health checks, and the CLI) trusts the
-//! servers it talks to: a CA, one pinned certificate, or (development only) anything.
+//! servers it talks to (SPEC §8): a CA, one pinned certificate, or the system's trust roots;
+//! anything at all only when the operator asked for exactly that (`--insecure`), and then
+//! every connection says so in the log.
 
 use std::sync::Arc;
 
@@ -14,15 +16,43 @@ use super::{Identity, error, fingerprint, provider, roots};
 use crate::NodeError;
 
 /// How a client decides to trust a server.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ServerTrust {
     /// Certificates issued by this CA (PEM file), for the name dialled.
     Ca(std::path::PathBuf),
     /// Exactly the certificate with this SHA-256 fingerprint (lowercase hex).
     Pinned(String),
-    /// Any certificate: development certificates on a trusted network only.
+    /// Certificates the operating system trusts, for the name dialled.
     #[default]
-    AnyCertificate,
+    System,
+    /// Any certificate, unverified (`--insecure`): a warning is logged on every connection.
+    Insecure,
+}
+
+impl ServerTrust {
+    /// The trust a client configured with `ca`, `pin` and `insecure` has: the CA, else the
+    /// pin, else anything when asked for, else the system's roots. Asking for anything is
+    /// logged as a warning once here (and again on every connection).
+    pub fn from_settings(ca: Option<&std::path::Path>, pin: Option<&str>, insecure: bool) -> Self {
+        match (ca, pin, insecure) {
+            (Some(ca), _, _) => Self::Ca(ca.to_path_buf()),
+            (None, Some(pin), _) => Self::Pinned(pin.to_string()),
+            (None, None, true) => {
+                tracing::warn!(
+                    "TLS servers are not verified (insecure): any certificate is accepted, and \
+                     tokens go to whoever answers; use a CA or a pin instead"
+                );
+                Self::Insecure
+            }
+            (None, None, false) => Self::System,
+        }
+    }
+
+    /// Whether a client chose TLS trust on purpose (a CA, a pin or insecure), rather than the
+    /// default system roots: a gRPC peer, whose address has no scheme, is then dialled over TLS.
+    pub fn is_explicit(&self) -> bool {
+        !matches!(self, Self::System)
+    }
 }
 
 /// A client configuration trusting servers per `trust`, presenting `identity` when given.
@@ -42,14 +72,19 @@ pub fn client_config(
                 pin: Some(pin.to_ascii_lowercase()),
                 provider: provider(),
             })),
-        ServerTrust::AnyCertificate => {
+        ServerTrust::System => {
+            let verifier = rustls_platform_verifier::Verifier::new(provider())
+                .map_err(|e| error(format!("cannot load the system's trust roots: {e}")))?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned {
-                    pin: None,
-                    provider: provider(),
-                }))
+                .with_custom_certificate_verifier(Arc::new(verifier))
         }
+        ServerTrust::Insecure => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                pin: None,
+                provider: provider(),
+            })),
     };
     let mut config = match identity {
         Some(id) => builder
@@ -81,7 +116,7 @@ impl ServerCertVerifier for Pinned {
         &self,
         end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
@@ -90,7 +125,15 @@ impl ServerCertVerifier for Pinned {
             Some(pin) if *pin != fingerprint(end_entity) => Err(rustls::Error::Other(
                 rustls::OtherError(Arc::new(PinMismatch)),
             )),
-            _ => Ok(ServerCertVerified::assertion()),
+            Some(_) => Ok(ServerCertVerified::assertion()),
+            None => {
+                tracing::warn!(
+                    server = ?server_name,
+                    fingerprint = %fingerprint(end_entity),
+                    "TLS: accepting a certificate without verifying it (insecure)"
+                );
+                Ok(ServerCertVerified::assertion())
+            }
         }
     }
 

@@ -206,7 +206,8 @@ pub struct NodeTls {
     pub identity: Option<Identity>,
     /// Who may connect (mutual TLS when a CA is set).
     pub auth: ClientAuth,
-    /// How the node's clients trust the servers they reach.
+    /// How the node's clients trust the servers they reach: the CA, else the system's roots,
+    /// or anything when `insecure` (peers may also be pinned in the peers file).
     pub trust: ServerTrust,
 }
 
@@ -217,9 +218,11 @@ impl NodeTls {
             return Ok(Self::default());
         };
         let identity = Identity::from_config(config)?;
-        if identity.is_none() {
+        if identity.is_none() && (config.ca.is_some() || !config.allowed_clients.is_empty()) {
             return Err(NodeError::Config(
-                "[tls] needs the node's certificate: cert and key, or pkcs12".into(),
+                "[tls] ca and allowed_clients need the node's certificate: cert and key, or \
+                 pkcs12"
+                    .into(),
             ));
         }
         Ok(Self {
@@ -228,10 +231,30 @@ impl NodeTls {
                 ca: config.ca.clone(),
                 allowed: config.allowed_clients.clone(),
             },
-            trust: config
-                .ca
-                .clone()
-                .map_or(ServerTrust::AnyCertificate, ServerTrust::Ca),
+            trust: ServerTrust::from_settings(config.ca.as_deref(), None, config.insecure),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_trusts_its_ca_else_the_system_and_anything_only_when_told() {
+        assert_eq!(NodeTls::load(None).unwrap().trust, ServerTrust::System);
+        let insecure = TlsConfig {
+            insecure: true,
+            ..TlsConfig::default()
+        };
+        assert_eq!(
+            NodeTls::load(Some(&insecure)).unwrap().trust,
+            ServerTrust::Insecure
+        );
+        let ca_without_cert = TlsConfig {
+            ca: Some("ca.crt".into()),
+            ..TlsConfig::default()
+        };
+        assert!(NodeTls::load(Some(&ca_without_cert)).is_err());
     }
 }

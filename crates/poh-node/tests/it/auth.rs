@@ -48,7 +48,14 @@ async fn node() -> (TestNode, Keys) {
         jwt_eddsa_public_key_file: Some(dir.path().join("ed.pub")),
         protect_health: false,
     };
-    let node = common::start_with(move |c| c.auth = Some(auth)).await;
+    // gRPC and HTTP carry credentials; UDP and QUIC (without mutual TLS) cannot, so a node
+    // with authentication on runs without them.
+    let node = common::start_with(move |c| {
+        c.auth = Some(auth);
+        c.udp = None;
+        c.quic = None;
+    })
+    .await;
     (
         node,
         Keys {

@@ -31,7 +31,10 @@ fn peers_of(nodes: &[&TestNode]) -> Peers {
             .http
             .push(format!("http://{}", n.node.http_addr().unwrap()));
         peers.udp.push(n.node.udp_addr().unwrap().to_string());
-        peers.quic.push(n.node.quic_addr().unwrap().to_string());
+        let quic = n.node.quic_addr().unwrap().to_string();
+        // A development certificate: trusted by its pin.
+        peers.pins.insert(quic.clone(), n.quic_pin());
+        peers.quic.push(quic);
     }
     peers
 }
@@ -336,6 +339,11 @@ async fn health_checks_count_the_peers_that_answer() {
         ],
         http: vec![format!("http://{}", target.node.http_addr().unwrap())],
         quic: vec![target.node.quic_addr().unwrap().to_string()],
+        pins: [(
+            target.node.quic_addr().unwrap().to_string(),
+            target.quic_pin(),
+        )]
+        .into(),
         ..Peers::default()
     };
     std::fs::write(&file, serde_json::to_vec(&peers).unwrap()).unwrap();
@@ -379,7 +387,7 @@ async fn a_negative_zero_timestamp_crosses_every_protocol_bit_exact() {
         http: vec![all.http[1].clone()],
         udp: vec![all.udp[2].clone()],
         quic: vec![all.quic[3].clone()],
-        ..Peers::default()
+        pins: all.pins.clone(),
     };
     let broadcaster = Broadcaster::new(settings(2000), ClientTls::default(), None)
         .await

@@ -76,6 +76,12 @@ impl TestNode {
             .unwrap()
     }
 
+    /// The SHA-256 fingerprint of the node's QUIC development certificate: what a client pins.
+    pub fn quic_pin(&self) -> String {
+        let certs = poh_node::tls::read_certs(&self._dir.path().join("quic-dev-cert.pem")).unwrap();
+        poh_node::tls::fingerprint(&certs[0])
+    }
+
     pub async fn stop(self) {
         self.node.shutdown();
         self.node.join().await.unwrap();

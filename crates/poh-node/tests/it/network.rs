@@ -120,9 +120,10 @@ async fn udp_stores_every_valid_datagram_and_counts_every_bad_one() {
 async fn quic_acks_a_batch_on_one_stream_in_order() {
     let node = common::start().await;
     let peer = node.node.quic_addr().unwrap().to_string();
-    let client = QuicClient::new(&ServerTrust::AnyCertificate, None).unwrap();
+    let pin = node.quic_pin();
+    let client = QuicClient::new(&ServerTrust::System, None).unwrap();
     let txs: Vec<pb::Tx> = (0..3000).map(|i| pb(&tx(&format!("quic-{i}")))).collect();
-    let acks = client.send(&peer, &txs).await.unwrap();
+    let acks = client.send(&peer, Some(&pin), &txs).await.unwrap();
     assert_eq!(acks.len(), 3000);
     let mut last = None;
     for ack in &acks {
@@ -131,7 +132,7 @@ async fn quic_acks_a_batch_on_one_stream_in_order() {
         last = Some(ack.poh_seq);
     }
     // The same connection again: duplicates answer with the original places.
-    let again = client.send(&peer, &txs[..10]).await.unwrap();
+    let again = client.send(&peer, Some(&pin), &txs[..10]).await.unwrap();
     for (a, b) in again.iter().zip(&acks) {
         assert_eq!(a.code, pb::AckCode::Duplicate as i32);
         assert_eq!((a.poh_seq, &a.poh_hash), (b.poh_seq, &b.poh_hash));
@@ -145,7 +146,7 @@ async fn a_malformed_quic_frame_closes_only_its_stream() {
     let node = common::start().await;
     let addr = node.node.quic_addr().unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(client_config(&ServerTrust::AnyCertificate, None).unwrap());
+    endpoint.set_default_client_config(client_config(&ServerTrust::Insecure, None).unwrap());
     let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
 
     let (mut send, mut recv) = connection.open_bi().await.unwrap();

@@ -125,6 +125,7 @@ async fn attempt(
         timeout,
         quic.send(
             &node.node.quic_addr().unwrap().to_string(),
+            None,
             &[pb(&tx(&format!("{id}-quic")))],
         ),
     )
@@ -337,5 +338,120 @@ async fn pins_in_the_peers_file_decide_whom_the_broadcaster_trusts() {
     );
 
     broadcaster.close();
+    node.stop().await;
+}
+
+/// SPEC §8: with client authentication on, no transport takes an anonymous write. UDP and
+/// QUIC carry no token, so a node refuses to start with them open; UDP runs only when the
+/// operator allows unauthenticated datagrams by name, and QUIC only with mutual TLS.
+#[tokio::test]
+async fn with_authentication_on_no_transport_takes_an_anonymous_write() {
+    let pki = pki();
+    std::fs::write(pki.path("tokens"), "t0k3n\n").unwrap();
+    let auth = || {
+        Some(poh_node::config::AuthConfig {
+            token_file: Some(pki.path("tokens")),
+            ..Default::default()
+        })
+    };
+    let refused = |config: poh_node::NodeConfig| async move {
+        match poh_node::Node::spawn(config).await {
+            Ok(_) => panic!("a node with an open write path started"),
+            Err(e) => e.to_string(),
+        }
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.auth = auth();
+    let e = refused(config.clone()).await;
+    assert!(
+        e.contains("UDP") && e.contains("--udp-allow-unauthenticated"),
+        "{e}"
+    );
+    config.udp = None;
+    let e = refused(config.clone()).await;
+    assert!(e.contains("QUIC") && e.contains("--tls-ca"), "{e}");
+
+    // Allowed by name: a datagram is stored without credentials.
+    let open_udp = common::start_with(|c| {
+        c.auth = auth();
+        c.quic = None;
+        if let Some(udp) = c.udp.as_mut() {
+            udp.allow_unauthenticated = true;
+        }
+    })
+    .await;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let datagram = serde_json::to_vec(&common::json(&tx("by-udp"))).unwrap();
+    socket
+        .send_to(&datagram, open_udp.node.udp_addr().unwrap())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let c = reqwest::Client::new();
+    loop {
+        let status = c
+            .get(open_udp.http("/v1/tx/by-udp"))
+            .bearer_auth("t0k3n")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 404);
+        assert!(tokio::time::Instant::now() < deadline, "never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    open_udp.stop().await;
+
+    // QUIC with a client CA: its certificate is the credential. Without one, nothing is
+    // stored; with one, QUIC stores (gRPC and HTTP still want the token too).
+    let (cert, key, ca) = (
+        pki.path("node-a.crt"),
+        pki.path("node-a.key"),
+        pki.path("ca.crt"),
+    );
+    let node = common::start_with(move |c| {
+        c.auth = auth();
+        c.udp = None;
+        c.tls = Some(TlsConfig {
+            cert: Some(cert),
+            key: Some(key),
+            ca: Some(ca),
+            ..TlsConfig::default()
+        });
+    })
+    .await;
+    let trust = ServerTrust::Ca(pki.path("ca.crt"));
+    assert_eq!(attempt(&node, &trust, None, "anonymous").await, [false; 3]);
+    let with_certificate = attempt(&node, &trust, Some(pki.identity("client-ok")), "cert").await;
+    assert_eq!(with_certificate, [false, false, true]);
+    node.stop().await;
+}
+
+/// SPEC §8: a client verifies every TLS server it talks to: against a CA, a pin, or the
+/// system's trust roots; it takes any certificate only when told to (`Insecure`).
+#[tokio::test]
+async fn clients_verify_every_server_unless_told_not_to() {
+    let pki = pki();
+    let node = secured(&pki).await;
+    let me = || Some(pki.identity("client-ok"));
+    // The node's certificate comes from a CA the system does not know.
+    let system = attempt(&node, &ServerTrust::default(), me(), "system").await;
+    assert_eq!(
+        system, [false; 3],
+        "the default trusts the system's roots only"
+    );
+    let node_cert = poh_node::tls::read_certs(&pki.path("node-a.crt")).unwrap();
+    let pin = ServerTrust::Pinned(poh_node::tls::fingerprint(&node_cert[0]));
+    assert_eq!(attempt(&node, &pin, me(), "pinned").await, [true; 3]);
+    assert_eq!(
+        attempt(&node, &ServerTrust::Insecure, me(), "insecure").await,
+        [true; 3],
+        "asked for explicitly"
+    );
     node.stop().await;
 }

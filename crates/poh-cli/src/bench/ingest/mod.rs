@@ -84,6 +84,10 @@ pub struct IngestArgs {
     /// was stored (nothing else may write to that node meanwhile).
     #[arg(long, requires = "target")]
     target_http: Option<String>,
+    /// With --transport quic and --target: the SHA-256 fingerprint of the node's certificate
+    /// (without it, the certificate must be one the system trusts).
+    #[arg(long, requires = "target", value_parser = poh_node::tls::parse_pin)]
+    tls_pin: Option<String>,
     /// Print one JSON object (keys are stable: scripts read them).
     #[arg(long)]
     json: bool,
@@ -119,6 +123,8 @@ struct Target {
     addr: String,
     /// For UDP: the node's HTTP URL, to count what was stored.
     http: Option<String>,
+    /// For QUIC: the certificate to pin.
+    pin: Option<String>,
 }
 
 /// What one run measured.
@@ -159,8 +165,8 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
                      answer, the node's GET /v1/poh counts what was stored"
                 );
             }
-            let addr = t.clone();
-            (None, Target { addr, http })
+            let (addr, pin) = (t.clone(), args.tls_pin.clone());
+            (None, Target { addr, http, pin })
         }
         None => {
             let node = NodeProcess::start(!args.no_fsync)?;
@@ -171,7 +177,8 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
                 IngestTransport::GrpcUnary | IngestTransport::GrpcStream => node.grpc.clone(),
             };
             let http = Some(format!("http://{}", node.http));
-            (Some(node), Target { addr, http })
+            let pin = Some(node.quic_pin.clone());
+            (Some(node), Target { addr, http, pin })
         }
     };
     let measured = runtime.block_on(send_all(args, txs, &target))?;
@@ -207,7 +214,8 @@ async fn send_all(args: &IngestArgs, txs: Vec<Tx>, target: &Target) -> anyhow::R
             http_batch(addr, txs, args.batch(), concurrency, &progress).await?
         }
         IngestTransport::Quic => {
-            quic::quic(addr, txs, args.batch(), concurrency, &progress).await?
+            let pin = target.pin.as_deref();
+            quic::quic(addr, pin, txs, args.batch(), concurrency, &progress).await?
         }
         IngestTransport::Udp => {
             let http = target

@@ -15,17 +15,18 @@ use super::{check_ack, histogram, merge};
 
 pub(super) async fn quic(
     target: &str,
+    pin: Option<&str>,
     txs: Vec<Tx>,
     batch: usize,
     streams: usize,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Histogram<u64>> {
-    // The node's certificate is a development one made on its first start: nothing to pin,
-    // and it asks for no client certificate.
-    let client = Arc::new(QuicClient::new(&ServerTrust::AnyCertificate, None)?);
+    // Pinned when the node's certificate is a development one; it asks for no client
+    // certificate.
+    let client = Arc::new(QuicClient::new(&ServerTrust::System, None)?);
     // One connection, made before the streams start, so they all share it.
     client
-        .connect(target)
+        .connect(target, pin)
         .await
         .with_context(|| format!("cannot connect to {target}"))?;
     let batches: Vec<Vec<pb::Tx>> = {
@@ -39,11 +40,12 @@ pub(super) async fn quic(
     let batches = Arc::new(Mutex::new(batches.into_iter()));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..streams {
-        let (client, batches, progress, target) = (
+        let (client, batches, progress, target, pin) = (
             client.clone(),
             batches.clone(),
             progress.clone(),
             target.to_string(),
+            pin.map(str::to_string),
         );
         tasks.spawn(async move {
             let mut latencies = histogram()?;
@@ -52,7 +54,7 @@ pub(super) async fn quic(
                     break;
                 };
                 let sent = Instant::now();
-                let acks = client.send(&target, &batch).await?;
+                let acks = client.send(&target, pin.as_deref(), &batch).await?;
                 let micros = sent.elapsed().as_micros() as u64;
                 latencies.record_n(micros.max(1), batch.len() as u64).ok();
                 for ack in &acks {

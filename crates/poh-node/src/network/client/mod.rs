@@ -35,9 +35,10 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    /// Whether gRPC goes over TLS: a CA or a certificate is configured.
+    /// Whether gRPC goes over TLS: a CA, a pin, insecure or a certificate is configured (a
+    /// gRPC address has no scheme to say so).
     pub fn is_on(&self) -> bool {
-        !matches!(self.trust, ServerTrust::AnyCertificate) || self.identity.is_some()
+        self.trust.is_explicit() || self.identity.is_some()
     }
 
     /// The rustls configuration for gRPC, when TLS is on.

@@ -69,13 +69,8 @@ impl QuicClient {
         })
     }
 
-    /// The connection to `peer`, made now if there is none or it was closed.
-    pub async fn connect(&self, peer: &str) -> Result<quinn::Connection, QuicError> {
-        self.connect_to(peer, None).await
-    }
-
     /// The connection to `peer`, which must present the certificate `pin` when one is given.
-    pub async fn connect_to(
+    pub async fn connect(
         &self,
         peer: &str,
         pin: Option<&str>,
@@ -116,19 +111,15 @@ impl QuicClient {
         Ok(connection)
     }
 
-    /// Sends `txs` on one stream and returns their Acks, in order.
-    pub async fn send(&self, peer: &str, txs: &[pb::Tx]) -> Result<Vec<pb::Ack>, QuicError> {
-        self.send_to(peer, None, txs).await
-    }
-
-    /// [`QuicClient::send`] to a peer that must present the certificate `pin`, when given.
-    pub async fn send_to(
+    /// Sends `txs` on one stream to `peer` (which must present the certificate `pin`, when
+    /// given) and returns their Acks, in order.
+    pub async fn send(
         &self,
         peer: &str,
         pin: Option<&str>,
         txs: &[pb::Tx],
     ) -> Result<Vec<pb::Ack>, QuicError> {
-        let connection = self.connect_to(peer, pin).await?;
+        let connection = self.connect(peer, pin).await?;
         let (mut send, mut recv) = connection
             .open_bi()
             .await
