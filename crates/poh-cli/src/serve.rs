@@ -72,6 +72,12 @@ pub struct NodeArgs {
     /// Accept EdDSA JWTs verified with this Ed25519 public key (PEM).
     #[arg(long, env = "POH_JWT_EDDSA_PUBLIC_KEY_FILE")]
     jwt_eddsa_public_key_file: Option<PathBuf>,
+    /// JWTs must carry exactly this `iss`.
+    #[arg(long, env = "POH_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// JWTs must carry this `aud`.
+    #[arg(long, env = "POH_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
     /// Forward each newly stored transaction to the peers in the peers file, once.
     #[arg(long, env = "POH_RELAY", num_args = 0..=1, default_missing_value = "true")]
     relay: Option<bool>,
@@ -187,6 +193,10 @@ impl NodeArgs {
                 &mut auth.jwt_eddsa_public_key_file,
                 &self.jwt_eddsa_public_key_file.clone().map(Some),
             );
+        }
+        if let Some(auth) = config.auth.as_mut() {
+            set(&mut auth.jwt_issuer, &self.jwt_issuer.clone().map(Some));
+            set(&mut auth.jwt_audience, &self.jwt_audience.clone().map(Some));
         }
         if self.tls_cert.is_some()
             || self.tls_key.is_some()

@@ -234,6 +234,10 @@ pub struct AuthConfig {
     pub jwt_hs256_secret_file: Option<PathBuf>,
     /// The Ed25519 public key (PEM) for EdDSA JWTs.
     pub jwt_eddsa_public_key_file: Option<PathBuf>,
+    /// When set, a JWT's `iss` must be exactly this.
+    pub jwt_issuer: Option<String>,
+    /// When set, a JWT's `aud` must name this.
+    pub jwt_audience: Option<String>,
     /// Require credentials on /healthz, /readyz, /metrics and gRPC health too.
     pub protect_health: bool,
 }

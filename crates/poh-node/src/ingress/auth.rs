@@ -1,7 +1,11 @@
-//! Client authentication (SPEC §8): bearer tokens from a file (one per line, compared in
-//! constant time) and JWTs (HS256 with a shared secret, EdDSA with a public key; `exp` and
-//! `nbf` checked), carried in gRPC `authorization` metadata and the HTTP `Authorization`
+//! Client authentication (SPEC §8): bearer tokens from a file (one per line) and JWTs (HS256
+//! with a shared secret, EdDSA with a public key; `exp` and `nbf` checked, `iss` and `aud`
+//! when configured), carried in gRPC `authorization` metadata and the HTTP `Authorization`
 //! header as `Bearer <token>`.
+//!
+//! Tokens are kept and compared as SHA-256 digests: every comparison is of 32 bytes against
+//! 32 bytes in constant time, so the time taken tells neither which token nearly matched nor
+//! how long the tokens are.
 //!
 //! Without credentials a request is `UNAUTHENTICATED` / 401; with wrong ones
 //! `PERMISSION_DENIED` / 403. The health endpoints (`/healthz`, `/readyz`, `/metrics`, and
@@ -31,7 +35,8 @@ pub struct Authenticator {
 }
 
 struct Inner {
-    tokens: Vec<Vec<u8>>,
+    /// SHA-256 of each token.
+    tokens: Vec<[u8; 32]>,
     jwt: Vec<(DecodingKey, Validation)>,
     protect_health: bool,
 }
@@ -52,7 +57,7 @@ impl Authenticator {
                 .lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(|l| l.as_bytes().to_vec())
+                .map(|l| digest(l.as_bytes()))
                 .collect();
             if tokens.is_empty() {
                 return Err(NodeError::Config(format!(
@@ -67,7 +72,17 @@ impl Authenticator {
             v.leeway = 0;
             v.validate_exp = true;
             v.validate_nbf = true;
-            v.set_required_spec_claims(&["exp"]);
+            let mut required = vec!["exp"];
+            if let Some(issuer) = &config.jwt_issuer {
+                v.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+            v.validate_aud = config.jwt_audience.is_some();
+            if let Some(audience) = &config.jwt_audience {
+                v.set_audience(&[audience]);
+                required.push("aud");
+            }
+            v.set_required_spec_claims(&required);
             v
         };
         if let Some(path) = &config.jwt_hs256_secret_file {
@@ -124,9 +139,10 @@ impl Authenticator {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        // Every token is compared, so the time taken does not tell which one nearly matched.
+        // Every token is compared, digest to digest, so the time taken tells nothing.
+        let presented = digest(token);
         let matched = self.inner.tokens.iter().fold(false, |found, known| {
-            aws_lc_rs::constant_time::verify_slices_are_equal(known, token).is_ok() | found
+            aws_lc_rs::constant_time::verify_slices_are_equal(known, &presented).is_ok() | found
         });
         if matched {
             return Ok(());
@@ -142,6 +158,11 @@ impl Authenticator {
         }
         Err(AuthError::Denied)
     }
+}
+
+fn digest(token: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token).into()
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@ use crate::{metrics::Metrics, wire::Transport};
 
 /// Whether `peer` answers on `protocol` within `timeout`, and how fast: gRPC health
 /// `SERVING`, HTTP `/healthz` 200, a QUIC handshake. UDP has no answer to wait for: its
-/// address is only resolved. A pinned peer must present its pinned certificate.
+/// address is only resolved. A pinned peer must present its pinned certificate. The bearer
+/// token goes with the gRPC and HTTP checks, for peers that protect their health endpoints.
 pub async fn check(
     clients: &PeerClients,
     protocol: Transport,
@@ -28,9 +29,9 @@ pub async fn check(
         match protocol {
             Transport::Grpc => {
                 let answer = HealthClient::new(clients.grpc(peer, pin)?)
-                    .check(HealthCheckRequest {
+                    .check(clients.request(HealthCheckRequest {
                         service: String::new(),
-                    })
+                    }))
                     .await
                     .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
                 match answer.into_inner().status {
@@ -40,9 +41,12 @@ pub async fn check(
             }
             Transport::Http => {
                 let url = format!("{}/healthz", peer.trim_end_matches('/'));
-                let response = clients
-                    .http(pin)?
-                    .get(url)
+                let mut request = clients.http(pin)?.get(url);
+                // A peer may protect its health endpoints (auth.protect_health).
+                if let Some(token) = clients.token() {
+                    request = request.bearer_auth(token);
+                }
+                let response = request
                     .send()
                     .await
                     .map_err(|e| e.without_url().to_string())?;

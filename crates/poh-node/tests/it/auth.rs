@@ -46,7 +46,7 @@ async fn node() -> (TestNode, Keys) {
         token_file: Some(dir.path().join("tokens")),
         jwt_hs256_secret_file: Some(dir.path().join("secret")),
         jwt_eddsa_public_key_file: Some(dir.path().join("ed.pub")),
-        protect_health: false,
+        ..AuthConfig::default()
     };
     // gRPC and HTTP carry credentials; UDP and QUIC (without mutual TLS) cannot, so a node
     // with authentication on runs without them.
@@ -254,5 +254,121 @@ async fn tokens_and_jwts_missing_wrong_expired_early_and_right() {
             .await
             .is_ok()
     );
+    node.stop().await;
+}
+
+/// A peer that protects its health endpoints answers the health checks of a node that sends
+/// its token (`peers.token_file`): `active_peers` counts it.
+#[tokio::test]
+async fn health_checks_send_the_token_to_peers_that_protect_health() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokens"), "peer-token\n").unwrap();
+    let tokens = dir.path().join("tokens");
+    let guarded = common::start_with(|c| {
+        c.auth = Some(AuthConfig {
+            token_file: Some(tokens.clone()),
+            protect_health: true,
+            ..AuthConfig::default()
+        });
+        c.udp = None;
+        c.quic = None;
+    })
+    .await;
+    let file = dir.path().join("peers.json");
+    let peers = poh_node::Peers {
+        grpc: vec![guarded.node.grpc_addr().unwrap().to_string()],
+        http: vec![format!("http://{}", guarded.node.http_addr().unwrap())],
+        ..poh_node::Peers::default()
+    };
+    std::fs::write(&file, serde_json::to_vec(&peers).unwrap()).unwrap();
+    let checker = common::start_with(|c| {
+        c.peers_file = Some(file);
+        c.peers.health_interval_secs = 1;
+        c.peers.token_file = Some(tokens);
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let metrics = reqwest::get(checker.http("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| l == "active_peers 2") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both protected checks should answer: {}",
+            metrics
+                .lines()
+                .find(|l| l.starts_with("active_peers "))
+                .unwrap_or("")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    checker.stop().await;
+    guarded.stop().await;
+}
+
+/// With an issuer and an audience configured, a JWT must carry both, exactly; without them
+/// configured, neither is checked.
+#[tokio::test]
+async fn jwts_are_checked_for_issuer_and_audience_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    let secret = dir.path().join("secret");
+    let node = common::start_with(|c| {
+        c.auth = Some(AuthConfig {
+            jwt_hs256_secret_file: Some(secret),
+            jwt_issuer: Some("https://issuer.example".into()),
+            jwt_audience: Some("poh-node".into()),
+            ..AuthConfig::default()
+        });
+        c.udp = None;
+        c.quic = None;
+    })
+    .await;
+    let exp = now() + 60;
+    let cases = [
+        (
+            "both",
+            serde_json::json!({"exp": exp, "iss": "https://issuer.example", "aud": "poh-node"}),
+            201,
+        ),
+        (
+            "aud-list",
+            serde_json::json!({"exp": exp, "iss": "https://issuer.example", "aud": ["x", "poh-node"]}),
+            201,
+        ),
+        (
+            "no-iss",
+            serde_json::json!({"exp": exp, "aud": "poh-node"}),
+            403,
+        ),
+        (
+            "wrong-iss",
+            serde_json::json!({"exp": exp, "iss": "https://evil.example", "aud": "poh-node"}),
+            403,
+        ),
+        (
+            "no-aud",
+            serde_json::json!({"exp": exp, "iss": "https://issuer.example"}),
+            403,
+        ),
+        (
+            "wrong-aud",
+            serde_json::json!({"exp": exp, "iss": "https://issuer.example", "aud": "other"}),
+            403,
+        ),
+    ];
+    for (name, claims, status) in cases {
+        assert_eq!(
+            http_status(&node, name, Some(&hs256(claims))).await,
+            status,
+            "{name}"
+        );
+    }
     node.stop().await;
 }
