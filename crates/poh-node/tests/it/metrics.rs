@@ -189,3 +189,87 @@ async fn every_spec_family_is_exposed_from_start_up_and_counts() {
     );
     node.stop().await;
 }
+
+/// The series of a scrape: every sample's name and labels, without values.
+fn series(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_string()))
+        .collect()
+}
+
+/// Labels come from what the node serves, never from what a client sends: 100,000 calls to
+/// distinct gRPC methods and HTTP methods and paths, before any authentication, add no series.
+#[tokio::test]
+async fn a_flood_of_unknown_methods_and_paths_adds_no_series() {
+    use futures_util::StreamExt as _;
+    let node = start().await;
+    let grpc = format!("http://{}", node.node.grpc_addr().unwrap());
+    let h2 = Client::builder().http2_prior_knowledge().build().unwrap();
+    let h1 = Client::new();
+    let unknown_grpc = |i: usize| {
+        let h2 = h2.clone();
+        let url = match i % 2 {
+            0 => format!("{grpc}/poh.v1.PohService/Nope{i}"),
+            _ => format!("{grpc}/made.up.Service{i}/Call"),
+        };
+        async move {
+            h2.post(url)
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(vec![0u8; 5])
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let unknown_http = |i: usize| {
+        let (h1, url) = (h1.clone(), node.http(&format!("/x/{i}")));
+        async move {
+            let method = reqwest::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+            h1.request(method, url).send().await.unwrap();
+        }
+    };
+    // One of each first, so the series they may add (method="other") exist.
+    unknown_grpc(0).await;
+    unknown_grpc(1).await;
+    unknown_http(0).await;
+    let client = Client::new();
+    let scrape = || async {
+        client
+            .get(node.http("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = scrape().await;
+
+    futures_util::stream::iter(2..50_000)
+        .map(unknown_grpc)
+        .buffer_unordered(64)
+        .collect::<()>()
+        .await;
+    futures_util::stream::iter(1..50_000)
+        .map(unknown_http)
+        .buffer_unordered(64)
+        .collect::<()>()
+        .await;
+
+    let after = scrape().await;
+    assert_eq!(series(&before), series(&after));
+    assert!(
+        after.len() <= before.len() + 64,
+        "only counter values may grow: {} -> {} bytes",
+        before.len(),
+        after.len()
+    );
+    let counted = parse(&after).samples;
+    assert_eq!(
+        counted[r#"grpc_requests_total{method="other",code="UNIMPLEMENTED"}"#],
+        50_000.0
+    );
+    node.stop().await;
+}

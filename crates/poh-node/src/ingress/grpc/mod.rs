@@ -45,17 +45,35 @@ const STREAM_IN_FLIGHT: usize = 32;
 /// Most records one `Sync` or `Repair` call returns.
 const MAX_RECORDS: usize = 10_000;
 
-/// Every method of ours, for metrics that exist before the first call.
-pub(crate) const METHODS: [&str; 8] = [
-    "Broadcast",
-    "BroadcastStream",
-    "GetTx",
-    "Repair",
-    "Sync",
-    "Subscribe",
-    "SubmitTransaction",
-    "QueryTransactionStatus",
+/// Every method served, by path, with its `method` label. Any other path is counted as
+/// `other`, so a client cannot grow the label set; ours exist before the first call.
+pub(crate) const METHODS: [(&str, &str); 11] = [
+    ("/poh.v1.PohService/Broadcast", "Broadcast"),
+    ("/poh.v1.PohService/BroadcastStream", "BroadcastStream"),
+    ("/poh.v1.PohService/GetTx", "GetTx"),
+    ("/poh.v1.PohService/Repair", "Repair"),
+    ("/poh.v1.PohService/Sync", "Sync"),
+    ("/poh.v1.PohService/Subscribe", "Subscribe"),
+    ("/poh.v1.DAGService/SubmitTransaction", "SubmitTransaction"),
+    (
+        "/poh.v1.DAGService/QueryTransactionStatus",
+        "QueryTransactionStatus",
+    ),
+    ("/grpc.health.v1.Health/Check", "Check"),
+    ("/grpc.health.v1.Health/Watch", "Watch"),
+    (
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "ServerReflectionInfo",
+    ),
 ];
+
+/// The `method` label of a call to `path`.
+pub(crate) fn method_label(path: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|(served, _)| *served == path)
+        .map_or("other", |(_, label)| label)
+}
 
 /// The gRPC router: our two services, health and reflection.
 pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Router {
@@ -84,7 +102,7 @@ pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Rou
         Ok(reflection) => routes = routes.add_service(reflection),
         Err(e) => tracing::warn!(error = %e, "gRPC reflection is off"),
     }
-    for method in METHODS {
+    for (_, method) in METHODS.iter().take(8) {
         services.metrics.preregister_grpc(method);
     }
     let router = gate::guard(routes.into_axum_router(), &services, GrpcRefusals);

@@ -57,7 +57,7 @@ pub(crate) struct Observe<S> {
 
 /// What is known of a call until its status arrives.
 struct Call {
-    method: String,
+    method: &'static str,
     peer: Option<SocketAddr>,
     started: Instant,
     metrics: Metrics,
@@ -66,13 +66,13 @@ struct Call {
 impl Call {
     fn finish(&self, code: Code) {
         let name = code_name(code);
-        self.metrics.grpc_request(&self.method, name);
+        self.metrics.grpc_request(self.method, name);
         let latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
         let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
         if matches!(code, Code::Internal | Code::Unknown) {
-            tracing::warn!(target: "poh::grpc", %peer, method = %self.method, code = name, latency_ms, "call failed");
+            tracing::warn!(target: "poh::grpc", %peer, method = self.method, code = name, latency_ms, "call failed");
         } else {
-            tracing::debug!(target: "poh::grpc", %peer, method = %self.method, code = name, latency_ms, "call");
+            tracing::debug!(target: "poh::grpc", %peer, method = self.method, code = name, latency_ms, "call");
         }
     }
 }
@@ -93,13 +93,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let call = Call {
-            method: req
-                .uri()
-                .path()
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string(),
+            method: super::method_label(req.uri().path()),
             peer: req
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()

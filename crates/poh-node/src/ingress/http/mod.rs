@@ -116,8 +116,20 @@ pub(crate) fn conn_limits(config: &HttpConfig) -> ConnLimits {
     }
 }
 
+/// The `method` label of a request: a standard method, or `other`, so a client cannot grow
+/// the label set (the `path` label is the route template, or `unmatched`).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("other")
+}
+
 async fn observe(State(state): State<HttpState>, req: Request, next: Next) -> Response {
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let path = req
         .extensions()
         .get::<MatchedPath>()
@@ -136,11 +148,8 @@ async fn observe(State(state): State<HttpState>, req: Request, next: Next) -> Re
         }
     };
     let status = response.status().as_u16();
-    state
-        .services
-        .metrics
-        .http_request(method.as_str(), &path, status);
-    tracing::debug!(target: "poh::http", %peer, %method, %path, status, latency_ms = started.elapsed().as_secs_f64() * 1e3, "request");
+    state.services.metrics.http_request(method, &path, status);
+    tracing::debug!(target: "poh::http", %peer, method, %path, status, latency_ms = started.elapsed().as_secs_f64() * 1e3, "request");
     response
 }
 
