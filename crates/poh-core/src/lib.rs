@@ -37,7 +37,7 @@ pub mod verify;
 pub use error::Error;
 pub use hash::{Hash, hashv, sha256};
 pub use poh::{Entry, Poh, PohState, genesis};
-pub use recorder::{PohConfig, PohMode, PohRecorder, Recorded, RecordedEntry};
+pub use recorder::{PohConfig, PohMode, PohRecorder, RateProbe, Recorded, RecordedEntry};
 pub use signing::SigningKey;
 pub use tx::Tx;
 pub use validate::{Limits, ValidationError};

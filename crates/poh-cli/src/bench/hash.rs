@@ -173,7 +173,7 @@ pub fn run(args: &HashArgs) -> anyhow::Result<()> {
 
 /// The recorder thread, unpaced, for `secs`: hashes per second it produced.
 fn generate_rate(secs: f64) -> anyhow::Result<f64> {
-    let (sink, entries) = mpsc::channel();
+    let (sink, entries) = mpsc::sync_channel(1 << 16);
     let drain = std::thread::spawn(move || entries.iter().count());
     let config = PohConfig {
         hashes_per_tick: HASHES_PER_TICK,

@@ -12,7 +12,7 @@ use std::{
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::{self, RecvTimeoutError, TryRecvError},
+        mpsc::{self, RecvTimeoutError, TryRecvError, TrySendError},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -26,11 +26,17 @@ use crate::{
     poh::{Entry, Poh, PohState},
 };
 
+/// Smallest `hashes_per_tick` a generator runs with: a record takes one hash of a tick period
+/// and the tick its last one, so with fewer a record could never fit and the generator would
+/// only tick.
+pub const MIN_HASHES_PER_TICK: u64 = 2;
 /// Largest `hashes_per_tick` a chain may use; it also bounds what a verifier will hash for one
 /// entry (about a quarter of a second here).
 pub const MAX_HASHES_PER_TICK: u64 = 1 << 24;
 /// Hash steps between looks at the command queue: ~100 µs of hashing.
 const BATCH: u64 = 2048;
+/// Longest a paced generator sleeps between steps.
+const PACE: Duration = Duration::from_millis(1);
 
 /// How the generator spends its time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -70,9 +76,9 @@ impl Default for PohConfig {
 impl PohConfig {
     /// Refuses settings that cannot run.
     pub fn validate(&self) -> Result<(), Error> {
-        if !(1..=MAX_HASHES_PER_TICK).contains(&self.hashes_per_tick) {
+        if !(MIN_HASHES_PER_TICK..=MAX_HASHES_PER_TICK).contains(&self.hashes_per_tick) {
             return Err(Error::Config(
-                "hashes_per_tick must be between 1 and 16777216",
+                "hashes_per_tick must be between 2 and 16777216",
             ));
         }
         if !(1..=100_000).contains(&self.ticks_per_second) {
@@ -119,8 +125,10 @@ struct Command {
 struct Shared {
     /// State after the last emitted entry.
     state: Mutex<PohState>,
-    /// f64 bits of the measured rate.
-    hashes_per_second: AtomicU64,
+    /// Hash operations since genesis, as of the last batch (ahead of `state` within a tick).
+    hashed: AtomicU64,
+    /// The rate, measured from these samples when asked.
+    rate: Mutex<RateMeter>,
     stop: AtomicBool,
 }
 
@@ -128,20 +136,23 @@ struct Shared {
 pub struct PohRecorder {
     commands: Option<mpsc::Sender<Command>>,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<Result<(), Error>>>,
+    thread: Option<JoinHandle<Result<Option<RecordedEntry>, Error>>>,
 }
 
 impl PohRecorder {
     /// Starts generating from `start` (a genesis or a resumed state); every entry goes to `sink`.
+    /// The sink is bounded: when its consumer falls that far behind, the generator waits for
+    /// it rather than hold more entries.
     pub fn spawn(
         config: PohConfig,
         start: PohState,
-        sink: mpsc::Sender<RecordedEntry>,
+        sink: mpsc::SyncSender<RecordedEntry>,
     ) -> Result<Self, Error> {
         config.validate()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(start),
-            hashes_per_second: AtomicU64::new(0f64.to_bits()),
+            hashed: AtomicU64::new(start.total_hashes),
+            rate: Mutex::new(RateMeter::starting(Instant::now(), start.total_hashes)),
             stop: AtomicBool::new(false),
         });
         let (commands, queue) = mpsc::channel();
@@ -152,7 +163,7 @@ impl PohRecorder {
             queue,
             sink,
             shared: shared.clone(),
-            rate: RateMeter::default(),
+            leftover: None,
         };
         let thread = std::thread::Builder::new()
             .name("poh-recorder".into())
@@ -184,9 +195,15 @@ impl PohRecorder {
         *self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hashes per second measured over the last few seconds.
+    /// Hashes per second measured over the last few seconds (since the start, in the first
+    /// ones).
     pub fn hashes_per_second(&self) -> f64 {
-        f64::from_bits(self.shared.hashes_per_second.load(Ordering::Relaxed))
+        self.probe().hashes_per_second()
+    }
+
+    /// A handle that reads the measured rate, for whoever reports it.
+    pub fn probe(&self) -> RateProbe {
+        RateProbe(self.shared.clone())
     }
 
     /// Whether the thread has ended (on shutdown, or because the sink went away).
@@ -194,14 +211,16 @@ impl PohRecorder {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Stops the thread after the entry in progress and waits for it.
-    pub fn shutdown(&mut self) -> Result<(), Error> {
+    /// Stops the thread after the entry in progress and waits for it. When the sink was full
+    /// at that moment, its last entry could not be sent and is returned: it follows whatever
+    /// the sink holds.
+    pub fn shutdown(&mut self) -> Result<Option<RecordedEntry>, Error> {
         self.shared.stop.store(true, Ordering::Relaxed);
         self.commands = None;
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(Error::RecorderStopped),
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 }
@@ -212,28 +231,55 @@ impl Drop for PohRecorder {
     }
 }
 
-/// Samples over the last four seconds.
-#[derive(Default)]
+/// Reads the rate a [`PohRecorder`] measures; cheap to clone.
+#[derive(Clone)]
+pub struct RateProbe(Arc<Shared>);
+
+impl RateProbe {
+    /// Hashes per second over the last four seconds, or since the start when younger.
+    pub fn hashes_per_second(&self) -> f64 {
+        let total = self.0.hashed.load(Ordering::Relaxed);
+        self.0
+            .rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rate(Instant::now(), total)
+    }
+}
+
+/// Samples of the hash count, a quarter of a second apart, over the last four seconds; the
+/// first is the start, so a young generator reports what it did so far.
 struct RateMeter {
     samples: VecDeque<(Instant, u64)>,
 }
 
 impl RateMeter {
-    fn sample(&mut self, now: Instant, total: u64) -> Option<f64> {
+    fn starting(now: Instant, total: u64) -> Self {
+        Self {
+            samples: VecDeque::from([(now, total)]),
+        }
+    }
+
+    fn rate(&mut self, now: Instant, total: u64) -> f64 {
         if self
             .samples
             .back()
-            .is_some_and(|(t, _)| now.duration_since(*t) < Duration::from_millis(250))
+            .is_none_or(|(t, _)| now.duration_since(*t) >= Duration::from_millis(250))
         {
-            return None;
+            self.samples.push_back((now, total));
+            while self.samples.len() > 17 {
+                self.samples.pop_front();
+            }
         }
-        self.samples.push_back((now, total));
-        while self.samples.len() > 17 {
-            self.samples.pop_front();
-        }
-        let (t0, h0) = *self.samples.front()?;
+        let Some(&(t0, h0)) = self.samples.front() else {
+            return 0.0;
+        };
         let secs = now.duration_since(t0).as_secs_f64();
-        (secs > 0.0).then(|| (total - h0) as f64 / secs)
+        if secs > 0.0 {
+            total.saturating_sub(h0) as f64 / secs
+        } else {
+            0.0
+        }
     }
 }
 
@@ -241,9 +287,10 @@ struct Generator {
     poh: Poh,
     config: PohConfig,
     queue: mpsc::Receiver<Command>,
-    sink: mpsc::Sender<RecordedEntry>,
+    sink: mpsc::SyncSender<RecordedEntry>,
     shared: Arc<Shared>,
-    rate: RateMeter,
+    /// The entry the full sink had no room for when the generator was told to stop.
+    leftover: Option<RecordedEntry>,
 }
 
 /// Why the loop ends.
@@ -253,9 +300,9 @@ enum Stop {
 }
 
 impl Generator {
-    fn run(&mut self) -> Result<(), Error> {
+    fn run(&mut self) -> Result<Option<RecordedEntry>, Error> {
         match self.run_loop() {
-            Stop::Requested => Ok(()),
+            Stop::Requested => Ok(self.leftover.take()),
             Stop::SinkGone => Err(Error::RecorderStopped),
         }
     }
@@ -292,8 +339,9 @@ impl Generator {
                     let due = (started.elapsed().as_secs_f64() * rate) as u64;
                     let step = due.saturating_sub(done).min(BATCH);
                     let result = if step == 0 {
-                        // Ahead of the clock: wait for the next batch to fall due, or a record.
-                        self.wait(Duration::from_secs_f64(BATCH as f64 / rate))
+                        // Ahead of the clock: wait for the next batch to fall due (at most a
+                        // millisecond, so a slow clock still advances smoothly), or a record.
+                        self.wait(Duration::from_secs_f64(BATCH as f64 / rate).min(PACE))
                     } else {
                         self.serve_waiting().and_then(|()| self.hash(step))
                     };
@@ -321,7 +369,11 @@ impl Generator {
 
     /// Up to `max` hash steps, and the tick when it falls due.
     fn hash(&mut self, max: u64) -> Result<(), Stop> {
-        if self.poh.hash_steps(max) {
+        let due = self.poh.hash_steps(max);
+        self.shared
+            .hashed
+            .store(self.poh.state().total_hashes, Ordering::Relaxed);
+        if due {
             self.tick()?;
         }
         Ok(())
@@ -388,12 +440,26 @@ impl Generator {
         };
         // Emitted right as the entry ends, so this is exactly the state after it.
         *self.shared.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
-        if let Some(rate) = self.rate.sample(Instant::now(), state.total_hashes) {
-            self.shared
-                .hashes_per_second
-                .store(rate.to_bits(), Ordering::Relaxed);
+        self.shared
+            .hashed
+            .store(state.total_hashes, Ordering::Relaxed);
+        let mut recorded = recorded;
+        loop {
+            match self.sink.try_send(recorded) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Disconnected(_)) => return Err(Stop::SinkGone),
+                // The consumer is that far behind: the clock waits for it. Told to stop, the
+                // entry goes back through `shutdown`, so none is lost.
+                Err(TrySendError::Full(back)) => {
+                    if self.shared.stop.load(Ordering::Relaxed) {
+                        self.leftover = Some(back);
+                        return Err(Stop::Requested);
+                    }
+                    recorded = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
         }
-        self.sink.send(recorded).map_err(|_| Stop::SinkGone)
     }
 }
 

@@ -15,7 +15,7 @@ fn config(mode: PohMode, hashes_per_tick: u64, ticks_per_second: u64) -> PohConf
 #[test]
 fn records_land_where_they_are_told_and_the_chain_verifies() {
     let cfg = config(PohMode::Unpaced, 500, 160);
-    let (sink, entries) = mpsc::channel();
+    let (sink, entries) = mpsc::sync_channel(1 << 16);
     let mut recorder = PohRecorder::spawn(cfg, PohState::genesis("rec"), sink).unwrap();
     let answers: Vec<(Vec<Hash>, Recorded)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..4)
@@ -73,7 +73,7 @@ fn records_land_where_they_are_told_and_the_chain_verifies() {
 #[test]
 fn a_resumed_chain_continues_the_same_chain() {
     let cfg = config(PohMode::Unpaced, 300, 160);
-    let (sink, entries) = mpsc::channel();
+    let (sink, entries) = mpsc::sync_channel(1 << 16);
     let mut first = PohRecorder::spawn(cfg, PohState::genesis("r"), sink.clone()).unwrap();
     first.record(vec![sha256(b"a")]).unwrap();
     first.shutdown().unwrap();
@@ -109,7 +109,7 @@ fn a_resumed_chain_continues_the_same_chain() {
 #[test]
 fn paced_and_low_power_keep_the_tick_rate() {
     for mode in [PohMode::Paced, PohMode::LowPower] {
-        let (sink, entries) = mpsc::channel();
+        let (sink, entries) = mpsc::sync_channel(1 << 16);
         let started = std::time::Instant::now();
         let mut recorder =
             PohRecorder::spawn(config(mode, 200, 50), PohState::genesis("p"), sink).unwrap();
@@ -128,7 +128,7 @@ fn paced_and_low_power_keep_the_tick_rate() {
 
 #[test]
 fn unpaced_outruns_the_clock_and_reports_its_rate() {
-    let (sink, entries) = mpsc::channel();
+    let (sink, entries) = mpsc::sync_channel(1 << 16);
     let mut recorder = PohRecorder::spawn(
         config(PohMode::Unpaced, 1000, 1),
         PohState::genesis("u"),
@@ -146,7 +146,7 @@ fn unpaced_outruns_the_clock_and_reports_its_rate() {
 
 #[test]
 fn the_recorder_stops_when_its_consumer_is_gone_and_says_so() {
-    let (sink, entries) = mpsc::channel();
+    let (sink, entries) = mpsc::sync_channel(1 << 16);
     let mut recorder = PohRecorder::spawn(
         config(PohMode::Unpaced, 100, 1),
         PohState::genesis("g"),
@@ -167,9 +167,11 @@ fn the_recorder_stops_when_its_consumer_is_gone_and_says_so() {
 
 #[test]
 fn bad_settings_are_refused() {
-    let (sink, _entries) = mpsc::channel();
+    let (sink, _entries) = mpsc::sync_channel(1 << 16);
     for cfg in [
         config(PohMode::Paced, 0, 160),
+        // A record could never fit in a one-hash tick period: the generator would only tick.
+        config(PohMode::Paced, MIN_HASHES_PER_TICK - 1, 160),
         config(PohMode::Paced, MAX_HASHES_PER_TICK + 1, 160),
         config(PohMode::Paced, 100, 0),
     ] {
@@ -178,4 +180,49 @@ fn bad_settings_are_refused() {
             Err(Error::Config(_))
         ));
     }
+}
+
+/// The sink is bounded: a consumer that stops reading pauses the clock instead of growing
+/// memory, and on shutdown the entry that found no room comes back, so none is lost.
+#[test]
+fn a_slow_consumer_pauses_the_clock_and_loses_nothing() {
+    let (sink, entries) = mpsc::sync_channel(4);
+    let mut recorder = PohRecorder::spawn(
+        config(PohMode::Unpaced, 100, 1),
+        PohState::genesis("s"),
+        sink,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let made = recorder.state().entries;
+    assert!(
+        made <= 5,
+        "{made} entries made for a sink of 4 nobody reads"
+    );
+    let leftover = recorder.shutdown().unwrap();
+    let mut all: Vec<RecordedEntry> = entries.try_iter().collect();
+    all.extend(leftover);
+    assert_eq!(all.len() as u64, recorder.state().entries);
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.index, i as u64);
+    }
+    let chain: Vec<Entry> = all.into_iter().map(|r| r.entry).collect();
+    verify_serial(&genesis("s"), &chain, 100).unwrap();
+}
+
+/// The rate is what was measured so far from the first moments, not 0 until a window fills.
+#[test]
+fn the_rate_is_reported_from_the_start() {
+    let (sink, _entries) = mpsc::sync_channel(1 << 16);
+    let mut recorder = PohRecorder::spawn(
+        config(PohMode::Paced, 200, 50),
+        PohState::genesis("r"),
+        sink,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let rate = recorder.hashes_per_second();
+    // 10,000 hashes a second, paced; a busy machine may lag, but not to nothing.
+    assert!((1_000.0..=20_000.0).contains(&rate), "{rate}");
+    recorder.shutdown().unwrap();
 }

@@ -16,13 +16,13 @@ use std::{
     mem,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         mpsc::{self, RecvTimeoutError, TryRecvError},
     },
     time::{Duration, Instant},
 };
 
-use poh_core::{Entry, PohConfig, PohRecorder, PohState, RecordedEntry};
+use poh_core::{Entry, PohConfig, PohRecorder, PohState, RateProbe, RecordedEntry};
 use poh_store::{ChainMeta, Commit, Known, NewTx, Store, TxRecord, TxStatus};
 
 use super::{
@@ -32,6 +32,8 @@ use super::{
 };
 use crate::{NodeError, metrics::IngestMetrics};
 
+/// Entries the generator may emit ahead of the committer; beyond, the clock waits for it.
+const ENTRY_QUEUE: usize = 4096;
 /// How long idle ticks may stay uncommitted.
 const TICK_FLUSH: Duration = Duration::from_millis(100);
 /// Idle ticks are committed without fsync, but made durable at least this often.
@@ -46,11 +48,17 @@ pub(super) struct CommitSettings {
     pub durable: bool,
 }
 
-/// The PoH chain as the readers see it: what is stored, and the generator's rate.
+/// The PoH chain as the readers see it: what is durably stored, and the generator's rate.
+///
+/// Idle ticks are committed without fsync between durable commits; after a crash the chain
+/// resumes from the last durable entry and may then differ from ticks stored after it. So
+/// readers are shown only the durable chain (with fsync off, where nothing is durable, what
+/// is stored).
 pub(crate) struct PohView {
     chain_id: String,
-    state: Mutex<PohState>,
-    hashes_per_second: AtomicU64,
+    durable: Mutex<PohState>,
+    fsync: bool,
+    rate: RateProbe,
     running: AtomicBool,
 }
 
@@ -58,8 +66,8 @@ impl PohView {
     pub(crate) fn status(&self) -> PohStatus {
         PohStatus {
             chain_id: self.chain_id.clone(),
-            state: *self.state.lock().unwrap_or_else(|p| p.into_inner()),
-            hashes_per_second: f64::from_bits(self.hashes_per_second.load(Ordering::Relaxed)),
+            state: *self.durable.lock().unwrap_or_else(|p| p.into_inner()),
+            hashes_per_second: self.rate.hashes_per_second(),
         }
     }
 
@@ -67,9 +75,11 @@ impl PohView {
         self.running.load(Ordering::Acquire)
     }
 
-    /// The chain now stands stored at `state`.
-    pub(super) fn set_stored(&self, state: PohState) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    /// The chain now stands stored at `state`, durably or not.
+    pub(super) fn set_stored(&self, state: PohState, durable: bool) {
+        if durable || !self.fsync {
+            *self.durable.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        }
     }
 }
 
@@ -91,6 +101,8 @@ pub(super) struct Committer {
     pending: PendingWrite,
     /// Whether the writer is storing something (it says [`Msg::Written`] when done).
     writer_busy: bool,
+    /// The entry the generator could not send when it stopped (its sink was full).
+    leftover: Option<RecordedEntry>,
 }
 
 /// Batches prepared while the writer was busy, to be stored together.
@@ -167,12 +179,13 @@ impl Committer {
             tips.add(seq, id);
         }
         tips.take_changes();
-        let (sink, entries) = mpsc::channel();
+        let (sink, entries) = mpsc::sync_channel(ENTRY_QUEUE);
         let recorder = PohRecorder::spawn(poh, chain.state, sink)?;
         let view = Arc::new(PohView {
             chain_id: chain_id.to_string(),
-            state: Mutex::new(chain.state),
-            hashes_per_second: AtomicU64::new(0f64.to_bits()),
+            durable: Mutex::new(chain.state),
+            fsync: settings.durable,
+            rate: recorder.probe(),
             running: AtomicBool::new(true),
         });
         let in_flight = Arc::new(InFlight::default());
@@ -199,6 +212,7 @@ impl Committer {
             writer,
             pending: PendingWrite::default(),
             writer_busy: false,
+            leftover: None,
         };
         Ok((committer, view))
     }
@@ -206,7 +220,10 @@ impl Committer {
     /// Runs until the pipeline closes (then drains and flushes) or something fails.
     pub(super) fn run(mut self) -> Result<(), NodeError> {
         let result = self.run_loop();
-        let stopped = self.recorder.shutdown();
+        let stopped = self
+            .recorder
+            .shutdown()
+            .map(|leftover| self.leftover = leftover);
         // Whatever the generator emitted before it stopped is stored, so the chain on disk
         // ends where the generator did.
         let flushed = if result.is_ok() {
@@ -486,8 +503,14 @@ impl Committer {
             } else {
                 match self.entries.try_recv() {
                     Ok(e) => e,
-                    // A stopped generator is noticed by the run loop; what it sent is stored.
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(out),
+                    // A stopped generator is noticed by the run loop; what it sent is stored,
+                    // and last the entry it had no room to send.
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                        match self.leftover.take() {
+                            Some(e) => e,
+                            None => return Ok(out),
+                        }
+                    }
                 }
             };
             if recorded.index != next {
@@ -544,10 +567,6 @@ impl Committer {
         if pending.durable {
             self.last_durable = Instant::now();
         }
-        self.view.hashes_per_second.store(
-            self.recorder.hashes_per_second().to_bits(),
-            Ordering::Relaxed,
-        );
         self.writer_busy = true;
         self.writer.send(Write {
             chain: self.chain.clone(),

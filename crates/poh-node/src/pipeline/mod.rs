@@ -188,6 +188,12 @@ impl IngestPipeline {
         metrics: IngestMetrics,
         relay: Option<RelaySender>,
     ) -> Result<(Self, PipelineJoin), NodeError> {
+        if !config.fsync {
+            tracing::warn!(
+                "fsync is off: acknowledged transactions are not durable and may be lost in a \
+                 crash; for measurements only"
+            );
+        }
         let (jobs, queue) = mpsc::channel();
         let settings = CommitSettings {
             max_batch: config.max_batch,

@@ -198,3 +198,37 @@ async fn a_port_in_use_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// The generator's rate is reported from the first answer, measured so far, not 0 until a
+/// window of samples fills.
+#[tokio::test]
+async fn the_hash_rate_is_reported_from_the_start() {
+    let node = start().await;
+    let poh: Value = reqwest::get(node.http("/v1/poh"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rate = poh["hashes_per_second"].as_f64().unwrap();
+    let configured = (HASHES_PER_TICK * 50) as f64;
+    assert!(
+        rate > 0.0 && rate < 2.0 * configured,
+        "{rate} of {configured}"
+    );
+    node.stop().await;
+}
+
+/// A tick period of one hash could never hold a record (the tick takes its last hash), so
+/// the generator would only tick: such a setting is refused at start.
+#[tokio::test]
+async fn too_few_hashes_per_tick_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.poh.hashes_per_tick = 1;
+    match Node::spawn(c).await {
+        Err(NodeError::Poh(e)) => assert!(e.to_string().contains("between 2 and"), "{e}"),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("started with hashes_per_tick = 1"),
+    }
+}

@@ -334,6 +334,13 @@ async fn get_entries(
             _ => {}
         }
     }
+    // Only durable entries: an idle tick committed without fsync could be generated again
+    // differently after a crash, and a client must never have seen the other version.
+    let durable = state.services.pipeline.poh().state.entries;
+    if from > durable {
+        return Err(ApiError::not_found(format!("no entry {from} yet")));
+    }
+    let limit = limit.min(usize::try_from(durable - from).unwrap_or(usize::MAX));
     let page = state
         .services
         .read(move |store| store.entries(from, limit))
