@@ -53,4 +53,8 @@ pub trait Store: Send + Sync + 'static {
     /// The current DAG tips (transactions no stored transaction names as a parent), oldest
     /// first, as `(poh_seq, tx_id)`.
     fn tips(&self) -> Result<Vec<(u64, String)>, StoreError>;
+
+    /// For each id, the stored transactions that name it as a parent while it is missing
+    /// (they wait for it), in the order asked.
+    fn waiting_children(&self, ids: &[&str]) -> Result<Vec<Vec<String>>, StoreError>;
 }

@@ -27,7 +27,7 @@ use poh_store::{ChainMeta, Commit, Known, NewTx, Store, TxRecord, TxStatus};
 
 use super::{
     Accepted, Job, Msg, PohStatus, Prepared, Rejected, TxResult,
-    tips::{MAX_LINKED_TIPS, Tips},
+    tips::{MAX_LINKED_TIPS, Tips, Unstored},
     writer::{Answer, InFlight, RelaySender, Write, WriterHandle},
 };
 use crate::{NodeError, metrics::IngestMetrics};
@@ -91,6 +91,8 @@ pub(super) struct Committer {
     /// The chain as it stands after everything handed to the writer.
     chain: ChainMeta,
     tips: Tips,
+    /// Children handed to the writer whose named parents are missing.
+    unstored: Unstored,
     view: Arc<PohView>,
     metrics: IngestMetrics,
     settings: CommitSettings,
@@ -204,6 +206,7 @@ impl Committer {
             jobs,
             chain,
             tips,
+            unstored: Unstored::default(),
             view: view.clone(),
             metrics,
             settings,
@@ -254,7 +257,7 @@ impl Committer {
             let closing = match self.jobs.recv_timeout(TICK_FLUSH) {
                 Ok(Msg::Job(job)) => self.take_batch(job)?,
                 Ok(Msg::Written) => {
-                    self.writer_busy = false;
+                    self.written();
                     false
                 }
                 Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => true,
@@ -287,7 +290,7 @@ impl Committer {
                     size += job.txs.len();
                     batch.push(job);
                 }
-                Ok(Msg::Written) => self.writer_busy = false,
+                Ok(Msg::Written) => self.written(),
                 Ok(Msg::Close) | Err(TryRecvError::Disconnected) => {
                     closing = true;
                     break;
@@ -354,19 +357,30 @@ impl Committer {
         let mut records = Vec::with_capacity(new.len());
         let mut places = Vec::with_capacity(new.len());
         if let Some(r) = recorded {
+            let ids: Vec<&str> = new.iter().map(|&i| txs[i].tx.tx_id.as_str()).collect();
+            let mut children = self.store.waiting_children(&ids)?;
             let mut in_flight = self.in_flight.lock();
             for (n, (&i, missing_parents)) in new.iter().zip(missing).enumerate() {
                 let tx = mem::take(&mut txs[i].tx);
                 let poh_seq = r.first_seq + n as u64;
+                // Whoever already names this transaction: stored, handed to the writer, or
+                // earlier in this batch.
+                let kids = &mut children[n];
+                kids.extend(self.unstored.children(&tx.tx_id).iter().cloned());
                 let dag_parents = if tx.parent_ids.is_empty() {
-                    self.tips.take_newest(MAX_LINKED_TIPS)
+                    self.tips.take_newest(MAX_LINKED_TIPS, kids)
                 } else {
                     for parent in &tx.parent_ids {
                         self.tips.remove(parent);
                     }
                     tx.parent_ids.clone()
                 };
-                self.tips.add(poh_seq, tx.tx_id.clone());
+                if kids.is_empty() {
+                    self.tips.add(poh_seq, tx.tx_id.clone());
+                }
+                for parent in &missing_parents {
+                    self.unstored.add(parent, &tx.tx_id);
+                }
                 places.push((poh_seq, r.hash));
                 in_flight.insert(
                     tx.tx_id.clone(),
@@ -553,6 +567,12 @@ impl Committer {
         pending.durable |= durable;
     }
 
+    /// The writer stored the oldest write it was handed.
+    fn written(&mut self) {
+        self.writer_busy = false;
+        self.unstored.written();
+    }
+
     /// Hands everything prepared to the writer, as one commit.
     fn send_pending(&mut self) -> Result<(), NodeError> {
         let pending = mem::take(&mut self.pending);
@@ -568,6 +588,7 @@ impl Committer {
             self.last_durable = Instant::now();
         }
         self.writer_busy = true;
+        self.unstored.sent();
         self.writer.send(Write {
             chain: self.chain.clone(),
             txs: pending.txs,

@@ -1,8 +1,13 @@
 //! The DAG's tips as the committer tracks them: which transactions a parentless one links to
 //! (SPEC §2), and what changed since the last commit so the store's copy follows.
+//!
+//! A tip is a stored transaction that no stored transaction names as a parent. A parent may
+//! arrive after a child that names it: it is then no tip, and when it names no parents itself
+//! it must not be linked to its own children (a cycle). Who waits for an id is in the store
+//! once written ([`poh_store::Store::waiting_children`]) and in [`Unstored`] until then.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     mem,
 };
 
@@ -40,19 +45,24 @@ impl Tips {
         }
     }
 
-    /// Removes and returns up to `n` of the newest tips, oldest first.
-    pub(super) fn take_newest(&mut self, n: usize) -> Vec<String> {
-        let mut taken = Vec::with_capacity(n);
-        while taken.len() < n {
-            let Some((_, id)) = self.by_seq.pop_last() else {
-                break;
-            };
-            self.by_id.remove(&id);
+    /// Removes and returns up to `n` of the newest tips, oldest first, passing over those in
+    /// `except` (a transaction's own children).
+    pub(super) fn take_newest(&mut self, n: usize, except: &[String]) -> Vec<String> {
+        let mut taken: Vec<(u64, String)> = self
+            .by_seq
+            .iter()
+            .rev()
+            .filter(|(_, id)| !except.contains(id))
+            .take(n)
+            .map(|(seq, id)| (*seq, id.clone()))
+            .collect();
+        for (seq, id) in &taken {
+            self.by_seq.remove(seq);
+            self.by_id.remove(id);
             self.removed.push(id.clone());
-            taken.push(id);
         }
         taken.reverse();
-        taken
+        taken.into_iter().map(|(_, id)| id).collect()
     }
 
     /// `(removed, added)` since the last call, netted: a tip added and removed within the
@@ -63,6 +73,48 @@ impl Tips {
         let mut removed = mem::take(&mut self.removed);
         removed.retain(|id| !self.by_id.contains_key(id));
         (removed, added)
+    }
+}
+
+/// Edges from a missing parent to the children that name it, for children handed to the
+/// writer but not yet stored; dropped once their write is stored (the store has them then).
+#[derive(Default)]
+pub(super) struct Unstored {
+    by_parent: HashMap<String, Vec<String>>,
+    /// Edges of what is prepared and not yet handed to the writer.
+    unsent: Vec<(String, String)>,
+    /// Edges of each write handed over, oldest first.
+    sent: VecDeque<Vec<(String, String)>>,
+}
+
+impl Unstored {
+    pub(super) fn add(&mut self, parent: &str, child: &str) {
+        self.by_parent
+            .entry(parent.to_string())
+            .or_default()
+            .push(child.to_string());
+        self.unsent.push((parent.to_string(), child.to_string()));
+    }
+
+    pub(super) fn children(&self, parent: &str) -> &[String] {
+        self.by_parent.get(parent).map_or(&[], Vec::as_slice)
+    }
+
+    /// What was prepared went to the writer as one write.
+    pub(super) fn sent(&mut self) {
+        self.sent.push_back(mem::take(&mut self.unsent));
+    }
+
+    /// The oldest write handed over is stored.
+    pub(super) fn written(&mut self) {
+        for (parent, child) in self.sent.pop_front().unwrap_or_default() {
+            if let Some(children) = self.by_parent.get_mut(&parent) {
+                children.retain(|c| *c != child);
+                if children.is_empty() {
+                    self.by_parent.remove(&parent);
+                }
+            }
+        }
     }
 }
 
@@ -77,7 +129,10 @@ mod tests {
             tips.add(seq as u64, id.to_string());
         }
         tips.take_changes();
-        assert_eq!(tips.take_newest(2), vec!["b".to_string(), "c".to_string()]);
+        assert_eq!(
+            tips.take_newest(2, &[]),
+            vec!["b".to_string(), "c".to_string()]
+        );
         tips.add(3, "d".into());
         tips.add(4, "e".into());
         tips.remove("e");
@@ -88,7 +143,38 @@ mod tests {
             vec!["b".to_string(), "c".to_string(), "e".to_string()]
         );
         assert_eq!(added, vec![(3, "d".to_string())]);
-        assert_eq!(tips.take_newest(8), vec!["a".to_string(), "d".to_string()]);
+        assert_eq!(
+            tips.take_newest(8, &[]),
+            vec!["a".to_string(), "d".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_transaction_is_never_linked_to_its_own_children() {
+        let mut tips = Tips::default();
+        for (seq, id) in ["a", "child", "b"].iter().enumerate() {
+            tips.add(seq as u64, id.to_string());
+        }
+        let except = ["child".to_string()];
+        assert_eq!(
+            tips.take_newest(8, &except),
+            vec!["a".to_string(), "b".to_string()]
+        );
+        assert_eq!(tips.take_newest(8, &[]), vec!["child".to_string()]);
+    }
+
+    #[test]
+    fn unstored_edges_last_until_their_write_is_stored() {
+        let mut edges = Unstored::default();
+        edges.add("p", "c1");
+        edges.sent();
+        edges.add("p", "c2");
+        edges.sent();
+        assert_eq!(edges.children("p"), ["c1".to_string(), "c2".to_string()]);
+        edges.written();
+        assert_eq!(edges.children("p"), ["c2".to_string()]);
+        edges.written();
+        assert!(edges.children("p").is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod auth;
 mod broadcast;
 mod chain;
 mod common;
+mod dag;
 mod errors;
 mod flood;
 mod fuzz_corpus;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{
     Database, DatabaseError, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
-    TableDefinition,
+    ReadableTableMetadata, TableDefinition,
 };
 
 use crate::record::{decode_entry, encode_entry};
@@ -371,6 +371,23 @@ impl Store for RedbStore {
             start_hash,
             entries: page,
         }))
+    }
+
+    fn waiting_children(&self, ids: &[&str]) -> Result<Vec<Vec<String>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let waiting = txn.open_multimap_table(WAITING)?;
+        // Nearly always empty (parents arrive first): one look instead of one per id.
+        if waiting.len()? == 0 {
+            return Ok(vec![Vec::new(); ids.len()]);
+        }
+        ids.iter()
+            .map(|id| {
+                waiting
+                    .get(*id)?
+                    .map(|child| child.map(|c| c.value().to_owned()).map_err(Into::into))
+                    .collect()
+            })
+            .collect()
     }
 
     fn tips(&self) -> Result<Vec<(u64, String)>, StoreError> {
