@@ -160,7 +160,8 @@ impl Default for UdpConfig {
     fn default() -> Self {
         Self {
             port: 9000,
-            recv_buffer_bytes: 8 << 20,
+            // About 0.4 s of datagrams at 100k/s, or a burst of 100,000 small ones.
+            recv_buffer_bytes: 32 << 20,
             max_batch: 1024,
             allow_unauthenticated: false,
         }

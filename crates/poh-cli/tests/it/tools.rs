@@ -242,6 +242,32 @@ fn bench_ingest_over_udp_reports_what_was_sent_and_stored() {
     assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
 }
 
+/// `--unpaced` sends the whole burst at once; the loss is what the node could not absorb.
+#[test]
+fn bench_ingest_over_udp_unpaced_reports_the_burst() {
+    let args = [
+        "bench",
+        "ingest",
+        "--transport",
+        "udp",
+        "--count",
+        "2000",
+        "--unpaced",
+    ];
+    let (report, _) = bench_json(&[&args[..], &["--json"]].concat());
+    let (sent, stored) = (
+        report["sent"].as_u64().unwrap(),
+        report["stored"].as_u64().unwrap(),
+    );
+    assert_eq!(sent, 2000);
+    assert!(stored > 0 && stored <= sent, "sent {sent}, stored {stored}");
+    let out = poh(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("lost"), "{}", text(&out.stdout));
+    let refused = poh(&["bench", "ingest", "--transport", "http-batch", "--unpaced"]);
+    assert!(!refused.status.success());
+}
+
 #[test]
 fn bench_ingest_over_quic_reports_the_six_keys() {
     let (report, keys) = bench_json(&[

@@ -33,8 +33,10 @@ pub(crate) struct UdpListener {
 }
 
 impl UdpListener {
-    /// Binds `addr` and sizes the receive buffer (the kernel may cap it; the size obtained is
-    /// logged).
+    /// Binds `addr` and sizes the receive buffer: what absorbs a burst while the pipeline is
+    /// busy. The kernel caps `SO_RCVBUF` at `net.core.rmem_max`; a process allowed to
+    /// (`CAP_NET_ADMIN`) goes past it with `SO_RCVBUFFORCE`. What was granted is logged, and a
+    /// warning says when it is less than asked.
     pub(crate) async fn bind(
         addr: std::net::SocketAddr,
         config: &UdpConfig,
@@ -51,20 +53,52 @@ impl UdpListener {
             addr,
             source,
         })?;
-        if let Err(e) = state.set_recv_buffer_size((&socket).into(), config.recv_buffer_bytes) {
+        let wanted = config.recv_buffer_bytes;
+        #[cfg(target_os = "linux")]
+        let forced =
+            rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, wanted).is_ok();
+        #[cfg(not(target_os = "linux"))]
+        let forced = false;
+        if !forced && let Err(e) = state.set_recv_buffer_size((&socket).into(), wanted) {
             tracing::warn!(error = %e, "cannot set the UDP receive buffer size");
         }
-        tracing::debug!(
-            recv_buffer = state.recv_buffer_size((&socket).into()).unwrap_or(0),
-            gro_segments = state.gro_segments(),
-            "UDP socket ready"
+        let listener = Self { socket, state };
+        // Linux reports twice what was set (the other half is its bookkeeping).
+        let granted = listener.recv_buffer();
+        tracing::info!(
+            wanted,
+            granted,
+            forced,
+            gro_segments = listener.state.gro_segments(),
+            "UDP receive buffer"
         );
-        Ok(Self { socket, state })
+        if granted < wanted {
+            tracing::warn!(
+                wanted,
+                granted,
+                "the kernel granted a smaller UDP receive buffer than asked: bursts beyond it \
+                 are dropped; raise net.core.rmem_max or give the node CAP_NET_ADMIN"
+            );
+        }
+        Ok(listener)
     }
 
     /// The bound address.
     pub(crate) fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// The receive buffer the kernel granted, in bytes.
+    fn recv_buffer(&self) -> usize {
+        let reported = self
+            .state
+            .recv_buffer_size((&self.socket).into())
+            .unwrap_or(0);
+        if cfg!(target_os = "linux") {
+            reported / 2
+        } else {
+            reported
+        }
     }
 }
 
@@ -109,14 +143,13 @@ pub(crate) async fn serve(
                 }
             };
             for (buffer, m) in buffers.iter().zip(&meta).take(n) {
-                let stride = m.stride.max(1);
-                for datagram in buffer[..m.len].chunks(stride) {
+                let mut take = |datagram: &[u8]| {
                     if !services.limiter.allow(m.addr.ip()) {
                         services
                             .metrics
                             .ingest
                             .rejected(Transport::Udp, RejectReason::Overloaded);
-                        continue;
+                        return;
                     }
                     match decode(datagram) {
                         Some(tx) => batch.push(tx),
@@ -125,6 +158,12 @@ pub(crate) async fn serve(
                             .ingest
                             .rejected(Transport::Udp, RejectReason::Malformed),
                     }
+                };
+                // With GRO one buffer holds several datagrams of `stride` bytes; an empty
+                // datagram is no transaction either, and is counted as such.
+                match m.len {
+                    0 => take(&[]),
+                    len => buffer[..len].chunks(m.stride.max(1)).for_each(take),
                 }
             }
             if batch.len() >= config.max_batch {
@@ -158,4 +197,39 @@ fn submit(services: &Services, batch: &mut Vec<Tx>, answers: &mut JoinSet<()>) {
             pending.wait().await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The receive buffer is what was asked where the process may force it (root, or
+    /// CAP_NET_ADMIN), and never less than the kernel's cap allows otherwise.
+    #[tokio::test]
+    async fn the_receive_buffer_is_sized_past_the_default_cap_when_allowed() {
+        let config = UdpConfig {
+            recv_buffer_bytes: 16 << 20,
+            ..UdpConfig::default()
+        };
+        let listener = UdpListener::bind("127.0.0.1:0".parse().unwrap(), &config)
+            .await
+            .unwrap();
+        let granted = listener.recv_buffer();
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .map_or(usize::MAX, |s| s.trim().parse().unwrap());
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        #[cfg(target_os = "linux")]
+        let may_force =
+            rustix::net::sockopt::set_socket_recv_buffer_size_force(&probe, 1 << 20).is_ok();
+        #[cfg(not(target_os = "linux"))]
+        let may_force = false;
+        if may_force {
+            assert!(granted >= 16 << 20, "{granted}");
+        } else {
+            assert!(
+                granted >= (16 << 20).min(rmem_max),
+                "{granted} (rmem_max {rmem_max})"
+            );
+        }
+    }
 }

@@ -54,11 +54,12 @@ async fn udp_stores_every_valid_datagram_and_counts_every_bad_one() {
     let node = common::start().await;
     let target = node.node.udp_addr().unwrap();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let garbage: [&[u8]; 4] = [
+    let garbage: [&[u8]; 5] = [
         b"not json",
         b"{\"tx_id\":\"x\"}",
         b"{\"tx_id\":\"y\",\"holder_id\":\"h\",\"timestamp\":1,\"payload_b64\":\"%%%\"}",
         &[0xff, 0x00, 0x12],
+        b"",
     ];
     let mut ids = Vec::new();
     let mut bad = 0;
@@ -69,7 +70,7 @@ async fn udp_stores_every_valid_datagram_and_counts_every_bad_one() {
         ids.push(id);
         if i % 2 == 0 {
             socket
-                .send_to(garbage[i % garbage.len()], target)
+                .send_to(garbage[(i / 2) % garbage.len()], target)
                 .await
                 .unwrap();
             bad += 1;
@@ -188,5 +189,39 @@ async fn a_malformed_quic_frame_closes_only_its_stream() {
     assert_eq!(ack.code, pb::AckCode::Stored as i32);
     wait_stored(&node, &["after-garbage".to_string()]).await;
     endpoint.close(quinn::VarInt::from_u32(0), b"");
+    node.stop().await;
+}
+
+/// A peer that never answers costs only its own sends: the client connects to each peer
+/// outside any lock the others need.
+#[tokio::test]
+async fn an_unreachable_quic_peer_does_not_hold_up_the_others() {
+    let node = common::start().await;
+    let good = node.node.quic_addr().unwrap().to_string();
+    let pin = node.quic_pin();
+    // A bound UDP socket that reads nothing: a handshake to it waits until it times out.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let client = std::sync::Arc::new(QuicClient::new(&ServerTrust::System, None).unwrap());
+    let stuck = {
+        let client = client.clone();
+        tokio::spawn(async move { client.send(&silent_addr, None, &[pb(&tx("lost"))]).await })
+    };
+    // The test runtime has one thread: this lets the stuck connect start, and hold whatever
+    // it holds, before the good send.
+    tokio::task::yield_now().await;
+    let started = std::time::Instant::now();
+    let acks = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        client.send(&good, Some(&pin), &[pb(&tx("delivered"))]),
+    )
+    .await
+    .expect("the good peer was held up by the silent one")
+    .unwrap();
+    assert!(acks[0].success);
+    assert!(!stuck.is_finished(), "the silent peer is still connecting");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    stuck.abort();
+    client.close();
     node.stop().await;
 }

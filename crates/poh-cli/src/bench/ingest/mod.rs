@@ -74,6 +74,10 @@ pub struct IngestArgs {
     /// Sign every transaction with ML-DSA-87 (the node verifies each signature).
     #[arg(long)]
     signed: bool,
+    /// UDP: send every datagram at once, as fast as the socket takes them, instead of keeping
+    /// a window in flight; what the node's receive buffer could not absorb is the loss reported.
+    #[arg(long, conflicts_with = "concurrency")]
+    unpaced: bool,
     /// Run the started node without fsync, to show what durability costs.
     #[arg(long, conflicts_with = "target")]
     no_fsync: bool,
@@ -137,6 +141,9 @@ struct Measured {
 }
 
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
+    if args.unpaced && args.transport != IngestTransport::Udp {
+        bail!("--unpaced is for --transport udp");
+    }
     if args.count == 0 || args.payload_bytes > (1 << 20) || !(1..=10_000).contains(&args.batch()) {
         bail!(
             "--count must be at least 1, --batch from 1 to 10000, --payload-bytes at most 1048576"
@@ -195,7 +202,10 @@ async fn send_all(args: &IngestArgs, txs: Vec<Tx>, target: &Target) -> anyhow::R
         IngestTransport::HttpBatch => 8,
         IngestTransport::Udp => 4096,
     });
-    let concurrency = concurrency.clamp(1, args.count);
+    let concurrency = match args.unpaced {
+        true => args.count,
+        false => concurrency.clamp(1, args.count),
+    };
     let addr = target.addr.as_str();
     if !args.json {
         eprintln!(
@@ -259,7 +269,11 @@ fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         let counted = match udp {
-            Some((sent, stored)) => format!("{sent} datagrams sent, {stored} stored"),
+            Some((sent, stored)) => {
+                let lost = (*sent as u64).saturating_sub(*stored);
+                let share = 100.0 * lost as f64 / (*sent).max(1) as f64;
+                format!("{sent} datagrams sent, {stored} stored, {lost} lost ({share:.2} %)")
+            }
             None => format!("{} transactions", report.count),
         };
         println!(

@@ -5,7 +5,9 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use poh_proto::v1 as pb;
 use quinn::VarInt;
-use tokio::sync::Mutex;
+/// One peer's connection; its lock is held while connecting, so there is one connect in
+/// flight per peer and the others are not held up.
+type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 
 use crate::{
     NodeError,
@@ -47,7 +49,7 @@ pub struct QuicClient {
     /// Presented to every peer (mutual TLS), pinned or not.
     identity: Option<Identity>,
     /// Connections by (address, certificate pin).
-    connections: Mutex<HashMap<(String, Option<String>), quinn::Connection>>,
+    connections: std::sync::Mutex<HashMap<(String, Option<String>), Slot>>,
 }
 
 impl QuicClient {
@@ -65,7 +67,7 @@ impl QuicClient {
         Ok(Self {
             endpoint,
             identity: identity.cloned(),
-            connections: Mutex::new(HashMap::new()),
+            connections: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -76,8 +78,15 @@ impl QuicClient {
         pin: Option<&str>,
     ) -> Result<quinn::Connection, QuicError> {
         let key = (peer.to_string(), pin.map(str::to_string));
-        let mut connections = self.connections.lock().await;
-        if let Some(c) = connections.get(&key)
+        let slot = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref()
             && c.close_reason().is_none()
         {
             return Ok(c.clone());
@@ -107,7 +116,7 @@ impl QuicClient {
             .map_err(|e| QuicError::Connect(e.to_string()))?
             .await
             .map_err(|e| QuicError::Connect(e.to_string()))?;
-        connections.insert(key, connection.clone());
+        *slot = Some(connection.clone());
         Ok(connection)
     }
 
