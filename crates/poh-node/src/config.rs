@@ -256,12 +256,18 @@ pub struct ClientLimits {
     pub requests_per_second: u32,
     /// How far above the rate a client may burst.
     pub burst: u32,
+    /// Bytes of request bodies and QUIC frames the node holds while reading them, across all
+    /// clients; beyond it a request is refused (`RESOURCE_EXHAUSTED` / 503, a QUIC stream
+    /// reset `OVERLOADED`) before more is read.
+    pub buffered_bytes: usize,
 }
 
 impl Default for ClientLimits {
     fn default() -> Self {
         Self {
-            max_connections_per_client: 256,
+            // A sixteenth of a listener's connections: sixteen clients at their limit leave
+            // room for everyone else.
+            max_connections_per_client: 64,
             // A relaying peer runs up to 256 broadcasts at once over each protocol; room for
             // four such peers behind one address.
             max_in_flight_per_client: 1024,
@@ -269,6 +275,7 @@ impl Default for ClientLimits {
             // limit bites on floods, not on load tests.
             requests_per_second: 200_000,
             burst: 200_000,
+            buffered_bytes: 128 << 20,
         }
     }
 }
@@ -285,9 +292,10 @@ pub struct PeersConfig {
     pub backoff_ms: u64,
     /// Seconds between peer health checks (`active_peers`); 0 turns them off.
     pub health_interval_secs: u64,
-    /// Newly stored transactions waiting to be relayed; beyond it the oldest wait is refused
-    /// and counted, so a slow peer never grows memory.
-    pub relay_queue: usize,
+    /// Bytes of newly stored transactions waiting to be relayed (each held until its
+    /// broadcast ends); beyond it a transaction is not relayed, and counted
+    /// (`poh_relay_dropped_total`), so a slow peer never grows memory.
+    pub relay_queue_bytes: usize,
     /// A file whose first line is the bearer token sent to peers (when they require one).
     pub token_file: Option<PathBuf>,
 }
@@ -299,7 +307,7 @@ impl Default for PeersConfig {
             attempts: 4,
             backoff_ms: 20,
             health_interval_secs: 10,
-            relay_queue: 65_536,
+            relay_queue_bytes: 64 << 20,
             token_file: None,
         }
     }
@@ -414,6 +422,11 @@ impl NodeConfig {
             }
         }
         self.check_write_paths()?;
+        if self.limits.buffered_bytes < (1 << 20) {
+            return Err(NodeError::Config(
+                "limits.buffered_bytes must be at least 1 MiB".into(),
+            ));
+        }
         if self.peers.attempts == 0 || self.peers.timeout_ms == 0 {
             return Err(NodeError::Config(
                 "peers.attempts and peers.timeout_ms must be at least 1".into(),

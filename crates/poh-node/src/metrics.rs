@@ -110,6 +110,8 @@ pub struct Metrics {
     pub broadcast: BroadcastMetrics,
     /// Storage reclamation events (SPEC §7 name), by `type`.
     pub gc_events: [Counter; 2],
+    /// Newly stored transactions not relayed: the relay queue was full.
+    pub relay_dropped: Counter,
 }
 
 struct Registry {
@@ -176,12 +178,15 @@ impl Metrics {
         let gc_events =
             ["minor", "major"].map(|t| registry.counter("gc_events_total", &[("type", t)]));
         let broadcast = BroadcastMetrics::new(&registry);
+        let relay_dropped = registry.counter("poh_relay_dropped_total", &[]);
+        relay_dropped.increment(0);
         Self {
             registry,
             ingest,
             active_peers,
             broadcast,
             gc_events,
+            relay_dropped,
         }
     }
 
@@ -228,7 +233,7 @@ impl Metrics {
 }
 
 fn describe(r: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 7] = [
+    let counters: [(&'static str, &'static str); 8] = [
         (
             "poh_issued_total",
             "Transactions the ingest pipeline finished, by result (success: stored or duplicate).",
@@ -256,6 +261,10 @@ fn describe(r: &PrometheusRecorder) {
         (
             "poh_broadcast_total",
             "Broadcast sends to peers, by protocol and result.",
+        ),
+        (
+            "poh_relay_dropped_total",
+            "Newly stored transactions not relayed because the relay queue was full.",
         ),
     ];
     for (name, help) in counters {

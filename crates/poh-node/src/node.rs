@@ -9,7 +9,6 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use poh_core::Tx;
 use poh_store::{RedbStore, Store};
 use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -17,7 +16,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     NodeConfig, NodeError,
     ingress::{
-        Services, auth::Authenticator, grpc, http, limits::ClientLimiter, listener, quic, udp,
+        Services,
+        auth::Authenticator,
+        grpc, http,
+        limits::{ByteBudget, ClientLimiter},
+        listener, quic, udp,
     },
     metrics::Metrics,
     network::{
@@ -66,7 +69,8 @@ impl Node {
         let metrics = Metrics::new();
         let (relay_sender, relay_queue) = match config.relay {
             true => {
-                let (tx, rx) = mpsc::channel(config.peers.relay_queue.max(1));
+                let dropped = metrics.relay_dropped.clone();
+                let (tx, rx) = relay::queue(config.peers.relay_queue_bytes, dropped);
                 (Some(tx), Some(rx))
             }
             false => (None, None),
@@ -91,6 +95,7 @@ impl Node {
                 .map(Authenticator::from_config)
                 .transpose()?,
             limiter: ClientLimiter::new(&config.limits),
+            buffered: ByteBudget::new(config.limits.buffered_bytes),
         };
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -281,7 +286,7 @@ async fn start_network(
     config: &NodeConfig,
     tls: &NodeTls,
     services: &Services,
-    relay_queue: Option<mpsc::Receiver<Tx>>,
+    relay_queue: Option<mpsc::UnboundedReceiver<relay::Queued>>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Result<(), NodeError> {

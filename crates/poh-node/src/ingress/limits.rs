@@ -14,6 +14,7 @@ use std::{
 };
 
 use governor::{DefaultKeyedRateLimiter, Quota};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ClientLimits;
 
@@ -139,9 +140,148 @@ impl Drop for ClientSlot {
     }
 }
 
+/// The bytes the node holds while reading requests (bodies, QUIC frames), across all
+/// clients (`limits.buffered_bytes`). Taken as the bytes arrive, before more are read.
+pub struct ByteBudget {
+    kib: Arc<Semaphore>,
+}
+
+/// The budget ran out: the request is refused, and should be retried later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the node is holding as many request bytes as it may; retry later")]
+pub struct Exhausted;
+
+impl ByteBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: usize) -> Arc<Self> {
+        let kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
+        Arc::new(Self {
+            kib: Arc::new(Semaphore::new(kib)),
+        })
+    }
+
+    /// An empty reservation, grown as bytes arrive.
+    pub fn reserve(&self) -> Reservation {
+        Reservation {
+            kib: self.kib.clone(),
+            held: None,
+        }
+    }
+
+    /// Bytes not taken now.
+    pub fn available(&self) -> usize {
+        self.kib.available_permits() * 1024
+    }
+}
+
+/// One request's share of a [`ByteBudget`], released when dropped.
+pub struct Reservation {
+    kib: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Reservation {
+    /// Covers `bytes` now held (in KiB, rounded up): takes more, or gives back what is no
+    /// longer needed. Refused, holding what it held, when the budget cannot cover the growth.
+    pub fn resize(&mut self, bytes: usize) -> Result<(), Exhausted> {
+        let want = u32::try_from(bytes.div_ceil(1024)).map_err(|_| Exhausted)?;
+        let have = self.held.as_ref().map_or(0, |p| p.num_permits() as u32);
+        if want > have {
+            let more = self
+                .kib
+                .clone()
+                .try_acquire_many_owned(want - have)
+                .map_err(|_| Exhausted)?;
+            match &mut self.held {
+                Some(held) => held.merge(more),
+                None => self.held = Some(more),
+            }
+        } else if want < have
+            && let Some(held) = &mut self.held
+        {
+            drop(held.split((have - want) as usize));
+        }
+        Ok(())
+    }
+}
+
+/// A request body whose bytes are counted against a [`ByteBudget`] as they arrive, for a
+/// reader that keeps at most `retain` of them (a gRPC call decodes one message at a time): the
+/// reservation grows with what arrives up to `retain`, and is released with the body. When
+/// the budget is spent the body fails with `refuse`, and the reader stops.
+pub(crate) struct Budgeted {
+    body: axum::body::Body,
+    reservation: Reservation,
+    held: usize,
+    retain: usize,
+    refuse: fn(Exhausted) -> axum::Error,
+}
+
+impl Budgeted {
+    pub(crate) fn new(
+        body: axum::body::Body,
+        budget: &ByteBudget,
+        retain: usize,
+        refuse: fn(Exhausted) -> axum::Error,
+    ) -> Self {
+        Self {
+            body,
+            reservation: budget.reserve(),
+            held: 0,
+            retain,
+            refuse,
+        }
+    }
+}
+
+impl http_body::Body for Budgeted {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
+        if let Some(Ok(frame)) = &frame
+            && let Some(data) = frame.data_ref()
+        {
+            let held = (self.held + data.len()).min(self.retain);
+            if let Err(e) = self.reservation.resize(held) {
+                return std::task::Poll::Ready(Some(Err((self.refuse)(e))));
+            }
+            self.held = held;
+        }
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reservations_grow_and_shrink_within_the_budget() {
+        let budget = ByteBudget::new(8 << 10);
+        let mut a = budget.reserve();
+        a.resize(5000).unwrap();
+        assert_eq!(budget.available(), 3 << 10);
+        let mut b = budget.reserve();
+        assert_eq!(b.resize(4 << 10), Err(Exhausted));
+        a.resize(1).unwrap();
+        b.resize(4 << 10).unwrap();
+        drop(a);
+        drop(b);
+        assert_eq!(budget.available(), 8 << 10);
+    }
 
     #[test]
     fn connections_and_requests_are_limited_per_client() {
@@ -150,6 +290,7 @@ mod tests {
             max_in_flight_per_client: 3,
             requests_per_second: 5,
             burst: 5,
+            ..ClientLimits::default()
         });
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let first = limiter.connect(a).unwrap();

@@ -36,6 +36,8 @@ pub(crate) struct Services {
     pub auth: Option<auth::Authenticator>,
     /// Per-client limits.
     pub limiter: Arc<limits::ClientLimiter>,
+    /// The bytes held while requests are read, across all clients.
+    pub buffered: Arc<limits::ByteBudget>,
 }
 
 impl Services {

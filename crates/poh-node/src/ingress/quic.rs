@@ -34,6 +34,8 @@ use crate::{
 
 /// Most transactions handed to the pipeline as one submission.
 const CHUNK: usize = 1024;
+/// Most bytes of transactions decoded before they are handed to the pipeline.
+const CHUNK_BYTES: usize = 1 << 20;
 /// Submissions of one stream in flight before reading pauses.
 const IN_FLIGHT: usize = 32;
 
@@ -187,6 +189,8 @@ async fn serve_connection(
 enum Step {
     Queued(Box<crate::pipeline::Pending>),
     Malformed,
+    /// Over the node's read budget: retry later.
+    Overloaded,
     Refused,
 }
 
@@ -201,32 +205,52 @@ async fn serve_stream(
         let services = services.clone();
         async move {
             let mut decoder = FrameDecoder::new(max_frame);
+            // What this stream holds before the pipeline admits it: bytes not yet framed, and
+            // transactions decoded and not yet queued. Counted before it is kept.
+            let mut held = services.buffered.reserve();
             let mut chunk = Vec::new();
+            let mut chunk_bytes = 0;
             let mut ended = false;
             while !ended {
                 match recv.read_chunk(usize::MAX, true).await {
-                    Ok(Some(chunk)) => decoder.push(&chunk.bytes),
+                    Ok(Some(data)) => {
+                        let more = decoder.buffered() + chunk_bytes + data.bytes.len();
+                        if held.resize(more).is_err() {
+                            services
+                                .metrics
+                                .ingest
+                                .rejected(Transport::Quic, RejectReason::Overloaded);
+                            let _ = recv.stop(VarInt::from_u32(OVERLOADED));
+                            let _ = steps.send(Step::Overloaded).await;
+                            return;
+                        }
+                        decoder.push(&data.bytes);
+                    }
                     Ok(None) => ended = true,
                     Err(_) => return,
                 }
                 let mut malformed = false;
                 loop {
                     match decoder.next_frame() {
-                        Ok(Some(body)) => match frame::decode::<pb::Tx>(body) {
-                            Ok(tx) => chunk.push(tx_from_pb(tx)),
-                            Err(_) => {
-                                malformed = true;
-                                break;
+                        Ok(Some(body)) => {
+                            chunk_bytes += body.len();
+                            match frame::decode::<pb::Tx>(body) {
+                                Ok(tx) => chunk.push(tx_from_pb(tx)),
+                                Err(_) => {
+                                    malformed = true;
+                                    break;
+                                }
                             }
-                        },
+                        }
                         Ok(None) => break,
                         Err(_) => {
                             malformed = true;
                             break;
                         }
                     }
-                    if chunk.len() >= CHUNK {
+                    if chunk.len() >= CHUNK || chunk_bytes >= CHUNK_BYTES {
                         let txs = std::mem::take(&mut chunk);
+                        chunk_bytes = 0;
                         if !queue_chunk(&services, &steps, txs).await {
                             return;
                         }
@@ -237,10 +261,13 @@ async fn serve_stream(
                 }
                 if !chunk.is_empty() {
                     let txs = std::mem::take(&mut chunk);
+                    chunk_bytes = 0;
                     if !queue_chunk(&services, &steps, txs).await {
                         return;
                     }
                 }
+                // Shrinking never fails.
+                let _ = held.resize(decoder.buffered());
                 if malformed {
                     services
                         .metrics
@@ -268,6 +295,10 @@ async fn serve_stream(
                 }
                 Step::Malformed => {
                     let _ = send.reset(VarInt::from_u32(MALFORMED_FRAME));
+                    return;
+                }
+                Step::Overloaded => {
+                    let _ = send.reset(VarInt::from_u32(OVERLOADED));
                     return;
                 }
                 Step::Refused => {

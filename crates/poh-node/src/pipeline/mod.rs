@@ -433,7 +433,7 @@ fn prepare_one(tx: Tx, limits: &Limits, metrics: &IngestMetrics) -> Result<Prepa
 }
 
 /// The bytes a transaction occupies while queued, roughly.
-fn tx_bytes(tx: &Tx) -> usize {
+pub(crate) fn tx_bytes(tx: &Tx) -> usize {
     tx.payload.len()
         + tx.public_key.len()
         + tx.signature.len()

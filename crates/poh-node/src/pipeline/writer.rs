@@ -23,8 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use super::{Msg, PohView, TxResult};
 use crate::{NodeError, metrics::IngestMetrics};
 
-/// Where newly stored transactions go to be relayed.
-pub(crate) type RelaySender = tokio::sync::mpsc::Sender<poh_core::Tx>;
+pub(crate) use crate::network::relay::RelaySender;
 
 /// Transactions prepared but not yet stored, by id.
 #[derive(Default)]
@@ -160,14 +159,8 @@ fn write_all(
         if let Some(relay) = relay {
             // Only what this commit stored for the first time: duplicates are never relayed,
             // so a ring of relaying nodes stops once every node has the transaction.
-            let mut dropped = 0usize;
             for new in &write.txs {
-                if relay.try_send(new.record.tx.clone()).is_err() {
-                    dropped += 1;
-                }
-            }
-            if dropped > 0 {
-                tracing::warn!(dropped, "relay queue full: transactions not relayed");
+                relay.send(&new.record.tx);
             }
         }
         // The committer may hand over the next batch while these answers go out.

@@ -53,6 +53,11 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Bytes held: received and not yet taken as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The next complete frame's body, `None` until one is complete.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         let Some(header) = self.buf.get(..4) else {
@@ -63,8 +68,7 @@ impl FrameDecoder {
             return Err(FrameError::TooLarge { len, max: self.max });
         }
         if self.buf.len() < 4 + len {
-            // Room for the whole frame at once, so a large one is not re-copied as it grows.
-            self.buf.reserve(4 + len - self.buf.len());
+            // The buffer grows only as bytes arrive: an announced length costs nothing.
             return Ok(None);
         }
         self.buf.advance(4);
@@ -107,6 +111,21 @@ mod tests {
             payload: vec![1, 2, 3],
             ..Default::default()
         }
+    }
+
+    /// A length prefix alone reserves nothing: a client announcing huge frames and sending
+    /// nothing more makes the node hold only what it sent.
+    #[test]
+    fn an_announced_length_costs_nothing_until_the_bytes_arrive() {
+        let mut decoder = FrameDecoder::new(64 << 20);
+        decoder.push(&(60u32 << 20).to_be_bytes());
+        assert_eq!(decoder.next_frame(), Ok(None));
+        assert!(
+            decoder.buf.capacity() < 1 << 10,
+            "{}",
+            decoder.buf.capacity()
+        );
+        assert_eq!(decoder.buffered(), 4);
     }
 
     #[test]

@@ -40,6 +40,7 @@ async fn a_flooding_client_is_refused_while_another_is_served_and_memory_stays_b
                 max_in_flight_per_client: 1024,
                 requests_per_second: 200,
                 burst: 200,
+                ..ClientLimits::default()
             };
         })
         .await,

@@ -24,12 +24,12 @@ use super::{
     Services,
     auth::AuthError,
     gate::{self, Refusals},
-    limits::Overload,
+    limits::{Budgeted, ByteBudget, Overload},
     listener::ConnLimits,
 };
 use crate::{
     config::GrpcConfig,
-    pipeline::{Admission, SubmitError, TxResult},
+    pipeline::{Admission, SubmitError, TxResult, tx_bytes},
     wire::{
         Transport,
         protobuf::{ack, record_pb, status_response, tx_from_pb, tx_from_request, tx_response},
@@ -40,6 +40,8 @@ pub(crate) use observe::ObserveLayer;
 
 /// Most transactions taken from a stream into one pipeline submission.
 const STREAM_CHUNK: usize = 1024;
+/// Most bytes of transactions taken from a stream into one pipeline submission.
+const STREAM_CHUNK_BYTES: usize = 1 << 20;
 /// Submissions of one stream awaiting their answers; beyond it the stream stops reading.
 const STREAM_IN_FLIGHT: usize = 32;
 /// Most records one `Sync` or `Repair` call returns.
@@ -105,8 +107,25 @@ pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Rou
     for (_, method) in METHODS.iter().take(8) {
         services.metrics.preregister_grpc(method);
     }
-    let router = gate::guard(routes.into_axum_router(), &services, GrpcRefusals);
+    // Each call's body counts against the node's read budget, up to one message (tonic holds
+    // at most one partly received message per call).
+    let budget = (services.buffered.clone(), max);
+    let router = routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(budget, budget_body));
+    let router = gate::guard(router, &services, GrpcRefusals);
     router.layer(ObserveLayer::new(services.metrics.clone()))
+}
+
+async fn budget_body(
+    axum::extract::State((budget, retain)): axum::extract::State<(Arc<ByteBudget>, usize)>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let refuse =
+        |e: super::limits::Exhausted| axum::Error::new(Status::resource_exhausted(e.to_string()));
+    let req = req.map(|body| axum::body::Body::new(Budgeted::new(body, &budget, retain, refuse)));
+    next.run(req).await
 }
 
 /// How gRPC says no: `RESOURCE_EXHAUSTED`, `UNAUTHENTICATED`, `PERMISSION_DENIED`; the health
@@ -221,10 +240,15 @@ impl PohService for Api {
                     }
                 };
                 let mut chunk = vec![tx_from_pb(first)];
+                let mut chunk_bytes = tx_bytes(&chunk[0]);
                 let mut failed = None;
-                while chunk.len() < STREAM_CHUNK {
+                while chunk.len() < STREAM_CHUNK && chunk_bytes < STREAM_CHUNK_BYTES {
                     match incoming.message().now_or_never() {
-                        Some(Ok(Some(tx))) => chunk.push(tx_from_pb(tx)),
+                        Some(Ok(Some(tx))) => {
+                            let tx = tx_from_pb(tx);
+                            chunk_bytes += tx_bytes(&tx);
+                            chunk.push(tx);
+                        }
                         Some(Err(status)) => {
                             failed = Some(status);
                             break;

@@ -28,7 +28,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use error::{ApiError, HttpRefusals};
 
-use super::{Services, gate, listener::ConnLimits};
+use super::{Services, gate, limits::Reservation, listener::ConnLimits};
 use crate::{
     config::HttpConfig,
     metrics::RejectReason,
@@ -153,8 +153,16 @@ async fn observe(State(state): State<HttpState>, req: Request, next: Next) -> Re
     response
 }
 
-/// Reads a JSON body of at most `limit` bytes.
-async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a JSON body of at most `limit` bytes. Every byte is counted against the node's
+/// `limits.buffered_bytes` before it is kept (503 when that is spent); the reservation comes
+/// back with the body and is held while the body is.
+async fn read_json_body(
+    state: &HttpState,
+    headers: &HeaderMap,
+    mut body: Body,
+    limit: usize,
+) -> Result<(Bytes, Reservation), ApiError> {
+    use http_body_util::BodyExt as _;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -170,13 +178,34 @@ async fn read_json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result
             "send the body as Content-Type: application/json",
         ));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!("the body is larger than this endpoint's limit of {limit} bytes"),
         )
-    })
+    };
+    if http_body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large());
+    }
+    let mut reservation = state.services.buffered.reserve();
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ApiError::invalid("the body could not be read to its end"))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = bytes.len() + data.len();
+        if len > limit {
+            return Err(too_large());
+        }
+        reservation
+            .resize(len)
+            .map_err(|e| ApiError::unavailable("overloaded", e.to_string()))?;
+        bytes.extend_from_slice(&data);
+    }
+    Ok((bytes.freeze(), reservation))
 }
 
 /// Parses one JSON transaction, counting it as received and malformed when it is not one.
@@ -206,7 +235,7 @@ async fn post_tx(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_json_body(&headers, body, state.max_body).await?;
+    let (bytes, _held) = read_json_body(&state, &headers, body, state.max_body).await?;
     let tx = parse_tx(&state, &bytes)?;
     let tx_id = tx.tx_id.clone();
     let mut results = state
@@ -230,7 +259,7 @@ async fn post_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_json_body(&headers, body, state.max_batch_body).await?;
+    let (bytes, _held) = read_json_body(&state, &headers, body, state.max_batch_body).await?;
     let elements: Vec<&RawValue> = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("not a JSON array: {e}")))?;
     if elements.len() > MAX_BATCH {
