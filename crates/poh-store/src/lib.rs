@@ -43,12 +43,24 @@ pub trait Store: Send + Sync + 'static {
     /// The stored transaction with this id.
     fn tx(&self, tx_id: &str) -> Result<Option<TxRecord>, StoreError>;
 
-    /// Stored transactions by `poh_seq`, from `from_seq` inclusive, at most `limit`, in order.
-    fn txs_from_seq(&self, from_seq: u64, limit: usize) -> Result<Vec<TxRecord>, StoreError>;
+    /// Stored transactions by `poh_seq`, from `from_seq` inclusive, in order: at most `limit`,
+    /// and no more once `max_bytes` of stored records are read (at least one, though).
+    fn txs_from_seq(
+        &self,
+        from_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<TxRecord>, StoreError>;
 
-    /// PoH entries from index `from`, at most `limit`, with the hash before the first one.
-    /// `None` when `from` is past the last stored entry (`from == count` gives an empty page).
-    fn entries(&self, from: u64, limit: usize) -> Result<Option<EntryPage>, StoreError>;
+    /// PoH entries from index `from`, with the hash before the first one: at most `limit`, and
+    /// no more once `max_bytes` of stored entries are read (at least one, though). `None` when
+    /// `from` is past the last stored entry (`from == count` gives an empty page).
+    fn entries(
+        &self,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Option<EntryPage>, StoreError>;
 
     /// The current DAG tips (transactions no stored transaction names as a parent), oldest
     /// first, as `(poh_seq, tx_id)`.

@@ -232,3 +232,84 @@ async fn too_few_hashes_per_tick_are_refused_at_start() {
         Ok(_) => panic!("started with hashes_per_tick = 1"),
     }
 }
+
+/// Long answers are read from the store page by page while they are sent: `GET
+/// /v1/poh/entries` of thousands of entries and a `Sync` of a thousand records come whole, in
+/// order, and the entries verify.
+#[tokio::test]
+async fn long_answers_stream_whole_and_in_order() {
+    let node = crate::common::start_with(|c| c.poh.mode = poh_core::PohMode::Unpaced).await;
+    let c = Client::new();
+    let batch: Vec<Value> = (0..1200)
+        .map(|i| {
+            let mut t = tx(&format!("s{i}"));
+            t.payload = vec![7; 1024];
+            json(&t)
+        })
+        .collect();
+    let r = c
+        .post(node.http("/v1/tx/batch"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let durable = loop {
+        let poh: Value = c
+            .get(node.http("/v1/poh"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let entries = poh["entries"].as_u64().unwrap();
+        if entries >= 3000 {
+            break entries;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {entries} entries"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let page: Value = c
+        .get(node.http("/v1/poh/entries?from=0&limit=10000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let served = page["entries"].as_array().unwrap();
+    assert!(
+        served.len() as u64 >= durable,
+        "{} of {durable}",
+        served.len()
+    );
+    let (start, entries) =
+        all_entries(&c, &format!("http://{}", node.node.http_addr().unwrap())).await;
+    assert_eq!(start, genesis("local"));
+    verify_serial(&start, &entries[..served.len()], HASHES_PER_TICK).unwrap();
+    for (e, s) in entries.iter().zip(served) {
+        assert_eq!(e.hash.to_hex(), s["hash"].as_str().unwrap());
+    }
+
+    let mut grpc = node.grpc().await;
+    let mut stream = grpc
+        .sync(poh_proto::v1::SyncRequest {
+            from_seq: 0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seqs = Vec::new();
+    while let Some(r) = stream.message().await.unwrap() {
+        assert_eq!(r.tx.unwrap().payload.len(), 1024);
+        seqs.push(r.poh_seq);
+    }
+    assert_eq!(seqs, (0..1000).collect::<Vec<_>>(), "limit 0 means 1000");
+    node.stop().await;
+}

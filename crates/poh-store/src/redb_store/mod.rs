@@ -325,22 +325,36 @@ impl Store for RedbStore {
         Ok(Some(record))
     }
 
-    fn txs_from_seq(&self, from_seq: u64, limit: usize) -> Result<Vec<TxRecord>, StoreError> {
+    fn txs_from_seq(
+        &self,
+        from_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<TxRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let txs = txn.open_table(TXS)?;
         let pending = txn.open_table(PENDING)?;
-        txs.range(from_seq..)?
-            .take(limit)
-            .map(|item| {
-                let (seq, bytes) = item?;
-                let mut record = TxRecord::decode(seq.value(), bytes.value())?;
-                record.status = status_of(&pending, &record.tx.tx_id)?;
-                Ok(record)
-            })
-            .collect()
+        let mut out = Vec::new();
+        let mut read = 0;
+        for item in txs.range(from_seq..)?.take(limit) {
+            if read >= max_bytes {
+                break;
+            }
+            let (seq, bytes) = item?;
+            read += bytes.value().len();
+            let mut record = TxRecord::decode(seq.value(), bytes.value())?;
+            record.status = status_of(&pending, &record.tx.tx_id)?;
+            out.push(record);
+        }
+        Ok(out)
     }
 
-    fn entries(&self, from: u64, limit: usize) -> Result<Option<EntryPage>, StoreError> {
+    fn entries(
+        &self,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Option<EntryPage>, StoreError> {
         let txn = self.db.begin_read()?;
         let entries = txn.open_table(ENTRIES)?;
         let count = next_key(&entries)?;
@@ -359,14 +373,16 @@ impl Store for RedbStore {
                 decode_entry(bytes.value())?.hash
             }
         };
-        let page = entries
-            .range(from..)?
-            .take(limit)
-            .map(|item| {
-                let (_, bytes) = item?;
-                decode_entry(bytes.value())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut page = Vec::new();
+        let mut read = 0;
+        for item in entries.range(from..)?.take(limit) {
+            if read >= max_bytes {
+                break;
+            }
+            let (_, bytes) = item?;
+            read += bytes.value().len();
+            page.push(decode_entry(bytes.value())?);
+        }
         Ok(Some(EntryPage {
             start_hash,
             entries: page,

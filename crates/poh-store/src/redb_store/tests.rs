@@ -83,18 +83,24 @@ fn a_commit_reads_back_exactly_and_survives_reopening() {
     assert_eq!(found[0].unwrap().digest, txs[1].record.digest);
     assert_eq!(found[1], None);
     assert_eq!(found[2].unwrap().poh_hash, txs[0].record.poh_hash);
-    let all = store.txs_from_seq(0, 10).unwrap();
+    let all = store.txs_from_seq(0, 10, usize::MAX).unwrap();
     assert_eq!(all.iter().map(|r| r.poh_seq).collect::<Vec<_>>(), [0, 1]);
-    assert_eq!(store.txs_from_seq(1, 10).unwrap()[0].tx.tx_id, "b");
+    assert_eq!(
+        store.txs_from_seq(1, 10, usize::MAX).unwrap()[0].tx.tx_id,
+        "b"
+    );
     assert_eq!(store.tips().unwrap(), vec![(1, "b".to_string())]);
 
-    let page = store.entries(0, 10).unwrap().unwrap();
+    let page = store.entries(0, 10, usize::MAX).unwrap().unwrap();
     assert_eq!(page.start_hash, genesis("c"));
     assert_eq!(page.entries, vec![entry(0), entry(1)]);
-    let page = store.entries(1, 10).unwrap().unwrap();
+    let page = store.entries(1, 10, usize::MAX).unwrap().unwrap();
     assert_eq!((page.start_hash, page.entries.len()), (entry(0).hash, 1));
-    assert_eq!(store.entries(2, 10).unwrap().unwrap().entries, vec![]);
-    assert_eq!(store.entries(3, 10).unwrap(), None);
+    assert_eq!(
+        store.entries(2, 10, usize::MAX).unwrap().unwrap().entries,
+        vec![]
+    );
+    assert_eq!(store.entries(3, 10, usize::MAX).unwrap(), None);
 }
 
 #[test]
@@ -139,7 +145,7 @@ fn out_of_sequence_commits_are_refused_and_write_nothing() {
         None,
         "nothing of a refused commit is written"
     );
-    assert_eq!(store.txs_from_seq(0, 10).unwrap().len(), 1);
+    assert_eq!(store.txs_from_seq(0, 10, usize::MAX).unwrap().len(), 1);
 }
 
 #[test]
@@ -177,7 +183,7 @@ fn children_are_pending_until_every_parent_arrives() {
         TxStatus::Ordered
     );
     assert_eq!(
-        store.txs_from_seq(3, 1).unwrap()[0].status,
+        store.txs_from_seq(3, 1, usize::MAX).unwrap()[0].status,
         TxStatus::Ordered
     );
 }
@@ -246,7 +252,15 @@ fn a_non_durable_commit_becomes_durable_with_the_next_durable_one() {
             true,
         )
         .unwrap();
-    assert_eq!(store.entries(0, 10).unwrap().unwrap().entries.len(), 2);
+    assert_eq!(
+        store
+            .entries(0, 10, usize::MAX)
+            .unwrap()
+            .unwrap()
+            .entries
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -263,14 +277,14 @@ fn a_new_store_is_empty() {
     let (_dir, store) = open();
     assert_eq!(store.chain().unwrap(), None);
     assert_eq!(store.lookup(&["a"]).unwrap(), vec![None]);
-    assert_eq!(store.txs_from_seq(0, 10).unwrap(), vec![]);
+    assert_eq!(store.txs_from_seq(0, 10, usize::MAX).unwrap(), vec![]);
     assert_eq!(store.tips().unwrap(), vec![]);
     assert_eq!(
-        store.entries(0, 10).unwrap(),
+        store.entries(0, 10, usize::MAX).unwrap(),
         None,
         "no chain, so no genesis to start from"
     );
-    assert_eq!(store.entries(1, 10).unwrap(), None);
+    assert_eq!(store.entries(1, 10, usize::MAX).unwrap(), None);
 }
 
 #[test]
@@ -296,19 +310,22 @@ fn every_read_returns_the_committed_records_with_their_status() {
     assert_eq!(store.tx("a").unwrap().unwrap(), txs[0].record);
     assert_eq!(store.tx("b").unwrap().unwrap(), pending_b);
     assert_eq!(
-        store.txs_from_seq(0, 10).unwrap(),
+        store.txs_from_seq(0, 10, usize::MAX).unwrap(),
         vec![
             txs[0].record.clone(),
             pending_b.clone(),
             txs[2].record.clone()
         ]
     );
-    assert_eq!(store.txs_from_seq(1, 1).unwrap(), vec![pending_b]);
-    assert_eq!(store.txs_from_seq(3, 10).unwrap(), vec![]);
-    assert_eq!(store.txs_from_seq(0, 0).unwrap(), vec![]);
+    assert_eq!(
+        store.txs_from_seq(1, 1, usize::MAX).unwrap(),
+        vec![pending_b]
+    );
+    assert_eq!(store.txs_from_seq(3, 10, usize::MAX).unwrap(), vec![]);
+    assert_eq!(store.txs_from_seq(0, 0, usize::MAX).unwrap(), vec![]);
     assert_eq!(store.chain().unwrap(), Some(meta));
 
-    let page = store.entries(1, 1).unwrap().unwrap();
+    let page = store.entries(1, 1, usize::MAX).unwrap().unwrap();
     assert_eq!(
         page,
         EntryPage {
@@ -316,7 +333,7 @@ fn every_read_returns_the_committed_records_with_their_status() {
             entries: vec![entry(1)]
         }
     );
-    let page = store.entries(3, 10).unwrap().unwrap();
+    let page = store.entries(3, 10, usize::MAX).unwrap().unwrap();
     assert_eq!(
         page,
         EntryPage {
@@ -324,7 +341,7 @@ fn every_read_returns_the_committed_records_with_their_status() {
             entries: vec![]
         }
     );
-    assert_eq!(store.entries(4, 10).unwrap(), None);
+    assert_eq!(store.entries(4, 10, usize::MAX).unwrap(), None);
 }
 
 #[test]
@@ -481,7 +498,7 @@ fn refused_commits_leave_every_table_untouched() {
 
     assert_eq!(store.chain().unwrap(), Some(meta));
     assert_eq!(
-        store.txs_from_seq(0, 10).unwrap(),
+        store.txs_from_seq(0, 10, usize::MAX).unwrap(),
         vec![base[0].record.clone()]
     );
     assert_eq!(
@@ -489,7 +506,7 @@ fn refused_commits_leave_every_table_untouched() {
         vec![None, None, None]
     );
     assert_eq!(
-        store.entries(0, 10).unwrap().unwrap().entries,
+        store.entries(0, 10, usize::MAX).unwrap().unwrap().entries,
         vec![entry(0)]
     );
     assert_eq!(store.tips().unwrap(), vec![]);
@@ -581,11 +598,11 @@ fn non_durable_then_durable_commits_both_survive_a_reopen() {
     let store = RedbStore::open(dir.path().join("db")).unwrap();
     assert_eq!(store.chain().unwrap(), Some(meta));
     assert_eq!(
-        store.txs_from_seq(0, 10).unwrap(),
+        store.txs_from_seq(0, 10, usize::MAX).unwrap(),
         vec![first[0].record.clone(), second[0].record.clone()]
     );
     assert_eq!(
-        store.entries(0, 10).unwrap().unwrap().entries,
+        store.entries(0, 10, usize::MAX).unwrap().unwrap().entries,
         vec![entry(0), entry(1)]
     );
 }
@@ -622,4 +639,55 @@ fn an_unopenable_path_is_an_open_error() {
         Err(StoreError::Open { path: p, .. }) => assert_eq!(p, path),
         other => panic!("expected Open, got {other:?}"),
     }
+}
+
+#[test]
+fn pages_stop_at_their_byte_bound_but_hold_at_least_one() {
+    let (_dir, store) = open();
+    let meta = chain();
+    let txs = [new("a", 0, &[]), new("b", 1, &[])];
+    let entries = [(0, entry(0)), (1, entry(1))];
+    let commit = Commit {
+        chain: Some(&meta),
+        txs: &txs,
+        entries: &entries,
+        ..Commit::default()
+    };
+    store.commit(&commit, true).unwrap();
+    assert_eq!(store.txs_from_seq(0, 10, 1).unwrap().len(), 1);
+    assert_eq!(store.txs_from_seq(0, 10, usize::MAX).unwrap().len(), 2);
+    assert_eq!(store.entries(0, 10, 1).unwrap().unwrap().entries.len(), 1);
+    assert_eq!(
+        store
+            .entries(0, 10, usize::MAX)
+            .unwrap()
+            .unwrap()
+            .entries
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn waiting_children_name_who_waits_for_a_missing_parent() {
+    let (_dir, store) = open();
+    let meta = chain();
+    assert_eq!(
+        store.waiting_children(&["p"]).unwrap(),
+        vec![Vec::<String>::new()]
+    );
+    let txs = [new("c1", 0, &["p"]), new("c2", 1, &["p", "q"])];
+    let commit = Commit {
+        chain: Some(&meta),
+        txs: &txs,
+        entries: &[(0, entry(0)), (1, entry(1))],
+        ..Commit::default()
+    };
+    store.commit(&commit, true).unwrap();
+    let found = store.waiting_children(&["q", "p", "zz"]).unwrap();
+    assert_eq!(found[0], ["c2".to_string()]);
+    let mut p = found[1].clone();
+    p.sort();
+    assert_eq!(p, ["c1".to_string(), "c2".to_string()]);
+    assert!(found[2].is_empty());
 }

@@ -9,7 +9,7 @@ mod observe;
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
-use futures_util::{FutureExt as _, Stream};
+use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use poh_core::{Tx, validate::check_tx_id};
 use poh_proto::v1::{
     self as pb,
@@ -46,6 +46,10 @@ const STREAM_CHUNK_BYTES: usize = 1 << 20;
 const STREAM_IN_FLIGHT: usize = 32;
 /// Most records one `Sync` or `Repair` call returns.
 const MAX_RECORDS: usize = 10_000;
+/// Records read from the store at a time for a `Sync` stream…
+const PAGE_RECORDS: usize = 256;
+/// …and at most this many bytes of them.
+const PAGE_BYTES: usize = 1 << 20;
 
 /// Every method served, by path, with its `method` label. Any other path is counted as
 /// `other`, so a client cannot grow the label set; ours exist before the first call.
@@ -353,12 +357,39 @@ impl PohService for Api {
             }
             n => n as usize,
         };
-        let records = self
-            .services
-            .read(move |store| store.txs_from_seq(from_seq, limit))
-            .await
-            .map_err(internal)?;
-        let stream = futures_util::stream::iter(records.into_iter().map(|r| Ok(record_pb(r))));
+        // Read page by page as the client takes them: a call holds at most two pages.
+        let (pages, taken) = mpsc::channel::<Result<Vec<pb::TxRecord>, Status>>(1);
+        let services = self.services.clone();
+        tokio::spawn(async move {
+            let (mut next, mut left) = (from_seq, limit);
+            while left > 0 {
+                let want = left.min(PAGE_RECORDS);
+                let read = services
+                    .read(move |store| store.txs_from_seq(next, want, PAGE_BYTES))
+                    .await;
+                let page = match read {
+                    Ok(records) if records.is_empty() => return,
+                    Ok(records) => records,
+                    Err(e) => {
+                        let _ = pages.send(Err(internal(e))).await;
+                        return;
+                    }
+                };
+                left -= page.len();
+                next = page.last().map_or(next, |r| r.poh_seq + 1);
+                let page = page.into_iter().map(record_pb).collect();
+                if pages.send(Ok(page)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let stream = ReceiverStream::new(taken).flat_map(|page| {
+            let records: Vec<Result<pb::TxRecord, Status>> = match page {
+                Ok(records) => records.into_iter().map(Ok).collect(),
+                Err(status) => vec![Err(status)],
+            };
+            futures_util::stream::iter(records)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 

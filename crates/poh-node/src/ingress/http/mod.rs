@@ -22,6 +22,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use futures_util::StreamExt as _;
 use poh_core::validate::check_tx_id;
 use serde_json::value::RawValue;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -337,7 +338,7 @@ async fn get_poh(State(state): State<HttpState>) -> Json<PohOut> {
 async fn get_entries(
     State(state): State<HttpState>,
     RawQuery(query): RawQuery,
-) -> Result<Json<EntriesOut>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut from = 0u64;
     let mut limit = DEFAULT_ENTRIES;
     for pair in query
@@ -370,16 +371,92 @@ async fn get_entries(
         return Err(ApiError::not_found(format!("no entry {from} yet")));
     }
     let limit = limit.min(usize::try_from(durable - from).unwrap_or(usize::MAX));
-    let page = state
-        .services
-        .read(move |store| store.entries(from, limit))
+    // The first page decides the answer's status; the rest is streamed page by page, so an
+    // answer of 10,000 large entries never sits in memory whole.
+    let first = read_entries(&state.services, from, limit).await?;
+    let first = first.ok_or_else(|| ApiError::not_found(format!("no entry {from} yet")))?;
+    let head = format!(
+        r#"{{"start_hash":"{}","entries":["#,
+        first.start_hash.to_hex()
+    );
+    let pages = EntryPages {
+        services: state.services.clone(),
+        next: from + first.entries.len() as u64,
+        left: limit - first.entries.len(),
+        done: first.entries.is_empty(),
+    };
+    let first = entries_json(&first.entries, true);
+    let rest = futures_util::stream::unfold(pages, |mut pages| async move {
+        pages.next_page().await.map(|chunk| (chunk, pages))
+    });
+    let body = futures_util::stream::once(async move { Ok(Bytes::from(head + &first)) })
+        .chain(rest)
+        .chain(futures_util::stream::once(async {
+            Ok(Bytes::from_static(b"]}"))
+        }))
+        .map(|chunk: Result<Bytes, ApiError>| chunk.map_err(|e| e.body.message));
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Entries read from the store at a time for `GET /v1/poh/entries`…
+const PAGE_ENTRIES: usize = 1000;
+/// …and at most this many bytes of them.
+const PAGE_BYTES: usize = 1 << 20;
+
+async fn read_entries(
+    services: &Services,
+    from: u64,
+    limit: usize,
+) -> Result<Option<poh_store::EntryPage>, ApiError> {
+    let want = limit.min(PAGE_ENTRIES);
+    services
+        .read(move |store| store.entries(from, want, PAGE_BYTES))
         .await
-        .map_err(error::internal)?;
-    let page = page.ok_or_else(|| ApiError::not_found(format!("no entry {from} yet")))?;
-    Ok(Json(EntriesOut {
-        start_hash: page.start_hash.to_hex(),
-        entries: page.entries.into_iter().map(EntryOut::from).collect(),
-    }))
+        .map_err(error::internal)
+}
+
+/// The JSON of `entries`, each preceded by a comma unless it opens the array.
+fn entries_json(entries: &[poh_core::Entry], first: bool) -> String {
+    let mut out = String::new();
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 || !first {
+            out.push(',');
+        }
+        // An entry is numbers and hex strings: serialising it cannot fail.
+        out.push_str(&serde_json::to_string(&EntryOut::from(entry.clone())).unwrap_or_default());
+    }
+    out
+}
+
+/// The pages after the first of one `GET /v1/poh/entries` answer.
+struct EntryPages {
+    services: Services,
+    next: u64,
+    left: usize,
+    done: bool,
+}
+
+impl EntryPages {
+    async fn next_page(&mut self) -> Option<Result<Bytes, ApiError>> {
+        if self.done || self.left == 0 {
+            return None;
+        }
+        let page = match read_entries(&self.services, self.next, self.left).await {
+            Ok(Some(page)) if !page.entries.is_empty() => page,
+            Ok(_) => return None,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        self.next += page.entries.len() as u64;
+        self.left -= page.entries.len();
+        Some(Ok(Bytes::from(entries_json(&page.entries, false))))
+    }
 }
 
 #[utoipa::path(get, path = "/v1/peers", responses((status = 200, description = "the peers file", body = PeersOut)))]
