@@ -97,6 +97,8 @@ pub struct GrpcConfig {
     pub keepalive_interval_secs: u64,
     /// Seconds to wait for a ping's answer before closing the connection.
     pub keepalive_timeout_secs: u64,
+    /// Seconds a connection may have no call in flight before it is closed (GOAWAY).
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for GrpcConfig {
@@ -109,6 +111,7 @@ impl Default for GrpcConfig {
             max_message_bytes: 2 << 20,
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 20,
+            idle_timeout_secs: 300,
         }
     }
 }
@@ -127,6 +130,8 @@ pub struct HttpConfig {
     pub max_batch_body_bytes: usize,
     /// Seconds a request may take before it is answered 503.
     pub request_timeout_secs: u64,
+    /// Seconds a connection may have no request in flight before it is closed.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -138,6 +143,7 @@ impl Default for HttpConfig {
             max_body_bytes: 2 << 20,
             max_batch_body_bytes: 64 << 20,
             request_timeout_secs: 30,
+            idle_timeout_secs: 60,
         }
     }
 }

@@ -148,6 +148,9 @@ pub(crate) struct ConnLimits {
     pub header_read_timeout: Duration,
     /// The protocols offered in the TLS handshake.
     pub alpn: &'static [&'static [u8]],
+    /// A connection with no request in flight for this long is closed (gracefully: HTTP/2
+    /// GOAWAY), so idle clients do not keep connection slots.
+    pub idle_timeout: Duration,
 }
 
 /// How long a client gets to finish the TLS handshake.
@@ -176,7 +179,7 @@ pub(crate) async fn serve(
     if limits.http2_only {
         builder = builder.http2_only();
     }
-    let name = limits.name;
+    let (name, idle_timeout) = (limits.name, limits.idle_timeout);
     let source = TcpSource {
         name,
         listener: Some(listener),
@@ -190,24 +193,34 @@ pub(crate) async fn serve(
         shutdown,
         move |(stream, peer, slot)| {
             let _ = stream.set_nodelay(true);
-            let service = router.clone().map_request(
-                move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                    req
-                },
-            );
+            let activity = Arc::new(Activity::default());
+            let service = Tracked {
+                inner: router.clone().map_request(
+                    move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                        req
+                    },
+                ),
+                activity: activity.clone(),
+            };
             let (builder, stop, tls) = (builder.clone(), stop.clone(), tls.clone());
+            let idle = Idle {
+                activity,
+                timeout: idle_timeout,
+            };
             async move {
                 let _slot = slot;
                 let service = TowerToHyperService::new(service);
                 let result = match tls {
-                    None => serve_connection(&builder, TokioIo::new(stream), service, stop).await,
+                    None => {
+                        serve_connection(&builder, TokioIo::new(stream), service, stop, idle).await
+                    }
                     Some(acceptor) => {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                         {
                             Ok(Ok(stream)) => {
-                                serve_connection(&builder, TokioIo::new(stream), service, stop)
-                                    .await
+                                let io = TokioIo::new(stream);
+                                serve_connection(&builder, io, service, stop, idle).await
                             }
                             // A refused certificate, a plaintext client, a slow one: logged,
                             // and the connection is closed without answering.
@@ -236,6 +249,7 @@ async fn serve_connection<I, S>(
     io: TokioIo<I>,
     service: TowerToHyperService<S>,
     stop: CancellationToken,
+    idle: Idle,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -254,5 +268,142 @@ where
             conn.as_mut().graceful_shutdown();
             conn.await
         }
+        () = idle.elapsed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
+}
+
+/// What a connection is doing: requests in flight (until their answer is sent) and when the
+/// last one ended.
+struct Activity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// How long the connection has had nothing in flight.
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+}
+
+/// One request in flight, until its whole answer is sent (or it is given up).
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Resolves once a connection has been idle for its timeout.
+struct Idle {
+    activity: Arc<Activity>,
+    timeout: Duration,
+}
+
+impl Idle {
+    async fn elapsed(&self) {
+        loop {
+            let idle = self.activity.idle_for();
+            if idle >= self.timeout {
+                return;
+            }
+            // Busy connections look again after a full timeout; idle ones when it would end.
+            tokio::time::sleep(self.timeout - idle).await;
+        }
+    }
+}
+
+/// A connection's service, marking each request busy until its answer is sent.
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> tower::Service<http::Request<hyper::body::Incoming>> for Tracked<S>
+where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let busy = self.activity.begin();
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let response = future.await?;
+            Ok(response.map(|body| axum::body::Body::new(BusyBody { body, _busy: busy })))
+        })
+    }
+}
+
+/// A response body that keeps its request busy until it is sent or dropped. Length and end
+/// pass through, so the answer keeps its `content-length`.
+struct BusyBody {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for BusyBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

@@ -4,6 +4,7 @@ mod auth;
 mod broadcast;
 mod chain;
 mod common;
+mod connections;
 mod dag;
 mod errors;
 mod flood;

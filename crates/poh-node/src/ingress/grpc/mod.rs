@@ -169,6 +169,7 @@ pub(crate) fn conn_limits(config: &GrpcConfig) -> ConnLimits {
             )
         }),
         header_read_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs.max(1)),
         alpn: &[b"h2"],
     }
 }

@@ -113,6 +113,7 @@ pub(crate) fn conn_limits(config: &HttpConfig) -> ConnLimits {
         max_concurrent_streams: 256,
         keepalive: None,
         header_read_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs.max(1)),
         alpn: &[b"h2", b"http/1.1"],
     }
 }
