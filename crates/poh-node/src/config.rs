@@ -141,7 +141,7 @@ impl Default for HttpConfig {
             max_connections: 1024,
             // base64 makes a 1 MiB payload 1.4 MiB; key and signature add 10 KiB.
             max_body_bytes: 2 << 20,
-            max_batch_body_bytes: 64 << 20,
+            max_batch_body_bytes: 32 << 20,
             request_timeout_secs: 30,
             idle_timeout_secs: 60,
         }
@@ -266,6 +266,9 @@ pub struct ClientLimits {
     /// clients; beyond it a request is refused (`RESOURCE_EXHAUSTED` / 503, a QUIC stream
     /// reset `OVERLOADED`) before more is read.
     pub buffered_bytes: usize,
+    /// The part of `buffered_bytes` one client address may hold, so a few clients cannot
+    /// take it all. A request body or message larger than this can never be read.
+    pub buffered_bytes_per_client: usize,
 }
 
 impl Default for ClientLimits {
@@ -282,6 +285,7 @@ impl Default for ClientLimits {
             requests_per_second: 200_000,
             burst: 200_000,
             buffered_bytes: 128 << 20,
+            buffered_bytes_per_client: 32 << 20,
         }
     }
 }
@@ -428,11 +432,7 @@ impl NodeConfig {
             }
         }
         self.check_write_paths()?;
-        if self.limits.buffered_bytes < (1 << 20) {
-            return Err(NodeError::Config(
-                "limits.buffered_bytes must be at least 1 MiB".into(),
-            ));
-        }
+        self.check_buffered()?;
         if self.peers.attempts == 0 || self.peers.timeout_ms == 0 {
             return Err(NodeError::Config(
                 "peers.attempts and peers.timeout_ms must be at least 1".into(),
@@ -467,6 +467,46 @@ impl NodeConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl NodeConfig {
+    /// One client's share of the read budget must hold the largest request it may send, or
+    /// that request could never be read.
+    fn check_buffered(&self) -> Result<(), NodeError> {
+        let share = self.limits.buffered_bytes_per_client;
+        if share < (1 << 20) || share > self.limits.buffered_bytes {
+            return Err(NodeError::Config(
+                "limits.buffered_bytes_per_client must be at least 1 MiB and at most \
+                 limits.buffered_bytes"
+                    .into(),
+            ));
+        }
+        let largest = [
+            self.http
+                .as_ref()
+                .map(|h| ("http.max_batch_body_bytes", h.max_batch_body_bytes)),
+            self.http
+                .as_ref()
+                .map(|h| ("http.max_body_bytes", h.max_body_bytes)),
+            self.grpc
+                .as_ref()
+                .map(|g| ("grpc.max_message_bytes", g.max_message_bytes)),
+            self.quic
+                .as_ref()
+                .map(|q| ("quic.max_frame_bytes", q.max_frame_bytes)),
+        ];
+        match largest
+            .into_iter()
+            .flatten()
+            .find(|(_, bytes)| *bytes > share)
+        {
+            Some((key, bytes)) => Err(NodeError::Config(format!(
+                "{key} ({bytes}) is larger than limits.buffered_bytes_per_client ({share}): such \
+                 a request could never be read; lower it or raise the share"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

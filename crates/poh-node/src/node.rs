@@ -95,7 +95,10 @@ impl Node {
                 .map(Authenticator::from_config)
                 .transpose()?,
             limiter: ClientLimiter::new(&config.limits),
-            buffered: ByteBudget::new(config.limits.buffered_bytes),
+            buffered: ByteBudget::new(
+                config.limits.buffered_bytes,
+                config.limits.buffered_bytes_per_client,
+            ),
         };
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();

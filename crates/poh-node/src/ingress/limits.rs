@@ -14,7 +14,6 @@ use std::{
 };
 
 use governor::{DefaultKeyedRateLimiter, Quota};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ClientLimits;
 
@@ -140,68 +139,113 @@ impl Drop for ClientSlot {
     }
 }
 
-/// The bytes the node holds while reading requests (bodies, QUIC frames), across all
-/// clients (`limits.buffered_bytes`). Taken as the bytes arrive, before more are read.
+/// The bytes the node holds while reading requests (bodies, QUIC frames): at most
+/// `limits.buffered_bytes` across all clients, and `limits.buffered_bytes_per_client` for any
+/// one client address, so a few clients holding slow or huge requests cannot take the whole
+/// budget from the others. Taken as the bytes arrive, before they are kept.
 pub struct ByteBudget {
-    kib: Arc<Semaphore>,
+    total: usize,
+    per_client: usize,
+    usage: Mutex<Usage>,
+}
+
+#[derive(Default)]
+struct Usage {
+    held: usize,
+    by_client: HashMap<IpAddr, usize>,
 }
 
 /// The budget ran out: the request is refused, and should be retried later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the node is holding as many request bytes as it may; retry later")]
-pub struct Exhausted;
+pub enum Exhausted {
+    /// The node holds as much as it may.
+    #[error("the node is holding as many request bytes as it may; retry later")]
+    Node,
+    /// This client holds its share.
+    #[error("this client is holding its share of the node's request bytes; retry later")]
+    Client,
+}
 
 impl ByteBudget {
-    /// A budget of `bytes`.
-    pub fn new(bytes: usize) -> Arc<Self> {
-        let kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
+    /// A budget of `total` bytes, at most `per_client` of them for one client address.
+    pub fn new(total: usize, per_client: usize) -> Arc<Self> {
         Arc::new(Self {
-            kib: Arc::new(Semaphore::new(kib)),
+            total,
+            per_client,
+            usage: Mutex::new(Usage::default()),
         })
     }
 
-    /// An empty reservation, grown as bytes arrive.
-    pub fn reserve(&self) -> Reservation {
+    /// An empty reservation for a request from `client` (`None`: not from a listener),
+    /// grown as bytes arrive.
+    pub fn reserve(self: &Arc<Self>, client: Option<IpAddr>) -> Reservation {
         Reservation {
-            kib: self.kib.clone(),
-            held: None,
+            budget: self.clone(),
+            client,
+            held: 0,
         }
     }
 
     /// Bytes not taken now.
     pub fn available(&self) -> usize {
-        self.kib.available_permits() * 1024
+        let usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        self.total.saturating_sub(usage.held)
     }
 }
 
 /// One request's share of a [`ByteBudget`], released when dropped.
 pub struct Reservation {
-    kib: Arc<Semaphore>,
-    held: Option<OwnedSemaphorePermit>,
+    budget: Arc<ByteBudget>,
+    client: Option<IpAddr>,
+    held: usize,
 }
 
 impl Reservation {
-    /// Covers `bytes` now held (in KiB, rounded up): takes more, or gives back what is no
-    /// longer needed. Refused, holding what it held, when the budget cannot cover the growth.
+    /// Covers `bytes` now held: takes more, or gives back what is no longer needed. Refused,
+    /// holding what it held, when the node's or the client's budget cannot cover the growth.
     pub fn resize(&mut self, bytes: usize) -> Result<(), Exhausted> {
-        let want = u32::try_from(bytes.div_ceil(1024)).map_err(|_| Exhausted)?;
-        let have = self.held.as_ref().map_or(0, |p| p.num_permits() as u32);
-        if want > have {
-            let more = self
-                .kib
-                .clone()
-                .try_acquire_many_owned(want - have)
-                .map_err(|_| Exhausted)?;
-            match &mut self.held {
-                Some(held) => held.merge(more),
-                None => self.held = Some(more),
-            }
-        } else if want < have
-            && let Some(held) = &mut self.held
-        {
-            drop(held.split((have - want) as usize));
+        if bytes == self.held {
+            return Ok(());
         }
+        let budget = &*self.budget;
+        let mut usage = budget.usage.lock().unwrap_or_else(|p| p.into_inner());
+        if bytes > self.held {
+            let more = bytes - self.held;
+            if usage.held + more > budget.total {
+                return Err(Exhausted::Node);
+            }
+            if let Some(client) = self.client {
+                let used = usage.by_client.entry(client).or_insert(0);
+                if *used + more > budget.per_client {
+                    if *used == 0 {
+                        usage.by_client.remove(&client);
+                    }
+                    return Err(Exhausted::Client);
+                }
+                *used += more;
+            }
+            usage.held += more;
+        } else {
+            let less = self.held - bytes;
+            usage.held -= less;
+            if let Some(client) = self.client
+                && let Some(used) = usage.by_client.get_mut(&client)
+            {
+                *used -= less;
+                if *used == 0 {
+                    usage.by_client.remove(&client);
+                }
+            }
+        }
+        self.held = bytes;
         Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // Shrinking never fails.
+        let _ = self.resize(0);
     }
 }
 
@@ -220,13 +264,13 @@ pub(crate) struct Budgeted {
 impl Budgeted {
     pub(crate) fn new(
         body: axum::body::Body,
-        budget: &ByteBudget,
+        reservation: Reservation,
         retain: usize,
         refuse: fn(Exhausted) -> axum::Error,
     ) -> Self {
         Self {
             body,
-            reservation: budget.reserve(),
+            reservation,
             held: 0,
             retain,
             refuse,
@@ -269,18 +313,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reservations_grow_and_shrink_within_the_budget() {
-        let budget = ByteBudget::new(8 << 10);
-        let mut a = budget.reserve();
-        a.resize(5000).unwrap();
-        assert_eq!(budget.available(), 3 << 10);
-        let mut b = budget.reserve();
-        assert_eq!(b.resize(4 << 10), Err(Exhausted));
-        a.resize(1).unwrap();
-        b.resize(4 << 10).unwrap();
-        drop(a);
-        drop(b);
-        assert_eq!(budget.available(), 8 << 10);
+    fn reservations_grow_and_shrink_within_the_node_and_client_budgets() {
+        let budget = ByteBudget::new(8000, 5000);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut first = budget.reserve(Some(a));
+        first.resize(4000).unwrap();
+        let mut second = budget.reserve(Some(a));
+        assert_eq!(
+            second.resize(2000),
+            Err(Exhausted::Client),
+            "a's share is 5000"
+        );
+        second.resize(1000).unwrap();
+        let mut other = budget.reserve(Some(b));
+        assert_eq!(other.resize(4000), Err(Exhausted::Node), "3000 left in all");
+        other.resize(3000).unwrap();
+        first.resize(1).unwrap();
+        assert_eq!(budget.available(), 8000 - 4001);
+        drop((first, second, other));
+        assert_eq!(budget.available(), 8000);
+        assert!(budget.usage.lock().unwrap().by_client.is_empty());
     }
 
     #[test]

@@ -175,9 +175,9 @@ async fn serve_connection(
                 continue;
             }
         };
-        let services = services.clone();
+        let (services, client) = (services.clone(), connection.remote_address().ip());
         streams.spawn(async move {
-            serve_stream(send, recv, services, max_frame).await;
+            serve_stream(send, recv, services, max_frame, client).await;
             drop(slot);
         });
     }
@@ -199,6 +199,7 @@ async fn serve_stream(
     mut recv: quinn::RecvStream,
     services: Services,
     max_frame: usize,
+    client: std::net::IpAddr,
 ) {
     let (steps, mut queue) = mpsc::channel::<Step>(IN_FLIGHT);
     let reader = {
@@ -207,7 +208,7 @@ async fn serve_stream(
             let mut decoder = FrameDecoder::new(max_frame);
             // What this stream holds before the pipeline admits it: bytes not yet framed, and
             // transactions decoded and not yet queued. Counted before it is kept.
-            let mut held = services.buffered.reserve();
+            let mut held = services.buffered.reserve(Some(client));
             let mut chunk = Vec::new();
             let mut chunk_bytes = 0;
             let mut ended = false;

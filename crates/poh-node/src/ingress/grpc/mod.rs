@@ -128,7 +128,13 @@ async fn budget_body(
 ) -> axum::response::Response {
     let refuse =
         |e: super::limits::Exhausted| axum::Error::new(Status::resource_exhausted(e.to_string()));
-    let req = req.map(|body| axum::body::Body::new(Budgeted::new(body, &budget, retain, refuse)));
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let reservation = budget.reserve(client);
+    let req =
+        req.map(|body| axum::body::Body::new(Budgeted::new(body, reservation, retain, refuse)));
     next.run(req).await
 }
 
