@@ -335,6 +335,34 @@ mod tests {
         assert!(budget.usage.lock().unwrap().by_client.is_empty());
     }
 
+    /// A call body is counted as it arrives, up to what its reader keeps (`retain`), and fails
+    /// with the refusal once the client's share is spent.
+    #[tokio::test]
+    async fn a_budgeted_body_counts_what_it_keeps_and_fails_when_spent() {
+        use http_body_util::BodyExt as _;
+        let budget = ByteBudget::new(1 << 20, 5000);
+        let client: IpAddr = "10.0.0.9".parse().unwrap();
+        let chunks = [2000, 2000, 2000].map(|n| Ok::<_, std::io::Error>(vec![0u8; n]));
+        let refuse = |e: Exhausted| axum::Error::new(e);
+        // A reader that keeps at most 3000 bytes: it never holds more, so all of it is read.
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+        let mut kept = Budgeted::new(body, budget.reserve(Some(client)), 3000, refuse);
+        while let Some(frame) = kept.frame().await {
+            frame.unwrap();
+            assert!(budget.available() >= (1 << 20) - 3000);
+        }
+        drop(kept);
+        // A reader that keeps everything: the third chunk is over the client's 5000.
+        let chunks = [2000, 2000, 2000].map(|n| Ok::<_, std::io::Error>(vec![0u8; n]));
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+        let mut all = Budgeted::new(body, budget.reserve(Some(client)), usize::MAX, refuse);
+        assert!(all.frame().await.unwrap().is_ok());
+        assert!(all.frame().await.unwrap().is_ok());
+        assert!(all.frame().await.unwrap().is_err());
+        drop(all);
+        assert_eq!(budget.available(), 1 << 20);
+    }
+
     #[test]
     fn connections_and_requests_are_limited_per_client() {
         let limiter = ClientLimiter::new(&ClientLimits {

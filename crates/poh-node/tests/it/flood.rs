@@ -249,3 +249,67 @@ async fn requests_in_flight_are_limited_per_client_on_every_transport() {
     drop(open);
     node.stop().await;
 }
+
+/// A client holding its share of the read budget with a slow body is refused more (503
+/// `overloaded`) before anything more is read; once the slow body goes, it is served again.
+#[tokio::test]
+async fn request_bytes_beyond_a_clients_share_are_refused_before_they_are_read() {
+    use tokio::io::AsyncWriteExt as _;
+    let node = common::start_with(|c| {
+        c.limits.buffered_bytes_per_client = 1 << 20;
+        if let Some(http) = c.http.as_mut() {
+            http.max_batch_body_bytes = 1 << 20;
+            http.max_body_bytes = 1 << 20;
+        }
+        if let Some(grpc) = c.grpc.as_mut() {
+            grpc.max_message_bytes = 1 << 20;
+        }
+        if let Some(quic) = c.quic.as_mut() {
+            quic.max_frame_bytes = 1 << 20;
+        }
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(node.node.http_addr().unwrap())
+        .await
+        .unwrap();
+    slow.write_all(
+        b"POST /v1/tx/batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 1000000\r\n\r\n[",
+    )
+    .await
+    .unwrap();
+    slow.write_all(&vec![b' '; 900_000]).await.unwrap();
+
+    let batch: Vec<serde_json::Value> = (0..150)
+        .map(|i| {
+            let mut t = tx(&format!("share-{i}"));
+            t.payload = vec![1; 1500];
+            common::json(&t)
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let post = || client.post(node.http("/v1/tx/batch")).json(&batch).send();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = post().await.unwrap();
+        if r.status() == 503 {
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "overloaded");
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        assert!(
+            Instant::now() < deadline,
+            "never refused while the slow body holds the share"
+        );
+    }
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post().await.unwrap().status() != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "still refused after the slow body went"
+        );
+    }
+    node.stop().await;
+}
