@@ -6,25 +6,19 @@
 //! An admitted request holds its in-flight slot until its whole answer is sent: the slot
 //! travels in the response body, so a streaming answer counts for as long as it runs.
 
-use std::{
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
-    body::{Body, Bytes},
     extract::{ConnectInfo, Request, State},
     middleware::Next,
     response::Response,
 };
 
 use super::{
-    Services,
+    Holding, Services,
     auth::{AuthError, Authenticator},
-    limits::{ClientLimiter, ClientSlot, Overload},
+    limits::{ClientLimiter, Overload},
 };
 
 /// How one server says no.
@@ -82,34 +76,7 @@ async fn pass<R: Refusals>(State(gate): State<Gate<R>>, req: Request, next: Next
     }
     let response = next.run(req).await;
     match slot {
-        Some(slot) => response.map(|body| Body::new(Held { body, _slot: slot })),
+        Some(slot) => response.map(|body| Holding::body(body, slot)),
         None => response,
-    }
-}
-
-/// A response body and the slot it holds. Length and end are passed through, so an answer
-/// keeps its `content-length` (a wrapper that hid them would turn every reply chunked).
-struct Held {
-    body: Body,
-    _slot: ClientSlot,
-}
-
-impl http_body::Body for Held {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }

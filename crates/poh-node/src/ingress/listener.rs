@@ -376,34 +376,7 @@ where
         let future = self.inner.call(req);
         Box::pin(async move {
             let response = future.await?;
-            Ok(response.map(|body| axum::body::Body::new(BusyBody { body, _busy: busy })))
+            Ok(response.map(|body| super::Holding::body(body, busy)))
         })
-    }
-}
-
-/// A response body that keeps its request busy until it is sent or dropped. Length and end
-/// pass through, so the answer keeps its `content-length`.
-struct BusyBody {
-    body: axum::body::Body,
-    _busy: Busy,
-}
-
-impl http_body::Body for BusyBody {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }

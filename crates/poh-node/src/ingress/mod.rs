@@ -54,3 +54,38 @@ impl Services {
             .map_err(NodeError::from)
     }
 }
+
+/// A response body and something held until the body is sent or dropped (a client's
+/// in-flight slot, a connection's busy mark). Length and end pass through, so an answer keeps
+/// its `content-length` (a wrapper that hid them would turn every reply chunked).
+pub(crate) struct Holding<G> {
+    body: axum::body::Body,
+    _held: G,
+}
+
+impl<G: Send + Unpin + 'static> Holding<G> {
+    /// `body`, holding `held` for as long as it lives.
+    pub(crate) fn body(body: axum::body::Body, held: G) -> axum::body::Body {
+        axum::body::Body::new(Self { body, _held: held })
+    }
+}
+
+impl<G: Send + Unpin + 'static> http_body::Body for Holding<G> {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -264,7 +264,12 @@ async fn overload_is_503_with_retry_after() {
             }
             assert_eq!(r.status(), StatusCode::CREATED);
         }
-        assert_eq!(fill.await.unwrap(), StatusCode::OK);
+        // The batch itself may find the queue already full (the single posts raced it).
+        let filled = fill.await.unwrap();
+        assert!(
+            [StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE].contains(&filled),
+            "{filled}"
+        );
         if refused.is_some() {
             break;
         }
