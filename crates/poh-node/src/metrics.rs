@@ -112,6 +112,8 @@ pub struct Metrics {
     pub gc_events: [Counter; 2],
     /// Newly stored transactions not relayed: the relay queue was full.
     pub relay_dropped: Counter,
+    /// Bytes of requests held while they are read (`limits.buffered_bytes`).
+    pub buffered_bytes: Gauge,
 }
 
 struct Registry {
@@ -180,6 +182,8 @@ impl Metrics {
         let broadcast = BroadcastMetrics::new(&registry);
         let relay_dropped = registry.counter("poh_relay_dropped_total", &[]);
         relay_dropped.increment(0);
+        let buffered_bytes = registry.gauge("poh_buffered_bytes", &[]);
+        buffered_bytes.set(0.0);
         Self {
             registry,
             ingest,
@@ -187,6 +191,7 @@ impl Metrics {
             broadcast,
             gc_events,
             relay_dropped,
+            buffered_bytes,
         }
     }
 
@@ -274,6 +279,11 @@ fn describe(r: &PrometheusRecorder) {
         "active_peers".into(),
         None,
         "Peers that answered the last reachability check.".into(),
+    );
+    r.describe_gauge(
+        "poh_buffered_bytes".into(),
+        Some(Unit::Bytes),
+        "Bytes of request bodies and QUIC frames held while they are read.".into(),
     );
     let histograms = [
         (

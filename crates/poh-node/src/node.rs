@@ -98,6 +98,7 @@ impl Node {
             buffered: ByteBudget::new(
                 config.limits.buffered_bytes,
                 config.limits.buffered_bytes_per_client,
+                metrics.buffered_bytes.clone(),
             ),
         };
         let shutdown = CancellationToken::new();

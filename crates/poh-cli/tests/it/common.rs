@@ -34,6 +34,14 @@ pub struct Served {
     pub quic: String,
 }
 
+/// A test that fails while its node runs must not leave the process behind.
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn serve(data_dir: &Path) -> Served {
     serve_with(Command::new(env!("CARGO_BIN_EXE_poh")), data_dir, &[])
 }

@@ -147,6 +147,8 @@ pub struct ByteBudget {
     total: usize,
     per_client: usize,
     usage: Mutex<Usage>,
+    /// `poh_buffered_bytes`: what is held now.
+    held: metrics::Gauge,
 }
 
 #[derive(Default)]
@@ -167,12 +169,14 @@ pub enum Exhausted {
 }
 
 impl ByteBudget {
-    /// A budget of `total` bytes, at most `per_client` of them for one client address.
-    pub fn new(total: usize, per_client: usize) -> Arc<Self> {
+    /// A budget of `total` bytes, at most `per_client` of them for one client address; what
+    /// is held is reported in `held`.
+    pub fn new(total: usize, per_client: usize, held: metrics::Gauge) -> Arc<Self> {
         Arc::new(Self {
             total,
             per_client,
             usage: Mutex::new(Usage::default()),
+            held,
         })
     }
 
@@ -238,6 +242,7 @@ impl Reservation {
             }
         }
         self.held = bytes;
+        budget.held.set(usage.held as f64);
         Ok(())
     }
 }
@@ -314,7 +319,7 @@ mod tests {
 
     #[test]
     fn reservations_grow_and_shrink_within_the_node_and_client_budgets() {
-        let budget = ByteBudget::new(8000, 5000);
+        let budget = ByteBudget::new(8000, 5000, metrics::Gauge::noop());
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let mut first = budget.reserve(Some(a));
         first.resize(4000).unwrap();
@@ -340,7 +345,7 @@ mod tests {
     #[tokio::test]
     async fn a_budgeted_body_counts_what_it_keeps_and_fails_when_spent() {
         use http_body_util::BodyExt as _;
-        let budget = ByteBudget::new(1 << 20, 5000);
+        let budget = ByteBudget::new(1 << 20, 5000, metrics::Gauge::noop());
         let client: IpAddr = "10.0.0.9".parse().unwrap();
         let chunks = [2000, 2000, 2000].map(|n| Ok::<_, std::io::Error>(vec![0u8; n]));
         let refuse = |e: Exhausted| axum::Error::new(e);

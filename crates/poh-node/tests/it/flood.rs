@@ -288,21 +288,37 @@ async fn request_bytes_beyond_a_clients_share_are_refused_before_they_are_read()
         })
         .collect();
     let client = reqwest::Client::new();
-    let post = || client.post(node.http("/v1/tx/batch")).json(&batch).send();
+    // Until the node holds the slow body, nothing is decided: wait for it (the gauge).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = post().await.unwrap();
-        if r.status() == 503 {
-            let body: serde_json::Value = r.json().await.unwrap();
-            assert_eq!(body["error"], "overloaded");
+        let text = client
+            .get(node.http("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let held: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("poh_buffered_bytes "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        if held >= 900_000.0 {
             break;
         }
-        assert_eq!(r.status(), 200);
         assert!(
             Instant::now() < deadline,
-            "never refused while the slow body holds the share"
+            "the node never read the slow body: {held}"
         );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let post = || client.post(node.http("/v1/tx/batch")).json(&batch).send();
+    let r = post().await.unwrap();
+    assert_eq!(r.status(), 503, "315 kB more than the 1 MiB share holds");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "overloaded");
     drop(slow);
     let deadline = Instant::now() + Duration::from_secs(10);
     while post().await.unwrap().status() != 200 {
