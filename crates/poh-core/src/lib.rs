@@ -11,6 +11,9 @@
 //! - [`poh`]: genesis, entries and the [`Poh`] state machine;
 //! - [`recorder`]: [`PohRecorder`], the generator thread (paced, unpaced or low-power);
 //! - [`verify`]: serial, lane-interleaved and all-core verification of entries;
+//! - [`header`]: the sealed [`Header`] of SPEC §6, its bytes, hash and signature;
+//! - [`seal`]: sealing a [`Batch`] of entries into a header, and [`HeaderVerifier`], which
+//!   checks a header and the entries it covers;
 //! - [`poh_log`]: the PoH log file format that `poh verify` reads.
 //!
 //! Data flow: a transport decodes a [`Tx`], [`Tx::validate`] and [`Tx::verify_signature`]
@@ -25,10 +28,12 @@
 pub mod chain;
 mod error;
 pub mod hash;
+pub mod header;
 pub mod merkle;
 pub mod poh;
 pub mod poh_log;
 pub mod recorder;
+pub mod seal;
 pub mod signing;
 pub mod tx;
 pub mod validate;
@@ -36,8 +41,10 @@ pub mod verify;
 
 pub use error::Error;
 pub use hash::{Hash, hashv, sha256};
+pub use header::{Header, Level};
 pub use poh::{Entry, Poh, PohState, genesis};
 pub use recorder::{PohConfig, PohMode, PohRecorder, RateProbe, Recorded, RecordedEntry};
+pub use seal::{Batch, ChainHead, HeaderError, HeaderVerifier};
 pub use signing::SigningKey;
 pub use tx::Tx;
 pub use validate::{Limits, ValidationError};

@@ -9,6 +9,8 @@
 //! - [`pipeline`]: [`IngestPipeline`], the one path every transaction takes: validate, verify,
 //!   dedupe, record in PoH and store in one durable group commit, answer; it owns the
 //!   committer, writer and PoH threads;
+//! - [`federation`]: sealing this chain's headers over its stored PoH entries, and its place
+//!   between the federation levels;
 //! - [`network`]: what goes out: the peers file, [`Broadcaster`](network::Broadcaster), relay,
 //!   health checks, and every client (gRPC, HTTP, UDP, QUIC);
 //! - [`Node`] (`node`): wiring only: it starts the store, the pipeline, the ingress and the
@@ -21,6 +23,7 @@
 
 pub mod config;
 mod error;
+pub mod federation;
 pub mod ingress;
 pub mod metrics;
 pub mod network;

@@ -114,6 +114,49 @@ pub struct Metrics {
     pub relay_dropped: Counter,
     /// Bytes of requests held while they are read (`limits.buffered_bytes`).
     pub buffered_bytes: Gauge,
+    /// Headers sealed and child headers judged.
+    pub federation: FederationMetrics,
+}
+
+/// Why a child header was or was not recorded: the `result` label of
+/// `poh_child_headers_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildResult {
+    /// Verified and recorded in this node's PoH.
+    Accepted,
+    /// Already recorded; nothing changed.
+    Duplicate,
+    /// Refused (the reason is logged).
+    Rejected,
+}
+
+/// `poh_block_count` and `poh_child_headers_total{result}`.
+#[derive(Clone)]
+pub struct FederationMetrics {
+    /// Headers this node sealed.
+    pub block_count: Counter,
+    child_headers: [Counter; 3],
+}
+
+impl FederationMetrics {
+    fn new(registry: &Registry) -> Self {
+        let block_count = registry.counter("poh_block_count", &[]);
+        block_count.increment(0);
+        let child_headers = ["accepted", "duplicate", "rejected"].map(|result| {
+            let c = registry.counter("poh_child_headers_total", &[("result", result)]);
+            c.increment(0);
+            c
+        });
+        Self {
+            block_count,
+            child_headers,
+        }
+    }
+
+    /// Counts one child header.
+    pub fn child_header(&self, result: ChildResult) {
+        self.child_headers[result as usize].increment(1);
+    }
 }
 
 struct Registry {
@@ -184,7 +227,9 @@ impl Metrics {
         relay_dropped.increment(0);
         let buffered_bytes = registry.gauge("poh_buffered_bytes", &[]);
         buffered_bytes.set(0.0);
+        let federation = FederationMetrics::new(&registry);
         Self {
+            federation,
             registry,
             ingest,
             active_peers,
@@ -238,7 +283,7 @@ impl Metrics {
 }
 
 fn describe(r: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 8] = [
+    let counters: [(&'static str, &'static str); 10] = [
         (
             "poh_issued_total",
             "Transactions the ingest pipeline finished, by result (success: stored or duplicate).",
@@ -270,6 +315,11 @@ fn describe(r: &PrometheusRecorder) {
         (
             "poh_relay_dropped_total",
             "Newly stored transactions not relayed because the relay queue was full.",
+        ),
+        ("poh_block_count", "Headers this node sealed."),
+        (
+            "poh_child_headers_total",
+            "Headers from child chains, by result (accepted, duplicate, rejected).",
         ),
     ];
     for (name, help) in counters {

@@ -13,8 +13,14 @@ use poh_store::{RedbStore, Store};
 use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use poh_core::SigningKey;
+
 use crate::{
     NodeConfig, NodeError,
+    federation::{
+        Federation,
+        sealer::{Schedule, Sealer},
+    },
     ingress::{
         Services,
         auth::Authenticator,
@@ -80,11 +86,14 @@ impl Node {
             &config.chain_id,
             config.poh,
             &config.ingest,
+            durable_every(&config),
             metrics.ingest.clone(),
             relay_sender,
         )?;
         let tls = NodeTls::load(config.tls.as_ref())?;
+        let (federation, node_key) = load_federation(&config).await?;
         let services = Services {
+            federation: Arc::new(federation),
             pipeline: pipeline.clone(),
             store,
             metrics: metrics.clone(),
@@ -105,6 +114,7 @@ impl Node {
         let mut tasks = JoinSet::new();
         let addrs = start_ingress(&config, ports, &services, &tls, &shutdown, &mut tasks).await?;
         start_network(&config, &tls, &services, relay_queue, &shutdown, &mut tasks).await?;
+        start_federation(&config, &services, node_key, &shutdown, &mut tasks);
         log_started(&config, &addrs);
         let supervisor = tokio::spawn(supervise(
             tasks,
@@ -168,6 +178,11 @@ impl Node {
             .await
             .map_err(|_| NodeError::TaskFailed("supervisor"))?
     }
+}
+
+/// How often idle ticks are made durable: once a second, or as often as the sealer may seal.
+fn durable_every(config: &NodeConfig) -> Duration {
+    Duration::from_secs_f64(config.federation.min_batch_interval).min(Duration::from_secs(1))
 }
 
 /// Stage 1: the TCP and UDP ports, so a port in use fails before the store is touched.
@@ -327,6 +342,41 @@ async fn start_network(
     Ok(())
 }
 
+/// Stage 2b: the node's signing key and its children's keys (file I/O, off the async
+/// threads).
+async fn load_federation(config: &NodeConfig) -> Result<(Federation, SigningKey), NodeError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || Federation::load(&config))
+        .await
+        .map_err(|_| NodeError::TaskFailed("federation"))?
+}
+
+/// Stage 5: the sealer.
+fn start_federation(
+    config: &NodeConfig,
+    services: &Services,
+    key: SigningKey,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let sealer = Sealer {
+        store: services.store.clone(),
+        pipeline: services.pipeline.clone(),
+        chain_id: config.chain_id.clone(),
+        level: config.federation.level,
+        key: Arc::new(key),
+        hashes_per_tick: config.poh.hashes_per_tick,
+        schedule: Schedule::new(&config.federation),
+        metrics: services.metrics.federation.clone(),
+    };
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = sealer.run(shutdown).await {
+            tracing::error!(error = %e, "the sealer stopped");
+        }
+    });
+}
+
 fn log_started(config: &NodeConfig, addrs: &Addrs) {
     let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
     tracing::info!(
@@ -354,7 +404,7 @@ async fn supervise(
         () = shutdown.cancelled() => {}
         // A task ends on its own only after shutdown was asked for, or when it failed.
         Some(_) = tasks.join_next() => if !shutdown.is_cancelled() {
-            failure = Some(NodeError::TaskFailed("listener"));
+            failure = Some(NodeError::TaskFailed("listener, network or sealer task"));
         },
         result = &mut pipeline_done => {
             committed = Some(result);

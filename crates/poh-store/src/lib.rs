@@ -10,9 +10,10 @@
 //! What is kept: transactions by `poh_seq` (immutable once written), an index
 //! `tx_id → (poh_seq, digest)` that answers dedupe without reading the record, PoH entries by
 //! index, the DAG's waiting edges and pending counts, the current tips, and the chain's identity
-//! with the state to resume its PoH from. A [`Commit`] writes a batch's transactions together
-//! with the entries that recorded them, so an acknowledged transaction and its proof are on disk
-//! together or not at all.
+//! with the state to resume its PoH from, and the headers it sealed, indexed by the entries
+//! they cover (so a transaction's `header_id` is one lookup from its entry). A [`Commit`]
+//! writes a batch's transactions together with the entries that recorded them, so an
+//! acknowledged transaction and its proof are on disk together or not at all.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -20,6 +21,8 @@
 mod error;
 pub mod record;
 mod redb_store;
+
+use poh_core::{ChainHead, Hash, Header};
 
 pub use error::StoreError;
 pub use record::{ChainMeta, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
@@ -69,4 +72,21 @@ pub trait Store: Send + Sync + 'static {
     /// For each id, the stored transactions that name it as a parent while it is missing
     /// (they wait for it), in the order asked.
     fn waiting_children(&self, ids: &[&str]) -> Result<Vec<Vec<String>>, StoreError>;
+
+    /// Stores a header this node sealed, durably, with the tick state after its entries
+    /// (`hashes_in_tick`, so the next header can be checked from it). It must continue the
+    /// last stored header: the next height, starting where it ended.
+    fn put_header(&self, header: &Header, hashes_in_tick: u64) -> Result<(), StoreError>;
+
+    /// What the next header continues, or `None` before the first header.
+    fn header_head(&self) -> Result<Option<ChainHead>, StoreError>;
+
+    /// This node's headers from height `from`, in order, at most `limit`.
+    fn headers(&self, from: u64, limit: usize) -> Result<Vec<Header>, StoreError>;
+
+    /// One of this node's headers by its `header_hash`.
+    fn header_by_hash(&self, hash: &Hash) -> Result<Option<Header>, StoreError>;
+
+    /// How many headers this node has sealed.
+    fn header_count(&self) -> Result<u64, StoreError>;
 }

@@ -44,6 +44,18 @@ pub enum Failure {
         /// The hash its predecessor, `num_hashes` and mixins lead to.
         computed: Hash,
     },
+    /// A tick period that is not exactly `hashes_per_tick` hash operations ending with its
+    /// tick (an entry with mixins used the tick's last hash, or a tick came early or late).
+    #[error(
+        "tick period reaches {hashes} hashes at this entry; every period is exactly \
+         {hashes_per_tick}, ending with its tick"
+    )]
+    TickPeriod {
+        /// Hashes in the period up to and including this entry.
+        hashes: u64,
+        /// The chain's `hashes_per_tick`.
+        hashes_per_tick: u64,
+    },
 }
 
 /// The first entry that does not verify, by its index in the verified slice.

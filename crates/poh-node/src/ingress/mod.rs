@@ -38,6 +38,8 @@ pub(crate) struct Services {
     pub limiter: Arc<limits::ClientLimiter>,
     /// The bytes held while requests are read, across all clients.
     pub buffered: Arc<limits::ByteBudget>,
+    /// The node's place in the federation.
+    pub federation: Arc<crate::federation::Federation>,
 }
 
 impl Services {

@@ -36,8 +36,6 @@ use crate::{NodeError, metrics::IngestMetrics};
 const ENTRY_QUEUE: usize = 4096;
 /// How long idle ticks may stay uncommitted.
 const TICK_FLUSH: Duration = Duration::from_millis(100);
-/// Idle ticks are committed without fsync, but made durable at least this often.
-const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Tuning of the committer.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +44,9 @@ pub(super) struct CommitSettings {
     pub max_batch: usize,
     /// Whether a commit waits for fsync (off only for benchmarks).
     pub durable: bool,
+    /// Idle ticks are committed without fsync, but made durable at least this often (the
+    /// sealer can only seal durable entries, so this is at most its shortest interval).
+    pub durable_every: Duration,
 }
 
 /// The PoH chain as the readers see it: what is durably stored, and the generator's rate.
@@ -262,7 +263,7 @@ impl Committer {
                 }
                 Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => true,
                 Err(RecvTimeoutError::Timeout) => {
-                    let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
+                    let durable = self.last_durable.elapsed() >= self.settings.durable_every;
                     self.flush_entries(durable)?;
                     false
                 }

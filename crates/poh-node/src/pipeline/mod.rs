@@ -26,7 +26,7 @@ use std::{
         mpsc,
     },
     task::{Context, Poll},
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use poh_core::{Hash, Limits, PohConfig, PohState, Tx, ValidationError};
@@ -179,12 +179,14 @@ impl Future for PipelineJoin {
 impl IngestPipeline {
     /// Resumes `chain_id` from `store` (or starts it at genesis), refusing a store that holds
     /// another chain, and starts the PoH generator, the writer and the committer. Newly
-    /// stored transactions go to `relay` when given.
+    /// stored transactions go to `relay` when given. Idle ticks are made durable at least
+    /// every `durable_every`.
     pub(crate) fn start(
         store: Arc<dyn Store>,
         chain_id: &str,
         poh: PohConfig,
         config: &IngestConfig,
+        durable_every: Duration,
         metrics: IngestMetrics,
         relay: Option<RelaySender>,
     ) -> Result<(Self, PipelineJoin), NodeError> {
@@ -198,6 +200,7 @@ impl IngestPipeline {
         let settings = CommitSettings {
             max_batch: config.max_batch,
             durable: config.fsync,
+            durable_every,
         };
         let (committer, view) = Committer::open(
             store,

@@ -8,52 +8,7 @@ use poh_node::{Node, NodeError};
 use reqwest::Client;
 use serde_json::Value;
 
-use crate::common::{HASHES_PER_TICK, config, json, pb, start, tx};
-
-/// Every stored entry, from `/v1/poh/entries` pages, and the start hash of entry 0.
-async fn all_entries(c: &Client, base: &str) -> (Hash, Vec<Entry>) {
-    let mut entries = Vec::new();
-    let mut start = None;
-    loop {
-        let page: Value = c
-            .get(format!(
-                "{base}/v1/poh/entries?from={}&limit=700",
-                entries.len()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let start_hash: Hash = page["start_hash"].as_str().unwrap().parse().unwrap();
-        if let Some(last) = entries.last() {
-            let last: &Entry = last;
-            assert_eq!(
-                start_hash, last.hash,
-                "each page starts where the last ended"
-            );
-        }
-        start.get_or_insert(start_hash);
-        let page = page["entries"].as_array().unwrap();
-        if page.is_empty() {
-            break;
-        }
-        for e in page {
-            entries.push(Entry {
-                num_hashes: e["num_hashes"].as_u64().unwrap(),
-                hash: e["hash"].as_str().unwrap().parse().unwrap(),
-                mixins: e["mixins"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|m| m.as_str().unwrap().parse().unwrap())
-                    .collect(),
-            });
-        }
-    }
-    (start.unwrap(), entries)
-}
+use crate::common::{HASHES_PER_TICK, all_entries, config, json, pb, start, tx};
 
 #[tokio::test]
 async fn stored_entries_reverify_and_prove_every_transaction() {

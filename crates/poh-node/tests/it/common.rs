@@ -1,12 +1,14 @@
 //! A real node on loopback ports, and the clients that talk to it.
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use poh_core::{PohConfig, PohMode, SigningKey, Tx};
+use poh_core::{Entry, Hash, PohConfig, PohMode, SigningKey, Tx};
 use poh_node::{
     Node, NodeConfig,
     config::{GrpcConfig, HttpConfig, QuicConfig, UdpConfig},
 };
 use poh_proto::v1::{dag_service_client::DagServiceClient, poh_service_client::PohServiceClient};
+use reqwest::Client;
+use serde_json::Value;
 use tonic::transport::Channel;
 
 /// Small PoH settings: the chain is real, but the generator costs almost no CPU, so many test
@@ -121,4 +123,49 @@ pub fn json(tx: &Tx) -> serde_json::Value {
         v["signature_b64"] = B64.encode(&tx.signature).into();
     }
     v
+}
+
+/// Every stored entry, from `/v1/poh/entries` pages, and the start hash of entry 0.
+pub async fn all_entries(c: &Client, base: &str) -> (Hash, Vec<Entry>) {
+    let mut entries = Vec::new();
+    let mut start = None;
+    loop {
+        let page: Value = c
+            .get(format!(
+                "{base}/v1/poh/entries?from={}&limit=700",
+                entries.len()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let start_hash: Hash = page["start_hash"].as_str().unwrap().parse().unwrap();
+        if let Some(last) = entries.last() {
+            let last: &Entry = last;
+            assert_eq!(
+                start_hash, last.hash,
+                "each page starts where the last ended"
+            );
+        }
+        start.get_or_insert(start_hash);
+        let page = page["entries"].as_array().unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for e in page {
+            entries.push(Entry {
+                num_hashes: e["num_hashes"].as_u64().unwrap(),
+                hash: e["hash"].as_str().unwrap().parse().unwrap(),
+                mixins: e["mixins"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_str().unwrap().parse().unwrap())
+                    .collect(),
+            });
+        }
+    }
+    (start.unwrap(), entries)
 }

@@ -13,4 +13,5 @@ mod grpc;
 mod http;
 mod metrics;
 mod network;
+mod sealing;
 mod security;

@@ -11,6 +11,8 @@
 //! | `waiting` | missing parent   | multimap: the children waiting on it       |
 //! | `tips`    | `tx_id`          | `poh_seq`                                  |
 //! | `meta`    | `schema`/`chain` | schema version (u64 BE) / [`ChainMeta`]    |
+//!
+//! Sealed headers have their own tables ([`headers`]).
 
 use std::path::{Path, PathBuf};
 
@@ -19,9 +21,12 @@ use redb::{
     ReadableTableMetadata, TableDefinition,
 };
 
+use poh_core::{ChainHead, Hash, Header};
+
 use crate::record::{decode_entry, encode_entry};
 use crate::{ChainMeta, Commit, EntryPage, Known, Store, StoreError, TxRecord, TxStatus};
 
+mod headers;
 #[cfg(test)]
 mod tests;
 
@@ -108,6 +113,7 @@ impl RedbStore {
             txn.open_table(PENDING)?;
             txn.open_multimap_table(WAITING)?;
             txn.open_table(TIPS)?;
+            headers::create(&txn)?;
             let mut meta = txn.open_table(META)?;
             let stored = meta.get(SCHEMA_KEY)?.map(|v| decode_u64(v.value()));
             match stored {
@@ -157,17 +163,23 @@ fn read_known(
         .transpose()
 }
 
-/// `Sealed` needs headers, which are not stored yet; until then a record is `Pending` exactly
-/// while it has a pending count.
-fn status_of(
+/// Fills in what a stored record does not hold: its header, and its status. A record is
+/// `Pending` while it has a pending count (even once a header covers it: its DAG place is
+/// not settled), else `Sealed` when a header covers its entry, else `Ordered`.
+fn fill_status(
+    record: &mut TxRecord,
     pending: &impl ReadableTable<&'static str, u32>,
-    tx_id: &str,
-) -> Result<TxStatus, StoreError> {
-    Ok(if pending.get(tx_id)?.is_some() {
+    ends: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<(), StoreError> {
+    record.header_id = headers::covering(ends, record.entry_index)?;
+    record.status = if pending.get(record.tx.tx_id.as_str())?.is_some() {
         TxStatus::Pending
+    } else if record.header_id.is_some() {
+        TxStatus::Sealed
     } else {
         TxStatus::Ordered
-    })
+    };
+    Ok(())
 }
 
 /// Refuses a commit that does not continue what is stored. Done before any write so a
@@ -321,7 +333,8 @@ impl Store for RedbStore {
                 "id index entry naming another transaction",
             ));
         }
-        record.status = status_of(&txn.open_table(PENDING)?, tx_id)?;
+        let ends = txn.open_table(headers::HEADER_ENDS)?;
+        fill_status(&mut record, &txn.open_table(PENDING)?, &ends)?;
         Ok(Some(record))
     }
 
@@ -334,6 +347,7 @@ impl Store for RedbStore {
         let txn = self.db.begin_read()?;
         let txs = txn.open_table(TXS)?;
         let pending = txn.open_table(PENDING)?;
+        let ends = txn.open_table(headers::HEADER_ENDS)?;
         let mut out = Vec::new();
         let mut read = 0;
         for item in txs.range(from_seq..)?.take(limit) {
@@ -343,7 +357,7 @@ impl Store for RedbStore {
             let (seq, bytes) = item?;
             read += bytes.value().len();
             let mut record = TxRecord::decode(seq.value(), bytes.value())?;
-            record.status = status_of(&pending, &record.tx.tx_id)?;
+            fill_status(&mut record, &pending, &ends)?;
             out.push(record);
         }
         Ok(out)
@@ -418,5 +432,25 @@ impl Store for RedbStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         tips.sort_unstable();
         Ok(tips)
+    }
+
+    fn put_header(&self, header: &Header, hashes_in_tick: u64) -> Result<(), StoreError> {
+        self.put_header_impl(header, hashes_in_tick)
+    }
+
+    fn header_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        self.header_head_impl()
+    }
+
+    fn headers(&self, from: u64, limit: usize) -> Result<Vec<Header>, StoreError> {
+        self.headers_impl(from, limit)
+    }
+
+    fn header_by_hash(&self, hash: &Hash) -> Result<Option<Header>, StoreError> {
+        self.header_by_hash_impl(hash)
+    }
+
+    fn header_count(&self) -> Result<u64, StoreError> {
+        self.header_count_impl()
     }
 }

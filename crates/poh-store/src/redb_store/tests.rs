@@ -691,3 +691,81 @@ fn waiting_children_name_who_waits_for_a_missing_parent() {
     assert_eq!(p, ["c1".to_string(), "c2".to_string()]);
     assert!(found[2].is_empty());
 }
+
+fn header(height: u64, start: u64, end: u64, prev: poh_core::Hash) -> poh_core::Header {
+    poh_core::Header {
+        chain_id: "c".into(),
+        level: poh_core::Level::Municipality,
+        height,
+        prev_header_hash: prev,
+        poh_start: start,
+        poh_end: end,
+        poh_end_hash: sha256(&end.to_be_bytes()),
+        poh_hashes: 3 * (end - start),
+        items_root: sha256(b"items"),
+        item_count: end - start,
+        timestamp: 1.0,
+        public_key: vec![1, 2, 3],
+        signature: vec![4, 5],
+    }
+}
+
+#[test]
+fn headers_seal_the_transactions_they_cover_and_continue_after_reopening() {
+    let (dir, store) = open();
+    let meta = chain();
+    let txs = [new("a", 0, &[]), new("b", 1, &[]), new("c", 2, &["zz"])];
+    let entries = [(0, entry(0)), (1, entry(1)), (2, entry(2))];
+    let commit = Commit {
+        chain: Some(&meta),
+        txs: &txs,
+        entries: &entries,
+        ..Commit::default()
+    };
+    store.commit(&commit, true).unwrap();
+    assert_eq!(store.header_head().unwrap(), None);
+    assert_eq!(store.tx("a").unwrap().unwrap().status, TxStatus::Ordered);
+
+    let first = header(0, 0, 2, poh_core::Hash::default());
+    store.put_header(&first, 7).unwrap();
+    let a = store.tx("a").unwrap().unwrap();
+    assert_eq!(a.status, TxStatus::Sealed);
+    assert_eq!(a.header_id, Some(first.id()));
+    assert_eq!(store.tx("b").unwrap().unwrap().header_id, Some(first.id()));
+    // Entry 2 is not covered yet.
+    assert_eq!(store.tx("c").unwrap().unwrap().header_id, None);
+
+    // Out-of-order or overlapping headers are refused and change nothing.
+    for bad in [
+        header(0, 2, 3, first.hash()),
+        header(2, 2, 3, first.hash()),
+        header(1, 1, 3, first.hash()),
+        header(1, 2, 2, first.hash()),
+    ] {
+        assert!(matches!(
+            store.put_header(&bad, 0),
+            Err(StoreError::Sequence(_))
+        ));
+    }
+    let second = header(1, 2, 3, first.hash());
+    store.put_header(&second, 0).unwrap();
+    drop(store);
+
+    let store = RedbStore::open(dir.path().join("db")).unwrap();
+    let c = store.tx("c").unwrap().unwrap();
+    // A transaction waiting for a parent stays PENDING, with its header known.
+    assert_eq!(c.status, TxStatus::Pending);
+    assert_eq!(c.header_id, Some(second.id()));
+    let page = store.txs_from_seq(0, 10, usize::MAX).unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [TxStatus::Sealed, TxStatus::Sealed, TxStatus::Pending]
+    );
+    let head = store.header_head().unwrap().unwrap();
+    assert_eq!(head, poh_core::ChainHead::after(&second, 0));
+    assert_eq!(store.headers(0, 10).unwrap(), [first.clone(), second.clone()]);
+    assert_eq!(store.headers(1, 10).unwrap(), [second.clone()]);
+    assert_eq!(store.header_count().unwrap(), 2);
+    assert_eq!(store.header_by_hash(&first.hash()).unwrap(), Some(first));
+    assert_eq!(store.header_by_hash(&sha256(b"no")).unwrap(), None);
+}

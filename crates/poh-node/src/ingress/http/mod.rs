@@ -6,6 +6,7 @@
 //! route template, applies the request timeout and logs; a panic becomes a JSON `500`.
 
 mod error;
+mod headers;
 mod openapi;
 
 use std::{
@@ -57,12 +58,15 @@ struct HttpState {
 }
 
 /// Routes and their methods, for metrics that exist before the first request.
-const ROUTES: [(&str, &str, u16); 10] = [
+const ROUTES: [(&str, &str, u16); 13] = [
     ("POST", "/v1/tx", 201),
     ("POST", "/v1/tx/batch", 200),
     ("GET", "/v1/tx/{tx_id}", 200),
     ("GET", "/v1/poh", 200),
     ("GET", "/v1/poh/entries", 200),
+    ("GET", "/v1/headers", 200),
+    ("GET", "/v1/headers/{header_id}", 200),
+    ("GET", "/v1/federation", 200),
     ("GET", "/v1/peers", 200),
     ("GET", "/healthz", 200),
     ("GET", "/readyz", 200),
@@ -87,6 +91,9 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         .route("/v1/tx/{tx_id}", get(get_tx))
         .route("/v1/poh", get(get_poh))
         .route("/v1/poh/entries", get(get_entries))
+        .route("/v1/headers", get(headers::list))
+        .route("/v1/headers/{header_id}", get(headers::one))
+        .route("/v1/federation", get(headers::federation))
         .route("/v1/peers", get(get_peers))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -331,6 +338,15 @@ async fn get_poh(State(state): State<HttpState>) -> Json<PohOut> {
     Json(state.services.pipeline.poh().into())
 }
 
+/// The `key=value` pairs of a query string (a key alone has the value "").
+fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
 #[utoipa::path(get, path = "/v1/poh/entries", params(
     ("from" = Option<u64>, Query, description = "index of the first entry (default 0)"),
     ("limit" = Option<usize>, Query, description = "entries to return, 1–10,000 (default 1,000)"),
@@ -345,13 +361,7 @@ async fn get_entries(
 ) -> Result<Response, ApiError> {
     let mut from = 0u64;
     let mut limit = DEFAULT_ENTRIES;
-    for pair in query
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (key, value) in query_pairs(query.as_deref()) {
         match key {
             "from" => {
                 from = value

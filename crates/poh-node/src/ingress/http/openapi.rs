@@ -4,7 +4,7 @@
 use axum::{Json, response::IntoResponse};
 use utoipa::OpenApi;
 
-use crate::wire::json;
+use crate::wire::{headers, json};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,9 @@ use crate::wire::json;
         super::get_tx,
         super::get_poh,
         super::get_entries,
+        super::headers::list,
+        super::headers::one,
+        super::headers::federation,
         super::get_peers,
         super::healthz,
         super::readyz,
@@ -33,6 +36,10 @@ use crate::wire::json;
         json::EntryOut,
         json::EntriesOut,
         json::PeersOut,
+        headers::HeaderJson,
+        headers::HeadersOut,
+        headers::FederationOut,
+        headers::ChildOut,
     ))
 )]
 pub(crate) struct ApiDoc;

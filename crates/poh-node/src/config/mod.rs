@@ -6,10 +6,15 @@ use std::{
     path::PathBuf,
 };
 
-use poh_core::{Limits, PohConfig};
+use poh_core::{Level, Limits, PohConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::NodeError;
+
+mod checks;
+mod section;
+#[cfg(test)]
+mod tests;
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +60,8 @@ pub struct NodeConfig {
     pub poh: PohConfig,
     /// The ingest pipeline.
     pub ingest: IngestConfig,
+    /// Sealing headers, and the federation levels above and below (SPEC §6).
+    pub federation: FederationConfig,
 }
 
 impl Default for NodeConfig {
@@ -77,6 +84,7 @@ impl Default for NodeConfig {
             peers: PeersConfig::default(),
             poh: PohConfig::default(),
             ingest: IngestConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -363,6 +371,52 @@ impl IngestConfig {
     }
 }
 
+/// Sealing and federation (SPEC §6).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// This chain's level.
+    pub level: Level,
+    /// The ML-DSA-87 key headers are signed with (a `poh keygen` file). Without it the node
+    /// uses `<data_dir>/node.key`, made on first start.
+    pub node_key: Option<PathBuf>,
+    /// Seconds: the shortest time between two headers, however busy the node.
+    pub min_batch_interval: f64,
+    /// Seconds: the longest time between two headers; an idle node seals an empty one.
+    pub max_batch_interval: f64,
+    /// Items a header aims to hold: a header is sealed once this many items wait (and
+    /// `min_batch_interval` has passed), so the interval shortens as the load grows.
+    pub target_items: u64,
+    /// The parent's gRPC address (`host:port`), where this node pushes its headers.
+    pub parent: Option<String>,
+    /// The chains whose headers this node accepts (the level below).
+    pub children: Vec<ChildConfig>,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            level: Level::Municipality,
+            node_key: None,
+            min_batch_interval: 1.0,
+            max_batch_interval: 10.0,
+            target_items: 10_000,
+            parent: None,
+            children: Vec::new(),
+        }
+    }
+}
+
+/// A chain of the level below whose headers this node accepts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildConfig {
+    /// The child's `chain_id`.
+    pub chain_id: String,
+    /// Its public key: the `.pub` file `poh keygen` writes (hex).
+    pub public_key_file: PathBuf,
+}
+
 impl NodeConfig {
     /// Reads a TOML file; unknown keys are refused, so a typo is an error, not a default.
     pub fn from_toml(text: &str) -> Result<Self, NodeError> {
@@ -383,252 +437,5 @@ impl NodeConfig {
         self.db_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("poh.redb"))
-    }
-
-    /// Refuses settings that cannot work, before anything starts.
-    pub fn validate(&self) -> Result<(), NodeError> {
-        poh_core::validate::check_tx_id(&self.chain_id.replace('/', ".")).map_err(|_| {
-            NodeError::Config(format!(
-                "chain_id {:?}: use 1–128 characters of A-Z a-z 0-9 . _ : - /",
-                self.chain_id
-            ))
-        })?;
-        self.poh.validate()?;
-        let ingest = &self.ingest;
-        if ingest.max_batch == 0 {
-            return Err(NodeError::Config(
-                "ingest.max_batch must be at least 1".into(),
-            ));
-        }
-        if ingest.queue_bytes < (1 << 20) {
-            return Err(NodeError::Config(
-                "ingest.queue_bytes must be at least 1 MiB".into(),
-            ));
-        }
-        if ingest.max_payload_bytes > (64 << 20) {
-            return Err(NodeError::Config(
-                "ingest.max_payload_bytes must be at most 64 MiB".into(),
-            ));
-        }
-        if self.grpc.is_none() && self.http.is_none() && self.udp.is_none() && self.quic.is_none() {
-            return Err(NodeError::Config("no listener is enabled".into()));
-        }
-        if let Some(udp) = &self.udp
-            && udp.max_batch == 0
-        {
-            return Err(NodeError::Config("udp.max_batch must be at least 1".into()));
-        }
-        if let Some(quic) = &self.quic {
-            if quic.cert.is_some() != quic.key.is_some() {
-                return Err(NodeError::Config(
-                    "quic.cert and quic.key go together: give both or neither".into(),
-                ));
-            }
-            if quic.max_connections == 0 || quic.max_streams_per_connection == 0 {
-                return Err(NodeError::Config(
-                    "quic.max_connections and quic.max_streams_per_connection must be at least 1"
-                        .into(),
-                ));
-            }
-        }
-        self.check_write_paths()?;
-        self.check_buffered()?;
-        if self.peers.attempts == 0 || self.peers.timeout_ms == 0 {
-            return Err(NodeError::Config(
-                "peers.attempts and peers.timeout_ms must be at least 1".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl NodeConfig {
-    /// With client authentication on, no listener may take a write without credentials
-    /// (SPEC §8): UDP only when the operator accepts unauthenticated datagrams explicitly,
-    /// QUIC only with mutual TLS (its clients send no token).
-    fn check_write_paths(&self) -> Result<(), NodeError> {
-        if self.auth.is_none() {
-            return Ok(());
-        }
-        if self.udp.as_ref().is_some_and(|u| !u.allow_unauthenticated) {
-            return Err(NodeError::Config(
-                "authentication is on, but UDP datagrams carry no credentials: turn UDP off \
-                 (--no-udp, or udp = false), or accept unauthenticated UDP writes \
-                 (--udp-allow-unauthenticated, or udp.allow_unauthenticated = true)"
-                    .into(),
-            ));
-        }
-        let client_ca = self.tls.as_ref().is_some_and(|t| t.ca.is_some());
-        if self.quic.is_some() && !client_ca {
-            return Err(NodeError::Config(
-                "authentication is on, but QUIC clients send no token: give a client CA for \
-                 mutual TLS (--tls-ca, or tls.ca), or turn QUIC off (--no-quic, or quic = false)"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl NodeConfig {
-    /// One client's share of the read budget must hold the largest request it may send, or
-    /// that request could never be read.
-    fn check_buffered(&self) -> Result<(), NodeError> {
-        let share = self.limits.buffered_bytes_per_client;
-        if share < (1 << 20) || share > self.limits.buffered_bytes {
-            return Err(NodeError::Config(
-                "limits.buffered_bytes_per_client must be at least 1 MiB and at most \
-                 limits.buffered_bytes"
-                    .into(),
-            ));
-        }
-        let largest = [
-            self.http
-                .as_ref()
-                .map(|h| ("http.max_batch_body_bytes", h.max_batch_body_bytes)),
-            self.http
-                .as_ref()
-                .map(|h| ("http.max_body_bytes", h.max_body_bytes)),
-            self.grpc
-                .as_ref()
-                .map(|g| ("grpc.max_message_bytes", g.max_message_bytes)),
-            self.quic
-                .as_ref()
-                .map(|q| ("quic.max_frame_bytes", q.max_frame_bytes)),
-        ];
-        match largest
-            .into_iter()
-            .flatten()
-            .find(|(_, bytes)| *bytes > share)
-        {
-            Some((key, bytes)) => Err(NodeError::Config(format!(
-                "{key} ({bytes}) is larger than limits.buffered_bytes_per_client ({share}): such \
-                 a request could never be read; lower it or raise the share"
-            ))),
-            None => Ok(()),
-        }
-    }
-}
-
-/// A listener's section: a table of settings turns it on, `false` turns it off (and `true`
-/// is the defaults), so a TOML file can say what `None` says in code.
-mod section {
-    use std::{fmt, marker::PhantomData};
-
-    use serde::{
-        Deserialize, Deserializer, Serialize, Serializer,
-        de::{MapAccess, Visitor, value::MapAccessDeserializer},
-    };
-
-    pub fn deserialize<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: Deserialize<'de> + Default,
-    {
-        struct Section<T>(PhantomData<T>);
-
-        impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for Section<T> {
-            type Value = Option<T>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a table of settings, or false to turn the listener off")
-            }
-
-            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<Option<T>, E> {
-                Ok(on.then(T::default))
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<T>, A::Error> {
-                T::deserialize(MapAccessDeserializer::new(map)).map(Some)
-            }
-        }
-
-        deserializer.deserialize_any(Section(PhantomData))
-    }
-
-    pub fn serialize<S: Serializer, T: Serialize>(
-        value: &Option<T>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(settings) => settings.serialize(serializer),
-            None => serializer.serialize_bool(false),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn toml_fills_defaults_and_refuses_unknown_keys() {
-        let config =
-            NodeConfig::from_toml("chain_id = \"municipality/tokyo\"\n[grpc]\nport = 1\n").unwrap();
-        assert_eq!(config.chain_id, "municipality/tokyo");
-        assert_eq!(config.grpc.as_ref().unwrap().port, 1);
-        assert_eq!(config.grpc.unwrap().max_connections, 1024);
-        assert_eq!(config.http, Some(HttpConfig::default()));
-        config_err("chian_id = \"x\"");
-        let e = NodeConfig::from_toml("\n[grpc]\nprot = 1\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("line 3, column 1: unknown field `prot`"), "{e}");
-        assert_eq!(e.lines().count(), 1);
-        config_err("[grpc]\nport = 70000");
-    }
-
-    #[test]
-    fn a_listener_table_turns_it_on_and_false_turns_it_off() {
-        let c = NodeConfig::from_toml("udp = false\nquic = true\n[grpc]\nport = 7\n").unwrap();
-        assert_eq!(c.udp, None);
-        assert_eq!(c.quic, Some(QuicConfig::default()));
-        assert_eq!(c.grpc.map(|g| g.port), Some(7));
-        let e = NodeConfig::from_toml("http = 3\n").unwrap_err().to_string();
-        assert!(e.contains("false to turn the listener off"), "{e}");
-        let e = NodeConfig::from_toml("[udp]\nprot = 1\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown field `prot`"), "{e}");
-    }
-
-    /// The example in the repository parses, and says exactly the defaults.
-    #[test]
-    fn the_example_config_is_the_defaults() {
-        let text = include_str!("../../../poh.example.toml");
-        assert_eq!(NodeConfig::from_toml(text).unwrap(), NodeConfig::default());
-    }
-
-    fn config_err(text: &str) {
-        assert!(
-            matches!(NodeConfig::from_toml(text), Err(NodeError::Config(_))),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn validate_refuses_what_cannot_work() {
-        assert!(NodeConfig::default().validate().is_ok());
-        let c = NodeConfig {
-            chain_id: String::new(),
-            ..NodeConfig::default()
-        };
-        assert!(c.validate().is_err());
-        let mut c = NodeConfig::default();
-        c.poh.hashes_per_tick = 0;
-        assert!(c.validate().is_err());
-        let c = NodeConfig {
-            grpc: None,
-            http: None,
-            udp: None,
-            quic: None,
-            ..NodeConfig::default()
-        };
-        assert!(c.validate().is_err());
-        let mut c = NodeConfig::default();
-        if let Some(q) = c.quic.as_mut() {
-            q.cert = Some("node.crt".into());
-        }
-        assert!(c.validate().is_err(), "a certificate without its key");
     }
 }

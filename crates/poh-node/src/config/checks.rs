@@ -1,0 +1,177 @@
+//! The checks a configuration must pass before anything starts.
+
+use super::NodeConfig;
+use crate::NodeError;
+
+impl NodeConfig {
+    /// Refuses settings that cannot work, before anything starts.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        if !valid_chain_id(&self.chain_id) {
+            return Err(NodeError::Config(format!(
+                "chain_id {:?}: use 1–128 characters of A-Z a-z 0-9 . _ : - /",
+                self.chain_id
+            )));
+        }
+        self.poh.validate()?;
+        let ingest = &self.ingest;
+        if ingest.max_batch == 0 {
+            return Err(NodeError::Config(
+                "ingest.max_batch must be at least 1".into(),
+            ));
+        }
+        if ingest.queue_bytes < (1 << 20) {
+            return Err(NodeError::Config(
+                "ingest.queue_bytes must be at least 1 MiB".into(),
+            ));
+        }
+        if ingest.max_payload_bytes > (64 << 20) {
+            return Err(NodeError::Config(
+                "ingest.max_payload_bytes must be at most 64 MiB".into(),
+            ));
+        }
+        if self.grpc.is_none() && self.http.is_none() && self.udp.is_none() && self.quic.is_none() {
+            return Err(NodeError::Config("no listener is enabled".into()));
+        }
+        if let Some(udp) = &self.udp
+            && udp.max_batch == 0
+        {
+            return Err(NodeError::Config("udp.max_batch must be at least 1".into()));
+        }
+        if let Some(quic) = &self.quic {
+            if quic.cert.is_some() != quic.key.is_some() {
+                return Err(NodeError::Config(
+                    "quic.cert and quic.key go together: give both or neither".into(),
+                ));
+            }
+            if quic.max_connections == 0 || quic.max_streams_per_connection == 0 {
+                return Err(NodeError::Config(
+                    "quic.max_connections and quic.max_streams_per_connection must be at least 1"
+                        .into(),
+                ));
+            }
+        }
+        self.check_write_paths()?;
+        self.check_federation()?;
+        self.check_buffered()?;
+        if self.peers.attempts == 0 || self.peers.timeout_ms == 0 {
+            return Err(NodeError::Config(
+                "peers.attempts and peers.timeout_ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl NodeConfig {
+    /// With client authentication on, no listener may take a write without credentials
+    /// (SPEC §8): UDP only when the operator accepts unauthenticated datagrams explicitly,
+    /// QUIC only with mutual TLS (its clients send no token).
+    fn check_write_paths(&self) -> Result<(), NodeError> {
+        if self.auth.is_none() {
+            return Ok(());
+        }
+        if self.udp.as_ref().is_some_and(|u| !u.allow_unauthenticated) {
+            return Err(NodeError::Config(
+                "authentication is on, but UDP datagrams carry no credentials: turn UDP off \
+                 (--no-udp, or udp = false), or accept unauthenticated UDP writes \
+                 (--udp-allow-unauthenticated, or udp.allow_unauthenticated = true)"
+                    .into(),
+            ));
+        }
+        let client_ca = self.tls.as_ref().is_some_and(|t| t.ca.is_some());
+        if self.quic.is_some() && !client_ca {
+            return Err(NodeError::Config(
+                "authentication is on, but QUIC clients send no token: give a client CA for \
+                 mutual TLS (--tls-ca, or tls.ca), or turn QUIC off (--no-quic, or quic = false)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl NodeConfig {
+    /// One client's share of the read budget must hold the largest request it may send, or
+    /// that request could never be read.
+    fn check_buffered(&self) -> Result<(), NodeError> {
+        let share = self.limits.buffered_bytes_per_client;
+        if share < (1 << 20) || share > self.limits.buffered_bytes {
+            return Err(NodeError::Config(
+                "limits.buffered_bytes_per_client must be at least 1 MiB and at most \
+                 limits.buffered_bytes"
+                    .into(),
+            ));
+        }
+        let largest = [
+            self.http
+                .as_ref()
+                .map(|h| ("http.max_batch_body_bytes", h.max_batch_body_bytes)),
+            self.http
+                .as_ref()
+                .map(|h| ("http.max_body_bytes", h.max_body_bytes)),
+            self.grpc
+                .as_ref()
+                .map(|g| ("grpc.max_message_bytes", g.max_message_bytes)),
+            self.quic
+                .as_ref()
+                .map(|q| ("quic.max_frame_bytes", q.max_frame_bytes)),
+        ];
+        match largest
+            .into_iter()
+            .flatten()
+            .find(|(_, bytes)| *bytes > share)
+        {
+            Some((key, bytes)) => Err(NodeError::Config(format!(
+                "{key} ({bytes}) is larger than limits.buffered_bytes_per_client ({share}): such \
+                 a request could never be read; lower it or raise the share"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Intervals that can be kept, and children that fit this node's level.
+    fn check_federation(&self) -> Result<(), NodeError> {
+        let f = &self.federation;
+        let (min, max) = (f.min_batch_interval, f.max_batch_interval);
+        if !(min.is_finite() && max.is_finite() && min >= 0.01 && max >= min && max <= 3600.0) {
+            return Err(NodeError::Config(format!(
+                "batch intervals {min} and {max}: need 0.01 ≤ min_batch_interval ≤ \
+                 max_batch_interval ≤ 3600 seconds"
+            )));
+        }
+        if f.target_items == 0 {
+            return Err(NodeError::Config(
+                "federation.target_items must be at least 1".into(),
+            ));
+        }
+        if !f.children.is_empty() && f.level.below().is_none() {
+            return Err(NodeError::Config(
+                "a municipality has no children: set --level continental or global, or \
+                 remove the --child settings"
+                    .into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for child in &f.children {
+            if !valid_chain_id(&child.chain_id) || !seen.insert(&child.chain_id) {
+                return Err(NodeError::Config(format!(
+                    "child chain_id {:?}: each child needs its own valid chain_id",
+                    child.chain_id
+                )));
+            }
+        }
+        if f.parent.is_some() && f.level == poh_core::Level::Global {
+            return Err(NodeError::Config(
+                "a global chain has no parent: remove --parent".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// 1–128 characters of `A-Z a-z 0-9 . _ : - /`.
+pub(crate) fn valid_chain_id(id: &str) -> bool {
+    poh_core::validate::check_tx_id(&id.replace('/', ".")).is_ok()
+}

@@ -1,0 +1,71 @@
+//! Federation (SPEC §6): this chain's sealed headers, and its place between the levels.
+//!
+//! - [`key`]: the node's signing key, given or made in the data directory on first start;
+//! - [`sealer`]: the task that seals headers over the durably stored PoH entries, at an
+//!   interval that adapts to the load.
+
+pub mod key;
+pub(crate) mod sealer;
+
+use std::path::Path;
+
+use poh_core::{Level, SigningKey};
+
+use crate::{NodeConfig, NodeError};
+
+/// A chain of the level below whose headers this node accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Child {
+    /// Its `chain_id`.
+    pub chain_id: String,
+    /// Its ML-DSA-87 public key.
+    pub public_key: Vec<u8>,
+}
+
+/// The node's place in the federation (`GET /v1/federation`).
+#[derive(Clone, Debug)]
+pub struct Federation {
+    /// This chain.
+    pub chain_id: String,
+    /// Its level.
+    pub level: Level,
+    /// Where its headers go (a gRPC address), if anywhere.
+    pub parent: Option<String>,
+    /// The chains whose headers it accepts.
+    pub children: Vec<Child>,
+    /// The public key its headers are signed with.
+    pub public_key: Vec<u8>,
+}
+
+impl Federation {
+    /// Reads the node key (making one when none is given and none is kept) and the
+    /// children's public keys.
+    pub(crate) fn load(config: &NodeConfig) -> Result<(Self, SigningKey), NodeError> {
+        let f = &config.federation;
+        let key = key::load_or_create(f.node_key.as_deref(), &config.data_dir)?;
+        let children = f
+            .children
+            .iter()
+            .map(|c| {
+                Ok(Child {
+                    chain_id: c.chain_id.clone(),
+                    public_key: key::read_public_key(Path::new(&c.public_key_file))?,
+                })
+            })
+            .collect::<Result<_, NodeError>>()?;
+        tracing::info!(
+            chain_id = %config.chain_id,
+            level = %f.level,
+            key_fingerprint = %key::fingerprint(key.public_key()),
+            "signing headers"
+        );
+        let federation = Self {
+            chain_id: config.chain_id.clone(),
+            level: f.level,
+            parent: f.parent.clone(),
+            children,
+            public_key: key.public_key().to_vec(),
+        };
+        Ok((federation, key))
+    }
+}

@@ -1,0 +1,250 @@
+//! The sealer: a task that gathers the durably stored PoH entries as they land and seals a
+//! header over them at an interval that adapts to the load.
+//!
+//! **The interval.** A header is due when
+//! `elapsed ≥ max_batch_interval`, or when `elapsed ≥ min_batch_interval` and at least
+//! `target_items` items wait. So under a steady load of `r` items per second the interval is
+//! `clamp(target_items / r, min_batch_interval, max_batch_interval)`: shorter as the load
+//! grows, never outside the bounds, and an idle node seals a header (of ticks only,
+//! `item_count` 0) every `max_batch_interval`. The sealer looks every quarter of the minimum
+//! interval (between 10 ms and 250 ms), which is how late a due header can be.
+//!
+//! Only durable entries are sealed: a header is signed over entries that survive a crash,
+//! and it is stored durably before anyone sees it, so a `SEALED` answer is never taken back.
+
+use std::{sync::Arc, time::Duration};
+
+use poh_core::{Batch, ChainHead, Level, SigningKey};
+use poh_store::Store;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    NodeError, config::FederationConfig, metrics::FederationMetrics, pipeline::IngestPipeline,
+    pipeline::unix_now,
+};
+
+/// Most entries one header covers, so that sealing (and a verifier) holds a bounded batch.
+/// Far above what any interval gathers (160 ticks a second plus one entry per commit).
+const MAX_HEADER_ENTRIES: u64 = 1 << 16;
+/// Most items one header covers (32 bytes each in memory while sealing).
+const MAX_HEADER_ITEMS: usize = 1 << 20;
+/// Entries read from the store at a time.
+const PAGE: usize = 1024;
+const PAGE_BYTES: usize = 4 << 20;
+
+/// When a header is due (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Schedule {
+    pub min: Duration,
+    pub max: Duration,
+    pub target_items: u64,
+}
+
+impl Schedule {
+    pub(crate) fn new(config: &FederationConfig) -> Self {
+        Self {
+            min: Duration::from_secs_f64(config.min_batch_interval),
+            max: Duration::from_secs_f64(config.max_batch_interval),
+            target_items: config.target_items,
+        }
+    }
+
+    /// Whether a header is due `elapsed` after the last one, with `items` waiting; `full`
+    /// when the batch is as large as a header may be.
+    pub(crate) fn due(&self, elapsed: Duration, items: u64, full: bool) -> bool {
+        elapsed >= self.max || (elapsed >= self.min && (items >= self.target_items || full))
+    }
+
+    /// How often the sealer looks at the chain.
+    pub(crate) fn poll(&self) -> Duration {
+        (self.min / 4).clamp(Duration::from_millis(10), Duration::from_millis(250))
+    }
+}
+
+/// What the sealer needs of the node.
+pub(crate) struct Sealer {
+    pub store: Arc<dyn Store>,
+    pub pipeline: IngestPipeline,
+    pub chain_id: String,
+    pub level: Level,
+    pub key: Arc<SigningKey>,
+    pub hashes_per_tick: u64,
+    pub schedule: Schedule,
+    pub metrics: FederationMetrics,
+}
+
+impl Sealer {
+    /// Seals headers until `shutdown`; a storage failure ends it with the error.
+    pub(crate) async fn run(self, shutdown: CancellationToken) -> Result<(), NodeError> {
+        let store = self.store.clone();
+        let head = blocking(move || Ok(store.header_head()?)).await?;
+        let chain_id = self.chain_id.clone();
+        let head = head.unwrap_or_else(|| ChainHead::genesis(&chain_id));
+        let mut batch = Some(Batch::new(head, self.hashes_per_tick));
+        let mut last = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(self.schedule.poll()) => {}
+            }
+            let gathered = self.gather(take(&mut batch)?).await?;
+            let full = is_full(&gathered);
+            let items = gathered.items().len() as u64;
+            if gathered.entries() > 0 && self.schedule.due(last.elapsed(), items, full) {
+                let head = self.seal(gathered).await?;
+                batch = Some(Batch::new(head, self.hashes_per_tick));
+                last = Instant::now();
+            } else {
+                batch = Some(gathered);
+            }
+        }
+    }
+
+    /// Adds the entries stored durably since the batch's last one.
+    async fn gather(&self, mut batch: Batch) -> Result<Batch, NodeError> {
+        let durable = self.pipeline.poh().state.entries;
+        if batch.next_entry() >= durable || is_full(&batch) {
+            return Ok(batch);
+        }
+        let store = self.store.clone();
+        blocking(move || {
+            while batch.next_entry() < durable && !is_full(&batch) {
+                let room = MAX_HEADER_ENTRIES - batch.entries();
+                let want = (durable - batch.next_entry()).min(room).min(PAGE as u64) as usize;
+                let page = store
+                    .entries(batch.next_entry(), want, PAGE_BYTES)?
+                    .ok_or(NodeError::TaskFailed("sealer (a stored entry is missing)"))?;
+                if page.entries.is_empty() {
+                    break;
+                }
+                for entry in &page.entries {
+                    batch.push(entry).map_err(|failure| {
+                        tracing::error!(%failure, entry = batch.next_entry(), "stored PoH entry breaks its tick period");
+                        NodeError::TaskFailed("sealer (a stored entry breaks the chain's rules)")
+                    })?;
+                }
+            }
+            Ok(batch)
+        })
+        .await
+    }
+
+    /// Signs and durably stores the header over `batch`; the head after it.
+    async fn seal(&self, batch: Batch) -> Result<ChainHead, NodeError> {
+        let (store, key) = (self.store.clone(), self.key.clone());
+        let (chain_id, level) = (self.chain_id.clone(), self.level);
+        let (header, head) = blocking(move || {
+            let sealed = batch.seal(&chain_id, level, unix_now(), &key)?;
+            let (header, head) = sealed.ok_or(NodeError::TaskFailed("sealer (empty batch)"))?;
+            store.put_header(&header, head.hashes_in_tick)?;
+            Ok((header, head))
+        })
+        .await?;
+        self.metrics.block_count.increment(1);
+        tracing::debug!(
+            height = header.height,
+            header_id = %header.id(),
+            entries = header.poh_end - header.poh_start,
+            items = header.item_count,
+            "sealed a header"
+        );
+        Ok(head)
+    }
+}
+
+fn is_full(batch: &Batch) -> bool {
+    batch.entries() >= MAX_HEADER_ENTRIES || batch.items().len() >= MAX_HEADER_ITEMS
+}
+
+/// The batch is always put back before the next turn; its absence would be a bug.
+fn take(batch: &mut Option<Batch>) -> Result<Batch, NodeError> {
+    batch.take().ok_or(NodeError::TaskFailed("sealer"))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| NodeError::TaskFailed("sealer"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule() -> Schedule {
+        Schedule {
+            min: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+            target_items: 1_000,
+        }
+    }
+
+    /// Runs the sealer's pacing for `run` of simulated time with items arriving at `rate`
+    /// per second, and returns the intervals between headers.
+    async fn intervals(rate: f64, run: Duration) -> Vec<Duration> {
+        let s = schedule();
+        let start = Instant::now();
+        let mut last = start;
+        let mut sealed_items = 0.0;
+        let mut out = Vec::new();
+        while start.elapsed() < run {
+            tokio::time::sleep(s.poll()).await;
+            let arrived = rate * start.elapsed().as_secs_f64() - sealed_items;
+            if s.due(last.elapsed(), arrived as u64, false) {
+                out.push(last.elapsed());
+                sealed_items += arrived;
+                last = Instant::now();
+            }
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_node_seals_at_the_max_interval() {
+        let got = intervals(0.0, Duration::from_secs(20)).await;
+        assert_eq!(got.len(), 10, "{got:?}");
+        let s = schedule();
+        for i in got {
+            assert!(i >= s.max && i < s.max + s.poll(), "{i:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_interval_shortens_with_the_load_and_stays_within_the_bounds() {
+        let s = schedule();
+        let mut previous = Duration::MAX;
+        // 100 items/s: 10 s to reach the target, so the max interval; 2,000: 0.5 s;
+        // 100,000: the target is reached at once, so the min interval.
+        for (rate, expected) in [
+            (100.0, s.max),
+            (2_000.0, Duration::from_millis(500)),
+            (100_000.0, s.min),
+        ] {
+            let got = intervals(rate, Duration::from_secs(20)).await;
+            let mean = got.iter().sum::<Duration>() / got.len() as u32;
+            for i in &got {
+                assert!(*i >= s.min && *i < s.max + s.poll(), "{rate}: {i:?}");
+            }
+            assert!(
+                mean >= expected && mean < expected + s.poll(),
+                "{rate}/s: mean interval {mean:?}, expected about {expected:?}"
+            );
+            assert!(mean < previous || mean == s.min);
+            previous = mean;
+        }
+    }
+
+    #[test]
+    fn a_full_batch_waits_for_the_min_interval_only() {
+        let s = schedule();
+        assert!(!s.due(Duration::from_millis(100), 0, true));
+        assert!(s.due(Duration::from_millis(200), 0, true));
+        assert!(!s.due(Duration::from_millis(1_999), 999, false));
+        assert!(s.due(Duration::from_millis(2_000), 0, false));
+        assert_eq!(s.poll(), Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,102 @@
+//! `GET /v1/headers`, `GET /v1/headers/{header_id}` and `GET /v1/federation` (SPEC §6).
+
+use axum::{
+    Json,
+    extract::{Path, RawQuery, State},
+};
+use poh_core::Hash;
+
+use super::{
+    HttpState, query_pairs,
+    error::{self, ApiError},
+};
+use crate::wire::{
+    headers::{FederationOut, HeaderJson, HeadersOut},
+    json::ErrorBody,
+};
+
+/// Most headers one `GET /v1/headers` returns.
+pub const MAX_HEADERS: usize = 1_000;
+const DEFAULT_HEADERS: usize = 100;
+
+#[utoipa::path(get, path = "/v1/headers", params(
+    ("from" = Option<u64>, Query, description = "height of the first header (default 0)"),
+    ("limit" = Option<usize>, Query, description = "headers to return, 1–1,000 (default 100)"),
+), responses(
+    (status = 200, description = "this node's headers by height", body = HeadersOut),
+    (status = 400, description = "a bad parameter", body = ErrorBody),
+))]
+pub(super) async fn list(
+    State(state): State<HttpState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<HeadersOut>, ApiError> {
+    let mut from = 0u64;
+    let mut limit = DEFAULT_HEADERS;
+    for (key, value) in query_pairs(query.as_deref()) {
+        match key {
+            "from" => {
+                from = value
+                    .parse()
+                    .map_err(|_| ApiError::invalid("from must be a whole number ≥ 0"))?;
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_HEADERS).contains(l))
+                    .ok_or_else(|| ApiError::invalid(format!("limit must be 1–{MAX_HEADERS}")))?;
+            }
+            _ => {}
+        }
+    }
+    let headers = state
+        .services
+        .read(move |store| store.headers(from, limit))
+        .await
+        .map_err(error::internal)?;
+    Ok(Json(HeadersOut {
+        headers: headers.iter().map(|h| HeaderJson::new(h, None)).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/headers/{header_id}", params(
+    ("header_id" = String, Path, description = "hex of the header's hash"),
+), responses(
+    (status = 200, description = "one of this node's headers", body = HeaderJson),
+    (status = 404, description = "not_found", body = ErrorBody),
+))]
+pub(super) async fn one(
+    State(state): State<HttpState>,
+    Path(header_id): Path<String>,
+) -> Result<Json<HeaderJson>, ApiError> {
+    // Text that is not a hash names no header: the same 404 as an unknown one.
+    let not_found = || ApiError::not_found("no header with this header_id");
+    let hash: Hash = header_id.parse().map_err(|_| not_found())?;
+    let header = state
+        .services
+        .read(move |store| store.header_by_hash(&hash))
+        .await
+        .map_err(error::internal)?;
+    header
+        .map(|h| Json(HeaderJson::new(&h, None)))
+        .ok_or_else(not_found)
+}
+
+#[utoipa::path(get, path = "/v1/federation", responses(
+    (status = 200, description = "this node's place in the federation", body = FederationOut),
+))]
+pub(super) async fn federation(
+    State(state): State<HttpState>,
+) -> Result<Json<FederationOut>, ApiError> {
+    let head = state
+        .services
+        .read(|store| store.header_head())
+        .await
+        .map_err(error::internal)?;
+    let height = head.and_then(|h| h.height.checked_sub(1));
+    Ok(Json(FederationOut::new(
+        &state.services.federation,
+        height,
+        &[],
+    )))
+}

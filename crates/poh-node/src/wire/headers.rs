@@ -1,0 +1,193 @@
+//! The JSON shapes of SPEC §6: a header, `GET /v1/headers`, and `GET /v1/federation`.
+//! Both directions, so the CLI and a verifier read back exactly what the node wrote.
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use poh_core::{Hash, Header, Level};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::federation::Federation;
+
+/// A header in JSON (SPEC §6).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeaderJson {
+    /// Hex of `header_hash`.
+    pub header_id: String,
+    /// The sealing chain.
+    pub chain_id: String,
+    /// `municipality`, `continental` or `global`.
+    #[schema(value_type = String)]
+    pub level: Level,
+    /// 0 for the first header, then +1.
+    pub height: u64,
+    /// Hex of the previous header's hash (zeros at height 0).
+    pub prev_header_hash: String,
+    /// First entry covered.
+    pub poh_start: u64,
+    /// One past the last entry covered.
+    pub poh_end: u64,
+    /// Hex of the hash of entry `poh_end - 1`.
+    pub poh_end_hash: String,
+    /// Sum of `num_hashes` over the covered entries.
+    pub poh_hashes: u64,
+    /// Hex of the RFC 6962 root of the covered items.
+    pub items_root: String,
+    /// Items covered.
+    pub item_count: u64,
+    /// Unix seconds when sealed.
+    pub timestamp: f64,
+    /// Base64 of the sealer's ML-DSA-87 public key.
+    pub public_key_b64: String,
+    /// Base64 of the ML-DSA-87 signature over the header bytes.
+    pub signature_b64: String,
+    /// For a child header served by its parent: the parent's `poh_seq` that recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_at_seq: Option<u64>,
+}
+
+impl HeaderJson {
+    /// The JSON of `header`, with where its parent recorded it when known.
+    pub fn new(header: &Header, recorded_at_seq: Option<u64>) -> Self {
+        Self {
+            header_id: header.id(),
+            chain_id: header.chain_id.clone(),
+            level: header.level,
+            height: header.height,
+            prev_header_hash: header.prev_header_hash.to_hex(),
+            poh_start: header.poh_start,
+            poh_end: header.poh_end,
+            poh_end_hash: header.poh_end_hash.to_hex(),
+            poh_hashes: header.poh_hashes,
+            items_root: header.items_root.to_hex(),
+            item_count: header.item_count,
+            timestamp: header.timestamp,
+            public_key_b64: B64.encode(&header.public_key),
+            signature_b64: B64.encode(&header.signature),
+            recorded_at_seq,
+        }
+    }
+
+    /// The header, checked against its `header_id`.
+    pub fn to_header(&self) -> Result<Header, String> {
+        let hash = |field: &str, hex: &str| {
+            hex.parse::<Hash>()
+                .map_err(|_| format!("{field} is not 64 hex characters"))
+        };
+        let b64 = |field: &str, text: &str| {
+            B64.decode(text)
+                .map_err(|_| format!("{field} is not standard base64"))
+        };
+        let header = Header {
+            chain_id: self.chain_id.clone(),
+            level: self.level,
+            height: self.height,
+            prev_header_hash: hash("prev_header_hash", &self.prev_header_hash)?,
+            poh_start: self.poh_start,
+            poh_end: self.poh_end,
+            poh_end_hash: hash("poh_end_hash", &self.poh_end_hash)?,
+            poh_hashes: self.poh_hashes,
+            items_root: hash("items_root", &self.items_root)?,
+            item_count: self.item_count,
+            timestamp: self.timestamp,
+            public_key: b64("public_key_b64", &self.public_key_b64)?,
+            signature: b64("signature_b64", &self.signature_b64)?,
+        };
+        if header.id() != self.header_id {
+            return Err(format!(
+                "header_id {} is not the hash of the header's fields ({})",
+                self.header_id,
+                header.id()
+            ));
+        }
+        Ok(header)
+    }
+}
+
+/// `GET /v1/headers`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HeadersOut {
+    /// The headers, by height.
+    pub headers: Vec<HeaderJson>,
+}
+
+/// A child chain in `GET /v1/federation`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChildOut {
+    /// The child's chain.
+    pub chain_id: String,
+    /// Base64 of its public key.
+    pub public_key_b64: String,
+    /// The height of its last accepted header, or `null`.
+    pub height: Option<u64>,
+}
+
+/// `GET /v1/federation`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FederationOut {
+    /// This chain.
+    pub chain_id: String,
+    /// `municipality`, `continental` or `global`.
+    #[schema(value_type = String)]
+    pub level: Level,
+    /// The height of this node's last header, or `null` before the first.
+    pub height: Option<u64>,
+    /// The parent's address, or `null`.
+    pub parent: Option<String>,
+    /// The chains whose headers this node accepts.
+    pub children: Vec<ChildOut>,
+}
+
+impl FederationOut {
+    /// The answer for `federation`, with its own height and each child's.
+    pub fn new(federation: &Federation, height: Option<u64>, children: &[Option<u64>]) -> Self {
+        Self {
+            chain_id: federation.chain_id.clone(),
+            level: federation.level,
+            height,
+            parent: federation.parent.clone(),
+            children: federation
+                .children
+                .iter()
+                .zip(children.iter().chain(std::iter::repeat(&None)))
+                .map(|(c, height)| ChildOut {
+                    chain_id: c.chain_id.clone(),
+                    public_key_b64: B64.encode(&c.public_key),
+                    height: *height,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_reads_back_from_its_json_and_a_changed_field_is_caught() {
+        let header = Header {
+            chain_id: "continental/asia".into(),
+            level: Level::Continental,
+            height: 3,
+            prev_header_hash: poh_core::sha256(b"p"),
+            poh_start: 10,
+            poh_end: 20,
+            poh_end_hash: poh_core::sha256(b"e"),
+            poh_hashes: 123,
+            items_root: poh_core::sha256(b"i"),
+            item_count: 2,
+            timestamp: 0.1 + 0.2,
+            public_key: vec![1; 5],
+            signature: vec![2; 7],
+        };
+        let json = serde_json::to_value(HeaderJson::new(&header, None)).unwrap();
+        assert_eq!(json["level"], "continental");
+        assert!(json.get("recorded_at_seq").is_none());
+        let back: HeaderJson = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.to_header().unwrap(), header);
+        let mut changed = json;
+        changed["poh_end"] = 21.into();
+        let changed: HeaderJson = serde_json::from_value(changed).unwrap();
+        assert!(changed.to_header().unwrap_err().contains("header_id"));
+    }
+}

@@ -1,0 +1,136 @@
+//! Sealed headers in the redb engine.
+//!
+//! | table           | key             | value                                            |
+//! |-----------------|-----------------|--------------------------------------------------|
+//! | `headers`       | height          | `hashes_in_tick` (u64 BE) ‖ signed header bytes  |
+//! | `header_ends`   | `poh_end`       | height (u64 BE) ‖ `header_hash`                  |
+//! | `header_hashes` | `header_hash`   | height (u64 BE)                                  |
+//!
+//! `header_ends` is the items' index: the header that covers entry `i` is the first whose
+//! `poh_end` is above `i`, one range lookup from a transaction's `entry_index`.
+
+use poh_core::{ChainHead, Hash, Header};
+use redb::{
+    Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+
+use super::{RedbStore, next_key};
+use crate::StoreError;
+
+pub(super) const HEADERS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("headers");
+pub(super) const HEADER_ENDS: TableDefinition<'_, u64, &[u8]> =
+    TableDefinition::new("header_ends");
+pub(super) const HEADER_HASHES: TableDefinition<'_, &[u8], u64> =
+    TableDefinition::new("header_hashes");
+
+/// Creates the tables (for read transactions that must never meet a missing table).
+pub(super) fn create(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(HEADERS)?;
+    txn.open_table(HEADER_ENDS)?;
+    txn.open_table(HEADER_HASHES)?;
+    Ok(())
+}
+
+fn decode_stored(bytes: &[u8]) -> Result<(u64, Header), StoreError> {
+    let (in_tick, signed) = bytes
+        .split_first_chunk::<8>()
+        .ok_or(StoreError::Corrupt("header record"))?;
+    let header =
+        Header::from_signed_bytes(signed).map_err(|_| StoreError::Corrupt("header record"))?;
+    Ok((u64::from_be_bytes(*in_tick), header))
+}
+
+/// The header covering entry `index`, as `header_id`, from an open `header_ends` table.
+pub(super) fn covering(
+    ends: &impl ReadableTable<u64, &'static [u8]>,
+    index: u64,
+) -> Result<Option<String>, StoreError> {
+    let Some(found) = ends.range(index.saturating_add(1)..)?.next() else {
+        return Ok(None);
+    };
+    let (_, value) = found?;
+    let hash = value
+        .value()
+        .get(8..)
+        .and_then(Hash::from_slice)
+        .ok_or(StoreError::Corrupt("header index"))?;
+    Ok(Some(hash.to_hex()))
+}
+
+impl RedbStore {
+    pub(super) fn put_header_impl(
+        &self,
+        header: &Header,
+        hashes_in_tick: u64,
+    ) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut headers = txn.open_table(HEADERS)?;
+            let mut ends = txn.open_table(HEADER_ENDS)?;
+            let mut hashes = txn.open_table(HEADER_HASHES)?;
+            if header.height != next_key(&headers)? {
+                return Err(StoreError::Sequence(
+                    "header height does not follow the last stored header",
+                ));
+            }
+            let expected_start = match ends.last()? {
+                Some((end, _)) => end.value(),
+                None => 0,
+            };
+            if header.poh_start != expected_start || header.poh_end <= header.poh_start {
+                return Err(StoreError::Sequence(
+                    "header does not cover the entries after the last stored header",
+                ));
+            }
+            let hash = header.hash();
+            let mut value = hashes_in_tick.to_be_bytes().to_vec();
+            value.extend_from_slice(&header.to_signed_bytes());
+            headers.insert(header.height, value.as_slice())?;
+            let mut end = header.height.to_be_bytes().to_vec();
+            end.extend_from_slice(&hash.0);
+            ends.insert(header.poh_end, end.as_slice())?;
+            hashes.insert(hash.0.as_slice(), header.height)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub(super) fn header_head_impl(&self) -> Result<Option<ChainHead>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let headers = txn.open_table(HEADERS)?;
+        let Some((_, value)) = headers.last()? else {
+            return Ok(None);
+        };
+        let (in_tick, header) = decode_stored(value.value())?;
+        Ok(Some(ChainHead::after(&header, in_tick)))
+    }
+
+    pub(super) fn headers_impl(&self, from: u64, limit: usize) -> Result<Vec<Header>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let headers = txn.open_table(HEADERS)?;
+        headers
+            .range(from..)?
+            .take(limit)
+            .map(|item| Ok(decode_stored(item?.1.value())?.1))
+            .collect()
+    }
+
+    pub(super) fn header_by_hash_impl(&self, hash: &Hash) -> Result<Option<Header>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(height) = txn.open_table(HEADER_HASHES)?.get(hash.0.as_slice())? else {
+            return Ok(None);
+        };
+        let headers = txn.open_table(HEADERS)?;
+        let value = headers
+            .get(height.value())?
+            .ok_or(StoreError::Corrupt("header hash index"))?;
+        Ok(Some(decode_stored(value.value())?.1))
+    }
+
+    pub(super) fn header_count_impl(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(HEADERS)?.len()?)
+    }
+}
