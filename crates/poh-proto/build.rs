@@ -1,14 +1,19 @@
-//! Compiles `proto/poh.proto` with protox (a pure-Rust protobuf compiler), so a fresh machine
+//! Compiles `proto/poh.proto` and `proto/federation.proto` with protox (a pure-Rust protobuf compiler), so a fresh machine
 //! needs no system `protoc`. The descriptor set is also written out for gRPC server reflection.
 
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let proto = proto_dir.join("poh.proto");
-    println!("cargo:rerun-if-changed={}", proto.display());
+    let protos = [
+        proto_dir.join("poh.proto"),
+        proto_dir.join("federation.proto"),
+    ];
+    for proto in &protos {
+        println!("cargo:rerun-if-changed={}", proto.display());
+    }
 
-    let fds = protox::compile([&proto], [&proto_dir])?;
+    let fds = protox::compile(&protos, [&proto_dir])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
     std::fs::write(
         out.join("poh_descriptor.bin"),

@@ -1,6 +1,6 @@
 //! `poh`, the operator's command-line tool (SPEC §9): one module per command group —
 //! [`serve`] (a node), [`peers`] (the peers file), [`client`] (broadcast, check-peers, submit,
-//! status), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs), [`keygen`] and
+//! status, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs), [`keygen`] and
 //! [`certs`]. Each is a thin shell over the library crates, and every error ends as one line
 //! on stderr with a non-zero exit code.
 #![forbid(unsafe_code)]
@@ -66,15 +66,22 @@ enum Command {
     Broadcast(client::BroadcastArgs),
     /// Submit one transaction through DAGService (round robin over --endpoint, with fail-over).
     Submit(client::SubmitArgs),
-    /// A transaction's status (UNKNOWN, PENDING, ORDERED, SEALED); exit 1 when UNKNOWN.
+    /// A transaction's status (UNKNOWN, PENDING, ORDERED, SEALED) and its header; exit 1
+    /// when UNKNOWN.
     Status(client::StatusArgs),
+    /// List a node's sealed headers by height (GET /v1/headers).
+    Headers(client::HeadersArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::CheckPeers(_) | Command::Broadcast(_) | Command::Submit(_) | Command::Status(_)
+        Command::CheckPeers(_)
+            | Command::Broadcast(_)
+            | Command::Submit(_)
+            | Command::Status(_)
+            | Command::Headers(_)
     ) {
         // Warnings only (an unverified server, say): the answer itself goes to stdout.
         init_logging("warn");
@@ -97,6 +104,7 @@ fn main() -> ExitCode {
         Command::Broadcast(args) => client::broadcast(&args),
         Command::Submit(args) => client::submit(&args),
         Command::Status(args) => client::status(&args),
+        Command::Headers(args) => client::headers(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

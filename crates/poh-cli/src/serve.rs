@@ -7,8 +7,8 @@
 use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::Context as _;
-use poh_core::PohMode;
-use poh_node::{Node, NodeConfig};
+use poh_core::{Level, PohMode};
+use poh_node::{Node, NodeConfig, config::ChildConfig};
 
 /// Settings every node command takes.
 #[derive(clap::Args, Debug, Default)]
@@ -88,6 +88,28 @@ pub struct NodeArgs {
     /// Store UDP datagrams even when client authentication is on (they carry no credentials).
     #[arg(long, env = "POH_UDP_ALLOW_UNAUTHENTICATED")]
     udp_allow_unauthenticated: bool,
+    /// This chain's federation level: municipality, continental or global
+    /// [default: municipality].
+    #[arg(long, env = "POH_LEVEL")]
+    level: Option<Level>,
+    /// The parent's gRPC address (host:port), where this node pushes its sealed headers.
+    #[arg(long, env = "POH_PARENT")]
+    parent: Option<String>,
+    /// The ML-DSA-87 key headers are signed with (from `poh keygen`)
+    /// [default: <data-dir>/node.key, made on first start].
+    #[arg(long, env = "POH_NODE_KEY")]
+    node_key: Option<PathBuf>,
+    /// A child chain whose headers this node accepts, as CHAIN_ID=PUBKEY_FILE (the `.pub`
+    /// file `poh keygen` writes); repeat for each child.
+    #[arg(long = "child", value_parser = parse_child)]
+    children: Vec<ChildConfig>,
+    /// Shortest time between two headers, in seconds [default: 1].
+    #[arg(long, env = "POH_MIN_BATCH_INTERVAL")]
+    min_batch_interval: Option<f64>,
+    /// Longest time between two headers, in seconds; an idle node seals an empty header this
+    /// often [default: 10].
+    #[arg(long, env = "POH_MAX_BATCH_INTERVAL")]
+    max_batch_interval: Option<f64>,
 }
 
 /// `poh serve`.
@@ -141,6 +163,16 @@ pub struct ServeOneArgs {
     db: Option<PathBuf>,
 }
 
+fn parse_child(s: &str) -> Result<ChildConfig, String> {
+    match s.split_once('=') {
+        Some((chain_id, file)) if !chain_id.is_empty() && !file.is_empty() => Ok(ChildConfig {
+            chain_id: chain_id.to_string(),
+            public_key_file: PathBuf::from(file),
+        }),
+        _ => Err("expected CHAIN_ID=PUBKEY_FILE".into()),
+    }
+}
+
 fn parse_mode(s: &str) -> Result<PohMode, String> {
     match s {
         "paced" => Ok(PohMode::Paced),
@@ -176,6 +208,15 @@ impl NodeArgs {
         set(&mut config.poh.ticks_per_second, &self.ticks_per_second);
         set(&mut config.poh.mode, &self.poh_mode);
         set(&mut config.relay, &self.relay);
+        let federation = &mut config.federation;
+        set(&mut federation.level, &self.level);
+        set(&mut federation.parent, &self.parent.clone().map(Some));
+        set(&mut federation.node_key, &self.node_key.clone().map(Some));
+        set(&mut federation.min_batch_interval, &self.min_batch_interval);
+        set(&mut federation.max_batch_interval, &self.max_batch_interval);
+        if !self.children.is_empty() {
+            federation.children = self.children.clone();
+        }
         if self.auth_token_file.is_some()
             || self.jwt_hs256_secret_file.is_some()
             || self.jwt_eddsa_public_key_file.is_some()

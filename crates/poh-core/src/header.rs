@@ -18,8 +18,9 @@ pub const HEADER_DOMAIN: &[u8; 13] = b"poh.header.v1";
 pub const MAX_CHAIN_ID_BYTES: usize = 128;
 
 /// A chain's place in the federation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[derive(Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Level 0: takes transactions.
@@ -134,7 +135,14 @@ impl Header {
     /// The canonical header bytes (SPEC §6): signed and hashed.
     pub fn bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            HEADER_DOMAIN.len() + 4 + self.chain_id.len() + 1 + 8 * 6 + 32 * 3 + 8 + 4
+            HEADER_DOMAIN.len()
+                + 4
+                + self.chain_id.len()
+                + 1
+                + 8 * 6
+                + 32 * 3
+                + 8
+                + 4
                 + self.public_key.len(),
         );
         out.extend_from_slice(HEADER_DOMAIN);
@@ -262,7 +270,9 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         let b = self.take(8, what)?;
-        Ok(u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        Ok(u64::from_be_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
     }
 
     fn hash(&mut self, what: &'static str) -> Result<Hash, DecodeError> {
@@ -303,21 +313,21 @@ mod tests {
     #[test]
     fn header_bytes_follow_the_spec_layout() {
         let expected = [
-            "706f682e6865616465722e7631",       // "poh.header.v1"
-            "00000012",                         // len(chain_id) = 18
+            "706f682e6865616465722e7631",           // "poh.header.v1"
+            "00000012",                             // len(chain_id) = 18
             "6d756e69636970616c6974792f746f6b796f", // "municipality/tokyo"
-            "00",                               // level 0
-            "0000000000000007",                 // height
-            &"11".repeat(32),                   // prev_header_hash
-            "0000000000000064",                 // poh_start = 100
-            "00000000000000a4",                 // poh_end = 164
-            &"22".repeat(32),                   // poh_end_hash
-            "00000000000c3500",                 // poh_hashes = 800,000
-            &"33".repeat(32),                   // items_root
-            "0000000000000005",                 // item_count
-            "41d954fc40200000",                 // timestamp 1700000000.5 as IEEE-754
-            "00000002",                         // len(public_key)
-            "abcd",                             // public_key
+            "00",                                   // level 0
+            "0000000000000007",                     // height
+            &"11".repeat(32),                       // prev_header_hash
+            "0000000000000064",                     // poh_start = 100
+            "00000000000000a4",                     // poh_end = 164
+            &"22".repeat(32),                       // poh_end_hash
+            "00000000000c3500",                     // poh_hashes = 800,000
+            &"33".repeat(32),                       // items_root
+            "0000000000000005",                     // item_count
+            "41d954fc40200000",                     // timestamp 1700000000.5 as IEEE-754
+            "00000002",                             // len(public_key)
+            "abcd",                                 // public_key
         ]
         .concat();
         let header = sample();
@@ -366,7 +376,10 @@ mod tests {
             Err(DecodeError::Trailing(header.signature.len()))
         );
         for cut in [0, 5, 13, 20, 60, unsigned.len() - 1] {
-            assert!(Header::from_bytes(&unsigned[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                Header::from_bytes(&unsigned[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut level = unsigned.clone();
         level[13 + 4 + 18] = 3;

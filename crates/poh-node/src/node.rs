@@ -10,7 +10,11 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use poh_store::{RedbStore, Store};
-use tokio::{net::TcpListener, sync::mpsc, task::JoinSet};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
 use poh_core::SigningKey;
@@ -19,6 +23,7 @@ use crate::{
     NodeConfig, NodeError,
     federation::{
         Federation,
+        link::ChildLink,
         sealer::{Schedule, Sealer},
     },
     ingress::{
@@ -114,7 +119,7 @@ impl Node {
         let mut tasks = JoinSet::new();
         let addrs = start_ingress(&config, ports, &services, &tls, &shutdown, &mut tasks).await?;
         start_network(&config, &tls, &services, relay_queue, &shutdown, &mut tasks).await?;
-        start_federation(&config, &services, node_key, &shutdown, &mut tasks);
+        start_federation(&config, &tls, &services, node_key, &shutdown, &mut tasks)?;
         log_started(&config, &addrs);
         let supervisor = tokio::spawn(supervise(
             tasks,
@@ -313,16 +318,7 @@ async fn start_network(
     if relay_queue.is_none() && health_every == 0 {
         return Ok(());
     }
-    let client_tls = ClientTls {
-        trust: tls.trust.clone(),
-        identity: tls.identity.clone(),
-        token: config
-            .peers
-            .token_file
-            .as_deref()
-            .map(read_token_file)
-            .transpose()?,
-    };
+    let client_tls = peer_tls(config, tls)?;
     let metrics = Some(services.metrics.broadcast.clone());
     let broadcaster = Arc::new(Broadcaster::new(config.peers.clone(), client_tls, metrics).await?);
     if let Some(queue) = relay_queue {
@@ -351,14 +347,16 @@ async fn load_federation(config: &NodeConfig) -> Result<(Federation, SigningKey)
         .map_err(|_| NodeError::TaskFailed("federation"))?
 }
 
-/// Stage 5: the sealer.
+/// Stage 5: the sealer, and the link to the parent when there is one.
 fn start_federation(
     config: &NodeConfig,
+    tls: &NodeTls,
     services: &Services,
     key: SigningKey,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) {
+) -> Result<(), NodeError> {
+    let (sealed, sealed_rx) = watch::channel(0);
     let sealer = Sealer {
         store: services.store.clone(),
         pipeline: services.pipeline.clone(),
@@ -368,13 +366,42 @@ fn start_federation(
         hashes_per_tick: config.poh.hashes_per_tick,
         schedule: Schedule::new(&config.federation),
         metrics: services.metrics.federation.clone(),
+        sealed,
     };
-    let shutdown = shutdown.clone();
+    let token = shutdown.clone();
     tasks.spawn(async move {
-        if let Err(e) = sealer.run(shutdown).await {
+        if let Err(e) = sealer.run(token).await {
             tracing::error!(error = %e, "the sealer stopped");
         }
     });
+    if let Some(parent) = &config.federation.parent {
+        let link = ChildLink {
+            store: services.store.clone(),
+            parent: parent.clone(),
+            chain_id: config.chain_id.clone(),
+            hashes_per_tick: config.poh.hashes_per_tick,
+            tls: peer_tls(config, tls)?,
+            timeout: Duration::from_millis(config.peers.timeout_ms),
+            sealed: sealed_rx,
+        };
+        tasks.spawn(link.run(shutdown.clone()));
+    }
+    Ok(())
+}
+
+/// How the node talks to other nodes (peers, its parent): its trust settings and identity,
+/// and the peers' token.
+fn peer_tls(config: &NodeConfig, tls: &NodeTls) -> Result<ClientTls, NodeError> {
+    Ok(ClientTls {
+        trust: tls.trust.clone(),
+        identity: tls.identity.clone(),
+        token: config
+            .peers
+            .token_file
+            .as_deref()
+            .map(read_token_file)
+            .transpose()?,
+    })
 }
 
 fn log_started(config: &NodeConfig, addrs: &Addrs) {

@@ -1,7 +1,8 @@
 //! The `poh.v1` wire types and gRPC service stubs, generated at build time from
-//! `proto/poh.proto` (SPEC §4).
+//! `proto/poh.proto` (SPEC §4), and the federation link's, from `proto/federation.proto`.
 //!
 //! - [`v1`]: the generated messages, enums, clients and servers;
+//! - [`federation`]: `poh.federation.v1`, the link a child chain pushes its headers over;
 //! - `timestamped`: `Tx` and `TxRequest`, hand-written so a `-0.0` timestamp is sent (prost
 //!   drops it), re-exported in [`v1`] and used by the generated code in their place.
 //!
@@ -21,7 +22,13 @@ pub mod v1 {
     tonic::include_proto!("poh.v1");
 }
 
-/// The encoded `FileDescriptorSet` of `poh.proto`, for gRPC server reflection.
+/// Generated `poh.federation.v1` messages, client and server.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod federation {
+    tonic::include_proto!("poh.federation.v1");
+}
+
+/// The encoded `FileDescriptorSet` of `poh.proto` and `federation.proto`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/poh_descriptor.bin"));
 

@@ -25,7 +25,7 @@ mod redb_store;
 use poh_core::{ChainHead, Hash, Header};
 
 pub use error::StoreError;
-pub use record::{ChainMeta, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
+pub use record::{ChainMeta, ChildHeader, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
 pub use redb_store::{DEFAULT_CACHE_BYTES, RedbStore};
 
 /// Storage of one node. Implementations are internally synchronised: `commit` is called by one
@@ -89,4 +89,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many headers this node has sealed.
     fn header_count(&self) -> Result<u64, StoreError>;
+
+    /// What `chain_id`'s next accepted header must continue, or `None` before its first.
+    fn child_head(&self, chain_id: &str) -> Result<Option<ChainHead>, StoreError>;
+
+    /// `chain_id`'s accepted headers from `from`, in height order, at most `limit`.
+    fn child_headers(
+        &self,
+        chain_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<ChildHeader>, StoreError>;
+
+    /// An accepted child header by its `header_hash`.
+    fn child_header_by_hash(&self, hash: &Hash) -> Result<Option<ChildHeader>, StoreError>;
 }

@@ -3,7 +3,7 @@
 //! Values are protobuf messages (prost), so a field can be added later without rewriting the
 //! database; fields 1–7 of [`StoredTx`] are those of `poh.v1.Tx`.
 
-use poh_core::{Entry, Hash, PohState, Tx};
+use poh_core::{Entry, Hash, Header, PohState, Tx};
 use prost::Message as _;
 
 use crate::StoreError;
@@ -75,12 +75,28 @@ pub struct ChainMeta {
     pub state: PohState,
 }
 
+/// A child chain's header this node accepted, and where its own PoH recorded it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChildHeader {
+    /// The header, as the child signed it.
+    pub header: Header,
+    /// The tick state after the header's entries (what the child's next header continues).
+    pub hashes_in_tick: u64,
+    /// This node's `poh_seq` of the `header_hash` item.
+    pub recorded_at_seq: u64,
+    /// Index of this node's entry that recorded it.
+    pub entry_index: u64,
+    /// That entry's hash.
+    pub poh_hash: Hash,
+}
+
 /// One atomic write (see [`Store::commit`](crate::Store::commit)).
 #[derive(Clone, Debug, Default)]
 pub struct Commit<'a> {
     /// The chain after this commit, when it changed (the committer always gives it).
     pub chain: Option<&'a ChainMeta>,
-    /// New transactions in `poh_seq` order (contiguous, following the last stored one).
+    /// New transactions in increasing `poh_seq` order, after the last stored one (gaps are
+    /// the items of child headers).
     pub txs: &'a [NewTx],
     /// PoH entries `(index, entry)` in order, following the last stored one.
     pub entries: &'a [(u64, Entry)],
@@ -88,6 +104,8 @@ pub struct Commit<'a> {
     pub tips_removed: &'a [String],
     /// New tips `(poh_seq, tx_id)`.
     pub tips_added: &'a [(u64, String)],
+    /// Child headers recorded by this commit's entries; each continues its chain's last one.
+    pub child_headers: &'a [ChildHeader],
 }
 
 /// A page of PoH entries and the hash the first one starts from.

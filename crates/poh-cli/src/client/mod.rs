@@ -1,16 +1,18 @@
 //! The client commands, one module each: [`broadcast`] (every peer, every protocol),
 //! [`check`] (`check-peers`), [`submit`] (DAGService, round robin over `--endpoint`s with
-//! fail-over) and [`status`] (`status TX_ID`); and what they share: the TLS and token flags,
+//! fail-over), [`status`] (`status TX_ID`) and [`headers`] (a node's sealed headers); and what they share: the TLS and token flags,
 //! the transaction flags, and the endpoints a call fails over between.
 
 mod broadcast;
 mod check;
+mod headers;
 mod status;
 mod submit;
 
 pub use self::{
     broadcast::{BroadcastArgs, broadcast},
     check::{CheckArgs, check_peers},
+    headers::{HeadersArgs, headers},
     status::{StatusArgs, status},
     submit::{SubmitArgs, submit},
 };

@@ -160,7 +160,10 @@ fn each_broken_rule_is_named() {
         })
     ));
     assert!(matches!(
-        check(&resigned(|h| h.chain_id = "municipality/other".into()), part),
+        check(
+            &resigned(|h| h.chain_id = "municipality/other".into()),
+            part
+        ),
         Err(HeaderError::Chain { .. })
     ));
     assert!(matches!(

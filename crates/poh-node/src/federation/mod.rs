@@ -2,9 +2,15 @@
 //!
 //! - [`key`]: the node's signing key, given or made in the data directory on first start;
 //! - [`sealer`]: the task that seals headers over the durably stored PoH entries, at an
-//!   interval that adapts to the load.
+//!   interval that adapts to the load;
+//! - [`link`]: the child's side of the link: every sealed header, with its entries, pushed to
+//!   the parent from the height the parent expects;
+//! - [`parent`]: the parent's side of the link: children's headers checked and recorded as
+//!   items of this chain's PoH.
 
 pub mod key;
+pub(crate) mod link;
+pub mod parent;
 pub(crate) mod sealer;
 
 use std::path::Path;

@@ -16,7 +16,7 @@ use std::{sync::Arc, time::Duration};
 
 use poh_core::{Batch, ChainHead, Level, SigningKey};
 use poh_store::Store;
-use tokio::time::Instant;
+use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -72,6 +72,8 @@ pub(crate) struct Sealer {
     pub hashes_per_tick: u64,
     pub schedule: Schedule,
     pub metrics: FederationMetrics,
+    /// Headers sealed so far, for whoever waits for the next one (the parent link).
+    pub sealed: watch::Sender<u64>,
 }
 
 impl Sealer {
@@ -143,6 +145,7 @@ impl Sealer {
         })
         .await?;
         self.metrics.block_count.increment(1);
+        self.sealed.send_replace(header.height + 1);
         tracing::debug!(
             height = header.height,
             header_id = %header.id(),

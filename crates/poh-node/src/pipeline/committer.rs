@@ -22,11 +22,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use poh_core::{Entry, PohConfig, PohRecorder, PohState, RateProbe, RecordedEntry};
-use poh_store::{ChainMeta, Commit, Known, NewTx, Store, TxRecord, TxStatus};
+use poh_core::{Entry, Hash, PohConfig, PohRecorder, PohState, RateProbe, RecordedEntry};
+use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store, TxRecord, TxStatus};
 
 use super::{
-    Accepted, Job, Msg, PohStatus, Prepared, Rejected, TxResult,
+    Accepted, ChildItem, Job, Msg, PohStatus, Prepared, Rejected, TxResult,
     tips::{MAX_LINKED_TIPS, Tips, Unstored},
     writer::{Answer, InFlight, RelaySender, Write, WriterHandle},
 };
@@ -112,6 +112,7 @@ pub(super) struct Committer {
 #[derive(Default)]
 struct PendingWrite {
     txs: Vec<NewTx>,
+    children: Vec<ChildHeader>,
     entries: Vec<(u64, Entry)>,
     answers: Vec<Answer>,
     durable: bool,
@@ -130,6 +131,8 @@ enum Slot {
 struct Waiter {
     job: Answer,
     slots: std::ops::Range<usize>,
+    /// The job's child header, by index among the batch's.
+    child: Option<usize>,
 }
 
 impl Committer {
@@ -330,10 +333,15 @@ impl Committer {
         let mut waiters = Vec::with_capacity(jobs.len());
         let mut txs: Vec<Prepared> = Vec::new();
         let mut received: Vec<f64> = Vec::new();
+        let mut children: Vec<ChildItem> = Vec::new();
         for job in jobs {
             let start = txs.len();
             received.extend(std::iter::repeat_n(job.received_at, job.txs.len()));
             txs.extend(job.txs);
+            let child = job.child.map(|c| {
+                children.push(c);
+                children.len() - 1
+            });
             waiters.push(Waiter {
                 job: Answer {
                     reply: job.reply,
@@ -341,17 +349,29 @@ impl Committer {
                     permit: job.permit,
                 },
                 slots: start..txs.len(),
+                child,
             });
         }
 
         let (slots, new, missing) = self.classify(&txs)?;
 
         // PoH first: the entry that records the batch must exist before it can be stored.
+        // Child headers' hashes are items after the batch's transactions.
         let mut recorded = None;
-        if !new.is_empty() {
-            let digests = new.iter().map(|&i| txs[i].digest).collect();
-            recorded = Some(self.recorder.record(digests)?);
+        if !new.is_empty() || !children.is_empty() {
+            let items = new
+                .iter()
+                .map(|&i| txs[i].digest)
+                .chain(children.iter().map(|c| c.header.hash()))
+                .collect();
+            recorded = Some(self.recorder.record(items)?);
         }
+        let child_places: Vec<(u64, Hash)> = match recorded {
+            Some(r) => (0..children.len())
+                .map(|k| (r.first_seq + (new.len() + k) as u64, r.hash))
+                .collect(),
+            None => Vec::new(),
+        };
         let target = recorded.map(|r| r.entry_index);
         let entries = self.take_entries(target)?;
 
@@ -410,6 +430,12 @@ impl Committer {
 
         let mut answers = Vec::with_capacity(waiters.len());
         for mut waiter in waiters {
+            if let Some(k) = waiter.child {
+                let (poh_seq, poh_hash) = child_places[k];
+                waiter.job.results = vec![Ok(Accepted::Stored { poh_seq, poh_hash })];
+                answers.push(waiter.job);
+                continue;
+            }
             waiter.job.results = slots[waiter.slots.clone()]
                 .iter()
                 .map(|slot| match slot {
@@ -425,6 +451,19 @@ impl Committer {
                 })
                 .collect();
             answers.push(waiter.job);
+        }
+        if let Some(r) = recorded {
+            let accepted = children
+                .into_iter()
+                .zip(&child_places)
+                .map(|(c, &(seq, _))| ChildHeader {
+                    header: c.header,
+                    hashes_in_tick: c.hashes_in_tick,
+                    recorded_at_seq: seq,
+                    entry_index: r.entry_index,
+                    poh_hash: r.hash,
+                });
+            self.pending.children.extend(accepted);
         }
         self.add_pending(records, entries, self.settings.durable, answers);
         Ok(())
@@ -577,7 +616,11 @@ impl Committer {
     /// Hands everything prepared to the writer, as one commit.
     fn send_pending(&mut self) -> Result<(), NodeError> {
         let pending = mem::take(&mut self.pending);
-        if pending.txs.is_empty() && pending.entries.is_empty() && !pending.durable {
+        if pending.txs.is_empty()
+            && pending.entries.is_empty()
+            && pending.children.is_empty()
+            && !pending.durable
+        {
             return Ok(());
         }
         if !pending.answers.is_empty() {
@@ -596,6 +639,7 @@ impl Committer {
             entries: pending.entries,
             tips_removed,
             tips_added,
+            child_headers: pending.children,
             durable: pending.durable,
             answers: pending.answers,
         })

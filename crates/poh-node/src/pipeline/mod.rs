@@ -29,7 +29,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use poh_core::{Hash, Limits, PohConfig, PohState, Tx, ValidationError};
+use poh_core::{Hash, Header, Limits, PohConfig, PohState, Tx, ValidationError};
 use poh_store::Store;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -111,9 +111,18 @@ pub(crate) struct Prepared {
     pub digest: Hash,
 }
 
-/// One submission's valid transactions, queued for the committer.
+/// A verified child header whose hash is to be recorded as an item.
+pub(crate) struct ChildItem {
+    pub header: Header,
+    /// The tick state after its entries.
+    pub hashes_in_tick: u64,
+}
+
+/// One submission's valid transactions (or one child header), queued for the committer.
 pub(crate) struct Job {
     pub txs: Vec<Prepared>,
+    /// A child header to record after the transactions.
+    pub child: Option<ChildItem>,
     pub received_at: f64,
     pub reply: oneshot::Sender<Vec<TxResult>>,
     /// Held until the job is answered: the budget it occupies.
@@ -308,6 +317,7 @@ impl IngestPipeline {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             txs: valid,
+            child: None,
             received_at: unix_now(),
             reply,
             permit,
@@ -350,6 +360,48 @@ impl IngestPipeline {
         result
             .await
             .unwrap_or_else(|_| (0..n).map(|_| Err(Rejected::Internal)).collect())
+    }
+
+    /// Records a verified child header's `header_hash` as an item in this chain's PoH and
+    /// stores the header with it, durably; the item's `poh_seq` and entry hash. The caller
+    /// has checked that it continues the child's last stored header.
+    pub(crate) async fn record_child(
+        &self,
+        header: Header,
+        hashes_in_tick: u64,
+    ) -> Result<(u64, Hash), SubmitError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        // A header is a few KiB; it waits for room like a stream does.
+        let permit = inner
+            .budget
+            .clone()
+            .acquire_many_owned(8)
+            .await
+            .map_err(|_| SubmitError::ShuttingDown)?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            txs: Vec::new(),
+            child: Some(ChildItem {
+                header,
+                hashes_in_tick,
+            }),
+            received_at: unix_now(),
+            reply,
+            permit,
+        };
+        inner
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Msg::Job(job))
+            .map_err(|_| SubmitError::ShuttingDown)?;
+        match answer.await.ok().and_then(|r| r.into_iter().next()) {
+            Some(Ok(Accepted::Stored { poh_seq, poh_hash })) => Ok((poh_seq, poh_hash)),
+            _ => Err(SubmitError::ShuttingDown),
+        }
     }
 
     /// Refuses new submissions and tells the committer to finish what is queued.

@@ -17,7 +17,7 @@ use std::{
 };
 
 use poh_core::Entry;
-use poh_store::{ChainMeta, Commit, Known, NewTx, Store};
+use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::{Msg, PohView, TxResult};
@@ -52,6 +52,7 @@ pub(crate) struct Write {
     pub entries: Vec<(u64, Entry)>,
     pub tips_removed: Vec<String>,
     pub tips_added: Vec<(u64, String)>,
+    pub child_headers: Vec<ChildHeader>,
     pub durable: bool,
     pub answers: Vec<Answer>,
 }
@@ -142,6 +143,7 @@ fn write_all(
                 entries: &write.entries,
                 tips_removed: &write.tips_removed,
                 tips_added: &write.tips_added,
+                child_headers: &write.child_headers,
             },
             write.durable,
         )?;

@@ -1,9 +1,10 @@
 //! `poh.v1` protobuf messages (SPEC §4) to and from the node's types: the transaction both
 //! ways, the `Ack` of one result, and the read answers (`TxRecord`, `StatusResponse`).
-//! gRPC and QUIC carry the same messages, so both servers and both clients use these.
+//! gRPC and QUIC carry the same messages, so both servers and both clients use these. Also
+//! the federation link's sealed header (`poh.federation.v1`).
 
-use poh_core::Tx;
-use poh_proto::v1 as pb;
+use poh_core::{Entry, Hash, Header, Tx};
+use poh_proto::{federation as fed, v1 as pb};
 use poh_store::{TxRecord, TxStatus};
 
 use super::Refusal;
@@ -133,4 +134,42 @@ pub fn status_response(tx_id: String, record: Option<TxRecord>) -> pb::StatusRes
         parent_ids: r.dag_parents,
         header_id: r.header_id.unwrap_or_default(),
     }
+}
+
+/// A sealed header and the entries it covers, as the federation link sends them.
+pub fn sealed_to_pb(header: &Header, entries: &[Entry]) -> fed::SealedHeader {
+    fed::SealedHeader {
+        header: header.bytes(),
+        signature: header.signature.clone(),
+        entries: entries
+            .iter()
+            .map(|e| fed::Entry {
+                num_hashes: e.num_hashes,
+                hash: e.hash.0.to_vec(),
+                mixins: e.mixins.iter().map(|m| m.0.to_vec()).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The header and entries of a federation message, or why they are not.
+pub fn sealed_from_pb(sealed: fed::SealedHeader) -> Result<(Header, Vec<Entry>), String> {
+    let mut header = Header::from_bytes(&sealed.header).map_err(|e| e.to_string())?;
+    header.signature = sealed.signature;
+    let entries = sealed
+        .entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let hash = |bytes: &[u8]| {
+                Hash::from_slice(bytes).ok_or_else(|| format!("entry {i}: a hash is not 32 bytes"))
+            };
+            Ok(Entry {
+                num_hashes: e.num_hashes,
+                hash: hash(&e.hash)?,
+                mixins: e.mixins.iter().map(|m| hash(m)).collect::<Result<_, _>>()?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok((header, entries))
 }

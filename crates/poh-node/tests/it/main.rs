@@ -7,6 +7,7 @@ mod common;
 mod connections;
 mod dag;
 mod errors;
+mod federation;
 mod flood;
 mod fuzz_corpus;
 mod grpc;

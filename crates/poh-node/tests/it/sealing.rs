@@ -13,12 +13,12 @@ use serde_json::Value;
 use crate::common::{HASHES_PER_TICK, TestNode, all_entries, config, json, tx};
 
 /// Seals often, so tests see headers within a fraction of a second.
-fn fast(config: &mut NodeConfig) {
+pub fn fast(config: &mut NodeConfig) {
     config.federation.min_batch_interval = 0.05;
     config.federation.max_batch_interval = 0.2;
 }
 
-async fn headers(c: &Client, node: &TestNode, from: u64) -> Vec<Header> {
+pub async fn headers(c: &Client, node: &TestNode, from: u64) -> Vec<Header> {
     let body: Value = c
         .get(node.http(&format!("/v1/headers?from={from}&limit=1000")))
         .send()
@@ -195,7 +195,10 @@ async fn stored_transactions_are_sealed_by_headers_that_verify_against_the_chain
         .lines()
         .find_map(|l| l.strip_prefix("poh_block_count "))
         .unwrap();
-    assert!(count.parse::<f64>().unwrap() >= list.len() as f64, "{count}");
+    assert!(
+        count.parse::<f64>().unwrap() >= list.len() as f64,
+        "{count}"
+    );
     node.stop().await;
 }
 
@@ -211,7 +214,11 @@ async fn an_idle_node_seals_empty_headers_and_a_restart_continues_the_chain() {
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
     let before = headers(&c, &node, 0).await;
-    assert!(before.len() >= 2, "an idle node seals: {} headers", before.len());
+    assert!(
+        before.len() >= 2,
+        "an idle node seals: {} headers",
+        before.len()
+    );
     assert!(before.iter().all(|h| h.item_count == 0));
     let key = before[0].public_key.clone();
     node.stop().await;

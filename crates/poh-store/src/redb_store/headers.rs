@@ -6,6 +6,9 @@
 //! | `header_ends`   | `poh_end`       | height (u64 BE) ‖ `header_hash`                  |
 //! | `header_hashes` | `header_hash`   | height (u64 BE)                                  |
 //!
+//! | `child_headers` | (chain, height) | seq ‖ entry ‖ poh_hash ‖ `hashes_in_tick` ‖ signed bytes |
+//! | `child_hashes`  | `header_hash`   | (chain, height)                                  |
+//!
 //! `header_ends` is the items' index: the header that covers entry `i` is the first whose
 //! `poh_end` is above `i`, one range lookup from a transaction's `entry_index`.
 
@@ -16,19 +19,90 @@ use redb::{
 };
 
 use super::{RedbStore, next_key};
-use crate::StoreError;
+use crate::{ChildHeader, StoreError};
 
 pub(super) const HEADERS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("headers");
-pub(super) const HEADER_ENDS: TableDefinition<'_, u64, &[u8]> =
-    TableDefinition::new("header_ends");
+pub(super) const HEADER_ENDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("header_ends");
 pub(super) const HEADER_HASHES: TableDefinition<'_, &[u8], u64> =
     TableDefinition::new("header_hashes");
+
+pub(super) const CHILD_HEADERS: TableDefinition<'_, (&str, u64), &[u8]> =
+    TableDefinition::new("child_headers");
+pub(super) const CHILD_HASHES: TableDefinition<'_, &[u8], (&str, u64)> =
+    TableDefinition::new("child_hashes");
 
 /// Creates the tables (for read transactions that must never meet a missing table).
 pub(super) fn create(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(HEADERS)?;
     txn.open_table(HEADER_ENDS)?;
     txn.open_table(HEADER_HASHES)?;
+    txn.open_table(CHILD_HEADERS)?;
+    txn.open_table(CHILD_HASHES)?;
+    Ok(())
+}
+
+fn encode_child(child: &ChildHeader) -> Vec<u8> {
+    let mut out = Vec::with_capacity(56 + 8000);
+    out.extend_from_slice(&child.recorded_at_seq.to_be_bytes());
+    out.extend_from_slice(&child.entry_index.to_be_bytes());
+    out.extend_from_slice(&child.poh_hash.0);
+    out.extend_from_slice(&child.hashes_in_tick.to_be_bytes());
+    out.extend_from_slice(&child.header.to_signed_bytes());
+    out
+}
+
+fn decode_child(bytes: &[u8]) -> Result<ChildHeader, StoreError> {
+    let corrupt = || StoreError::Corrupt("child header record");
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(corrupt)
+    };
+    let poh_hash = bytes
+        .get(16..48)
+        .and_then(Hash::from_slice)
+        .ok_or_else(corrupt)?;
+    let header =
+        Header::from_signed_bytes(bytes.get(56..).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+    Ok(ChildHeader {
+        recorded_at_seq: u64_at(0)?,
+        entry_index: u64_at(8)?,
+        poh_hash,
+        hashes_in_tick: u64_at(48)?,
+        header,
+    })
+}
+
+/// Writes child headers inside a commit's transaction, refusing one that does not continue
+/// its chain's last accepted header.
+pub(super) fn put_children(
+    txn: &WriteTransaction,
+    children: &[ChildHeader],
+) -> Result<(), StoreError> {
+    if children.is_empty() {
+        return Ok(());
+    }
+    let mut table = txn.open_table(CHILD_HEADERS)?;
+    let mut hashes = txn.open_table(CHILD_HASHES)?;
+    for child in children {
+        let h = &child.header;
+        let chain = h.chain_id.as_str();
+        let last = table
+            .range((chain, 0)..=(chain, u64::MAX))?
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| k.value().1);
+        let next = last.map_or(Some(0), |l| l.checked_add(1));
+        if next != Some(h.height) {
+            return Err(StoreError::Sequence(
+                "child header height does not follow its chain's last accepted one",
+            ));
+        }
+        table.insert((chain, h.height), encode_child(child).as_slice())?;
+        hashes.insert(h.hash().0.as_slice(), (chain, h.height))?;
+    }
     Ok(())
 }
 
@@ -127,6 +201,51 @@ impl RedbStore {
             .get(height.value())?
             .ok_or(StoreError::Corrupt("header hash index"))?;
         Ok(Some(decode_stored(value.value())?.1))
+    }
+
+    pub(super) fn child_head_impl(&self, chain_id: &str) -> Result<Option<ChainHead>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CHILD_HEADERS)?;
+        let last = table
+            .range((chain_id, 0)..=(chain_id, u64::MAX))?
+            .next_back()
+            .transpose()?;
+        let Some((_, value)) = last else {
+            return Ok(None);
+        };
+        let child = decode_child(value.value())?;
+        Ok(Some(ChainHead::after(&child.header, child.hashes_in_tick)))
+    }
+
+    pub(super) fn child_headers_impl(
+        &self,
+        chain_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<ChildHeader>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CHILD_HEADERS)?;
+        table
+            .range((chain_id, from)..=(chain_id, u64::MAX))?
+            .take(limit)
+            .map(|item| decode_child(item?.1.value()))
+            .collect()
+    }
+
+    pub(super) fn child_header_by_hash_impl(
+        &self,
+        hash: &Hash,
+    ) -> Result<Option<ChildHeader>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(key) = txn.open_table(CHILD_HASHES)?.get(hash.0.as_slice())? else {
+            return Ok(None);
+        };
+        let (chain, height) = key.value();
+        let table = txn.open_table(CHILD_HEADERS)?;
+        let value = table
+            .get((chain, height))?
+            .ok_or(StoreError::Corrupt("child header hash index"))?;
+        Ok(Some(decode_child(value.value())?))
     }
 
     pub(super) fn header_count_impl(&self) -> Result<u64, StoreError> {

@@ -24,7 +24,9 @@ use redb::{
 use poh_core::{ChainHead, Hash, Header};
 
 use crate::record::{decode_entry, encode_entry};
-use crate::{ChainMeta, Commit, EntryPage, Known, Store, StoreError, TxRecord, TxStatus};
+use crate::{
+    ChainMeta, ChildHeader, Commit, EntryPage, Known, Store, StoreError, TxRecord, TxStatus,
+};
 
 mod headers;
 #[cfg(test)]
@@ -190,17 +192,16 @@ fn check_sequence(
     entries: &impl ReadableTable<u64, &'static [u8]>,
 ) -> Result<(), StoreError> {
     if !commit.txs.is_empty() {
-        let next = next_key(txs)?;
-        // checked_sub, not next + i: no overflow to reason about near u64::MAX.
-        let contiguous = commit
-            .txs
-            .iter()
-            .enumerate()
-            .all(|(i, t)| t.record.poh_seq.checked_sub(next) == Some(i as u64));
-        if !contiguous {
-            return Err(StoreError::Sequence(
-                "transactions' poh_seq do not continue the stored ones contiguously",
-            ));
+        // Increasing, after the last stored one; not contiguous, since child headers take
+        // places in the same stream of items.
+        let mut next = next_key(txs)?;
+        for t in commit.txs {
+            if t.record.poh_seq < next {
+                return Err(StoreError::Sequence(
+                    "transactions' poh_seq do not follow the stored ones in increasing order",
+                ));
+            }
+            next = t.record.poh_seq.saturating_add(1);
         }
     }
     if !commit.entries.is_empty() {
@@ -314,6 +315,7 @@ impl Store for RedbStore {
                 meta.insert(CHAIN_KEY, chain.encode().as_slice())?;
             }
         }
+        headers::put_children(&txn, commit.child_headers)?;
         txn.commit()?;
         Ok(())
     }
@@ -452,5 +454,22 @@ impl Store for RedbStore {
 
     fn header_count(&self) -> Result<u64, StoreError> {
         self.header_count_impl()
+    }
+
+    fn child_head(&self, chain_id: &str) -> Result<Option<ChainHead>, StoreError> {
+        self.child_head_impl(chain_id)
+    }
+
+    fn child_headers(
+        &self,
+        chain_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<ChildHeader>, StoreError> {
+        self.child_headers_impl(chain_id, from, limit)
+    }
+
+    fn child_header_by_hash(&self, hash: &Hash) -> Result<Option<ChildHeader>, StoreError> {
+        self.child_header_by_hash_impl(hash)
     }
 }

@@ -116,11 +116,12 @@ fn out_of_sequence_commits_are_refused_and_write_nothing() {
             true,
         )
         .unwrap();
-    let gap = [new("b", 2, &[])];
+    // A seq already used (gaps are allowed: child headers' items take seqs too).
+    let repeat = [new("b", 0, &[])];
     let err = store
         .commit(
             &Commit {
-                txs: &gap,
+                txs: &repeat,
                 ..Commit::default()
             },
             true,
@@ -468,7 +469,7 @@ fn refused_commits_leave_every_table_untouched() {
     let b = [new("b", 1, &["ghost"])];
     let refused: [Batch<'_>; 5] = [
         (&[new("b", 0, &[])], &[(1, entry(1))]), // poh_seq repeats
-        (&[new("b", 1, &[]), new("c", 3, &[])], &[]), // poh_seq gap inside the batch
+        (&[new("b", 2, &[]), new("c", 1, &[])], &[]), // poh_seq goes back in the batch
         (&b, &[(0, entry(9))]),                  // entry index repeats
         (&b, &[(1, entry(1)), (3, entry(3))]),   // entry index gap
         (&[new("a", 1, &[])], &[(1, entry(1))]), // id already stored
@@ -479,7 +480,7 @@ fn refused_commits_leave_every_table_untouched() {
             txs,
             entries,
             tips_added: &tips,
-            tips_removed: &[],
+            ..Commit::default()
         };
         let err = store.commit(&commit, true).unwrap_err();
         assert!(matches!(err, StoreError::Sequence(_)), "{err:?}");
@@ -763,7 +764,10 @@ fn headers_seal_the_transactions_they_cover_and_continue_after_reopening() {
     );
     let head = store.header_head().unwrap().unwrap();
     assert_eq!(head, poh_core::ChainHead::after(&second, 0));
-    assert_eq!(store.headers(0, 10).unwrap(), [first.clone(), second.clone()]);
+    assert_eq!(
+        store.headers(0, 10).unwrap(),
+        [first.clone(), second.clone()]
+    );
     assert_eq!(store.headers(1, 10).unwrap(), [second.clone()]);
     assert_eq!(store.header_count().unwrap(), 2);
     assert_eq!(store.header_by_hash(&first.hash()).unwrap(), Some(first));

@@ -29,6 +29,7 @@ use super::{
 };
 use crate::{
     config::GrpcConfig,
+    federation::{self, parent::Parent},
     pipeline::{Admission, SubmitError, TxResult, tx_bytes},
     wire::{
         Transport,
@@ -53,7 +54,7 @@ const PAGE_BYTES: usize = 1 << 20;
 
 /// Every method served, by path, with its `method` label. Any other path is counted as
 /// `other`, so a client cannot grow the label set; ours exist before the first call.
-pub(crate) const METHODS: [(&str, &str); 11] = [
+pub(crate) const METHODS: [(&str, &str); 12] = [
     ("/poh.v1.PohService/Broadcast", "Broadcast"),
     ("/poh.v1.PohService/BroadcastStream", "BroadcastStream"),
     ("/poh.v1.PohService/GetTx", "GetTx"),
@@ -65,6 +66,7 @@ pub(crate) const METHODS: [(&str, &str); 11] = [
         "/poh.v1.DAGService/QueryTransactionStatus",
         "QueryTransactionStatus",
     ),
+    ("/poh.federation.v1.Federation/Link", "Link"),
     ("/grpc.health.v1.Health/Check", "Check"),
     ("/grpc.health.v1.Health/Watch", "Watch"),
     (
@@ -108,7 +110,10 @@ pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Rou
         Ok(reflection) => routes = routes.add_service(reflection),
         Err(e) => tracing::warn!(error = %e, "gRPC reflection is off"),
     }
-    for (_, method) in METHODS.iter().take(8) {
+    if let Some(parent) = Parent::new(&services, &services.federation) {
+        routes = routes.add_service(parent.into_server());
+    }
+    for (_, method) in METHODS.iter().take(9) {
         services.metrics.preregister_grpc(method);
     }
     // Each call's body counts against the node's read budget, up to one message (tonic holds
@@ -132,6 +137,11 @@ async fn budget_body(
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
+    let retain = if req.uri().path().starts_with("/poh.federation.v1.") {
+        federation::parent::MAX_MESSAGE_BYTES
+    } else {
+        retain
+    };
     let reservation = budget.reserve(client);
     let req =
         req.map(|body| axum::body::Body::new(Budgeted::new(body, reservation, retain, refuse)));

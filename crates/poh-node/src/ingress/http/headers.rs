@@ -7,8 +7,9 @@ use axum::{
 use poh_core::Hash;
 
 use super::{
-    HttpState, query_pairs,
+    HttpState,
     error::{self, ApiError},
+    query_pairs,
 };
 use crate::wire::{
     headers::{FederationOut, HeaderJson, HeadersOut},
@@ -62,7 +63,7 @@ pub(super) async fn list(
 #[utoipa::path(get, path = "/v1/headers/{header_id}", params(
     ("header_id" = String, Path, description = "hex of the header's hash"),
 ), responses(
-    (status = 200, description = "one of this node's headers", body = HeaderJson),
+    (status = 200, description = "one of this node's headers, or a child header it accepted (with recorded_at_seq)", body = HeaderJson),
     (status = 404, description = "not_found", body = ErrorBody),
 ))]
 pub(super) async fn one(
@@ -72,14 +73,18 @@ pub(super) async fn one(
     // Text that is not a hash names no header: the same 404 as an unknown one.
     let not_found = || ApiError::not_found("no header with this header_id");
     let hash: Hash = header_id.parse().map_err(|_| not_found())?;
-    let header = state
+    let found = state
         .services
-        .read(move |store| store.header_by_hash(&hash))
+        .read(move |store| {
+            if let Some(own) = store.header_by_hash(&hash)? {
+                return Ok(Some(HeaderJson::new(&own, None)));
+            }
+            let child = store.child_header_by_hash(&hash)?;
+            Ok(child.map(|c| HeaderJson::new(&c.header, Some(c.recorded_at_seq))))
+        })
         .await
         .map_err(error::internal)?;
-    header
-        .map(|h| Json(HeaderJson::new(&h, None)))
-        .ok_or_else(not_found)
+    found.map(Json).ok_or_else(not_found)
 }
 
 #[utoipa::path(get, path = "/v1/federation", responses(
@@ -88,15 +93,29 @@ pub(super) async fn one(
 pub(super) async fn federation(
     State(state): State<HttpState>,
 ) -> Result<Json<FederationOut>, ApiError> {
-    let head = state
+    let ids: Vec<String> = state
         .services
-        .read(|store| store.header_head())
+        .federation
+        .children
+        .iter()
+        .map(|c| c.chain_id.clone())
+        .collect();
+    let (head, children) = state
+        .services
+        .read(move |store| {
+            let head = store.header_head()?;
+            let children = ids
+                .iter()
+                .map(|id| Ok(store.child_head(id)?.and_then(|h| h.height.checked_sub(1))))
+                .collect::<Result<Vec<_>, poh_store::StoreError>>()?;
+            Ok((head, children))
+        })
         .await
         .map_err(error::internal)?;
     let height = head.and_then(|h| h.height.checked_sub(1));
     Ok(Json(FederationOut::new(
         &state.services.federation,
         height,
-        &[],
+        &children,
     )))
 }

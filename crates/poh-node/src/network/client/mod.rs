@@ -17,7 +17,7 @@ use tonic::{
     transport::Channel,
 };
 
-pub use self::{grpc::grpc_channel, quic::QuicClient, udp::UdpClient};
+pub use self::{grpc::grpc_channel, http::http_client, quic::QuicClient, udp::UdpClient};
 use crate::{
     NodeError,
     tls::{Identity, ServerTrust},

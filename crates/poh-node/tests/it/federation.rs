@@ -1,0 +1,301 @@
+//! The federation link (SPEC §6) between real nodes: a municipality pushes its headers to its
+//! continental parent, which checks each one and records its hash in its own PoH; a
+//! hand-driven link shows what the parent refuses and how it fills a gap.
+
+use std::time::Duration;
+
+use poh_core::{Entry, Header, Level, SigningKey};
+use poh_node::{NodeConfig, config::ChildConfig, wire::protobuf::sealed_to_pb};
+use poh_proto::federation::{
+    self as fed, ChildMessage, HeaderResult, child_message, federation_client::FederationClient,
+    parent_message,
+};
+use reqwest::Client;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{
+    common::{HASHES_PER_TICK, TestNode, all_entries, json, start_with, tx},
+    sealing::{fast, headers},
+};
+
+/// A key file and its `.pub` beside it, in `dir`.
+fn key_files(dir: &std::path::Path, name: &str) -> (SigningKey, std::path::PathBuf) {
+    let key = SigningKey::generate().unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, key.to_key_file().as_bytes()).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.pub")),
+        hex::encode(key.public_key()),
+    )
+    .unwrap();
+    (key, path)
+}
+
+fn child_config(keys: &std::path::Path, chain_id: &str, name: &str) -> ChildConfig {
+    ChildConfig {
+        chain_id: chain_id.into(),
+        public_key_file: keys.join(format!("{name}.pub")),
+    }
+}
+
+async fn get(c: &Client, url: String) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The parent's height for `chain_id` in `GET /v1/federation`.
+async fn child_height(c: &Client, parent: &TestNode, chain_id: &str) -> Option<u64> {
+    let fed = get(c, parent.http("/v1/federation")).await;
+    fed["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ch| ch["chain_id"] == chain_id)
+        .and_then(|ch| ch["height"].as_u64())
+}
+
+#[tokio::test]
+async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_them() {
+    let keys = tempfile::tempdir().unwrap();
+    let (_, tokyo_key) = key_files(keys.path(), "tokyo.key");
+    let parent = start_with(|c: &mut NodeConfig| {
+        fast(c);
+        c.chain_id = "continental/asia".into();
+        c.federation.level = Level::Continental;
+        c.federation.children = vec![child_config(keys.path(), "municipality/tokyo", "tokyo.key")];
+    })
+    .await;
+    let parent_grpc = parent.node.grpc_addr().unwrap().to_string();
+    let child = start_with(|c: &mut NodeConfig| {
+        fast(c);
+        c.chain_id = "municipality/tokyo".into();
+        c.federation.node_key = Some(tokyo_key.clone());
+        c.federation.parent = Some(parent_grpc.clone());
+    })
+    .await;
+
+    let c = Client::new();
+    for i in 0..10 {
+        let r = c
+            .post(child.http("/v1/tx"))
+            .json(&json(&tx(&format!("fed-{i}"))))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    // Wait until the parent has accepted every header sealed after the transactions.
+    let mut sealed_tx = Value::Null;
+    for _ in 0..200 {
+        sealed_tx = get(&c, child.http("/v1/tx/fed-9")).await;
+        if sealed_tx["status"] == "SEALED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(sealed_tx["status"], "SEALED");
+    let header_id = sealed_tx["header_id"].as_str().unwrap().to_string();
+    let mut recorded = Value::Null;
+    for _ in 0..200 {
+        recorded = get(&c, parent.http(&format!("/v1/headers/{header_id}"))).await;
+        if recorded.get("recorded_at_seq").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let seq = recorded["recorded_at_seq"]
+        .as_u64()
+        .expect("the parent records the header");
+    assert_eq!(recorded["chain_id"], "municipality/tokyo");
+
+    // The parent's PoH holds the child's header hash as the item with that seq, and each
+    // accepted height once, in order.
+    let (_, entries) = all_entries(&c, &parent.http("")).await;
+    let items: Vec<_> = entries
+        .iter()
+        .flat_map(|e: &Entry| e.mixins.clone())
+        .collect();
+    assert_eq!(items[seq as usize].to_hex(), header_id);
+    let height = child_height(&c, &parent, "municipality/tokyo")
+        .await
+        .unwrap();
+    let child_headers = headers(&c, &child, 0).await;
+    for h in &child_headers[..=height as usize] {
+        let n = items.iter().filter(|i| **i == h.hash()).count();
+        assert_eq!(n, 1, "height {} recorded {n} times", h.height);
+    }
+
+    let metrics = c
+        .get(parent.http("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let accepted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("poh_child_headers_total{result=\"accepted\"} "))
+        .unwrap();
+    assert!(
+        accepted.parse::<f64>().unwrap() > height as f64,
+        "{accepted}"
+    );
+    child.stop().await;
+    parent.stop().await;
+}
+
+/// A link driven by hand: what a child sends, and the parent's answers, one at a time.
+struct HandLink {
+    out: mpsc::Sender<ChildMessage>,
+    inbound: tonic::Streaming<fed::ParentMessage>,
+}
+
+impl HandLink {
+    async fn open(parent: &TestNode, chain_id: &str) -> Result<(Self, u64), tonic::Status> {
+        let mut client =
+            FederationClient::connect(format!("http://{}", parent.node.grpc_addr().unwrap()))
+                .await
+                .unwrap()
+                .max_decoding_message_size(16 << 20)
+                .max_encoding_message_size(16 << 20);
+        let (out, rx) = mpsc::channel(8);
+        let hello = fed::Hello {
+            chain_id: chain_id.into(),
+            hashes_per_tick: HASHES_PER_TICK,
+        };
+        out.send(ChildMessage {
+            kind: Some(child_message::Kind::Hello(hello)),
+        })
+        .await
+        .unwrap();
+        let mut inbound = client.link(ReceiverStream::new(rx)).await?.into_inner();
+        let Some(parent_message::Kind::Welcome(w)) = inbound.message().await?.and_then(|m| m.kind)
+        else {
+            panic!("no Welcome");
+        };
+        Ok((Self { out, inbound }, w.next_height))
+    }
+
+    async fn push(&mut self, header: &Header, entries: &[Entry]) -> parent_message::Kind {
+        self.out
+            .send(ChildMessage {
+                kind: Some(child_message::Kind::Header(sealed_to_pb(header, entries))),
+            })
+            .await
+            .unwrap();
+        self.inbound
+            .message()
+            .await
+            .unwrap()
+            .and_then(|m| m.kind)
+            .unwrap()
+    }
+}
+
+fn result(answer: &parent_message::Kind) -> (HeaderResult, String) {
+    match answer {
+        parent_message::Kind::Ack(ack) => (
+            HeaderResult::try_from(ack.result).unwrap(),
+            ack.message.clone(),
+        ),
+        other => panic!("expected an Ack, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_parent_refuses_bad_headers_and_fetches_missing_heights() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, key_path) = key_files(keys.path(), "osaka.key");
+    // A real municipality seals headers (it has no parent); the test plays its link.
+    let child = start_with(|c: &mut NodeConfig| {
+        fast(c);
+        c.chain_id = "municipality/osaka".into();
+        c.federation.node_key = Some(key_path.clone());
+    })
+    .await;
+    let parent = start_with(|c: &mut NodeConfig| {
+        c.chain_id = "continental/asia".into();
+        c.federation.level = Level::Continental;
+        c.federation.children = vec![child_config(keys.path(), "municipality/osaka", "osaka.key")];
+    })
+    .await;
+    let c = Client::new();
+    let mut sealed = Vec::new();
+    for _ in 0..200 {
+        sealed = headers(&c, &child, 0).await;
+        if sealed.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (_, entries) = all_entries(&c, &child.http("")).await;
+    let covered = |h: &Header| entries[h.poh_start as usize..h.poh_end as usize].to_vec();
+    let resigned = |change: &dyn Fn(&mut Header)| {
+        let mut h = sealed[0].clone();
+        change(&mut h);
+        h.sign(&key).unwrap();
+        h
+    };
+
+    let denied = HandLink::open(&parent, "municipality/nara")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+
+    let (mut link, next) = HandLink::open(&parent, "municipality/osaka").await.unwrap();
+    assert_eq!(next, 0);
+    // A gap: the parent asks for height 0 again.
+    match link.push(&sealed[1], &covered(&sealed[1])).await {
+        parent_message::Kind::Fetch(f) => assert_eq!(f.from_height, 0),
+        other => panic!("expected Fetch, got {other:?}"),
+    }
+    let mut bad_signature = sealed[0].clone();
+    bad_signature.signature[100] ^= 1;
+    let refusals: Vec<(Header, Vec<Entry>, &str)> = vec![
+        (bad_signature, covered(&sealed[0]), "signature"),
+        (
+            resigned(&|h| h.prev_header_hash.0[0] ^= 1),
+            covered(&sealed[0]),
+            "prev_header_hash",
+        ),
+        (
+            resigned(&|h| h.items_root.0[0] ^= 1),
+            covered(&sealed[0]),
+            "items_root",
+        ),
+        (sealed[0].clone(), covered(&sealed[1]), "PoH entr"),
+    ];
+    for (header, entries, why) in refusals {
+        let (result, message) = result(&link.push(&header, &entries).await);
+        assert_eq!(result, HeaderResult::Rejected, "{why}");
+        assert!(message.contains(why), "{why}: {message}");
+    }
+    for h in &sealed[..3] {
+        let (r, m) = result(&link.push(h, &covered(h)).await);
+        assert_eq!(r, HeaderResult::Accepted, "height {}: {m}", h.height);
+    }
+    let (r, _) = result(&link.push(&sealed[1], &covered(&sealed[1])).await);
+    assert_eq!(r, HeaderResult::Duplicate);
+    // A different header at an accepted height.
+    let (r, m) = result(
+        &link
+            .push(&resigned(&|h| h.timestamp += 1.0), &covered(&sealed[0]))
+            .await,
+    );
+    assert_eq!(r, HeaderResult::Rejected);
+    assert!(m.contains("already accepted"), "{m}");
+    drop(link);
+
+    // A new link resumes where the parent stands.
+    let (_, next) = HandLink::open(&parent, "municipality/osaka").await.unwrap();
+    assert_eq!(next, 3);
+    assert_eq!(
+        child_height(&c, &parent, "municipality/osaka").await,
+        Some(2)
+    );
+    child.stop().await;
+    parent.stop().await;
+}
