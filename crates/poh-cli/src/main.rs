@@ -1,6 +1,6 @@
 //! `poh`, the operator's command-line tool (SPEC §9): one module per command group —
 //! [`serve`] (a node), [`peers`] (the peers file), [`client`] (broadcast, check-peers, submit,
-//! status, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs), [`keygen`] and
+//! status, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs), [`chain`] (export, verify --chain), [`keygen`] and
 //! [`certs`]. Each is a thin shell over the library crates, and every error ends as one line
 //! on stderr with a non-zero exit code.
 #![forbid(unsafe_code)]
@@ -8,6 +8,7 @@
 
 mod bench;
 mod certs;
+mod chain;
 mod client;
 mod keygen;
 mod peers;
@@ -46,8 +47,11 @@ enum Command {
     Fingerprint(certs::FingerprintArgs),
     /// Generate an ML-DSA-87 signing key (a 32-byte seed, written with mode 0600).
     Keygen(keygen::Args),
-    /// Verify a PoH log file on every core; exits non-zero naming the first bad entry.
+    /// Verify a PoH log file, or a chain file (--chain) from `poh export`, on every core;
+    /// exits non-zero naming the first bad item.
     Verify(verify::VerifyArgs),
+    /// Write a node's chain (headers, PoH entries, recorded child headers, keys) to a file.
+    Export(chain::ExportArgs),
     /// Run a PoH generator for a number of entries and write them as a PoH log file.
     GenerateLog(verify::GenerateArgs),
     /// Measure this machine.
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Certs(args) => certs::run(&args),
         Command::Fingerprint(args) => certs::fingerprint(&args),
         Command::Verify(args) => verify::verify(&args),
+        Command::Export(args) => chain::export(&args),
         Command::GenerateLog(args) => verify::generate(&args),
         Command::Bench(bench) => bench::run(&bench),
         Command::AddPeer(args) => peers::add(&args),

@@ -1,4 +1,5 @@
-//! `poh verify FILE` and `poh generate-log`: PoH log files (format in `poh_core::poh_log`).
+//! `poh verify FILE` and `poh generate-log`: PoH log files (format in `poh_core::poh_log`);
+//! `poh verify --chain FILE` is in [`crate::chain`].
 
 use std::{
     fs::File,
@@ -24,7 +25,12 @@ const CHUNK_ENTRIES: usize = 8192;
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// The PoH log file (JSON lines: a header, then one entry per line).
-    file: PathBuf,
+    #[arg(required_unless_present = "chain", conflicts_with = "chain")]
+    file: Option<PathBuf>,
+    /// A chain file from `poh export`: every entry, tick period, header, signature and
+    /// recorded child header is checked.
+    #[arg(long, conflicts_with = "serial")]
+    chain: Option<PathBuf>,
     /// Worker threads (default: every core).
     #[arg(long)]
     threads: Option<usize>,
@@ -34,8 +40,12 @@ pub struct VerifyArgs {
 }
 
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
-    let file =
-        File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
+    let path = match (&args.file, &args.chain) {
+        (_, Some(chain)) => return crate::chain::verify(chain, args.threads),
+        (Some(file), None) => file,
+        (None, None) => bail!("give a PoH log file, or --chain FILE"),
+    };
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let (header, mut reader) = LogReader::open(BufReader::with_capacity(1 << 20, file))?;
     let pool = rayon::ThreadPoolBuilder::new()
@@ -78,7 +88,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
             let index = header.start_index + done + e.index as u64;
             bail!(
                 "{}: PoH entry {index} does not verify: {}",
-                args.file.display(),
+                path.display(),
                 e.failure
             );
         }

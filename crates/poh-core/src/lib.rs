@@ -14,7 +14,9 @@
 //! - [`header`]: the sealed [`Header`] of SPEC §6, its bytes, hash and signature;
 //! - [`seal`]: sealing a [`Batch`] of entries into a header, and [`HeaderVerifier`], which
 //!   checks a header and the entries it covers;
-//! - [`poh_log`]: the PoH log file format that `poh verify` reads.
+//! - [`poh_log`]: the PoH log file format that `poh verify` reads;
+//! - [`chain_file`]: the chain file `poh export` writes and `poh verify --chain` checks
+//!   whole: entries, tick periods, headers, signatures and recorded child headers.
 //!
 //! Data flow: a transport decodes a [`Tx`], [`Tx::validate`] and [`Tx::verify_signature`]
 //! admit it, its [`Tx::digest`] is handed to [`PohRecorder::record`], and the resulting
@@ -26,6 +28,7 @@
 
 #[allow(unsafe_code)]
 pub mod chain;
+pub mod chain_file;
 mod error;
 pub mod hash;
 pub mod header;

@@ -73,20 +73,70 @@ fn json_line<T: Serialize>(value: &T) -> String {
 
 /// Reads a log: the header on [`LogReader::open`], then entries in chunks.
 pub struct LogReader<R> {
+    lines: LineReader<R>,
+}
+
+/// Non-blank lines of at most [`MAX_LINE_BYTES`], counted (for errors) and measured (for
+/// progress); shared by the PoH log and the chain file.
+pub(crate) struct LineReader<R> {
     input: R,
     line: u64,
     bytes: u64,
     buf: Vec<u8>,
 }
 
-impl<R: BufRead> LogReader<R> {
-    /// Reads and checks the header.
-    pub fn open(input: R) -> Result<(LogHeader, Self), Error> {
-        let mut reader = Self {
+impl<R: BufRead> LineReader<R> {
+    pub(crate) fn new(input: R) -> Self {
+        Self {
             input,
             line: 0,
             bytes: 0,
             buf: Vec::new(),
+        }
+    }
+
+    /// Line number of the last line read (1-based).
+    pub(crate) fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Bytes consumed so far.
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The next non-blank line without its newline, or `None` at the end; an error names
+    /// its line.
+    pub(crate) fn next_line(&mut self) -> Result<Option<&[u8]>, (u64, String)> {
+        loop {
+            self.buf.clear();
+            let n = (&mut self.input)
+                .take(MAX_LINE_BYTES + 1)
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| (self.line + 1, format!("cannot read: {e}")))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            self.bytes += n as u64;
+            if n as u64 > MAX_LINE_BYTES {
+                return Err((
+                    self.line,
+                    format!("line longer than {MAX_LINE_BYTES} bytes"),
+                ));
+            }
+            if !self.buf.trim_ascii().is_empty() {
+                return Ok(Some(self.buf.trim_ascii()));
+            }
+        }
+    }
+}
+
+impl<R: BufRead> LogReader<R> {
+    /// Reads and checks the header.
+    pub fn open(input: R) -> Result<(LogHeader, Self), Error> {
+        let mut reader = Self {
+            lines: LineReader::new(input),
         };
         let Some(text) = reader.next_line()? else {
             return Err(reader.error("the file is empty; expected a header line".into()));
@@ -130,44 +180,25 @@ impl<R: BufRead> LogReader<R> {
 
     /// Bytes consumed so far (for progress).
     pub fn bytes_read(&self) -> u64 {
-        self.bytes
+        self.lines.bytes_read()
     }
 
     /// Line number of the last line read (1-based).
     pub fn line(&self) -> u64 {
-        self.line
+        self.lines.line()
     }
 
     fn error(&self, reason: String) -> Error {
         Error::Log {
-            line: self.line,
+            line: self.lines.line(),
             reason,
         }
     }
 
-    /// The next non-blank line without its newline, or `None` at the end.
     fn next_line(&mut self) -> Result<Option<&[u8]>, Error> {
-        loop {
-            self.buf.clear();
-            let n = (&mut self.input)
-                .take(MAX_LINE_BYTES + 1)
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| Error::Log {
-                    line: self.line + 1,
-                    reason: format!("cannot read: {e}"),
-                })?;
-            if n == 0 {
-                return Ok(None);
-            }
-            self.line += 1;
-            self.bytes += n as u64;
-            if n as u64 > MAX_LINE_BYTES {
-                return Err(self.error(format!("line longer than {MAX_LINE_BYTES} bytes")));
-            }
-            if !self.buf.trim_ascii().is_empty() {
-                return Ok(Some(self.buf.trim_ascii()));
-            }
-        }
+        self.lines
+            .next_line()
+            .map_err(|(line, reason)| Error::Log { line, reason })
     }
 }
 

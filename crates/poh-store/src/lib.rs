@@ -73,13 +73,16 @@ pub trait Store: Send + Sync + 'static {
     /// (they wait for it), in the order asked.
     fn waiting_children(&self, ids: &[&str]) -> Result<Vec<Vec<String>>, StoreError>;
 
-    /// Stores a header this node sealed, durably, with the tick state after its entries
-    /// (`hashes_in_tick`, so the next header can be checked from it). It must continue the
-    /// last stored header: the next height, starting where it ended.
-    fn put_header(&self, header: &Header, hashes_in_tick: u64) -> Result<(), StoreError>;
+    /// Stores a header this node sealed, durably, with the head after it (so the next
+    /// header continues it exactly). It must continue the last stored header: the next
+    /// height, starting where it ended.
+    fn put_header(&self, header: &Header, after: &ChainHead) -> Result<(), StoreError>;
 
     /// What the next header continues, or `None` before the first header.
     fn header_head(&self) -> Result<Option<ChainHead>, StoreError>;
+
+    /// What the header after height `height` continues (`None`: no such header).
+    fn head_after(&self, height: u64) -> Result<Option<ChainHead>, StoreError>;
 
     /// This node's headers from height `from`, in order, at most `limit`.
     fn headers(&self, from: u64, limit: usize) -> Result<Vec<Header>, StoreError>;
@@ -103,4 +106,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// An accepted child header by its `header_hash`.
     fn child_header_by_hash(&self, hash: &Hash) -> Result<Option<ChildHeader>, StoreError>;
+
+    /// The child headers whose items have a `poh_seq` in `seqs`, in seq order.
+    fn children_recorded(&self, seqs: std::ops::Range<u64>)
+    -> Result<Vec<ChildHeader>, StoreError>;
 }

@@ -59,7 +59,7 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    fn client_tls(&self) -> anyhow::Result<ClientTls> {
+    pub(crate) fn client_tls(&self) -> anyhow::Result<ClientTls> {
         let trust = ServerTrust::from_settings(
             self.tls_ca.as_deref(),
             self.tls_pin.as_deref(),
@@ -182,7 +182,7 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -30,6 +30,9 @@ pub struct ChainHead {
     pub start_hash: Hash,
     /// Hash operations already done in the tick period entry `poh_start` falls in.
     pub hashes_in_tick: u64,
+    /// Items recorded before entry `poh_start`: the `poh_seq` of the next header's first
+    /// item.
+    pub seq: u64,
 }
 
 impl ChainHead {
@@ -41,17 +44,26 @@ impl ChainHead {
             poh_start: 0,
             start_hash: crate::genesis(chain_id),
             hashes_in_tick: 0,
+            seq: 0,
         }
     }
 
-    /// The head after `header`, whose entries left the tick period at `hashes_in_tick`.
-    pub fn after(header: &Header, hashes_in_tick: u64) -> Self {
+    /// The head after `header`, which continued this one and whose entries left the tick
+    /// period at `hashes_in_tick`.
+    pub fn next(&self, header: &Header, hashes_in_tick: u64) -> Self {
+        Self::after(header, hashes_in_tick, self.seq + header.item_count)
+    }
+
+    /// The head after `header`, given what it left: the tick period at `hashes_in_tick`,
+    /// and `seq` items recorded in all.
+    pub fn after(header: &Header, hashes_in_tick: u64, seq: u64) -> Self {
         Self {
             height: header.height + 1,
             prev_header_hash: header.hash(),
             poh_start: header.poh_end,
             start_hash: header.poh_end_hash,
             hashes_in_tick,
+            seq,
         }
     }
 }
@@ -134,7 +146,7 @@ impl Batch {
             signature: Vec::new(),
         };
         header.sign(key)?;
-        let head = ChainHead::after(&header, self.ticks.hashes_in_tick());
+        let head = self.head.next(&header, self.ticks.hashes_in_tick());
         Ok(Some((header, head)))
     }
 }
@@ -409,7 +421,7 @@ pub fn check_summary(
     if header.items_root != root {
         return mismatch("items_root", header.items_root.to_hex(), root.to_hex());
     }
-    Ok(ChainHead::after(header, batch.ticks.hashes_in_tick()))
+    Ok(head.next(header, batch.ticks.hashes_in_tick()))
 }
 
 #[cfg(test)]

@@ -140,7 +140,7 @@ impl Sealer {
         let (header, head) = blocking(move || {
             let sealed = batch.seal(&chain_id, level, unix_now(), &key)?;
             let (header, head) = sealed.ok_or(NodeError::TaskFailed("sealer (empty batch)"))?;
-            store.put_header(&header, head.hashes_in_tick)?;
+            store.put_header(&header, &head)?;
             Ok((header, head))
         })
         .await?;

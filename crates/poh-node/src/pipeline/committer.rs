@@ -339,7 +339,7 @@ impl Committer {
             received.extend(std::iter::repeat_n(job.received_at, job.txs.len()));
             txs.extend(job.txs);
             let child = job.child.map(|c| {
-                children.push(c);
+                children.push(*c);
                 children.len() - 1
             });
             waiters.push(Waiter {

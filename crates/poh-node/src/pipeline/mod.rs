@@ -121,8 +121,8 @@ pub(crate) struct ChildItem {
 /// One submission's valid transactions (or one child header), queued for the committer.
 pub(crate) struct Job {
     pub txs: Vec<Prepared>,
-    /// A child header to record after the transactions.
-    pub child: Option<ChildItem>,
+    /// A child header to record after the transactions (boxed: rare, and a header is large).
+    pub child: Option<Box<ChildItem>>,
     pub received_at: f64,
     pub reply: oneshot::Sender<Vec<TxResult>>,
     /// Held until the job is answered: the budget it occupies.
@@ -384,10 +384,10 @@ impl IngestPipeline {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             txs: Vec::new(),
-            child: Some(ChildItem {
+            child: Some(Box::new(ChildItem {
                 header,
                 hashes_in_tick,
-            }),
+            })),
             received_at: unix_now(),
             reply,
             permit,

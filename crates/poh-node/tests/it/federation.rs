@@ -4,7 +4,11 @@
 
 use std::time::Duration;
 
-use poh_core::{Entry, Header, Level, SigningKey};
+use poh_core::{
+    Entry, Header, Level, SigningKey,
+    chain::Backend,
+    chain_file::{ChainReader, verify::verify_chain},
+};
 use poh_node::{NodeConfig, config::ChildConfig, wire::protobuf::sealed_to_pb};
 use poh_proto::federation::{
     self as fed, ChildMessage, HeaderResult, child_message, federation_client::FederationClient,
@@ -142,6 +146,31 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
         accepted.parse::<f64>().unwrap() > height as f64,
         "{accepted}"
     );
+
+    // Both chains export whole and verify; the parent's, once its own headers cover them,
+    // with every child header it recorded.
+    let export = |node: &TestNode| {
+        let (c, url) = (c.clone(), node.http("/v1/export"));
+        async move {
+            let bytes = c.get(url).send().await.unwrap().bytes().await.unwrap();
+            let (start, reader) = ChainReader::open(&bytes[..]).unwrap();
+            verify_chain(&start, reader, Backend::fastest(), &|_| {}).unwrap()
+        }
+    };
+    let own = export(&child).await;
+    assert!(
+        own.headers >= 1 && own.items >= 10 && own.child_headers == 0,
+        "{own:?}"
+    );
+    let mut report = export(&parent).await;
+    for _ in 0..100 {
+        if report.child_headers > height {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        report = export(&parent).await;
+    }
+    assert!(report.child_headers > height, "{report:?}");
     child.stop().await;
     parent.stop().await;
 }

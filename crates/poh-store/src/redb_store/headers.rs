@@ -2,12 +2,13 @@
 //!
 //! | table           | key             | value                                            |
 //! |-----------------|-----------------|--------------------------------------------------|
-//! | `headers`       | height          | `hashes_in_tick` (u64 BE) ‖ signed header bytes  |
+//! | `headers`       | height          | `hashes_in_tick` ‖ `seq` (u64 BE) ‖ signed bytes |
 //! | `header_ends`   | `poh_end`       | height (u64 BE) ‖ `header_hash`                  |
 //! | `header_hashes` | `header_hash`   | height (u64 BE)                                  |
 //!
 //! | `child_headers` | (chain, height) | seq ‖ entry ‖ poh_hash ‖ `hashes_in_tick` ‖ signed bytes |
 //! | `child_hashes`  | `header_hash`   | (chain, height)                                  |
+//! | `child_seqs`    | `poh_seq`       | (chain, height): child headers in item order     |
 //!
 //! `header_ends` is the items' index: the header that covers entry `i` is the first whose
 //! `poh_end` is above `i`, one range lookup from a transaction's `entry_index`.
@@ -30,6 +31,8 @@ pub(super) const CHILD_HEADERS: TableDefinition<'_, (&str, u64), &[u8]> =
     TableDefinition::new("child_headers");
 pub(super) const CHILD_HASHES: TableDefinition<'_, &[u8], (&str, u64)> =
     TableDefinition::new("child_hashes");
+pub(super) const CHILD_SEQS: TableDefinition<'_, u64, (&str, u64)> =
+    TableDefinition::new("child_seqs");
 
 /// Creates the tables (for read transactions that must never meet a missing table).
 pub(super) fn create(txn: &WriteTransaction) -> Result<(), StoreError> {
@@ -38,6 +41,7 @@ pub(super) fn create(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(HEADER_HASHES)?;
     txn.open_table(CHILD_HEADERS)?;
     txn.open_table(CHILD_HASHES)?;
+    txn.open_table(CHILD_SEQS)?;
     Ok(())
 }
 
@@ -86,6 +90,7 @@ pub(super) fn put_children(
     }
     let mut table = txn.open_table(CHILD_HEADERS)?;
     let mut hashes = txn.open_table(CHILD_HASHES)?;
+    let mut seqs = txn.open_table(CHILD_SEQS)?;
     for child in children {
         let h = &child.header;
         let chain = h.chain_id.as_str();
@@ -102,17 +107,23 @@ pub(super) fn put_children(
         }
         table.insert((chain, h.height), encode_child(child).as_slice())?;
         hashes.insert(h.hash().0.as_slice(), (chain, h.height))?;
+        seqs.insert(child.recorded_at_seq, (chain, h.height))?;
     }
     Ok(())
 }
 
-fn decode_stored(bytes: &[u8]) -> Result<(u64, Header), StoreError> {
-    let (in_tick, signed) = bytes
-        .split_first_chunk::<8>()
-        .ok_or(StoreError::Corrupt("header record"))?;
-    let header =
-        Header::from_signed_bytes(signed).map_err(|_| StoreError::Corrupt("header record"))?;
-    Ok((u64::from_be_bytes(*in_tick), header))
+/// A stored header and the head after it.
+fn decode_stored(bytes: &[u8]) -> Result<(Header, ChainHead), StoreError> {
+    let corrupt = || StoreError::Corrupt("header record");
+    let (in_tick, rest) = bytes.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let (seq, signed) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let header = Header::from_signed_bytes(signed).map_err(|_| corrupt())?;
+    let head = ChainHead::after(
+        &header,
+        u64::from_be_bytes(*in_tick),
+        u64::from_be_bytes(*seq),
+    );
+    Ok((header, head))
 }
 
 /// The header covering entry `index`, as `header_id`, from an open `header_ends` table.
@@ -136,7 +147,7 @@ impl RedbStore {
     pub(super) fn put_header_impl(
         &self,
         header: &Header,
-        hashes_in_tick: u64,
+        after: &ChainHead,
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -159,7 +170,8 @@ impl RedbStore {
                 ));
             }
             let hash = header.hash();
-            let mut value = hashes_in_tick.to_be_bytes().to_vec();
+            let mut value = after.hashes_in_tick.to_be_bytes().to_vec();
+            value.extend_from_slice(&after.seq.to_be_bytes());
             value.extend_from_slice(&header.to_signed_bytes());
             headers.insert(header.height, value.as_slice())?;
             let mut end = header.height.to_be_bytes().to_vec();
@@ -177,8 +189,14 @@ impl RedbStore {
         let Some((_, value)) = headers.last()? else {
             return Ok(None);
         };
-        let (in_tick, header) = decode_stored(value.value())?;
-        Ok(Some(ChainHead::after(&header, in_tick)))
+        Ok(Some(decode_stored(value.value())?.1))
+    }
+
+    pub(super) fn head_after_impl(&self, height: u64) -> Result<Option<ChainHead>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let headers = txn.open_table(HEADERS)?;
+        let value = headers.get(height)?;
+        value.map(|v| Ok(decode_stored(v.value())?.1)).transpose()
     }
 
     pub(super) fn headers_impl(&self, from: u64, limit: usize) -> Result<Vec<Header>, StoreError> {
@@ -187,7 +205,7 @@ impl RedbStore {
         headers
             .range(from..)?
             .take(limit)
-            .map(|item| Ok(decode_stored(item?.1.value())?.1))
+            .map(|item| Ok(decode_stored(item?.1.value())?.0))
             .collect()
     }
 
@@ -200,7 +218,7 @@ impl RedbStore {
         let value = headers
             .get(height.value())?
             .ok_or(StoreError::Corrupt("header hash index"))?;
-        Ok(Some(decode_stored(value.value())?.1))
+        Ok(Some(decode_stored(value.value())?.0))
     }
 
     pub(super) fn child_head_impl(&self, chain_id: &str) -> Result<Option<ChainHead>, StoreError> {
@@ -214,7 +232,12 @@ impl RedbStore {
             return Ok(None);
         };
         let child = decode_child(value.value())?;
-        Ok(Some(ChainHead::after(&child.header, child.hashes_in_tick)))
+        // A child's item count is not tracked (its seq is the child's business).
+        Ok(Some(ChainHead::after(
+            &child.header,
+            child.hashes_in_tick,
+            0,
+        )))
     }
 
     pub(super) fn child_headers_impl(
@@ -246,6 +269,26 @@ impl RedbStore {
             .get((chain, height))?
             .ok_or(StoreError::Corrupt("child header hash index"))?;
         Ok(Some(decode_child(value.value())?))
+    }
+
+    pub(super) fn children_recorded_impl(
+        &self,
+        seqs: std::ops::Range<u64>,
+    ) -> Result<Vec<ChildHeader>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(CHILD_SEQS)?;
+        let table = txn.open_table(CHILD_HEADERS)?;
+        index
+            .range(seqs)?
+            .map(|item| {
+                let (_, key) = item?;
+                let (chain, height) = key.value();
+                let value = table
+                    .get((chain, height))?
+                    .ok_or(StoreError::Corrupt("child header seq index"))?;
+                decode_child(value.value())
+            })
+            .collect()
     }
 
     pub(super) fn header_count_impl(&self) -> Result<u64, StoreError> {

@@ -436,12 +436,16 @@ impl Store for RedbStore {
         Ok(tips)
     }
 
-    fn put_header(&self, header: &Header, hashes_in_tick: u64) -> Result<(), StoreError> {
-        self.put_header_impl(header, hashes_in_tick)
+    fn put_header(&self, header: &Header, after: &ChainHead) -> Result<(), StoreError> {
+        self.put_header_impl(header, after)
     }
 
     fn header_head(&self) -> Result<Option<ChainHead>, StoreError> {
         self.header_head_impl()
+    }
+
+    fn head_after(&self, height: u64) -> Result<Option<ChainHead>, StoreError> {
+        self.head_after_impl(height)
     }
 
     fn headers(&self, from: u64, limit: usize) -> Result<Vec<Header>, StoreError> {
@@ -471,5 +475,12 @@ impl Store for RedbStore {
 
     fn child_header_by_hash(&self, hash: &Hash) -> Result<Option<ChildHeader>, StoreError> {
         self.child_header_by_hash_impl(hash)
+    }
+
+    fn children_recorded(
+        &self,
+        seqs: std::ops::Range<u64>,
+    ) -> Result<Vec<ChildHeader>, StoreError> {
+        self.children_recorded_impl(seqs)
     }
 }

@@ -6,6 +6,7 @@
 //! route template, applies the request timeout and logs; a panic becomes a JSON `500`.
 
 mod error;
+mod export;
 mod headers;
 mod openapi;
 
@@ -58,7 +59,7 @@ struct HttpState {
 }
 
 /// Routes and their methods, for metrics that exist before the first request.
-const ROUTES: [(&str, &str, u16); 13] = [
+const ROUTES: [(&str, &str, u16); 14] = [
     ("POST", "/v1/tx", 201),
     ("POST", "/v1/tx/batch", 200),
     ("GET", "/v1/tx/{tx_id}", 200),
@@ -67,6 +68,7 @@ const ROUTES: [(&str, &str, u16); 13] = [
     ("GET", "/v1/headers", 200),
     ("GET", "/v1/headers/{header_id}", 200),
     ("GET", "/v1/federation", 200),
+    ("GET", "/v1/export", 200),
     ("GET", "/v1/peers", 200),
     ("GET", "/healthz", 200),
     ("GET", "/readyz", 200),
@@ -94,6 +96,7 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         .route("/v1/headers", get(headers::list))
         .route("/v1/headers/{header_id}", get(headers::one))
         .route("/v1/federation", get(headers::federation))
+        .route("/v1/export", get(export::export))
         .route("/v1/peers", get(get_peers))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

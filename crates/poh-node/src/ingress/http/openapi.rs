@@ -21,6 +21,7 @@ use crate::wire::{headers, json};
         super::headers::list,
         super::headers::one,
         super::headers::federation,
+        super::export::export,
         super::get_peers,
         super::healthz,
         super::readyz,

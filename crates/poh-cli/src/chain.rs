@@ -1,0 +1,134 @@
+//! `poh export` (a node's chain as a chain file, from `GET /v1/export`) and
+//! `poh verify --chain` (the whole file checked on every core; format and checks in
+//! `poh_core::chain_file`).
+
+use std::{
+    fs::File,
+    io::{BufReader, BufWriter, Write as _},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use poh_core::{
+    chain::Backend,
+    chain_file::{ChainReader, verify::verify_chain},
+};
+use poh_node::network::client::http_client;
+
+use crate::client::TlsArgs;
+
+/// `poh export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Where to write the chain file.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// The first header's height.
+    #[arg(long, default_value_t = 0)]
+    from_height: u64,
+    /// The node's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Replace an existing file.
+    #[arg(long)]
+    force: bool,
+    /// Seconds the whole download may take.
+    #[arg(long, default_value_t = 3600)]
+    timeout_secs: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    let tls = args.tls.client_tls()?;
+    let timeout = Duration::from_secs(args.timeout_secs.max(1));
+    let client = http_client(timeout, &tls.trust, tls.identity.as_ref())?;
+    let base = args.url.trim_end_matches('/');
+    let url = format!("{base}/v1/export?from_height={}", args.from_height);
+    let file = crate::create_file(&args.out, args.force, 0o644)?;
+    let mut out = BufWriter::new(file);
+    let written = crate::client::runtime()?.block_on(async {
+        let mut request = client.get(&url);
+        if let Some(token) = &tls.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {base}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            bail!("{base} answered {status}: {body}");
+        }
+        let mut response = response;
+        let mut written = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("{base} broke off the export"))?
+        {
+            out.write_all(&chunk)
+                .with_context(|| format!("cannot write {}", args.out.display()))?;
+            written += chunk.len() as u64;
+        }
+        anyhow::Ok(written)
+    })?;
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!(
+        "wrote {} ({written} bytes) from {base}; check it with `poh verify --chain {}`",
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `poh verify --chain FILE`: exits non-zero naming the first bad item.
+pub fn verify(path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let (start, reader) = ChainReader::open(BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("{} is not a chain file", path.display()))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .context("cannot start worker threads")?;
+    let bar = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template(
+            "{spinner} verifying [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let backend = Backend::fastest();
+    let result =
+        pool.install(|| verify_chain(&start, reader, backend, &|bytes| bar.set_position(bytes)));
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            bar.abandon();
+            bail!("{}: {e}", path.display());
+        }
+    };
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "ok: chain {} ({}) from height {}: {} headers, {} entries, {} hashes ({:.1} M hashes/s on {} threads), {} items, {} child headers",
+        start.chain_id,
+        start.level,
+        start.height,
+        report.headers,
+        report.entries,
+        report.hashes,
+        report.hashes as f64 / secs.max(1e-9) / 1e6,
+        pool.current_num_threads(),
+        report.items,
+        report.child_headers,
+    );
+    Ok(())
+}
