@@ -1,6 +1,6 @@
 //! `poh`, the operator's command-line tool (SPEC §9): one module per command group —
 //! [`serve`] (a node), [`peers`] (the peers file), [`client`] (broadcast, check-peers, submit,
-//! status, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs), [`chain`] (export, verify --chain), [`keygen`] and
+//! status, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs), [`chain`] (export, verify --chain), [`prove`] (prove, verify --proof), [`keygen`] and
 //! [`certs`]. Each is a thin shell over the library crates, and every error ends as one line
 //! on stderr with a non-zero exit code.
 #![forbid(unsafe_code)]
@@ -12,6 +12,7 @@ mod chain;
 mod client;
 mod keygen;
 mod peers;
+mod prove;
 mod serve;
 mod verify;
 
@@ -52,6 +53,9 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Write a node's chain (headers, PoH entries, recorded child headers, keys) to a file.
     Export(chain::ExportArgs),
+    /// A transaction's inclusion proof, from its header up the federation, checked before
+    /// it is written.
+    Prove(prove::ProveArgs),
     /// Run a PoH generator for a number of entries and write them as a PoH log file.
     GenerateLog(verify::GenerateArgs),
     /// Measure this machine.
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Fingerprint(args) => certs::fingerprint(&args),
         Command::Verify(args) => verify::verify(&args),
         Command::Export(args) => chain::export(&args),
+        Command::Prove(args) => prove::prove(&args),
         Command::GenerateLog(args) => verify::generate(&args),
         Command::Bench(bench) => bench::run(&bench),
         Command::AddPeer(args) => peers::add(&args),

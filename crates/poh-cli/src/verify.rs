@@ -25,12 +25,15 @@ const CHUNK_ENTRIES: usize = 8192;
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// The PoH log file (JSON lines: a header, then one entry per line).
-    #[arg(required_unless_present = "chain", conflicts_with = "chain")]
+    #[arg(required_unless_present_any = ["chain", "proof"], conflicts_with_all = ["chain", "proof"])]
     file: Option<PathBuf>,
     /// A chain file from `poh export`: every entry, tick period, header, signature and
     /// recorded child header is checked.
-    #[arg(long, conflicts_with = "serial")]
+    #[arg(long, conflicts_with_all = ["serial", "proof"])]
     chain: Option<PathBuf>,
+    /// A proof from `poh prove`: the transaction's digest and every link up, checked offline.
+    #[arg(long, conflicts_with = "serial")]
+    proof: Option<PathBuf>,
     /// Worker threads (default: every core).
     #[arg(long)]
     threads: Option<usize>,
@@ -40,10 +43,13 @@ pub struct VerifyArgs {
 }
 
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
+    if let Some(proof) = &args.proof {
+        return crate::prove::verify(proof);
+    }
     let path = match (&args.file, &args.chain) {
         (_, Some(chain)) => return crate::chain::verify(chain, args.threads),
         (Some(file), None) => file,
-        (None, None) => bail!("give a PoH log file, or --chain FILE"),
+        (None, None) => bail!("give a PoH log file, --chain FILE or --proof FILE"),
     };
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);

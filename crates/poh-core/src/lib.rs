@@ -15,6 +15,7 @@
 //! - [`seal`]: sealing a [`Batch`] of entries into a header, and [`HeaderVerifier`], which
 //!   checks a header and the entries it covers;
 //! - [`poh_log`]: the PoH log file format that `poh verify` reads;
+//! - [`proof`]: inclusion proofs, from an item's header up the federation levels;
 //! - [`chain_file`]: the chain file `poh export` writes and `poh verify --chain` checks
 //!   whole: entries, tick periods, headers, signatures and recorded child headers.
 //!
@@ -35,6 +36,7 @@ pub mod header;
 pub mod merkle;
 pub mod poh;
 pub mod poh_log;
+pub mod proof;
 pub mod recorder;
 pub mod seal;
 pub mod signing;

@@ -24,6 +24,7 @@ use crate::{
     federation::{
         Federation,
         link::ChildLink,
+        prove::Upward,
         sealer::{Schedule, Sealer},
     },
     ingress::{
@@ -97,8 +98,17 @@ impl Node {
         )?;
         let tls = NodeTls::load(config.tls.as_ref())?;
         let (federation, node_key) = load_federation(&config).await?;
+        let upward = match &config.federation.parent {
+            Some(parent) => Some(Arc::new(Upward::new(
+                parent,
+                &peer_tls(&config, &tls)?,
+                Duration::from_millis(config.peers.timeout_ms),
+            )?)),
+            None => None,
+        };
         let services = Services {
             federation: Arc::new(federation),
+            upward,
             pipeline: pipeline.clone(),
             store,
             metrics: metrics.clone(),

@@ -81,6 +81,9 @@ pub trait Store: Send + Sync + 'static {
     /// What the next header continues, or `None` before the first header.
     fn header_head(&self) -> Result<Option<ChainHead>, StoreError>;
 
+    /// The header covering entry `entry_index`, and the `poh_seq` of its first item.
+    fn header_at_entry(&self, entry_index: u64) -> Result<Option<(Header, u64)>, StoreError>;
+
     /// What the header after height `height` continues (`None`: no such header).
     fn head_after(&self, height: u64) -> Result<Option<ChainHead>, StoreError>;
 

@@ -6,11 +6,13 @@
 //! - [`link`]: the child's side of the link: every sealed header, with its entries, pushed to
 //!   the parent from the height the parent expects;
 //! - [`parent`]: the parent's side of the link: children's headers checked and recorded as
-//!   items of this chain's PoH.
+//!   items of this chain's PoH;
+//! - [`prove`]: inclusion proofs, from this chain's header up through its parent's.
 
 pub mod key;
 pub(crate) mod link;
 pub mod parent;
+pub(crate) mod prove;
 pub(crate) mod sealer;
 
 use std::path::Path;

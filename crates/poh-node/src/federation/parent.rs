@@ -13,7 +13,9 @@
 use std::{collections::HashMap, pin::Pin, sync::Arc, time::Instant};
 
 use futures_util::Stream;
-use poh_core::{ChainHead, Entry, Header, HeaderVerifier, Level, recorder::MAX_HASHES_PER_TICK};
+use poh_core::{
+    ChainHead, Entry, Hash, Header, HeaderVerifier, Level, recorder::MAX_HASHES_PER_TICK,
+};
 use poh_proto::federation::{
     self as fed, ChildMessage, ParentMessage, child_message, federation_server, parent_message,
 };
@@ -21,8 +23,12 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Federation;
-use crate::{ingress::Services, metrics::ChildResult, wire::protobuf::sealed_from_pb};
+use super::{Federation, prove};
+use crate::{
+    ingress::Services,
+    metrics::ChildResult,
+    wire::protobuf::{link_to_pb, sealed_from_pb},
+};
 
 /// Most entries one child header may carry (a child seals at most this many per header).
 pub const MAX_CHILD_ENTRIES: usize = 1 << 16;
@@ -124,6 +130,35 @@ impl federation_server::Federation for Parent {
         };
         tokio::spawn(link.serve(inbound, out));
         Ok(Response::new(Box::pin(ReceiverStream::new(answers))))
+    }
+
+    async fn prove(
+        &self,
+        request: Request<fed::ProveRequest>,
+    ) -> Result<Response<fed::ProveResponse>, Status> {
+        let hash = Hash::from_slice(&request.into_inner().header_hash)
+            .ok_or_else(|| Status::invalid_argument("header_hash must be 32 bytes"))?;
+        let own = self
+            .services
+            .read(move |store| {
+                let Some(child) = store.child_header_by_hash(&hash)? else {
+                    return Ok(None);
+                };
+                prove::own_link(store, child.entry_index, child.recorded_at_seq)
+            })
+            .await
+            .map_err(|e| internal(&e))?;
+        let mut links = Vec::new();
+        if let Some(own) = own {
+            let header_hash = own.header.hash();
+            links.push(own);
+            if let Some(up) = &self.services.upward {
+                links.extend(up.links_above(header_hash).await);
+            }
+        }
+        Ok(Response::new(fed::ProveResponse {
+            links: links.iter().map(link_to_pb).collect(),
+        }))
     }
 }
 

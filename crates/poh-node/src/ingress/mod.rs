@@ -40,6 +40,8 @@ pub(crate) struct Services {
     pub buffered: Arc<limits::ByteBudget>,
     /// The node's place in the federation.
     pub federation: Arc<crate::federation::Federation>,
+    /// The way to the parent, for proofs that reach above this level.
+    pub upward: Option<Arc<crate::federation::prove::Upward>>,
 }
 
 impl Services {

@@ -2,11 +2,11 @@
 //! Both directions, so the CLI and a verifier read back exactly what the node wrote.
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use poh_core::{Hash, Header, Level};
+use poh_core::{Hash, Header, Level, Tx, proof::ProofLink};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::federation::Federation;
+use crate::{federation::Federation, wire::json::TxIn};
 
 /// A header in JSON (SPEC §6).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -100,6 +100,94 @@ impl HeaderJson {
             ));
         }
         Ok(header)
+    }
+}
+
+/// One step of an inclusion proof: `item` is leaf `index` of `header`'s items.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LinkJson {
+    /// Hex of the item: the transaction's digest, or the header hash of the link below.
+    pub item: String,
+    /// Its index among the header's items.
+    pub index: u64,
+    /// Hex of each hash of its RFC 6962 audit path to `items_root`.
+    pub audit_path: Vec<String>,
+    /// The signed header.
+    pub header: HeaderJson,
+}
+
+/// `GET /v1/tx/{tx_id}/proof`: everything needed to check, offline, that a transaction is
+/// ordered — the transaction, its digest, and the links from its header up.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProofJson {
+    /// The transaction's id.
+    pub tx_id: String,
+    /// The transaction, as `POST /v1/tx` takes it.
+    pub tx: TxIn,
+    /// Hex of its digest (SHA-256 of the signing bytes): the first link's item.
+    pub item: String,
+    /// From the transaction's header up, one per level known.
+    pub links: Vec<LinkJson>,
+}
+
+impl ProofJson {
+    /// The proof of `tx` by `links`.
+    pub fn new(tx: &Tx, links: &[ProofLink]) -> Result<Self, String> {
+        let tx_json: TxIn =
+            serde_json::from_slice(&crate::tx_to_json(tx)).map_err(|e| e.to_string())?;
+        Ok(Self {
+            tx_id: tx.tx_id.clone(),
+            tx: tx_json,
+            item: tx.digest().to_hex(),
+            links: links
+                .iter()
+                .map(|l| LinkJson {
+                    item: l.item.to_hex(),
+                    index: l.index,
+                    audit_path: l.audit_path.iter().map(Hash::to_hex).collect(),
+                    header: HeaderJson::new(&l.header, None),
+                })
+                .collect(),
+        })
+    }
+
+    /// Checks the whole proof offline: the transaction's digest is the item, and every link
+    /// verifies (see `poh_core::proof`). The links, for showing.
+    pub fn verify(&self) -> Result<Vec<ProofLink>, String> {
+        let tx = self.tx.clone().into_tx().map_err(|e| format!("tx: {e}"))?;
+        let item: Hash = self
+            .item
+            .parse()
+            .map_err(|_| "item is not 64 hex characters")?;
+        if tx.digest() != item {
+            return Err(format!(
+                "item {item} is not the transaction's digest {}",
+                tx.digest()
+            ));
+        }
+        let links = self
+            .links
+            .iter()
+            .enumerate()
+            .map(|(k, l)| {
+                let bad = |what: &str| format!("link {k}: {what}");
+                Ok(ProofLink {
+                    item: l
+                        .item
+                        .parse()
+                        .map_err(|_| bad("item is not 64 hex characters"))?,
+                    index: l.index,
+                    audit_path: l
+                        .audit_path
+                        .iter()
+                        .map(|h| h.parse().map_err(|_| bad("an audit path hash is not hex")))
+                        .collect::<Result<_, _>>()?,
+                    header: l.header.to_header().map_err(|e| bad(&e))?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        poh_core::proof::verify_links(&item, &links).map_err(|e| e.to_string())?;
+        Ok(links)
     }
 }
 

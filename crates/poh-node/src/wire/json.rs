@@ -12,7 +12,7 @@ use super::Refusal;
 use crate::pipeline::{Accepted, PohStatus, TxResult};
 
 /// A transaction as JSON (SPEC §4).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TxIn {
     /// 1–128 bytes of `[A-Za-z0-9._:-]`.
     pub tx_id: String,

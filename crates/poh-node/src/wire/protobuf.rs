@@ -3,7 +3,7 @@
 //! gRPC and QUIC carry the same messages, so both servers and both clients use these. Also
 //! the federation link's sealed header (`poh.federation.v1`).
 
-use poh_core::{Entry, Hash, Header, Tx};
+use poh_core::{Entry, Hash, Header, Tx, proof::ProofLink};
 use poh_proto::{federation as fed, v1 as pb};
 use poh_store::{TxRecord, TxStatus};
 
@@ -172,4 +172,32 @@ pub fn sealed_from_pb(sealed: fed::SealedHeader) -> Result<(Header, Vec<Entry>),
         })
         .collect::<Result<_, String>>()?;
     Ok((header, entries))
+}
+
+/// A proof link as the federation's `Prove` sends it.
+pub fn link_to_pb(link: &ProofLink) -> fed::ProofLink {
+    fed::ProofLink {
+        item: link.item.0.to_vec(),
+        index: link.index,
+        audit_path: link.audit_path.iter().map(|h| h.0.to_vec()).collect(),
+        header: link.header.bytes(),
+        signature: link.header.signature.clone(),
+    }
+}
+
+/// A proof link from `Prove`, or why it is not one.
+pub fn link_from_pb(link: fed::ProofLink) -> Result<ProofLink, String> {
+    let hash = |b: &[u8]| Hash::from_slice(b).ok_or_else(|| "a hash is not 32 bytes".to_string());
+    let mut header = Header::from_bytes(&link.header).map_err(|e| e.to_string())?;
+    header.signature = link.signature;
+    Ok(ProofLink {
+        item: hash(&link.item)?,
+        index: link.index,
+        audit_path: link
+            .audit_path
+            .iter()
+            .map(|h| hash(h))
+            .collect::<Result<_, _>>()?,
+        header,
+    })
 }

@@ -9,7 +9,11 @@ use poh_core::{
     chain::Backend,
     chain_file::{ChainReader, verify::verify_chain},
 };
-use poh_node::{NodeConfig, config::ChildConfig, wire::protobuf::sealed_to_pb};
+use poh_node::{
+    NodeConfig,
+    config::ChildConfig,
+    wire::{headers::ProofJson, protobuf::sealed_to_pb},
+};
 use poh_proto::federation::{
     self as fed, ChildMessage, HeaderResult, child_message, federation_client::FederationClient,
     parent_message,
@@ -171,6 +175,33 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
         report = export(&parent).await;
     }
     assert!(report.child_headers > height, "{report:?}");
+
+    // The transaction's proof reaches the continental chain once it has sealed over it.
+    let mut links = Vec::new();
+    for _ in 0..200 {
+        let proof: ProofJson = c
+            .get(child.http("/v1/tx/fed-9/proof"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        links = proof.verify().unwrap();
+        if links.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(links.len(), 2);
+    assert_eq!(links[0].header.id(), header_id);
+    assert_eq!(links[1].header.chain_id, "continental/asia");
+    let unknown = c
+        .get(child.http("/v1/tx/nope/proof"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
     child.stop().await;
     parent.stop().await;
 }

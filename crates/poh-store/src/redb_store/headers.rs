@@ -192,6 +192,33 @@ impl RedbStore {
         Ok(Some(decode_stored(value.value())?.1))
     }
 
+    pub(super) fn header_at_entry_impl(
+        &self,
+        entry_index: u64,
+    ) -> Result<Option<(Header, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let ends = txn.open_table(HEADER_ENDS)?;
+        let Some(found) = ends.range(entry_index.saturating_add(1)..)?.next() else {
+            return Ok(None);
+        };
+        let (_, value) = found?;
+        let height = value
+            .value()
+            .first_chunk::<8>()
+            .map(|b| u64::from_be_bytes(*b))
+            .ok_or(StoreError::Corrupt("header index"))?;
+        let headers = txn.open_table(HEADERS)?;
+        let value = headers
+            .get(height)?
+            .ok_or(StoreError::Corrupt("header index"))?;
+        let (header, after) = decode_stored(value.value())?;
+        let first = after
+            .seq
+            .checked_sub(header.item_count)
+            .ok_or(StoreError::Corrupt("header record"))?;
+        Ok(Some((header, first)))
+    }
+
     pub(super) fn head_after_impl(&self, height: u64) -> Result<Option<ChainHead>, StoreError> {
         let txn = self.db.begin_read()?;
         let headers = txn.open_table(HEADERS)?;

@@ -444,6 +444,10 @@ impl Store for RedbStore {
         self.header_head_impl()
     }
 
+    fn header_at_entry(&self, entry_index: u64) -> Result<Option<(Header, u64)>, StoreError> {
+        self.header_at_entry_impl(entry_index)
+    }
+
     fn head_after(&self, height: u64) -> Result<Option<ChainHead>, StoreError> {
         self.head_after_impl(height)
     }

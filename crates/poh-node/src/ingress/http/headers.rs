@@ -1,19 +1,23 @@
-//! `GET /v1/headers`, `GET /v1/headers/{header_id}` and `GET /v1/federation` (SPEC §6).
+//! `GET /v1/headers`, `GET /v1/headers/{header_id}` and `GET /v1/federation` (SPEC §6), and
+//! `GET /v1/tx/{tx_id}/proof`, a transaction's inclusion proof.
 
 use axum::{
     Json,
     extract::{Path, RawQuery, State},
 };
-use poh_core::Hash;
+use poh_core::{Hash, validate::check_tx_id};
 
 use super::{
     HttpState,
     error::{self, ApiError},
     query_pairs,
 };
-use crate::wire::{
-    headers::{FederationOut, HeaderJson, HeadersOut},
-    json::ErrorBody,
+use crate::{
+    federation::prove,
+    wire::{
+        headers::{FederationOut, HeaderJson, HeadersOut, ProofJson},
+        json::ErrorBody,
+    },
 };
 
 /// Most headers one `GET /v1/headers` returns.
@@ -118,4 +122,45 @@ pub(super) async fn federation(
         height,
         &children,
     )))
+}
+
+#[utoipa::path(get, path = "/v1/tx/{tx_id}/proof", params(
+    ("tx_id" = String, Path, description = "the transaction's id"),
+), responses(
+    (status = 200, description = "the transaction, its digest, and the signed links from its header up the federation", body = ProofJson),
+    (status = 400, description = "not a valid tx_id", body = ErrorBody),
+    (status = 404, description = "unknown, or not sealed yet", body = ErrorBody),
+))]
+pub(super) async fn proof(
+    State(state): State<HttpState>,
+    Path(tx_id): Path<String>,
+) -> Result<Json<ProofJson>, ApiError> {
+    check_tx_id(&tx_id).map_err(|rule| ApiError::invalid(format!("tx_id {rule}")))?;
+    let found = state
+        .services
+        .read(move |store| {
+            let Some(record) = store.tx(&tx_id)? else {
+                return Ok(None);
+            };
+            let own = prove::own_link(store, record.entry_index, record.poh_seq)?;
+            Ok(Some((record.tx, own)))
+        })
+        .await
+        .map_err(error::internal)?;
+    let Some((tx, own)) = found else {
+        return Err(ApiError::not_found("no transaction with this tx_id"));
+    };
+    let Some(own) = own else {
+        return Err(ApiError::not_found(
+            "the transaction is not sealed yet; ask again after the next header",
+        ));
+    };
+    let mut links = vec![own];
+    if let Some(up) = &state.services.upward {
+        let header_hash = links[0].header.hash();
+        links.extend(up.links_above(header_hash).await);
+    }
+    ProofJson::new(&tx, &links)
+        .map(Json)
+        .map_err(error::internal)
 }

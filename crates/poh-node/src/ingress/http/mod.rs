@@ -59,10 +59,11 @@ struct HttpState {
 }
 
 /// Routes and their methods, for metrics that exist before the first request.
-const ROUTES: [(&str, &str, u16); 14] = [
+const ROUTES: [(&str, &str, u16); 15] = [
     ("POST", "/v1/tx", 201),
     ("POST", "/v1/tx/batch", 200),
     ("GET", "/v1/tx/{tx_id}", 200),
+    ("GET", "/v1/tx/{tx_id}/proof", 200),
     ("GET", "/v1/poh", 200),
     ("GET", "/v1/poh/entries", 200),
     ("GET", "/v1/headers", 200),
@@ -91,6 +92,7 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         .route("/v1/tx", post(post_tx))
         .route("/v1/tx/batch", post(post_batch))
         .route("/v1/tx/{tx_id}", get(get_tx))
+        .route("/v1/tx/{tx_id}/proof", get(headers::proof))
         .route("/v1/poh", get(get_poh))
         .route("/v1/poh/entries", get(get_entries))
         .route("/v1/headers", get(headers::list))

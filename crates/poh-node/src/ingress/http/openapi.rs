@@ -22,6 +22,7 @@ use crate::wire::{headers, json};
         super::headers::one,
         super::headers::federation,
         super::export::export,
+        super::headers::proof,
         super::get_peers,
         super::healthz,
         super::readyz,
@@ -41,6 +42,8 @@ use crate::wire::{headers, json};
         headers::HeadersOut,
         headers::FederationOut,
         headers::ChildOut,
+        headers::LinkJson,
+        headers::ProofJson,
     ))
 )]
 pub(crate) struct ApiDoc;
