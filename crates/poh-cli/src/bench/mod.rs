@@ -4,9 +4,11 @@
 //! - [`hash`]: hashing, PoH generation and verification, ML-DSA-87 on this machine;
 //! - [`ingest`]: a node's ingest throughput and latency over one transport;
 //! - [`broadcast`]: broadcast latency to nodes started on loopback;
+//! - [`chain`]: a chain with headers built, exported and checked whole, against the sha2 chain;
 //! - [`node`]: the `poh serve` process the ingest and broadcast benches start.
 
 mod broadcast;
+mod chain;
 mod hash;
 mod ingest;
 mod node;
@@ -19,6 +21,8 @@ pub enum Bench {
     Ingest(ingest::IngestArgs),
     /// Broadcast latency to `--peers` nodes started on loopback.
     Broadcast(broadcast::BroadcastArgs),
+    /// Build a chain with headers, write it as `poh export` does and time `verify --chain`.
+    Chain(chain::ChainArgs),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
@@ -26,5 +30,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         Bench::Hash(args) => hash::run(args),
         Bench::Ingest(args) => ingest::run(args),
         Bench::Broadcast(args) => broadcast::run(args),
+        Bench::Chain(args) => chain::run(args),
     }
 }

@@ -55,6 +55,9 @@ impl ChildLink {
                 () = shutdown.cancelled() => return,
                 result = self.session() => result,
             };
+            if shutdown.is_cancelled() {
+                return;
+            }
             if let Err(why) = result {
                 tracing::warn!(parent = %self.parent, error = %why, retry_in = ?backoff, "federation link down");
             }

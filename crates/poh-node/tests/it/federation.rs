@@ -196,11 +196,7 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
     assert_eq!(links.len(), 2);
     assert_eq!(links[0].header.id(), header_id);
     assert_eq!(links[1].header.chain_id, "continental/asia");
-    let unknown = c
-        .get(child.http("/v1/tx/nope/proof"))
-        .send()
-        .await
-        .unwrap();
+    let unknown = c.get(child.http("/v1/tx/nope/proof")).send().await.unwrap();
     assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
     child.stop().await;
     parent.stop().await;
