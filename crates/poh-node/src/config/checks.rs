@@ -115,6 +115,11 @@ impl NodeConfig {
             self.quic
                 .as_ref()
                 .map(|q| ("quic.max_frame_bytes", q.max_frame_bytes)),
+            // A child's header arrives with its entries in one message of up to this size.
+            (!self.federation.children.is_empty()).then_some((
+                "a federation link message",
+                crate::federation::parent::MAX_MESSAGE_BYTES,
+            )),
         ];
         match largest
             .into_iter()

@@ -12,7 +12,6 @@
 //! [`writer`]: super::writer
 
 use std::{
-    collections::{HashMap, HashSet},
     mem,
     sync::{
         Arc, Mutex,
@@ -26,7 +25,8 @@ use poh_core::{Entry, Hash, PohConfig, PohRecorder, PohState, RateProbe, Recorde
 use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store, TxRecord, TxStatus};
 
 use super::{
-    Accepted, ChildItem, Job, Msg, PohStatus, Prepared, Rejected, TxResult,
+    Accepted, ChildItem, Job, Msg, PohStatus, Prepared,
+    classify::{Classified, Slot, classify},
     tips::{MAX_LINKED_TIPS, Tips, Unstored},
     writer::{Answer, InFlight, RelaySender, Write, WriterHandle},
 };
@@ -116,15 +116,6 @@ struct PendingWrite {
     entries: Vec<(u64, Entry)>,
     answers: Vec<Answer>,
     durable: bool,
-}
-
-/// What the committer decided for one transaction of a batch.
-enum Slot {
-    Done(TxResult),
-    /// The `n`th new transaction of the batch.
-    New(usize),
-    /// A repeat, within the batch, of the `n`th new transaction.
-    SameAs(usize),
 }
 
 /// One job's waiter, once its transactions are taken for the batch.
@@ -353,7 +344,11 @@ impl Committer {
             });
         }
 
-        let (slots, new, missing) = self.classify(&txs)?;
+        let Classified {
+            slots,
+            new,
+            missing,
+        } = classify(self.store.as_ref(), &self.in_flight, &txs)?;
 
         // PoH first: the entry that records the batch must exist before it can be stored.
         // Child headers' hashes are items after the batch's transactions.
@@ -467,83 +462,6 @@ impl Committer {
         }
         self.add_pending(records, entries, self.settings.durable, answers);
         Ok(())
-    }
-
-    /// Decides, for every transaction of the batch, duplicate / conflict / new; for the new
-    /// ones (by index into `txs`), which parents are not stored yet.
-    #[allow(clippy::type_complexity)]
-    fn classify(
-        &self,
-        txs: &[Prepared],
-    ) -> Result<(Vec<Slot>, Vec<usize>, Vec<Vec<String>>), NodeError> {
-        let mut seen = HashSet::new();
-        let mut ids: Vec<&str> = Vec::new();
-        for p in txs {
-            for id in std::iter::once(&p.tx.tx_id).chain(&p.tx.parent_ids) {
-                if seen.insert(id.as_str()) {
-                    ids.push(id);
-                }
-            }
-        }
-        // In flight first, store second: the writer forgets an id only once it is stored,
-        // so an id missed in one is found in the other.
-        let mut stored: HashMap<&str, Known> = HashMap::new();
-        {
-            let in_flight = self.in_flight.lock();
-            for id in &ids {
-                if let Some(k) = in_flight.get(*id) {
-                    stored.insert(id, *k);
-                }
-            }
-        }
-        ids.retain(|id| !stored.contains_key(id));
-        let found = self.store.lookup(&ids)?;
-        stored.extend(
-            ids.iter()
-                .zip(found)
-                .filter_map(|(id, known)| known.map(|k| (*id, k))),
-        );
-
-        let mut slots = Vec::with_capacity(txs.len());
-        let mut new: Vec<usize> = Vec::new();
-        let mut missing = Vec::new();
-        let mut in_batch: HashMap<&str, usize> = HashMap::new();
-        for (i, p) in txs.iter().enumerate() {
-            let id = p.tx.tx_id.as_str();
-            let slot = if let Some(k) = stored.get(id) {
-                Slot::Done(if k.digest == p.digest {
-                    Ok(Accepted::Duplicate {
-                        poh_seq: k.seq,
-                        poh_hash: k.poh_hash,
-                    })
-                } else {
-                    Err(Rejected::Conflict)
-                })
-            } else if let Some(&n) = in_batch.get(id) {
-                if txs[new[n]].digest == p.digest {
-                    Slot::SameAs(n)
-                } else {
-                    Slot::Done(Err(Rejected::Conflict))
-                }
-            } else {
-                // Parents stored before, or earlier in this batch, are known.
-                missing.push(
-                    p.tx.parent_ids
-                        .iter()
-                        .filter(|parent| {
-                            !stored.contains_key(parent.as_str())
-                                && !in_batch.contains_key(parent.as_str())
-                        })
-                        .cloned()
-                        .collect(),
-                );
-                in_batch.insert(id, new.len());
-                new.push(i);
-                Slot::New(new.len() - 1)
-            };
-            slots.push(slot);
-        }
-        Ok((slots, new, missing))
     }
 
     /// Every entry the generator has emitted, waiting for entry `until` if given.

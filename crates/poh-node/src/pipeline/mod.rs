@@ -13,6 +13,7 @@
 //! instead of growing memory; streams wait for room instead ([`Admission::Wait`]), which pushes
 //! back on the client through HTTP/2 flow control.
 
+mod classify;
 mod committer;
 mod tips;
 mod writer;
