@@ -346,7 +346,7 @@ fn describe(r: &PrometheusRecorder) {
         ),
         (
             "poh_verify_latency_seconds",
-            "Time to verify one ML-DSA-87 transaction signature.",
+            "Time to verify one ML-DSA-87 transaction signature, or one child header with its entries.",
         ),
         (
             "poh_commit_batch_size",

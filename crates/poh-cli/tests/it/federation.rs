@@ -446,6 +446,20 @@ fn a_three_level_federation_seals_every_transaction_up_to_the_global_chain() {
         "{report}"
     );
 
+    // A tampered copy is refused, naming the changed line: here one entry's num_hashes.
+    let original = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("{\"num_hashes\":500,"))
+        .unwrap();
+    lines[at] = lines[at].replacen("\"num_hashes\":500,", "\"num_hashes\":499,", 1);
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = poh(&["verify", "--chain", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let error = text(&out.stderr);
+    assert!(error.contains(&format!("line {}:", at + 1)), "{error}");
+
     // A municipality transaction's proof reaches the global chain, and verifies offline.
     let proof = d.join("tokyo.proof");
     wait_for(

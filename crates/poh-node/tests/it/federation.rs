@@ -355,3 +355,66 @@ async fn the_parent_refuses_bad_headers_and_fetches_missing_heights() {
     child.stop().await;
     parent.stop().await;
 }
+
+#[tokio::test]
+async fn with_authentication_on_a_child_without_the_token_is_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let (_, kyoto_key) = key_files(keys.path(), "kyoto.key");
+    let tokens = keys.path().join("tokens");
+    std::fs::write(&tokens, "federation-token\n").unwrap();
+    let parent = start_with(|c: &mut NodeConfig| {
+        fast(c);
+        c.chain_id = "continental/asia".into();
+        c.federation.level = Level::Continental;
+        c.federation.children = vec![child_config(keys.path(), "municipality/kyoto", "kyoto.key")];
+        c.auth = Some(poh_node::config::AuthConfig {
+            token_file: Some(tokens.clone()),
+            ..Default::default()
+        });
+        c.udp = None;
+        c.quic = None;
+    })
+    .await;
+
+    // A hand-driven link without credentials gets nothing.
+    let refused = HandLink::open(&parent, "municipality/kyoto")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+
+    // A child node that sends the peers' token is linked, and its headers are accepted.
+    let parent_grpc = parent.node.grpc_addr().unwrap().to_string();
+    let child = start_with(|c: &mut NodeConfig| {
+        fast(c);
+        c.chain_id = "municipality/kyoto".into();
+        c.federation.node_key = Some(kyoto_key.clone());
+        c.federation.parent = Some(parent_grpc.clone());
+        c.peers.token_file = Some(tokens.clone());
+    })
+    .await;
+    let c = Client::new();
+    let mut height = None;
+    for _ in 0..200 {
+        let fed = c
+            .get(parent.http("/v1/federation"))
+            .bearer_auth("federation-token")
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        height = fed["children"][0]["height"].as_u64();
+        if height.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        height.is_some(),
+        "the authenticated child's headers are accepted"
+    );
+    child.stop().await;
+    parent.stop().await;
+}

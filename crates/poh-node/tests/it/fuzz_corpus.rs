@@ -84,3 +84,12 @@ mod config {
         super::replay("config", one_input);
     }
 }
+
+mod sealed_header {
+    include!("../../../../fuzz/fuzz_targets/sealed_header_body.rs");
+
+    #[test]
+    fn corpus_replays_cleanly() {
+        super::replay("sealed_header", one_input);
+    }
+}
