@@ -66,7 +66,7 @@ fn file() -> (ChainStart, Vec<Record>) {
     let parent_entries = entries(PARENT, 8, &mut || {
         m = m.wrapping_add(1);
         match pending.pop() {
-            Some(h) if m % 2 == 0 => vec![sha256(b"tx"), h],
+            Some(h) if m.is_multiple_of(2) => vec![sha256(b"tx"), h],
             Some(h) => vec![h],
             None => Vec::new(),
         }
@@ -155,7 +155,7 @@ fn a_whole_chain_verifies_and_is_counted() {
 #[test]
 fn every_tampering_is_named_by_its_line() {
     let (start, records) = file();
-    let find = |want: &dyn Fn(&Record) -> bool| records.iter().position(|r| want(r)).unwrap();
+    let find = |want: &dyn Fn(&Record) -> bool| records.iter().position(want).unwrap();
     let entry_with_mixin = find(&|r| matches!(r, Record::Entry(e) if !e.mixins.is_empty()));
     let a_tick = find(&|r| matches!(r, Record::Entry(e) if e.is_tick()));
     let second_header = records
@@ -275,18 +275,15 @@ fn a_tick_period_one_hash_short_is_caught() {
         .find(|&i| matches!(&records[i], Record::Entry(e) if e.is_tick()))
         .unwrap();
     let mut prev = crate::genesis(PARENT);
-    for i in 1..=count {
-        let Record::Entry(e) = &records[i] else {
-            panic!()
-        };
+    for (i, record) in records.iter_mut().enumerate().take(count + 1).skip(1) {
+        let Record::Entry(e) = record else { panic!() };
         let n = if i == tick {
             e.num_hashes - 1
         } else {
             e.num_hashes
         };
-        let e = Entry::compute(&prev, n, e.mixins.clone());
+        *e = Entry::compute(&prev, n, e.mixins.clone());
         prev = e.hash;
-        records[i] = Record::Entry(e);
     }
     header.poh_hashes -= 1;
     header.poh_end_hash = prev;
