@@ -15,6 +15,9 @@ fn help_lists_only_what_exists() {
         "verify",
         "generate-log",
         "bench",
+        "export",
+        "prove",
+        "headers",
     ] {
         assert!(help.contains(cmd), "{cmd} missing from:\n{help}");
     }
@@ -386,4 +389,34 @@ fn certs_makes_a_ca_and_node_certificates_whose_fingerprints_fingerprint_prints(
         "{}",
         text(&bad.stderr)
     );
+}
+
+#[test]
+fn bench_chain_reports_exactly_its_keys_and_verifies_what_it_built() {
+    let (report, keys) = bench_json(&[
+        "bench",
+        "chain",
+        "--entries",
+        "3000",
+        "--hashes-per-tick",
+        "64",
+        "--header-entries",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(
+        keys,
+        [
+            "entries",
+            "hashes",
+            "headers",
+            "sha2_chain_hps",
+            "verify_hps",
+            "verify_s"
+        ]
+    );
+    assert_eq!(report["entries"], 3000);
+    assert_eq!(report["headers"], 6);
+    assert!(report["hashes"].as_u64().unwrap() > 3000 * 32);
+    assert!(report["verify_hps"].as_f64().unwrap() > 0.0);
 }

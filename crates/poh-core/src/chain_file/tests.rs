@@ -175,10 +175,20 @@ fn every_tampering_is_named_by_its_line() {
     type Tamper = Box<dyn Fn(&mut Vec<Record>)>;
     let cases: Vec<(&str, Tamper, usize, &str)> = vec![
         (
-            "one mixin byte",
+            "one payload byte (a transaction's digest changes)",
             Box::new(move |r| {
                 if let Record::Entry(e) = &mut r[entry_with_mixin] {
                     e.mixins[0].0[7] ^= 1;
+                }
+            }),
+            entry_with_mixin,
+            "hash mismatch",
+        ),
+        (
+            "one mixin replaced by another item",
+            Box::new(move |r| {
+                if let Record::Entry(e) = &mut r[entry_with_mixin] {
+                    e.mixins[0] = sha256(b"another transaction");
                 }
             }),
             entry_with_mixin,
