@@ -252,7 +252,14 @@ impl Link {
                 from_height: head.height,
             }));
         }
-        if entries.len() > MAX_CHILD_ENTRIES || header.poh_hashes > MAX_CHILD_HASHES {
+        // Bounded before any hashing: the entries' own counts, not only the header's claim.
+        let hashes = entries
+            .iter()
+            .fold(0u64, |sum, e| sum.saturating_add(e.num_hashes));
+        if entries.len() > MAX_CHILD_ENTRIES
+            || header.poh_hashes > MAX_CHILD_HASHES
+            || hashes > MAX_CHILD_HASHES
+        {
             let why = "covers more entries or hashes than a header may".to_string();
             return Ok(self.reject(Some(header.height), &head, why));
         }
