@@ -9,15 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::client::{NodeHttp, TlsArgs};
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use poh_core::{
     chain::Backend,
     chain_file::{ChainReader, verify::verify_chain},
 };
-use poh_node::network::client::http_client;
-
-use crate::client::TlsArgs;
 
 /// `poh export`.
 #[derive(clap::Args, Debug)]
@@ -42,28 +40,18 @@ pub struct ExportArgs {
 }
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    let tls = args.tls.client_tls()?;
-    let timeout = Duration::from_secs(args.timeout_secs.max(1));
-    let client = http_client(timeout, &tls.trust, tls.identity.as_ref())?;
-    let base = args.url.trim_end_matches('/');
-    let url = format!("{base}/v1/export?from_height={}", args.from_height);
+    let node = NodeHttp::new(
+        &args.url,
+        &args.tls,
+        Duration::from_secs(args.timeout_secs.max(1)),
+    )?;
+    let base = node.base();
     let file = crate::create_file(&args.out, args.force, 0o644)?;
     let mut out = BufWriter::new(file);
     let written = crate::client::runtime()?.block_on(async {
-        let mut request = client.get(&url);
-        if let Some(token) = &tls.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {base}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            bail!("{base} answered {status}: {body}");
-        }
-        let mut response = response;
+        let mut response = node
+            .get(&format!("/v1/export?from_height={}", args.from_height))
+            .await?;
         let mut written = 0u64;
         while let Some(chunk) = response
             .chunk()
@@ -75,7 +63,16 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
             written += chunk.len() as u64;
         }
         anyhow::Ok(written)
-    })?;
+    });
+    let written = match written {
+        Ok(n) => n,
+        Err(e) => {
+            // No half-written chain file is left behind to be mistaken for an export.
+            drop(out);
+            let _ = std::fs::remove_file(&args.out);
+            return Err(e);
+        }
+    };
     out.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())

@@ -4,11 +4,11 @@
 
 use std::{path::Path, path::PathBuf, time::Duration};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use poh_core::proof::ProofLink;
-use poh_node::{network::client::http_client, wire::headers::ProofJson};
+use poh_node::wire::headers::ProofJson;
 
-use crate::client::{TlsArgs, runtime};
+use crate::client::{NodeHttp, TlsArgs, runtime};
 
 /// `poh prove`.
 #[derive(clap::Args, Debug)]
@@ -32,29 +32,18 @@ pub struct ProveArgs {
 }
 
 pub fn prove(args: &ProveArgs) -> anyhow::Result<()> {
-    let tls = args.tls.client_tls()?;
-    let client = http_client(
+    let node = NodeHttp::new(
+        &args.url,
+        &args.tls,
         Duration::from_millis(args.timeout_ms.max(1)),
-        &tls.trust,
-        tls.identity.as_ref(),
     )?;
-    let base = args.url.trim_end_matches('/');
-    let url = format!("{base}/v1/tx/{}/proof", args.tx_id);
+    let base = node.base();
     let text = runtime()?.block_on(async {
-        let mut request = client.get(&url);
-        if let Some(token) = &tls.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
+        let response = node.get(&format!("/v1/tx/{}/proof", args.tx_id)).await?;
+        response
+            .text()
             .await
-            .with_context(|| format!("cannot reach {base}"))?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("{base} answered {status}: {body}");
-        }
-        anyhow::Ok(body)
+            .with_context(|| format!("{base} broke off the proof"))
     })?;
     let proof: ProofJson = serde_json::from_str(&text)
         .with_context(|| format!("{base} did not answer with a proof"))?;

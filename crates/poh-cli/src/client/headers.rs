@@ -3,13 +3,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use poh_node::{
-    network::client::http_client,
-    wire::headers::{HeaderJson, HeadersOut},
-};
+use anyhow::Context as _;
+use poh_node::wire::headers::{HeaderJson, HeadersOut};
 
-use super::{TlsArgs, runtime};
+use super::{NodeHttp, TlsArgs, runtime};
 
 /// Headers per request (the node's limit).
 const PAGE: u64 = 1_000;
@@ -37,29 +34,20 @@ pub struct HeadersArgs {
 }
 
 pub fn headers(args: &HeadersArgs) -> anyhow::Result<()> {
-    let tls = args.tls.client_tls()?;
-    let timeout = Duration::from_millis(args.timeout_ms.max(1));
-    let client = http_client(timeout, &tls.trust, tls.identity.as_ref())?;
-    let base = args.url.trim_end_matches('/');
+    let node = NodeHttp::new(
+        &args.url,
+        &args.tls,
+        Duration::from_millis(args.timeout_ms.max(1)),
+    )?;
+    let base = node.base();
     let headers = runtime()?.block_on(async {
         let mut out: Vec<HeaderJson> = Vec::new();
         let mut from = args.from;
         while (out.len() as u64) < args.limit {
             let limit = (args.limit - out.len() as u64).min(PAGE);
-            let mut request = client.get(format!("{base}/v1/headers?from={from}&limit={limit}"));
-            if let Some(token) = &tls.token {
-                request = request.bearer_auth(token);
-            }
-            let response = request
-                .send()
-                .await
-                .with_context(|| format!("cannot reach {base}"))?;
-            let status = response.status();
-            if !status.is_success() {
-                let body = response.text().await.unwrap_or_default();
-                bail!("{base} answered {status}: {body}");
-            }
-            let page: HeadersOut = response
+            let page: HeadersOut = node
+                .get(&format!("/v1/headers?from={from}&limit={limit}"))
+                .await?
                 .json()
                 .await
                 .with_context(|| format!("{base} did not answer with headers"))?;

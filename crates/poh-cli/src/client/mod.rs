@@ -182,6 +182,51 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// A node's HTTP API as the read commands use it: a client that trusts the node per the TLS
+/// flags, and the bearer token.
+pub(crate) struct NodeHttp {
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl NodeHttp {
+    pub(crate) fn new(url: &str, tls: &TlsArgs, timeout: Duration) -> anyhow::Result<Self> {
+        let tls = tls.client_tls()?;
+        let client =
+            poh_node::network::client::http_client(timeout, &tls.trust, tls.identity.as_ref())?;
+        Ok(Self {
+            client,
+            base: url.trim_end_matches('/').to_string(),
+            token: tls.token,
+        })
+    }
+
+    /// The node's address, for messages.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET base + path`; an answer other than a success is an error carrying its body.
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let base = &self.base;
+        let mut request = self.client.get(format!("{base}{path}"));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {base}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            bail!("{base} answered {status}: {body}");
+        }
+        Ok(response)
+    }
+}
+
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

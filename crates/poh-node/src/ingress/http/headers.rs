@@ -10,7 +10,7 @@ use poh_core::{Hash, validate::check_tx_id};
 use super::{
     HttpState,
     error::{self, ApiError},
-    query_pairs,
+    paging,
 };
 use crate::{
     federation::prove,
@@ -35,25 +35,7 @@ pub(super) async fn list(
     State(state): State<HttpState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<HeadersOut>, ApiError> {
-    let mut from = 0u64;
-    let mut limit = DEFAULT_HEADERS;
-    for (key, value) in query_pairs(query.as_deref()) {
-        match key {
-            "from" => {
-                from = value
-                    .parse()
-                    .map_err(|_| ApiError::invalid("from must be a whole number ≥ 0"))?;
-            }
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_HEADERS).contains(l))
-                    .ok_or_else(|| ApiError::invalid(format!("limit must be 1–{MAX_HEADERS}")))?;
-            }
-            _ => {}
-        }
-    }
+    let (from, limit) = paging(query.as_deref(), DEFAULT_HEADERS, MAX_HEADERS)?;
     let headers = state
         .services
         .read(move |store| store.headers(from, limit))

@@ -352,6 +352,30 @@ fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
         .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
 
+/// `from` (default 0) and `limit` (default `default`, 1–`max`) of a paged read.
+fn paging(query: Option<&str>, default: usize, max: usize) -> Result<(u64, usize), ApiError> {
+    let mut from = 0u64;
+    let mut limit = default;
+    for (key, value) in query_pairs(query) {
+        match key {
+            "from" => {
+                from = value
+                    .parse()
+                    .map_err(|_| ApiError::invalid("from must be a whole number ≥ 0"))?;
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=max).contains(l))
+                    .ok_or_else(|| ApiError::invalid(format!("limit must be 1–{max}")))?;
+            }
+            _ => {}
+        }
+    }
+    Ok((from, limit))
+}
+
 #[utoipa::path(get, path = "/v1/poh/entries", params(
     ("from" = Option<u64>, Query, description = "index of the first entry (default 0)"),
     ("limit" = Option<usize>, Query, description = "entries to return, 1–10,000 (default 1,000)"),
@@ -364,25 +388,7 @@ async fn get_entries(
     State(state): State<HttpState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let mut from = 0u64;
-    let mut limit = DEFAULT_ENTRIES;
-    for (key, value) in query_pairs(query.as_deref()) {
-        match key {
-            "from" => {
-                from = value
-                    .parse()
-                    .map_err(|_| ApiError::invalid("from must be a whole number ≥ 0"))?;
-            }
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=MAX_ENTRIES).contains(l))
-                    .ok_or_else(|| ApiError::invalid(format!("limit must be 1–{MAX_ENTRIES}")))?;
-            }
-            _ => {}
-        }
-    }
+    let (from, limit) = paging(query.as_deref(), DEFAULT_ENTRIES, MAX_ENTRIES)?;
     // Only durable entries: an idle tick committed without fsync could be generated again
     // differently after a crash, and a client must never have seen the other version.
     let durable = state.services.pipeline.poh().state.entries;
