@@ -169,3 +169,25 @@ pub async fn all_entries(c: &Client, base: &str) -> (Hash, Vec<Entry>) {
     }
     (start.unwrap(), entries)
 }
+
+/// `GET url`, as JSON.
+pub async fn get_json(c: &Client, url: String) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The value of one series (`name{labels}`) in the node's `/metrics`.
+pub async fn metric(c: &Client, node: &TestNode, series: &str) -> f64 {
+    let text = c
+        .get(node.http("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {series} in /metrics"))
+        .parse()
+        .unwrap()
+}

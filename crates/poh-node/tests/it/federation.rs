@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::{
-    common::{HASHES_PER_TICK, TestNode, all_entries, json, start_with, tx},
+    common::{HASHES_PER_TICK, TestNode, all_entries, get_json, json, metric, start_with, tx},
     sealing::{fast, headers},
 };
 
@@ -48,13 +48,9 @@ fn child_config(keys: &std::path::Path, chain_id: &str, name: &str) -> ChildConf
     }
 }
 
-async fn get(c: &Client, url: String) -> Value {
-    c.get(url).send().await.unwrap().json().await.unwrap()
-}
-
 /// The parent's height for `chain_id` in `GET /v1/federation`.
 async fn child_height(c: &Client, parent: &TestNode, chain_id: &str) -> Option<u64> {
-    let fed = get(c, parent.http("/v1/federation")).await;
+    let fed = get_json(c, parent.http("/v1/federation")).await;
     fed["children"]
         .as_array()
         .unwrap()
@@ -96,7 +92,7 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
     // Wait until the parent has accepted every header sealed after the transactions.
     let mut sealed_tx = Value::Null;
     for _ in 0..200 {
-        sealed_tx = get(&c, child.http("/v1/tx/fed-9")).await;
+        sealed_tx = get_json(&c, child.http("/v1/tx/fed-9")).await;
         if sealed_tx["status"] == "SEALED" {
             break;
         }
@@ -106,7 +102,7 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
     let header_id = sealed_tx["header_id"].as_str().unwrap().to_string();
     let mut recorded = Value::Null;
     for _ in 0..200 {
-        recorded = get(&c, parent.http(&format!("/v1/headers/{header_id}"))).await;
+        recorded = get_json(&c, parent.http(&format!("/v1/headers/{header_id}"))).await;
         if recorded.get("recorded_at_seq").is_some() {
             break;
         }
@@ -134,22 +130,8 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
         assert_eq!(n, 1, "height {} recorded {n} times", h.height);
     }
 
-    let metrics = c
-        .get(parent.http("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let accepted = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("poh_child_headers_total{result=\"accepted\"} "))
-        .unwrap();
-    assert!(
-        accepted.parse::<f64>().unwrap() > height as f64,
-        "{accepted}"
-    );
+    let accepted = metric(&c, &parent, "poh_child_headers_total{result=\"accepted\"}").await;
+    assert!(accepted > height as f64, "{accepted}");
 
     // Both chains export whole and verify; the parent's, once its own headers cover them,
     // with every child header it recorded.

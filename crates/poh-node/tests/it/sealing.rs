@@ -10,7 +10,7 @@ use poh_proto::v1::{GetTxRequest, StatusRequest, TxStatus};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
-use crate::common::{HASHES_PER_TICK, TestNode, all_entries, config, json, tx};
+use crate::common::{HASHES_PER_TICK, TestNode, all_entries, config, get_json, json, metric, tx};
 
 /// Seals often, so tests see headers within a fraction of a second.
 pub fn fast(config: &mut NodeConfig) {
@@ -43,14 +43,7 @@ pub async fn headers(c: &Client, node: &TestNode, from: u64) -> Vec<Header> {
 /// Polls `GET /v1/tx/{id}` until it is sealed; its JSON.
 async fn sealed(c: &Client, node: &TestNode, id: &str) -> Value {
     for _ in 0..200 {
-        let v: Value = c
-            .get(node.http(&format!("/v1/tx/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = get_json(c, node.http(&format!("/v1/tx/{id}"))).await;
         if v["status"] == "SEALED" {
             return v;
         }
@@ -169,36 +162,15 @@ async fn stored_transactions_are_sealed_by_headers_that_verify_against_the_chain
         assert_eq!(body["error"], "not_found");
     }
 
-    let fed: Value = c
-        .get(node.http("/v1/federation"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fed = get_json(&c, node.http("/v1/federation")).await;
     assert_eq!(fed["chain_id"], "local");
     assert_eq!(fed["level"], "municipality");
     assert!(fed["height"].as_u64().unwrap() >= list.last().unwrap().height);
     assert_eq!(fed["parent"], Value::Null);
     assert_eq!(fed["children"], serde_json::json!([]));
 
-    let metrics = c
-        .get(node.http("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let count = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("poh_block_count "))
-        .unwrap();
-    assert!(
-        count.parse::<f64>().unwrap() >= list.len() as f64,
-        "{count}"
-    );
+    let count = metric(&c, &node, "poh_block_count").await;
+    assert!(count >= list.len() as f64, "{count}");
     node.stop().await;
 }
 
