@@ -7,7 +7,7 @@ use reqwest::Client;
 
 use crate::common::{json, pb, start, tx};
 
-const SPEC: [(&str, &str); 11] = [
+const SPEC: [(&str, &str); 13] = [
     ("poh_issued_total", "counter"),
     ("poh_issue_latency_seconds", "histogram"),
     ("poh_issue_latency_summary_seconds", "summary"),
@@ -19,6 +19,8 @@ const SPEC: [(&str, &str); 11] = [
     ("poh_tx_received_total", "counter"),
     ("poh_tx_rejected_total", "counter"),
     ("poh_broadcast_total", "counter"),
+    ("poh_block_count", "counter"),
+    ("poh_child_headers_total", "counter"),
 ];
 
 /// `# TYPE` per family, `# HELP` presence, and every sample line as (name{labels}, value).
