@@ -34,6 +34,8 @@ use crate::{
 pub const MAX_CHILD_ENTRIES: usize = 1 << 16;
 /// Most hashes one child header may claim: verifying it costs that many SHA-256 steps.
 pub const MAX_CHILD_HASHES: u64 = 1 << 32;
+/// How long a new link may take to say `Hello`.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The largest link message: a header with its entries at their caps fits.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
@@ -94,7 +96,11 @@ impl federation_server::Federation for Parent {
         request: Request<Streaming<ChildMessage>>,
     ) -> Result<Response<LinkStream>, Status> {
         let mut inbound = request.into_inner();
-        let hello = match inbound.message().await? {
+        // A link that never says Hello must not hold its stream for ever.
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello within 10 s"))?;
+        let hello = match first? {
             Some(ChildMessage {
                 kind: Some(child_message::Kind::Hello(hello)),
             }) => hello,
