@@ -197,7 +197,8 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tick(poh: &mut Poh) -> Entry {
+/// The next tick: every hash step left in the period, then the tick.
+pub(crate) fn tick(poh: &mut Poh) -> Entry {
     poh.hash_steps(u64::MAX);
     // `hash_steps(MAX)` always leaves exactly the tick's step, so a tick is always due here.
     poh.tick()

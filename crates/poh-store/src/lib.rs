@@ -93,19 +93,8 @@ pub trait Store: Send + Sync + 'static {
     /// One of this node's headers by its `header_hash`.
     fn header_by_hash(&self, hash: &Hash) -> Result<Option<Header>, StoreError>;
 
-    /// How many headers this node has sealed.
-    fn header_count(&self) -> Result<u64, StoreError>;
-
     /// What `chain_id`'s next accepted header must continue, or `None` before its first.
     fn child_head(&self, chain_id: &str) -> Result<Option<ChainHead>, StoreError>;
-
-    /// `chain_id`'s accepted headers from `from`, in height order, at most `limit`.
-    fn child_headers(
-        &self,
-        chain_id: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<ChildHeader>, StoreError>;
 
     /// An accepted child header by its `header_hash`.
     fn child_header_by_hash(&self, hash: &Hash) -> Result<Option<ChildHeader>, StoreError>;

@@ -149,10 +149,10 @@ fn write_chain(args: &ChainArgs, path: &std::path::Path) -> anyhow::Result<(u64,
                 .collect();
             match poh.record(digests) {
                 Ok(e) => e,
-                Err(_) => tick(&mut poh),
+                Err(_) => crate::verify::tick(&mut poh),
             }
         } else {
-            tick(&mut poh)
+            crate::verify::tick(&mut poh)
         };
         hashes += entry.num_hashes;
         pending.push(entry);
@@ -176,11 +176,4 @@ fn write_chain(args: &ChainArgs, path: &std::path::Path) -> anyhow::Result<(u64,
     }
     out.flush()?;
     Ok((hashes, headers))
-}
-
-fn tick(poh: &mut Poh) -> Entry {
-    poh.hash_steps(u64::MAX);
-    // `hash_steps(MAX)` always leaves exactly the tick's step, so a tick is always due here.
-    poh.tick()
-        .unwrap_or_else(|| unreachable!("the tick is due after hash_steps(MAX)"))
 }

@@ -121,7 +121,7 @@ impl federation_server::Federation for Parent {
             public_key: child.public_key.clone(),
             hashes_per_tick: hello.hashes_per_tick,
         };
-        let next = self.head(&child.chain_id).await?.height;
+        let next = head(&self.services, &child.chain_id).await?.height;
         let (out, answers) = mpsc::channel(16);
         let _ = out
             .send(Ok(message(parent_message::Kind::Welcome(fed::Welcome {
@@ -168,12 +168,7 @@ impl federation_server::Federation for Parent {
     }
 }
 
-impl Parent {
-    async fn head(&self, chain_id: &str) -> Result<ChainHead, Status> {
-        head(&self.services, chain_id).await
-    }
-}
-
+/// What `chain_id`'s next accepted header must continue.
 async fn head(services: &Services, chain_id: &str) -> Result<ChainHead, Status> {
     let id = chain_id.to_string();
     let head = services

@@ -14,10 +14,7 @@
 //! `poh_end` is above `i`, one range lookup from a transaction's `entry_index`.
 
 use poh_core::{ChainHead, Hash, Header};
-use redb::{
-    Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::{RedbStore, next_key};
 use crate::{ChildHeader, StoreError};
@@ -267,21 +264,6 @@ impl RedbStore {
         )))
     }
 
-    pub(super) fn child_headers_impl(
-        &self,
-        chain_id: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<ChildHeader>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CHILD_HEADERS)?;
-        table
-            .range((chain_id, from)..=(chain_id, u64::MAX))?
-            .take(limit)
-            .map(|item| decode_child(item?.1.value()))
-            .collect()
-    }
-
     pub(super) fn child_header_by_hash_impl(
         &self,
         hash: &Hash,
@@ -316,10 +298,5 @@ impl RedbStore {
                 decode_child(value.value())
             })
             .collect()
-    }
-
-    pub(super) fn header_count_impl(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(HEADERS)?.len()?)
     }
 }

@@ -460,21 +460,8 @@ impl Store for RedbStore {
         self.header_by_hash_impl(hash)
     }
 
-    fn header_count(&self) -> Result<u64, StoreError> {
-        self.header_count_impl()
-    }
-
     fn child_head(&self, chain_id: &str) -> Result<Option<ChainHead>, StoreError> {
         self.child_head_impl(chain_id)
-    }
-
-    fn child_headers(
-        &self,
-        chain_id: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<ChildHeader>, StoreError> {
-        self.child_headers_impl(chain_id, from, limit)
     }
 
     fn child_header_by_hash(&self, hash: &Hash) -> Result<Option<ChildHeader>, StoreError> {
