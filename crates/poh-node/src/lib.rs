@@ -11,6 +11,8 @@
 //!   committer, writer and PoH threads;
 //! - [`federation`]: sealing this chain's headers over its stored PoH entries, and its place
 //!   between the federation levels;
+//! - [`retention`]: after sealing: old sealed transactions expire from the hot store (TTL),
+//!   and every sealed batch is erasure-coded into fragments in object storage;
 //! - [`network`]: what goes out: the peers file, [`Broadcaster`](network::Broadcaster), relay,
 //!   health checks, and every client (gRPC, HTTP, UDP, QUIC);
 //! - [`Node`] (`node`): wiring only: it starts the store, the pipeline, the ingress and the
@@ -29,6 +31,7 @@ pub mod metrics;
 pub mod network;
 mod node;
 pub mod pipeline;
+pub mod retention;
 pub mod tls;
 pub mod wire;
 

@@ -11,7 +11,9 @@
 //! `tx_id → (poh_seq, digest)` that answers dedupe without reading the record, PoH entries by
 //! index, the DAG's waiting edges and pending counts, the current tips, and the chain's identity
 //! with the state to resume its PoH from, and the headers it sealed, indexed by the entries
-//! they cover (so a transaction's `header_id` is one lookup from its entry). A [`Commit`]
+//! they cover (so a transaction's `header_id` is one lookup from its entry), the progress of
+//! the node's background work (sync points, fragments), and which sealed transactions
+//! expired (their records gone, their ids, entries and headers kept). A [`Commit`]
 //! writes a batch's transactions together with the entries that recorded them, so an
 //! acknowledged transaction and its proof are on disk together or not at all.
 #![deny(missing_docs)]
@@ -26,7 +28,7 @@ use poh_core::{ChainHead, Hash, Header};
 
 pub use error::StoreError;
 pub use record::{ChainMeta, ChildHeader, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
-pub use redb_store::{DEFAULT_CACHE_BYTES, RedbStore};
+pub use redb_store::{DEFAULT_CACHE_BYTES, Expiry, RedbStore};
 
 /// Storage of one node. Implementations are internally synchronised: `commit` is called by one
 /// writer at a time, reads may run concurrently with it and see only committed data.
@@ -102,4 +104,38 @@ pub trait Store: Send + Sync + 'static {
     /// The child headers whose items have a `poh_seq` in `seqs`, in seq order.
     fn children_recorded(&self, seqs: std::ops::Range<u64>)
     -> Result<Vec<ChildHeader>, StoreError>;
+
+    /// A progress marker of the node's background work (a peer's sync point, the last
+    /// height whose fragments are written), or `None` when never set.
+    fn progress(&self, key: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Sets a progress marker, durably.
+    fn set_progress(&self, key: &str, value: u64) -> Result<(), StoreError>;
+
+    /// Ids that stored transactions name as parents but that are not stored: what the DAG
+    /// waits for. At most `limit`, in id order.
+    fn missing_parents(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// Removes, durably, the records of transactions received before `received_before`
+    /// (Unix seconds) with a `poh_seq` below `below_seq`, in storage order, at most `limit`;
+    /// the pass ends at the first younger one. Transactions still waiting for a parent stay.
+    /// Ids, PoH entries and headers stay, so dedupe holds and the chain still verifies.
+    fn expire(
+        &self,
+        received_before: f64,
+        below_seq: u64,
+        limit: usize,
+    ) -> Result<Expiry, StoreError>;
+
+    /// The `header_id` that sealed `tx_id` when its record expired (`None`: not expired).
+    fn expired(&self, tx_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Puts expired records back, durably. Records not expired are skipped; one that differs
+    /// from what was expired at its `poh_seq` (id, digest, entry) refuses the whole call.
+    /// Returns how many came back.
+    fn restore(&self, records: &[TxRecord]) -> Result<u64, StoreError>;
+
+    /// Gives the space freed by removals back to the file system. `false` when there was
+    /// nothing to do or a transaction was in progress (try again later).
+    fn compact(&self) -> Result<bool, StoreError>;
 }

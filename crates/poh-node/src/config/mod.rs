@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::NodeError;
 
+pub use retention::{FragmentsConfig, RepairConfig, S3Config, Span, TtlConfig};
+
 mod checks;
+mod retention;
 mod section;
 #[cfg(test)]
 mod tests;
@@ -62,6 +65,12 @@ pub struct NodeConfig {
     pub ingest: IngestConfig,
     /// Sealing headers, and the federation levels above and below (SPEC §6).
     pub federation: FederationConfig,
+    /// Catch-up and repair from the peers.
+    pub repair: RepairConfig,
+    /// Expiry of old sealed transactions.
+    pub ttl: TtlConfig,
+    /// Erasure-coded fragments of sealed batches.
+    pub fragments: FragmentsConfig,
 }
 
 impl Default for NodeConfig {
@@ -85,6 +94,9 @@ impl Default for NodeConfig {
             poh: PohConfig::default(),
             ingest: IngestConfig::default(),
             federation: FederationConfig::default(),
+            repair: RepairConfig::default(),
+            ttl: TtlConfig::default(),
+            fragments: FragmentsConfig::default(),
         }
     }
 }

@@ -14,7 +14,10 @@
 //!
 //! Sealed headers have their own tables ([`headers`]).
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{RwLock, RwLockReadGuard},
+};
 
 use redb::{
     Database, DatabaseError, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
@@ -29,6 +32,9 @@ use crate::{
 };
 
 mod headers;
+mod lifecycle;
+
+pub use lifecycle::Expiry;
 #[cfg(test)]
 mod tests;
 
@@ -52,7 +58,9 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 /// The redb engine of [`Store`]. Readers and the one committer share it through `&self`: redb
 /// gives each read transaction a snapshot, so reads never see half a commit.
 pub struct RedbStore {
-    db: Database,
+    /// Behind a lock only for compaction, which needs the database to itself; everything
+    /// else shares it (transactions do not borrow the guard).
+    db: RwLock<Database>,
     path: PathBuf,
 }
 
@@ -94,9 +102,16 @@ impl RedbStore {
                 });
             }
         };
-        let store = Self { db, path };
+        let store = Self {
+            db: RwLock::new(db),
+            path,
+        };
         store.init()?;
         Ok(store)
+    }
+
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The database file.
@@ -107,7 +122,7 @@ impl RedbStore {
     /// Creates every table up front, so that read transactions never meet a missing table,
     /// and stamps (or checks) the schema version.
     fn init(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         {
             txn.open_table(TXS)?;
             txn.open_table(IDS)?;
@@ -116,6 +131,7 @@ impl RedbStore {
             txn.open_multimap_table(WAITING)?;
             txn.open_table(TIPS)?;
             headers::create(&txn)?;
+            Self::create_lifecycle(&txn)?;
             let mut meta = txn.open_table(META)?;
             let stored = meta.get(SCHEMA_KEY)?.map(|v| decode_u64(v.value()));
             match stored {
@@ -222,18 +238,18 @@ fn check_sequence(
 
 impl Store for RedbStore {
     fn chain(&self) -> Result<Option<ChainMeta>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         read_chain(&txn.open_table(META)?)
     }
 
     fn lookup(&self, ids: &[&str]) -> Result<Vec<Option<Known>>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let table = txn.open_table(IDS)?;
         ids.iter().map(|id| read_known(&table, id)).collect()
     }
 
     fn commit(&self, commit: &Commit<'_>, durable: bool) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db().begin_write()?;
         txn.set_durability(if durable {
             Durability::Immediate
         } else {
@@ -321,7 +337,7 @@ impl Store for RedbStore {
     }
 
     fn tx(&self, tx_id: &str) -> Result<Option<TxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let Some(known) = read_known(&txn.open_table(IDS)?, tx_id)? else {
             return Ok(None);
         };
@@ -346,7 +362,7 @@ impl Store for RedbStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<TxRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let txs = txn.open_table(TXS)?;
         let pending = txn.open_table(PENDING)?;
         let ends = txn.open_table(headers::HEADER_ENDS)?;
@@ -371,7 +387,7 @@ impl Store for RedbStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Option<EntryPage>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let entries = txn.open_table(ENTRIES)?;
         let count = next_key(&entries)?;
         if from > count {
@@ -406,7 +422,7 @@ impl Store for RedbStore {
     }
 
     fn waiting_children(&self, ids: &[&str]) -> Result<Vec<Vec<String>>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let waiting = txn.open_multimap_table(WAITING)?;
         // Nearly always empty (parents arrive first): one look instead of one per id.
         if waiting.len()? == 0 {
@@ -423,7 +439,7 @@ impl Store for RedbStore {
     }
 
     fn tips(&self) -> Result<Vec<(u64, String)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let mut tips = txn
             .open_table(TIPS)?
             .iter()?
@@ -473,5 +489,38 @@ impl Store for RedbStore {
         seqs: std::ops::Range<u64>,
     ) -> Result<Vec<ChildHeader>, StoreError> {
         self.children_recorded_impl(seqs)
+    }
+
+    fn progress(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.progress_impl(key)
+    }
+
+    fn set_progress(&self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.set_progress_impl(key, value)
+    }
+
+    fn missing_parents(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.missing_parents_impl(limit)
+    }
+
+    fn expire(
+        &self,
+        received_before: f64,
+        below_seq: u64,
+        limit: usize,
+    ) -> Result<Expiry, StoreError> {
+        self.expire_impl(received_before, below_seq, limit)
+    }
+
+    fn expired(&self, tx_id: &str) -> Result<Option<String>, StoreError> {
+        self.expired_impl(tx_id)
+    }
+
+    fn restore(&self, records: &[TxRecord]) -> Result<u64, StoreError> {
+        self.restore_impl(records)
+    }
+
+    fn compact(&self) -> Result<bool, StoreError> {
+        self.compact_impl()
     }
 }

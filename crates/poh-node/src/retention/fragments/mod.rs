@@ -1,0 +1,1 @@
+//! Erasure-coded fragments of sealed batches (being written).

@@ -1,0 +1,5 @@
+//! After data is sealed: expiry of old sealed transactions from the hot store ([`ttl`]), and
+//! erasure-coded fragments of every sealed batch in object storage ([`fragments`]).
+
+pub mod fragments;
+pub(crate) mod ttl;

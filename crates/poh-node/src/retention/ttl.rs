@@ -1,0 +1,1 @@
+//! TTL (being written).

@@ -1,0 +1,157 @@
+//! What happens to stored data after it is stored: progress markers of the node's background
+//! work (per-peer sync points, fragments written), the parents the DAG waits for, expiry of
+//! old sealed transactions and their restore, and compaction.
+//!
+//! An expired transaction keeps its id-index entry (so a resubmission is still a duplicate and
+//! a different one still a conflict) and its PoH entry and header (so the chain still
+//! verifies); only its record leaves, and `expired` remembers the entry it was recorded in, so
+//! the node can name the header that sealed it.
+
+use redb::{
+    Durability, ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
+
+use super::{IDS, PENDING, RedbStore, TXS, WAITING, headers, read_known};
+use crate::{StoreError, TxRecord};
+
+/// `key → value` progress markers.
+pub(super) const PROGRESS: TableDefinition<'_, &str, u64> = TableDefinition::new("progress");
+/// `poh_seq → entry index` of every expired transaction.
+pub(super) const EXPIRED: TableDefinition<'_, u64, u64> = TableDefinition::new("expired");
+
+/// What one expiry pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expiry {
+    /// Transactions whose records left the store.
+    pub removed: u64,
+    /// The bytes of those records.
+    pub bytes: u64,
+}
+
+impl RedbStore {
+    pub(super) fn create_lifecycle(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        txn.open_table(PROGRESS)?;
+        txn.open_table(EXPIRED)?;
+        Ok(())
+    }
+
+    pub(super) fn progress_impl(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let txn = self.db().begin_read()?;
+        Ok(txn.open_table(PROGRESS)?.get(key)?.map(|v| v.value()))
+    }
+
+    pub(super) fn set_progress_impl(&self, key: &str, value: u64) -> Result<(), StoreError> {
+        let mut txn = self.db().begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.open_table(PROGRESS)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub(super) fn missing_parents_impl(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let waiting = txn.open_multimap_table(WAITING)?;
+        if waiting.len()? == 0 {
+            return Ok(Vec::new());
+        }
+        waiting
+            .iter()?
+            .take(limit)
+            .map(|item| Ok(item?.0.value().to_owned()))
+            .collect()
+    }
+
+    pub(super) fn expire_impl(
+        &self,
+        received_before: f64,
+        below_seq: u64,
+        limit: usize,
+    ) -> Result<Expiry, StoreError> {
+        let mut txn = self.db().begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let mut done = Expiry::default();
+        {
+            let mut txs = txn.open_table(TXS)?;
+            let mut expired = txn.open_table(EXPIRED)?;
+            let pending = txn.open_table(PENDING)?;
+            let mut gone = Vec::new();
+            for item in txs.range(..below_seq)? {
+                if gone.len() >= limit {
+                    break;
+                }
+                let (seq, bytes) = item?;
+                let record = TxRecord::decode(seq.value(), bytes.value())?;
+                // Storage order is (nearly) arrival order: the first young one ends the pass.
+                if record.received_at >= received_before {
+                    break;
+                }
+                // A transaction still waiting for a parent has no settled DAG place yet.
+                if pending.get(record.tx.tx_id.as_str())?.is_some() {
+                    continue;
+                }
+                done.bytes += bytes.value().len() as u64;
+                gone.push((record.poh_seq, record.entry_index));
+            }
+            for (seq, entry_index) in gone {
+                txs.remove(seq)?;
+                expired.insert(seq, entry_index)?;
+                done.removed += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(done)
+    }
+
+    pub(super) fn expired_impl(&self, tx_id: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db().begin_read()?;
+        let Some(known) = read_known(&txn.open_table(IDS)?, tx_id)? else {
+            return Ok(None);
+        };
+        let Some(entry_index) = txn.open_table(EXPIRED)?.get(known.seq)?.map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        headers::covering(&txn.open_table(headers::HEADER_ENDS)?, entry_index)
+    }
+
+    pub(super) fn restore_impl(&self, records: &[TxRecord]) -> Result<u64, StoreError> {
+        let mut txn = self.db().begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let mut restored = 0;
+        {
+            let mut txs = txn.open_table(TXS)?;
+            let mut expired = txn.open_table(EXPIRED)?;
+            let ids = txn.open_table(IDS)?;
+            for record in records {
+                let Some(entry_index) = expired.get(record.poh_seq)?.map(|v| v.value()) else {
+                    continue;
+                };
+                let known = read_known(&ids, &record.tx.tx_id)?;
+                let same = known.is_some_and(|k| {
+                    k.seq == record.poh_seq && k.digest == record.digest
+                }) && entry_index == record.entry_index;
+                if !same {
+                    return Err(StoreError::Sequence(
+                        "a restored record differs from the expired transaction at its poh_seq",
+                    ));
+                }
+                txs.insert(record.poh_seq, record.encode().as_slice())?;
+                expired.remove(record.poh_seq)?;
+                restored += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(restored)
+    }
+
+    pub(super) fn compact_impl(&self) -> Result<bool, StoreError> {
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        match db.compact() {
+            Ok(compacted) => Ok(compacted),
+            // A reader or writer is mid-transaction: try again on the next sweep.
+            Err(redb::CompactionError::TransactionInProgress) => Ok(false),
+            Err(e) => Err(StoreError::Engine(Box::new(e.into()))),
+        }
+    }
+}
