@@ -45,7 +45,8 @@ pub trait Store: Send + Sync + 'static {
     /// durable commit, and a crash may lose it (used for idle ticks only).
     fn commit(&self, commit: &Commit<'_>, durable: bool) -> Result<(), StoreError>;
 
-    /// The stored transaction with this id.
+    /// The stored transaction with this id (`None` also once its record expired: see
+    /// [`Store::expired`]).
     fn tx(&self, tx_id: &str) -> Result<Option<TxRecord>, StoreError>;
 
     /// Stored transactions by `poh_seq`, from `from_seq` inclusive, in order: at most `limit`,

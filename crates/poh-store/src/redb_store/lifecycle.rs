@@ -108,8 +108,7 @@ impl RedbStore {
         let Some(known) = read_known(&txn.open_table(IDS)?, tx_id)? else {
             return Ok(None);
         };
-        let Some(entry_index) = txn.open_table(EXPIRED)?.get(known.seq)?.map(|v| v.value())
-        else {
+        let Some(entry_index) = txn.open_table(EXPIRED)?.get(known.seq)?.map(|v| v.value()) else {
             return Ok(None);
         };
         headers::covering(&txn.open_table(headers::HEADER_ENDS)?, entry_index)
@@ -128,9 +127,9 @@ impl RedbStore {
                     continue;
                 };
                 let known = read_known(&ids, &record.tx.tx_id)?;
-                let same = known.is_some_and(|k| {
-                    k.seq == record.poh_seq && k.digest == record.digest
-                }) && entry_index == record.entry_index;
+                let same = known
+                    .is_some_and(|k| k.seq == record.poh_seq && k.digest == record.digest)
+                    && entry_index == record.entry_index;
                 if !same {
                     return Err(StoreError::Sequence(
                         "a restored record differs from the expired transaction at its poh_seq",
@@ -153,5 +152,119 @@ impl RedbStore {
             Err(redb::CompactionError::TransactionInProgress) => Ok(false),
             Err(e) => Err(StoreError::Engine(Box::new(e.into()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poh_core::ChainHead;
+
+    use crate::{
+        Commit, Store, StoreError, TxStatus,
+        redb_store::tests::{chain, entry, header, new, open},
+    };
+
+    /// The sweep's clock is the `received_before` it is given: here, a "now" long after
+    /// everything but `young` was received.
+    #[test]
+    fn only_old_sealed_settled_records_expire_and_they_come_back_exactly() {
+        let (_dir, store) = open();
+        let meta = chain();
+        let mut young = new("young", 3, &[]);
+        young.record.received_at = 100.0;
+        let txs = [
+            new("a", 0, &[]),
+            new("b", 1, &[]),
+            new("waits", 2, &["zz"]),
+            young,
+            new("unsealed", 4, &[]),
+        ];
+        let entries: Vec<_> = (0..5).map(|i| (i, entry(i))).collect();
+        let commit = Commit {
+            chain: Some(&meta),
+            txs: &txs,
+            entries: &entries,
+            ..Commit::default()
+        };
+        store.commit(&commit, true).unwrap();
+        let sealed = header(0, 0, 4, poh_core::Hash::default());
+        store
+            .put_header(&sealed, &ChainHead::after(&sealed, 0, 4))
+            .unwrap();
+        let a_before = store.tx("a").unwrap().unwrap();
+        assert_eq!(a_before.status, TxStatus::Sealed);
+
+        // Everything but `young` is old; only seqs below 4 are sealed.
+        let swept = store.expire(50.0, 4, 100).unwrap();
+        assert_eq!(swept.removed, 2, "{swept:?}");
+        assert!(swept.bytes > 0);
+        for gone in ["a", "b"] {
+            assert_eq!(store.tx(gone).unwrap(), None);
+            assert_eq!(store.expired(gone).unwrap(), Some(sealed.id()));
+        }
+        // Kept: one waiting for a parent, a young one, an unsealed one.
+        for kept in ["waits", "young", "unsealed"] {
+            assert!(store.tx(kept).unwrap().is_some(), "{kept}");
+            assert_eq!(store.expired(kept).unwrap(), None);
+        }
+        // The id stays known (dedupe), the entries and the header stay.
+        assert!(store.lookup(&["a"]).unwrap()[0].is_some());
+        assert_eq!(
+            store
+                .entries(0, 10, usize::MAX)
+                .unwrap()
+                .unwrap()
+                .entries
+                .len(),
+            5
+        );
+        assert_eq!(store.headers(0, 10).unwrap(), [sealed.clone()]);
+        // Sync pages skip what expired.
+        let page = store.txs_from_seq(0, 10, usize::MAX).unwrap();
+        assert_eq!(
+            page.iter().map(|r| r.poh_seq).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
+        // A second pass finds nothing more.
+        assert_eq!(store.expire(50.0, 4, 100).unwrap().removed, 0);
+
+        // A record that is not what expired at its seq is refused, and nothing comes back.
+        let mut forged = a_before.clone();
+        forged.tx.payload = b"forged".to_vec();
+        forged.digest = forged.tx.digest();
+        assert!(matches!(
+            store.restore(&[forged]),
+            Err(StoreError::Sequence(_))
+        ));
+        assert_eq!(store.tx("a").unwrap(), None);
+        assert_eq!(store.restore(std::slice::from_ref(&a_before)).unwrap(), 1);
+        assert_eq!(store.tx("a").unwrap(), Some(a_before.clone()));
+        assert_eq!(store.expired("a").unwrap(), None);
+        // Restoring what is not expired does nothing.
+        assert_eq!(store.restore(&[a_before]).unwrap(), 0);
+        store.compact().unwrap();
+        assert!(store.tx("a").unwrap().is_some());
+    }
+
+    #[test]
+    fn progress_markers_and_missing_parents() {
+        let (dir, store) = open();
+        assert_eq!(store.progress("sync/x").unwrap(), None);
+        store.set_progress("sync/x", 7).unwrap();
+        store.set_progress("fragments", 2).unwrap();
+        let meta = chain();
+        let txs = [new("c1", 0, &["p2", "p1"]), new("c2", 1, &["p1"])];
+        let commit = Commit {
+            chain: Some(&meta),
+            txs: &txs,
+            ..Commit::default()
+        };
+        store.commit(&commit, true).unwrap();
+        assert_eq!(store.missing_parents(10).unwrap(), ["p1", "p2"]);
+        assert_eq!(store.missing_parents(1).unwrap(), ["p1"]);
+        drop(store);
+        let store = crate::RedbStore::open(dir.path().join("db")).unwrap();
+        assert_eq!(store.progress("sync/x").unwrap(), Some(7));
+        assert_eq!(store.progress("fragments").unwrap(), Some(2));
     }
 }

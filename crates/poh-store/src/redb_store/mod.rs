@@ -342,9 +342,19 @@ impl Store for RedbStore {
             return Ok(None);
         };
         let txs = txn.open_table(TXS)?;
-        let bytes = txs.get(known.seq)?.ok_or(StoreError::Corrupt(
-            "id index entry without its transaction",
-        ))?;
+        let Some(bytes) = txs.get(known.seq)? else {
+            // Its record expired (the id stays for dedupe); anything else is damage.
+            if txn
+                .open_table(lifecycle::EXPIRED)?
+                .get(known.seq)?
+                .is_some()
+            {
+                return Ok(None);
+            }
+            return Err(StoreError::Corrupt(
+                "id index entry without its transaction",
+            ));
+        };
         let mut record = TxRecord::decode(known.seq, bytes.value())?;
         if record.tx.tx_id != tx_id {
             return Err(StoreError::Corrupt(

@@ -3,7 +3,7 @@ use poh_core::{Entry, PohState, Tx, genesis, sha256};
 use super::*;
 use crate::NewTx;
 
-fn record(id: &str, seq: u64, parents: &[&str]) -> TxRecord {
+pub(super) fn record(id: &str, seq: u64, parents: &[&str]) -> TxRecord {
     let tx = Tx {
         tx_id: id.into(),
         holder_id: "h".into(),
@@ -25,7 +25,7 @@ fn record(id: &str, seq: u64, parents: &[&str]) -> TxRecord {
     }
 }
 
-fn new(id: &str, seq: u64, missing: &[&str]) -> NewTx {
+pub(super) fn new(id: &str, seq: u64, missing: &[&str]) -> NewTx {
     NewTx {
         record: record(id, seq, missing),
         missing_parents: missing.iter().map(|p| p.to_string()).collect(),
@@ -35,7 +35,7 @@ fn new(id: &str, seq: u64, missing: &[&str]) -> NewTx {
 /// Transactions and entries of one commit.
 type Batch<'a> = (&'a [NewTx], &'a [(u64, Entry)]);
 
-fn entry(i: u64) -> Entry {
+pub(super) fn entry(i: u64) -> Entry {
     Entry {
         num_hashes: 3,
         hash: sha256(&i.to_le_bytes()),
@@ -43,7 +43,7 @@ fn entry(i: u64) -> Entry {
     }
 }
 
-fn chain() -> ChainMeta {
+pub(super) fn chain() -> ChainMeta {
     ChainMeta {
         chain_id: "c".into(),
         hashes_per_tick: 10,
@@ -51,7 +51,7 @@ fn chain() -> ChainMeta {
     }
 }
 
-fn open() -> (tempfile::TempDir, RedbStore) {
+pub(super) fn open() -> (tempfile::TempDir, RedbStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(dir.path().join("db")).unwrap();
     (dir, store)
@@ -693,7 +693,7 @@ fn waiting_children_name_who_waits_for_a_missing_parent() {
     assert!(found[2].is_empty());
 }
 
-fn header(height: u64, start: u64, end: u64, prev: poh_core::Hash) -> poh_core::Header {
+pub(super) fn header(height: u64, start: u64, end: u64, prev: poh_core::Hash) -> poh_core::Header {
     poh_core::Header {
         chain_id: "c".into(),
         level: poh_core::Level::Municipality,
