@@ -1,6 +1,6 @@
 //! `poh`, the operator's command-line tool (SPEC §9): one module per command group —
 //! [`serve`] (a node), [`peers`] (the peers file), [`client`] (broadcast, check-peers, submit,
-//! status, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs), [`chain`] (export, verify --chain), [`prove`] (prove, verify --proof), [`keygen`] and
+//! status, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs), [`chain`] (export, verify --chain), [`prove`] (prove, verify --proof), [`restore`], [`keygen`] and
 //! [`certs`]. Each is a thin shell over the library crates, and every error ends as one line
 //! on stderr with a non-zero exit code.
 #![forbid(unsafe_code)]
@@ -13,6 +13,7 @@ mod client;
 mod keygen;
 mod peers;
 mod prove;
+mod restore;
 mod serve;
 mod verify;
 
@@ -56,6 +57,9 @@ enum Command {
     /// A transaction's inclusion proof, from its header up the federation, checked before
     /// it is written.
     Prove(prove::ProveArgs),
+    /// Rebuild a sealed batch from any k of its erasure-coded fragments, check it against
+    /// the header in a stopped node's store, and put its expired transactions back.
+    Restore(restore::RestoreArgs),
     /// Run a PoH generator for a number of entries and write them as a PoH log file.
     GenerateLog(verify::GenerateArgs),
     /// Measure this machine.
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::verify(&args),
         Command::Export(args) => chain::export(&args),
         Command::Prove(args) => prove::prove(&args),
+        Command::Restore(args) => restore::restore(&args),
         Command::GenerateLog(args) => verify::generate(&args),
         Command::Bench(bench) => bench::run(&bench),
         Command::AddPeer(args) => peers::add(&args),

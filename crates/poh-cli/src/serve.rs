@@ -8,7 +8,10 @@ use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use poh_core::{Level, PohMode};
-use poh_node::{Node, NodeConfig, config::ChildConfig};
+use poh_node::{
+    Node, NodeConfig,
+    config::{ChildConfig, Span},
+};
 
 /// Settings every node command takes.
 #[derive(clap::Args, Debug, Default)]
@@ -110,6 +113,20 @@ pub struct NodeArgs {
     /// often [default: 10].
     #[arg(long, env = "POH_MAX_BATCH_INTERVAL")]
     max_batch_interval: Option<f64>,
+    /// Sealed transactions received longer ago than this leave the store (e.g. 7d, 12h);
+    /// their PoH entries and headers stay [default: never].
+    #[arg(long, env = "POH_TTL")]
+    ttl: Option<Span>,
+    /// How often the TTL sweep runs [default: 1m].
+    #[arg(long, env = "POH_TTL_SWEEP_INTERVAL")]
+    ttl_sweep_interval: Option<Span>,
+    /// How often to catch up from the gRPC peers (Sync); 0s turns it off [default: 30s].
+    #[arg(long, env = "POH_SYNC_INTERVAL")]
+    sync_interval: Option<Span>,
+    /// How often to look for missing parents and ask the peers (Repair); 0s turns it off
+    /// [default: 1s].
+    #[arg(long, env = "POH_REPAIR_INTERVAL")]
+    repair_interval: Option<Span>,
 }
 
 /// `poh serve`.
@@ -182,18 +199,23 @@ fn parse_mode(s: &str) -> Result<PohMode, String> {
     }
 }
 
+/// The TOML config file at `path`, or the defaults without one (no flags applied).
+pub(crate) fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<NodeConfig> {
+    Ok(match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the config file {}", path.display()))?;
+            NodeConfig::from_toml(&text)
+                .with_context(|| format!("config file {}", path.display()))?
+        }
+        None => NodeConfig::default(),
+    })
+}
+
 impl NodeArgs {
     /// The TOML file (or the defaults), with every given flag or variable applied on top.
     pub fn resolve(&self) -> anyhow::Result<NodeConfig> {
-        let mut config = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
-                NodeConfig::from_toml(&text)
-                    .with_context(|| format!("config file {}", path.display()))?
-            }
-            None => NodeConfig::default(),
-        };
+        let mut config = load_config(self.config.as_deref())?;
         set(&mut config.chain_id, &self.chain_id);
         set(&mut config.bind, &self.bind);
         set(
@@ -217,6 +239,10 @@ impl NodeArgs {
         if !self.children.is_empty() {
             federation.children = self.children.clone();
         }
+        set(&mut config.ttl.after, &self.ttl.map(Some));
+        set(&mut config.ttl.sweep_interval, &self.ttl_sweep_interval);
+        set(&mut config.repair.sync_interval, &self.sync_interval);
+        set(&mut config.repair.repair_interval, &self.repair_interval);
         if self.auth_token_file.is_some()
             || self.jwt_hs256_secret_file.is_some()
             || self.jwt_eddsa_public_key_file.is_some()

@@ -48,6 +48,9 @@ pub enum NodeError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] poh_store::StoreError),
+    /// Erasure-coded fragments could not be written, read or restored.
+    #[error(transparent)]
+    Fragments(#[from] crate::retention::fragments::FragmentError),
     /// PoH failed (a bad setting, or the generator stopped).
     #[error(transparent)]
     Poh(#[from] poh_core::Error),

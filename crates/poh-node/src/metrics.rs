@@ -116,6 +116,10 @@ pub struct Metrics {
     pub buffered_bytes: Gauge,
     /// Headers sealed and child headers judged.
     pub federation: FederationMetrics,
+    /// Catch-up and repair from peers.
+    pub repair: RepairMetrics,
+    /// Erasure-coded fragments of sealed batches.
+    pub fragments: FragmentMetrics,
 }
 
 /// Why a child header was or was not recorded: the `result` label of
@@ -156,6 +160,127 @@ impl FederationMetrics {
     /// Counts one child header.
     pub fn child_header(&self, result: ChildResult) {
         self.child_headers[result as usize].increment(1);
+    }
+}
+
+/// Which way a record came from a peer: the `source` label of the repair metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepairSource {
+    /// Catch-up: a peer's `Sync` stream.
+    Sync,
+    /// Repair: a peer's `Repair` answer for ids this node asked for.
+    Repair,
+}
+
+/// What became of one record a peer sent: the `result` label of `poh_repair_records_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordResult {
+    /// Stored for the first time.
+    Stored,
+    /// Already stored, with the same digest.
+    Duplicate,
+    /// Refused: not asked for, invalid, a bad signature, or a conflict with what is stored.
+    Refused,
+}
+
+/// `poh_repair_records_total{source, result}` and `poh_repair_requests_total{source, result}`.
+#[derive(Clone)]
+pub struct RepairMetrics {
+    records: [[Counter; 3]; 2],
+    requests: [[Counter; 2]; 2],
+}
+
+impl RepairMetrics {
+    fn new(registry: &Registry) -> Self {
+        let r = &registry.recorder;
+        r.describe_counter(
+            "poh_repair_records_total".into(),
+            None,
+            "Records received from peers by catch-up (sync) and repair, by what became of them."
+                .into(),
+        );
+        r.describe_counter(
+            "poh_repair_requests_total".into(),
+            None,
+            "Sync and Repair calls to peers, by result (ok, failed).".into(),
+        );
+        let sources = ["sync", "repair"];
+        let records = sources.map(|source| {
+            ["stored", "duplicate", "refused"].map(|result| {
+                let c = registry.counter(
+                    "poh_repair_records_total",
+                    &[("source", source), ("result", result)],
+                );
+                c.increment(0);
+                c
+            })
+        });
+        let requests = sources.map(|source| {
+            ["ok", "failed"].map(|result| {
+                let c = registry.counter(
+                    "poh_repair_requests_total",
+                    &[("source", source), ("result", result)],
+                );
+                c.increment(0);
+                c
+            })
+        });
+        Self { records, requests }
+    }
+
+    /// Counts records from a peer.
+    pub fn records(&self, source: RepairSource, result: RecordResult, n: u64) {
+        self.records[source as usize][result as usize].increment(n);
+    }
+
+    /// Counts one call to a peer.
+    pub fn request(&self, source: RepairSource, ok: bool) {
+        self.requests[source as usize][usize::from(!ok)].increment(1);
+    }
+}
+
+/// `poh_fragments_written_total`, `poh_fragment_write_failures_total` and
+/// `poh_fragments_height`.
+#[derive(Clone)]
+pub struct FragmentMetrics {
+    /// Fragments written to a location.
+    pub written: Counter,
+    /// Fragment writes that failed (each is retried).
+    pub write_failures: Counter,
+    /// The next height whose fragments are to be written: every height below has all of them.
+    pub height: Gauge,
+}
+
+impl FragmentMetrics {
+    fn new(registry: &Registry) -> Self {
+        let r = &registry.recorder;
+        r.describe_counter(
+            "poh_fragments_written_total".into(),
+            None,
+            "Erasure-coded fragments of sealed batches written to their locations.".into(),
+        );
+        r.describe_counter(
+            "poh_fragment_write_failures_total".into(),
+            None,
+            "Fragment writes that failed (each is retried until it succeeds).".into(),
+        );
+        r.describe_gauge(
+            "poh_fragments_height".into(),
+            None,
+            "The next height whose fragments are to be written; every height below has all of them."
+                .into(),
+        );
+        let written = registry.counter("poh_fragments_written_total", &[]);
+        written.increment(0);
+        let write_failures = registry.counter("poh_fragment_write_failures_total", &[]);
+        write_failures.increment(0);
+        let height = registry.gauge("poh_fragments_height", &[]);
+        height.set(0.0);
+        Self {
+            written,
+            write_failures,
+            height,
+        }
     }
 }
 
@@ -228,8 +353,12 @@ impl Metrics {
         let buffered_bytes = registry.gauge("poh_buffered_bytes", &[]);
         buffered_bytes.set(0.0);
         let federation = FederationMetrics::new(&registry);
+        let repair = RepairMetrics::new(&registry);
+        let fragments = FragmentMetrics::new(&registry);
         Self {
             federation,
+            repair,
+            fragments,
             registry,
             ingest,
             active_peers,

@@ -41,8 +41,10 @@ use crate::{
         health,
         peers::PeersCache,
         relay,
+        repair::Repairer,
     },
     pipeline::{IngestPipeline, PipelineJoin},
+    retention::ttl::Sweeper,
     tls::{NodeTls, acceptor},
 };
 
@@ -130,6 +132,7 @@ impl Node {
         let addrs = start_ingress(&config, ports, &services, &tls, &shutdown, &mut tasks).await?;
         start_network(&config, &tls, &services, relay_queue, &shutdown, &mut tasks).await?;
         start_federation(&config, &tls, &services, node_key, &shutdown, &mut tasks)?;
+        start_retention(&config, &services, &shutdown, &mut tasks);
         log_started(&config, &addrs);
         let supervisor = tokio::spawn(supervise(
             tasks,
@@ -314,8 +317,9 @@ fn serve_tcp(
     ))
 }
 
-/// Stage 4: what goes out: relaying newly stored transactions and the peer health checks,
-/// sharing one broadcaster (its connections) and the node's one view of the peers file.
+/// Stage 4: what goes out: relaying newly stored transactions, the peer health checks, and
+/// catch-up and repair, sharing one broadcaster (its connections) and the node's one view of
+/// the peers file.
 async fn start_network(
     config: &NodeConfig,
     tls: &NodeTls,
@@ -325,7 +329,8 @@ async fn start_network(
     tasks: &mut JoinSet<()>,
 ) -> Result<(), NodeError> {
     let health_every = config.peers.health_interval_secs;
-    if relay_queue.is_none() && health_every == 0 {
+    let repair = Repairer::is_on(&config.repair);
+    if relay_queue.is_none() && health_every == 0 && !repair {
         return Ok(());
     }
     let client_tls = peer_tls(config, tls)?;
@@ -344,6 +349,18 @@ async fn start_network(
             Duration::from_millis(config.peers.timeout_ms),
             shutdown.clone(),
         ));
+    }
+    if repair {
+        let repairer = Repairer::new(
+            services.store.clone(),
+            services.pipeline.clone(),
+            broadcaster.clients().clone(),
+            services.peers.clone(),
+            config.repair.clone(),
+            services.metrics.repair.clone(),
+            Duration::from_millis(config.peers.timeout_ms),
+        );
+        tasks.spawn(repairer.run(shutdown.clone()));
     }
     Ok(())
 }
@@ -392,11 +409,38 @@ fn start_federation(
             hashes_per_tick: config.poh.hashes_per_tick,
             tls: peer_tls(config, tls)?,
             timeout: Duration::from_millis(config.peers.timeout_ms),
-            sealed: sealed_rx,
+            sealed: sealed_rx.clone(),
         };
         tasks.spawn(link.run(shutdown.clone()));
     }
+    if !config.fragments.locations.is_empty() {
+        let writer = crate::retention::fragments::FragmentWriter::new(
+            &config.fragments,
+            services.store.clone(),
+            services.metrics.fragments.clone(),
+        )?;
+        let (token, sealed) = (shutdown.clone(), sealed_rx.clone());
+        tasks.spawn(async move {
+            if let Err(e) = writer.run(sealed, token).await {
+                tracing::error!(error = %e, "the fragment writer stopped");
+            }
+        });
+    }
     Ok(())
+}
+
+/// Stage 6: the TTL sweep, when a TTL is set.
+fn start_retention(
+    config: &NodeConfig,
+    services: &Services,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let fragments = !config.fragments.locations.is_empty();
+    let gc_events = services.metrics.gc_events.clone();
+    if let Some(sweeper) = Sweeper::new(services.store.clone(), &config.ttl, fragments, gc_events) {
+        tasks.spawn(sweeper.run(shutdown.clone()));
+    }
 }
 
 /// How the node talks to other nodes (peers, its parent): its trust settings and identity,

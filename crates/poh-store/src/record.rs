@@ -209,7 +209,10 @@ impl Known {
 }
 
 impl TxRecord {
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// The stable on-disk encoding of the record (a protobuf message whose fields 1–7 are
+    /// `poh.v1.Tx`); `poh_seq`, `status` and `header_id` are not part of it (the seq is the
+    /// record's key, the rest is derived on read). Also the form a batch's fragments carry.
+    pub fn encode(&self) -> Vec<u8> {
         let tx = &self.tx;
         StoredTx {
             tx_id: tx.tx_id.clone(),
@@ -228,8 +231,9 @@ impl TxRecord {
         .encode_to_vec()
     }
 
-    /// Decodes a stored record; `status` and `header_id` are filled in by the caller.
-    pub(crate) fn decode(poh_seq: u64, bytes: &[u8]) -> Result<Self, StoreError> {
+    /// Decodes [`TxRecord::encode`]'s bytes, which may be untrusted (an error, never a
+    /// panic); `status` is `Ordered` and `header_id` `None` until the caller fills them in.
+    pub fn decode(poh_seq: u64, bytes: &[u8]) -> Result<Self, StoreError> {
         let s = StoredTx::decode(bytes).map_err(|_| StoreError::Corrupt("transaction record"))?;
         Ok(Self {
             digest: hash_from(&s.digest, "transaction digest")?,
@@ -253,7 +257,9 @@ impl TxRecord {
     }
 }
 
-pub(crate) fn encode_entry(entry: &Entry) -> Vec<u8> {
+/// The stable on-disk encoding of a PoH entry (a protobuf message; the mixins as
+/// concatenated 32-byte digests).
+pub fn encode_entry(entry: &Entry) -> Vec<u8> {
     StoredEntry {
         num_hashes: entry.num_hashes,
         hash: entry.hash.0.to_vec(),
@@ -262,7 +268,8 @@ pub(crate) fn encode_entry(entry: &Entry) -> Vec<u8> {
     .encode_to_vec()
 }
 
-pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
+/// Decodes [`encode_entry`]'s bytes, which may be untrusted (an error, never a panic).
+pub fn decode_entry(bytes: &[u8]) -> Result<Entry, StoreError> {
     let s = StoredEntry::decode(bytes).map_err(|_| StoreError::Corrupt("PoH entry"))?;
     if s.mixins.len() % Hash::LEN != 0 {
         return Err(StoreError::Corrupt("PoH entry mixins"));

@@ -5,5 +5,6 @@ mod federation;
 mod flood;
 mod network;
 mod peers;
+mod restore;
 mod serve;
 mod tools;

@@ -53,6 +53,15 @@ impl NodeConfig {
         self.check_write_paths()?;
         self.check_federation()?;
         self.check_buffered()?;
+        self.check_retention()?;
+        // Fragments: a coding reed-solomon-simd supports, and locations that parse (they are
+        // opened, and local directories created, only when the node starts).
+        crate::retention::fragments::check_coding(self.fragments.data, self.fragments.parity)
+            .map_err(NodeError::Config)?;
+        for location in &self.fragments.locations {
+            crate::retention::fragments::location::LocationSpec::parse(location)
+                .map_err(|e| NodeError::Config(e.to_string()))?;
+        }
         if self.peers.attempts == 0 || self.peers.timeout_ms == 0 {
             return Err(NodeError::Config(
                 "peers.attempts and peers.timeout_ms must be at least 1".into(),
@@ -63,6 +72,30 @@ impl NodeConfig {
 }
 
 impl NodeConfig {
+    /// Catch-up, repair and TTL settings that can work.
+    fn check_retention(&self) -> Result<(), NodeError> {
+        let repair = &self.repair;
+        if !(1..=10_000).contains(&repair.sync_page) || !(1..=10_000).contains(&repair.repair_batch)
+        {
+            return Err(NodeError::Config(
+                "repair.sync_page and repair.repair_batch must be 1–10000".into(),
+            ));
+        }
+        if let Some(after) = self.ttl.after {
+            if after.0.is_zero() {
+                return Err(NodeError::Config(
+                    "ttl.after must be longer than 0s (leave it out to keep everything)".into(),
+                ));
+            }
+            if self.ttl.sweep_interval.0.is_zero() || self.ttl.sweep_batch == 0 {
+                return Err(NodeError::Config(
+                    "ttl.sweep_interval and ttl.sweep_batch must be more than 0".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// With client authentication on, no listener may take a write without credentials
     /// (SPEC §8): UDP only when the operator accepts unauthenticated datagrams explicitly,
     /// QUIC only with mutual TLS (its clients send no token).

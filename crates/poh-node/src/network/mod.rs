@@ -5,6 +5,7 @@
 //!   timeouts and retries;
 //! - [`relay`]: forwarding each newly stored transaction once (`--relay`);
 //! - [`health`]: peer reachability and `active_peers`;
+//! - [`repair`]: catch-up (`Sync`) and repair (`Repair`) of what this node missed;
 //! - [`client`]: every client, per transport (gRPC, HTTP, UDP, QUIC), and the connections to
 //!   peers they keep.
 
@@ -13,5 +14,6 @@ pub mod client;
 pub mod health;
 pub mod peers;
 pub(crate) mod relay;
+pub(crate) mod repair;
 
 pub use broadcast::{BroadcastReport, Broadcaster, Delivery, PeerResult};

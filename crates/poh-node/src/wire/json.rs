@@ -97,10 +97,13 @@ pub struct TxOk {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable code: `invalid`, `bad_signature`, `conflict`, `too_large`, `not_found`,
-    /// `unsupported_media_type`, `overloaded`, `unavailable`, `internal`.
+    /// `expired`, `unsupported_media_type`, `overloaded`, `unavailable`, `internal`.
     pub error: &'static str,
     /// What went wrong and what to do.
     pub message: String,
+    /// With `expired`: the header that sealed the transaction, whose fragments hold it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_id: Option<String>,
 }
 
 /// One element of a `POST /v1/tx/batch` answer: the body `POST /v1/tx` would have given.
@@ -138,6 +141,7 @@ pub fn tx_result(tx_id: String, result: &TxResult) -> (http::StatusCode, BatchIt
             let body = ErrorBody {
                 error: refusal.error,
                 message: e.to_string(),
+                header_id: None,
             };
             (refusal.status, BatchItem::Err(body))
         }

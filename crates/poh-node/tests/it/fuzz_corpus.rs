@@ -93,3 +93,12 @@ mod sealed_header {
         super::replay("sealed_header", one_input);
     }
 }
+
+mod fragment {
+    include!("../../../../fuzz/fuzz_targets/fragment_body.rs");
+
+    #[test]
+    fn corpus_replays_cleanly() {
+        super::replay("fragment", one_input);
+    }
+}

@@ -16,6 +16,7 @@ use poh_proto::v1::{
     dag_service_server::{DagService, DagServiceServer},
     poh_service_server::{PohService, PohServiceServer},
 };
+use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -45,12 +46,13 @@ const STREAM_CHUNK: usize = 1024;
 const STREAM_CHUNK_BYTES: usize = 1 << 20;
 /// Submissions of one stream awaiting their answers; beyond it the stream stops reading.
 const STREAM_IN_FLIGHT: usize = 32;
-/// Most records one `Sync` or `Repair` call returns.
-const MAX_RECORDS: usize = 10_000;
+/// Most records one `Sync` call returns, and most ids one `Repair` call asks for.
+pub(crate) const MAX_RECORDS: usize = 10_000;
 /// Records read from the store at a time for a `Sync` stream…
 const PAGE_RECORDS: usize = 256;
-/// …and at most this many bytes of them.
-const PAGE_BYTES: usize = 1 << 20;
+/// …and at most this many bytes of them; also the most bytes of records one `Repair` answer
+/// holds (the default message limit is 2 MiB).
+pub(crate) const PAGE_BYTES: usize = 1 << 20;
 
 /// Every method served, by path, with its `method` label. Any other path is counted as
 /// `other`, so a client cannot grow the label set; ours exist before the first call.
@@ -318,14 +320,21 @@ impl PohService for Api {
     ) -> Result<Response<pb::TxRecord>, Status> {
         let tx_id = request.into_inner().tx_id;
         check_id(&tx_id)?;
-        let record = self
+        let found = self
             .services
-            .read(move |store| store.tx(&tx_id))
+            .read(move |store| match store.tx(&tx_id)? {
+                Some(record) => Ok(Ok(record)),
+                None => Ok(Err(store.expired(&tx_id)?)),
+            })
             .await
             .map_err(internal)?;
-        match record {
-            Some(record) => Ok(Response::new(record_pb(record))),
-            None => Err(Status::not_found("no transaction with this tx_id")),
+        match found {
+            Ok(record) => Ok(Response::new(record_pb(record))),
+            Err(Some(header_id)) => Err(Status::not_found(format!(
+                "expired: the transaction's record left this node's store (TTL); header_id \
+                 {header_id} sealed it"
+            ))),
+            Err(None) => Err(Status::not_found("no transaction with this tx_id")),
         }
     }
 
@@ -342,14 +351,24 @@ impl PohService for Api {
         for id in &ids {
             check_id(id)?;
         }
+        // In the order asked, up to PAGE_BYTES (always at least one record): the caller asks
+        // again for the ids after the last one answered, so any number of ids fits the
+        // message limit.
         let records = self
             .services
             .read(move |store| {
                 let mut out = Vec::new();
+                let mut bytes = 0;
                 for id in &ids {
-                    if let Some(record) = store.tx(id)? {
-                        out.push(record_pb(record));
+                    let Some(record) = store.tx(id)? else {
+                        continue;
+                    };
+                    let record = record_pb(record);
+                    bytes += record.encoded_len();
+                    if bytes > PAGE_BYTES && !out.is_empty() {
+                        break;
                     }
+                    out.push(record);
                 }
                 Ok(out)
             })
@@ -440,12 +459,32 @@ impl DagService for Api {
         let tx_id = request.into_inner().tx_id;
         check_id(&tx_id)?;
         let id = tx_id.clone();
-        let record = self
+        let (record, expired) = self
             .services
-            .read(move |store| store.tx(&id))
+            .read(move |store| match store.tx(&id)? {
+                Some(record) => Ok((Some(record), None)),
+                None => match store.expired(&id)? {
+                    Some(header_id) => Ok((None, Some((store.lookup(&[&id])?, header_id)))),
+                    None => Ok((None, None)),
+                },
+            })
             .await
             .map_err(internal)?;
-        let response = status_response(tx_id, record);
-        Ok(Response::new(response))
+        // An expired transaction is still sealed: its record left the hot store, its place
+        // in the chain did not.
+        if let Some((known, header_id)) = expired
+            && let Some(Some(known)) = known.into_iter().next()
+        {
+            return Ok(Response::new(pb::StatusResponse {
+                tx_id,
+                status: pb::TxStatus::Sealed as i32,
+                message: "expired from this node's store (TTL); its header holds it".into(),
+                poh_seq: known.seq,
+                poh_hash: known.poh_hash.0.to_vec(),
+                parent_ids: Vec::new(),
+                header_id,
+            }));
+        }
+        Ok(Response::new(status_response(tx_id, record)))
     }
 }

@@ -27,6 +27,7 @@ impl ApiError {
             body: ErrorBody {
                 error,
                 message: message.into(),
+                header_id: None,
             },
             retry_after: false,
         }
@@ -36,6 +37,19 @@ impl ApiError {
     }
     pub(super) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// `410`: the transaction's record expired (TTL); `header_id` sealed it.
+    pub(super) fn expired(header_id: String) -> Self {
+        let mut e = Self::new(
+            StatusCode::GONE,
+            "expired",
+            format!(
+                "the transaction expired from this node's store; header {header_id} sealed it \
+                 (poh restore {header_id} brings it back from its fragments)"
+            ),
+        );
+        e.body.header_id = Some(header_id);
+        e
     }
     pub(super) fn internal() -> Self {
         Self::new(

@@ -321,20 +321,25 @@ async fn post_batch(
     (status = 200, description = "the transaction and its status", body = TxOut),
     (status = 400, description = "not a valid tx_id", body = ErrorBody),
     (status = 404, description = "not_found", body = ErrorBody),
+    (status = 410, description = "expired (TTL): `header_id` names the header that sealed it", body = ErrorBody),
 ))]
 async fn get_tx(
     State(state): State<HttpState>,
     Path(tx_id): Path<String>,
 ) -> Result<Json<TxOut>, ApiError> {
     check_tx_id(&tx_id).map_err(|rule| ApiError::invalid(format!("tx_id {rule}")))?;
-    let record = state
+    let found = state
         .services
-        .read(move |store| store.tx(&tx_id))
+        .read(move |store| match store.tx(&tx_id)? {
+            Some(record) => Ok(Ok(record)),
+            None => Ok(Err(store.expired(&tx_id)?)),
+        })
         .await
         .map_err(error::internal)?;
-    match record {
-        Some(record) => Ok(Json(TxOut::from(record))),
-        None => Err(ApiError::not_found("no transaction with this tx_id")),
+    match found {
+        Ok(record) => Ok(Json(TxOut::from(record))),
+        Err(Some(header_id)) => Err(ApiError::expired(header_id)),
+        Err(None) => Err(ApiError::not_found("no transaction with this tx_id")),
     }
 }
 

@@ -1,0 +1,157 @@
+//! `poh restore` against a real `poh serve`: the node writes fragments to local directories;
+//! once it is stopped, any k of them rebuild a sealed batch (`--out`), and with m + 1 lost
+//! the command fails with one line on stderr.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use serde_json::{Value, json};
+
+use crate::common::{poh, serve_flags, stop, text};
+
+fn get(rt: &tokio::runtime::Runtime, c: &reqwest::Client, url: String) -> Value {
+    rt.block_on(async { c.get(&url).send().await.unwrap().json().await.unwrap() })
+}
+
+/// Polls `check` for at most 30 s.
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within 30 s: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn restore_rebuilds_a_batch_from_any_k_fragments_and_says_when_too_few_remain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dirs: Vec<PathBuf> = (0..6)
+        .map(|i| tmp.path().join(format!("frag{i}")))
+        .collect();
+    let config = tmp.path().join("poh.toml");
+    let list: Vec<String> = dirs
+        .iter()
+        .map(|d| format!("{:?}", d.display().to_string()))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[fragments]\ndata = 4\nparity = 2\nlocations = [{}]\n",
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let node = serve_flags(
+        &data,
+        &[
+            "--config",
+            config_arg,
+            "--min-batch-interval",
+            "0.05",
+            "--max-batch-interval",
+            "0.2",
+        ],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = reqwest::Client::new();
+    for i in 0..10 {
+        let id = format!("cli-frag-{i}");
+        let body = json!({"tx_id": id, "holder_id": "h", "timestamp": 1.5,
+                          "payload_b64": B64.encode(&id)});
+        let status = rt.block_on(async {
+            c.post(format!("{}/v1/tx", node.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status.as_u16(), 201);
+    }
+    let header_id = wait_for("cli-frag-9 SEALED", || {
+        let v = get(&rt, &c, format!("{}/v1/tx/cli-frag-9", node.base));
+        (v["status"] == "SEALED").then(|| v["header_id"].as_str().unwrap().to_string())
+    });
+    let file = |i: usize| dirs[i].join(&header_id).join(i.to_string());
+    wait_for("the header's fragments written", || {
+        (0..6).all(|i| file(i).exists()).then_some(())
+    });
+    stop(node);
+
+    let restore = |out: &Path| {
+        poh(&[
+            "restore",
+            &header_id,
+            "--config",
+            config_arg,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    // All six, then without a data and a parity fragment: the same bytes.
+    let all = tmp.path().join("all.batch");
+    let out = restore(&all);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("from 6 fragments"),
+        "{}",
+        text(&out.stdout)
+    );
+    for i in [0, 4] {
+        std::fs::remove_file(file(i)).unwrap();
+    }
+    let some = tmp.path().join("some.batch");
+    let out = restore(&some);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("from 4 fragments"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(std::fs::read(&all).unwrap(), std::fs::read(&some).unwrap());
+    assert!(std::fs::read(&all).unwrap().starts_with(b"poh.batch.v1"));
+
+    // m + 1 lost: a non-zero exit and the one line.
+    let kept = tmp.path().join("fragment-5");
+    std::fs::rename(file(5), &kept).unwrap();
+    let out = restore(&tmp.path().join("none.batch"));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: header {header_id}: only 3 of the 4 fragments needed are readable \
+             (missing: 0, 4, 5; corrupt: none); restore needs any 4 of 6"
+        ),
+    );
+    assert!(!tmp.path().join("none.batch").exists());
+
+    // Back to k: without --out, into the store (nothing had expired, so nothing comes back).
+    std::fs::rename(&kept, file(5)).unwrap();
+    let out = poh(&[
+        "restore",
+        &header_id,
+        "--config",
+        config_arg,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim_end(),
+        format!("restored 0 transactions of header {header_id} from 4 fragments")
+    );
+}

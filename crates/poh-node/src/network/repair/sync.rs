@@ -1,0 +1,120 @@
+//! Catch-up: what each peer stored since this node last synced from it.
+//!
+//! The sync point of a peer is the `poh_seq` (the peer's) after the last record taken from it,
+//! stored under `sync/<address>` once the records before it are durably stored here; so a
+//! restart resumes where it stopped, and a record is never skipped. Records arrive in the
+//! peer's `poh_seq` order and are stored a chunk at a time: memory holds one chunk, whatever
+//! the gap.
+
+use poh_proto::v1 as pb;
+use tokio_stream::StreamExt as _;
+
+use super::{PeerError, Repairer};
+use crate::{metrics::RepairSource, pipeline::tx_bytes, wire::protobuf::tx_from_pb};
+
+/// Most transactions stored at once…
+const CHUNK: usize = 512;
+/// …and most bytes of them.
+const CHUNK_BYTES: usize = 4 << 20;
+
+impl Repairer {
+    /// One catch-up round over every gRPC peer.
+    pub(super) async fn sync_round(&self) {
+        for (peer, pin) in self.grpc_peers().await {
+            match self.sync_from(&peer, pin.as_deref()).await {
+                Ok(0) => self.failures.ok(&peer),
+                Ok(taken) => {
+                    self.failures.ok(&peer);
+                    tracing::info!(peer, records = taken, "caught up from a peer");
+                }
+                Err(e) => self.failures.failed("catch-up", &peer, &e),
+            }
+        }
+    }
+
+    /// Takes everything `peer` stored since its sync point; returns how many records.
+    async fn sync_from(&self, peer: &str, pin: Option<&str>) -> Result<u64, PeerError> {
+        let key = format!("sync/{peer}");
+        let from = {
+            let key = key.clone();
+            self.read(move |s| s.progress(&key)).await?.unwrap_or(0)
+        };
+        let mut client = self.client(peer, pin)?;
+        let mut next = from;
+        let mut taken = 0;
+        loop {
+            let request = pb::SyncRequest {
+                from_seq: next,
+                limit: self.config.sync_page,
+            };
+            let call = client.sync(self.clients.request(request));
+            let answer = tokio::time::timeout(self.timeout, call).await;
+            let mut stream = match answer {
+                Ok(Ok(stream)) => stream.into_inner(),
+                Ok(Err(status)) => return Err(self.failed(RepairSource::Sync, status.into())),
+                Err(_) => {
+                    return Err(self.failed(RepairSource::Sync, PeerError::Timeout(self.timeout)));
+                }
+            };
+            let mut in_page = 0u64;
+            let mut chunk = Vec::new();
+            let mut chunk_bytes = 0;
+            loop {
+                let item = tokio::time::timeout(self.timeout, stream.next()).await;
+                let record = match item {
+                    Ok(Some(Ok(record))) => record,
+                    Ok(None) => break,
+                    Ok(Some(Err(status))) => {
+                        return Err(self.failed(RepairSource::Sync, status.into()));
+                    }
+                    Err(_) => {
+                        return Err(
+                            self.failed(RepairSource::Sync, PeerError::Timeout(self.timeout))
+                        );
+                    }
+                };
+                // Sync is ordered by the peer's poh_seq from `from_seq`: anything else would
+                // make the sync point skip records.
+                if record.poh_seq < next {
+                    return Err(self.failed(
+                        RepairSource::Sync,
+                        PeerError::Protocol("Sync records out of poh_seq order"),
+                    ));
+                }
+                let Some(tx) = record.tx else {
+                    return Err(self.failed(
+                        RepairSource::Sync,
+                        PeerError::Protocol("a Sync record without its transaction"),
+                    ));
+                };
+                let tx = tx_from_pb(tx);
+                chunk_bytes += tx_bytes(&tx);
+                chunk.push(tx);
+                in_page += 1;
+                next = record.poh_seq.saturating_add(1);
+                if chunk.len() >= CHUNK || chunk_bytes >= CHUNK_BYTES {
+                    taken += self.take(&key, std::mem::take(&mut chunk), next).await?;
+                    chunk_bytes = 0;
+                }
+            }
+            self.metrics.request(RepairSource::Sync, true);
+            taken += self.take(&key, chunk, next).await?;
+            // A short page is the end of what the peer has.
+            if in_page < u64::from(self.config.sync_page.max(1)) {
+                return Ok(taken);
+            }
+        }
+    }
+
+    /// Stores a chunk, then moves the sync point past it.
+    async fn take(&self, key: &str, chunk: Vec<poh_core::Tx>, next: u64) -> Result<u64, PeerError> {
+        let n = chunk.len() as u64;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.store(RepairSource::Sync, chunk).await?;
+        let key = key.to_string();
+        self.read(move |s| s.set_progress(&key, next)).await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,209 @@
+//! Where fragments go. A location string is a local directory (`/var/lib/poh/fragments`,
+//! `relative/dir`, `file:///abs/dir`) or an S3-compatible bucket (`s3://bucket/prefix`);
+//! either becomes an [`ObjectStore`] and a prefix, so the writer and restore treat them alike.
+//! Fragment `index` of a header is the object `<prefix>/<header_id>/<index>`.
+
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+
+use object_store::{
+    ObjectStore, RetryConfig, aws::AmazonS3Builder, local::LocalFileSystem, path::Path,
+};
+
+use super::FragmentError;
+use crate::config::{FragmentsConfig, S3Config};
+
+/// A location string, parsed but not opened (what the configuration checks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocationSpec {
+    /// A local directory (created when opened).
+    Local(PathBuf),
+    /// An S3-compatible bucket and the prefix inside it (may be empty).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix, without leading or trailing `/`.
+        prefix: String,
+    },
+}
+
+impl LocationSpec {
+    /// Parses a location string.
+    pub fn parse(location: &str) -> Result<Self, FragmentError> {
+        let bad = |reason: &str| FragmentError::Location {
+            location: location.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket name"));
+            }
+            let prefix = prefix.trim_matches('/').to_owned();
+            Path::parse(&prefix).map_err(|_| bad("the prefix is not a valid object path"))?;
+            return Ok(Self::S3 {
+                bucket: bucket.to_owned(),
+                prefix,
+            });
+        }
+        if let Some(path) = location.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(bad(
+                    "a file:// location needs an absolute path (file:///dir)",
+                ));
+            }
+            return Ok(Self::Local(PathBuf::from(path)));
+        }
+        if location.contains("://") {
+            return Err(bad("unknown scheme"));
+        }
+        if location.trim().is_empty() {
+            return Err(bad("empty"));
+        }
+        Ok(Self::Local(PathBuf::from(location)))
+    }
+}
+
+/// An opened location.
+#[derive(Clone)]
+pub struct Location {
+    /// The location as configured (for messages).
+    pub name: String,
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Location")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Location {
+    /// Opens a location: creates a local directory when missing; builds an S3 client from
+    /// the `AWS_*` environment with `s3`'s settings on top (no request is made yet).
+    pub fn open(location: &str, s3: &S3Config) -> Result<Self, FragmentError> {
+        let bad = |reason: String| FragmentError::Location {
+            location: location.to_owned(),
+            reason,
+        };
+        let (store, prefix): (Arc<dyn ObjectStore>, Path) = match LocationSpec::parse(location)? {
+            LocationSpec::Local(dir) => {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| bad(format!("cannot create the directory: {e}")))?;
+                let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?;
+                (Arc::new(fs), Path::default())
+            }
+            LocationSpec::S3 { bucket, prefix } => {
+                let s3 = s3_builder(s3, &bucket)?
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                let prefix = Path::parse(&prefix).map_err(|e| bad(e.to_string()))?;
+                (Arc::new(s3), prefix)
+            }
+        };
+        Ok(Self {
+            name: location.to_owned(),
+            store,
+            prefix,
+        })
+    }
+
+    /// Fragment `index` of `header_id`: `<prefix>/<header_id>/<index>`.
+    pub fn object(&self, header_id: &str, index: usize) -> Path {
+        self.prefix.clone().join(header_id).join(index.to_string())
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+}
+
+/// Every configured location, in order.
+pub fn open_all(config: &FragmentsConfig) -> Result<Vec<Location>, FragmentError> {
+    config
+        .locations
+        .iter()
+        .map(|l| Location::open(l, &config.s3))
+        .collect()
+}
+
+/// The location of fragment `index`: `index mod len`. `None` when there are none.
+pub fn for_index(locations: &[Location], index: usize) -> Option<&Location> {
+    locations.get(index.checked_rem(locations.len())?)
+}
+
+fn s3_builder(s3: &S3Config, bucket: &str) -> Result<AmazonS3Builder, FragmentError> {
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        // The writer retries on its own, for ever; restore should report an unreachable
+        // location in seconds rather than the client's default three minutes.
+        .with_retry(RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(20),
+            ..RetryConfig::default()
+        });
+    if let Some(endpoint) = &s3.endpoint {
+        b = b.with_endpoint(endpoint);
+    }
+    if let Some(region) = &s3.region {
+        b = b.with_region(region);
+    }
+    if let Some(id) = &s3.access_key_id {
+        b = b.with_access_key_id(id);
+    }
+    if let Some(path) = &s3.secret_access_key_file {
+        let text = std::fs::read_to_string(path).map_err(|source| FragmentError::File {
+            path: path.clone(),
+            source,
+        })?;
+        b = b.with_secret_access_key(text.lines().next().unwrap_or("").trim());
+    }
+    if s3.allow_http {
+        b = b.with_allow_http(true);
+    }
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(
+            LocationSpec::parse("s3://b/p/q/").unwrap(),
+            LocationSpec::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
+        );
+        assert_eq!(
+            LocationSpec::parse("s3://b").unwrap(),
+            LocationSpec::S3 {
+                bucket: "b".into(),
+                prefix: String::new()
+            }
+        );
+        assert_eq!(
+            LocationSpec::parse("file:///x/y").unwrap(),
+            LocationSpec::Local("/x/y".into())
+        );
+        assert_eq!(
+            LocationSpec::parse("rel/dir").unwrap(),
+            LocationSpec::Local("rel/dir".into())
+        );
+        for bad in [
+            "s3://",
+            "s3:///p",
+            "gs://b",
+            "file://rel",
+            "",
+            "s3://b/a//c",
+        ] {
+            assert!(LocationSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
