@@ -270,6 +270,16 @@ fn bad_start_ups_are_one_clear_line() {
         err.contains("hashes_per_tick must be between 2") && err.lines().count() == 1,
         "{err}"
     );
+    let err = run(&["serve", "--data-dir", data, "--ttl", "0s"]);
+    assert!(
+        err.contains("ttl.after must be longer than 0s") && err.lines().count() == 1,
+        "{err}"
+    );
+    let err = run(&["serve", "--data-dir", data, "--ttl", "a week"]);
+    assert!(
+        err.contains("--ttl") && err.contains("7d"),
+        "a bad duration names the flag and the form: {err}"
+    );
 }
 
 /// Every PoH entry a node serves is durable: after a crash the chain resumes from its last

@@ -109,7 +109,8 @@ impl Sweeper {
         if done.removed > 0 {
             self.gc_events[0].increment(1);
             removed_bytes += done.bytes;
-            self.since_compaction.store(removed_bytes, Ordering::Relaxed);
+            self.since_compaction
+                .store(removed_bytes, Ordering::Relaxed);
         }
         if removed_bytes >= self.config.compact_after_bytes && self.store.compact()? {
             self.gc_events[1].increment(1);

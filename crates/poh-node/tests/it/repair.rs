@@ -116,9 +116,7 @@ async fn a_stopped_node_catches_up_and_a_relaying_node_converges() {
 
     // While B is down, A takes 5,000 more.
     for chunk in 0..5 {
-        let txs: Vec<Tx> = (0..1000)
-            .map(|i| tx(&format!("gap-{chunk}-{i}")))
-            .collect();
+        let txs: Vec<Tx> = (0..1000).map(|i| tx(&format!("gap-{chunk}-{i}"))).collect();
         submit_batch(&c, &a, &txs).await;
     }
     let want = all_records(&a).await;
@@ -130,7 +128,10 @@ async fn a_stopped_node_catches_up_and_a_relaying_node_converges() {
         poh_store::Store::progress(&store, &format!("sync/{}", a.node.grpc_addr().unwrap()))
             .unwrap()
     };
-    assert!(synced_before.is_some_and(|seq| seq >= 10), "B kept its sync point with A");
+    assert!(
+        synced_before.is_some_and(|seq| seq >= 10),
+        "B kept its sync point with A"
+    );
     let b = TestNode {
         node: poh_node::Node::spawn(b_config).await.unwrap(),
         _dir: b_dir,
@@ -143,7 +144,10 @@ async fn a_stopped_node_catches_up_and_a_relaying_node_converges() {
         "poh_repair_records_total{source=\"sync\",result=\"stored\"}",
     )
     .await;
-    assert_eq!(stored, 5_000.0, "only the gap was fetched after the restart");
+    assert_eq!(
+        stored, 5_000.0,
+        "only the gap was fetched after the restart"
+    );
     b.stop().await;
     c_node.stop().await;
     a.stop().await;

@@ -140,6 +140,9 @@ async fn unsealed_transactions_stay_however_old() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let v = get_json(&c, node.http("/v1/tx/young-but-unsealed")).await;
     assert_eq!(v["status"], "ORDERED", "{v}");
-    assert_eq!(metric(&c, &node, "gc_events_total{type=\"minor\"}").await, 0.0);
+    assert_eq!(
+        metric(&c, &node, "gc_events_total{type=\"minor\"}").await,
+        0.0
+    );
     node.stop().await;
 }
