@@ -2,7 +2,6 @@
 //! that answers UNAVAILABLE before it succeeds, one that never answers).
 
 use std::{
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -15,13 +14,9 @@ use poh_node::{
     config::PeersConfig,
     network::{Broadcaster, Delivery, client::ClientTls},
 };
-use poh_proto::v1::{
-    self as pb,
-    poh_service_server::{PohService, PohServiceServer},
-};
-use tonic::{Request, Response, Status};
+use poh_proto::v1 as pb;
 
-use crate::common::{self, TestNode, tx};
+use crate::common::{self, FakePeer, TestNode, tx};
 
 fn peers_of(nodes: &[&TestNode]) -> Peers {
     let mut peers = Peers::default();
@@ -131,75 +126,16 @@ async fn a_node_that_is_down_is_named_and_costs_no_more_than_its_timeout() {
     b.stop().await;
 }
 
-/// A gRPC peer that is UNAVAILABLE for its first `failures` calls, then stores.
-struct Flaky {
-    calls: Arc<AtomicU32>,
-    failures: u32,
-}
-
-type BoxStream<T> = Pin<Box<dyn futures_util::Stream<Item = Result<T, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl PohService for Flaky {
-    async fn broadcast(&self, _: Request<pb::Tx>) -> Result<Response<pb::Ack>, Status> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        if n < self.failures {
-            return Err(Status::unavailable("warming up"));
-        }
-        Ok(Response::new(pb::Ack {
-            success: true,
-            code: pb::AckCode::Stored as i32,
-            poh_seq: 7,
-            poh_hash: vec![0; 32],
-            message: String::new(),
-        }))
-    }
-    type BroadcastStreamStream = BoxStream<pb::Ack>;
-    async fn broadcast_stream(
-        &self,
-        _: Request<tonic::Streaming<pb::Tx>>,
-    ) -> Result<Response<Self::BroadcastStreamStream>, Status> {
-        Err(Status::unimplemented(""))
-    }
-    async fn get_tx(&self, _: Request<pb::GetTxRequest>) -> Result<Response<pb::TxRecord>, Status> {
-        Err(Status::unimplemented(""))
-    }
-    async fn repair(
-        &self,
-        _: Request<pb::RepairRequest>,
-    ) -> Result<Response<pb::RepairResponse>, Status> {
-        Err(Status::unimplemented(""))
-    }
-    type SyncStream = BoxStream<pb::TxRecord>;
-    async fn sync(
-        &self,
-        _: Request<pb::SyncRequest>,
-    ) -> Result<Response<Self::SyncStream>, Status> {
-        Err(Status::unimplemented(""))
-    }
-    type SubscribeStream = BoxStream<pb::TxRecord>;
-    async fn subscribe(
-        &self,
-        _: Request<pb::SubscribeRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        Err(Status::unimplemented(""))
-    }
-}
-
 #[tokio::test]
 async fn unavailable_twice_then_success_is_retried_to_success() {
     let calls = Arc::new(AtomicU32::new(0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let service = PohServiceServer::new(Flaky {
+    let (addr, server) = FakePeer {
         calls: calls.clone(),
-        failures: 2,
-    });
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+        unavailable_first: 2,
+        ..FakePeer::default()
+    }
+    .serve()
+    .await;
     let broadcaster = Broadcaster::new(settings(2000), ClientTls::default(), None)
         .await
         .unwrap();
@@ -279,6 +215,8 @@ async fn a_ring_of_three_relaying_nodes_stores_once_each_and_stops() {
         common::start_with(move |c| {
             c.relay = true;
             c.peers_file = Some(file);
+            // Only relaying moves transactions here: catch-up would add receptions.
+            c.repair.sync_interval = poh_node::config::Span(Duration::ZERO);
         })
     };
     let (a, b, c) = tokio::join!(start(0), start(1), start(2));

@@ -191,3 +191,96 @@ pub async fn metric(c: &Client, node: &TestNode, series: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// A misbehaving gRPC peer, served on a loopback port: `Broadcast` is UNAVAILABLE for its
+/// first `unavailable_first` calls, then stores; `Repair` answers with whichever of
+/// `repair_answers` were asked for, as they are (a test alters them to play a tampering
+/// peer). Everything else is UNIMPLEMENTED.
+#[derive(Default)]
+pub struct FakePeer {
+    pub calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    pub unavailable_first: u32,
+    pub repair_answers: Vec<poh_proto::v1::TxRecord>,
+}
+
+type BoxStream<T> =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+impl FakePeer {
+    /// Serves the peer until the returned task is aborted.
+    pub async fn serve(self) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        use poh_proto::v1::poh_service_server::PohServiceServer;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(PohServiceServer::new(self))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .unwrap();
+        });
+        (addr, server)
+    }
+}
+
+#[tonic::async_trait]
+impl poh_proto::v1::poh_service_server::PohService for FakePeer {
+    async fn broadcast(
+        &self,
+        _: tonic::Request<poh_proto::v1::Tx>,
+    ) -> Result<tonic::Response<poh_proto::v1::Ack>, tonic::Status> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n < self.unavailable_first {
+            return Err(tonic::Status::unavailable("warming up"));
+        }
+        Ok(tonic::Response::new(poh_proto::v1::Ack {
+            success: true,
+            code: poh_proto::v1::AckCode::Stored as i32,
+            poh_seq: 7,
+            poh_hash: vec![0; 32],
+            message: String::new(),
+        }))
+    }
+    type BroadcastStreamStream = BoxStream<poh_proto::v1::Ack>;
+    async fn broadcast_stream(
+        &self,
+        _: tonic::Request<tonic::Streaming<poh_proto::v1::Tx>>,
+    ) -> Result<tonic::Response<Self::BroadcastStreamStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented(""))
+    }
+    async fn get_tx(
+        &self,
+        _: tonic::Request<poh_proto::v1::GetTxRequest>,
+    ) -> Result<tonic::Response<poh_proto::v1::TxRecord>, tonic::Status> {
+        Err(tonic::Status::unimplemented(""))
+    }
+    async fn repair(
+        &self,
+        request: tonic::Request<poh_proto::v1::RepairRequest>,
+    ) -> Result<tonic::Response<poh_proto::v1::RepairResponse>, tonic::Status> {
+        let asked = request.into_inner().tx_ids;
+        let records = self
+            .repair_answers
+            .iter()
+            .filter(|r| r.tx.as_ref().is_some_and(|t| asked.contains(&t.tx_id)))
+            .cloned()
+            .collect();
+        Ok(tonic::Response::new(poh_proto::v1::RepairResponse {
+            records,
+        }))
+    }
+    type SyncStream = BoxStream<poh_proto::v1::TxRecord>;
+    async fn sync(
+        &self,
+        _: tonic::Request<poh_proto::v1::SyncRequest>,
+    ) -> Result<tonic::Response<Self::SyncStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented(""))
+    }
+    type SubscribeStream = BoxStream<poh_proto::v1::TxRecord>;
+    async fn subscribe(
+        &self,
+        _: tonic::Request<poh_proto::v1::SubscribeRequest>,
+    ) -> Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented(""))
+    }
+}

@@ -3,19 +3,15 @@
 //! and a peer that answers with a tampered transaction is refused while an honest one
 //! completes the repair.
 
-use std::{collections::BTreeMap, pin::Pin, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use poh_core::{Hash, SigningKey, Tx};
 use poh_node::{NodeConfig, Peers, config::Span};
-use poh_proto::v1::{
-    self as pb, GetTxRequest, RepairRequest, SyncRequest,
-    poh_service_server::{PohService, PohServiceServer},
-};
+use poh_proto::v1::{self as pb, RepairRequest, SyncRequest};
 use reqwest::Client;
 use serde_json::Value;
-use tonic::{Request, Response, Status};
 
-use crate::common::{self, TestNode, get_json, json, metric, signed, tx};
+use crate::common::{self, FakePeer, TestNode, get_json, json, metric, signed, tx};
 
 /// Every record a node stores, by id, with its digest recomputed from the transaction.
 async fn all_records(node: &TestNode) -> BTreeMap<String, Hash> {
@@ -214,54 +210,6 @@ async fn a_missing_parent_is_repaired_and_its_child_is_ordered() {
     honest.stop().await;
 }
 
-/// A peer that answers every repair with the records it was given, altered.
-struct Tampering {
-    records: Vec<pb::TxRecord>,
-}
-
-type BoxStream<T> = Pin<Box<dyn futures_util::Stream<Item = Result<T, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl PohService for Tampering {
-    async fn broadcast(&self, _: Request<pb::Tx>) -> Result<Response<pb::Ack>, Status> {
-        Err(Status::unimplemented(""))
-    }
-    type BroadcastStreamStream = BoxStream<pb::Ack>;
-    async fn broadcast_stream(
-        &self,
-        _: Request<tonic::Streaming<pb::Tx>>,
-    ) -> Result<Response<Self::BroadcastStreamStream>, Status> {
-        Err(Status::unimplemented(""))
-    }
-    async fn get_tx(&self, _: Request<GetTxRequest>) -> Result<Response<pb::TxRecord>, Status> {
-        Err(Status::unimplemented(""))
-    }
-    async fn repair(
-        &self,
-        request: Request<RepairRequest>,
-    ) -> Result<Response<pb::RepairResponse>, Status> {
-        let asked = request.into_inner().tx_ids;
-        let records = self
-            .records
-            .iter()
-            .filter(|r| asked.contains(&r.tx.as_ref().unwrap().tx_id))
-            .cloned()
-            .collect();
-        Ok(Response::new(pb::RepairResponse { records }))
-    }
-    type SyncStream = BoxStream<pb::TxRecord>;
-    async fn sync(&self, _: Request<SyncRequest>) -> Result<Response<Self::SyncStream>, Status> {
-        Err(Status::unimplemented(""))
-    }
-    type SubscribeStream = BoxStream<pb::TxRecord>;
-    async fn subscribe(
-        &self,
-        _: Request<pb::SubscribeRequest>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        Err(Status::unimplemented(""))
-    }
-}
-
 #[tokio::test]
 async fn a_tampered_repair_answer_is_refused_and_an_honest_peer_completes_it() {
     let c = Client::new();
@@ -273,18 +221,15 @@ async fn a_tampered_repair_answer_is_refused_and_an_honest_peer_completes_it() {
     // The tampering peer serves the parent with its payload changed, signature kept.
     let mut altered = parent.clone();
     altered.payload = b"pay the attacker".to_vec();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let evil_addr = listener.local_addr().unwrap();
-    let evil = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(PohServiceServer::new(Tampering {
-                records: vec![pb::TxRecord {
-                    tx: Some(common::pb(&altered)),
-                    ..Default::default()
-                }],
-            }))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (evil_addr, evil) = FakePeer {
+        repair_answers: vec![pb::TxRecord {
+            tx: Some(common::pb(&altered)),
+            ..Default::default()
+        }],
+        ..FakePeer::default()
+    }
+    .serve()
+    .await;
     let (node, _dir) = child_waiting_for(&parent, |f| {
         // The tampering peer is asked first.
         let peers = Peers {
