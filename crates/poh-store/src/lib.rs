@@ -114,8 +114,9 @@ pub trait Store: Send + Sync + 'static {
     fn set_progress(&self, key: &str, value: u64) -> Result<(), StoreError>;
 
     /// Ids that stored transactions name as parents but that are not stored: what the DAG
-    /// waits for. At most `limit`, in id order.
-    fn missing_parents(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// waits for. At most `limit`, in id order, after `after` (`""`: from the first), so a
+    /// caller can go round all of them however many there are.
+    fn missing_parents(&self, after: &str, limit: usize) -> Result<Vec<String>, StoreError>;
 
     /// Removes, durably, the records of transactions received before `received_before`
     /// (Unix seconds) with a `poh_seq` below `below_seq`, in storage order, at most `limit`;

@@ -7,10 +7,7 @@
 //! verifies); only its record leaves, and `expired` remembers the entry it was recorded in, so
 //! the node can name the header that sealed it.
 
-use redb::{
-    Durability, ReadableDatabase, ReadableMultimapTable, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
-};
+use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{IDS, PENDING, RedbStore, TXS, WAITING, headers, read_known};
 use crate::{StoreError, TxRecord};
@@ -49,14 +46,19 @@ impl RedbStore {
         Ok(())
     }
 
-    pub(super) fn missing_parents_impl(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+    pub(super) fn missing_parents_impl(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
         let txn = self.db().begin_read()?;
         let waiting = txn.open_multimap_table(WAITING)?;
         if waiting.len()? == 0 {
             return Ok(Vec::new());
         }
+        let range = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
         waiting
-            .iter()?
+            .range::<&str>(range)?
             .take(limit)
             .map(|item| Ok(item?.0.value().to_owned()))
             .collect()
@@ -260,8 +262,9 @@ mod tests {
             ..Commit::default()
         };
         store.commit(&commit, true).unwrap();
-        assert_eq!(store.missing_parents(10).unwrap(), ["p1", "p2"]);
-        assert_eq!(store.missing_parents(1).unwrap(), ["p1"]);
+        assert_eq!(store.missing_parents("", 10).unwrap(), ["p1", "p2"]);
+        assert_eq!(store.missing_parents("p1", 10).unwrap(), ["p2"]);
+        assert_eq!(store.missing_parents("", 1).unwrap(), ["p1"]);
         drop(store);
         let store = crate::RedbStore::open(dir.path().join("db")).unwrap();
         assert_eq!(store.progress("sync/x").unwrap(), Some(7));

@@ -509,8 +509,8 @@ impl Store for RedbStore {
         self.set_progress_impl(key, value)
     }
 
-    fn missing_parents(&self, limit: usize) -> Result<Vec<String>, StoreError> {
-        self.missing_parents_impl(limit)
+    fn missing_parents(&self, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.missing_parents_impl(after, limit)
     }
 
     fn expire(

@@ -20,7 +20,17 @@ impl Repairer {
     /// One repair round: the missing parents, at most `repair_batch` of them.
     pub(super) async fn repair_round(&self) {
         let batch = self.config.repair_batch;
-        let wanted = match self.read(move |s| s.missing_parents(batch)).await {
+        // Round by round through every missing parent, so ids no peer has never keep the
+        // rest from being asked for.
+        let after = self.cursor().clone();
+        let listed = self.read(move |s| s.missing_parents(&after, batch)).await;
+        if let Ok(ids) = &listed {
+            *self.cursor() = match ids.len() < batch {
+                true => String::new(),
+                false => ids.last().cloned().unwrap_or_default(),
+            };
+        }
+        let wanted = match listed {
             Ok(ids) if ids.is_empty() => return,
             Ok(ids) => ids.into_iter().collect::<BTreeSet<_>>(),
             Err(e) => {
@@ -43,6 +53,10 @@ impl Repairer {
         if found > 0 {
             tracing::info!(found, missing = wanted.len(), "repaired missing parents");
         }
+    }
+
+    fn cursor(&self) -> std::sync::MutexGuard<'_, String> {
+        self.repair_cursor.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Asks `peer` for every id in `wanted`, removing those it supplied.

@@ -43,6 +43,8 @@ pub(crate) struct Repairer {
     /// How long one call to a peer may take (each `Sync` message, each `Repair` answer).
     timeout: Duration,
     failures: FailureLog,
+    /// The last missing parent asked for: the next round lists those after it.
+    repair_cursor: std::sync::Mutex<String>,
 }
 
 /// Why a round with one peer stopped early.
@@ -88,6 +90,7 @@ impl Repairer {
             metrics,
             timeout,
             failures: FailureLog::default(),
+            repair_cursor: std::sync::Mutex::new(String::new()),
         }
     }
 
