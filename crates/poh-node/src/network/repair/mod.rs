@@ -28,7 +28,7 @@ use super::{client::PeerClients, peers::PeersCache};
 use crate::{
     config::RepairConfig,
     metrics::{RecordResult, RepairMetrics, RepairSource},
-    pipeline::{Accepted, Admission, IngestPipeline, Rejected},
+    pipeline::{Accepted, Admission, IngestPipeline, Pending, Rejected},
     wire::Transport,
 };
 
@@ -182,12 +182,28 @@ impl Repairer {
     /// became of each. Returns the ids stored or already stored; an internal failure is an
     /// error, so the caller retries rather than moves past them.
     async fn store(&self, source: RepairSource, txs: Vec<Tx>) -> Result<Vec<String>, PeerError> {
+        let (ids, pending) = self.submit(txs).await?;
+        self.settle(source, ids, pending).await
+    }
+
+    /// Queues `txs` in the pipeline; [`Repairer::settle`] waits for them.
+    async fn submit(&self, txs: Vec<Tx>) -> Result<(Vec<String>, Pending), PeerError> {
         let ids: Vec<String> = txs.iter().map(|t| t.tx_id.clone()).collect();
         let pending = self
             .pipeline
             .enqueue(Transport::Grpc, txs, Admission::Wait)
             .await
             .map_err(|e| PeerError::Local(e.to_string()))?;
+        Ok((ids, pending))
+    }
+
+    /// Waits for queued transactions and counts what became of each (see [`Repairer::store`]).
+    async fn settle(
+        &self,
+        source: RepairSource,
+        ids: Vec<String>,
+        pending: Pending,
+    ) -> Result<Vec<String>, PeerError> {
         let results = pending.wait().await;
         let mut have = Vec::with_capacity(ids.len());
         let mut refused = Vec::new();

@@ -3,19 +3,29 @@
 //! The sync point of a peer is the `poh_seq` (the peer's) after the last record taken from it,
 //! stored under `sync/<address>` once the records before it are durably stored here; so a
 //! restart resumes where it stopped, and a record is never skipped. Records arrive in the
-//! peer's `poh_seq` order and are stored a chunk at a time: memory holds one chunk, whatever
-//! the gap.
+//! peer's `poh_seq` order and are queued in the pipeline a chunk at a time, a few chunks in
+//! flight: memory holds those few chunks, whatever the gap.
 
 use poh_proto::v1 as pb;
 use tokio_stream::StreamExt as _;
 
 use super::{PeerError, Repairer};
-use crate::{metrics::RepairSource, pipeline::tx_bytes, wire::protobuf::tx_from_pb};
+use crate::{
+    metrics::RepairSource,
+    pipeline::{Pending, tx_bytes},
+    wire::protobuf::tx_from_pb,
+};
 
 /// Most transactions stored at once…
 const CHUNK: usize = 512;
 /// …and most bytes of them.
 const CHUNK_BYTES: usize = 4 << 20;
+/// Chunks queued in the pipeline at once, so one commit's fsync overlaps the next chunk's
+/// preparation; memory holds at most this many chunks.
+const IN_FLIGHT: usize = 4;
+
+/// Chunks queued in the pipeline, oldest first, each with the sync point after it.
+type Flight = std::collections::VecDeque<(Vec<String>, Pending, u64)>;
 
 impl Repairer {
     /// One catch-up round over every gRPC peer.
@@ -42,6 +52,7 @@ impl Repairer {
         let mut client = self.client(peer, pin)?;
         let mut next = from;
         let mut taken = 0;
+        let mut flight = Flight::new();
         loop {
             let request = pb::SyncRequest {
                 from_seq: next,
@@ -93,28 +104,55 @@ impl Repairer {
                 in_page += 1;
                 next = record.poh_seq.saturating_add(1);
                 if chunk.len() >= CHUNK || chunk_bytes >= CHUNK_BYTES {
-                    taken += self.take(&key, std::mem::take(&mut chunk), next).await?;
+                    taken += self
+                        .take(&key, &mut flight, std::mem::take(&mut chunk), next)
+                        .await?;
                     chunk_bytes = 0;
                 }
             }
             self.metrics.request(RepairSource::Sync, true);
-            taken += self.take(&key, chunk, next).await?;
+            taken += self.take(&key, &mut flight, chunk, next).await?;
             // A short page is the end of what the peer has.
             if in_page < u64::from(self.config.sync_page.max(1)) {
+                self.land(&key, &mut flight, 0).await?;
                 return Ok(taken);
             }
         }
     }
 
-    /// Stores a chunk, then moves the sync point past it.
-    async fn take(&self, key: &str, chunk: Vec<poh_core::Tx>, next: u64) -> Result<u64, PeerError> {
+    /// Queues a chunk, then lands the oldest ones beyond [`IN_FLIGHT`].
+    async fn take(
+        &self,
+        key: &str,
+        flight: &mut Flight,
+        chunk: Vec<poh_core::Tx>,
+        next: u64,
+    ) -> Result<u64, PeerError> {
         let n = chunk.len() as u64;
         if n == 0 {
             return Ok(0);
         }
-        self.store(RepairSource::Sync, chunk).await?;
-        let key = key.to_string();
-        self.read(move |s| s.set_progress(&key, next)).await?;
+        let (ids, pending) = self.submit(chunk).await?;
+        flight.push_back((ids, pending, next));
+        self.land(key, flight, IN_FLIGHT).await?;
         Ok(n)
+    }
+
+    /// Waits for queued chunks, oldest first, until at most `keep` remain, moving the sync
+    /// point past each once it is durably stored.
+    async fn land(&self, key: &str, flight: &mut Flight, keep: usize) -> Result<(), PeerError> {
+        let mut landed = None;
+        while flight.len() > keep {
+            let Some((ids, pending, next)) = flight.pop_front() else {
+                break;
+            };
+            self.settle(RepairSource::Sync, ids, pending).await?;
+            landed = Some(next);
+        }
+        if let Some(next) = landed {
+            let key = key.to_string();
+            self.read(move |s| s.set_progress(&key, next)).await?;
+        }
+        Ok(())
     }
 }
