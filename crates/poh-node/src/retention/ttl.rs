@@ -22,10 +22,8 @@ use poh_store::{Expiry, Store, StoreError};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::fragments;
 use crate::{config::TtlConfig, pipeline::unix_now};
-
-/// The fragments writer's progress marker: the next height whose fragments are to be written.
-pub(crate) const FRAGMENTS_PROGRESS: &str = "fragments";
 
 /// The sweep.
 pub(crate) struct Sweeper {
@@ -126,7 +124,7 @@ impl Sweeper {
         if !self.fragments {
             return Ok(sealed);
         }
-        let written = match self.store.progress(FRAGMENTS_PROGRESS)? {
+        let written = match self.store.progress(fragments::PROGRESS_KEY)? {
             None | Some(0) => 0,
             Some(next) => self.store.head_after(next - 1)?.map_or(0, |head| head.seq),
         };
