@@ -5,10 +5,12 @@
 //! - [`ingest`]: a node's ingest throughput and latency over one transport;
 //! - [`broadcast`]: broadcast latency to nodes started on loopback;
 //! - [`chain`]: a chain with headers built, exported and checked whole, against the sha2 chain;
-//! - [`node`]: the `poh serve` process the ingest and broadcast benches start.
+//! - [`node`]: the `poh serve` process the ingest and broadcast benches start;
+//! - [`cpu`]: a process's CPU time, for CPU per transaction.
 
 mod broadcast;
 mod chain;
+mod cpu;
 mod hash;
 mod ingest;
 mod node;

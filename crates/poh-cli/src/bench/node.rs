@@ -48,6 +48,11 @@ impl Addresses {
 }
 
 impl NodeProcess {
+    /// The node's CPU seconds (user + system) so far.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        super::cpu::seconds(&self.child.id().to_string())
+    }
+
     pub(crate) fn start(durable: bool) -> anyhow::Result<Self> {
         use std::io::BufRead as _;
         let dir = tempfile::tempdir().context("cannot create a temporary data dir")?;

@@ -23,7 +23,7 @@ use poh_proto::v1::{self as pb, poh_service_client::PohServiceClient};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use super::node::NodeProcess;
+use super::{cpu, node::NodeProcess};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IngestTransport {
@@ -115,6 +115,11 @@ struct IngestReport {
     p50_ms: f64,
     p99_ms: f64,
     durable: bool,
+    /// The node process's CPU (user + system) per transaction stored, its idle PoH clock
+    /// included; `null` against a `--target` (no process to read).
+    node_cpu_us_per_tx: Option<f64>,
+    /// This client's CPU per transaction.
+    client_cpu_us_per_tx: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     sent: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,6 +143,9 @@ struct Measured {
     elapsed: f64,
     /// For UDP: datagrams sent and stored.
     udp: Option<(usize, u64)>,
+    /// CPU seconds the node (when the bench started it) and this client spent in the run.
+    node_cpu: Option<f64>,
+    client_cpu: f64,
 }
 
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
@@ -188,7 +196,13 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
             (Some(node), Target { addr, http, pin })
         }
     };
-    let measured = runtime.block_on(send_all(args, txs, &target))?;
+    let node_cpu = || node.as_ref().map(NodeProcess::cpu_seconds).transpose();
+    let (node_before, client_before) = (node_cpu()?, cpu::seconds("self")?);
+    let mut measured = runtime.block_on(send_all(args, txs, &target))?;
+    // Read before the node is stopped: its shutdown is not part of the run.
+    let (node_after, client_after) = (node_cpu()?, cpu::seconds("self")?);
+    measured.node_cpu = node_before.zip(node_after).map(|(b, a)| a - b);
+    measured.client_cpu = client_after - client_before;
     drop(node);
     report(args, &measured)
 }
@@ -244,6 +258,8 @@ async fn send_all(args: &IngestArgs, txs: Vec<Tx>, target: &Target) -> anyhow::R
         latencies,
         elapsed,
         udp: udp_counts.map(|(sent, stored, _)| (sent, stored)),
+        node_cpu: None,
+        client_cpu: 0.0,
     })
 }
 
@@ -252,6 +268,8 @@ fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
         latencies,
         elapsed,
         udp,
+        node_cpu,
+        client_cpu,
     } = measured;
     // UDP: the datagrams stored are the ones that count.
     let done = udp.map_or(args.count as f64, |(_, stored)| stored as f64);
@@ -262,6 +280,8 @@ fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
         p50_ms: latencies.value_at_quantile(0.50) as f64 / 1e3,
         p99_ms: latencies.value_at_quantile(0.99) as f64 / 1e3,
         durable: !args.no_fsync,
+        node_cpu_us_per_tx: node_cpu.map(|spent| cpu::us_per_tx(0.0, spent, done)),
+        client_cpu_us_per_tx: cpu::us_per_tx(0.0, *client_cpu, done),
         sent: udp.map(|(sent, _)| sent),
         stored: udp.map(|(_, stored)| stored),
     };
@@ -276,8 +296,12 @@ fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
             }
             None => format!("{} transactions", report.count),
         };
+        let node_cpu = report
+            .node_cpu_us_per_tx
+            .map_or_else(|| "n/a (--target)".to_string(), |us| format!("{us:.1} µs"));
         println!(
-            "{}: {counted} in {elapsed:.2} s = {:.0} tx/s, latency p50 {:.2} ms, p99 {:.2} ms ({})",
+            "{}: {counted} in {elapsed:.2} s = {:.0} tx/s, latency p50 {:.2} ms, p99 {:.2} ms \
+             ({}); CPU per transaction: node {node_cpu}, client {:.1} µs",
             report.transport,
             report.tx_per_s,
             report.p50_ms,
@@ -287,6 +311,7 @@ fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
             } else {
                 "no fsync"
             },
+            report.client_cpu_us_per_tx,
         );
     }
     Ok(())
