@@ -33,10 +33,11 @@ fn ticks_per_second() -> f64 {
     100.0
 }
 
-/// CPU microseconds per transaction between two readings.
+/// CPU microseconds per transaction between two readings, to 0.1 µs (the reading's
+/// precision is far coarser than the float's, so more digits would only be noise).
 pub(crate) fn us_per_tx(before: f64, after: f64, transactions: f64) -> f64 {
     if transactions > 0.0 {
-        (after - before).max(0.0) * 1e6 / transactions
+        ((after - before).max(0.0) * 1e7 / transactions).round() / 10.0
     } else {
         0.0
     }
@@ -56,10 +57,23 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_used_some_cpu() {
+    fn this_process_cpu_time_grows_while_it_works() {
+        // The kernel counts in clock ticks (10 ms), so a fresh test process may read 0: spin
+        // until the reading moves, within a bound that a working reader never reaches.
+        let start = seconds("self").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut spin = 0u64;
+        while seconds("self").unwrap() <= start {
+            assert!(std::time::Instant::now() < deadline, "CPU time never grew");
+            for i in 0..100_000u64 {
+                spin = std::hint::black_box(spin.wrapping_mul(31).wrapping_add(i));
+            }
+        }
         let spent = seconds("self").unwrap();
-        assert!(spent > 0.0 && spent < 1e6, "{spent}");
+        assert!(spent > start && spent < 1e6, "{start} -> {spent}");
         assert!(seconds("0").is_err());
         assert_eq!(us_per_tx(1.0, 1.5, 1000.0), 500.0);
+        assert_eq!(us_per_tx(0.0, 0.174, 10_000.0), 17.4);
+        assert_eq!(us_per_tx(2.0, 1.0, 10.0), 0.0);
     }
 }
