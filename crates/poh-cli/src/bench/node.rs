@@ -18,7 +18,7 @@ pub(crate) struct NodeProcess {
     pub quic: String,
     /// The SHA-256 fingerprint of the node's QUIC development certificate, to pin.
     pub quic_pin: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// The listeners' addresses, as the start-up line names them.
@@ -53,7 +53,34 @@ impl NodeProcess {
         super::cpu::seconds(&self.child.id().to_string())
     }
 
-    pub(crate) fn start(durable: bool) -> anyhow::Result<Self> {
+    /// Starts a node; `serve_args` are added to its `poh serve` command line.
+    /// The node's resident memory now, in bytes (`VmRSS` of `/proc/PID/status`).
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .with_context(|| format!("{path} has no VmRSS"))?;
+        Ok(kib * 1024)
+    }
+
+    /// Bytes the node's data dir takes on disk (allocated blocks, as `du` counts them).
+    pub fn disk_bytes(&self) -> anyhow::Result<u64> {
+        use std::os::unix::fs::MetadataExt as _;
+        let mut total = 0;
+        for entry in std::fs::read_dir(self.dir.path()).context("cannot list the data dir")? {
+            let meta = entry.context("cannot list the data dir")?.metadata()?;
+            if meta.is_file() {
+                total += meta.blocks() * 512;
+            }
+        }
+        Ok(total)
+    }
+
+    pub(crate) fn start(durable: bool, serve_args: &[String]) -> anyhow::Result<Self> {
         use std::io::BufRead as _;
         let dir = tempfile::tempdir().context("cannot create a temporary data dir")?;
         // A load generator on loopback is one client flooding the node, which is what the
@@ -91,6 +118,7 @@ impl NodeProcess {
         if !durable {
             command.arg("--no-fsync");
         }
+        command.args(serve_args);
         // Settings of the caller's environment would make this node differ from the default.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("POH_") {
@@ -129,7 +157,7 @@ impl NodeProcess {
                     http: a.http,
                     udp: a.udp,
                     quic: a.quic,
-                    _dir: dir,
+                    dir,
                 })
             }
             Ok(Err(last)) => {

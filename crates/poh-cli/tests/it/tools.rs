@@ -176,8 +176,11 @@ fn bench_ingest_starts_a_node_and_reports_its_keys_for_every_transport() {
             [
                 "client_cpu_us_per_tx",
                 "count",
+                "disk_bytes_per_tx",
                 "durable",
+                "encoded_bytes_per_tx",
                 "node_cpu_us_per_tx",
+                "node_rss_mib",
                 "p50_ms",
                 "p99_ms",
                 "transport",
@@ -190,6 +193,11 @@ fn bench_ingest_starts_a_node_and_reports_its_keys_for_every_transport() {
         assert!(report["client_cpu_us_per_tx"].as_f64().unwrap() >= 0.0);
         assert_eq!(report["transport"], transport);
         assert_eq!(report["count"], 300);
+        // 200-byte payloads: the protobuf form is a little larger, and the store holds more.
+        let encoded = report["encoded_bytes_per_tx"].as_f64().unwrap();
+        assert!((200.0..300.0).contains(&encoded), "{encoded}");
+        assert!(report["disk_bytes_per_tx"].as_f64().unwrap() > encoded);
+        assert!(report["node_rss_mib"].as_f64().unwrap() > 1.0);
         assert_eq!(report["durable"], true);
         assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
         assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
@@ -230,10 +238,15 @@ fn bench_ingest_over_udp_reports_what_was_sent_and_stored() {
         [
             "client_cpu_us_per_tx",
             "count",
+            "disk_bytes_per_tx",
             "durable",
+            "encoded_bytes_per_tx",
+            "kernel_dropped",
             "node_cpu_us_per_tx",
+            "node_rss_mib",
             "p50_ms",
             "p99_ms",
+            "refused",
             "sent",
             "stored",
             "transport",
@@ -249,6 +262,7 @@ fn bench_ingest_over_udp_reports_what_was_sent_and_stored() {
     );
     assert_eq!(sent, 300);
     assert!(stored > 0 && stored <= sent, "sent {sent}, stored {stored}");
+    assert_udp_books_balance(&report);
     assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
     assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
 }
@@ -272,10 +286,56 @@ fn bench_ingest_over_udp_unpaced_reports_the_burst() {
     );
     assert_eq!(sent, 2000);
     assert!(stored > 0 && stored <= sent, "sent {sent}, stored {stored}");
+    assert_udp_books_balance(&report);
     let out = poh(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("lost"), "{}", text(&out.stdout));
     let refused = poh(&["bench", "ingest", "--transport", "http-batch", "--unpaced"]);
+    assert!(!refused.status.success());
+}
+
+/// Every datagram sent is accounted for: stored, refused by the node, or dropped by the
+/// kernel at the node's socket (counted in `/proc/net/udp`).
+fn assert_udp_books_balance(report: &serde_json::Map<String, serde_json::Value>) {
+    let count = |key: &str| report[key].as_u64().unwrap();
+    assert_eq!(
+        count("stored") + count("refused") + count("kernel_dropped"),
+        count("sent"),
+        "{report:?}"
+    );
+}
+
+/// `--memory-every` reads the node's resident memory at each step of the run.
+#[test]
+fn bench_ingest_samples_the_nodes_memory_every_step() {
+    let (report, _) = bench_json(&[
+        "bench",
+        "ingest",
+        "--transport",
+        "grpc-stream",
+        "--count",
+        "3000",
+        "--memory-every",
+        "1000",
+        "--json",
+    ]);
+    let samples = report["memory"].as_array().unwrap();
+    let steps: Vec<u64> = samples
+        .iter()
+        .map(|s| s["transactions"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [1000, 2000, 3000]);
+    for s in samples {
+        assert!(s["rss_mib"].as_f64().unwrap() > 1.0, "{s}");
+    }
+    let refused = poh(&[
+        "bench",
+        "ingest",
+        "--transport",
+        "udp",
+        "--memory-every",
+        "0",
+    ]);
     assert!(!refused.status.success());
 }
 
@@ -297,8 +357,11 @@ fn bench_ingest_over_quic_reports_its_keys() {
         [
             "client_cpu_us_per_tx",
             "count",
+            "disk_bytes_per_tx",
             "durable",
+            "encoded_bytes_per_tx",
             "node_cpu_us_per_tx",
+            "node_rss_mib",
             "p50_ms",
             "p99_ms",
             "transport",
@@ -321,24 +384,41 @@ fn bench_broadcast_starts_the_peers_and_reports_its_keys() {
         "2",
         "--count",
         "20",
+        "--peer-hashes-per-tick",
+        "50",
         "--json",
     ]);
     assert_eq!(
         keys,
         [
+            "broadcaster_cpu_us",
             "count",
+            "durable",
+            "overhead_p99_ms",
             "p50_ms",
             "p99_ms",
+            "peer_hashes_per_tick",
             "peers",
             "protocols",
+            "slowest_peer_p99_ms",
             "tx_per_s"
         ]
     );
     assert_eq!(report["peers"], 2);
     assert_eq!(report["count"], 20);
+    assert_eq!(report["durable"], true);
+    assert_eq!(report["peer_hashes_per_tick"], 50);
     assert_eq!(report["protocols"], serde_json::json!(["grpc"]));
     assert!(report["tx_per_s"].as_f64().unwrap() > 0.0);
-    assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+    let at = |key: &str| report[key].as_f64().unwrap();
+    assert!(at("p99_ms") >= at("p50_ms"));
+    // A peer's answer is part of the fan-out, and the overhead is what is left of it.
+    assert!(at("slowest_peer_p99_ms") > 0.0);
+    assert!(
+        at("slowest_peer_p99_ms") <= at("p99_ms") * 1.01,
+        "{report:?}"
+    );
+    assert!(at("overhead_p99_ms") < at("p99_ms"), "{report:?}");
 }
 
 #[test]

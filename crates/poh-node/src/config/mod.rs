@@ -366,7 +366,7 @@ impl Default for IngestConfig {
         Self {
             max_payload_bytes: poh_core::validate::DEFAULT_MAX_PAYLOAD_BYTES,
             require_signatures: false,
-            queue_bytes: 256 << 20,
+            queue_bytes: 32 << 20,
             max_batch: 10_000,
             fsync: true,
         }

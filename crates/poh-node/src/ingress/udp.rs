@@ -3,7 +3,9 @@
 //! Datagrams are read in batches (`recvmmsg` and GRO on Linux, through `quinn-udp`), decoded
 //! ([`decode`]) on the receive task, and handed to the [`IngestPipeline`](crate::IngestPipeline) as one
 //! submission per batch, whose answers are awaited on a task of their own so the receive loop
-//! never waits for a commit. A datagram that is not a transaction is dropped and counted
+//! never waits for a commit. When the pipeline's budget is spent, the loop waits for room
+//! instead of refusing: datagrams meanwhile queue in the socket's receive buffer, and only
+//! what overflows that buffer is lost (the kernel counts it, `/proc/net/udp` `drops`). A datagram that is not a transaction is dropped and counted
 //! (`poh_tx_rejected_total{transport="udp",reason="malformed"}`); one the pipeline refuses is
 //! counted with the pipeline's reason. Nothing a sender does stops the loop.
 
@@ -167,12 +169,12 @@ pub(crate) async fn serve(
                 }
             }
             if batch.len() >= config.max_batch {
-                submit(&services, &mut batch, &mut answers);
+                submit(&services, &mut batch, &mut answers, &shutdown).await;
             }
         }
-        submit(&services, &mut batch, &mut answers);
+        submit(&services, &mut batch, &mut answers, &shutdown).await;
     }
-    submit(&services, &mut batch, &mut answers);
+    submit(&services, &mut batch, &mut answers, &shutdown).await;
     while answers.join_next().await.is_some() {}
 }
 
@@ -181,22 +183,36 @@ pub fn decode(datagram: &[u8]) -> Option<Tx> {
     tx_from_json(datagram).ok()
 }
 
-fn submit(services: &Services, batch: &mut Vec<Tx>, answers: &mut JoinSet<()>) {
+async fn submit(
+    services: &Services,
+    batch: &mut Vec<Tx>,
+    answers: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) {
     while answers.try_join_next().is_some() {}
     if batch.is_empty() {
         return;
     }
     let txs = std::mem::take(batch);
-    let pipeline = services.pipeline.clone();
-    // The pipeline counts what it refuses (including overload); nobody is answered.
-    answers.spawn(async move {
-        if let Ok(pending) = pipeline
+    let pipeline = &services.pipeline;
+    // The pipeline counts what it refuses; nobody is answered. Stopping, the node no longer
+    // waits for room: what does not fit now is refused as overload.
+    let admitted = if shutdown.is_cancelled() {
+        pipeline
             .enqueue(Transport::Udp, txs, Admission::FailFast)
             .await
-        {
-            pending.wait().await;
+    } else {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            admitted = pipeline.enqueue(Transport::Udp, txs, Admission::Wait) => admitted,
         }
-    });
+    };
+    if let Ok(pending) = admitted {
+        answers.spawn(async move {
+            pending.wait().await;
+        });
+    }
 }
 
 #[cfg(test)]

@@ -52,8 +52,8 @@ const CHAIN_KEY: &str = "chain";
 /// rather than misread.
 const SCHEMA_VERSION: u64 = 1;
 
-/// The page cache [`RedbStore::open`] gives a database: 256 MiB.
-pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+/// The page cache [`RedbStore::open`] gives a database: 128 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
 
 /// The redb engine of [`Store`]. Readers and the one committer share it through `&self`: redb
 /// gives each read transaction a snapshot, so reads never see half a commit.

@@ -22,8 +22,10 @@ use poh_core::{SigningKey, Tx};
 use poh_proto::v1::{self as pb, poh_service_client::PohServiceClient};
 use serde::Serialize;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use super::{cpu, node::NodeProcess};
+use udp::UdpCounts;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IngestTransport {
@@ -92,6 +94,10 @@ pub struct IngestArgs {
     /// (without it, the certificate must be one the system trusts).
     #[arg(long, requires = "target", value_parser = poh_node::tls::parse_pin)]
     tls_pin: Option<String>,
+    /// Read the started node's resident memory each time this many more transactions were
+    /// answered (UDP: sent), to show whether it stays flat.
+    #[arg(long, conflicts_with = "target")]
+    memory_every: Option<usize>,
     /// Print one JSON object (keys are stable: scripts read them).
     #[arg(long)]
     json: bool,
@@ -120,10 +126,36 @@ struct IngestReport {
     node_cpu_us_per_tx: Option<f64>,
     /// This client's CPU per transaction.
     client_cpu_us_per_tx: f64,
+    /// The mean size of a transaction in protobuf, as a client sends it.
+    encoded_bytes_per_tx: f64,
+    /// The started node's data dir on disk (allocated blocks) per transaction stored, and its
+    /// resident memory at the end; `null` against a `--target`.
+    disk_bytes_per_tx: Option<f64>,
+    node_rss_mib: Option<f64>,
+    /// With `--memory-every`: the node's resident memory after each step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<Vec<MemorySample>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sent: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stored: Option<u64>,
+    /// UDP: refused by the node, and dropped by the kernel at the node's socket (only when
+    /// the node is on this machine); with `stored`, they add up to `sent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_dropped: Option<u64>,
+}
+
+/// The node's resident memory once `transactions` were answered.
+#[derive(Clone, Copy, Serialize)]
+struct MemorySample {
+    transactions: u64,
+    rss_mib: f64,
+}
+
+fn mib(bytes: u64) -> f64 {
+    (bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0
 }
 
 /// Where the transactions go.
@@ -141,11 +173,16 @@ struct Measured {
     latencies: Histogram<u64>,
     /// Seconds taken.
     elapsed: f64,
-    /// For UDP: datagrams sent and stored.
-    udp: Option<(usize, u64)>,
+    /// For UDP: what became of the datagrams.
+    udp: Option<UdpCounts>,
     /// CPU seconds the node (when the bench started it) and this client spent in the run.
     node_cpu: Option<f64>,
     client_cpu: f64,
+    encoded_bytes_per_tx: f64,
+    /// The started node's disk bytes and resident bytes at the end, and the samples taken.
+    node_disk: Option<u64>,
+    node_rss: Option<u64>,
+    memory: Option<Vec<MemorySample>>,
 }
 
 pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
@@ -160,6 +197,9 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
     if args.target_http.is_some() && args.transport != IngestTransport::Udp {
         bail!("--target-http is for --transport udp only");
     }
+    if args.memory_every == Some(0) {
+        bail!("--memory-every must be at least 1");
+    }
     // The clients share one thread, as a client process would; the node, unless --target
     // names one, is a `poh serve` process of its own, as operators run it.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -171,6 +211,14 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
         eprintln!("preparing {} transactions…", args.count);
     }
     let txs = make_txs(args)?;
+    let encoded_bytes_per_tx = {
+        use prost::Message as _;
+        let total: usize = txs
+            .iter()
+            .map(|tx| poh_node::tx_to_pb(tx.clone()).encoded_len())
+            .sum();
+        (total as f64 / txs.len().max(1) as f64 * 10.0).round() / 10.0
+    };
     let (node, target) = match &args.target {
         Some(t) => {
             let http = args.target_http.clone();
@@ -184,7 +232,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
             (None, Target { addr, http, pin })
         }
         None => {
-            let node = NodeProcess::start(!args.no_fsync)?;
+            let node = NodeProcess::start(!args.no_fsync, &[])?;
             let addr = match args.transport {
                 IngestTransport::HttpBatch => format!("http://{}", node.http),
                 IngestTransport::Udp => node.udp.clone(),
@@ -197,19 +245,77 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
         }
     };
     let node_cpu = || node.as_ref().map(NodeProcess::cpu_seconds).transpose();
+    let progress = progress_bar(args);
     let (node_before, client_before) = (node_cpu()?, cpu::seconds("self")?);
-    let mut measured = runtime.block_on(send_all(args, txs, &target))?;
+    let mut measured = std::thread::scope(|scope| {
+        let done = CancellationToken::new();
+        let sampler = match (&node, args.memory_every) {
+            (Some(node), Some(every)) => {
+                let (progress, done) = (progress.clone(), done.clone());
+                Some(scope.spawn(move || sample_memory(node, &progress, every as u64, &done)))
+            }
+            _ => None,
+        };
+        let measured = runtime.block_on(send_all(args, txs, &target, &progress));
+        done.cancel();
+        let samples = sampler
+            .map(|s| {
+                s.join()
+                    .unwrap_or_else(|_| bail!("the memory sampler panicked"))
+            })
+            .transpose();
+        anyhow::Ok((measured?, samples?))
+    })
+    .map(|(mut measured, samples)| {
+        measured.memory = samples;
+        measured
+    })?;
     // Read before the node is stopped: its shutdown is not part of the run.
     let (node_after, client_after) = (node_cpu()?, cpu::seconds("self")?);
     measured.node_cpu = node_before.zip(node_after).map(|(b, a)| a - b);
     measured.client_cpu = client_after - client_before;
+    measured.encoded_bytes_per_tx = encoded_bytes_per_tx;
+    measured.node_disk = node.as_ref().map(NodeProcess::disk_bytes).transpose()?;
+    measured.node_rss = node.as_ref().map(NodeProcess::rss_bytes).transpose()?;
     drop(node);
     report(args, &measured)
 }
 
+/// The node's resident memory each time `every` more transactions were answered, until
+/// `done`.
+fn sample_memory(
+    node: &NodeProcess,
+    progress: &indicatif::ProgressBar,
+    every: u64,
+    done: &CancellationToken,
+) -> anyhow::Result<Vec<MemorySample>> {
+    let mut samples = Vec::new();
+    let mut next = every;
+    loop {
+        // Read before the last look, so the steps reached by the end are all taken.
+        let finished = done.is_cancelled();
+        while progress.position() >= next {
+            samples.push(MemorySample {
+                transactions: next,
+                rss_mib: mib(node.rss_bytes()?),
+            });
+            next += every;
+        }
+        if finished {
+            return Ok(samples);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sends every transaction and waits for every answer (for UDP: until what was sent is
 /// stored, or nothing more is).
-async fn send_all(args: &IngestArgs, txs: Vec<Tx>, target: &Target) -> anyhow::Result<Measured> {
+async fn send_all(
+    args: &IngestArgs,
+    txs: Vec<Tx>,
+    target: &Target,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Measured> {
     let concurrency = args.concurrency.unwrap_or(match args.transport {
         IngestTransport::GrpcUnary => 64,
         IngestTransport::GrpcStream | IngestTransport::Quic => 4,
@@ -227,39 +333,42 @@ async fn send_all(args: &IngestArgs, txs: Vec<Tx>, target: &Target) -> anyhow::R
             args.transport.name()
         );
     }
-    let progress = progress_bar(args);
     let started = Instant::now();
     // For UDP: sent, stored, and the seconds until the last one stored.
     let mut udp_counts = None;
     let latencies = match args.transport {
-        IngestTransport::GrpcUnary => grpc_unary(addr, txs, concurrency, &progress).await?,
-        IngestTransport::GrpcStream => grpc_stream(addr, txs, concurrency, &progress).await?,
+        IngestTransport::GrpcUnary => grpc_unary(addr, txs, concurrency, progress).await?,
+        IngestTransport::GrpcStream => grpc_stream(addr, txs, concurrency, progress).await?,
         IngestTransport::HttpBatch => {
-            http_batch(addr, txs, args.batch(), concurrency, &progress).await?
+            http_batch(addr, txs, args.batch(), concurrency, progress).await?
         }
         IngestTransport::Quic => {
             let pin = target.pin.as_deref();
-            quic::quic(addr, pin, txs, args.batch(), concurrency, &progress).await?
+            quic::quic(addr, pin, txs, args.batch(), concurrency, progress).await?
         }
         IngestTransport::Udp => {
             let http = target
                 .http
                 .as_deref()
                 .context("the node's HTTP address is unknown")?;
-            let outcome = udp::udp(addr, http, txs, concurrency, &progress).await?;
-            udp_counts = Some((outcome.sent, outcome.stored, outcome.elapsed));
+            let outcome = udp::udp(addr, http, txs, concurrency, progress).await?;
+            udp_counts = Some((outcome.counts, outcome.elapsed));
             outcome.latencies
         }
     };
     progress.finish_and_clear();
     // UDP: from the first send to the last datagram stored, not to the end of the wait.
-    let elapsed = udp_counts.map_or_else(|| started.elapsed().as_secs_f64(), |(_, _, e)| e);
+    let elapsed = udp_counts.map_or_else(|| started.elapsed().as_secs_f64(), |(_, e)| e);
     Ok(Measured {
         latencies,
         elapsed,
-        udp: udp_counts.map(|(sent, stored, _)| (sent, stored)),
+        udp: udp_counts.map(|(counts, _)| counts),
         node_cpu: None,
         client_cpu: 0.0,
+        encoded_bytes_per_tx: 0.0,
+        node_disk: None,
+        node_rss: None,
+        memory: None,
     })
 }
 
@@ -270,9 +379,13 @@ fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
         udp,
         node_cpu,
         client_cpu,
+        encoded_bytes_per_tx,
+        node_disk,
+        node_rss,
+        memory,
     } = measured;
     // UDP: the datagrams stored are the ones that count.
-    let done = udp.map_or(args.count as f64, |(_, stored)| stored as f64);
+    let done = udp.map_or(args.count as f64, |u| u.stored as f64);
     let report = IngestReport {
         transport: args.transport.name(),
         count: args.count,
@@ -282,17 +395,33 @@ fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
         durable: !args.no_fsync,
         node_cpu_us_per_tx: node_cpu.map(|spent| cpu::us_per_tx(0.0, spent, done)),
         client_cpu_us_per_tx: cpu::us_per_tx(0.0, *client_cpu, done),
-        sent: udp.map(|(sent, _)| sent),
-        stored: udp.map(|(_, stored)| stored),
+        encoded_bytes_per_tx: *encoded_bytes_per_tx,
+        disk_bytes_per_tx: node_disk
+            .filter(|_| done > 0.0)
+            .map(|bytes| (bytes as f64 / done).round()),
+        node_rss_mib: node_rss.map(mib),
+        memory: memory.clone(),
+        sent: udp.map(|u| u.sent),
+        stored: udp.map(|u| u.stored),
+        refused: udp.map(|u| u.refused),
+        kernel_dropped: udp.and_then(|u| u.kernel_dropped),
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         let counted = match udp {
-            Some((sent, stored)) => {
-                let lost = (*sent as u64).saturating_sub(*stored);
-                let share = 100.0 * lost as f64 / (*sent).max(1) as f64;
-                format!("{sent} datagrams sent, {stored} stored, {lost} lost ({share:.2} %)")
+            Some(u) => {
+                let lost = (u.sent as u64).saturating_sub(u.stored);
+                let share = 100.0 * lost as f64 / u.sent.max(1) as f64;
+                let kernel = u.kernel_dropped.map_or_else(
+                    || "the kernel's drops unknown".to_string(),
+                    |d| format!("{d} dropped by the kernel"),
+                );
+                format!(
+                    "{} datagrams sent, {} stored, {lost} lost ({share:.2} %: {} refused by the \
+                     node, {kernel})",
+                    u.sent, u.stored, u.refused
+                )
             }
             None => format!("{} transactions", report.count),
         };
@@ -313,6 +442,20 @@ fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
             },
             report.client_cpu_us_per_tx,
         );
+        if let (Some(disk), Some(rss)) = (report.disk_bytes_per_tx, report.node_rss_mib) {
+            println!(
+                "node: {disk:.0} bytes on disk per transaction ({:.1} bytes encoded, {:.2}×), \
+                 {rss:.1} MiB resident at the end",
+                report.encoded_bytes_per_tx,
+                disk / report.encoded_bytes_per_tx.max(1.0),
+            );
+        }
+        for sample in report.memory.iter().flatten() {
+            println!(
+                "  {:>12} transactions: {:.1} MiB resident",
+                sample.transactions, sample.rss_mib
+            );
+        }
     }
     Ok(())
 }

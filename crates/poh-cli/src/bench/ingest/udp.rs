@@ -10,6 +10,11 @@
 //! a busy disk), but a datagram sent and never received once the node's receive count has
 //! settled was dropped by the kernel, and one refused was dropped by the node. The run ends
 //! when everything sent is stored, or everything received is stored or refused.
+//!
+//! Datagrams go out [`BURST`] per `sendmmsg` call on Linux, so the sender's system calls are
+//! not what limits the run. When the node is on this machine, the kernel's own count of what
+//! its socket dropped (`/proc/net/udp`) closes the books: stored + refused by the node +
+//! dropped by the kernel = sent.
 
 use std::{
     ops::Range,
@@ -28,7 +33,7 @@ use super::histogram;
 const MAX_DATAGRAM: usize = 65_507;
 /// How often `seq` is read.
 const POLL: Duration = Duration::from_millis(1);
-/// Datagrams sent before the other tasks (the poller) get a turn.
+/// Datagrams per `sendmmsg` call, and sent before the other tasks (the poller) get a turn.
 const BURST: usize = 64;
 /// Nothing stored for this long while waiting: time to read the counters.
 const STALL: Duration = Duration::from_millis(20);
@@ -45,10 +50,21 @@ pub(super) struct UdpOutcome {
     pub latencies: Histogram<u64>,
     /// Seconds from the first send to the moment the last stored datagram was seen stored.
     pub elapsed: f64,
+    pub counts: UdpCounts,
+}
+
+/// What became of the datagrams.
+#[derive(Clone, Copy)]
+pub(super) struct UdpCounts {
     /// Datagrams the socket accepted.
     pub sent: usize,
     /// Datagrams the node stored.
     pub stored: u64,
+    /// Datagrams the node received and refused (not transactions, invalid, overloaded).
+    pub refused: u64,
+    /// Datagrams the kernel dropped at the node's socket (a full receive buffer), when the
+    /// node is on this machine.
+    pub kernel_dropped: Option<u64>,
 }
 
 /// Stored so far (relative to the start), and when that was seen.
@@ -101,6 +117,11 @@ pub(super) async fn udp(
     let base_seq = node.seq().await?;
     let base = node.counters(Counters::default()).await?;
     let socket = connect(target).await?;
+    let node_port = socket
+        .peer_addr()
+        .context("the UDP socket has no peer")?
+        .port();
+    let drops_before = kernel_drops(node_port);
 
     let started = Instant::now();
     let (updates, mut seen) = watch::channel(Stored {
@@ -137,17 +158,19 @@ pub(super) async fn udp(
         let burst = BURST
             .min(datagrams.len() - next)
             .min((window - in_flight) as usize);
-        for datagram in &datagrams[next..next + burst] {
-            loop {
-                match socket.try_send(datagram) {
-                    Ok(_) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        socket.writable().await.context("the UDP socket failed")?;
-                    }
-                    Err(e) => return Err(e).with_context(|| format!("cannot send to {target}")),
+        let mut pending = &datagrams[next..next + burst];
+        while !pending.is_empty() {
+            match try_send_many(&socket, pending) {
+                Ok(n) => {
+                    let now = Instant::now();
+                    send_times.extend(std::iter::repeat_n(now, n));
+                    pending = &pending[n..];
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    socket.writable().await.context("the UDP socket failed")?;
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot send to {target}")),
             }
-            send_times.push(Instant::now());
         }
         next += burst;
         progress.inc(burst as u64);
@@ -182,6 +205,10 @@ pub(super) async fn udp(
     };
     stop.cancel();
     let history = poller.await.context("the poller task failed")??;
+    let refused = node.settled(base).await?.rejected;
+    let kernel_dropped = drops_before
+        .zip(kernel_drops(node_port))
+        .map(|(before, after)| after.saturating_sub(before));
 
     let mut latencies = histogram()?;
     let mut survivors = (0..sent).filter(|i| !lost.ranges.iter().any(|r| r.contains(i)));
@@ -201,8 +228,64 @@ pub(super) async fn udp(
     Ok(UdpOutcome {
         latencies,
         elapsed: elapsed.as_secs_f64(),
-        sent,
-        stored: last.count,
+        counts: UdpCounts {
+            sent,
+            stored: last.count,
+            refused,
+            kernel_dropped,
+        },
+    })
+}
+
+/// Sends the first of `datagrams` it can without waiting: how many went.
+#[cfg(target_os = "linux")]
+fn try_send_many(socket: &tokio::net::UdpSocket, datagrams: &[Vec<u8>]) -> std::io::Result<usize> {
+    use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, sendmmsg};
+    use std::io::IoSlice;
+    let slices: Vec<[IoSlice<'_>; 1]> = datagrams.iter().map(|d| [IoSlice::new(d)]).collect();
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = slices
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut messages: Vec<MMsgHdr<'_>> = slices
+        .iter()
+        .zip(controls.iter_mut())
+        .map(|(slice, control)| MMsgHdr::new(slice, control))
+        .collect();
+    socket.try_io(tokio::io::Interest::WRITABLE, || {
+        sendmmsg(socket, &mut messages, SendFlags::DONTWAIT).map_err(std::io::Error::from)
+    })
+}
+
+/// Sends the first of `datagrams` without waiting (one system call per datagram).
+#[cfg(not(target_os = "linux"))]
+fn try_send_many(socket: &tokio::net::UdpSocket, datagrams: &[Vec<u8>]) -> std::io::Result<usize> {
+    let mut sent = 0;
+    for datagram in datagrams {
+        match socket.try_send(datagram) {
+            Ok(_) => sent += 1,
+            Err(e) if sent > 0 && e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// What the kernel dropped so far at the UDP socket bound to `port` on this machine (the
+/// `drops` column of `/proc/net/udp` and `udp6`); `None` when no such socket is here.
+fn kernel_drops(port: u16) -> Option<u64> {
+    let port = format!(":{port:04X}");
+    ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|path| {
+        let table = std::fs::read_to_string(path).ok()?;
+        table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl, local_address, rem_address, st, …, drops (the last).
+            let local = fields.get(1)?;
+            let unconnected = fields.get(2)?.ends_with(":0000");
+            (local.ends_with(&port) && unconnected)
+                .then(|| fields.last()?.parse().ok())
+                .flatten()
+        })
     })
 }
 
