@@ -129,6 +129,7 @@ impl Node {
         };
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        tasks.spawn(metrics.clone().upkeep(shutdown.clone()));
         let addrs = start_ingress(&config, ports, &services, &tls, &shutdown, &mut tasks).await?;
         start_network(&config, &tls, &services, relay_queue, &shutdown, &mut tasks).await?;
         start_federation(&config, &tls, &services, node_key, &shutdown, &mut tasks)?;

@@ -117,6 +117,68 @@ async fn udp_stores_every_valid_datagram_and_counts_every_bad_one() {
     node.stop().await;
 }
 
+/// What the kernel dropped so far at the UDP socket bound to `port` (`/proc/net/udp`).
+fn kernel_drops(port: u16) -> u64 {
+    let port = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f[1].ends_with(&port) && f[2].ends_with(":0000"))
+        .map_or(0, |f| f.last().unwrap().parse().unwrap())
+}
+
+/// Datagrams beyond the pipeline's budget wait in the socket's buffer for room instead of
+/// being refused as overload: each one sent is stored, or dropped by the kernel when that
+/// buffer overflows, never refused by the node.
+#[tokio::test]
+async fn a_udp_burst_beyond_the_queue_waits_for_room_and_nothing_is_refused() {
+    // A 1 MiB budget holds about a hundred 8 KiB transactions.
+    let node = common::start_with(|c| c.ingest.queue_bytes = 1 << 20).await;
+    let target = node.node.udp_addr().unwrap();
+    let dropped_before = kernel_drops(target.port());
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sent = 1000u64;
+    for i in 0..sent {
+        let mut t = tx(&format!("burst-{i}"));
+        t.payload = vec![(i % 251) as u8; 8192];
+        let body = serde_json::to_vec(&json(&t)).unwrap();
+        socket.send_to(&body, target).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let stored = loop {
+        let poh: serde_json::Value = reqwest::get(node.http("/v1/poh"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let stored = poh["seq"].as_u64().unwrap();
+        let dropped = kernel_drops(target.port()) - dropped_before;
+        if stored + dropped == sent {
+            break stored;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{stored} stored and {dropped} dropped of {sent}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        stored > 200,
+        "only {stored} stored: the budget was never exceeded"
+    );
+    let refused = metric(
+        &node,
+        "poh_tx_rejected_total",
+        &["transport=\"udp\"", "reason=\"overloaded\""],
+    )
+    .await;
+    assert_eq!(refused, 0.0, "a datagram was refused as overload");
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn quic_acks_a_batch_on_one_stream_in_order() {
     let node = common::start().await;
