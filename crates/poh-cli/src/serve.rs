@@ -162,6 +162,11 @@ pub struct ServeArgs {
     /// Turn the QUIC listener off (with authentication on, QUIC needs --tls-ca).
     #[arg(long, env = "POH_NO_QUIC")]
     no_quic: bool,
+    /// Print the effective configuration (flags, then POH_* variables, then the --config
+    /// file, then the defaults) as TOML with secrets masked, check it, and exit without
+    /// starting the node.
+    #[arg(long)]
+    print_config: bool,
 }
 
 /// `poh serve-grpc` / `poh serve-http`: one listener.
@@ -341,7 +346,32 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if args.no_quic {
         config.quic = None;
     }
+    if args.print_config {
+        print!("{}", effective_toml(&config)?);
+        return config
+            .validate()
+            .context("this configuration cannot start a node");
+    }
     run(config)
+}
+
+/// The configuration as TOML that `--config` reads back to the same settings. Secrets stay
+/// out of it: key ids show only their last four characters, and the files that hold secrets
+/// (tokens, keys, passwords) are named, never read.
+fn effective_toml(config: &NodeConfig) -> anyhow::Result<String> {
+    let mut shown = config.clone();
+    if let Some(id) = shown.fragments.s3.access_key_id.as_mut() {
+        *id = mask(id);
+    }
+    toml::to_string(&shown).context("cannot print the configuration as TOML")
+}
+
+fn mask(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    match chars.len() {
+        0..=8 => "****".into(),
+        n => format!("****{}", chars[n - 4..].iter().collect::<String>()),
+    }
 }
 
 /// Which single listener `serve-grpc` / `serve-http` / `listen-udp` runs.

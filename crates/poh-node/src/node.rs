@@ -17,7 +17,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use poh_core::SigningKey;
+use poh_core::{PohMode, SigningKey};
 
 use crate::{
     NodeConfig, NodeError,
@@ -34,7 +34,7 @@ use crate::{
         limits::{ByteBudget, ClientLimiter},
         listener, quic, udp,
     },
-    metrics::Metrics,
+    metrics::{Metrics, NodeFacts},
     network::{
         Broadcaster,
         client::{ClientTls, read_token_file},
@@ -98,6 +98,7 @@ impl Node {
             metrics.ingest.clone(),
             relay_sender,
         )?;
+        let metrics = describe_node(&config, metrics, &pipeline);
         let tls = NodeTls::load(config.tls.as_ref())?;
         let (federation, node_key) = load_federation(&config).await?;
         let upward = match &config.federation.parent {
@@ -368,6 +369,29 @@ async fn start_network(
 
 /// Stage 2b: the node's signing key and its children's keys (file I/O, off the async
 /// threads).
+/// What the metrics say of the node itself: its configured PoH rate, header interval and
+/// children, and, at each scrape, its hash count and disk.
+fn describe_node(config: &NodeConfig, metrics: Metrics, pipeline: &IngestPipeline) -> Metrics {
+    let poh = &config.poh;
+    let facts = NodeFacts {
+        target_hashes_per_second: match poh.mode {
+            PohMode::Unpaced => 0.0,
+            PohMode::Paced | PohMode::LowPower => poh.target_hashes_per_second(),
+        },
+        max_batch_interval: config.federation.max_batch_interval,
+        children: config
+            .federation
+            .children
+            .iter()
+            .map(|c| c.chain_id.clone())
+            .collect(),
+        data_dir: config.data_dir.clone(),
+        db_path: config.db_path(),
+    };
+    let rate = pipeline.poh_rate();
+    metrics.with_node(facts, move || rate.hashes_total())
+}
+
 async fn load_federation(config: &NodeConfig) -> Result<(Federation, SigningKey), NodeError> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || Federation::load(&config))

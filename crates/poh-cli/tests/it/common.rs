@@ -5,8 +5,10 @@ use std::{
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Output, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
+
+use serde_json::Value;
 
 /// `poh ARGS`, with no peers file or config from the environment.
 pub fn poh(args: &[&str]) -> Output {
@@ -150,4 +152,83 @@ pub fn generate(path: &Path, entries: &str) {
         "municipality/test",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// How long any one awaited state may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it answers, for at most [`PATIENCE`].
+pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_within(PATIENCE, what, check)
+}
+
+/// Polls `check` until it answers, for at most `patience`.
+pub fn wait_within<T>(patience: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "not within {patience:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Blocking HTTP calls on a small runtime of the test's own.
+pub struct Http {
+    pub runtime: tokio::runtime::Runtime,
+    pub client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new() -> Self {
+        Self {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// `GET url`: the status and the JSON body.
+    pub fn get(&self, url: &str) -> (u16, Value) {
+        self.runtime.block_on(async {
+            let r = self
+                .client
+                .get(url)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        })
+    }
+
+    /// `GET url`, which must answer 200.
+    pub fn get_ok(&self, url: &str) -> Value {
+        let (status, body) = self.get(url);
+        assert_eq!(status, 200, "GET {url}: {body}");
+        body
+    }
+
+    /// `GET url?query` as JSON; `None` while the server is not answering.
+    pub fn try_get(&self, url: &str, query: &[(&str, &str)]) -> Option<Value> {
+        let url = reqwest::Url::parse_with_params(url, query).ok()?;
+        self.runtime.block_on(async {
+            let answer = self.client.get(url).send().await.ok()?;
+            answer.json().await.ok()
+        })
+    }
+
+    /// `POST url` with a JSON body: the status, or `None` when nothing answered.
+    pub fn post(&self, url: &str, body: &Value) -> Option<u16> {
+        self.runtime.block_on(async {
+            let r = self.client.post(url).json(body).send().await.ok()?;
+            Some(r.status().as_u16())
+        })
+    }
 }

@@ -7,59 +7,16 @@ use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use poh_core::{Entry, Hash, genesis, verify::verify_serial};
 use serde_json::{Value, json};
 
-use crate::common::{HASHES_PER_TICK, Served, poh, serve_with, signal, stop, text};
-
-/// How long any one awaited state may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Blocking HTTP calls on a small runtime of the test's own.
-struct Http {
-    runtime: tokio::runtime::Runtime,
-    client: reqwest::Client,
-}
+use crate::common::{HASHES_PER_TICK, Http, Served, poh, serve_with, signal, stop, text, wait_for};
 
 impl Http {
-    fn new() -> Self {
-        Self {
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    /// `GET url`: the status and the JSON body.
-    fn get(&self, url: &str) -> (u16, Value) {
-        self.runtime.block_on(async {
-            let r = self
-                .client
-                .get(url)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-            let status = r.status().as_u16();
-            (status, r.json().await.unwrap_or(Value::Null))
-        })
-    }
-
-    /// `GET url`, which must answer 200.
-    fn get_ok(&self, url: &str) -> Value {
-        let (status, body) = self.get(url);
-        assert_eq!(status, 200, "GET {url}: {body}");
-        body
-    }
-
     /// Submits a transaction, which must be stored (201).
     fn submit(&self, base: &str, tx_id: &str) {
         let tx = json!({
@@ -160,18 +117,6 @@ impl Http {
 struct Poh {
     items: Vec<String>,
     entry_of: Vec<u64>,
-}
-
-/// Polls `check` until it answers, for at most [`PATIENCE`].
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "not within {PATIENCE:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The nodes' logs, printed (their ends) when the test fails, before their directory goes.

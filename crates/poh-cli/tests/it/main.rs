@@ -4,6 +4,8 @@ mod common;
 mod federation;
 mod flood;
 mod network;
+mod observability;
+mod operator;
 mod peers;
 mod restore;
 mod serve;

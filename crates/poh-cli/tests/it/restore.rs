@@ -2,31 +2,12 @@
 //! once it is stopped, any k of them rebuild a sealed batch (`--out`), and with m + 1 lost
 //! the command fails with one line on stderr.
 
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+use std::path::{Path, PathBuf};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{poh, serve_flags, stop, text};
-
-fn get(rt: &tokio::runtime::Runtime, c: &reqwest::Client, url: String) -> Value {
-    rt.block_on(async { c.get(&url).send().await.unwrap().json().await.unwrap() })
-}
-
-/// Polls `check` for at most 30 s.
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within 30 s: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use crate::common::{Http, poh, serve_flags, stop, text, wait_for};
 
 #[test]
 fn restore_rebuilds_a_batch_from_any_k_fragments_and_says_when_too_few_remain() {
@@ -60,27 +41,15 @@ fn restore_rebuilds_a_batch_from_any_k_fragments_and_says_when_too_few_remain() 
             "0.2",
         ],
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let c = reqwest::Client::new();
+    let http = Http::new();
     for i in 0..10 {
         let id = format!("cli-frag-{i}");
         let body = json!({"tx_id": id, "holder_id": "h", "timestamp": 1.5,
                           "payload_b64": B64.encode(&id)});
-        let status = rt.block_on(async {
-            c.post(format!("{}/v1/tx", node.base))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-        assert_eq!(status.as_u16(), 201);
+        assert_eq!(http.post(&format!("{}/v1/tx", node.base), &body), Some(201));
     }
     let header_id = wait_for("cli-frag-9 SEALED", || {
-        let v = get(&rt, &c, format!("{}/v1/tx/cli-frag-9", node.base));
+        let v = http.get_ok(&format!("{}/v1/tx/cli-frag-9", node.base));
         (v["status"] == "SEALED").then(|| v["header_id"].as_str().unwrap().to_string())
     });
     let file = |i: usize| dirs[i].join(&header_id).join(i.to_string());

@@ -236,6 +236,11 @@ impl Drop for PohRecorder {
 pub struct RateProbe(Arc<Shared>);
 
 impl RateProbe {
+    /// Hashes in the chain so far: the stored chain's total at start, then every hash since.
+    pub fn hashes_total(&self) -> u64 {
+        self.0.hashed.load(Ordering::Relaxed)
+    }
+
     /// Hashes per second over the last four seconds, or since the start when younger.
     pub fn hashes_per_second(&self) -> f64 {
         let total = self.0.hashed.load(Ordering::Relaxed);

@@ -242,7 +242,7 @@ impl Link {
         }
         if header.height > head.height {
             // Heights are missing: ask for them again, from the first one.
-            metrics.child_header(ChildResult::Rejected);
+            metrics.child_header(&self.child.chain_id, ChildResult::Rejected);
             tracing::info!(
                 child = %self.child.chain_id,
                 got = header.height,
@@ -276,7 +276,7 @@ impl Link {
             .record_child(header, after.hashes_in_tick)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        metrics.child_header(ChildResult::Accepted);
+        metrics.child_header(&self.child.chain_id, ChildResult::Accepted);
         tracing::debug!(child = %self.child.chain_id, height, recorded_at_seq = seq, "child header accepted");
         Ok(parent_message::Kind::Ack(fed::HeaderAck {
             height,
@@ -325,7 +325,7 @@ impl Link {
                 self.services
                     .metrics
                     .federation
-                    .child_header(ChildResult::Duplicate);
+                    .child_header(&self.child.chain_id, ChildResult::Duplicate);
                 Ok(parent_message::Kind::Ack(fed::HeaderAck {
                     height: header.height,
                     result: fed::HeaderResult::Duplicate as i32,
@@ -349,7 +349,7 @@ impl Link {
         self.services
             .metrics
             .federation
-            .child_header(ChildResult::Rejected);
+            .child_header(&self.child.chain_id, ChildResult::Rejected);
         tracing::warn!(child = %self.child.chain_id, ?height, reason = %why, "child header rejected");
         parent_message::Kind::Ack(fed::HeaderAck {
             height: height.unwrap_or(head.height),

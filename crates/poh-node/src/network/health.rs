@@ -77,7 +77,7 @@ pub async fn check(
 }
 
 /// Checks every peer each `every` (each within `timeout`) and sets `active_peers` to how many
-/// answered, until `shutdown`. UDP peers, which cannot answer, are not counted.
+/// answered and `poh_peers` to how many were asked, until `shutdown`. UDP peers, which cannot answer, are not counted.
 pub(crate) async fn health(
     clients: Arc<PeerClients>,
     peers: Arc<PeersCache>,
@@ -96,10 +96,12 @@ pub(crate) async fn health(
         }
         let current = peers.current().await;
         let clients = &*clients;
-        let checks = current
+        let checks: Vec<_> = current
             .iter()
             .filter(|(protocol, _)| *protocol != Transport::Udp)
-            .map(|(protocol, peer)| check(clients, protocol, peer, current.pin(peer), timeout));
+            .map(|(protocol, peer)| check(clients, protocol, peer, current.pin(peer), timeout))
+            .collect();
+        metrics.peers.set(checks.len() as f64);
         let answered = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,

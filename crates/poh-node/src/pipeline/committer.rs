@@ -72,6 +72,10 @@ impl PohView {
         }
     }
 
+    pub(crate) fn rate(&self) -> RateProbe {
+        self.rate.clone()
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
     }

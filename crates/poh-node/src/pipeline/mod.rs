@@ -30,7 +30,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use poh_core::{Hash, Header, Limits, PohConfig, PohState, Tx, ValidationError};
+use poh_core::{Hash, Header, Limits, PohConfig, PohState, RateProbe, Tx, ValidationError};
 use poh_store::Store;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -424,6 +424,11 @@ impl IngestPipeline {
     /// Whether the committer and the PoH generator are running.
     pub fn is_running(&self) -> bool {
         self.inner.view.is_running()
+    }
+
+    /// Reads the PoH generator's running hash count.
+    pub fn poh_rate(&self) -> RateProbe {
+        self.inner.view.rate()
     }
 }
 

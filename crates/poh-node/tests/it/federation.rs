@@ -71,6 +71,13 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
     })
     .await;
     let parent_grpc = parent.node.grpc_addr().unwrap().to_string();
+    let c = Client::new();
+    let child_seen = "poh_child_last_header_timestamp_seconds{child=\"municipality/tokyo\"}";
+    let started = metric(&c, &parent, child_seen).await;
+    assert!(
+        started > 1.7e9,
+        "a child's silence counts from the parent's start: {started}"
+    );
     let child = start_with(|c: &mut NodeConfig| {
         fast(c);
         c.chain_id = "municipality/tokyo".into();
@@ -79,7 +86,6 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
     })
     .await;
 
-    let c = Client::new();
     for i in 0..10 {
         let r = c
             .post(child.http("/v1/tx"))
@@ -132,6 +138,8 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
 
     let accepted = metric(&c, &parent, "poh_child_headers_total{result=\"accepted\"}").await;
     assert!(accepted > height as f64, "{accepted}");
+    let last_seen = metric(&c, &parent, child_seen).await;
+    assert!(last_seen > started, "an accepted header moves {child_seen}");
 
     // Both chains export whole and verify; the parent's, once its own headers cover them,
     // with every child header it recorded.

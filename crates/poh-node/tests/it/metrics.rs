@@ -23,6 +23,18 @@ const SPEC: [(&str, &str); 13] = [
     ("poh_child_headers_total", "counter"),
 ];
 
+/// Families beyond SPEC §7 that the alert rules and the dashboard under `deploy/` read.
+const OPERATIONS: [(&str, &str); 8] = [
+    ("poh_hashes_total", "counter"),
+    ("poh_target_hashes_per_second", "gauge"),
+    ("poh_peers", "gauge"),
+    ("poh_max_batch_interval_seconds", "gauge"),
+    ("poh_disk_free_bytes", "gauge"),
+    ("poh_disk_size_bytes", "gauge"),
+    ("poh_store_bytes", "gauge"),
+    ("poh_commit_seconds", "histogram"),
+];
+
 /// `# TYPE` per family, `# HELP` presence, and every sample line as (name{labels}, value).
 struct Scrape {
     types: HashMap<String, String>,
@@ -98,6 +110,25 @@ async fn every_spec_family_is_exposed_from_start_up_and_counts() {
             0.0
         );
     }
+    // The families the alert rules read, and what they hold at start: the PoH clock's
+    // configured rate, a hash count that moves, the disk. (Each configured child has its
+    // `poh_child_last_header_timestamp_seconds`; the federation tests read it.)
+    for (name, kind) in OPERATIONS {
+        assert_eq!(
+            first.types.get(name).map(String::as_str),
+            Some(kind),
+            "{name}"
+        );
+        assert!(first.help.iter().any(|h| h == name), "{name} has no # HELP");
+    }
+    assert!(sample(&first, "poh_target_hashes_per_second", &[]) > 0.0);
+    assert!(
+        sample(&first, "poh_disk_size_bytes", &[]) >= sample(&first, "poh_disk_free_bytes", &[])
+    );
+    assert!(sample(&first, "poh_disk_free_bytes", &[]) > 0.0);
+    assert!(sample(&first, "poh_store_bytes", &[]) > 0.0);
+    assert_eq!(sample(&first, "poh_max_batch_interval_seconds", &[]), 10.0);
+    let hashes = sample(&first, "poh_hashes_total", &[]);
 
     c.post(node.http("/v1/tx"))
         .json(&json(&tx("m1")))
@@ -121,6 +152,10 @@ async fn every_spec_family_is_exposed_from_start_up_and_counts() {
     grpc.broadcast(pb(&tx("m2"))).await.unwrap();
 
     let after = scrape(c.clone(), node.http("/metrics")).await;
+    assert!(
+        sample(&after, "poh_hashes_total", &[]) > hashes,
+        "the clock runs"
+    );
     assert_eq!(
         sample(&after, "poh_tx_received_total", &[("transport", "http")]),
         3.0

@@ -10,15 +10,33 @@
 //! their buckets and summaries, which otherwise happens only when `/metrics` is read: a node
 //! nobody scrapes would hold about 40 bytes per transaction for ever. [`Metrics::upkeep`]
 //! folds them every few seconds.
+//!
+//! Parts: [`ingest`] (the pipeline), [`network`] (broadcast, catch-up, repair),
+//! [`federation`] (sealing, child headers, fragments), [`node`] (the PoH clock and the disk,
+//! read at each render).
 
-use std::{sync::Arc, time::Duration};
+mod federation;
+mod ingest;
+mod network;
+mod node;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
-use crate::wire::Transport;
+pub use self::{
+    federation::{ChildResult, FederationMetrics, FragmentMetrics},
+    ingest::{IngestMetrics, RejectReason},
+    network::{BroadcastMetrics, RecordResult, RepairMetrics, RepairSource},
+    node::{DiskMetrics, PohMetrics},
+};
 
 const META: Metadata<'static> = Metadata::new("poh", Level::INFO, Some(module_path!()));
 
@@ -31,78 +49,6 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Transactions per commit.
 const BATCH_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 10_000.0];
 
-/// Why a transaction was not stored, as the `reason` label of `poh_tx_rejected_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RejectReason {
-    /// The bytes are not a transaction (bad JSON, bad protobuf, bad base64, bad frame).
-    Malformed,
-    /// A SPEC §2 rule is broken.
-    Invalid,
-    /// The payload is above the node's limit.
-    TooLarge,
-    /// A present signature does not verify.
-    BadSignature,
-    /// The id is stored with a different digest.
-    Conflict,
-    /// Refused because the node is at capacity.
-    Overloaded,
-    /// An internal error stopped it.
-    Internal,
-}
-
-impl RejectReason {
-    const ALL: [Self; 7] = [
-        Self::Malformed,
-        Self::Invalid,
-        Self::TooLarge,
-        Self::BadSignature,
-        Self::Conflict,
-        Self::Overloaded,
-        Self::Internal,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::Invalid => "invalid",
-            Self::TooLarge => "too_large",
-            Self::BadSignature => "bad_signature",
-            Self::Conflict => "conflict",
-            Self::Overloaded => "overloaded",
-            Self::Internal => "internal",
-        }
-    }
-}
-
-/// `poh_broadcast_total{protocol,result}`, registered with every label set up front.
-#[derive(Clone)]
-pub struct BroadcastMetrics {
-    /// By protocol (in `Transport::ALL` order), then ok / failed.
-    sends: [[Counter; 2]; 4],
-}
-
-impl BroadcastMetrics {
-    fn new(registry: &Registry) -> Self {
-        let sends = Transport::ALL.map(|protocol| {
-            ["ok", "failed"].map(|result| {
-                let counter = registry.counter(
-                    "poh_broadcast_total",
-                    &[("protocol", protocol.as_str()), ("result", result)],
-                );
-                counter.increment(0);
-                counter
-            })
-        });
-        Self { sends }
-    }
-
-    /// Counts one send to one peer.
-    pub fn record(&self, protocol: Transport, ok: bool) {
-        self.sends[protocol as usize][usize::from(!ok)].increment(1);
-    }
-}
-
 /// The node's registry and every subsystem's handles.
 #[derive(Clone)]
 pub struct Metrics {
@@ -111,6 +57,8 @@ pub struct Metrics {
     pub ingest: IngestMetrics,
     /// Connected peers that answered the last health check.
     pub active_peers: Gauge,
+    /// Peers the last health check asked (`poh_peers`).
+    pub peers: Gauge,
     /// What broadcasts and relaying send.
     pub broadcast: BroadcastMetrics,
     /// Storage reclamation events (SPEC §7 name), by `type`.
@@ -125,173 +73,35 @@ pub struct Metrics {
     pub repair: RepairMetrics,
     /// Erasure-coded fragments of sealed batches.
     pub fragments: FragmentMetrics,
+    /// The PoH clock's hashes and its configured rate.
+    pub poh: PohMetrics,
+    /// The data directory's file system and the database's size.
+    pub disk: DiskMetrics,
 }
 
-/// Why a child header was or was not recorded: the `result` label of
-/// `poh_child_headers_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChildResult {
-    /// Verified and recorded in this node's PoH.
-    Accepted,
-    /// Already recorded; nothing changed.
-    Duplicate,
-    /// Refused (the reason is logged).
-    Rejected,
+/// What a node tells its metrics about itself at start.
+#[derive(Clone, Debug, Default)]
+pub struct NodeFacts {
+    /// The configured PoH rate; 0 when unpaced.
+    pub target_hashes_per_second: f64,
+    /// `federation.max_batch_interval`, seconds.
+    pub max_batch_interval: f64,
+    /// The chain ids of the configured children.
+    pub children: Vec<String>,
+    /// The data directory and the database file, sampled at each render.
+    pub data_dir: PathBuf,
+    /// The database file.
+    pub db_path: PathBuf,
 }
 
-/// `poh_block_count` and `poh_child_headers_total{result}`.
-#[derive(Clone)]
-pub struct FederationMetrics {
-    /// Headers this node sealed.
-    pub block_count: Counter,
-    child_headers: [Counter; 3],
-}
-
-impl FederationMetrics {
-    fn new(registry: &Registry) -> Self {
-        let block_count = registry.counter("poh_block_count", &[]);
-        block_count.increment(0);
-        let child_headers = ["accepted", "duplicate", "rejected"].map(|result| {
-            let c = registry.counter("poh_child_headers_total", &[("result", result)]);
-            c.increment(0);
-            c
-        });
-        Self {
-            block_count,
-            child_headers,
-        }
-    }
-
-    /// Counts one child header.
-    pub fn child_header(&self, result: ChildResult) {
-        self.child_headers[result as usize].increment(1);
-    }
-}
-
-/// Which way a record came from a peer: the `source` label of the repair metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RepairSource {
-    /// Catch-up: a peer's `Sync` stream.
-    Sync,
-    /// Repair: a peer's `Repair` answer for ids this node asked for.
-    Repair,
-}
-
-/// What became of one record a peer sent: the `result` label of `poh_repair_records_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecordResult {
-    /// Stored for the first time.
-    Stored,
-    /// Already stored, with the same digest.
-    Duplicate,
-    /// Refused: not asked for, invalid, a bad signature, or a conflict with what is stored.
-    Refused,
-}
-
-/// `poh_repair_records_total{source, result}` and `poh_repair_requests_total{source, result}`.
-#[derive(Clone)]
-pub struct RepairMetrics {
-    records: [[Counter; 3]; 2],
-    requests: [[Counter; 2]; 2],
-}
-
-impl RepairMetrics {
-    fn new(registry: &Registry) -> Self {
-        let r = &registry.recorder;
-        r.describe_counter(
-            "poh_repair_records_total".into(),
-            None,
-            "Records received from peers by catch-up (sync) and repair, by what became of them."
-                .into(),
-        );
-        r.describe_counter(
-            "poh_repair_requests_total".into(),
-            None,
-            "Sync and Repair calls to peers, by result (ok, failed).".into(),
-        );
-        let sources = ["sync", "repair"];
-        let records = sources.map(|source| {
-            ["stored", "duplicate", "refused"].map(|result| {
-                let c = registry.counter(
-                    "poh_repair_records_total",
-                    &[("source", source), ("result", result)],
-                );
-                c.increment(0);
-                c
-            })
-        });
-        let requests = sources.map(|source| {
-            ["ok", "failed"].map(|result| {
-                let c = registry.counter(
-                    "poh_repair_requests_total",
-                    &[("source", source), ("result", result)],
-                );
-                c.increment(0);
-                c
-            })
-        });
-        Self { records, requests }
-    }
-
-    /// Counts records from a peer.
-    pub fn records(&self, source: RepairSource, result: RecordResult, n: u64) {
-        self.records[source as usize][result as usize].increment(n);
-    }
-
-    /// Counts one call to a peer.
-    pub fn request(&self, source: RepairSource, ok: bool) {
-        self.requests[source as usize][usize::from(!ok)].increment(1);
-    }
-}
-
-/// `poh_fragments_written_total`, `poh_fragment_write_failures_total` and
-/// `poh_fragments_height`.
-#[derive(Clone)]
-pub struct FragmentMetrics {
-    /// Fragments written to a location.
-    pub written: Counter,
-    /// Fragment writes that failed (each is retried).
-    pub write_failures: Counter,
-    /// The next height whose fragments are to be written: every height below has all of them.
-    pub height: Gauge,
-}
-
-impl FragmentMetrics {
-    fn new(registry: &Registry) -> Self {
-        let r = &registry.recorder;
-        r.describe_counter(
-            "poh_fragments_written_total".into(),
-            None,
-            "Erasure-coded fragments of sealed batches written to their locations.".into(),
-        );
-        r.describe_counter(
-            "poh_fragment_write_failures_total".into(),
-            None,
-            "Fragment writes that failed (each is retried until it succeeds).".into(),
-        );
-        r.describe_gauge(
-            "poh_fragments_height".into(),
-            None,
-            "The next height whose fragments are to be written; every height below has all of them."
-                .into(),
-        );
-        let written = registry.counter("poh_fragments_written_total", &[]);
-        written.increment(0);
-        let write_failures = registry.counter("poh_fragment_write_failures_total", &[]);
-        write_failures.increment(0);
-        let height = registry.gauge("poh_fragments_height", &[]);
-        height.set(0.0);
-        Self {
-            written,
-            write_failures,
-            height,
-        }
-    }
-}
+/// Reads a value that lives elsewhere (a counter of another thread, the disk) into its
+/// metric just before the text is rendered.
+type Sampler = Box<dyn Fn() + Send + Sync>;
 
 struct Registry {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    samplers: Mutex<Vec<Sampler>>,
 }
 
 impl Registry {
@@ -345,11 +155,17 @@ impl Metrics {
         let builder = builder.unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let registry = Arc::new(Registry { recorder, handle });
+        let registry = Arc::new(Registry {
+            recorder,
+            handle,
+            samplers: Mutex::default(),
+        });
         describe(&registry.recorder);
 
         let ingest = IngestMetrics::new(&registry);
         let active_peers = registry.gauge("active_peers", &[]);
+        let peers = registry.gauge("poh_peers", &[]);
+        peers.set(0.0);
         let gc_events =
             ["minor", "major"].map(|t| registry.counter("gc_events_total", &[("type", t)]));
         let broadcast = BroadcastMetrics::new(&registry);
@@ -360,7 +176,12 @@ impl Metrics {
         let federation = FederationMetrics::new(&registry);
         let repair = RepairMetrics::new(&registry);
         let fragments = FragmentMetrics::new(&registry);
+        let poh = PohMetrics::new(&registry);
+        let disk = DiskMetrics::new(&registry);
         Self {
+            poh,
+            disk,
+            peers,
             federation,
             repair,
             fragments,
@@ -388,8 +209,44 @@ impl Metrics {
         }
     }
 
+    /// Sets what the node knows of itself at start, and reads its disk and `hashes_total`
+    /// (the PoH clock's running count) at each render from then on.
+    pub fn with_node(
+        mut self,
+        facts: NodeFacts,
+        hashes_total: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.poh.target.set(facts.target_hashes_per_second);
+        self.federation
+            .max_batch_interval
+            .set(facts.max_batch_interval);
+        self.federation
+            .watch_children(&self.registry, facts.children.iter().map(String::as_str));
+        let hashes = self.poh.hashes.clone();
+        let disk = self.disk.clone();
+        let sampler = move || {
+            hashes.absolute(hashes_total());
+            disk.sample(&facts.data_dir, &facts.db_path);
+        };
+        self.registry
+            .samplers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(sampler));
+        self
+    }
+
     /// The Prometheus text exposition of everything recorded so far.
     pub fn render(&self) -> String {
+        for sample in self
+            .registry
+            .samplers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            sample();
+        }
         self.registry.handle.render()
     }
 
@@ -479,6 +336,23 @@ fn describe(r: &PrometheusRecorder) {
         "Peers that answered the last reachability check.".into(),
     );
     r.describe_gauge(
+        "poh_peers".into(),
+        None,
+        "Peers the last reachability check asked (UDP peers, which cannot answer, are not).".into(),
+    );
+    r.describe_gauge(
+        "poh_max_batch_interval_seconds".into(),
+        Some(Unit::Seconds),
+        "The longest time between two headers (federation.max_batch_interval).".into(),
+    );
+    r.describe_gauge(
+        "poh_child_last_header_timestamp_seconds".into(),
+        Some(Unit::Seconds),
+        "When each configured child chain's last header was accepted (Unix time; the start \
+         time until its first)."
+            .into(),
+    );
+    r.describe_gauge(
         "poh_buffered_bytes".into(),
         Some(Unit::Bytes),
         "Bytes of request bodies and QUIC frames held while they are read.".into(),
@@ -508,67 +382,6 @@ fn describe(r: &PrometheusRecorder) {
     for (name, help) in histograms {
         let unit = name.ends_with("_seconds").then_some(Unit::Seconds);
         r.describe_histogram(name.into(), unit, help.into());
-    }
-}
-
-/// Handles the ingest pipeline records into.
-#[derive(Clone)]
-pub struct IngestMetrics {
-    received: [Counter; 4],
-    rejected: [[Counter; RejectReason::ALL.len()]; 4],
-    /// `poh_issued_total{result="success"}`.
-    pub issued_success: Counter,
-    /// `poh_issued_total{result="failure"}`.
-    pub issued_failure: Counter,
-    /// `poh_issue_latency_seconds`.
-    pub latency: Histogram,
-    /// `poh_issue_latency_summary_seconds`.
-    pub latency_summary: Histogram,
-    /// `poh_verify_latency_seconds`.
-    pub verify_latency: Histogram,
-    /// Transactions per commit.
-    pub batch_size: Histogram,
-    /// Seconds per commit.
-    pub commit_seconds: Histogram,
-}
-
-impl IngestMetrics {
-    fn new(r: &Registry) -> Self {
-        let received = Transport::ALL
-            .map(|t| r.counter("poh_tx_received_total", &[("transport", t.as_str())]));
-        let rejected = Transport::ALL.map(|t| {
-            RejectReason::ALL.map(|reason| {
-                r.counter(
-                    "poh_tx_rejected_total",
-                    &[("transport", t.as_str()), ("reason", reason.as_str())],
-                )
-            })
-        });
-        Self {
-            received,
-            rejected,
-            issued_success: r.counter("poh_issued_total", &[("result", "success")]),
-            issued_failure: r.counter("poh_issued_total", &[("result", "failure")]),
-            latency: r.histogram("poh_issue_latency_seconds", &[]),
-            latency_summary: r.histogram("poh_issue_latency_summary_seconds", &[]),
-            verify_latency: r.histogram("poh_verify_latency_seconds", &[]),
-            batch_size: r.histogram("poh_commit_batch_size", &[]),
-            commit_seconds: r.histogram("poh_commit_seconds", &[]),
-        }
-    }
-
-    /// Counts `n` transactions decoded from `transport`.
-    pub fn received(&self, transport: Transport, n: u64) {
-        self.received[transport as usize].increment(n);
-    }
-
-    /// Counts one refused transaction.
-    pub fn rejected(&self, transport: Transport, reason: RejectReason) {
-        let i = RejectReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(RejectReason::ALL.len() - 1);
-        self.rejected[transport as usize][i].increment(1);
     }
 }
 

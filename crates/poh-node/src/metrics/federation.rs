@@ -1,0 +1,132 @@
+//! What sealing, federation and fragments record.
+
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
+
+use metrics::{Counter, Gauge, Recorder as _};
+
+use super::Registry;
+
+/// Why a child header was or was not recorded: the `result` label of
+/// `poh_child_headers_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildResult {
+    /// Verified and recorded in this node's PoH.
+    Accepted,
+    /// Already recorded; nothing changed.
+    Duplicate,
+    /// Refused (the reason is logged).
+    Rejected,
+}
+
+/// `poh_block_count`, `poh_child_headers_total{result}`,
+/// `poh_child_last_header_timestamp_seconds{child}` and `poh_max_batch_interval_seconds`.
+#[derive(Clone)]
+pub struct FederationMetrics {
+    /// Headers this node sealed.
+    pub block_count: Counter,
+    child_headers: [Counter; 3],
+    /// The longest time between two of this node's headers.
+    pub max_batch_interval: Gauge,
+    /// When each configured child's last header was accepted (Unix seconds).
+    children: Arc<HashMap<String, Gauge>>,
+}
+
+impl FederationMetrics {
+    pub(super) fn new(registry: &Registry) -> Self {
+        let block_count = registry.counter("poh_block_count", &[]);
+        block_count.increment(0);
+        let child_headers = ["accepted", "duplicate", "rejected"].map(|result| {
+            let c = registry.counter("poh_child_headers_total", &[("result", result)]);
+            c.increment(0);
+            c
+        });
+        let max_batch_interval = registry.gauge("poh_max_batch_interval_seconds", &[]);
+        max_batch_interval.set(0.0);
+        Self {
+            block_count,
+            child_headers,
+            max_batch_interval,
+            children: Arc::default(),
+        }
+    }
+
+    /// One `poh_child_last_header_timestamp_seconds` series per child, starting at now: a
+    /// child gets the same grace after the parent starts as after its last header.
+    pub(super) fn watch_children<'a>(
+        &mut self,
+        registry: &Registry,
+        children: impl IntoIterator<Item = &'a str>,
+    ) {
+        let now = unix_now();
+        let gauges = children.into_iter().map(|child| {
+            let g = registry.gauge(
+                "poh_child_last_header_timestamp_seconds",
+                &[("child", child)],
+            );
+            g.set(now);
+            (child.to_string(), g)
+        });
+        self.children = Arc::new(gauges.collect());
+    }
+
+    /// Counts one child header; an accepted one is the child's latest sign of life.
+    pub fn child_header(&self, child: &str, result: ChildResult) {
+        self.child_headers[result as usize].increment(1);
+        if result == ChildResult::Accepted
+            && let Some(gauge) = self.children.get(child)
+        {
+            gauge.set(unix_now());
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `poh_fragments_written_total`, `poh_fragment_write_failures_total` and
+/// `poh_fragments_height`.
+#[derive(Clone)]
+pub struct FragmentMetrics {
+    /// Fragments written to a location.
+    pub written: Counter,
+    /// Fragment writes that failed (each is retried).
+    pub write_failures: Counter,
+    /// The next height whose fragments are to be written: every height below has all of them.
+    pub height: Gauge,
+}
+
+impl FragmentMetrics {
+    pub(super) fn new(registry: &Registry) -> Self {
+        let r = &registry.recorder;
+        r.describe_counter(
+            "poh_fragments_written_total".into(),
+            None,
+            "Erasure-coded fragments of sealed batches written to their locations.".into(),
+        );
+        r.describe_counter(
+            "poh_fragment_write_failures_total".into(),
+            None,
+            "Fragment writes that failed (each is retried until it succeeds).".into(),
+        );
+        r.describe_gauge(
+            "poh_fragments_height".into(),
+            None,
+            "The next height whose fragments are to be written; every height below has all of them."
+                .into(),
+        );
+        let written = registry.counter("poh_fragments_written_total", &[]);
+        written.increment(0);
+        let write_failures = registry.counter("poh_fragment_write_failures_total", &[]);
+        write_failures.increment(0);
+        let height = registry.gauge("poh_fragments_height", &[]);
+        height.set(0.0);
+        Self {
+            written,
+            write_failures,
+            height,
+        }
+    }
+}
