@@ -367,8 +367,6 @@ async fn start_network(
     Ok(())
 }
 
-/// Stage 2b: the node's signing key and its children's keys (file I/O, off the async
-/// threads).
 /// What the metrics say of the node itself: its configured PoH rate, header interval and
 /// children, and, at each scrape, its hash count and disk.
 fn describe_node(config: &NodeConfig, metrics: Metrics, pipeline: &IngestPipeline) -> Metrics {
@@ -392,6 +390,8 @@ fn describe_node(config: &NodeConfig, metrics: Metrics, pipeline: &IngestPipelin
     metrics.with_node(facts, move || rate.hashes_total())
 }
 
+/// Stage 2b: the node's signing key and its children's keys (file I/O, off the async
+/// threads).
 async fn load_federation(config: &NodeConfig) -> Result<(Federation, SigningKey), NodeError> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || Federation::load(&config))

@@ -88,9 +88,9 @@ pub struct NodeFacts {
     pub max_batch_interval: f64,
     /// The chain ids of the configured children.
     pub children: Vec<String>,
-    /// The data directory and the database file, sampled at each render.
+    /// The data directory, whose file system is read at each render.
     pub data_dir: PathBuf,
-    /// The database file.
+    /// The database file, whose size is read at each render.
     pub db_path: PathBuf,
 }
 

@@ -77,7 +77,8 @@ pub async fn check(
 }
 
 /// Checks every peer each `every` (each within `timeout`) and sets `active_peers` to how many
-/// answered and `poh_peers` to how many were asked, until `shutdown`. UDP peers, which cannot answer, are not counted.
+/// answered and `poh_peers` to how many were asked, until `shutdown`. UDP peers, which cannot
+/// answer, are not counted.
 pub(crate) async fn health(
     clients: Arc<PeerClients>,
     peers: Arc<PeersCache>,
