@@ -110,7 +110,8 @@ fn dashboard_queries() -> Vec<(String, String)> {
     out
 }
 
-/// Two nodes, the second a peer of the first, which is a continental chain with one child.
+/// Two nodes, the second a gRPC and HTTP peer of the first, a continental chain with one
+/// child.
 fn two_nodes(dir: &Path) -> (Served, Served) {
     let key = dir.join("child.key");
     let out = poh(&["keygen", "--out", key.to_str().unwrap()]);
@@ -118,16 +119,18 @@ fn two_nodes(dir: &Path) -> (Served, Served) {
     let child = format!("municipality/kobe={}.pub", key.display());
     let b = serve_flags(&dir.join("b"), &[]);
     let peers = dir.join("peers.json");
-    // gRPC only: relayed over HTTP/1, every transaction would take a connection of B's,
-    // and B counts them, Prometheus's included, against one client address (127.0.0.1).
-    let out = poh(&[
-        "add-peer",
-        "grpc",
-        &b.grpc,
-        "--peers-file",
-        peers.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Relayed to over HTTP/1.1 as well: A's sends and Prometheus's scrapes share B's
+    // connection allowance for 127.0.0.1.
+    for (protocol, addr) in [("grpc", b.grpc.as_str()), ("http", b.base.as_str())] {
+        let out = poh(&[
+            "add-peer",
+            protocol,
+            addr,
+            "--peers-file",
+            peers.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
     let a = serve_flags(
         &dir.join("a"),
         &[

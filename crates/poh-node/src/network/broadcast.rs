@@ -229,6 +229,7 @@ impl Broadcaster {
         json: &[u8],
     ) -> Result<Delivery, Failure> {
         let url = format!("{}/v1/tx", peer.trim_end_matches('/'));
+        let _turn = self.clients.http_turn(peer).await;
         let mut request = self
             .clients
             .http(pin)

@@ -265,6 +265,59 @@ async fn a_ring_of_three_relaying_nodes_stores_once_each_and_stops() {
     }
 }
 
+/// A burst relayed to an HTTP peer arrives whole. Each relay send over HTTP/1.1 holds a
+/// connection, and the peer holds every client address to `limits.max_connections_per_client`
+/// (64): the relay must stay under it, whatever it has in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_relayed_to_an_http_peer_arrives_whole() {
+    let no_catch_up = |c: &mut poh_node::NodeConfig| {
+        c.repair.sync_interval = poh_node::config::Span(Duration::ZERO);
+    };
+    let b = common::start_with(no_catch_up).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("peers.json");
+    let peers = Peers {
+        http: vec![format!("http://{}", b.node.http_addr().unwrap())],
+        ..Peers::default()
+    };
+    std::fs::write(&file, serde_json::to_vec(&peers).unwrap()).unwrap();
+    let a = common::start_with(move |c| {
+        no_catch_up(c);
+        c.relay = true;
+        c.peers_file = Some(file);
+    })
+    .await;
+
+    const BURST: usize = 2_000;
+    let client = reqwest::Client::new();
+    let txs: Vec<_> = (0..BURST)
+        .map(|i| common::json(&tx(&format!("burst-{i}"))))
+        .collect();
+    for chunk in txs.chunks(500) {
+        let r = client
+            .post(a.http("/v1/tx/batch"))
+            .json(chunk)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let ok = "poh_broadcast_total{protocol=\"http\",result=\"ok\"}";
+    let failed = "poh_broadcast_total{protocol=\"http\",result=\"failed\"}";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&a, ok).await + metric(&a, failed).await < BURST as f64 {
+        assert!(Instant::now() < deadline, "the relay did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&a, failed).await, 0.0, "every relay send succeeded");
+    assert_eq!(
+        metric(&b, "poh_issued_total{result=\"success\"}").await,
+        BURST as f64
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn health_checks_count_the_peers_that_answer() {
     let target = common::start().await;

@@ -12,6 +12,7 @@ pub mod udp;
 
 use std::{collections::HashMap, path::Path, sync::Arc, sync::Mutex, time::Duration};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{
     metadata::{Ascii, MetadataValue},
     transport::Channel,
@@ -22,6 +23,12 @@ use crate::{
     NodeError,
     tls::{Identity, ServerTrust},
 };
+
+/// Requests in flight to one HTTP peer. Over HTTP/1.1 each holds a connection of its own,
+/// and a peer allows one client address `limits.max_connections_per_client` of them (64 by
+/// default): a relay with hundreds of sends in flight would be refused there, so the sends
+/// beyond this wait their turn here.
+pub const HTTP_REQUESTS_PER_PEER: usize = 16;
 
 /// How a client talks to peers: TLS, and the bearer token peers with authentication on want.
 #[derive(Clone, Debug, Default)]
@@ -89,6 +96,8 @@ pub fn read_token_file(path: &Path) -> Result<String, NodeError> {
 /// certificate, while the client's own certificate is still presented for mutual TLS.
 pub struct PeerClients {
     timeout: Duration,
+    /// Turns to send to each HTTP peer, by address.
+    http_turns: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// TLS for gRPC when a CA or a certificate is configured; plaintext otherwise.
     grpc_tls: Option<Arc<rustls::ClientConfig>>,
     token: Option<String>,
@@ -115,7 +124,21 @@ impl PeerClients {
             timeout,
             grpc: Mutex::new(HashMap::new()),
             http_pinned: Mutex::new(HashMap::new()),
+            http_turns: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A turn to send to the HTTP peer at `peer`: at most [`HTTP_REQUESTS_PER_PEER`] requests
+    /// at once, the others wait here.
+    pub async fn http_turn(&self, peer: &str) -> Option<OwnedSemaphorePermit> {
+        let turns = self
+            .http_turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(peer.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(HTTP_REQUESTS_PER_PEER)))
+            .clone();
+        turns.acquire_owned().await.ok()
     }
 
     /// The gRPC channel to `peer`, made once and reconnected by tonic as needed.
