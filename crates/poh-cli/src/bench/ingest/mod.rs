@@ -2,26 +2,25 @@
 //! drives `--target`), sends `--count` transactions over one transport, waits for every answer
 //! (UDP has none: it counts what the node stored) and reports throughput and latency
 //! percentiles. The node it starts has the per-client rate limit off (see `NodeProcess`).
+//!
+//! One sender per transport: [`grpc`] (unary calls, client streams), [`http`] (batches),
+//! [`quic`] and [`udp`] (`sendmmsg`, counted against what the node stored).
 
+mod grpc;
+mod http;
 mod quic;
 mod udp;
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use futures_util::StreamExt as _;
 use hdrhistogram::Histogram;
 use poh_core::{SigningKey, Tx};
-use poh_proto::v1::{self as pb, poh_service_client::PohServiceClient};
+use poh_proto::v1 as pb;
 use serde::Serialize;
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::{cpu, node::NodeProcess};
@@ -337,10 +336,10 @@ async fn send_all(
     // For UDP: sent, stored, and the seconds until the last one stored.
     let mut udp_counts = None;
     let latencies = match args.transport {
-        IngestTransport::GrpcUnary => grpc_unary(addr, txs, concurrency, progress).await?,
-        IngestTransport::GrpcStream => grpc_stream(addr, txs, concurrency, progress).await?,
+        IngestTransport::GrpcUnary => grpc::unary(addr, txs, concurrency, progress).await?,
+        IngestTransport::GrpcStream => grpc::stream(addr, txs, concurrency, progress).await?,
         IngestTransport::HttpBatch => {
-            http_batch(addr, txs, args.batch(), concurrency, progress).await?
+            http::batch(addr, txs, args.batch(), concurrency, progress).await?
         }
         IngestTransport::Quic => {
             let pin = target.pin.as_deref();
@@ -531,187 +530,6 @@ fn check_ack(ack: &pb::Ack) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-async fn connect(target: &str) -> anyhow::Result<tonic::transport::Channel> {
-    let url = if target.contains("://") {
-        target.to_string()
-    } else {
-        format!("http://{target}")
-    };
-    tonic::transport::Endpoint::from_shared(url)
-        .context("--target is not a valid address")?
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {target}"))
-}
-
-async fn grpc_unary(
-    target: &str,
-    txs: Vec<Tx>,
-    concurrency: usize,
-    progress: &indicatif::ProgressBar,
-) -> anyhow::Result<Histogram<u64>> {
-    // A few HTTP/2 connections, so one connection's ordering does not serialise everything.
-    let mut channels = Vec::new();
-    for _ in 0..concurrency.min(8) {
-        channels.push(connect(target).await?);
-    }
-    let txs: Arc<Vec<Mutex<Option<Tx>>>> =
-        Arc::new(txs.into_iter().map(|t| Mutex::new(Some(t))).collect());
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..concurrency {
-        let mut client = PohServiceClient::new(channels[worker % channels.len()].clone());
-        let (txs, next, progress) = (txs.clone(), next.clone(), progress.clone());
-        tasks.spawn(async move {
-            let mut latencies = histogram()?;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(slot) = txs.get(i) else { break };
-                let Some(tx) = slot.lock().await.take() else {
-                    continue;
-                };
-                let sent = Instant::now();
-                let ack = client.broadcast(poh_node::tx_to_pb(tx)).await?.into_inner();
-                latencies.saturating_record(sent.elapsed().as_micros() as u64);
-                check_ack(&ack)?;
-                progress.inc(1);
-            }
-            anyhow::Ok(latencies)
-        });
-    }
-    merge(tasks).await
-}
-
-async fn grpc_stream(
-    target: &str,
-    txs: Vec<Tx>,
-    streams: usize,
-    progress: &indicatif::ProgressBar,
-) -> anyhow::Result<Histogram<u64>> {
-    let channel = connect(target).await?;
-    let per_stream = txs.len().div_ceil(streams);
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut txs = txs.into_iter();
-    for _ in 0..streams {
-        let chunk: Vec<pb::Tx> = txs
-            .by_ref()
-            .take(per_stream)
-            .map(poh_node::tx_to_pb)
-            .collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let mut client = PohServiceClient::new(channel.clone());
-        let progress = progress.clone();
-        tasks.spawn(async move {
-            let mut latencies = histogram()?;
-            // Send times, in order; acks come back in the same order.
-            let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel();
-            let expected = chunk.len();
-            let outgoing = futures_util::stream::iter(chunk).map(move |tx| {
-                let _ = sent_tx.send(Instant::now());
-                tx
-            });
-            let mut acks = client.broadcast_stream(outgoing).await?.into_inner();
-            let mut answered = 0;
-            while let Some(ack) = acks.message().await? {
-                let sent = sent_rx
-                    .recv()
-                    .await
-                    .context("an ack for a transaction never sent")?;
-                latencies.saturating_record(sent.elapsed().as_micros() as u64);
-                check_ack(&ack)?;
-                answered += 1;
-                progress.inc(1);
-            }
-            if answered != expected {
-                bail!("the stream ended after {answered} of {expected} acks");
-            }
-            anyhow::Ok(latencies)
-        });
-    }
-    merge(tasks).await
-}
-
-async fn http_batch(
-    target: &str,
-    txs: Vec<Tx>,
-    batch: usize,
-    concurrency: usize,
-    progress: &indicatif::ProgressBar,
-) -> anyhow::Result<Histogram<u64>> {
-    // Bodies are encoded before the clock starts: the node's work is what is measured.
-    let bodies: Vec<(usize, Vec<u8>)> = txs
-        .chunks(batch)
-        .map(|chunk| {
-            let items: Vec<serde_json::Value> = chunk
-                .iter()
-                .map(|t| {
-                    serde_json::json!({
-                        "tx_id": t.tx_id,
-                        "holder_id": t.holder_id,
-                        "timestamp": t.timestamp,
-                        "payload_b64": B64.encode(&t.payload),
-                        "public_key_b64": B64.encode(&t.public_key),
-                        "signature_b64": B64.encode(&t.signature),
-                    })
-                })
-                .collect();
-            Ok((chunk.len(), serde_json::to_vec(&items)?))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let url = format!("{}/v1/tx/batch", target.trim_end_matches('/'));
-    let client = http_client(Duration::from_secs(120))?;
-    let bodies = Arc::new(Mutex::new(bodies.into_iter()));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (client, url, bodies, progress) = (
-            client.clone(),
-            url.clone(),
-            bodies.clone(),
-            progress.clone(),
-        );
-        tasks.spawn(async move {
-            let mut latencies = histogram()?;
-            loop {
-                let Some((n, body)) = bodies.lock().await.next() else {
-                    break;
-                };
-                let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                if !response.status().is_success() {
-                    bail!("the node answered {}", response.status());
-                }
-                let results: Vec<BatchItem> = response.json().await?;
-                let micros = sent.elapsed().as_micros() as u64;
-                latencies.record_n(micros.max(1), n as u64).ok();
-                if results.len() != n {
-                    bail!("{} results for {n} transactions", results.len());
-                }
-                if let Some(bad) = results.iter().find_map(|r| r.error.as_ref()) {
-                    bail!("the node refused a transaction: {bad}");
-                }
-                progress.inc(n as u64);
-            }
-            anyhow::Ok(latencies)
-        });
-    }
-    merge(tasks).await
-}
-
-/// One element of a batch answer: only whether it is an error is looked at.
-#[derive(serde::Deserialize)]
-struct BatchItem {
-    #[serde(default)]
-    error: Option<String>,
 }
 
 async fn merge(
