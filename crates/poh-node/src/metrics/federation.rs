@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
-use metrics::{Counter, Gauge, Recorder as _};
+use metrics::{Counter, Gauge, Recorder as _, Unit};
 
 use super::Registry;
 
@@ -33,6 +33,19 @@ pub struct FederationMetrics {
 
 impl FederationMetrics {
     pub(super) fn new(registry: &Registry) -> Self {
+        let r = &registry.recorder;
+        r.describe_gauge(
+            "poh_max_batch_interval_seconds".into(),
+            Some(Unit::Seconds),
+            "The longest time between two headers (federation.max_batch_interval).".into(),
+        );
+        r.describe_gauge(
+            "poh_child_last_header_timestamp_seconds".into(),
+            Some(Unit::Seconds),
+            "When each configured child chain's last header was accepted (Unix time; the \
+             start time until its first)."
+                .into(),
+        );
         let block_count = registry.counter("poh_block_count", &[]);
         block_count.increment(0);
         let child_headers = ["accepted", "duplicate", "rejected"].map(|result| {

@@ -341,18 +341,6 @@ fn describe(r: &PrometheusRecorder) {
         "Peers the last reachability check asked (UDP peers, which cannot answer, are not).".into(),
     );
     r.describe_gauge(
-        "poh_max_batch_interval_seconds".into(),
-        Some(Unit::Seconds),
-        "The longest time between two headers (federation.max_batch_interval).".into(),
-    );
-    r.describe_gauge(
-        "poh_child_last_header_timestamp_seconds".into(),
-        Some(Unit::Seconds),
-        "When each configured child chain's last header was accepted (Unix time; the start \
-         time until its first)."
-            .into(),
-    );
-    r.describe_gauge(
         "poh_buffered_bytes".into(),
         Some(Unit::Bytes),
         "Bytes of request bodies and QUIC frames held while they are read.".into(),
