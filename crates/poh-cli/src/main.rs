@@ -17,6 +17,7 @@ mod peers;
 mod prove;
 mod restore;
 mod serve;
+mod tx;
 mod verify;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -88,6 +89,9 @@ enum Command {
     Status(client::StatusArgs),
     /// List a node's sealed headers by height (GET /v1/headers).
     Headers(client::HeadersArgs),
+    /// Print a transaction's signing bytes and digest (hex), whether its signature verifies,
+    /// and its JSON (signed with --sign-key), one JSON object per transaction; nothing is sent.
+    Tx(tx::TxCommandArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(docs::CompletionsArgs),
     /// Print the manual page (roff), or write one per command with --dir.
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
         Command::Submit(args) => client::submit(&args),
         Command::Status(args) => client::status(&args),
         Command::Headers(args) => client::headers(&args),
+        Command::Tx(args) => tx::tx(&args),
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),
     };

@@ -17,21 +17,15 @@ pub use self::{
     submit::{SubmitArgs, submit},
 };
 
-use std::{
-    path::PathBuf,
-    sync::atomic::{AtomicUsize, Ordering},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
 use poh_core::{SigningKey, Tx};
 use poh_node::{
     Peers,
     config::PeersConfig,
-    network::client::{ClientTls, grpc_channel, read_token_file},
-    tls::ServerTrust,
+    network::client::{ClientTls, Endpoints},
 };
-use poh_proto::v1::dag_service_client::DagServiceClient;
 
 /// TLS towards the nodes: trust a CA (or pin a certificate), present a certificate (mTLS).
 #[derive(clap::Args, Debug, Default)]
@@ -60,25 +54,13 @@ pub struct TlsArgs {
 
 impl TlsArgs {
     pub(crate) fn client_tls(&self) -> anyhow::Result<ClientTls> {
-        let trust = ServerTrust::from_settings(
+        Ok(ClientTls::from_files(
             self.tls_ca.as_deref(),
             self.tls_pin.as_deref(),
             self.insecure,
-        );
-        let identity = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(poh_node::tls::Identity::from_pem(cert, key)?),
-            _ => None,
-        };
-        let token = self
-            .token_file
-            .as_deref()
-            .map(read_token_file)
-            .transpose()?;
-        Ok(ClientTls {
-            trust,
-            identity,
-            token,
-        })
+            self.tls_cert.as_deref().zip(self.tls_key.as_deref()),
+            self.token_file.as_deref(),
+        )?)
     }
 }
 
@@ -121,7 +103,7 @@ impl TxArgs {
     }
 
     /// The transactions: one from the flags or a JSON object, or each of a JSON array.
-    fn build_all(&self) -> anyhow::Result<Vec<Tx>> {
+    pub(crate) fn build_all(&self) -> anyhow::Result<Vec<Tx>> {
         let mut txs = match &self.tx_file {
             Some(path) => {
                 let bytes = std::fs::read(path)
@@ -286,74 +268,9 @@ impl EndpointArgs {
             Endpoints::new(
                 &self.endpoints,
                 Duration::from_millis(self.timeout_ms),
-                &self.tls,
+                &self.tls.client_tls()?,
             )?
         };
         Ok((runtime, endpoints))
-    }
-}
-
-/// Endpoints tried in turn: each call starts at the next one (round robin) and moves past
-/// endpoints that cannot be reached.
-struct Endpoints {
-    channels: Vec<(String, tonic::transport::Channel)>,
-    next: AtomicUsize,
-    bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
-}
-
-impl Endpoints {
-    fn new(endpoints: &[String], timeout: Duration, tls: &TlsArgs) -> anyhow::Result<Self> {
-        let client = tls.client_tls()?;
-        let config = client.grpc_config()?;
-        let bearer = client.bearer()?;
-        let channels = endpoints
-            .iter()
-            .map(|e| {
-                let channel = grpc_channel(e, config.as_ref(), timeout)
-                    .map_err(|why| anyhow::anyhow!("--endpoint {e}: {why}"))?;
-                Ok((e.clone(), channel))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Self {
-            channels,
-            next: AtomicUsize::new(0),
-            bearer,
-        })
-    }
-
-    /// `message` as a request carrying the bearer token, when there is one.
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        if let Some(b) = &self.bearer {
-            request.metadata_mut().insert("authorization", b.clone());
-        }
-        request
-    }
-
-    /// Runs `call` on the next endpoint, failing over while the error is that the endpoint is
-    /// unreachable; the answer and the endpoint that gave it.
-    async fn call<T, F, Fut>(&self, mut call: F) -> anyhow::Result<(T, &str)>
-    where
-        F: FnMut(DagServiceClient<tonic::transport::Channel>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-    {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut errors = Vec::new();
-        for i in 0..self.channels.len() {
-            let (name, channel) = &self.channels[(start + i) % self.channels.len()];
-            match call(DagServiceClient::new(channel.clone())).await {
-                Ok(answer) => return Ok((answer, name)),
-                Err(status)
-                    if matches!(
-                        status.code(),
-                        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-                    ) =>
-                {
-                    errors.push(format!("{name}: {}", status.message()));
-                }
-                Err(status) => bail!("{name}: {:?}: {}", status.code(), status.message()),
-            }
-        }
-        bail!("no endpoint answered ({})", errors.join("; "))
     }
 }

@@ -2,7 +2,7 @@
 //! when it is `UNKNOWN`.
 
 use anyhow::bail;
-use poh_proto::v1 as pb;
+use poh_proto::v1::{self as pb, dag_service_client::DagServiceClient};
 use serde_json::json;
 
 use super::EndpointArgs;
@@ -24,10 +24,10 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let request = pb::StatusRequest {
         tx_id: args.tx_id.clone(),
     };
-    let (answer, _) = runtime.block_on(endpoints.call(|mut client| {
+    let (answer, _) = runtime.block_on(endpoints.call(|channel| {
         let request = endpoints.request(request.clone());
         async move {
-            client
+            DagServiceClient::new(channel)
                 .query_transaction_status(request)
                 .await
                 .map(|r| r.into_inner())

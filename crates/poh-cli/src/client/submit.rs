@@ -2,7 +2,7 @@
 //! `--endpoint`s, failing over past one that is down.
 
 use anyhow::{Context as _, bail};
-use poh_proto::v1 as pb;
+use poh_proto::v1::{self as pb, dag_service_client::DagServiceClient};
 use serde_json::json;
 
 use super::{EndpointArgs, TxArgs};
@@ -39,10 +39,10 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
             public_key: tx.public_key.clone(),
             signature: tx.signature.clone(),
         };
-        let (answer, endpoint) = runtime.block_on(endpoints.call(|mut client| {
+        let (answer, endpoint) = runtime.block_on(endpoints.call(|channel| {
             let request = endpoints.request(request.clone());
             async move {
-                client
+                DagServiceClient::new(channel)
                     .submit_transaction(request)
                     .await
                     .map(|r| r.into_inner())

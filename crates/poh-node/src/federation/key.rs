@@ -23,43 +23,66 @@ pub(crate) fn load_or_create(
     data_dir: &Path,
 ) -> Result<SigningKey, NodeError> {
     if let Some(path) = configured {
-        let bytes = std::fs::read(path).map_err(|e| key_error(path, e))?;
-        return SigningKey::from_key_file(&bytes).map_err(|e| key_error(path, e));
+        return read_key_file(path);
     }
     let path = data_dir.join(DEFAULT_KEY_FILE);
-    match std::fs::read(&path) {
-        Ok(bytes) => SigningKey::from_key_file(&bytes).map_err(|e| key_error(&path, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path),
-        Err(e) => Err(key_error(&path, e)),
+    if path.exists() {
+        return read_key_file(&path);
     }
-}
-
-fn create(path: &Path) -> Result<SigningKey, NodeError> {
     let key = SigningKey::generate()?;
-    let write = |path: &Path, text: &[u8], mode: u32| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut file = options.open(path)?;
-        file.write_all(text)?;
-        file.sync_all()
-    };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| key_error(path, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| key_error(&path, e))?;
     }
-    write(path, key.to_key_file().as_bytes(), 0o600).map_err(|e| key_error(path, e))?;
-    let public = public_key_path(path);
-    let text = format!("{}\n", hex::encode(key.public_key()));
-    write(&public, text.as_bytes(), 0o644).map_err(|e| key_error(&public, e))?;
+    let public = write_key_files(&key, &path, false)?;
     tracing::info!(
         key = %path.display(),
         public_key = %public.display(),
         "made a new node key"
     );
     Ok(key)
+}
+
+/// Reads a key file as `poh keygen` writes it.
+pub(crate) fn read_key_file(path: &Path) -> Result<SigningKey, NodeError> {
+    let bytes = std::fs::read(path).map_err(|e| key_error(path, e))?;
+    SigningKey::from_key_file(&bytes).map_err(|e| key_error(path, e))
+}
+
+/// Writes `key` as `poh keygen` does: the seed to `path` (mode 0600) and the public key in
+/// hex to `path.pub` (0644), each synced. An existing file is an error unless `force`.
+/// Returns the public key's path.
+pub fn write_key_files(key: &SigningKey, path: &Path, force: bool) -> Result<PathBuf, NodeError> {
+    let write = |path: &Path, text: &[u8], mode: u32| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        if force {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut file = options.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                NodeError::Config(format!(
+                    "{} exists; pass --force to replace it",
+                    path.display()
+                ))
+            } else {
+                key_error(path, e)
+            }
+        })?;
+        file.write_all(text)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| key_error(path, e))
+    };
+    write(path, key.to_key_file().as_bytes(), 0o600)?;
+    let public = public_key_path(path);
+    let text = format!("{}\n", hex::encode(key.public_key()));
+    write(&public, text.as_bytes(), 0o644)?;
+    Ok(public)
 }
 
 /// `FILE.pub`, where `poh keygen` and the node put a key's public half.

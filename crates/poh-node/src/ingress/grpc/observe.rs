@@ -65,7 +65,7 @@ struct Call {
 
 impl Call {
     fn finish(&self, code: Code) {
-        let name = code_name(code);
+        let name = crate::wire::protobuf::code_name(code);
         self.metrics.grpc_request(self.method, name);
         let latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
         let peer = self.peer.map(|p| p.to_string()).unwrap_or_default();
@@ -196,28 +196,6 @@ fn parse_timeout(value: &HeaderValue) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
-}
-
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// A response body that reports the call's status when its trailers pass, or `CANCELLED`

@@ -4,7 +4,9 @@
 //!
 //! [`ClientTls`] is how a client trusts servers and proves itself: the trust (a CA, a pin, or
 //! anything), the certificate it presents for mutual TLS, and the bearer token it sends.
+//! [`Endpoints`] is how a client application (the CLI, the Python package) calls nodes.
 
+mod endpoints;
 pub mod grpc;
 pub mod http;
 pub mod quic;
@@ -18,7 +20,13 @@ use tonic::{
     transport::Channel,
 };
 
-pub use self::{grpc::grpc_channel, http::http_client, quic::QuicClient, udp::UdpClient};
+pub use self::{
+    endpoints::{CallError, Endpoints},
+    grpc::grpc_channel,
+    http::http_client,
+    quic::QuicClient,
+    udp::UdpClient,
+};
 use crate::{
     NodeError,
     tls::{Identity, ServerTrust},
@@ -42,6 +50,25 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
+    /// The client side as an operator gives it: a CA file or a pinned fingerprint or
+    /// `insecure` (else the system's roots), a certificate and key for mutual TLS, and a token
+    /// file.
+    pub fn from_files(
+        ca: Option<&Path>,
+        pin: Option<&str>,
+        insecure: bool,
+        identity: Option<(&Path, &Path)>,
+        token_file: Option<&Path>,
+    ) -> Result<Self, NodeError> {
+        Ok(Self {
+            trust: ServerTrust::from_settings(ca, pin, insecure),
+            identity: identity
+                .map(|(cert, key)| Identity::from_pem(cert, key))
+                .transpose()?,
+            token: token_file.map(read_token_file).transpose()?,
+        })
+    }
+
     /// Whether gRPC goes over TLS: a CA, a pin, insecure or a certificate is configured (a
     /// gRPC address has no scheme to say so).
     pub fn is_on(&self) -> bool {
