@@ -94,6 +94,11 @@ def test_tls_and_a_token_as_the_cli_gives_them(serve, poh_bin, tmp_path):
     assert re.fullmatch("[0-9a-f]{64}", fingerprint)
     pinned = poh.Client(address, tls_pin=fingerprint, token_file=tokens)
     assert pinned.status("tls-1").status in ("ORDERED", "SEALED")
+    # The pin as other tools print it: upper case, with colons.
+    colons = ":".join(fingerprint[i:i + 2] for i in range(0, 64, 2)).upper()
+    assert poh.Client(address, tls_pin=colons, token_file=tokens).get_tx("tls-1").tx == tx
+    with pytest.raises(ValueError, match="64 hex digits"):
+        poh.Client(address, tls_pin="abc")
 
     def code(**options):
         with pytest.raises(poh.ClientError) as raised:

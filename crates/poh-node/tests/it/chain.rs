@@ -237,9 +237,11 @@ async fn long_answers_stream_whole_and_in_order() {
         .json()
         .await
         .unwrap();
+    // An unpaced clock may be past the page's limit already: the page is full, or holds
+    // every entry that was durable.
     let served = page["entries"].as_array().unwrap();
     assert!(
-        served.len() as u64 >= durable,
+        served.len() as u64 >= durable.min(10_000),
         "{} of {durable}",
         served.len()
     );

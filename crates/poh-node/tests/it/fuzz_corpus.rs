@@ -102,3 +102,12 @@ mod fragment {
         super::replay("fragment", one_input);
     }
 }
+
+mod proof_json {
+    include!("../../../../fuzz/fuzz_targets/proof_json_body.rs");
+
+    #[test]
+    fn corpus_replays_cleanly() {
+        super::replay("proof_json", one_input);
+    }
+}

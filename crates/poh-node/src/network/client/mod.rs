@@ -50,8 +50,8 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    /// The client side as an operator gives it: a CA file or a pinned fingerprint or
-    /// `insecure` (else the system's roots), a certificate and key for mutual TLS, and a token
+    /// The client side as an operator gives it: a CA file or a pinned fingerprint (64 hex
+    /// digits, colons allowed) or `insecure` (else the system's roots), a certificate and key for mutual TLS, and a token
     /// file.
     pub fn from_files(
         ca: Option<&Path>,
@@ -60,8 +60,12 @@ impl ClientTls {
         identity: Option<(&Path, &Path)>,
         token_file: Option<&Path>,
     ) -> Result<Self, NodeError> {
+        let pin = pin
+            .map(crate::tls::parse_pin)
+            .transpose()
+            .map_err(|e| NodeError::Config(format!("the TLS pin: {e}")))?;
         Ok(Self {
-            trust: ServerTrust::from_settings(ca, pin, insecure),
+            trust: ServerTrust::from_settings(ca, pin.as_deref(), insecure),
             identity: identity
                 .map(|(cert, key)| Identity::from_pem(cert, key))
                 .transpose()?,
