@@ -6,10 +6,10 @@
 /// unchanged through its JSON.
 fn one_input(data: &[u8]) {
     use poh_node::wire::headers::{HeaderJson, ProofJson};
-    if let Ok(proof) = serde_json::from_slice::<ProofJson>(data) {
-        if let Ok(links) = proof.verify() {
-            assert!(!links.is_empty(), "a proof verified with no link");
-        }
+    if let Ok(proof) = serde_json::from_slice::<ProofJson>(data)
+        && let Ok(links) = proof.verify()
+    {
+        assert!(!links.is_empty(), "a proof verified with no link");
     }
     if let Ok(json) = serde_json::from_slice::<HeaderJson>(data)
         && let Ok(header) = json.to_header()
