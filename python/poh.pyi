@@ -104,7 +104,7 @@ class Tx:
     def to_json(self) -> str:
         """The JSON a node takes on `POST /v1/tx` and UDP."""
     @staticmethod
-    def from_json(json: Union[str, bytes]) -> Tx:
+    def from_json(json: _Json) -> Tx:
         """A transaction from its `POST /v1/tx` JSON; raises `InvalidTxError`."""
     def __eq__(self, other: object, /) -> bool: ...
 

@@ -142,15 +142,11 @@ impl Tx {
         String::from_utf8_lossy(&poh_node::tx_to_json(&self.0)).into_owned()
     }
 
-    /// A transaction from its JSON (`str` or `bytes`), as `POST /v1/tx` takes it; raises
-    /// `InvalidTxError` naming what is wrong.
+    /// A transaction from its JSON (`str`, `bytes` or the parsed `dict`), as `POST /v1/tx`
+    /// takes it; raises `InvalidTxError` naming what is wrong.
     #[staticmethod]
     fn from_json(json: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let bytes: Vec<u8> = match json.extract::<String>() {
-            Ok(text) => text.into_bytes(),
-            Err(_) => json.extract()?,
-        };
-        let tx = poh_node::tx_from_json(&bytes)
+        let tx = poh_node::tx_from_json(&crate::chain::json_bytes(json)?)
             .map_err(|e| Error::InvalidTx(format!("not a JSON transaction: {e}")))?;
         Ok(Self(tx))
     }
