@@ -297,13 +297,8 @@ async fn a_flood_of_unknown_methods_and_paths_adds_no_series() {
         .await;
 
     let after = scrape().await;
+    // The same series, label for label: only their values moved.
     assert_eq!(series(&before), series(&after));
-    assert!(
-        after.len() <= before.len() + 64,
-        "only counter values may grow: {} -> {} bytes",
-        before.len(),
-        after.len()
-    );
     let counted = parse(&after).samples;
     assert_eq!(
         counted[r#"grpc_requests_total{method="other",code="UNIMPLEMENTED"}"#],
