@@ -1,6 +1,6 @@
 //! `poh`, the operator's command-line tool (SPEC §9): one module per command group —
 //! [`serve`] (a node), [`peers`] (the peers file), [`client`] (broadcast, check-peers,
-//! submit, status, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs),
+//! submit, status, subscribe, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs),
 //! [`chain`] (export, verify --chain), [`prove`] (prove, verify --proof), [`restore`],
 //! [`keygen`], [`certs`] and [`docs`] (completions, man). Each is a thin shell over the
 //! library crates, and every error ends as one line on stderr with a non-zero exit code.
@@ -87,6 +87,9 @@ enum Command {
     /// A transaction's status (UNKNOWN, PENDING, ORDERED, SEALED) and its header; exit 1
     /// when UNKNOWN.
     Status(client::StatusArgs),
+    /// Print every transaction a node stores, one line each, from --from-seq and then as
+    /// they are stored; resumes after the last one printed when the node restarts.
+    Subscribe(client::SubscribeArgs),
     /// List a node's sealed headers by height (GET /v1/headers).
     Headers(client::HeadersArgs),
     /// Print a transaction's signing bytes and digest (hex), whether its signature verifies,
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
             | Command::Broadcast(_)
             | Command::Submit(_)
             | Command::Status(_)
+            | Command::Subscribe(_)
             | Command::Headers(_)
     ) {
         // Warnings only (an unverified server, say): the answer itself goes to stdout.
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Command::Broadcast(args) => client::broadcast(&args),
         Command::Submit(args) => client::submit(&args),
         Command::Status(args) => client::status(&args),
+        Command::Subscribe(args) => client::subscribe(&args),
         Command::Headers(args) => client::headers(&args),
         Command::Tx(args) => tx::tx(&args),
         Command::Completions(args) => docs::completions(&args),

@@ -32,7 +32,9 @@ use crate::{
         auth::Authenticator,
         grpc, http,
         limits::{ByteBudget, ClientLimiter},
-        listener, quic, udp,
+        listener, quic,
+        subscribe::Subscriptions,
+        udp,
     },
     metrics::{Metrics, NodeFacts},
     network::{
@@ -109,7 +111,12 @@ impl Node {
             )?)),
             None => None,
         };
+        let shutdown = CancellationToken::new();
+        let (sealed, sealed_rx) = watch::channel(0);
         let services = Services {
+            subscriptions: Subscriptions::new(&config.limits, metrics.subscribers.clone()),
+            sealed: sealed_rx,
+            shutdown: shutdown.clone(),
             federation: Arc::new(federation),
             upward,
             pipeline: pipeline.clone(),
@@ -128,12 +135,11 @@ impl Node {
                 metrics.buffered_bytes.clone(),
             ),
         };
-        let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         tasks.spawn(metrics.clone().upkeep(shutdown.clone()));
         let addrs = start_ingress(&config, ports, &services, &tls, &shutdown, &mut tasks).await?;
         start_network(&config, &tls, &services, relay_queue, &shutdown, &mut tasks).await?;
-        start_federation(&config, &tls, &services, node_key, &shutdown, &mut tasks)?;
+        start_federation(&config, &tls, &services, node_key, sealed, &mut tasks)?;
         start_retention(&config, &services, &shutdown, &mut tasks);
         log_started(&config, &addrs);
         let supervisor = tokio::spawn(supervise(
@@ -405,10 +411,10 @@ fn start_federation(
     tls: &NodeTls,
     services: &Services,
     key: SigningKey,
-    shutdown: &CancellationToken,
+    sealed: watch::Sender<u64>,
     tasks: &mut JoinSet<()>,
 ) -> Result<(), NodeError> {
-    let (sealed, sealed_rx) = watch::channel(0);
+    let (shutdown, sealed_rx) = (&services.shutdown, &services.sealed);
     let sealer = Sealer {
         store: services.store.clone(),
         pipeline: services.pipeline.clone(),

@@ -1,6 +1,7 @@
 //! The client commands, one module each: [`broadcast`] (every peer, every protocol),
 //! [`check`] (`check-peers`), [`submit`] (DAGService, round robin over `--endpoint`s with
-//! fail-over), [`status`] (`status TX_ID`) and [`headers`] (a node's sealed headers); and what they share: the TLS and token flags,
+//! fail-over), [`status`] (`status TX_ID`), [`subscribe`] (every transaction as it is stored)
+//! and [`headers`] (a node's sealed headers); and what they share: the TLS and token flags,
 //! the transaction flags, and the endpoints a call fails over between.
 
 mod broadcast;
@@ -8,6 +9,7 @@ mod check;
 mod headers;
 mod status;
 mod submit;
+mod subscribe;
 
 pub use self::{
     broadcast::{BroadcastArgs, broadcast},
@@ -15,6 +17,7 @@ pub use self::{
     headers::{HeadersArgs, headers},
     status::{StatusArgs, status},
     submit::{SubmitArgs, submit},
+    subscribe::{SubscribeArgs, subscribe},
 };
 
 use std::{path::PathBuf, time::Duration};

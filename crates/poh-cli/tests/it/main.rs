@@ -9,4 +9,5 @@ mod operator;
 mod peers;
 mod restore;
 mod serve;
+mod subscribe;
 mod tools;

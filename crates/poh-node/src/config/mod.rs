@@ -152,6 +152,9 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// Seconds a connection may have no request in flight before it is closed.
     pub idle_timeout_secs: u64,
+    /// Seconds between keep-alive comments on an idle `GET /v1/events` stream, so proxies
+    /// do not cut it.
+    pub events_keepalive_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -164,6 +167,7 @@ impl Default for HttpConfig {
             max_batch_body_bytes: 32 << 20,
             request_timeout_secs: 30,
             idle_timeout_secs: 60,
+            events_keepalive_secs: 15,
         }
     }
 }
@@ -289,6 +293,13 @@ pub struct ClientLimits {
     /// The part of `buffered_bytes` one client address may hold, so a few clients cannot
     /// take it all. A request body or message larger than this can never be read.
     pub buffered_bytes_per_client: usize,
+    /// Subscriptions (`Subscribe`, `GET /v1/events`) open at once across all clients; beyond
+    /// it a new one is refused (`RESOURCE_EXHAUSTED` / 503). Each holds at most one page of
+    /// records (64 KiB) while it is sent.
+    pub max_subscriptions: usize,
+    /// Subscriptions one client address may hold open at once. Each also counts as a request
+    /// in flight for as long as it runs.
+    pub max_subscriptions_per_client: usize,
 }
 
 impl Default for ClientLimits {
@@ -306,6 +317,8 @@ impl Default for ClientLimits {
             burst: 200_000,
             buffered_bytes: 128 << 20,
             buffered_bytes_per_client: 32 << 20,
+            max_subscriptions: 4096,
+            max_subscriptions_per_client: 256,
         }
     }
 }

@@ -94,20 +94,20 @@ impl ClientLimiter {
 }
 
 /// How many of something each client holds, against one maximum.
-struct SlotTable {
+pub(crate) struct SlotTable {
     max: usize,
     held: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl SlotTable {
-    fn new(max: usize) -> Arc<Self> {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             max: max.max(1),
             held: Mutex::new(HashMap::new()),
         })
     }
 
-    fn take(table: &Arc<Self>, client: IpAddr) -> Option<ClientSlot> {
+    pub(crate) fn take(table: &Arc<Self>, client: IpAddr) -> Option<ClientSlot> {
         let mut held = table.held.lock().unwrap_or_else(|p| p.into_inner());
         let count = held.entry(client).or_insert(0);
         if *count >= table.max {

@@ -9,7 +9,8 @@
 //! - [`grpc`]: `PohService`, `DAGService`, health and reflection;
 //! - [`http`]: the HTTP/JSON API, `/metrics` and `/openapi.json`;
 //! - [`udp`]: where a datagram becomes a `Tx`;
-//! - [`quic`]: where a QUIC stream's frames become `Tx`s and their `Ack`s go back.
+//! - [`quic`]: where a QUIC stream's frames become `Tx`s and their `Ack`s go back;
+//! - [`subscribe`]: the store cursors and limits behind `Subscribe` and `GET /v1/events`.
 
 pub mod auth;
 pub(crate) mod gate;
@@ -18,6 +19,7 @@ pub(crate) mod http;
 pub mod limits;
 pub(crate) mod listener;
 pub(crate) mod quic;
+pub(crate) mod subscribe;
 pub mod udp;
 
 use std::sync::Arc;
@@ -42,6 +44,12 @@ pub(crate) struct Services {
     pub federation: Arc<crate::federation::Federation>,
     /// The way to the parent, for proofs that reach above this level.
     pub upward: Option<Arc<crate::federation::prove::Upward>>,
+    /// Subscriptions open now, and their limits.
+    pub subscriptions: Arc<subscribe::Subscriptions>,
+    /// Headers sealed so far (changes when the sealer stores one).
+    pub sealed: tokio::sync::watch::Receiver<u64>,
+    /// Cancelled when the node stops: long-lived answers (subscriptions) end on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Services {

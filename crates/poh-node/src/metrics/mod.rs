@@ -67,6 +67,8 @@ pub struct Metrics {
     pub relay_dropped: Counter,
     /// Bytes of requests held while they are read (`limits.buffered_bytes`).
     pub buffered_bytes: Gauge,
+    /// Subscriptions open now (`poh_subscribers`).
+    pub subscribers: Gauge,
     /// Headers sealed and child headers judged.
     pub federation: FederationMetrics,
     /// Catch-up and repair from peers.
@@ -173,6 +175,8 @@ impl Metrics {
         relay_dropped.increment(0);
         let buffered_bytes = registry.gauge("poh_buffered_bytes", &[]);
         buffered_bytes.set(0.0);
+        let subscribers = registry.gauge("poh_subscribers", &[]);
+        subscribers.set(0.0);
         let federation = FederationMetrics::new(&registry);
         let repair = RepairMetrics::new(&registry);
         let fragments = FragmentMetrics::new(&registry);
@@ -192,6 +196,7 @@ impl Metrics {
             gc_events,
             relay_dropped,
             buffered_bytes,
+            subscribers,
         }
     }
 
@@ -344,6 +349,11 @@ fn describe(r: &PrometheusRecorder) {
         "poh_buffered_bytes".into(),
         Some(Unit::Bytes),
         "Bytes of request bodies and QUIC frames held while they are read.".into(),
+    );
+    r.describe_gauge(
+        "poh_subscribers".into(),
+        None,
+        "Subscriptions open now (gRPC Subscribe and GET /v1/events).".into(),
     );
     let histograms = [
         (

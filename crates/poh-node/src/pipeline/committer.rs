@@ -23,6 +23,7 @@ use std::{
 
 use poh_core::{Entry, Hash, PohConfig, PohRecorder, PohState, RateProbe, RecordedEntry};
 use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store, TxRecord, TxStatus};
+use tokio::sync::watch;
 
 use super::{
     Accepted, ChildItem, Job, Msg, PohStatus, Prepared,
@@ -58,6 +59,8 @@ pub(super) struct CommitSettings {
 pub(crate) struct PohView {
     chain_id: String,
     durable: Mutex<PohState>,
+    /// `durable.mixins`, for subscribers: every transaction below it can be read.
+    stored: watch::Sender<u64>,
     fsync: bool,
     rate: RateProbe,
     running: AtomicBool,
@@ -80,10 +83,20 @@ impl PohView {
         self.running.load(Ordering::Acquire)
     }
 
+    /// The first `poh_seq` not yet readable from the store, changing as commits land.
+    pub(crate) fn stored(&self) -> watch::Receiver<u64> {
+        self.stored.subscribe()
+    }
+
     /// The chain now stands stored at `state`, durably or not.
     pub(super) fn set_stored(&self, state: PohState, durable: bool) {
         if durable || !self.fsync {
             *self.durable.lock().unwrap_or_else(|p| p.into_inner()) = state;
+            self.stored.send_if_modified(|seq| {
+                let moved = *seq != state.mixins;
+                *seq = state.mixins;
+                moved
+            });
         }
     }
 }
@@ -185,6 +198,7 @@ impl Committer {
         let view = Arc::new(PohView {
             chain_id: chain_id.to_string(),
             durable: Mutex::new(chain.state),
+            stored: watch::Sender::new(chain.state.mixins),
             fsync: settings.durable,
             rate: recorder.probe(),
             running: AtomicBool::new(true),

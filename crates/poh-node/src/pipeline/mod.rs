@@ -421,6 +421,12 @@ impl IngestPipeline {
         self.inner.view.status()
     }
 
+    /// The first `poh_seq` not yet readable from the store: every stored transaction below
+    /// it is. Changes after each commit; what subscribers follow.
+    pub fn stored_seq(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.view.stored()
+    }
+
     /// Whether the committer and the PoH generator are running.
     pub fn is_running(&self) -> bool {
         self.inner.view.is_running()

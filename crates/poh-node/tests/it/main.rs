@@ -18,4 +18,5 @@ mod network;
 mod repair;
 mod sealing;
 mod security;
+mod subscribe;
 mod ttl;

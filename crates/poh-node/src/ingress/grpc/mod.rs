@@ -9,7 +9,7 @@ mod observe;
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
-use futures_util::{FutureExt as _, Stream, StreamExt as _};
+use futures_util::{FutureExt as _, Stream, StreamExt as _, TryStreamExt as _};
 use poh_core::{Tx, validate::check_tx_id};
 use poh_proto::v1::{
     self as pb,
@@ -27,6 +27,7 @@ use super::{
     gate::{self, Refusals},
     limits::{Budgeted, ByteBudget, Overload},
     listener::ConnLimits,
+    subscribe::{Start, TxCursor},
 };
 use crate::{
     config::GrpcConfig,
@@ -433,11 +434,29 @@ impl PohService for Api {
 
     async fn subscribe(
         &self,
-        _request: Request<pb::SubscribeRequest>,
+        request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        Err(Status::unimplemented(
-            "Subscribe is not served by this node yet; page through Sync instead",
-        ))
+        let client = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let from_seq = request.into_inner().from_seq;
+        let held = self
+            .services
+            .subscriptions
+            .open(client)
+            .map_err(|full| Status::resource_exhausted(full.to_string()))?;
+        let cursor = TxCursor::new(&self.services, Start::At(from_seq));
+        // The subscription is counted for as long as the stream lives.
+        let pages = futures_util::stream::try_unfold((cursor, held), |(mut cursor, held)| async {
+            let page = cursor.next_page().await?;
+            Ok::<_, crate::NodeError>(page.map(|page| (page, (cursor, held))))
+        });
+        let records = pages
+            .map_ok(|page| futures_util::stream::iter(page.into_iter().map(|r| Ok(record_pb(r)))))
+            .map_err(internal)
+            .try_flatten();
+        Ok(Response::new(Box::pin(records)))
     }
 }
 

@@ -6,6 +6,7 @@
 //! route template, applies the request timeout and logs; a panic becomes a JSON `500`.
 
 mod error;
+mod events;
 mod export;
 mod headers;
 mod openapi;
@@ -56,10 +57,11 @@ struct HttpState {
     max_body: usize,
     max_batch_body: usize,
     timeout: Duration,
+    events_keepalive: Duration,
 }
 
 /// Routes and their methods, for metrics that exist before the first request.
-const ROUTES: [(&str, &str, u16); 15] = [
+const ROUTES: [(&str, &str, u16); 16] = [
     ("POST", "/v1/tx", 201),
     ("POST", "/v1/tx/batch", 200),
     ("GET", "/v1/tx/{tx_id}", 200),
@@ -70,6 +72,7 @@ const ROUTES: [(&str, &str, u16); 15] = [
     ("GET", "/v1/headers/{header_id}", 200),
     ("GET", "/v1/federation", 200),
     ("GET", "/v1/export", 200),
+    ("GET", "/v1/events", 200),
     ("GET", "/v1/peers", 200),
     ("GET", "/healthz", 200),
     ("GET", "/readyz", 200),
@@ -87,6 +90,7 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         max_body: config.max_body_bytes,
         max_batch_body: config.max_batch_body_bytes,
         timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+        events_keepalive: Duration::from_secs(config.events_keepalive_secs.max(1)),
     };
     let router = Router::new()
         .route("/v1/tx", post(post_tx))
@@ -99,6 +103,7 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         .route("/v1/headers/{header_id}", get(headers::one))
         .route("/v1/federation", get(headers::federation))
         .route("/v1/export", get(export::export))
+        .route("/v1/events", get(events::events))
         .route("/v1/peers", get(get_peers))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

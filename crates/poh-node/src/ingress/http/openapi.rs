@@ -22,6 +22,7 @@ use crate::wire::{headers, json};
         super::headers::one,
         super::headers::federation,
         super::export::export,
+        super::events::events,
         super::headers::proof,
         super::get_peers,
         super::healthz,

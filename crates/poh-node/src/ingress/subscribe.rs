@@ -1,0 +1,223 @@
+//! Subscriptions (SPEC §4): what gRPC `Subscribe` and HTTP `GET /v1/events` share.
+//!
+//! A subscriber is a cursor over the store, not a queue of copies: it reads the next page of
+//! stored transactions by `poh_seq` when it is ready for more, and once it has caught up it
+//! waits for the pipeline's watermark ([`IngestPipeline::stored_seq`]) to move past it. The
+//! hand-over from what was stored to what is stored live is therefore the same read, with no
+//! gap and no duplicate; a slow subscriber holds one page however far behind it falls, and
+//! the node never holds anything on its behalf. Headers follow the sealer's count the same
+//! way ([`HeaderCursor`]).
+//!
+//! [`Subscriptions`] bounds how many run, per client address and in total, and reports
+//! `poh_subscribers`. Every cursor ends when the node stops, so a stream closes cleanly
+//! instead of holding the listener's drain.
+//!
+//! [`IngestPipeline::stored_seq`]: crate::IngestPipeline::stored_seq
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex},
+};
+
+use poh_core::Header;
+use poh_store::TxRecord;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use super::{
+    Services,
+    limits::{ClientSlot, SlotTable},
+};
+use crate::{NodeError, config::ClientLimits};
+
+/// Most transactions read from the store for one subscriber at a time…
+const PAGE_RECORDS: usize = 256;
+/// …and at most this many bytes of them (always at least one record): what one subscriber
+/// holds, so a thousand subscribers hold at most a few tens of MiB.
+const PAGE_BYTES: usize = 64 << 10;
+/// Most headers read at a time.
+const PAGE_HEADERS: usize = 16;
+
+/// The subscriptions open now, against `limits.max_subscriptions` and
+/// `limits.max_subscriptions_per_client`.
+pub(crate) struct Subscriptions {
+    total: Arc<Semaphore>,
+    per_client: Arc<SlotTable>,
+    /// `poh_subscribers`.
+    open: metrics::Gauge,
+    /// How many are open, for the gauge.
+    count: Mutex<usize>,
+}
+
+/// Why a subscription was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Full {
+    /// The node serves as many as it may.
+    #[error("the node serves as many subscriptions as it may; retry later")]
+    Node,
+    /// This client holds its share.
+    #[error("this client holds as many subscriptions as it may; close one or retry later")]
+    Client,
+}
+
+/// One open subscription, counted until dropped (when its stream ends or its client goes).
+pub(crate) struct Subscription {
+    _permit: OwnedSemaphorePermit,
+    _slot: Option<ClientSlot>,
+    owner: Arc<Subscriptions>,
+}
+
+impl Subscriptions {
+    pub(crate) fn new(limits: &ClientLimits, open: metrics::Gauge) -> Arc<Self> {
+        open.set(0.0);
+        Arc::new(Self {
+            total: Arc::new(Semaphore::new(limits.max_subscriptions)),
+            per_client: SlotTable::new(limits.max_subscriptions_per_client),
+            open,
+            count: Mutex::new(0),
+        })
+    }
+
+    /// Opens one for `client` (`None`: an in-process caller, counted only in the total).
+    pub(crate) fn open(self: &Arc<Self>, client: Option<IpAddr>) -> Result<Subscription, Full> {
+        let slot = match client {
+            Some(ip) => Some(SlotTable::take(&self.per_client, ip).ok_or(Full::Client)?),
+            None => None,
+        };
+        let permit = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Full::Node)?;
+        self.moved(1);
+        Ok(Subscription {
+            _permit: permit,
+            _slot: slot,
+            owner: self.clone(),
+        })
+    }
+
+    fn moved(&self, by: isize) {
+        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        *count = count.saturating_add_signed(by);
+        self.open.set(*count as f64);
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.owner.moved(-1);
+    }
+}
+
+/// Where a transaction cursor starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// At this `poh_seq` (inclusive).
+    At(u64),
+    /// At the next transaction stored after the cursor is made.
+    Next,
+}
+
+/// Stored transactions in `poh_seq` order, from the store and then live.
+pub(crate) struct TxCursor {
+    services: Services,
+    next: u64,
+    stored: watch::Receiver<u64>,
+}
+
+impl TxCursor {
+    pub(crate) fn new(services: &Services, start: Start) -> Self {
+        let stored = services.pipeline.stored_seq();
+        let next = match start {
+            Start::At(seq) => seq,
+            Start::Next => *stored.borrow(),
+        };
+        Self {
+            services: services.clone(),
+            next,
+            stored,
+        }
+    }
+
+    /// The next page (never empty), waiting for commits once caught up; `None` once the node
+    /// stops.
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<TxRecord>>, NodeError> {
+        loop {
+            // Marked seen before the read, so a commit landing during it wakes the wait.
+            let stored = *self.stored.borrow_and_update();
+            if self.next < stored {
+                let from = self.next;
+                let mut page = self
+                    .services
+                    .read(move |store| store.txs_from_seq(from, PAGE_RECORDS, PAGE_BYTES))
+                    .await?;
+                // Every transaction below the watermark is readable; past it, a commit may
+                // still be landing, and its earlier seqs with it.
+                page.retain(|r| r.poh_seq < stored);
+                match page.last() {
+                    Some(last) => {
+                        self.next = last.poh_seq + 1;
+                        return Ok(Some(page));
+                    }
+                    // Nothing stored in [next, stored): those seqs were child headers, or
+                    // transactions whose records expired.
+                    None => self.next = stored,
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = self.services.shutdown.cancelled() => return Ok(None),
+                changed = self.stored.changed() => if changed.is_err() {
+                    return Ok(None);
+                },
+            }
+        }
+    }
+}
+
+/// This node's headers as they are sealed, from the first one sealed after the cursor is made.
+pub(crate) struct HeaderCursor {
+    services: Services,
+    /// The height of the next header.
+    next: u64,
+    sealed: watch::Receiver<u64>,
+}
+
+impl HeaderCursor {
+    pub(crate) async fn new(services: &Services) -> Result<Self, NodeError> {
+        let sealed = services.sealed.clone();
+        let next = services
+            .read(|store| Ok(store.header_head()?.map_or(0, |head| head.height)))
+            .await?;
+        Ok(Self {
+            services: services.clone(),
+            next,
+            sealed,
+        })
+    }
+
+    /// The next headers (never empty), waiting for the sealer once caught up; `None` once the
+    /// node stops.
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<Header>>, NodeError> {
+        loop {
+            self.sealed.borrow_and_update();
+            let from = self.next;
+            let page = self
+                .services
+                .read(move |store| store.headers(from, PAGE_HEADERS))
+                .await?;
+            if let Some(last) = page.last() {
+                self.next = last.height + 1;
+                return Ok(Some(page));
+            }
+            tokio::select! {
+                biased;
+                () = self.services.shutdown.cancelled() => return Ok(None),
+                changed = self.sealed.changed() => if changed.is_err() {
+                    return Ok(None);
+                },
+            }
+        }
+    }
+}
