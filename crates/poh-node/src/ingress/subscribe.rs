@@ -20,7 +20,7 @@ use std::{
 };
 
 use poh_core::Header;
-use poh_store::TxRecord;
+use poh_store::{Store, StoreError, TxRecord};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::{
@@ -36,11 +36,16 @@ const PAGE_RECORDS: usize = 256;
 const PAGE_BYTES: usize = 64 << 10;
 /// Most headers read at a time.
 const PAGE_HEADERS: usize = 16;
+/// Subscribers' store reads running at once. One commit wakes every subscriber that has
+/// caught up; they take turns for the blocking pool instead of each taking a thread (a
+/// thousand subscribers would otherwise hold 512 threads and their memory).
+const READS_AT_ONCE: usize = 4;
 
 /// The subscriptions open now, against `limits.max_subscriptions` and
 /// `limits.max_subscriptions_per_client`.
 pub(crate) struct Subscriptions {
     total: Arc<Semaphore>,
+    reads: Semaphore,
     per_client: Arc<SlotTable>,
     /// `poh_subscribers`.
     open: metrics::Gauge,
@@ -71,6 +76,7 @@ impl Subscriptions {
         open.set(0.0);
         Arc::new(Self {
             total: Arc::new(Semaphore::new(limits.max_subscriptions)),
+            reads: Semaphore::new(READS_AT_ONCE),
             per_client: SlotTable::new(limits.max_subscriptions_per_client),
             open,
             count: Mutex::new(0),
@@ -94,6 +100,28 @@ impl Subscriptions {
             _slot: slot,
             owner: self.clone(),
         })
+    }
+
+    /// Runs a subscriber's store read in its turn, on a task of its own: a stream's answer is
+    /// polled only while its client has flow-control window, and a turn taken by a stream
+    /// that is then not polled would be held until its client reads again, stalling every
+    /// other subscriber.
+    async fn read<T: Send + 'static>(
+        services: &Services,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let services = services.clone();
+        tokio::spawn(async move {
+            let _turn = services
+                .subscriptions
+                .reads
+                .acquire()
+                .await
+                .map_err(|_| NodeError::TaskFailed("subscription reads"))?;
+            services.read(f).await
+        })
+        .await
+        .map_err(|_| NodeError::TaskFailed("subscription read"))?
     }
 
     fn moved(&self, by: isize) {
@@ -147,10 +175,10 @@ impl TxCursor {
             let stored = *self.stored.borrow_and_update();
             if self.next < stored {
                 let from = self.next;
-                let mut page = self
-                    .services
-                    .read(move |store| store.txs_from_seq(from, PAGE_RECORDS, PAGE_BYTES))
-                    .await?;
+                let mut page = Subscriptions::read(&self.services, move |store| {
+                    store.txs_from_seq(from, PAGE_RECORDS, PAGE_BYTES)
+                })
+                .await?;
                 // Every transaction below the watermark is readable; past it, a commit may
                 // still be landing, and its earlier seqs with it.
                 page.retain(|r| r.poh_seq < stored);
@@ -203,10 +231,10 @@ impl HeaderCursor {
         loop {
             self.sealed.borrow_and_update();
             let from = self.next;
-            let page = self
-                .services
-                .read(move |store| store.headers(from, PAGE_HEADERS))
-                .await?;
+            let page = Subscriptions::read(&self.services, move |store| {
+                store.headers(from, PAGE_HEADERS)
+            })
+            .await?;
             if let Some(last) = page.last() {
                 self.next = last.height + 1;
                 return Ok(Some(page));
