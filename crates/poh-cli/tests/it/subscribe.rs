@@ -10,7 +10,7 @@ use std::{
 use poh_proto::v1::{self as pb, poh_service_client::PohServiceClient};
 use serde_json::{Value, json};
 
-use crate::common::{Http, serve_flags, stop, wait_for};
+use crate::common::{Http, Served, serve_flags, stop, wait_for};
 
 /// Transactions sent while the subscriber reads nothing…
 const TXS: u64 = 200_000;
@@ -35,6 +35,19 @@ fn rss_mib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// `poh serve` with `toml` as its config file, and a runtime for the clients.
+fn serve_toml(dir: &std::path::Path, toml: &str) -> (Served, tokio::runtime::Runtime) {
+    let config = dir.join("node.toml");
+    std::fs::write(&config, toml).unwrap();
+    let node = serve_flags(&dir.join("data"), &["--config", config.to_str().unwrap()]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    (node, runtime)
+}
+
 /// A subscriber opens a stream and reads nothing for 10 s while 200,000 transactions of 2 KiB
 /// arrive: the node's memory stays within a stated bound (it holds nothing for the stalled
 /// reader: flow control stops the stream, and the cursor waits), and the subscriber then
@@ -42,22 +55,11 @@ fn rss_mib(pid: u32) -> (u64, u64) {
 #[test]
 fn a_stalled_subscriber_costs_the_node_no_memory_and_then_gets_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
+    let (node, runtime) = serve_toml(
+        dir.path(),
         "db_cache_mb = 32\n[ingest]\nfsync = false\nqueue_bytes = 8388608\n",
-    )
-    .unwrap();
-    let node = serve_flags(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
     );
     let pid = node.child.id();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let grpc = format!("http://{}", node.grpc);
     let (before, after, stalled_for, seqs) = runtime.block_on(async {
         let mut client = PohServiceClient::connect(grpc.clone()).await.unwrap();
@@ -200,22 +202,11 @@ const FAN_PEAK_RSS_MIB: u64 = 256;
 #[test]
 fn a_thousand_subscribers_cost_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("node.toml");
-    std::fs::write(
-        &config,
+    let (node, runtime) = serve_toml(
+        dir.path(),
         "db_cache_mb = 32\n[limits]\nmax_subscriptions_per_client = 1000\n",
-    )
-    .unwrap();
-    let node = serve_flags(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
     );
     let pid = node.child.id();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let grpc = format!("http://{}", node.grpc);
     let (before, peak) = runtime.block_on(async {
         let mut channels = Vec::new();
