@@ -2,6 +2,7 @@
 and a gRPC client for poh nodes, built from the node's own Rust code."""
 
 import os
+from types import TracebackType
 from typing import Any, Optional, Sequence, Tuple, Union
 
 from typing_extensions import Self, final
@@ -22,6 +23,7 @@ __all__ = [
     "SignatureError",
     "SigningKey",
     "Status",
+    "Subscription",
     "Tx",
     "VerifyError",
     "__version__",
@@ -301,3 +303,24 @@ class Client:
         """What the node knows of `tx_id`."""
     def get_tx(self, tx_id: str) -> Optional[Record]:
         """The stored transaction, or None when the node does not hold it."""
+    def subscribe(self, from_seq: int = 0) -> Subscription:
+        """Every transaction the node stores from `from_seq`: the stored ones, then each as it
+        is stored, in `poh_seq` order. Ends when the node stops; resume from the last
+        `poh_seq` seen plus one."""
+
+@final
+class Subscription:
+    """An open subscription: iterate it for `Record`s; each step waits, with the GIL
+    released, for the next transaction stored."""
+
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Record: ...
+    def close(self) -> None:
+        """Ends the subscription."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        kind: Optional[type[BaseException]],
+        value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None: ...

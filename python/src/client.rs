@@ -2,7 +2,7 @@
 //! token handling as the `poh` CLI (`poh_node::network::client`). Each call releases the GIL
 //! while it waits, so other Python threads run.
 
-use std::{future::Future, path::PathBuf, time::Duration};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use poh_node::{
     network::client::{CallError, ClientTls, Endpoints},
@@ -129,7 +129,8 @@ impl Record {
 /// `timeout` (seconds) bounds connecting and each answer.
 #[pyclass(module = "poh", frozen)]
 pub struct Client {
-    runtime: tokio::runtime::Runtime,
+    /// Shared with the client's subscriptions, which read their streams on it.
+    runtime: Arc<tokio::runtime::Runtime>,
     endpoints: Endpoints,
     timeout: Duration,
 }
@@ -210,7 +211,7 @@ impl Client {
             Endpoints::new(&endpoints, timeout, &tls).map_err(Error::from)?
         };
         Ok(Self {
-            runtime,
+            runtime: Arc::new(runtime),
             endpoints,
             timeout,
         })
@@ -304,26 +305,102 @@ impl Client {
                 PohServiceClient::new(channel).get_tx(request).await
             })
         });
-        let record = match answer {
-            Ok(answer) => answer.into_inner(),
-            Err(Error::Client { code, .. }) if code == code_name(Code::NotFound) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
-        };
-        let tx = record.tx.ok_or_else(|| Error::Client {
-            code: code_name(Code::Internal),
-            message: "the node answered GetTx without the transaction".into(),
-        })?;
-        Ok(Some(Record {
-            tx: Tx(poh_node::tx_from_pb(tx)),
-            status: status_name(record.status),
-            poh_seq: record.poh_seq,
-            poh_hash: record.poh_hash,
-            header_id: (!record.header_id.is_empty()).then_some(record.header_id),
-            received_at: record.received_at,
-        }))
+        match answer {
+            Ok(answer) => record_from_pb(answer.into_inner()).map(Some),
+            Err(Error::Client { code, .. }) if code == code_name(Code::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
+
+    /// Every transaction the node stores, from `from_seq` (`PohService.Subscribe`): what is
+    /// stored first, then each one as it is stored, in `poh_seq` order, as `Record`s. The
+    /// iteration ends when the node stops; to resume, subscribe again from the last
+    /// `poh_seq` seen plus one.
+    #[pyo3(signature = (from_seq = 0))]
+    fn subscribe(&self, py: Python<'_>, from_seq: u64) -> Result<Subscription> {
+        let request = pb::SubscribeRequest { from_seq };
+        let timeout = self.timeout;
+        let stream = self.call(py, |channel| {
+            let request = self.endpoints.request(request);
+            bounded(timeout, async move {
+                PohServiceClient::new(channel).subscribe(request).await
+            })
+        })?;
+        Ok(Subscription {
+            runtime: self.runtime.clone(),
+            stream: Some(stream.into_inner()),
+        })
+    }
+}
+
+/// An open subscription: iterate it for `Record`s; each step waits, with the GIL released,
+/// until the node stores the next transaction. `close()` (or leaving a `with` block) ends it.
+#[pyclass(module = "poh")]
+pub struct Subscription {
+    runtime: Arc<tokio::runtime::Runtime>,
+    stream: Option<tonic::Streaming<pb::TxRecord>>,
+}
+
+#[pymethods]
+impl Subscription {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> Result<Option<Record>> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(None);
+        };
+        let runtime = &self.runtime;
+        let next = py.detach(|| runtime.block_on(stream.message()));
+        match next {
+            Ok(Some(record)) => record_from_pb(record).map(Some),
+            Ok(None) => {
+                self.stream = None;
+                Ok(None)
+            }
+            Err(status) => {
+                self.stream = None;
+                Err(Error::Client {
+                    code: code_name(status.code()),
+                    message: status.message().to_string(),
+                })
+            }
+        }
+    }
+
+    /// Ends the subscription (the node stops sending at once).
+    fn close(&mut self) {
+        self.stream = None;
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &mut self,
+        _kind: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) {
+        self.close();
+    }
+}
+
+fn record_from_pb(record: pb::TxRecord) -> Result<Record> {
+    let tx = record.tx.ok_or_else(|| Error::Client {
+        code: code_name(Code::Internal),
+        message: "the node sent a record without its transaction".into(),
+    })?;
+    Ok(Record {
+        tx: Tx(poh_node::tx_from_pb(tx)),
+        status: status_name(record.status),
+        poh_seq: record.poh_seq,
+        poh_hash: record.poh_hash,
+        header_id: (!record.header_id.is_empty()).then_some(record.header_id),
+        received_at: record.received_at,
+    })
 }
 
 impl Client {

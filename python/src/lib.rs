@@ -40,6 +40,7 @@ fn poh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::Ack>()?;
     m.add_class::<client::Status>()?;
     m.add_class::<client::Record>()?;
+    m.add_class::<client::Subscription>()?;
     m.add("PohError", py.get_type::<error::PohError>())?;
     m.add("InvalidTxError", py.get_type::<error::InvalidTxError>())?;
     m.add("SignatureError", py.get_type::<error::SignatureError>())?;

@@ -3,6 +3,7 @@ signatures, batches, reads, TLS and tokens as the CLI gives them, and fail-over.
 
 import concurrent.futures
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,30 @@ def test_the_readme_example_runs_as_written(serve, tmp_path, monkeypatch):
     (ack,) = printed
     assert ack.code == "STORED" and (tmp_path / "alice.key.pub").exists()
     assert repr(ack).startswith('Ack(success=True, code="STORED", poh_seq=0')
+
+
+def test_a_subscription_gets_every_stored_transaction_then_ends_with_the_node(serve):
+    node = serve("--no-udp", "--no-quic")
+    client = poh.Client(node.grpc)
+    client.submit_batch([poh.Tx(tx_id=f"s-{i}", payload=b"%d" % i) for i in range(30)])
+    records = []
+    with client.subscribe(from_seq=10) as stream:
+        # 20 stored before it started, then 25 more submitted from another thread.
+        later = [poh.Tx(tx_id=f"s-{i}", payload=b"%d" % i) for i in range(30, 55)]
+        sender = threading.Thread(target=client.submit_batch, args=(later,))
+        sender.start()
+        for record in stream:
+            records.append(record)
+            if len(records) == 45:
+                break
+        sender.join()
+    assert [r.poh_seq for r in records] == list(range(10, 55))
+    assert [r.tx.tx_id for r in records] == [f"s-{i}" for i in range(10, 55)]
+    assert all(r.status == "ORDERED" and len(r.poh_hash) == 32 for r in records)
+    assert records[0].tx.payload == b"10"
+
+    # The iteration ends cleanly when the node stops; resuming needs the last seq seen.
+    stream = client.subscribe(from_seq=54)
+    assert next(stream).poh_seq == 54
+    node.stop()
+    assert list(stream) == []
