@@ -221,11 +221,16 @@ impl Events {
         }
     }
 
-    /// The next `n` transaction events: `(id, tx_id)`, checking each event's data.
+    /// The next `n` transaction events: `(id, tx_id)`, checking each event's data. They
+    /// must all come within the patience (header events do not extend it).
     async fn take_txs(&mut self, n: usize) -> Vec<(u64, String)> {
         let mut seen = Vec::with_capacity(n);
+        let deadline = Instant::now() + PATIENCE;
         while seen.len() < n {
-            let e = self.next().await.expect("the stream ended");
+            let e = tokio::time::timeout_at(deadline, self.next())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {n} events came", seen.len()))
+                .expect("the stream ended");
             if e.event != "tx" {
                 continue;
             }
