@@ -14,10 +14,7 @@
 //!
 //! [`IngestPipeline::stored_seq`]: crate::IngestPipeline::stored_seq
 
-use std::{
-    net::IpAddr,
-    sync::{Arc, Mutex},
-};
+use std::{net::IpAddr, sync::Arc};
 
 use poh_core::Header;
 use poh_store::{Store, StoreError, TxRecord};
@@ -49,8 +46,6 @@ pub(crate) struct Subscriptions {
     per_client: Arc<SlotTable>,
     /// `poh_subscribers`.
     open: metrics::Gauge,
-    /// How many are open, for the gauge.
-    count: Mutex<usize>,
 }
 
 /// Why a subscription was refused.
@@ -68,7 +63,8 @@ pub(crate) enum Full {
 pub(crate) struct Subscription {
     _permit: OwnedSemaphorePermit,
     _slot: Option<ClientSlot>,
-    owner: Arc<Subscriptions>,
+    /// `poh_subscribers`, lowered again on drop.
+    open: metrics::Gauge,
 }
 
 impl Subscriptions {
@@ -79,12 +75,11 @@ impl Subscriptions {
             reads: Semaphore::new(READS_AT_ONCE),
             per_client: SlotTable::new(limits.max_subscriptions_per_client),
             open,
-            count: Mutex::new(0),
         })
     }
 
     /// Opens one for `client` (`None`: an in-process caller, counted only in the total).
-    pub(crate) fn open(self: &Arc<Self>, client: Option<IpAddr>) -> Result<Subscription, Full> {
+    pub(crate) fn open(&self, client: Option<IpAddr>) -> Result<Subscription, Full> {
         let slot = match client {
             Some(ip) => Some(SlotTable::take(&self.per_client, ip).ok_or(Full::Client)?),
             None => None,
@@ -94,11 +89,11 @@ impl Subscriptions {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Full::Node)?;
-        self.moved(1);
+        self.open.increment(1.0);
         Ok(Subscription {
             _permit: permit,
             _slot: slot,
-            owner: self.clone(),
+            open: self.open.clone(),
         })
     }
 
@@ -123,17 +118,11 @@ impl Subscriptions {
         .await
         .map_err(|_| NodeError::TaskFailed("subscription read"))?
     }
-
-    fn moved(&self, by: isize) {
-        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        *count = count.saturating_add_signed(by);
-        self.open.set(*count as f64);
-    }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.owner.moved(-1);
+        self.open.decrement(1.0);
     }
 }
 
