@@ -141,6 +141,7 @@ impl Node {
         start_network(&config, &tls, &services, relay_queue, &shutdown, &mut tasks).await?;
         start_federation(&config, &tls, &services, node_key, sealed, &mut tasks)?;
         start_retention(&config, &services, &shutdown, &mut tasks);
+        watch_certificate(&config, &tls, &services, &mut tasks);
         log_started(&config, &addrs);
         let supervisor = tokio::spawn(supervise(
             tasks,
@@ -472,6 +473,27 @@ fn start_retention(
     if let Some(sweeper) = Sweeper::new(services.store.clone(), &config.ttl, fragments, gc_events) {
         tasks.spawn(sweeper.run(shutdown.clone()));
     }
+}
+
+/// Stage 7: the node certificate's expiry, as a metric and a daily warning before it.
+fn watch_certificate(
+    config: &NodeConfig,
+    tls: &NodeTls,
+    services: &Services,
+    tasks: &mut JoinSet<()>,
+) {
+    let (Some(settings), Some(leaf)) = (
+        &config.tls,
+        tls.identity.as_ref().and_then(|i| i.chain.first()),
+    ) else {
+        return;
+    };
+    tasks.spawn(crate::tls::expiry::watch(
+        leaf,
+        settings.expiry_warning_days,
+        services.metrics.tls_cert_expiry(),
+        services.shutdown.clone(),
+    ));
 }
 
 /// How the node talks to other nodes (peers, its parent): its trust settings and identity,

@@ -234,7 +234,7 @@ impl Default for QuicConfig {
 }
 
 /// TLS (SPEC §8): the node's certificate, and mutual TLS when `ca` is set.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// The certificate chain (PEM), with `key`.
@@ -253,6 +253,24 @@ pub struct TlsConfig {
     /// Accept any certificate from peers (no CA, no pin, not the system's roots): for
     /// development only, and logged as a warning at start and on every connection.
     pub insecure: bool,
+    /// From this many days before the node's certificate expires, a warning is logged at
+    /// start and then daily (`poh_tls_cert_expiry_seconds` gives the date to alert on).
+    pub expiry_warning_days: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            pkcs12: None,
+            pkcs12_password_file: None,
+            ca: None,
+            allowed_clients: Vec::new(),
+            insecure: false,
+            expiry_warning_days: 14,
+        }
+    }
 }
 
 /// Client authentication (SPEC §8): bearer tokens and JWTs.

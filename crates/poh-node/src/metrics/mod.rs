@@ -241,6 +241,12 @@ impl Metrics {
         self
     }
 
+    /// `poh_tls_cert_expiry_seconds`, registered only by a node with a certificate, so a node
+    /// without TLS has no series an expiry alert could misread.
+    pub(crate) fn tls_cert_expiry(&self) -> Gauge {
+        self.registry.gauge("poh_tls_cert_expiry_seconds", &[])
+    }
+
     /// The Prometheus text exposition of everything recorded so far.
     pub fn render(&self) -> String {
         for sample in self
@@ -349,6 +355,11 @@ fn describe(r: &PrometheusRecorder) {
         "poh_buffered_bytes".into(),
         Some(Unit::Bytes),
         "Bytes of request bodies and QUIC frames held while they are read.".into(),
+    );
+    r.describe_gauge(
+        "poh_tls_cert_expiry_seconds".into(),
+        Some(Unit::Seconds),
+        "When the node's TLS certificate lapses (its notAfter, Unix seconds).".into(),
     );
     r.describe_gauge(
         "poh_subscribers".into(),

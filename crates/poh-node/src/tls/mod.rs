@@ -10,10 +10,12 @@
 //!   certificate fingerprint, or (development only) anything; presenting its own certificate
 //!   for mTLS.
 //! - [`certs`]: a development CA and node certificates (`poh certs`), and the QUIC
-//!   development certificate.
+//!   development certificate;
+//! - [`expiry`]: the node certificate's expiry date as a metric, and a daily warning before it.
 
 pub mod certs;
 mod client;
+pub mod expiry;
 mod server;
 
 use std::{path::Path, sync::Arc};

@@ -455,3 +455,39 @@ async fn clients_verify_every_server_unless_told_not_to() {
     );
     node.stop().await;
 }
+
+/// A node with a certificate reports when it lapses (`poh_tls_cert_expiry_seconds`, its
+/// `notAfter` in Unix seconds, for an alert against `time()`); a node without one has no such
+/// series for an alert to misread.
+#[tokio::test]
+async fn the_certificate_expiry_date_is_a_metric_of_tls_nodes_only() {
+    let pki = pki();
+    let node = secured(&pki).await;
+    let cert = &poh_node::tls::read_certs(&pki.path("node-a.crt")).unwrap()[0];
+    let end = poh_node::tls::expiry::not_after(cert).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let value = loop {
+        let text = node.node.metrics().render();
+        if let Some(v) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("poh_tls_cert_expiry_seconds "))
+        {
+            break v.parse::<f64>().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no expiry series");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(value, end as f64);
+    node.stop().await;
+
+    let plain = common::start().await;
+    assert!(
+        !plain
+            .node
+            .metrics()
+            .render()
+            .contains("poh_tls_cert_expiry_seconds"),
+        "a node without TLS has no expiry series"
+    );
+    plain.stop().await;
+}
