@@ -2,7 +2,8 @@
 //!
 //! Settings come from flags, then `POH_*` environment variables (clap reads both, flags
 //! first), then the TOML file given by `--config`, then the defaults. The node stops
-//! gracefully on SIGINT or SIGTERM and the process exits 0 once everything is flushed.
+//! gracefully on SIGINT or SIGTERM and the process exits 0 once everything is flushed; SIGHUP
+//! reloads its TLS certificate and key.
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -422,34 +423,84 @@ fn run(config: NodeConfig) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let node = Node::spawn(config).await?;
         let stop = node.shutdown_token();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("signal received: finishing in-flight work, then stopping");
-            stop.cancel();
-        });
+        let mut signals = Signals::new();
+        loop {
+            tokio::select! {
+                // The node stopping by itself (a failure) ends the wait too.
+                () = stop.cancelled() => break,
+                signal = signals.next() => match signal {
+                    Signal::Reload => {
+                        tracing::info!("SIGHUP: reloading the TLS certificate");
+                        // Success and failure are both logged by the node.
+                        let _ = node.reload();
+                    }
+                    Signal::Stop => {
+                        tracing::info!("signal received: finishing in-flight work, then stopping");
+                        stop.cancel();
+                        break;
+                    }
+                },
+            }
+        }
         node.join().await?;
         Ok(())
     })
 }
 
-async fn wait_for_signal() {
+enum Signal {
+    /// SIGINT or SIGTERM.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// The signals a node acts on.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                hangup: signal(SignalKind::hangup()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match &mut self.term {
+                    Some(term) => term.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let hangup = async {
+                match &mut self.hangup {
+                    Some(hangup) => hangup.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = term => Signal::Stop,
+                _ = hangup => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
     }
 }

@@ -47,7 +47,7 @@ use crate::{
     },
     pipeline::{IngestPipeline, PipelineJoin},
     retention::ttl::Sweeper,
-    tls::{NodeTls, acceptor},
+    tls::{NodeTls, Reloader, acceptor},
 };
 
 /// A running node.
@@ -57,6 +57,8 @@ pub struct Node {
     metrics: Metrics,
     shutdown: CancellationToken,
     supervisor: tokio::task::JoinHandle<Result<(), NodeError>>,
+    /// Reloads the TLS certificate, when the node has one.
+    reloader: Option<Arc<Reloader>>,
 }
 
 /// Where each listener is bound (`None`: turned off).
@@ -141,7 +143,7 @@ impl Node {
         start_network(&config, &tls, &services, relay_queue, &shutdown, &mut tasks).await?;
         start_federation(&config, &tls, &services, node_key, sealed, &mut tasks)?;
         start_retention(&config, &services, &shutdown, &mut tasks);
-        watch_certificate(&config, &tls, &services, &mut tasks);
+        let reloader = watch_certificate(&config, &tls, &services, &mut tasks);
         log_started(&config, &addrs);
         let supervisor = tokio::spawn(supervise(
             tasks,
@@ -155,6 +157,7 @@ impl Node {
             metrics,
             shutdown,
             supervisor,
+            reloader,
         })
     }
 
@@ -191,6 +194,18 @@ impl Node {
     /// A token that stops the node when cancelled (for signal handlers).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Reads the TLS certificate and key again (what `SIGHUP` does; a changed file is also
+    /// noticed within seconds). New connections get the new certificate; established ones
+    /// keep theirs. On error the node keeps serving the certificate it had.
+    pub fn reload(&self) -> Result<(), NodeError> {
+        match &self.reloader {
+            Some(reloader) => reloader.reload(),
+            None => Err(NodeError::Config(
+                "this node has no TLS certificate to reload ([tls] cert and key, or pkcs12)".into(),
+            )),
+        }
     }
 
     /// Asks the node to stop; [`Node::join`] waits for it.
@@ -293,7 +308,7 @@ async fn start_ingress(
             source,
         })?;
         let at = SocketAddr::new(config.bind, c.port);
-        let endpoint = quic::bind(at, c, &config.data_dir, tls.identity.clone(), &tls.auth)?;
+        let endpoint = quic::bind(at, c, &config.data_dir, tls.cert.clone(), &tls.auth)?;
         addrs.quic = endpoint.local_addr().ok();
         tasks.spawn(quic::serve(
             endpoint,
@@ -475,25 +490,32 @@ fn start_retention(
     }
 }
 
-/// Stage 7: the node certificate's expiry, as a metric and a daily warning before it.
+/// Stage 7: the node certificate: its expiry as a metric and a daily warning before it, and
+/// its reload when its files change (or on [`Node::reload`]).
 fn watch_certificate(
     config: &NodeConfig,
     tls: &NodeTls,
     services: &Services,
     tasks: &mut JoinSet<()>,
-) {
-    let (Some(settings), Some(leaf)) = (
-        &config.tls,
-        tls.identity.as_ref().and_then(|i| i.chain.first()),
-    ) else {
-        return;
+) -> Option<Arc<Reloader>> {
+    let (Some(settings), Some(cert)) = (&config.tls, &tls.cert) else {
+        return None;
     };
+    let expiry = services.metrics.tls_cert_expiry();
     tasks.spawn(crate::tls::expiry::watch(
-        leaf,
+        cert.clone(),
         settings.expiry_warning_days,
-        services.metrics.tls_cert_expiry(),
+        expiry.clone(),
         services.shutdown.clone(),
     ));
+    let reloader = Reloader::new(
+        settings.clone(),
+        cert.clone(),
+        services.metrics.reloads.clone(),
+        expiry,
+    );
+    tasks.spawn(reloader.clone().watch_files(services.shutdown.clone()));
+    Some(reloader)
 }
 
 /// How the node talks to other nodes (peers, its parent): its trust settings and identity,

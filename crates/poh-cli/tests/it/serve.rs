@@ -402,3 +402,79 @@ fn a_full_disk_is_ack_code_internal_over_grpc() {
     assert!(ack.poh_hash.is_empty());
     assert!(!node.child.wait().unwrap().success());
 }
+
+/// Certificate rotation with what `poh certs` writes: issuing `node-a` again (the same CA, a
+/// new key) over the files a node serves is picked up, and new connections are shown the new
+/// certificate; `SIGHUP` reloads too (counted in `poh_reload_total` even with nothing
+/// changed).
+#[test]
+fn a_node_serves_the_certificate_poh_certs_issued_again_and_sighup_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let pki_str = pki.to_str().unwrap();
+    let issue = || {
+        let out = crate::common::poh(&["certs", "--out", pki_str, "--node", "node-a"]);
+        assert!(out.status.success(), "{out:?}");
+        let fp = crate::common::poh(&["fingerprint", &format!("{pki_str}/node-a.crt")]);
+        crate::common::text(&fp.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let first = issue();
+    let node = crate::common::serve_flags(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            &format!("{pki_str}/node-a.crt"),
+            "--tls-key",
+            &format!("{pki_str}/node-a.key"),
+        ],
+    );
+    let https = node.base.replacen("http://", "https://", 1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let trust = poh_node::tls::ServerTrust::Ca(pki.join("ca.crt"));
+    // A new client each time: a new connection, shown the certificate served now.
+    let get = |path: &str| -> (String, String) {
+        runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .tls_backend_preconfigured(
+                    poh_node::tls::client_config(&trust, None, &[b"h2", b"http/1.1"]).unwrap(),
+                )
+                .tls_info(true)
+                .build()
+                .unwrap();
+            let r = client.get(format!("{https}{path}")).send().await.unwrap();
+            let info = r.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
+            let der = info.peer_certificate().unwrap().to_vec();
+            let served = poh_node::tls::fingerprint(&der.into());
+            (served, r.text().await.unwrap())
+        })
+    };
+    let reloads = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(r#"poh_reload_total{result="success"} "#))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (served, metrics) = get("/metrics");
+    assert_eq!(served, first);
+    assert_eq!(reloads(&metrics), 0.0);
+
+    signal(&node.child, "HUP");
+    crate::common::wait_for("the SIGHUP reload", || {
+        (reloads(&get("/metrics").1) == 1.0).then_some(())
+    });
+
+    let second = issue();
+    assert_ne!(first, second);
+    crate::common::wait_for("the new certificate served", || {
+        (get("/healthz").0 == second).then_some(())
+    });
+    crate::common::stop(node);
+}

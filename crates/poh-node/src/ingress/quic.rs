@@ -24,7 +24,7 @@ use crate::{
     config::QuicConfig,
     metrics::RejectReason,
     pipeline::Admission,
-    tls::{ClientAuth, Identity},
+    tls::{ClientAuth, Identity, NodeCert},
     wire::{
         Transport,
         frame::{self, ALPN, FrameDecoder, MALFORMED_FRAME, OVERLOADED},
@@ -47,20 +47,19 @@ pub(crate) fn bind(
     addr: SocketAddr,
     config: &QuicConfig,
     data_dir: &std::path::Path,
-    node_identity: Option<Identity>,
+    node_cert: Option<Arc<NodeCert>>,
     auth: &ClientAuth,
 ) -> Result<quinn::Endpoint, NodeError> {
-    let (identity, development) = match (node_identity, &config.cert, &config.key) {
-        (Some(identity), _, _) => (identity, false),
-        (None, Some(cert), Some(key)) => (Identity::from_pem(cert, key)?, false),
-        _ => (crate::tls::certs::development_identity(data_dir)?, true),
+    let (cert, development) = match (node_cert, &config.cert, &config.key) {
+        (Some(cert), _, _) => (cert, false),
+        (None, Some(cert), Some(key)) => (NodeCert::new(Identity::from_pem(cert, key)?)?, false),
+        _ => (
+            NodeCert::new(crate::tls::certs::development_identity(data_dir)?)?,
+            true,
+        ),
     };
-    let fingerprint = identity
-        .chain
-        .first()
-        .map(crate::tls::fingerprint)
-        .unwrap_or_default();
-    let mut tls = crate::tls::server_config(identity, auth, &[ALPN])?;
+    let fingerprint = cert.fingerprint();
+    let mut tls = crate::tls::server_config(cert, auth, &[ALPN])?;
     // QUIC is TLS 1.3 only.
     tls.max_early_data_size = 0;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)

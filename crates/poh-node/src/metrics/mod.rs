@@ -69,6 +69,8 @@ pub struct Metrics {
     pub buffered_bytes: Gauge,
     /// Subscriptions open now (`poh_subscribers`).
     pub subscribers: Gauge,
+    /// Reloads of the TLS certificate: `result="success"`, `result="failure"`.
+    pub reloads: [Counter; 2],
     /// Headers sealed and child headers judged.
     pub federation: FederationMetrics,
     /// Catch-up and repair from peers.
@@ -177,6 +179,11 @@ impl Metrics {
         buffered_bytes.set(0.0);
         let subscribers = registry.gauge("poh_subscribers", &[]);
         subscribers.set(0.0);
+        let reloads = ["success", "failure"].map(|r| {
+            let c = registry.counter("poh_reload_total", &[("result", r)]);
+            c.increment(0);
+            c
+        });
         let federation = FederationMetrics::new(&registry);
         let repair = RepairMetrics::new(&registry);
         let fragments = FragmentMetrics::new(&registry);
@@ -197,6 +204,7 @@ impl Metrics {
             relay_dropped,
             buffered_bytes,
             subscribers,
+            reloads,
         }
     }
 
@@ -360,6 +368,11 @@ fn describe(r: &PrometheusRecorder) {
         "poh_tls_cert_expiry_seconds".into(),
         Some(Unit::Seconds),
         "When the node's TLS certificate lapses (its notAfter, Unix seconds).".into(),
+    );
+    r.describe_counter(
+        "poh_reload_total".into(),
+        None,
+        "Reloads of the node's TLS certificate (SIGHUP or a changed file), by result.".into(),
     );
     r.describe_gauge(
         "poh_subscribers".into(),

@@ -4,6 +4,7 @@
 
 use std::{
     future::Future,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -11,7 +12,7 @@ use metrics::Gauge;
 use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
-use super::fingerprint;
+use super::NodeCert;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -28,24 +29,19 @@ fn expiring(not_after: i64, now: i64, warning_days: u64) -> Option<f64> {
     (left < warning_days as f64).then_some(left)
 }
 
-/// Sets `gauge` to `cert`'s expiry now; the returned task then checks it at start and every
-/// day until `shutdown`, logging a warning while it is within `warning_days` of lapsing.
+/// Sets `gauge` to the expiry of the certificate `cert` holds now; the returned task then
+/// checks the certificate it holds at start and every day until `shutdown`, logging a warning
+/// while that one is within `warning_days` of lapsing (a reload moves the gauge itself).
 pub(crate) fn watch(
-    cert: &CertificateDer<'_>,
+    cert: Arc<NodeCert>,
     warning_days: u64,
     gauge: Gauge,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let fingerprint = fingerprint(cert);
-    let end = not_after(cert);
-    if let Some(end) = end {
+    if let Some(end) = cert.chain().first().and_then(|leaf| not_after(leaf)) {
         gauge.set(end as f64);
     }
     async move {
-        let Some(not_after) = end else {
-            tracing::warn!(%fingerprint, "cannot read the node certificate's expiry date");
-            return shutdown.cancelled().await;
-        };
         let mut daily = tokio::time::interval(DAY);
         loop {
             tokio::select! {
@@ -53,19 +49,25 @@ pub(crate) fn watch(
                 () = shutdown.cancelled() => return,
                 _ = daily.tick() => {}
             }
+            let fingerprint = cert.fingerprint();
+            let Some(end) = cert.chain().first().and_then(|leaf| not_after(leaf)) else {
+                tracing::warn!(%fingerprint, "cannot read the node certificate's expiry date");
+                continue;
+            };
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
-            match expiring(not_after, now, warning_days) {
+            match expiring(end, now, warning_days) {
                 Some(days_left) if days_left < 0.0 => tracing::error!(
                     %fingerprint,
                     "the node's TLS certificate has expired: clients and peers refuse it; \
-                     replace it and restart the node"
+                     replace its files (the node reloads them)"
                 ),
                 Some(days_left) => tracing::warn!(
                     %fingerprint,
                     days_left = format!("{days_left:.1}"),
-                    "the node's TLS certificate expires soon: replace it and restart the node"
+                    "the node's TLS certificate expires soon: replace its files (the node \
+                     reloads them)"
                 ),
                 None => {}
             }

@@ -11,16 +11,21 @@
 //!   for mTLS.
 //! - [`certs`]: a development CA and node certificates (`poh certs`), and the QUIC
 //!   development certificate;
-//! - [`expiry`]: the node certificate's expiry date as a metric, and a daily warning before it.
+//! - [`expiry`]: the node certificate's expiry date as a metric, and a daily warning before it;
+//! - [`NodeCert`] (`reload`): the certificate the listeners present, replaceable while the
+//!   node runs.
 
 pub mod certs;
 mod client;
 pub mod expiry;
+mod reload;
 mod server;
 
 use std::{path::Path, sync::Arc};
 
 pub use client::{ServerTrust, client_config};
+pub use reload::NodeCert;
+pub(crate) use reload::Reloader;
 use rustls::{
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject},
@@ -206,6 +211,8 @@ pub(crate) fn roots(ca: &Path) -> Result<rustls::RootCertStore, NodeError> {
 pub struct NodeTls {
     /// The node's certificate; `None`: plaintext gRPC and HTTP.
     pub identity: Option<Identity>,
+    /// The same, as the listeners present it (replaced by a reload).
+    pub cert: Option<Arc<NodeCert>>,
     /// Who may connect (mutual TLS when a CA is set).
     pub auth: ClientAuth,
     /// How the node's clients trust the servers they reach: the CA, else the system's roots,
@@ -227,8 +234,10 @@ impl NodeTls {
                     .into(),
             ));
         }
+        let cert = identity.clone().map(NodeCert::new).transpose()?;
         Ok(Self {
             identity,
+            cert,
             auth: ClientAuth {
                 ca: config.ca.clone(),
                 allowed: config.allowed_clients.clone(),

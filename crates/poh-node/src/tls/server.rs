@@ -13,7 +13,7 @@ use rustls::{
     },
 };
 
-use super::{Identity, NodeTls, error, provider, roots};
+use super::{NodeCert, NodeTls, error, provider, roots};
 use crate::NodeError;
 
 /// Who may connect to a listener.
@@ -25,9 +25,10 @@ pub struct ClientAuth {
     pub allowed: Vec<String>,
 }
 
-/// A server configuration presenting `identity`, offering `alpn`.
+/// A server configuration presenting `cert` (whatever it holds at each handshake), offering
+/// `alpn`.
 pub fn server_config(
-    identity: Identity,
+    cert: Arc<NodeCert>,
     auth: &ClientAuth,
     alpn: &[&[u8]],
 ) -> Result<rustls::ServerConfig, NodeError> {
@@ -47,9 +48,7 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(identity.chain, identity.key)
-        .map_err(error)?;
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
@@ -148,9 +147,9 @@ pub fn acceptor(
     tls: &NodeTls,
     alpn: &[&[u8]],
 ) -> Result<Option<tokio_rustls::TlsAcceptor>, NodeError> {
-    let Some(identity) = &tls.identity else {
+    let Some(cert) = &tls.cert else {
         return Ok(None);
     };
-    let config = server_config(identity.clone(), &tls.auth, alpn)?;
+    let config = server_config(cert.clone(), &tls.auth, alpn)?;
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
