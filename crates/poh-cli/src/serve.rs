@@ -3,7 +3,7 @@
 //! Settings come from flags, then `POH_*` environment variables (clap reads both, flags
 //! first), then the TOML file given by `--config`, then the defaults. The node stops
 //! gracefully on SIGINT or SIGTERM and the process exits 0 once everything is flushed; SIGHUP
-//! reloads its TLS certificate and key.
+//! reloads its TLS certificate and key, token file and JWT keys.
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -430,7 +430,7 @@ fn run(config: NodeConfig) -> anyhow::Result<()> {
                 () = stop.cancelled() => break,
                 signal = signals.next() => match signal {
                     Signal::Reload => {
-                        tracing::info!("SIGHUP: reloading the TLS certificate");
+                        tracing::info!("SIGHUP: reloading the TLS certificate and the client credentials");
                         // Success and failure are both logged by the node.
                         let _ = node.reload();
                     }

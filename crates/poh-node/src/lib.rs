@@ -18,7 +18,8 @@
 //! - [`Node`] (`node`): wiring only: it starts the store, the pipeline, the ingress and the
 //!   network, and owns every task (`spawn`, `shutdown`, `join`);
 //! - beside them: [`NodeConfig`] ([`config`], plain serde data), [`tls`] (certificates and trust,
-//!   both directions), [`metrics`] (the node's own Prometheus registry), [`NodeError`].
+//!   both directions), `reload` (what SIGHUP and changed files reload: the certificate and the
+//!   client credentials), [`metrics`] (the node's own Prometheus registry), [`NodeError`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod network;
 mod node;
 pub mod pipeline;
+mod reload;
 pub mod retention;
 pub mod tls;
 pub mod wire;

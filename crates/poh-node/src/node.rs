@@ -46,8 +46,9 @@ use crate::{
         repair::Repairer,
     },
     pipeline::{IngestPipeline, PipelineJoin},
+    reload::{CertFiles, Reloader},
     retention::ttl::Sweeper,
-    tls::{NodeTls, Reloader, acceptor},
+    tls::{NodeTls, acceptor},
 };
 
 /// A running node.
@@ -57,7 +58,7 @@ pub struct Node {
     metrics: Metrics,
     shutdown: CancellationToken,
     supervisor: tokio::task::JoinHandle<Result<(), NodeError>>,
-    /// Reloads the TLS certificate, when the node has one.
+    /// Reloads the TLS certificate and the client credentials, when the node has them.
     reloader: Option<Arc<Reloader>>,
 }
 
@@ -143,7 +144,7 @@ impl Node {
         start_network(&config, &tls, &services, relay_queue, &shutdown, &mut tasks).await?;
         start_federation(&config, &tls, &services, node_key, sealed, &mut tasks)?;
         start_retention(&config, &services, &shutdown, &mut tasks);
-        let reloader = watch_certificate(&config, &tls, &services, &mut tasks);
+        let reloader = start_reload(&config, &tls, &services, &mut tasks);
         log_started(&config, &addrs);
         let supervisor = tokio::spawn(supervise(
             tasks,
@@ -490,30 +491,36 @@ fn start_retention(
     }
 }
 
-/// Stage 7: the node certificate: its expiry as a metric and a daily warning before it, and
-/// its reload when its files change (or on [`Node::reload`]).
-fn watch_certificate(
+/// Stage 7: what reloads live (the certificate and the client credentials, on SIGHUP or a
+/// changed file), and the certificate's expiry as a metric and a daily warning before it.
+fn start_reload(
     config: &NodeConfig,
     tls: &NodeTls,
     services: &Services,
     tasks: &mut JoinSet<()>,
 ) -> Option<Arc<Reloader>> {
-    let (Some(settings), Some(cert)) = (&config.tls, &tls.cert) else {
-        return None;
+    let cert = match (&config.tls, &tls.cert) {
+        (Some(settings), Some(cert)) => {
+            let expiry = services.metrics.tls_cert_expiry();
+            tasks.spawn(crate::tls::expiry::watch(
+                cert.clone(),
+                settings.expiry_warning_days,
+                expiry.clone(),
+                services.shutdown.clone(),
+            ));
+            Some(CertFiles {
+                settings: settings.clone(),
+                cert: cert.clone(),
+                expiry,
+            })
+        }
+        _ => None,
     };
-    let expiry = services.metrics.tls_cert_expiry();
-    tasks.spawn(crate::tls::expiry::watch(
-        cert.clone(),
-        settings.expiry_warning_days,
-        expiry.clone(),
-        services.shutdown.clone(),
-    ));
     let reloader = Reloader::new(
-        settings.clone(),
-        cert.clone(),
+        cert,
+        services.auth.clone(),
         services.metrics.reloads.clone(),
-        expiry,
-    );
+    )?;
     tasks.spawn(reloader.clone().watch_files(services.shutdown.clone()));
     Some(reloader)
 }

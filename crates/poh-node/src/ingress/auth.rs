@@ -11,7 +11,10 @@
 //! `PERMISSION_DENIED` / 403. The health endpoints (`/healthz`, `/readyz`, `/metrics`, and
 //! `grpc.health.v1`) stay open unless `protect_health` is set.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::{Arc, RwLock},
+};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
@@ -28,17 +31,18 @@ pub enum AuthError {
     Denied,
 }
 
-/// Checks credentials; cheap to clone.
+/// Checks credentials; cheap to clone, and every clone sees a [`reload`](Self::reload).
 #[derive(Clone)]
 pub struct Authenticator {
-    inner: Arc<Inner>,
+    config: Arc<AuthConfig>,
+    current: Arc<RwLock<Arc<Inner>>>,
 }
 
+/// What a reload replaces.
 struct Inner {
     /// SHA-256 of each token.
     tokens: Vec<[u8; 32]>,
     jwt: Vec<(DecodingKey, Validation)>,
-    protect_health: bool,
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, NodeError> {
@@ -49,6 +53,79 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, NodeError> {
 impl Authenticator {
     /// From the configured files.
     pub fn from_config(config: &AuthConfig) -> Result<Self, NodeError> {
+        Ok(Self {
+            config: Arc::new(config.clone()),
+            current: Arc::new(RwLock::new(Arc::new(Inner::load(config)?))),
+        })
+    }
+
+    /// Reads the token file and JWT keys again; on error nothing changes.
+    pub fn reload(&self) -> Result<(), NodeError> {
+        let next = Arc::new(Inner::load(&self.config)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
+    }
+
+    /// The files [`reload`](Self::reload) reads.
+    pub fn files(&self) -> Vec<&Path> {
+        let c = &*self.config;
+        [
+            &c.token_file,
+            &c.jwt_hs256_secret_file,
+            &c.jwt_eddsa_public_key_file,
+        ]
+        .into_iter()
+        .filter_map(|p| p.as_deref())
+        .collect()
+    }
+
+    fn inner(&self) -> Arc<Inner> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the health and metrics endpoints need credentials too.
+    pub fn protects_health(&self) -> bool {
+        self.config.protect_health
+    }
+
+    /// Checks an `authorization` header value.
+    pub fn check(&self, header: Option<&[u8]>) -> Result<(), AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix(b"Bearer ")
+            .or_else(|| header.strip_prefix(b"bearer "))
+            .ok_or(AuthError::Missing)?
+            .trim_ascii();
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let inner = self.inner();
+        // Every token is compared, digest to digest, so the time taken tells nothing.
+        let presented = digest(token);
+        let matched = inner.tokens.iter().fold(false, |found, known| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(known, &presented).is_ok() | found
+        });
+        if matched {
+            return Ok(());
+        }
+        if token.iter().filter(|&&b| b == b'.').count() == 2
+            && let Ok(text) = std::str::from_utf8(token)
+        {
+            for (key, validation) in &inner.jwt {
+                if jsonwebtoken::decode::<serde_json::Value>(text, key, validation).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(AuthError::Denied)
+    }
+}
+
+impl Inner {
+    fn load(config: &AuthConfig) -> Result<Self, NodeError> {
         let mut tokens = Vec::new();
         if let Some(path) = &config.token_file {
             let text = String::from_utf8(read(path, "token file")?)
@@ -114,49 +191,7 @@ impl Authenticator {
                     .into(),
             ));
         }
-        Ok(Self {
-            inner: Arc::new(Inner {
-                tokens,
-                jwt,
-                protect_health: config.protect_health,
-            }),
-        })
-    }
-
-    /// Whether the health and metrics endpoints need credentials too.
-    pub fn protects_health(&self) -> bool {
-        self.inner.protect_health
-    }
-
-    /// Checks an `authorization` header value.
-    pub fn check(&self, header: Option<&[u8]>) -> Result<(), AuthError> {
-        let header = header.ok_or(AuthError::Missing)?;
-        let token = header
-            .strip_prefix(b"Bearer ")
-            .or_else(|| header.strip_prefix(b"bearer "))
-            .ok_or(AuthError::Missing)?
-            .trim_ascii();
-        if token.is_empty() {
-            return Err(AuthError::Missing);
-        }
-        // Every token is compared, digest to digest, so the time taken tells nothing.
-        let presented = digest(token);
-        let matched = self.inner.tokens.iter().fold(false, |found, known| {
-            aws_lc_rs::constant_time::verify_slices_are_equal(known, &presented).is_ok() | found
-        });
-        if matched {
-            return Ok(());
-        }
-        if token.iter().filter(|&&b| b == b'.').count() == 2
-            && let Ok(text) = std::str::from_utf8(token)
-        {
-            for (key, validation) in &self.inner.jwt {
-                if jsonwebtoken::decode::<serde_json::Value>(text, key, validation).is_ok() {
-                    return Ok(());
-                }
-            }
-        }
-        Err(AuthError::Denied)
+        Ok(Self { tokens, jwt })
     }
 }
 

@@ -25,7 +25,6 @@ use std::{path::Path, sync::Arc};
 
 pub use client::{ServerTrust, client_config};
 pub use reload::NodeCert;
-pub(crate) use reload::Reloader;
 use rustls::{
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject},

@@ -4,11 +4,7 @@
 //! A replacement is checked whole (it reads, its key matches, it has not lapsed) before it
 //! takes the place of the old one; a bad one changes nothing.
 
-use std::{
-    path::Path,
-    sync::{Arc, RwLock},
-    time::{Duration, SystemTime},
-};
+use std::sync::{Arc, RwLock};
 
 use rustls::{
     InconsistentKeys,
@@ -16,10 +12,8 @@ use rustls::{
     sign::CertifiedKey,
 };
 
-use tokio_util::sync::CancellationToken;
-
 use super::{Identity, error, expiry, fingerprint, provider};
-use crate::{NodeError, config::TlsConfig};
+use crate::NodeError;
 
 /// The node's certificate and key, as listeners present them.
 #[derive(Debug)]
@@ -95,119 +89,4 @@ fn certified(identity: Identity) -> Result<CertifiedKey, NodeError> {
         }
         e => error(format!("the certificate and key cannot be used: {e}")),
     })
-}
-
-/// Reloads the node's certificate from its `[tls]` files: on `SIGHUP` ([`crate::Node::reload`])
-/// and when one of the files changes. Counts `poh_reload_total{result}`.
-pub(crate) struct Reloader {
-    settings: TlsConfig,
-    cert: Arc<NodeCert>,
-    /// `poh_reload_total{result="success"}`, `{result="failure"}`.
-    results: [metrics::Counter; 2],
-    /// `poh_tls_cert_expiry_seconds`, moved to the new certificate's date.
-    expiry: metrics::Gauge,
-}
-
-/// How often the certificate files are looked at.
-const WATCH_EVERY: Duration = Duration::from_secs(2);
-
-impl Reloader {
-    pub(crate) fn new(
-        settings: TlsConfig,
-        cert: Arc<NodeCert>,
-        results: [metrics::Counter; 2],
-        expiry: metrics::Gauge,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            settings,
-            cert,
-            results,
-            expiry,
-        })
-    }
-
-    /// Reads the certificate files again and, when they hold a usable certificate and key,
-    /// presents them to every new connection. A failure changes nothing and says which files
-    /// and why.
-    pub(crate) fn reload(&self) -> Result<(), NodeError> {
-        let files = self.files();
-        let outcome = Identity::from_config(&self.settings)
-            .and_then(|identity| identity.ok_or_else(|| error("[tls] names no certificate")))
-            .and_then(|identity| self.cert.replace(identity));
-        match outcome {
-            Ok((old, new)) => {
-                self.results[0].increment(1);
-                if let Some(end) = self.cert.chain().first().and_then(expiry::not_after) {
-                    self.expiry.set(end as f64);
-                }
-                tracing::info!(old_fingerprint = %old, new_fingerprint = %new, "TLS certificate reloaded");
-                Ok(())
-            }
-            Err(e) => {
-                self.results[1].increment(1);
-                tracing::warn!(
-                    files = %files,
-                    error = %e,
-                    serving = %self.cert.fingerprint(),
-                    "TLS reload failed; still serving the certificate loaded before"
-                );
-                Err(e)
-            }
-        }
-    }
-
-    /// The files a reload reads, for messages.
-    fn files(&self) -> String {
-        self.watched()
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn watched(&self) -> Vec<&Path> {
-        let s = &self.settings;
-        [&s.cert, &s.key, &s.pkcs12, &s.pkcs12_password_file]
-            .into_iter()
-            .filter_map(|p| p.as_deref())
-            .collect()
-    }
-
-    /// Each watched file's length and modification time (`None` while it cannot be read).
-    fn stamps(&self) -> Vec<Option<(u64, SystemTime)>> {
-        self.watched()
-            .into_iter()
-            .map(|p| {
-                let meta = std::fs::metadata(p).ok()?;
-                Some((meta.len(), meta.modified().ok()?))
-            })
-            .collect()
-    }
-
-    /// Reloads when the watched files have changed and then stayed the same for one more
-    /// look, until `shutdown`: a certificate and its key are written one after the other, and
-    /// reading between the two would only fail.
-    pub(crate) async fn watch_files(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut loaded = self.stamps();
-        let mut settling = None;
-        let mut every = tokio::time::interval(WATCH_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return,
-                _ = every.tick() => {}
-            }
-            let now = self.stamps();
-            if now == loaded {
-                settling = None;
-            } else if settling.as_ref() == Some(&now) {
-                let _ = self.reload();
-                loaded = now;
-                settling = None;
-            } else {
-                settling = Some(now);
-            }
-        }
-    }
 }

@@ -372,3 +372,69 @@ async fn jwts_are_checked_for_issuer_and_audience_when_configured() {
     }
     node.stop().await;
 }
+
+/// The token file is read again when it changes: a token removed is refused from then on, one
+/// added is accepted, on gRPC and HTTP; a file left with no token is refused by `reload` and
+/// the tokens before stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_token_file_is_reloaded_and_a_broken_one_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "alpha\nbeta\n").unwrap();
+    let file = tokens.clone();
+    let node = common::start_with(move |c| {
+        c.auth = Some(AuthConfig {
+            token_file: Some(file),
+            ..AuthConfig::default()
+        });
+        c.udp = None;
+        c.quic = None;
+    })
+    .await;
+    let mut grpc = node.grpc().await;
+    let http = reqwest::Client::new();
+    let mut n = 0;
+    // (gRPC code, HTTP status) of a submission with `token`.
+    let mut submit = async |token: &str| {
+        n += 1;
+        let mut request = Request::new(pb(&tx(&format!("reload-{n}"))));
+        let bearer = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", bearer);
+        let code = grpc
+            .broadcast(request)
+            .await
+            .map_or_else(|s| s.code(), |_| Code::Ok);
+        let status = http
+            .post(node.http("/v1/tx"))
+            .bearer_auth(token)
+            .json(&common::json(&tx(&format!("reload-http-{n}"))))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        (code, status)
+    };
+    assert_eq!(submit("beta").await, (Code::Ok, 201));
+    assert_eq!(submit("gamma").await, (Code::PermissionDenied, 403));
+
+    std::fs::write(&tokens, "alpha\ngamma\n").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while submit("gamma").await != (Code::Ok, 201) {
+        assert!(std::time::Instant::now() < deadline, "gamma still refused");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(submit("beta").await, (Code::PermissionDenied, 403));
+    assert_eq!(submit("alpha").await, (Code::Ok, 201));
+
+    std::fs::write(&tokens, "# nobody\n").unwrap();
+    let err = node.node.reload().unwrap_err().to_string();
+    assert!(err.contains("holds no token"), "{err}");
+    assert_eq!(submit("gamma").await, (Code::Ok, 201));
+    let text = node.node.metrics().render();
+    assert!(
+        text.contains(r#"poh_reload_total{result="success"} 1"#),
+        "{text}"
+    );
+    node.stop().await;
+}
