@@ -16,7 +16,7 @@ use crate::{
     NodeError,
     config::TlsConfig,
     ingress::auth::Authenticator,
-    tls::{Identity, NodeCert, expiry},
+    tls::{Identity, NodeCert},
 };
 
 /// How often the watched files are looked at.
@@ -65,7 +65,7 @@ impl Reloader {
             .and_then(|identity| t.cert.replace(identity));
         match outcome {
             Ok((old, new)) => {
-                if let Some(end) = t.cert.chain().first().and_then(expiry::not_after) {
+                if let Some(end) = t.cert.not_after() {
                     t.expiry.set(end as f64);
                 }
                 tracing::info!(old_fingerprint = %old, new_fingerprint = %new, "TLS certificate reloaded");

@@ -2,11 +2,7 @@
 //! seconds) for an alert to compare with `time()`, and a warning in the log, at start and then
 //! daily, from `tls.expiry_warning_days` before it lapses.
 
-use std::{
-    future::Future,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use metrics::Gauge;
 use rustls::pki_types::CertificateDer;
@@ -38,7 +34,7 @@ pub(crate) fn watch(
     gauge: Gauge,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
-    if let Some(end) = cert.chain().first().and_then(|leaf| not_after(leaf)) {
+    if let Some(end) = cert.not_after() {
         gauge.set(end as f64);
     }
     async move {
@@ -50,14 +46,11 @@ pub(crate) fn watch(
                 _ = daily.tick() => {}
             }
             let fingerprint = cert.fingerprint();
-            let Some(end) = cert.chain().first().and_then(|leaf| not_after(leaf)) else {
+            let Some(end) = cert.not_after() else {
                 tracing::warn!(%fingerprint, "cannot read the node certificate's expiry date");
                 continue;
             };
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            match expiring(end, now, warning_days) {
+            match expiring(end, crate::pipeline::unix_now() as i64, warning_days) {
                 Some(days_left) if days_left < 0.0 => tracing::error!(
                     %fingerprint,
                     "the node's TLS certificate has expired: clients and peers refuse it; \
@@ -87,10 +80,7 @@ mod tests {
         let (pem, _) = ca.issue("node-a", 10).unwrap();
         let cert = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         let end = not_after(&cert).unwrap();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
+        let now = crate::pipeline::unix_now() as i64;
         // Valid until 10 days from now (within a minute).
         assert!((end - now - 10 * 86_400).abs() < 60, "{}", end - now);
         assert_eq!(expiring(end, now, 7), None, "10 days left, warned from 7");

@@ -29,18 +29,20 @@ impl NodeCert {
         }))
     }
 
-    /// What a new connection is shown now: the chain, leaf first.
-    pub fn chain(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .cert
-            .clone()
+    /// The leaf certificate a new connection is shown now.
+    fn leaf(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        current.cert.first().cloned()
     }
 
     /// The SHA-256 fingerprint of the leaf shown now.
     pub fn fingerprint(&self) -> String {
-        self.chain().first().map(fingerprint).unwrap_or_default()
+        self.leaf().as_ref().map(fingerprint).unwrap_or_default()
+    }
+
+    /// When the leaf shown now lapses (Unix seconds).
+    pub fn not_after(&self) -> Option<i64> {
+        self.leaf().as_ref().and_then(expiry::not_after)
     }
 
     /// Shows `identity` to every new connection from now on, once it is checked; returns the
@@ -72,16 +74,13 @@ fn certified(identity: Identity) -> Result<CertifiedKey, NodeError> {
         .chain
         .first()
         .ok_or_else(|| error("the certificate file holds no certificate"))?;
-    if let Some(end) = expiry::not_after(leaf) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        if end < now {
-            return Err(error(format!(
-                "the certificate {} has expired",
-                fingerprint(leaf)
-            )));
-        }
+    if let Some(end) = expiry::not_after(leaf)
+        && (end as f64) < crate::pipeline::unix_now()
+    {
+        return Err(error(format!(
+            "the certificate {} has expired",
+            fingerprint(leaf)
+        )));
     }
     CertifiedKey::from_der(identity.chain, identity.key, &provider()).map_err(|e| match e {
         rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
