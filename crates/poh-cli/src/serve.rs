@@ -2,8 +2,10 @@
 //!
 //! Settings come from flags, then `POH_*` environment variables (clap reads both, flags
 //! first), then the TOML file given by `--config`, then the defaults. The node stops
-//! gracefully on SIGINT or SIGTERM and the process exits 0 once everything is flushed; SIGHUP
-//! reloads its TLS certificate and key, token file and JWT keys.
+//! gracefully on SIGINT or SIGTERM and the process exits 0 once everything is flushed. SIGHUP
+//! reads the settings again and applies what can change live (the TLS certificate and key,
+//! client CA and allow-list, token file and JWT keys, and `[limits]`); a flag still wins over
+//! the file, so a setting to be changed this way belongs in the file.
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -321,6 +323,18 @@ fn set<T: Clone>(target: &mut T, value: &Option<T>) {
 }
 
 pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = serve_config(args)?;
+    if args.print_config {
+        print!("{}", effective_toml(&config)?);
+        return config
+            .validate()
+            .context("this configuration cannot start a node");
+    }
+    run(config, || serve_config(args))
+}
+
+/// What `poh serve` runs with: the node's settings, then its listeners'.
+fn serve_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
     let mut config = args.node.resolve()?;
     set(&mut config.data_dir, &args.data_dir);
     if let (Some(grpc), Some(port)) = (config.grpc.as_mut(), args.grpc_port) {
@@ -347,13 +361,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if args.no_quic {
         config.quic = None;
     }
-    if args.print_config {
-        print!("{}", effective_toml(&config)?);
-        return config
-            .validate()
-            .context("this configuration cannot start a node");
-    }
-    run(config)
+    Ok(config)
 }
 
 /// The configuration as TOML that `--config` reads back to the same settings. Secrets stay
@@ -383,6 +391,11 @@ pub enum Only {
 }
 
 pub fn serve_one(args: &ServeOneArgs, only: Only) -> anyhow::Result<()> {
+    run(one_config(args, &only)?, || one_config(args, &only))
+}
+
+/// What a one-listener command runs with.
+fn one_config(args: &ServeOneArgs, only: &Only) -> anyhow::Result<NodeConfig> {
     let mut config = args.node.resolve()?;
     set(&mut config.data_dir, &args.base);
     if args.db.is_some() {
@@ -410,10 +423,12 @@ pub fn serve_one(args: &ServeOneArgs, only: Only) -> anyhow::Result<()> {
             set(&mut http.port, &args.port);
         }
     }
-    run(config)
+    Ok(config)
 }
 
-fn run(config: NodeConfig) -> anyhow::Result<()> {
+/// Runs a node with `config` until SIGINT or SIGTERM; on SIGHUP, applies `reread()` (the
+/// flags, variables and config file read again) where it can change live.
+fn run(config: NodeConfig, reread: impl Fn() -> anyhow::Result<NodeConfig>) -> anyhow::Result<()> {
     crate::init_logging("info");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -430,9 +445,12 @@ fn run(config: NodeConfig) -> anyhow::Result<()> {
                 () = stop.cancelled() => break,
                 signal = signals.next() => match signal {
                     Signal::Reload => {
-                        tracing::info!("SIGHUP: reloading the TLS certificate and the client credentials");
-                        // Success and failure are both logged by the node.
-                        let _ = node.reload();
+                        tracing::info!("SIGHUP: reading the configuration and its files again");
+                        match reread() {
+                            // Success and failure are both logged by the node.
+                            Ok(config) => { let _ = node.reload(&config); }
+                            Err(e) => node.reload_failed(&format!("{e:#}")),
+                        }
                     }
                     Signal::Stop => {
                         tracing::info!("signal received: finishing in-flight work, then stopping");

@@ -46,7 +46,7 @@ use crate::{
         repair::Repairer,
     },
     pipeline::{IngestPipeline, PipelineJoin},
-    reload::{CertFiles, Reloader},
+    reload::{Parts, Reloader},
     retention::ttl::Sweeper,
     tls::{NodeTls, acceptor},
 };
@@ -58,8 +58,8 @@ pub struct Node {
     metrics: Metrics,
     shutdown: CancellationToken,
     supervisor: tokio::task::JoinHandle<Result<(), NodeError>>,
-    /// Reloads the TLS certificate and the client credentials, when the node has them.
-    reloader: Option<Arc<Reloader>>,
+    /// Reloads what can change live.
+    reloader: Arc<Reloader>,
 }
 
 /// Where each listener is bound (`None`: turned off).
@@ -197,16 +197,21 @@ impl Node {
         self.shutdown.clone()
     }
 
-    /// Reads the TLS certificate and key again (what `SIGHUP` does; a changed file is also
-    /// noticed within seconds). New connections get the new certificate; established ones
-    /// keep theirs. On error the node keeps serving the certificate it had.
-    pub fn reload(&self) -> Result<(), NodeError> {
-        match &self.reloader {
-            Some(reloader) => reloader.reload(),
-            None => Err(NodeError::Config(
-                "this node has no TLS certificate to reload ([tls] cert and key, or pkcs12)".into(),
-            )),
-        }
+    /// Applies `config` where it can change live (what `SIGHUP` does, with the configuration
+    /// read again): the certificate and key, the client CA and allow-list, the token file and
+    /// JWT keys (every file read again), and `[limits]`. Each other setting that differs from
+    /// the running one is logged, one line each, and waits for a restart. New connections get
+    /// the new certificate and checks; established ones keep theirs. On error nothing changes.
+    /// A changed certificate, key, CA, token or JWT key file is also reloaded by itself, with
+    /// the settings applied last, within seconds.
+    pub fn reload(&self, config: &NodeConfig) -> Result<(), NodeError> {
+        self.reloader.reload(config)
+    }
+
+    /// Records a reload that could not start (its configuration could not be read): logged
+    /// and counted as a failure like any other; nothing changes.
+    pub fn reload_failed(&self, error: &str) {
+        self.reloader.failed(error);
     }
 
     /// Asks the node to stop; [`Node::join`] waits for it.
@@ -309,7 +314,13 @@ async fn start_ingress(
             source,
         })?;
         let at = SocketAddr::new(config.bind, c.port);
-        let endpoint = quic::bind(at, c, &config.data_dir, tls.cert.clone(), &tls.auth)?;
+        let endpoint = quic::bind(
+            at,
+            c,
+            &config.data_dir,
+            tls.cert.clone(),
+            tls.clients.clone(),
+        )?;
         addrs.quic = endpoint.local_addr().ok();
         tasks.spawn(quic::serve(
             endpoint,
@@ -491,14 +502,14 @@ fn start_retention(
     }
 }
 
-/// Stage 7: what reloads live (the certificate and the client credentials, on SIGHUP or a
-/// changed file), and the certificate's expiry as a metric and a daily warning before it.
+/// Stage 7: what reloads live (on SIGHUP or a changed file), and the certificate's expiry as
+/// a metric and a daily warning before it.
 fn start_reload(
     config: &NodeConfig,
     tls: &NodeTls,
     services: &Services,
     tasks: &mut JoinSet<()>,
-) -> Option<Arc<Reloader>> {
+) -> Arc<Reloader> {
     let cert = match (&config.tls, &tls.cert) {
         (Some(settings), Some(cert)) => {
             let expiry = services.metrics.tls_cert_expiry();
@@ -508,21 +519,25 @@ fn start_reload(
                 expiry.clone(),
                 services.shutdown.clone(),
             ));
-            Some(CertFiles {
-                settings: settings.clone(),
-                cert: cert.clone(),
-                expiry,
-            })
+            Some((cert.clone(), expiry))
         }
         _ => None,
     };
-    let reloader = Reloader::new(
+    let parts = Parts {
         cert,
-        services.auth.clone(),
+        clients: tls.clients.clone(),
+        auth: services.auth.clone(),
+        limiter: services.limiter.clone(),
+        buffered: services.buffered.clone(),
+        subscriptions: services.subscriptions.clone(),
+    };
+    let reloader = Arc::new(Reloader::new(
+        config,
+        parts,
         services.metrics.reloads.clone(),
-    )?;
+    ));
     tasks.spawn(reloader.clone().watch_files(services.shutdown.clone()));
-    Some(reloader)
+    reloader
 }
 
 /// How the node talks to other nodes (peers, its parent): its trust settings and identity,
@@ -530,7 +545,7 @@ fn start_reload(
 fn peer_tls(config: &NodeConfig, tls: &NodeTls) -> Result<ClientTls, NodeError> {
     Ok(ClientTls {
         trust: tls.trust.clone(),
-        identity: tls.identity.clone(),
+        identity: tls.cert.clone(),
         token: config
             .peers
             .token_file

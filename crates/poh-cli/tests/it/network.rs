@@ -407,8 +407,8 @@ fn broadcast_over_mutual_tls_with_poh_certs_output_and_pins() {
 
 /// An HTTPS GET with a client certificate, through the node crate's own TLS setup.
 fn http_status_tls(base: &str, ca: &str, cert: &str, key: &str, path: &str) -> u16 {
-    use poh_node::tls::{Identity, ServerTrust, client_config};
-    let identity = Identity::from_pem(cert.as_ref(), key.as_ref()).unwrap();
+    use poh_node::tls::{Identity, NodeCert, ServerTrust, client_config};
+    let identity = NodeCert::new(Identity::from_pem(cert.as_ref(), key.as_ref()).unwrap()).unwrap();
     let config =
         client_config(&ServerTrust::Ca(ca.into()), Some(&identity), &[b"http/1.1"]).unwrap();
     tokio::runtime::Builder::new_current_thread()

@@ -11,14 +11,11 @@
 //! `PERMISSION_DENIED` / 403. The health endpoints (`/healthz`, `/readyz`, `/metrics`, and
 //! `grpc.health.v1`) stay open unless `protect_health` is set.
 
-use std::{
-    path::Path,
-    sync::{Arc, RwLock},
-};
+use std::{path::Path, sync::Arc};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::{NodeError, config::AuthConfig};
+use crate::{NodeError, config::AuthConfig, reload::Live};
 
 /// Why a request is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -31,15 +28,17 @@ pub enum AuthError {
     Denied,
 }
 
-/// Checks credentials; cheap to clone, and every clone sees a [`reload`](Self::reload).
+/// Checks credentials; cheap to clone, and every clone sees what a reload
+/// [installs](Self::install).
 #[derive(Clone)]
 pub struct Authenticator {
-    config: Arc<AuthConfig>,
-    current: Arc<RwLock<Arc<Inner>>>,
+    current: Arc<Live<Credentials>>,
 }
 
-/// What a reload replaces.
-struct Inner {
+/// The credentials accepted, as read from one `[auth]`: what a reload replaces.
+pub(crate) struct Credentials {
+    /// The settings they were read from.
+    pub(crate) config: AuthConfig,
     /// SHA-256 of each token.
     tokens: Vec<[u8; 32]>,
     jwt: Vec<(DecodingKey, Validation)>,
@@ -54,41 +53,23 @@ impl Authenticator {
     /// From the configured files.
     pub fn from_config(config: &AuthConfig) -> Result<Self, NodeError> {
         Ok(Self {
-            config: Arc::new(config.clone()),
-            current: Arc::new(RwLock::new(Arc::new(Inner::load(config)?))),
+            current: Arc::new(Live::new(Credentials::load(config)?)),
         })
     }
 
-    /// Reads the token file and JWT keys again; on error nothing changes.
-    pub fn reload(&self) -> Result<(), NodeError> {
-        let next = Arc::new(Inner::load(&self.config)?);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
-        Ok(())
+    /// What is accepted now.
+    pub(crate) fn current(&self) -> Arc<Credentials> {
+        self.current.get()
     }
 
-    /// The files [`reload`](Self::reload) reads.
-    pub fn files(&self) -> Vec<&Path> {
-        let c = &*self.config;
-        [
-            &c.token_file,
-            &c.jwt_hs256_secret_file,
-            &c.jwt_eddsa_public_key_file,
-        ]
-        .into_iter()
-        .filter_map(|p| p.as_deref())
-        .collect()
-    }
-
-    fn inner(&self) -> Arc<Inner> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// Accepts `next` (from [`Credentials::load`]) from the next request on.
+    pub(crate) fn install(&self, next: Arc<Credentials>) {
+        self.current.set(next);
     }
 
     /// Whether the health and metrics endpoints need credentials too.
     pub fn protects_health(&self) -> bool {
-        self.config.protect_health
+        self.current().config.protect_health
     }
 
     /// Checks an `authorization` header value.
@@ -102,7 +83,7 @@ impl Authenticator {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let inner = self.inner();
+        let inner = self.current();
         // Every token is compared, digest to digest, so the time taken tells nothing.
         let presented = digest(token);
         let matched = inner.tokens.iter().fold(false, |found, known| {
@@ -124,8 +105,9 @@ impl Authenticator {
     }
 }
 
-impl Inner {
-    fn load(config: &AuthConfig) -> Result<Self, NodeError> {
+impl Credentials {
+    /// The files `config` names, read and checked; the error names the file and what is wrong.
+    pub(crate) fn load(config: &AuthConfig) -> Result<Arc<Self>, NodeError> {
         let mut tokens = Vec::new();
         if let Some(path) = &config.token_file {
             let text = String::from_utf8(read(path, "token file")?)
@@ -191,7 +173,16 @@ impl Inner {
                     .into(),
             ));
         }
-        Ok(Self { tokens, jwt })
+        Ok(Arc::new(Self {
+            config: config.clone(),
+            tokens,
+            jwt,
+        }))
+    }
+
+    /// What they hold, for the log: how many tokens and JWT keys, never what they are.
+    pub(crate) fn describe(&self) -> String {
+        format!("{} tokens, {} JWT keys", self.tokens.len(), self.jwt.len())
     }
 }
 

@@ -8,20 +8,45 @@
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     net::IpAddr,
     num::NonZeroU32,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use crate::config::ClientLimits;
+use crate::{config::ClientLimits, reload::Live};
 
-/// The node's per-client accounting; shared by every listener.
+/// The node's per-client accounting; shared by every listener. A reload moves its limits:
+/// what clients hold stays held, and a lowered limit refuses new ones until they are under it.
 pub struct ClientLimiter {
     connections: Arc<SlotTable>,
     in_flight: Arc<SlotTable>,
-    rate: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    rate: Live<Rate>,
+}
+
+/// The rate limit and the quota it was made for; `None` when rate limiting is off.
+struct Rate {
+    quota: (u32, u32),
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl Rate {
+    /// A zero rate turns rate limiting off; a burst below the rate is the rate.
+    fn new(limits: &ClientLimits) -> Self {
+        let quota = (limits.requests_per_second, limits.burst);
+        let limiter = NonZeroU32::new(quota.0).map(|per_second| {
+            let burst = NonZeroU32::new(quota.1)
+                .unwrap_or(per_second)
+                .max(per_second);
+            DefaultKeyedRateLimiter::dashmap(Quota::per_second(per_second).allow_burst(burst))
+        });
+        Self { quota, limiter }
+    }
 }
 
 /// Why a request was refused.
@@ -46,22 +71,25 @@ impl Overload {
 impl ClientLimiter {
     /// From the configured limits (a zero rate turns rate limiting off).
     pub fn new(limits: &ClientLimits) -> Arc<Self> {
-        let rate = NonZeroU32::new(limits.requests_per_second).map(|per_second| {
-            let burst = NonZeroU32::new(limits.burst)
-                .unwrap_or(per_second)
-                .max(per_second);
-            DefaultKeyedRateLimiter::dashmap(Quota::per_second(per_second).allow_burst(burst))
-        });
         Arc::new(Self {
             connections: SlotTable::new(limits.max_connections_per_client),
             in_flight: SlotTable::new(limits.max_in_flight_per_client),
-            rate,
+            rate: Live::new(Arc::new(Rate::new(limits))),
         })
+    }
+
+    /// Moves to `limits`. A changed rate starts every client with a full burst again.
+    pub fn set(&self, limits: &ClientLimits) {
+        self.connections.set_max(limits.max_connections_per_client);
+        self.in_flight.set_max(limits.max_in_flight_per_client);
+        if self.rate.get().quota != (limits.requests_per_second, limits.burst) {
+            self.rate.set(Arc::new(Rate::new(limits)));
+        }
     }
 
     /// Whether `client` may make one more request now (the rate alone: a datagram is not held).
     pub fn allow(&self, client: IpAddr) -> bool {
-        match &self.rate {
+        match &self.rate.get().limiter {
             Some(rate) => {
                 let allowed = rate.check_key(&client).is_ok();
                 // Forget idle clients now and then, so the table stays as small as the set of
@@ -93,24 +121,33 @@ impl ClientLimiter {
     }
 }
 
-/// How many of something each client holds, against one maximum.
-pub(crate) struct SlotTable {
-    max: usize,
-    held: Mutex<HashMap<IpAddr, usize>>,
+/// How many of something each key (a client address; `()` for a node-wide count) holds,
+/// against one maximum, which a reload may move.
+pub(crate) struct SlotTable<K = IpAddr> {
+    max: AtomicUsize,
+    held: Mutex<HashMap<K, usize>>,
 }
 
-impl SlotTable {
+impl<K: Hash + Eq + Copy> SlotTable<K> {
     pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
-            max: max.max(1),
+            max: AtomicUsize::new(max.max(1)),
             held: Mutex::new(HashMap::new()),
         })
     }
 
-    pub(crate) fn take(table: &Arc<Self>, client: IpAddr) -> Option<ClientSlot> {
+    /// From now on at most `max` per key; what is held above it stays held.
+    pub(crate) fn set_max(&self, max: usize) {
+        self.max.store(max.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn take(table: &Arc<Self>, client: K) -> Option<ClientSlot<K>> {
         let mut held = table.held.lock().unwrap_or_else(|p| p.into_inner());
         let count = held.entry(client).or_insert(0);
-        if *count >= table.max {
+        if *count >= table.max.load(Ordering::Relaxed) {
+            if *count == 0 {
+                held.remove(&client);
+            }
             return None;
         }
         *count += 1;
@@ -122,12 +159,12 @@ impl SlotTable {
 }
 
 /// One connection or request of a client, counted against its limit until dropped.
-pub struct ClientSlot {
-    table: Arc<SlotTable>,
-    client: IpAddr,
+pub struct ClientSlot<K: Hash + Eq + Copy = IpAddr> {
+    table: Arc<SlotTable<K>>,
+    client: K,
 }
 
-impl Drop for ClientSlot {
+impl<K: Hash + Eq + Copy> Drop for ClientSlot<K> {
     fn drop(&mut self) {
         let mut held = self.table.held.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = held.get_mut(&self.client) {
@@ -144,8 +181,8 @@ impl Drop for ClientSlot {
 /// one client address, so a few clients holding slow or huge requests cannot take the whole
 /// budget from the others. Taken as the bytes arrive, before they are kept.
 pub struct ByteBudget {
-    total: usize,
-    per_client: usize,
+    total: AtomicUsize,
+    per_client: AtomicUsize,
     usage: Mutex<Usage>,
     /// `poh_buffered_bytes`: what is held now.
     held: metrics::Gauge,
@@ -173,11 +210,20 @@ impl ByteBudget {
     /// is held is reported in `held`.
     pub fn new(total: usize, per_client: usize, held: metrics::Gauge) -> Arc<Self> {
         Arc::new(Self {
-            total,
-            per_client,
+            total: AtomicUsize::new(total),
+            per_client: AtomicUsize::new(per_client),
             usage: Mutex::new(Usage::default()),
             held,
         })
+    }
+
+    /// From now on at most `total` bytes, `per_client` of them for one client address; what
+    /// is held above them stays held until it is released.
+    pub fn set(&self, total: usize, per_client: usize) {
+        // Under the lock, so a reservation sees both new values or neither.
+        let _usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        self.total.store(total, Ordering::Relaxed);
+        self.per_client.store(per_client, Ordering::Relaxed);
     }
 
     /// An empty reservation for a request from `client` (`None`: not from a listener),
@@ -193,7 +239,9 @@ impl ByteBudget {
     /// Bytes not taken now.
     pub fn available(&self) -> usize {
         let usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-        self.total.saturating_sub(usage.held)
+        self.total
+            .load(Ordering::Relaxed)
+            .saturating_sub(usage.held)
     }
 }
 
@@ -215,12 +263,12 @@ impl Reservation {
         let mut usage = budget.usage.lock().unwrap_or_else(|p| p.into_inner());
         if bytes > self.held {
             let more = bytes - self.held;
-            if usage.held + more > budget.total {
+            if usage.held + more > budget.total.load(Ordering::Relaxed) {
                 return Err(Exhausted::Node);
             }
             if let Some(client) = self.client {
                 let used = usage.by_client.entry(client).or_insert(0);
-                if *used + more > budget.per_client {
+                if *used + more > budget.per_client.load(Ordering::Relaxed) {
                     if *used == 0 {
                         usage.by_client.remove(&client);
                     }

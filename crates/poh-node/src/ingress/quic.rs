@@ -24,7 +24,7 @@ use crate::{
     config::QuicConfig,
     metrics::RejectReason,
     pipeline::Admission,
-    tls::{ClientAuth, Identity, NodeCert},
+    tls::{ClientVerifier, Identity, NodeCert},
     wire::{
         Transport,
         frame::{self, ALPN, FrameDecoder, MALFORMED_FRAME, OVERLOADED},
@@ -48,18 +48,21 @@ pub(crate) fn bind(
     config: &QuicConfig,
     data_dir: &std::path::Path,
     node_cert: Option<Arc<NodeCert>>,
-    auth: &ClientAuth,
+    clients: Option<Arc<ClientVerifier>>,
 ) -> Result<quinn::Endpoint, NodeError> {
     let (cert, development) = match (node_cert, &config.cert, &config.key) {
         (Some(cert), _, _) => (cert, false),
-        (None, Some(cert), Some(key)) => (NodeCert::new(Identity::from_pem(cert, key)?)?, false),
+        (None, Some(cert), Some(key)) => (
+            NodeCert::new(crate::tls::unexpired(Identity::from_pem(cert, key)?)?)?,
+            false,
+        ),
         _ => (
             NodeCert::new(crate::tls::certs::development_identity(data_dir)?)?,
             true,
         ),
     };
     let fingerprint = cert.fingerprint();
-    let mut tls = crate::tls::server_config(cert, auth, &[ALPN])?;
+    let mut tls = crate::tls::server_config(cert, clients, &[ALPN])?;
     // QUIC is TLS 1.3 only.
     tls.max_early_data_size = 0;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)

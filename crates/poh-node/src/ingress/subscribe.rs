@@ -18,7 +18,7 @@ use std::{net::IpAddr, sync::Arc};
 
 use poh_core::Header;
 use poh_store::{Store, StoreError, TxRecord};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
 use super::{
     Services,
@@ -41,7 +41,7 @@ const READS_AT_ONCE: usize = 4;
 /// The subscriptions open now, against `limits.max_subscriptions` and
 /// `limits.max_subscriptions_per_client`.
 pub(crate) struct Subscriptions {
-    total: Arc<Semaphore>,
+    total: Arc<SlotTable<()>>,
     reads: Semaphore,
     per_client: Arc<SlotTable>,
     /// `poh_subscribers`.
@@ -61,7 +61,7 @@ pub(crate) enum Full {
 
 /// One open subscription, counted until dropped (when its stream ends or its client goes).
 pub(crate) struct Subscription {
-    _permit: OwnedSemaphorePermit,
+    _counted: ClientSlot<()>,
     _slot: Option<ClientSlot>,
     /// `poh_subscribers`, lowered again on drop.
     open: metrics::Gauge,
@@ -71,11 +71,17 @@ impl Subscriptions {
     pub(crate) fn new(limits: &ClientLimits, open: metrics::Gauge) -> Arc<Self> {
         open.set(0.0);
         Arc::new(Self {
-            total: Arc::new(Semaphore::new(limits.max_subscriptions)),
+            total: SlotTable::new(limits.max_subscriptions),
             reads: Semaphore::new(READS_AT_ONCE),
             per_client: SlotTable::new(limits.max_subscriptions_per_client),
             open,
         })
+    }
+
+    /// Moves to `limits`; subscriptions open above a lowered limit run on.
+    pub(crate) fn set(&self, limits: &ClientLimits) {
+        self.total.set_max(limits.max_subscriptions);
+        self.per_client.set_max(limits.max_subscriptions_per_client);
     }
 
     /// Opens one for `client` (`None`: an in-process caller, counted only in the total).
@@ -84,14 +90,10 @@ impl Subscriptions {
             Some(ip) => Some(SlotTable::take(&self.per_client, ip).ok_or(Full::Client)?),
             None => None,
         };
-        let permit = self
-            .total
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Full::Node)?;
+        let counted = SlotTable::take(&self.total, ()).ok_or(Full::Node)?;
         self.open.increment(1.0);
         Ok(Subscription {
-            _permit: permit,
+            _counted: counted,
             _slot: slot,
             open: self.open.clone(),
         })

@@ -12,7 +12,7 @@ use rustls::{
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
 
-use super::{Identity, error, fingerprint, provider, roots};
+use super::{NodeCert, error, fingerprint, provider, roots};
 use crate::NodeError;
 
 /// How a client decides to trust a server.
@@ -55,10 +55,12 @@ impl ServerTrust {
     }
 }
 
-/// A client configuration trusting servers per `trust`, presenting `identity` when given.
+/// A client configuration trusting servers per `trust`, presenting `identity` when given (what
+/// it holds at each handshake: a reloaded node certificate is presented from the next
+/// connection on).
 pub fn client_config(
     trust: &ServerTrust,
-    identity: Option<&Identity>,
+    identity: Option<&Arc<NodeCert>>,
     alpn: &[&[u8]],
 ) -> Result<rustls::ClientConfig, NodeError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
@@ -87,9 +89,7 @@ pub fn client_config(
             })),
     };
     let mut config = match identity {
-        Some(id) => builder
-            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
-            .map_err(error)?,
+        Some(id) => builder.with_client_cert_resolver(id.clone()),
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();

@@ -12,8 +12,9 @@
 //! - [`certs`]: a development CA and node certificates (`poh certs`), and the QUIC
 //!   development certificate;
 //! - [`expiry`]: the node certificate's expiry date as a metric, and a daily warning before it;
-//! - [`NodeCert`] (`reload`): the certificate the listeners present, replaceable while the
-//!   node runs.
+//! - [`NodeCert`] (`reload`): the certificate the node presents, to its clients and to the
+//!   servers it connects to, and [`ClientVerifier`] (`server`): whom its listeners admit; both
+//!   replaceable while the node runs.
 
 pub mod certs;
 mod client;
@@ -25,11 +26,13 @@ use std::{path::Path, sync::Arc};
 
 pub use client::{ServerTrust, client_config};
 pub use reload::NodeCert;
+pub(crate) use reload::{certified_key, unexpired};
 use rustls::{
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject},
 };
-pub use server::{ClientAuth, acceptor, identities, server_config};
+pub(crate) use server::Admission;
+pub use server::{ClientAuth, ClientVerifier, acceptor, identities, server_config};
 use sha2::{Digest, Sha256};
 
 use crate::{NodeError, config::TlsConfig};
@@ -204,16 +207,15 @@ pub(crate) fn roots(ca: &Path) -> Result<rustls::RootCertStore, NodeError> {
     Ok(roots)
 }
 
-/// The node's TLS material, loaded once at start from `[tls]`: what its listeners present
-/// and whom they admit, and how its clients trust peers.
+/// The node's TLS material, loaded at start from `[tls]`: what its listeners present and
+/// whom they admit (both replaced by a reload), and how its clients trust peers.
 #[derive(Clone, Debug, Default)]
 pub struct NodeTls {
-    /// The node's certificate; `None`: plaintext gRPC and HTTP.
-    pub identity: Option<Identity>,
-    /// The same, as the listeners present it (replaced by a reload).
+    /// The node's certificate, presented by its listeners and, for mutual TLS, by its clients;
+    /// `None`: plaintext gRPC and HTTP.
     pub cert: Option<Arc<NodeCert>>,
-    /// Who may connect (mutual TLS when a CA is set).
-    pub auth: ClientAuth,
+    /// Who may connect, when a CA is set (mutual TLS).
+    pub clients: Option<Arc<ClientVerifier>>,
     /// How the node's clients trust the servers they reach: the CA, else the system's roots,
     /// or anything when `insecure` (peers may also be pinned in the peers file).
     pub trust: ServerTrust,
@@ -233,16 +235,23 @@ impl NodeTls {
                     .into(),
             ));
         }
-        let cert = identity.clone().map(NodeCert::new).transpose()?;
         Ok(Self {
-            identity,
-            cert,
-            auth: ClientAuth {
-                ca: config.ca.clone(),
-                allowed: config.allowed_clients.clone(),
-            },
+            cert: identity
+                .map(|id| NodeCert::new(unexpired(id)?))
+                .transpose()?,
+            clients: ClientVerifier::new(&ClientAuth::from_config(config))?,
             trust: ServerTrust::from_settings(config.ca.as_deref(), None, config.insecure),
         })
+    }
+}
+
+impl ClientAuth {
+    /// What `[tls]` says of clients.
+    pub fn from_config(config: &TlsConfig) -> Self {
+        Self {
+            ca: config.ca.clone(),
+            allowed: config.allowed_clients.clone(),
+        }
     }
 }
 

@@ -1,38 +1,40 @@
-//! [`NodeCert`]: the certificate every listener presents (gRPC, HTTPS, QUIC), replaceable
-//! while the node runs. Listeners' TLS configurations resolve it at each handshake, so a new
-//! connection gets the certificate loaded last and an established one keeps its session.
-//! A replacement is checked whole (it reads, its key matches, it has not lapsed) before it
-//! takes the place of the old one; a bad one changes nothing.
+//! [`NodeCert`]: the certificate the node presents, replaceable while it runs: to clients on
+//! every listener (gRPC, HTTPS, QUIC) and to the servers it connects to for mutual TLS
+//! (broadcast, relay, health checks, catch-up, the federation link). TLS configurations
+//! resolve it at each handshake, so a new connection gets the certificate loaded last and an
+//! established one keeps its session. A replacement is checked whole (it reads, its key
+//! matches, it has not lapsed) before it takes the place of the old one; a bad one changes
+//! nothing.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustls::{
-    InconsistentKeys,
+    InconsistentKeys, SignatureScheme,
+    client::ResolvesClientCert,
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
 
 use super::{Identity, error, expiry, fingerprint, provider};
-use crate::NodeError;
+use crate::{NodeError, reload::Live};
 
-/// The node's certificate and key, as listeners present them.
+/// A certificate and key as TLS presents them, in either direction.
 #[derive(Debug)]
 pub struct NodeCert {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: Live<CertifiedKey>,
 }
 
 impl NodeCert {
     /// `identity`, checked.
     pub fn new(identity: Identity) -> Result<Arc<Self>, NodeError> {
         Ok(Arc::new(Self {
-            current: RwLock::new(Arc::new(certified(identity)?)),
+            current: Live::new(certified_key(identity)?),
         }))
     }
 
     /// The leaf certificate a new connection is shown now.
     fn leaf(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
-        current.cert.first().cloned()
+        self.current.get().cert.first().cloned()
     }
 
     /// The SHA-256 fingerprint of the leaf shown now.
@@ -45,31 +47,35 @@ impl NodeCert {
         self.leaf().as_ref().and_then(expiry::not_after)
     }
 
-    /// Shows `identity` to every new connection from now on, once it is checked; returns the
-    /// fingerprints of the old and the new leaf. On error nothing changes.
-    pub fn replace(&self, identity: Identity) -> Result<(String, String), NodeError> {
-        let next = Arc::new(certified(identity)?);
+    /// Shows `next` (from [`certified_key`]) to every new connection from now on; returns the
+    /// fingerprints of the old and the new leaf.
+    pub(crate) fn install(&self, next: Arc<CertifiedKey>) -> (String, String) {
         let new = next.cert.first().map(fingerprint).unwrap_or_default();
-        let old = self.fingerprint();
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
-        Ok((old, new))
+        let old = self.current.set(next);
+        let old = old.cert.first().map(fingerprint).unwrap_or_default();
+        (old, new)
     }
 }
 
 impl ResolvesServerCert for NodeCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        )
+        Some(self.current.get())
     }
 }
 
-/// `identity` as rustls signs with it: its key must be the leaf's, and the leaf must not have
-/// lapsed.
-fn certified(identity: Identity) -> Result<CertifiedKey, NodeError> {
+impl ResolvesClientCert for NodeCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.get())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// `identity` unless its leaf has lapsed: what the node's own certificate must be to start
+/// or to replace the one in use (a client's is left to the server it shows it to).
+pub(crate) fn unexpired(identity: Identity) -> Result<Identity, NodeError> {
     let leaf = identity
         .chain
         .first()
@@ -82,10 +88,20 @@ fn certified(identity: Identity) -> Result<CertifiedKey, NodeError> {
             fingerprint(leaf)
         )));
     }
-    CertifiedKey::from_der(identity.chain, identity.key, &provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
-            error("the private key does not match the certificate")
-        }
-        e => error(format!("the certificate and key cannot be used: {e}")),
-    })
+    Ok(identity)
+}
+
+/// `identity` as rustls signs with it: its key must be the leaf's.
+pub(crate) fn certified_key(identity: Identity) -> Result<Arc<CertifiedKey>, NodeError> {
+    if identity.chain.is_empty() {
+        return Err(error("the certificate file holds no certificate"));
+    }
+    CertifiedKey::from_der(identity.chain, identity.key, &provider())
+        .map(Arc::new)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+                error("the private key does not match the certificate")
+            }
+            e => error(format!("the certificate and key cannot be used: {e}")),
+        })
 }

@@ -1,5 +1,6 @@
 //! What a listener presents, and whom it admits: the node's certificate, and with a CA,
-//! client certificates from that CA whose name is on the allow-list (mutual TLS).
+//! client certificates from that CA whose name is on the allow-list (mutual TLS), both
+//! replaceable while the node runs.
 
 use std::sync::Arc;
 
@@ -14,10 +15,10 @@ use rustls::{
 };
 
 use super::{NodeCert, NodeTls, error, provider, roots};
-use crate::NodeError;
+use crate::{NodeError, reload::Live};
 
 /// Who may connect to a listener.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientAuth {
     /// Client certificates must chain to this CA (PEM); `None`: no client certificate asked.
     pub ca: Option<std::path::PathBuf>,
@@ -25,32 +26,77 @@ pub struct ClientAuth {
     pub allowed: Vec<String>,
 }
 
-/// A server configuration presenting `cert` (whatever it holds at each handshake), offering
+/// A server configuration presenting `cert` and admitting clients per `clients` (whatever
+/// each holds at the handshake; without `clients`, no client certificate is asked), offering
 /// `alpn`.
 pub fn server_config(
     cert: Arc<NodeCert>,
-    auth: &ClientAuth,
+    clients: Option<Arc<ClientVerifier>>,
     alpn: &[&[u8]],
 ) -> Result<rustls::ServerConfig, NodeError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(rustls::DEFAULT_VERSIONS)
         .map_err(error)?;
-    let builder = match &auth.ca {
-        Some(ca) => {
-            let inner =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                    .build()
-                    .map_err(error)?;
-            builder.with_client_cert_verifier(Arc::new(AllowList {
-                inner,
-                allowed: auth.allowed.clone(),
-            }))
-        }
+    let builder = match clients {
+        Some(clients) => builder.with_client_cert_verifier(clients),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
+}
+
+/// Whom the listeners admit (mutual TLS), replaceable while the node runs: client
+/// certificates that chain to the CA and, with an allow-list, name one of its identities.
+/// Each handshake is checked against what was loaded last, so a client taken off the list
+/// cannot make a new connection once the list is reloaded.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    current: Live<Admission>,
+}
+
+/// One loaded CA and allow-list.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    inner: Arc<dyn ClientCertVerifier>,
+    /// The settings it was read from.
+    pub(crate) auth: ClientAuth,
+}
+
+impl ClientVerifier {
+    /// The verifier for `auth`; `None` when it names no CA (no client certificate is asked).
+    pub fn new(auth: &ClientAuth) -> Result<Option<Arc<Self>>, NodeError> {
+        let Some(admission) = Self::load(auth)? else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(Self {
+            current: Live::new(admission),
+        })))
+    }
+
+    /// Reads and checks the CA `auth` names (`None`: it names none).
+    pub(crate) fn load(auth: &ClientAuth) -> Result<Option<Arc<Admission>>, NodeError> {
+        let Some(ca) = &auth.ca else {
+            return Ok(None);
+        };
+        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+            .build()
+            .map_err(error)?;
+        Ok(Some(Arc::new(Admission {
+            inner,
+            auth: auth.clone(),
+        })))
+    }
+
+    /// What is admitted now.
+    pub(crate) fn current(&self) -> Arc<Admission> {
+        self.current.get()
+    }
+
+    /// Admits per `next` (from [`load`](Self::load)) from the next handshake on.
+    pub(crate) fn install(&self, next: Arc<Admission>) {
+        self.current.set(next);
+    }
 }
 
 /// The names a certificate stands for: its subject CNs and SAN DNS names and IPs.
@@ -85,16 +131,11 @@ pub fn identities(cert: &CertificateDer<'_>) -> Vec<String> {
     names
 }
 
-/// The CA's verdict, then the allow-list's.
-#[derive(Debug)]
-struct AllowList {
-    inner: Arc<dyn ClientCertVerifier>,
-    allowed: Vec<String>,
-}
-
-impl ClientCertVerifier for AllowList {
+impl ClientCertVerifier for ClientVerifier {
+    /// None: the hints would have to outlive a reload, and with none a client sends the
+    /// certificate it has (RFC 8446 §4.3.2), which is what each of ours has.
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        &[]
     }
 
     fn verify_client_cert(
@@ -103,13 +144,15 @@ impl ClientCertVerifier for AllowList {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
+        let admission = self.current();
+        let verified = admission
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        if self.allowed.is_empty()
+        let allowed = &admission.auth.allowed;
+        if allowed.is_empty()
             || identities(end_entity)
                 .iter()
-                .any(|name| self.allowed.iter().any(|a| a == name))
+                .any(|name| allowed.iter().any(|a| a == name))
         {
             Ok(verified)
         } else {
@@ -125,7 +168,9 @@ impl ClientCertVerifier for AllowList {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.current()
+            .inner
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -134,11 +179,13 @@ impl ClientCertVerifier for AllowList {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.current()
+            .inner
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.current().inner.supported_verify_schemes()
     }
 }
 
@@ -150,6 +197,6 @@ pub fn acceptor(
     let Some(cert) = &tls.cert else {
         return Ok(None);
     };
-    let config = server_config(cert.clone(), &tls.auth, alpn)?;
+    let config = server_config(cert.clone(), tls.clients.clone(), alpn)?;
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }

@@ -428,7 +428,7 @@ async fn a_changed_token_file_is_reloaded_and_a_broken_one_changes_nothing() {
     assert_eq!(submit("alpha").await, (Code::Ok, 201));
 
     std::fs::write(&tokens, "# nobody\n").unwrap();
-    let err = node.node.reload().unwrap_err().to_string();
+    let err = node.reload().unwrap_err().to_string();
     assert!(err.contains("holds no token"), "{err}");
     assert_eq!(submit("gamma").await, (Code::Ok, 201));
     let text = node.node.metrics().render();

@@ -17,6 +17,8 @@ pub const HASHES_PER_TICK: u64 = 500;
 
 pub struct TestNode {
     pub node: Node,
+    /// What it was started with.
+    pub config: NodeConfig,
     /// Kept so the data directory lives as long as the node.
     pub _dir: tempfile::TempDir,
 }
@@ -57,11 +59,25 @@ pub async fn start_with(change: impl FnOnce(&mut NodeConfig)) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
     change(&mut config);
-    let node = Node::spawn(config).await.unwrap();
-    TestNode { node, _dir: dir }
+    TestNode::spawn(config, dir).await
 }
 
 impl TestNode {
+    /// A node started with `config`, keeping `dir` as long as it runs.
+    pub async fn spawn(config: NodeConfig, dir: tempfile::TempDir) -> Self {
+        let node = Node::spawn(config.clone()).await.unwrap();
+        Self {
+            node,
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// Reloads with the settings it started with: every file read again, as when one changes.
+    pub fn reload(&self) -> Result<(), poh_node::NodeError> {
+        self.node.reload(&self.config)
+    }
+
     pub fn http(&self, path: &str) -> String {
         format!("http://{}{path}", self.node.http_addr().unwrap())
     }

@@ -36,12 +36,11 @@ async fn seal_and_fragment(
     fragments: FragmentsConfig,
     n: usize,
 ) -> (tempfile::TempDir, String, u64, Vec<String>) {
-    let TestNode { node, _dir: dir } = crate::common::start_with(|c| {
+    let test = crate::common::start_with(|c| {
         fast(c);
         c.fragments = fragments;
     })
     .await;
-    let test = TestNode { node, _dir: dir };
     let c = Client::new();
     let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
     for id in &ids {
@@ -72,7 +71,9 @@ async fn seal_and_fragment(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(metric(&c, &test, "poh_fragments_written_total").await >= ((height + 1) as f64) * 6.0);
-    let TestNode { node, _dir: dir } = test;
+    let TestNode {
+        node, _dir: dir, ..
+    } = test;
     node.shutdown();
     node.join().await.unwrap();
     (dir, header_id, height, ids)

@@ -101,10 +101,7 @@ async fn a_stopped_node_catches_up_and_a_relaying_node_converges() {
         every(&mut cfg, Duration::from_millis(200), Duration::from_secs(1));
         cfg
     };
-    let b = TestNode {
-        node: poh_node::Node::spawn(b_config.clone()).await.unwrap(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let b = TestNode::spawn(b_config.clone(), tempfile::tempdir().unwrap()).await;
     let first: Vec<Tx> = (0..10).map(|i| tx(&format!("early-{i}"))).collect();
     submit_batch(&c, &a, &first).await;
     converges(&b, &all_records(&a).await, "the first run").await;
@@ -128,10 +125,7 @@ async fn a_stopped_node_catches_up_and_a_relaying_node_converges() {
         synced_before.is_some_and(|seq| seq >= 10),
         "B kept its sync point with A"
     );
-    let b = TestNode {
-        node: poh_node::Node::spawn(b_config).await.unwrap(),
-        _dir: b_dir,
-    };
+    let b = TestNode::spawn(b_config, b_dir).await;
     converges(&b, &want, "the restarted node").await;
     converges(&c_node, &want, "the node B relays to").await;
     let stored = metric(

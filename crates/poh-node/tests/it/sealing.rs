@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use poh_core::{ChainHead, Header, HeaderVerifier, Level};
-use poh_node::{Node, NodeConfig, wire::headers::HeaderJson};
+use poh_node::{NodeConfig, wire::headers::HeaderJson};
 use poh_proto::v1::{GetTxRequest, StatusRequest, TxStatus};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
@@ -180,10 +180,7 @@ async fn an_idle_node_seals_empty_headers_and_a_restart_continues_the_chain() {
     let mut cfg = config(dir.path());
     fast(&mut cfg);
     let c = Client::new();
-    let node = TestNode {
-        node: Node::spawn(cfg.clone()).await.unwrap(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let node = TestNode::spawn(cfg.clone(), tempfile::tempdir().unwrap()).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let before = headers(&c, &node, 0).await;
     assert!(
@@ -195,10 +192,7 @@ async fn an_idle_node_seals_empty_headers_and_a_restart_continues_the_chain() {
     let key = before[0].public_key.clone();
     node.stop().await;
 
-    let node = TestNode {
-        node: Node::spawn(cfg).await.unwrap(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let node = TestNode::spawn(cfg, tempfile::tempdir().unwrap()).await;
     let first_new = before.len() as u64;
     let mut after = Vec::new();
     for _ in 0..100 {

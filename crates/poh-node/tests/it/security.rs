@@ -2,12 +2,12 @@
 //! gets in; another CA's, an expired one, one off the allow-list, and a server whose pinned
 //! fingerprint does not match are each refused.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use poh_node::{
     config::TlsConfig,
     network::client::{ClientTls, QuicClient, grpc_channel},
-    tls::{Identity, ServerTrust, certs::DevCa, client_config},
+    tls::{Identity, NodeCert, ServerTrust, certs::DevCa, client_config},
 };
 use poh_proto::v1::poh_service_client::PohServiceClient;
 use rustls::pki_types::{CertificateDer, pem::PemObject as _};
@@ -23,10 +23,13 @@ impl Pki {
         self.dir.path().join(name)
     }
 
-    fn identity(&self, name: &str) -> Identity {
-        Identity::from_pem(
-            &self.path(&format!("{name}.crt")),
-            &self.path(&format!("{name}.key")),
+    fn identity(&self, name: &str) -> Arc<NodeCert> {
+        NodeCert::new(
+            Identity::from_pem(
+                &self.path(&format!("{name}.crt")),
+                &self.path(&format!("{name}.key")),
+            )
+            .unwrap(),
         )
         .unwrap()
     }
@@ -83,7 +86,7 @@ async fn secured(pki: &Pki) -> TestNode {
 async fn attempt(
     node: &TestNode,
     trust: &ServerTrust,
-    identity: Option<Identity>,
+    identity: Option<Arc<NodeCert>>,
     id: &str,
 ) -> [bool; 3] {
     let tls = ClientTls {
@@ -595,7 +598,7 @@ async fn a_replaced_certificate_is_served_to_new_connections_without_a_failed_re
     // A key that is not the certificate's: refused, the second certificate stays.
     let (_, other_key) = ca.issue("node-a", 30).unwrap();
     std::fs::write(dir.path().join("node-a.key"), other_key).unwrap();
-    let err = node.node.reload().unwrap_err().to_string();
+    let err = node.reload().unwrap_err().to_string();
     assert!(err.contains("does not match"), "{err}");
     assert_eq!(served_fingerprint(http_addr, &ca_file).await, second);
     let text = node.node.metrics().render();

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use crate::{
     NodeError,
-    tls::{Identity, ServerTrust},
+    tls::{NodeCert, ServerTrust},
 };
 
 /// An HTTP client whose requests take at most `timeout`, trusting servers per `trust`.
 pub fn http_client(
     timeout: Duration,
     trust: &ServerTrust,
-    identity: Option<&Identity>,
+    identity: Option<&std::sync::Arc<NodeCert>>,
 ) -> Result<reqwest::Client, NodeError> {
     reqwest::Client::builder()
         .timeout(timeout)

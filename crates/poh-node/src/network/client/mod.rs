@@ -29,7 +29,7 @@ pub use self::{
 };
 use crate::{
     NodeError,
-    tls::{Identity, ServerTrust},
+    tls::{Identity, NodeCert, ServerTrust},
 };
 
 /// Requests in flight to one HTTP peer. Over HTTP/1.1 each holds a connection of its own,
@@ -43,8 +43,8 @@ pub const HTTP_REQUESTS_PER_PEER: usize = 16;
 pub struct ClientTls {
     /// How servers are trusted.
     pub trust: ServerTrust,
-    /// The certificate presented for mutual TLS.
-    pub identity: Option<Identity>,
+    /// The certificate presented for mutual TLS (a node's own, replaced by a reload).
+    pub identity: Option<Arc<NodeCert>>,
     /// Sent as `authorization: Bearer <token>` on gRPC and HTTP.
     pub token: Option<String>,
 }
@@ -67,7 +67,7 @@ impl ClientTls {
         Ok(Self {
             trust: ServerTrust::from_settings(ca, pin.as_deref(), insecure),
             identity: identity
-                .map(|(cert, key)| Identity::from_pem(cert, key))
+                .map(|(cert, key)| NodeCert::new(Identity::from_pem(cert, key)?))
                 .transpose()?,
             token: token_file.map(read_token_file).transpose()?,
         })
@@ -133,7 +133,7 @@ pub struct PeerClients {
     grpc_tls: Option<Arc<rustls::ClientConfig>>,
     token: Option<String>,
     bearer: Option<MetadataValue<Ascii>>,
-    identity: Option<Identity>,
+    identity: Option<Arc<NodeCert>>,
     grpc: Mutex<HashMap<(String, Option<String>), Channel>>,
     http: reqwest::Client,
     http_pinned: Mutex<HashMap<String, reqwest::Client>>,

@@ -11,14 +11,14 @@ type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
 
 use crate::{
     NodeError,
-    tls::{Identity, ServerTrust},
+    tls::{NodeCert, ServerTrust},
     wire::frame::{self, ALPN, FrameDecoder, FrameError},
 };
 
 /// The QUIC client configuration for `trust`, presenting `identity` when given.
 pub fn client_config(
     trust: &ServerTrust,
-    identity: Option<&Identity>,
+    identity: Option<&Arc<NodeCert>>,
 ) -> Result<quinn::ClientConfig, NodeError> {
     let tls = crate::tls::client_config(trust, identity, &[ALPN])?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
@@ -47,14 +47,14 @@ pub enum QuicError {
 pub struct QuicClient {
     endpoint: quinn::Endpoint,
     /// Presented to every peer (mutual TLS), pinned or not.
-    identity: Option<Identity>,
+    identity: Option<Arc<NodeCert>>,
     /// Connections by (address, certificate pin).
     connections: std::sync::Mutex<HashMap<(String, Option<String>), Slot>>,
 }
 
 impl QuicClient {
     /// A client endpoint trusting servers per `trust`.
-    pub fn new(trust: &ServerTrust, identity: Option<&Identity>) -> Result<Self, NodeError> {
+    pub fn new(trust: &ServerTrust, identity: Option<&Arc<NodeCert>>) -> Result<Self, NodeError> {
         let bind: SocketAddr = (std::net::Ipv6Addr::UNSPECIFIED, 0).into();
         let mut endpoint = quinn::Endpoint::client(bind)
             .or_else(|_| quinn::Endpoint::client((std::net::Ipv4Addr::UNSPECIFIED, 0).into()))

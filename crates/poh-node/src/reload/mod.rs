@@ -1,0 +1,341 @@
+//! Live reload: what `SIGHUP` ([`Node::reload`](crate::Node::reload), with the configuration
+//! read again) and a change to one of the watched files reload while the node runs:
+//!
+//! - the node's certificate and key ([`NodeCert`]), which its listeners present and its
+//!   clients (broadcast, relay, health checks, catch-up, the federation link) present for
+//!   mutual TLS;
+//! - the client CA and the allow-list ([`ClientVerifier`]);
+//! - the token file and JWT keys ([`Authenticator`]);
+//! - the `[limits]` values.
+//!
+//! A reload reads and checks every part first and replaces them only when all are good: one
+//! that fails changes nothing, and the node keeps serving with what it had. Settings that
+//! cannot change live ([`settings`]) are named, one line each, and keep their running value.
+//! `poh_reload_total{result}` counts the reloads.
+
+mod settings;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, SystemTime},
+};
+
+use rustls::sign::CertifiedKey;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    NodeConfig, NodeError,
+    config::ClientLimits,
+    ingress::{
+        auth::{Authenticator, Credentials},
+        limits::{ByteBudget, ClientLimiter},
+        subscribe::Subscriptions,
+    },
+    tls::{Admission, ClientAuth, ClientVerifier, Identity, NodeCert},
+};
+
+/// How often the watched files are looked at.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// A value readers take a snapshot of at each use, replaced whole by a reload.
+#[derive(Debug)]
+pub(crate) struct Live<T>(RwLock<Arc<T>>);
+
+impl<T> Live<T> {
+    pub(crate) fn new(value: Arc<T>) -> Self {
+        Self(RwLock::new(value))
+    }
+
+    /// What holds now.
+    pub(crate) fn get(&self) -> Arc<T> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces it; returns the old one.
+    pub(crate) fn set(&self, value: Arc<T>) -> Arc<T> {
+        std::mem::replace(
+            &mut *self.0.write().unwrap_or_else(|p| p.into_inner()),
+            value,
+        )
+    }
+}
+
+/// The parts of a running node a reload replaces.
+pub(crate) struct Parts {
+    /// The node's certificate, and `poh_tls_cert_expiry_seconds`, moved with it.
+    pub cert: Option<(Arc<NodeCert>, metrics::Gauge)>,
+    pub clients: Option<Arc<ClientVerifier>>,
+    pub auth: Option<Authenticator>,
+    pub limiter: Arc<ClientLimiter>,
+    pub buffered: Arc<ByteBudget>,
+    pub subscriptions: Arc<Subscriptions>,
+}
+
+/// Reloads a node's [`Parts`] from its configuration.
+pub(crate) struct Reloader {
+    parts: Parts,
+    /// The settings the node runs with now; a reload is one at a time.
+    applied: Mutex<NodeConfig>,
+    /// The watched files as the last reload (or the start) found them.
+    loaded: Mutex<Stamps>,
+    /// `poh_reload_total{result="success"}`, `{result="failure"}`.
+    results: [metrics::Counter; 2],
+}
+
+/// Each watched file's length and modification time (`None` while it cannot be read).
+type Stamps = Vec<(PathBuf, Option<(u64, SystemTime)>)>;
+
+/// Every part, read and checked, waiting to be installed.
+struct Checked {
+    cert: Option<Arc<CertifiedKey>>,
+    clients: Option<Arc<Admission>>,
+    auth: Option<Arc<Credentials>>,
+    limits: ClientLimits,
+}
+
+impl Reloader {
+    /// For a node started with `config`.
+    pub(crate) fn new(config: &NodeConfig, parts: Parts, results: [metrics::Counter; 2]) -> Self {
+        let loaded = stamps(&watched(config, &parts));
+        Self {
+            parts,
+            applied: Mutex::new(config.clone()),
+            loaded: Mutex::new(loaded),
+            results,
+        }
+    }
+
+    /// The settings the node runs with now.
+    pub(crate) fn applied(&self) -> NodeConfig {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies what can change live of `next`, reading every file it names again; says which
+    /// of its other settings differ (they wait for a restart). On error nothing changes.
+    pub(crate) fn reload(&self, next: &NodeConfig) -> Result<(), NodeError> {
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let merged = settings::merge(&applied, next);
+        for fixed in settings::fixed(&merged, next) {
+            tracing::warn!(
+                setting = %fixed.key,
+                running = %fixed.running,
+                configured = %fixed.configured,
+                "this setting cannot change while the node runs; it keeps its value until a restart"
+            );
+        }
+        let found = stamps(&watched(&merged, &self.parts));
+        let outcome = merged
+            .validate()
+            .and_then(|()| self.check(&merged))
+            .map(|checked| self.install(checked, &applied.limits));
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = found;
+        match outcome {
+            Ok(changes) => {
+                self.results[0].increment(1);
+                let changes = match changes.is_empty() {
+                    true => "nothing".to_string(),
+                    false => changes.join("; "),
+                };
+                tracing::info!(%changes, "reloaded");
+                *applied = merged;
+                Ok(())
+            }
+            Err(e) => {
+                self.results[1].increment(1);
+                self.log_failure(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// A reload that could not start: `error` says why.
+    pub(crate) fn failed(&self, error: &str) {
+        self.results[1].increment(1);
+        self.log_failure(&error);
+    }
+
+    fn log_failure(&self, error: &dyn std::fmt::Display) {
+        let serving = self.parts.cert.as_ref().map(|(c, _)| c.fingerprint());
+        tracing::warn!(
+            %error,
+            serving = %serving.unwrap_or_default(),
+            "reload failed; nothing changed, the node keeps what it had"
+        );
+    }
+
+    /// Reads and checks every part `config` names; the error names the files.
+    fn check(&self, config: &NodeConfig) -> Result<Checked, NodeError> {
+        let parts = &self.parts;
+        let tls = config.tls.clone().unwrap_or_default();
+        let cert = match &parts.cert {
+            Some(_) => Some(
+                Identity::from_config(&tls)
+                    .and_then(|id| {
+                        id.ok_or_else(|| NodeError::Config("names no certificate".into()))
+                    })
+                    .and_then(crate::tls::unexpired)
+                    .and_then(crate::tls::certified_key)
+                    .map_err(|e| failed("the TLS certificate", &cert_files(config), e))?,
+            ),
+            None => None,
+        };
+        let clients = match &parts.clients {
+            Some(_) => ClientVerifier::load(&ClientAuth::from_config(&tls))
+                .map_err(|e| failed("the client CA", &ca_file(config), e))?,
+            None => None,
+        };
+        let auth = match (&parts.auth, &config.auth) {
+            (Some(_), Some(settings)) => Some(
+                Credentials::load(settings)
+                    .map_err(|e| failed("the client credentials", &auth_files(config), e))?,
+            ),
+            _ => None,
+        };
+        Ok(Checked {
+            cert,
+            clients,
+            auth,
+            limits: config.limits.clone(),
+        })
+    }
+
+    /// Puts every checked part in place; returns what changed, for the log (fingerprints and
+    /// names, never secrets).
+    fn install(&self, checked: Checked, limits_before: &ClientLimits) -> Vec<String> {
+        let parts = &self.parts;
+        let mut changes = Vec::new();
+        if let (Some((node_cert, expiry)), Some(next)) = (&parts.cert, checked.cert) {
+            let (old, new) = node_cert.install(next);
+            if let Some(end) = node_cert.not_after() {
+                expiry.set(end as f64);
+            }
+            if old != new {
+                changes.push(format!("certificate {old} → {new}"));
+            }
+        }
+        if let (Some(clients), Some(next)) = (&parts.clients, checked.clients) {
+            let old = clients.current().auth.allowed.clone();
+            let new = next.auth.allowed.clone();
+            clients.install(next);
+            changes.push(settings::list_change("allowed clients", &old, &new));
+        }
+        if let (Some(auth), Some(next)) = (&parts.auth, checked.auth) {
+            let old = auth.current().describe();
+            let new = next.describe();
+            auth.install(next);
+            if old != new {
+                changes.push(format!("credentials {old} → {new}"));
+            } else {
+                changes.push(format!("credentials read again ({new})"));
+            }
+        }
+        let limits = &checked.limits;
+        parts.limiter.set(limits);
+        parts
+            .buffered
+            .set(limits.buffered_bytes, limits.buffered_bytes_per_client);
+        parts.subscriptions.set(limits);
+        changes.extend(settings::limit_changes(limits_before, limits));
+        changes
+    }
+
+    /// Reloads with the settings applied last when the watched files have changed and then
+    /// stayed the same for one more look, until `shutdown`: a certificate and its key are
+    /// written one after the other, and reading between the two would only fail.
+    pub(crate) async fn watch_files(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut settling = None;
+        let mut every = tokio::time::interval(WATCH_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            let applied = self.applied();
+            let now = stamps(&watched(&applied, &self.parts));
+            if now == *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) {
+                settling = None;
+            } else if settling.as_ref() == Some(&now) {
+                let _ = self.reload(&applied);
+                settling = None;
+            } else {
+                settling = Some(now);
+            }
+        }
+    }
+}
+
+/// `error`, said of `what` and the files it was read from.
+fn failed(what: &str, files: &[&Path], error: NodeError) -> NodeError {
+    let files = files
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    NodeError::Config(format!("reloading {what} ({files}): {error}"))
+}
+
+/// The files a reload of `config` reads, for the parts the node has.
+fn watched<'a>(config: &'a NodeConfig, parts: &Parts) -> Vec<&'a Path> {
+    let mut files = Vec::new();
+    if parts.cert.is_some() {
+        files.extend(cert_files(config));
+    }
+    if parts.clients.is_some() {
+        files.extend(ca_file(config));
+    }
+    if parts.auth.is_some() {
+        files.extend(auth_files(config));
+    }
+    files
+}
+
+fn cert_files(config: &NodeConfig) -> Vec<&Path> {
+    let Some(s) = &config.tls else {
+        return Vec::new();
+    };
+    [&s.cert, &s.key, &s.pkcs12, &s.pkcs12_password_file]
+        .into_iter()
+        .filter_map(|p| p.as_deref())
+        .collect()
+}
+
+fn ca_file(config: &NodeConfig) -> Vec<&Path> {
+    config
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca.as_deref())
+        .into_iter()
+        .collect()
+}
+
+fn auth_files(config: &NodeConfig) -> Vec<&Path> {
+    let Some(c) = &config.auth else {
+        return Vec::new();
+    };
+    [
+        &c.token_file,
+        &c.jwt_hs256_secret_file,
+        &c.jwt_eddsa_public_key_file,
+    ]
+    .into_iter()
+    .filter_map(|p| p.as_deref())
+    .collect()
+}
+
+fn stamps(files: &[&Path]) -> Stamps {
+    files
+        .iter()
+        .map(|p| {
+            let stamp = std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)));
+            (p.to_path_buf(), stamp)
+        })
+        .collect()
+}
