@@ -48,7 +48,7 @@ use crate::{
     pipeline::{IngestPipeline, PipelineJoin},
     reload::{Parts, Reloader},
     retention::ttl::Sweeper,
-    tls::{NodeTls, acceptor},
+    tls::{NodeTls, ServerTrust, acceptor},
 };
 
 /// A running node.
@@ -525,7 +525,12 @@ fn start_reload(
     };
     let parts = Parts {
         cert,
-        clients: tls.clients.clone(),
+        ca: match (&tls.clients, &tls.trust) {
+            (Some(clients), ServerTrust::Loaded(servers)) => {
+                Some((clients.clone(), servers.clone()))
+            }
+            _ => None,
+        },
         auth: services.auth.clone(),
         limiter: services.limiter.clone(),
         buffered: services.buffered.clone(),

@@ -34,6 +34,15 @@ pub struct Served {
     pub grpc: String,
     pub udp: String,
     pub quic: String,
+    /// Every line it has logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Served {
+    /// Whether a line it logged contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
 }
 
 /// A test that fails while its node runs must not leave the process behind.
@@ -82,8 +91,11 @@ pub fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Serv
     // The log is read on a thread (and drained for the child's whole life, so it never
     // blocks on a full pipe); the start-up line must come within a deadline.
     let (found, base) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line.clone());
             let field = |name: &str| {
                 line.split(&format!(" {name}="))
                     .nth(1)
@@ -104,6 +116,7 @@ pub fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Serv
             grpc,
             udp,
             quic,
+            log,
         },
         Err(_) => {
             let _ = child.kill();

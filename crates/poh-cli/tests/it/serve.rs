@@ -478,3 +478,47 @@ fn a_node_serves_the_certificate_poh_certs_issued_again_and_sighup_reloads() {
     });
     crate::common::stop(node);
 }
+
+/// `SIGHUP` reads the config file again: its `[limits]` apply (a lowered rate refuses a burst
+/// it took before), a setting that cannot change live (the chain id) is named in one line and
+/// keeps its value, and a file that does not parse changes nothing and is logged.
+#[test]
+fn sighup_applies_the_changed_config_file_and_names_what_waits_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poh.toml");
+    std::fs::write(&config, "chain_id = \"municipality/a\"\n").unwrap();
+    let node = crate::common::serve_flags(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let http = crate::common::Http::new();
+    let url = format!("{}/v1/poh", node.base);
+    let refused = || (0..20).filter(|_| http.get(&url).0 == 503).count();
+    assert_eq!(refused(), 0);
+
+    std::fs::write(
+        &config,
+        "chain_id = \"municipality/b\"\n[limits]\nrequests_per_second = 2\nburst = 2\n",
+    )
+    .unwrap();
+    signal(&node.child, "HUP");
+    crate::common::wait_for("the reload", || {
+        node.logged("limits.requests_per_second 200000 → 2")
+            .then_some(())
+    });
+    assert!(
+        node.logged("setting=chain_id running=\"municipality/a\" configured=\"municipality/b\""),
+        "{:#?}",
+        node.log.lock().unwrap()
+    );
+    assert!(refused() >= 15, "two requests a second");
+
+    std::fs::write(&config, "chain_id = [\n").unwrap();
+    signal(&node.child, "HUP");
+    crate::common::wait_for("the failed reload", || {
+        node.logged("reload failed").then_some(())
+    });
+    assert!(node.logged("poh.toml"), "the file is named");
+    assert!(refused() >= 15, "the limits applied before still hold");
+    crate::common::stop(node);
+}

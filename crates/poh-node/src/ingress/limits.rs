@@ -451,4 +451,36 @@ mod tests {
         assert!(!limiter.allow(a), "the burst is spent");
         assert!(limiter.allow(b));
     }
+
+    #[test]
+    fn a_reload_moves_the_limits_and_what_is_held_stays_held() {
+        let limits = |connections, rate| ClientLimits {
+            max_connections_per_client: connections,
+            requests_per_second: rate,
+            burst: rate,
+            ..ClientLimits::default()
+        };
+        let limiter = ClientLimiter::new(&limits(2, 0));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut held: Vec<_> = (0..2).map(|_| limiter.connect(a).unwrap()).collect();
+        limiter.set(&limits(1, 1));
+        assert!(limiter.connect(a).is_none(), "two held, one allowed");
+        held.pop();
+        assert!(limiter.connect(a).is_none(), "one held, one allowed");
+        held.clear();
+        let _one = limiter.connect(a).unwrap();
+        assert!(limiter.allow(a) && !limiter.allow(a), "one a second");
+        limiter.set(&limits(1, 0));
+        assert!((0..100).all(|_| limiter.allow(a)), "rate limiting off");
+
+        let budget = ByteBudget::new(8000, 5000, metrics::Gauge::noop());
+        let mut big = budget.reserve(Some(a));
+        big.resize(4000).unwrap();
+        budget.set(3000, 3000);
+        assert_eq!(big.resize(4001), Err(Exhausted::Node));
+        big.resize(2000).unwrap();
+        assert_eq!(big.resize(3001), Err(Exhausted::Node));
+        budget.set(8000, 2500);
+        assert_eq!(big.resize(3000), Err(Exhausted::Client));
+    }
 }

@@ -4,7 +4,8 @@
 //! - the node's certificate and key ([`NodeCert`]), which its listeners present and its
 //!   clients (broadcast, relay, health checks, catch-up, the federation link) present for
 //!   mutual TLS;
-//! - the client CA and the allow-list ([`ClientVerifier`]);
+//! - the CA and the allow-list: whom the listeners admit ([`ClientVerifier`]), and whom the
+//!   node's clients trust ([`CaTrust`]);
 //! - the token file and JWT keys ([`Authenticator`]);
 //! - the `[limits]` values.
 //!
@@ -21,7 +22,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use rustls::sign::CertifiedKey;
+use rustls::{client::WebPkiServerVerifier, sign::CertifiedKey};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -32,7 +33,7 @@ use crate::{
         limits::{ByteBudget, ClientLimiter},
         subscribe::Subscriptions,
     },
-    tls::{Admission, ClientAuth, ClientVerifier, Identity, NodeCert},
+    tls::{Admission, CaTrust, ClientAuth, ClientVerifier, Identity, NodeCert},
 };
 
 /// How often the watched files are looked at.
@@ -65,7 +66,8 @@ impl<T> Live<T> {
 pub(crate) struct Parts {
     /// The node's certificate, and `poh_tls_cert_expiry_seconds`, moved with it.
     pub cert: Option<(Arc<NodeCert>, metrics::Gauge)>,
-    pub clients: Option<Arc<ClientVerifier>>,
+    /// The CA, as the listeners check clients with it and as the node's clients check servers.
+    pub ca: Option<(Arc<ClientVerifier>, Arc<CaTrust>)>,
     pub auth: Option<Authenticator>,
     pub limiter: Arc<ClientLimiter>,
     pub buffered: Arc<ByteBudget>,
@@ -89,7 +91,7 @@ type Stamps = Vec<(PathBuf, Option<(u64, SystemTime)>)>;
 /// Every part, read and checked, waiting to be installed.
 struct Checked {
     cert: Option<Arc<CertifiedKey>>,
-    clients: Option<Arc<Admission>>,
+    ca: Option<(Arc<Admission>, Arc<WebPkiServerVerifier>)>,
     auth: Option<Arc<Credentials>>,
     limits: ClientLimits,
 }
@@ -159,12 +161,11 @@ impl Reloader {
     }
 
     fn log_failure(&self, error: &dyn std::fmt::Display) {
-        let serving = self.parts.cert.as_ref().map(|(c, _)| c.fingerprint());
-        tracing::warn!(
-            %error,
-            serving = %serving.unwrap_or_default(),
-            "reload failed; nothing changed, the node keeps what it had"
-        );
+        const FAILED: &str = "reload failed; nothing changed, the node keeps what it had";
+        match &self.parts.cert {
+            Some((cert, _)) => tracing::warn!(%error, serving = %cert.fingerprint(), "{FAILED}"),
+            None => tracing::warn!(%error, "{FAILED}"),
+        }
     }
 
     /// Reads and checks every part `config` names; the error names the files.
@@ -183,10 +184,16 @@ impl Reloader {
             ),
             None => None,
         };
-        let clients = match &parts.clients {
-            Some(_) => ClientVerifier::load(&ClientAuth::from_config(&tls))
-                .map_err(|e| failed("the client CA", &ca_file(config), e))?,
-            None => None,
+        let ca = match (&parts.ca, &tls.ca) {
+            (Some(_), Some(path)) => {
+                let read = || {
+                    let admission = ClientVerifier::load(&ClientAuth::from_config(&tls))?
+                        .ok_or_else(|| NodeError::Config("names no CA".into()))?;
+                    Ok((admission, CaTrust::read(path)?))
+                };
+                Some(read().map_err(|e| failed("the CA", &ca_file(config), e))?)
+            }
+            _ => None,
         };
         let auth = match (&parts.auth, &config.auth) {
             (Some(_), Some(settings)) => Some(
@@ -197,7 +204,7 @@ impl Reloader {
         };
         Ok(Checked {
             cert,
-            clients,
+            ca,
             auth,
             limits: config.limits.clone(),
         })
@@ -217,10 +224,11 @@ impl Reloader {
                 changes.push(format!("certificate {old} → {new}"));
             }
         }
-        if let (Some(clients), Some(next)) = (&parts.clients, checked.clients) {
+        if let (Some((clients, servers)), Some((admission, trust))) = (&parts.ca, checked.ca) {
             let old = clients.current().auth.allowed.clone();
-            let new = next.auth.allowed.clone();
-            clients.install(next);
+            let new = admission.auth.allowed.clone();
+            clients.install(admission);
+            servers.install(trust);
             changes.push(settings::list_change("allowed clients", &old, &new));
         }
         if let (Some(auth), Some(next)) = (&parts.auth, checked.auth) {
@@ -286,7 +294,7 @@ fn watched<'a>(config: &'a NodeConfig, parts: &Parts) -> Vec<&'a Path> {
     if parts.cert.is_some() {
         files.extend(cert_files(config));
     }
-    if parts.clients.is_some() {
+    if parts.ca.is_some() {
         files.extend(ca_file(config));
     }
     if parts.auth.is_some() {

@@ -100,7 +100,7 @@ pub(super) fn list_change(what: &str, old: &[String], new: &[String]) -> String 
         .map(String::as_str)
         .collect();
     match (removed.is_empty(), added.is_empty()) {
-        (true, true) => format!("client CA read again, {what} unchanged"),
+        (true, true) => format!("CA read again, {what} unchanged"),
         _ => format!(
             "{what}: removed [{}], added [{}]",
             removed.join(", "),

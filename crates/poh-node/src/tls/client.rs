@@ -3,23 +3,32 @@
 //! anything at all only when the operator asked for exactly that (`--insecure`), and then
 //! every connection says so in the log.
 
-use std::sync::Arc;
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use rustls::{
     DigitallySignedStruct, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    client::{
+        WebPkiServerVerifier,
+        danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    },
     crypto::CryptoProvider,
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
 
 use super::{NodeCert, error, fingerprint, provider, roots};
-use crate::NodeError;
+use crate::{NodeError, reload::Live};
 
 /// How a client decides to trust a server.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ServerTrust {
     /// Certificates issued by this CA (PEM file), for the name dialled.
     Ca(std::path::PathBuf),
+    /// Certificates issued by the CA a node loaded, for the name dialled; a reload of the
+    /// node's CA is trusted from the next connection on.
+    Loaded(Arc<CaTrust>),
     /// Exactly the certificate with this SHA-256 fingerprint (lowercase hex).
     Pinned(String),
     /// Certificates the operating system trusts, for the name dialled.
@@ -68,6 +77,9 @@ pub fn client_config(
         .map_err(error)?;
     let builder = match trust {
         ServerTrust::Ca(ca) => builder.with_root_certificates(roots(ca)?),
+        ServerTrust::Loaded(ca) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(ca.clone()),
         ServerTrust::Pinned(pin) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Pinned {
@@ -94,6 +106,84 @@ pub fn client_config(
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
+}
+
+/// The CA a node trusts the servers it connects to with, replaceable while it runs.
+#[derive(Debug)]
+pub struct CaTrust {
+    path: PathBuf,
+    current: Live<WebPkiServerVerifier>,
+}
+
+impl PartialEq for CaTrust {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for CaTrust {}
+
+impl CaTrust {
+    /// The CA in `path` (PEM).
+    pub fn load(path: &Path) -> Result<Arc<Self>, NodeError> {
+        Ok(Arc::new(Self {
+            path: path.to_path_buf(),
+            current: Live::new(Self::read(path)?),
+        }))
+    }
+
+    /// The CA in `path`, read and checked, for [`install`](Self::install).
+    pub(crate) fn read(path: &Path) -> Result<Arc<WebPkiServerVerifier>, NodeError> {
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots(path)?), provider())
+            .build()
+            .map_err(error)
+    }
+
+    /// Trusts `next` from the next connection on.
+    pub(crate) fn install(&self, next: Arc<WebPkiServerVerifier>) {
+        self.current.set(next);
+    }
+}
+
+impl ServerCertVerifier for CaTrust {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.current
+            .get()
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .get()
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .get()
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current.get().supported_verify_schemes()
+    }
 }
 
 /// Why a pinned server was refused, in the words an operator needs.

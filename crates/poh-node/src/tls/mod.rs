@@ -24,7 +24,7 @@ mod server;
 
 use std::{path::Path, sync::Arc};
 
-pub use client::{ServerTrust, client_config};
+pub use client::{CaTrust, ServerTrust, client_config};
 pub use reload::NodeCert;
 pub(crate) use reload::{certified_key, unexpired};
 use rustls::{
@@ -216,8 +216,9 @@ pub struct NodeTls {
     pub cert: Option<Arc<NodeCert>>,
     /// Who may connect, when a CA is set (mutual TLS).
     pub clients: Option<Arc<ClientVerifier>>,
-    /// How the node's clients trust the servers they reach: the CA, else the system's roots,
-    /// or anything when `insecure` (peers may also be pinned in the peers file).
+    /// How the node's clients trust the servers they reach: the CA (replaced by a reload),
+    /// else the system's roots, or anything when `insecure` (peers may also be pinned in the
+    /// peers file).
     pub trust: ServerTrust,
 }
 
@@ -240,7 +241,10 @@ impl NodeTls {
                 .map(|id| NodeCert::new(unexpired(id)?))
                 .transpose()?,
             clients: ClientVerifier::new(&ClientAuth::from_config(config))?,
-            trust: ServerTrust::from_settings(config.ca.as_deref(), None, config.insecure),
+            trust: match &config.ca {
+                Some(ca) => ServerTrust::Loaded(CaTrust::load(ca)?),
+                None => ServerTrust::from_settings(None, None, config.insecure),
+            },
         })
     }
 }

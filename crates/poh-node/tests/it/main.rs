@@ -15,6 +15,7 @@ mod grpc;
 mod http;
 mod metrics;
 mod network;
+mod reload;
 mod repair;
 mod sealing;
 mod security;

@@ -10,20 +10,19 @@ use poh_node::{
     tls::{Identity, NodeCert, ServerTrust, certs::DevCa, client_config},
 };
 use poh_proto::v1::poh_service_client::PohServiceClient;
-use rustls::pki_types::{CertificateDer, pem::PemObject as _};
 
 use crate::common::{self, TestNode, pb, tx};
 
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn path(&self, name: &str) -> std::path::PathBuf {
+    pub(crate) fn path(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(name)
     }
 
-    fn identity(&self, name: &str) -> Arc<NodeCert> {
+    pub(crate) fn identity(&self, name: &str) -> Arc<NodeCert> {
         NodeCert::new(
             Identity::from_pem(
                 &self.path(&format!("{name}.crt")),
@@ -35,12 +34,12 @@ impl Pki {
     }
 }
 
-fn write_pair(dir: &Path, name: &str, (cert, key): (String, String)) {
+pub(crate) fn write_pair(dir: &Path, name: &str, (cert, key): (String, String)) {
     std::fs::write(dir.join(format!("{name}.crt")), cert).unwrap();
     std::fs::write(dir.join(format!("{name}.key")), key).unwrap();
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
     let ca = DevCa::generate().unwrap();
     std::fs::write(dir.path().join("ca.crt"), &ca.cert_pem).unwrap();
@@ -64,7 +63,7 @@ fn pki() -> Pki {
     Pki { dir }
 }
 
-async fn secured(pki: &Pki) -> TestNode {
+pub(crate) async fn secured(pki: &Pki) -> TestNode {
     let (cert, key, ca) = (
         pki.path("node-a.crt"),
         pki.path("node-a.key"),
@@ -83,7 +82,7 @@ async fn secured(pki: &Pki) -> TestNode {
 }
 
 /// Whether a client with `trust` and `identity` gets a transaction stored, per transport.
-async fn attempt(
+pub(crate) async fn attempt(
     node: &TestNode,
     trust: &ServerTrust,
     identity: Option<Arc<NodeCert>>,
@@ -494,132 +493,4 @@ async fn the_certificate_expiry_date_is_a_metric_of_tls_nodes_only() {
         "a node without TLS has no expiry series"
     );
     plain.stop().await;
-}
-
-/// The SHA-256 fingerprint of the certificate a new TLS connection to `addr` is shown.
-async fn served_fingerprint(addr: std::net::SocketAddr, ca: &Path) -> String {
-    let config = client_config(&ServerTrust::Ca(ca.to_path_buf()), None, &[b"h2"]).unwrap();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
-    let (_, session) = tls.get_ref();
-    poh_node::tls::fingerprint(&session.peer_certificates().unwrap()[0])
-}
-
-/// The node's certificate is replaced (a new key, the same CA) while HTTPS and gRPC clients
-/// keep submitting: no request fails, connections made before keep working, new ones see the
-/// new certificate (the node noticed the files changed), and a broken replacement (a key
-/// that is not the certificate's) keeps the new certificate served and counts a failure.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replaced_certificate_is_served_to_new_connections_without_a_failed_request() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let dir = tempfile::tempdir().unwrap();
-    let ca = DevCa::generate().unwrap();
-    let ca_file = dir.path().join("ca.crt");
-    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
-    write_pair(dir.path(), "node-a", ca.issue("node-a", 30).unwrap());
-    let (cert, key) = (dir.path().join("node-a.crt"), dir.path().join("node-a.key"));
-    let node = common::start_with(move |c| {
-        c.tls = Some(TlsConfig {
-            cert: Some(cert),
-            key: Some(key),
-            ..TlsConfig::default()
-        });
-        c.quic = None;
-    })
-    .await;
-    let http_addr = node.node.http_addr().unwrap();
-    let grpc_addr = node.node.grpc_addr().unwrap();
-    let trust = ServerTrust::Ca(ca_file.clone());
-    let first = served_fingerprint(http_addr, &ca_file).await;
-
-    // Load on one HTTPS client and one gRPC channel, each keeping its connection.
-    let done = std::sync::Arc::new(AtomicBool::new(false));
-    let load = {
-        let (done, trust) = (done.clone(), trust.clone());
-        tokio::spawn(async move {
-            let https = reqwest::Client::builder()
-                .tls_backend_preconfigured(
-                    client_config(&trust, None, &[b"h2", b"http/1.1"]).unwrap(),
-                )
-                .build()
-                .unwrap();
-            let tls = ClientTls {
-                trust,
-                identity: None,
-                token: None,
-            };
-            let channel = grpc_channel(
-                &grpc_addr.to_string(),
-                tls.grpc_config().unwrap().as_ref(),
-                Duration::from_secs(5),
-            )
-            .unwrap();
-            let mut grpc = PohServiceClient::new(channel);
-            let (mut ok, mut failed) = (0, Vec::new());
-            let mut i = 0;
-            while !done.load(Ordering::Relaxed) {
-                i += 1;
-                let url = format!("https://127.0.0.1:{}/v1/tx", http_addr.port());
-                let body = common::json(&tx(&format!("rot-http-{i}")));
-                match https.post(url).json(&body).send().await {
-                    Ok(r) if r.status() == 201 => ok += 1,
-                    other => failed.push(format!("{other:?}")),
-                }
-                match grpc.broadcast(pb(&tx(&format!("rot-grpc-{i}")))).await {
-                    Ok(ack) if ack.get_ref().success => ok += 1,
-                    other => failed.push(format!("{other:?}")),
-                }
-            }
-            (ok, failed)
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    // A new key for the same name from the same CA, written over the files: the node sees
-    // the change by itself.
-    write_pair(dir.path(), "node-a", ca.issue("node-a", 30).unwrap());
-    let second = std::fs::read_to_string(dir.path().join("node-a.crt")).unwrap();
-    let second =
-        poh_node::tls::fingerprint(&CertificateDer::from_pem_slice(second.as_bytes()).unwrap());
-    assert_ne!(first, second);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while served_fingerprint(http_addr, &ca_file).await != second {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still the old certificate"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(served_fingerprint(grpc_addr, &ca_file).await, second);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    // A key that is not the certificate's: refused, the second certificate stays.
-    let (_, other_key) = ca.issue("node-a", 30).unwrap();
-    std::fs::write(dir.path().join("node-a.key"), other_key).unwrap();
-    let err = node.reload().unwrap_err().to_string();
-    assert!(err.contains("does not match"), "{err}");
-    assert_eq!(served_fingerprint(http_addr, &ca_file).await, second);
-    let text = node.node.metrics().render();
-    assert!(
-        text.contains(r#"poh_reload_total{result="success"} 1"#),
-        "{text}"
-    );
-    assert!(
-        !text.contains(r#"poh_reload_total{result="failure"} 0"#),
-        "{text}"
-    );
-
-    done.store(true, Ordering::Relaxed);
-    let (ok, failed) = load.await.unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {:?}",
-        failed.len(),
-        ok + failed.len(),
-        &failed[..failed.len().min(3)]
-    );
-    assert!(ok > 20, "only {ok} requests made");
-    node.stop().await;
 }
