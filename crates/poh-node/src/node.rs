@@ -104,7 +104,7 @@ impl Node {
             relay_sender,
         )?;
         let metrics = describe_node(&config, metrics, &pipeline);
-        let tls = NodeTls::load(config.tls.as_ref())?;
+        let tls = NodeTls::load(&config)?;
         let (federation, node_key) = load_federation(&config).await?;
         let upward = match &config.federation.parent {
             Some(parent) => Some(Arc::new(Upward::new(
@@ -318,7 +318,7 @@ async fn start_ingress(
             at,
             c,
             &config.data_dir,
-            tls.cert.clone(),
+            tls.cert.clone().or_else(|| tls.quic_cert.clone()),
             tls.clients.clone(),
         )?;
         addrs.quic = endpoint.local_addr().ok();
@@ -525,6 +525,7 @@ fn start_reload(
     };
     let parts = Parts {
         cert,
+        quic_cert: tls.quic_cert.clone(),
         ca: match (&tls.clients, &tls.trust) {
             (Some(clients), ServerTrust::Loaded(servers)) => {
                 Some((clients.clone(), servers.clone()))

@@ -24,7 +24,7 @@ use crate::{
     config::QuicConfig,
     metrics::RejectReason,
     pipeline::Admission,
-    tls::{ClientVerifier, Identity, NodeCert},
+    tls::{ClientVerifier, NodeCert},
     wire::{
         Transport,
         frame::{self, ALPN, FrameDecoder, MALFORMED_FRAME, OVERLOADED},
@@ -41,22 +41,20 @@ const IN_FLIGHT: usize = 32;
 
 /// Makes the QUIC endpoint bound to `addr`. The certificate's fingerprint is logged, so a
 /// client can pin it.
-/// The node's TLS identity (`node_identity`) is used when it has one, then `[quic]`'s own
-/// certificate, then the development certificate.
+/// `cert` is the node's certificate or `[quic]`'s own (see [`NodeTls`]); without either, the
+/// development certificate.
+///
+/// [`NodeTls`]: crate::tls::NodeTls
 pub(crate) fn bind(
     addr: SocketAddr,
     config: &QuicConfig,
     data_dir: &std::path::Path,
-    node_cert: Option<Arc<NodeCert>>,
+    cert: Option<Arc<NodeCert>>,
     clients: Option<Arc<ClientVerifier>>,
 ) -> Result<quinn::Endpoint, NodeError> {
-    let (cert, development) = match (node_cert, &config.cert, &config.key) {
-        (Some(cert), _, _) => (cert, false),
-        (None, Some(cert), Some(key)) => (
-            NodeCert::new(crate::tls::unexpired(Identity::from_pem(cert, key)?)?)?,
-            false,
-        ),
-        _ => (
+    let (cert, development) = match cert {
+        Some(cert) => (cert, false),
+        None => (
             NodeCert::new(crate::tls::certs::development_identity(data_dir)?)?,
             true,
         ),

@@ -3,7 +3,7 @@
 //!
 //! - the node's certificate and key ([`NodeCert`]), which its listeners present and its
 //!   clients (broadcast, relay, health checks, catch-up, the federation link) present for
-//!   mutual TLS;
+//!   mutual TLS, or QUIC's own certificate on a node without one;
 //! - the CA and the allow-list: whom the listeners admit ([`ClientVerifier`]), and whom the
 //!   node's clients trust ([`CaTrust`]);
 //! - the token file and JWT keys ([`Authenticator`]);
@@ -66,6 +66,8 @@ impl<T> Live<T> {
 pub(crate) struct Parts {
     /// The node's certificate, and `poh_tls_cert_expiry_seconds`, moved with it.
     pub cert: Option<(Arc<NodeCert>, metrics::Gauge)>,
+    /// QUIC's own certificate (`[quic]` cert and key), on a node without `[tls]` one.
+    pub quic_cert: Option<Arc<NodeCert>>,
     /// The CA, as the listeners check clients with it and as the node's clients check servers.
     pub ca: Option<(Arc<ClientVerifier>, Arc<CaTrust>)>,
     pub auth: Option<Authenticator>,
@@ -91,6 +93,7 @@ type Stamps = Vec<(PathBuf, Option<(u64, SystemTime)>)>;
 /// Every part, read and checked, waiting to be installed.
 struct Checked {
     cert: Option<Arc<CertifiedKey>>,
+    quic_cert: Option<Arc<CertifiedKey>>,
     ca: Option<(Arc<Admission>, Arc<WebPkiServerVerifier>)>,
     auth: Option<Arc<Credentials>>,
     limits: ClientLimits,
@@ -184,6 +187,18 @@ impl Reloader {
             ),
             None => None,
         };
+        let quic_cert = match (&parts.quic_cert, &config.quic) {
+            (Some(_), Some(quic)) => Some(
+                match (&quic.cert, &quic.key) {
+                    (Some(cert), Some(key)) => Identity::from_pem(cert, key),
+                    _ => Err(NodeError::Config("[quic] names no certificate".into())),
+                }
+                .and_then(crate::tls::unexpired)
+                .and_then(crate::tls::certified_key)
+                .map_err(|e| failed("the QUIC certificate", &quic_files(config), e))?,
+            ),
+            _ => None,
+        };
         let ca = match (&parts.ca, &tls.ca) {
             (Some(_), Some(path)) => {
                 let read = || {
@@ -204,6 +219,7 @@ impl Reloader {
         };
         Ok(Checked {
             cert,
+            quic_cert,
             ca,
             auth,
             limits: config.limits.clone(),
@@ -222,6 +238,12 @@ impl Reloader {
             }
             if old != new {
                 changes.push(format!("certificate {old} → {new}"));
+            }
+        }
+        if let (Some(quic_cert), Some(next)) = (&parts.quic_cert, checked.quic_cert) {
+            let (old, new) = quic_cert.install(next);
+            if old != new {
+                changes.push(format!("QUIC certificate {old} → {new}"));
             }
         }
         if let (Some((clients, servers)), Some((admission, trust))) = (&parts.ca, checked.ca) {
@@ -294,6 +316,9 @@ fn watched<'a>(config: &'a NodeConfig, parts: &Parts) -> Vec<&'a Path> {
     if parts.cert.is_some() {
         files.extend(cert_files(config));
     }
+    if parts.quic_cert.is_some() {
+        files.extend(quic_files(config));
+    }
     if parts.ca.is_some() {
         files.extend(ca_file(config));
     }
@@ -308,6 +333,16 @@ fn cert_files(config: &NodeConfig) -> Vec<&Path> {
         return Vec::new();
     };
     [&s.cert, &s.key, &s.pkcs12, &s.pkcs12_password_file]
+        .into_iter()
+        .filter_map(|p| p.as_deref())
+        .collect()
+}
+
+fn quic_files(config: &NodeConfig) -> Vec<&Path> {
+    let Some(q) = &config.quic else {
+        return Vec::new();
+    };
+    [&q.cert, &q.key]
         .into_iter()
         .filter_map(|p| p.as_deref())
         .collect()

@@ -1,9 +1,9 @@
 //! Which settings a reload applies, and which wait for a restart.
 //!
 //! Live: the certificate files while the node has a certificate (`tls.cert`, `tls.key`,
-//! `tls.pkcs12`, `tls.pkcs12_password_file`), the client CA and allow-list while it has a CA
-//! (`tls.ca`, `tls.allowed_clients`), all of `[auth]` while authentication is on, and all of
-//! `[limits]`. Everything else (ports, the data directory, the chain id, turning TLS, mutual
+//! `tls.pkcs12`, `tls.pkcs12_password_file`; `quic.cert`, `quic.key`), the CA and allow-list
+//! while it has a CA (`tls.ca`, `tls.allowed_clients`), all of `[auth]` while authentication
+//! is on, and all of `[limits]`. Everything else (ports, the data directory, the chain id, turning TLS, mutual
 //! TLS or authentication on or off, …) is bound into what the node started, so a difference
 //! there is named and the running value kept.
 
@@ -28,6 +28,13 @@ pub(super) fn merge(running: &NodeConfig, next: &NodeConfig) -> NodeConfig {
             now.ca = new.ca.clone();
             now.allowed_clients = new.allowed_clients.clone();
         }
+    }
+    if let (Some(now), Some(new)) = (merged.quic.as_mut(), next.quic.as_ref())
+        && now.cert.is_some()
+        && new.cert.is_some()
+    {
+        now.cert = new.cert.clone();
+        now.key = new.key.clone();
     }
     if let (Some(now), Some(new)) = (merged.auth.as_mut(), next.auth.as_ref()) {
         *now = new.clone();

@@ -35,7 +35,7 @@ pub(crate) use server::Admission;
 pub use server::{ClientAuth, ClientVerifier, acceptor, identities, server_config};
 use sha2::{Digest, Sha256};
 
-use crate::{NodeError, config::TlsConfig};
+use crate::{NodeConfig, NodeError, config::TlsConfig};
 
 /// The environment variable a PKCS#12 password may come from.
 pub const PKCS12_PASSWORD_ENV: &str = "POH_TLS_PKCS12_PASSWORD";
@@ -214,6 +214,8 @@ pub struct NodeTls {
     /// The node's certificate, presented by its listeners and, for mutual TLS, by its clients;
     /// `None`: plaintext gRPC and HTTP.
     pub cert: Option<Arc<NodeCert>>,
+    /// QUIC's own certificate (`[quic]` cert and key), when the node has none of its own.
+    pub quic_cert: Option<Arc<NodeCert>>,
     /// Who may connect, when a CA is set (mutual TLS).
     pub clients: Option<Arc<ClientVerifier>>,
     /// How the node's clients trust the servers they reach: the CA (replaced by a reload),
@@ -223,11 +225,23 @@ pub struct NodeTls {
 }
 
 impl NodeTls {
-    /// From the node's `[tls]` settings; without them, no TLS on gRPC and HTTP.
-    pub fn load(config: Option<&TlsConfig>) -> Result<Self, NodeError> {
-        let Some(config) = config else {
-            return Ok(Self::default());
+    /// From the node's `[tls]` settings (without them, no TLS on gRPC and HTTP), and
+    /// `[quic]`'s own certificate when `[tls]` names none.
+    pub fn load(config: &NodeConfig) -> Result<Self, NodeError> {
+        let mut tls = match &config.tls {
+            Some(settings) => Self::from_settings(settings)?,
+            None => Self::default(),
         };
+        if tls.cert.is_none()
+            && let Some(quic) = &config.quic
+            && let (Some(cert), Some(key)) = (&quic.cert, &quic.key)
+        {
+            tls.quic_cert = Some(NodeCert::new(unexpired(Identity::from_pem(cert, key)?)?)?);
+        }
+        Ok(tls)
+    }
+
+    fn from_settings(config: &TlsConfig) -> Result<Self, NodeError> {
         let identity = Identity::from_config(config)?;
         if identity.is_none() && (config.ca.is_some() || !config.allowed_clients.is_empty()) {
             return Err(NodeError::Config(
@@ -240,6 +254,7 @@ impl NodeTls {
             cert: identity
                 .map(|id| NodeCert::new(unexpired(id)?))
                 .transpose()?,
+            quic_cert: None,
             clients: ClientVerifier::new(&ClientAuth::from_config(config))?,
             trust: match &config.ca {
                 Some(ca) => ServerTrust::Loaded(CaTrust::load(ca)?),
@@ -265,19 +280,22 @@ mod tests {
 
     #[test]
     fn a_node_trusts_its_ca_else_the_system_and_anything_only_when_told() {
-        assert_eq!(NodeTls::load(None).unwrap().trust, ServerTrust::System);
+        let load = |tls| {
+            NodeTls::load(&NodeConfig {
+                tls,
+                ..NodeConfig::default()
+            })
+        };
+        assert_eq!(load(None).unwrap().trust, ServerTrust::System);
         let insecure = TlsConfig {
             insecure: true,
             ..TlsConfig::default()
         };
-        assert_eq!(
-            NodeTls::load(Some(&insecure)).unwrap().trust,
-            ServerTrust::Insecure
-        );
+        assert_eq!(load(Some(insecure)).unwrap().trust, ServerTrust::Insecure);
         let ca_without_cert = TlsConfig {
             ca: Some("ca.crt".into()),
             ..TlsConfig::default()
         };
-        assert!(NodeTls::load(Some(&ca_without_cert)).is_err());
+        assert!(load(Some(ca_without_cert)).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::{path::Path, time::Duration};
 use poh_node::{
     PeerBook, Transport,
     config::{AuthConfig, ClientLimits, PeersConfig, TlsConfig},
-    network::client::{ClientTls, grpc_channel},
+    network::client::{ClientTls, QuicClient, grpc_channel},
     tls::{ServerTrust, certs::DevCa, client_config},
 };
 use poh_proto::v1::poh_service_client::PohServiceClient;
@@ -211,6 +211,42 @@ async fn the_nodes_clients_trust_its_reloaded_ca() {
     sent(&sender, "ok", 3.0).await;
     sender.stop().await;
     peer.stop().await;
+}
+
+/// On a node without `[tls]`, QUIC's own certificate (`[quic]` cert and key) reloads too:
+/// a new connection is shown the new one, as its pin proves.
+#[tokio::test]
+async fn quics_own_certificate_reloads_on_a_node_without_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = DevCa::generate().unwrap();
+    write_pair(dir.path(), "quic", ca.issue("node-a", 30).unwrap());
+    let (cert, key) = (dir.path().join("quic.crt"), dir.path().join("quic.key"));
+    let node = common::start_with(move |c| {
+        let quic = c.quic.as_mut().unwrap();
+        quic.cert = Some(cert);
+        quic.key = Some(key);
+    })
+    .await;
+    let addr = node.node.quic_addr().unwrap().to_string();
+    let pin = || {
+        let certs = poh_node::tls::read_certs(&dir.path().join("quic.crt")).unwrap();
+        poh_node::tls::fingerprint(&certs[0])
+    };
+    let reaches = async |pin: &str, id: &str| {
+        let client = QuicClient::new(&ServerTrust::System, None).unwrap();
+        let sent = client.send(&addr, Some(pin), &[pb(&tx(id))]).await;
+        client.close();
+        sent.is_ok()
+    };
+    let first = pin();
+    assert!(reaches(&first, "quic-first").await);
+
+    write_pair(dir.path(), "quic", ca.issue("node-a", 30).unwrap());
+    let second = pin();
+    node.reload().unwrap();
+    assert!(reaches(&second, "quic-second").await, "the new certificate");
+    assert!(!reaches(&first, "quic-old").await, "not the old one");
+    node.stop().await;
 }
 
 /// `[limits]` change live: a rate lowered refuses a burst it took before, and raised again
