@@ -39,7 +39,7 @@ use crate::{
     metrics::{Metrics, NodeFacts},
     network::{
         Broadcaster,
-        client::{ClientTls, read_token_file},
+        client::{Bearer, ClientTls, read_token_file},
         health,
         peers::PeersCache,
         relay,
@@ -105,11 +105,12 @@ impl Node {
         )?;
         let metrics = describe_node(&config, metrics, &pipeline);
         let tls = NodeTls::load(&config)?;
+        let peers_tls = peer_tls(&config, &tls)?;
         let (federation, node_key) = load_federation(&config).await?;
         let upward = match &config.federation.parent {
             Some(parent) => Some(Arc::new(Upward::new(
                 parent,
-                &peer_tls(&config, &tls)?,
+                &peers_tls,
                 Duration::from_millis(config.peers.timeout_ms),
             )?)),
             None => None,
@@ -141,10 +142,18 @@ impl Node {
         let mut tasks = JoinSet::new();
         tasks.spawn(metrics.clone().upkeep(shutdown.clone()));
         let addrs = start_ingress(&config, ports, &services, &tls, &shutdown, &mut tasks).await?;
-        start_network(&config, &tls, &services, relay_queue, &shutdown, &mut tasks).await?;
-        start_federation(&config, &tls, &services, node_key, sealed, &mut tasks)?;
+        start_network(
+            &config,
+            &peers_tls,
+            &services,
+            relay_queue,
+            &shutdown,
+            &mut tasks,
+        )
+        .await?;
+        start_federation(&config, &peers_tls, &services, node_key, sealed, &mut tasks)?;
         start_retention(&config, &services, &shutdown, &mut tasks);
-        let reloader = start_reload(&config, &tls, &services, &mut tasks);
+        let reloader = start_reload(&config, &tls, &peers_tls, &services, &mut tasks);
         log_started(&config, &addrs);
         let supervisor = tokio::spawn(supervise(
             tasks,
@@ -358,7 +367,7 @@ fn serve_tcp(
 /// the peers file.
 async fn start_network(
     config: &NodeConfig,
-    tls: &NodeTls,
+    peers_tls: &ClientTls,
     services: &Services,
     relay_queue: Option<mpsc::UnboundedReceiver<relay::Queued>>,
     shutdown: &CancellationToken,
@@ -369,9 +378,9 @@ async fn start_network(
     if relay_queue.is_none() && health_every == 0 && !repair {
         return Ok(());
     }
-    let client_tls = peer_tls(config, tls)?;
     let metrics = Some(services.metrics.broadcast.clone());
-    let broadcaster = Arc::new(Broadcaster::new(config.peers.clone(), client_tls, metrics).await?);
+    let broadcaster =
+        Arc::new(Broadcaster::new(config.peers.clone(), peers_tls.clone(), metrics).await?);
     if let Some(queue) = relay_queue {
         let (b, peers) = (broadcaster.clone(), services.peers.clone());
         tasks.spawn(relay::relay(queue, b, peers, shutdown.clone()));
@@ -436,7 +445,7 @@ async fn load_federation(config: &NodeConfig) -> Result<(Federation, SigningKey)
 /// Stage 5: the sealer, and the link to the parent when there is one.
 fn start_federation(
     config: &NodeConfig,
-    tls: &NodeTls,
+    peers_tls: &ClientTls,
     services: &Services,
     key: SigningKey,
     sealed: watch::Sender<u64>,
@@ -466,7 +475,7 @@ fn start_federation(
             parent: parent.clone(),
             chain_id: config.chain_id.clone(),
             hashes_per_tick: config.poh.hashes_per_tick,
-            tls: peer_tls(config, tls)?,
+            tls: peers_tls.clone(),
             timeout: Duration::from_millis(config.peers.timeout_ms),
             sealed: sealed_rx.clone(),
         };
@@ -507,6 +516,7 @@ fn start_retention(
 fn start_reload(
     config: &NodeConfig,
     tls: &NodeTls,
+    peers_tls: &ClientTls,
     services: &Services,
     tasks: &mut JoinSet<()>,
 ) -> Arc<Reloader> {
@@ -533,6 +543,7 @@ fn start_reload(
             _ => None,
         },
         auth: services.auth.clone(),
+        peers_token: peers_tls.token.clone(),
         limiter: services.limiter.clone(),
         buffered: services.buffered.clone(),
         subscriptions: services.subscriptions.clone(),
@@ -547,7 +558,7 @@ fn start_reload(
 }
 
 /// How the node talks to other nodes (peers, its parent): its trust settings and identity,
-/// and the peers' token.
+/// and the peers' token; one for all its clients, so a reload reaches each of them.
 fn peer_tls(config: &NodeConfig, tls: &NodeTls) -> Result<ClientTls, NodeError> {
     Ok(ClientTls {
         trust: tls.trust.clone(),
@@ -556,7 +567,7 @@ fn peer_tls(config: &NodeConfig, tls: &NodeTls) -> Result<ClientTls, NodeError> 
             .peers
             .token_file
             .as_deref()
-            .map(read_token_file)
+            .map(|file| Bearer::new(read_token_file(file)?))
             .transpose()?,
     })
 }

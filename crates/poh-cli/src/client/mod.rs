@@ -27,7 +27,7 @@ use poh_core::{SigningKey, Tx};
 use poh_node::{
     Peers,
     config::PeersConfig,
-    network::client::{ClientTls, Endpoints},
+    network::client::{Bearer, ClientTls, Endpoints},
 };
 
 /// TLS towards the nodes: trust a CA (or pin a certificate), present a certificate (mTLS).
@@ -183,7 +183,7 @@ impl NodeHttp {
         Ok(Self {
             client,
             base: url.trim_end_matches('/').to_string(),
-            token: tls.token,
+            token: tls.token.as_ref().map(Bearer::token),
         })
     }
 

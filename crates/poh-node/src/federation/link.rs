@@ -18,7 +18,6 @@ use poh_store::Store;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::{Ascii, MetadataValue};
 
 use super::parent::MAX_MESSAGE_BYTES;
 use crate::{
@@ -83,8 +82,8 @@ impl ChildLink {
         };
         send(&out, child_message::Kind::Hello(hello)).await?;
         let mut request = tonic::Request::new(ReceiverStream::new(outbound));
-        if let Some(bearer) = self.bearer()? {
-            request.metadata_mut().insert("authorization", bearer);
+        if let Some(bearer) = &self.tls.token {
+            bearer.authorize(&mut request);
         }
         let mut inbound = client
             .link(request)
@@ -140,10 +139,6 @@ impl ChildLink {
                 ack.height, ack.message
             )),
         }
-    }
-
-    fn bearer(&self) -> Result<Option<MetadataValue<Ascii>>, String> {
-        self.tls.bearer().map_err(|e| e.to_string())
     }
 
     /// Header `height` and its entries, from the store, when sealed.

@@ -8,15 +8,12 @@ use std::time::Duration;
 use poh_core::{Hash, proof::ProofLink};
 use poh_proto::federation::{ProveRequest, federation_client::FederationClient};
 use poh_store::Store;
-use tonic::{
-    metadata::{Ascii, MetadataValue},
-    transport::Channel,
-};
+use tonic::transport::Channel;
 
 use super::{link::covered_entries, parent::MAX_MESSAGE_BYTES};
 use crate::{
     NodeError,
-    network::client::{ClientTls, grpc_channel},
+    network::client::{Bearer, ClientTls, grpc_channel},
     wire::protobuf::link_from_pb,
 };
 
@@ -47,7 +44,7 @@ pub(crate) fn own_link(
 pub(crate) struct Upward {
     parent: String,
     channel: Channel,
-    bearer: Option<MetadataValue<Ascii>>,
+    bearer: Option<Bearer>,
 }
 
 impl Upward {
@@ -59,7 +56,7 @@ impl Upward {
         Ok(Self {
             parent: parent.to_string(),
             channel,
-            bearer: tls.bearer()?,
+            bearer: tls.token.clone(),
         })
     }
 
@@ -71,7 +68,7 @@ impl Upward {
             header_hash: header_hash.0.to_vec(),
         });
         if let Some(b) = &self.bearer {
-            request.metadata_mut().insert("authorization", b.clone());
+            b.authorize(&mut request);
         }
         let links = match client.prove(request).await {
             Ok(answer) => answer.into_inner().links,

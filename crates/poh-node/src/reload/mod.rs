@@ -6,7 +6,8 @@
 //!   mutual TLS, or QUIC's own certificate on a node without one;
 //! - the CA and the allow-list: whom the listeners admit ([`ClientVerifier`]), and whom the
 //!   node's clients trust ([`CaTrust`]);
-//! - the token file and JWT keys ([`Authenticator`]);
+//! - the token file and JWT keys ([`Authenticator`]), and the token the node sends its peers
+//!   ([`Bearer`]);
 //! - the `[limits]` values.
 //!
 //! A reload reads and checks every part first and replaces them only when all are good: one
@@ -33,6 +34,7 @@ use crate::{
         limits::{ByteBudget, ClientLimiter},
         subscribe::Subscriptions,
     },
+    network::client::{Bearer, BearerToken, read_token_file},
     tls::{Admission, CaTrust, ClientAuth, ClientVerifier, Identity, NodeCert},
 };
 
@@ -71,6 +73,8 @@ pub(crate) struct Parts {
     /// The CA, as the listeners check clients with it and as the node's clients check servers.
     pub ca: Option<(Arc<ClientVerifier>, Arc<CaTrust>)>,
     pub auth: Option<Authenticator>,
+    /// The token sent to peers and the parent (`peers.token_file`).
+    pub peers_token: Option<Bearer>,
     pub limiter: Arc<ClientLimiter>,
     pub buffered: Arc<ByteBudget>,
     pub subscriptions: Arc<Subscriptions>,
@@ -96,6 +100,7 @@ struct Checked {
     quic_cert: Option<Arc<CertifiedKey>>,
     ca: Option<(Arc<Admission>, Arc<WebPkiServerVerifier>)>,
     auth: Option<Arc<Credentials>>,
+    peers_token: Option<Arc<BearerToken>>,
     limits: ClientLimits,
 }
 
@@ -217,7 +222,16 @@ impl Reloader {
             ),
             _ => None,
         };
+        let peers_token = match (&parts.peers_token, &config.peers.token_file) {
+            (Some(_), Some(file)) => Some(
+                read_token_file(file)
+                    .and_then(Bearer::check)
+                    .map_err(|e| failed("the peers token", &[file.as_path()], e))?,
+            ),
+            _ => None,
+        };
         Ok(Checked {
+            peers_token,
             cert,
             quic_cert,
             ca,
@@ -262,6 +276,10 @@ impl Reloader {
             } else {
                 changes.push(format!("credentials read again ({new})"));
             }
+        }
+        if let (Some(token), Some(next)) = (&parts.peers_token, checked.peers_token) {
+            token.install(next);
+            changes.push("peers token read again".into());
         }
         let limits = &checked.limits;
         parts.limiter.set(limits);
@@ -324,6 +342,9 @@ fn watched<'a>(config: &'a NodeConfig, parts: &Parts) -> Vec<&'a Path> {
     }
     if parts.auth.is_some() {
         files.extend(auth_files(config));
+    }
+    if parts.peers_token.is_some() {
+        files.extend(config.peers.token_file.as_deref());
     }
     files
 }

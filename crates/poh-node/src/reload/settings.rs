@@ -3,7 +3,7 @@
 //! Live: the certificate files while the node has a certificate (`tls.cert`, `tls.key`,
 //! `tls.pkcs12`, `tls.pkcs12_password_file`; `quic.cert`, `quic.key`), the CA and allow-list
 //! while it has a CA (`tls.ca`, `tls.allowed_clients`), all of `[auth]` while authentication
-//! is on, and all of `[limits]`. Everything else (ports, the data directory, the chain id, turning TLS, mutual
+//! is on, `peers.token_file` while it names one, and all of `[limits]`. Everything else (ports, the data directory, the chain id, turning TLS, mutual
 //! TLS or authentication on or off, …) is bound into what the node started, so a difference
 //! there is named and the running value kept.
 
@@ -35,6 +35,9 @@ pub(super) fn merge(running: &NodeConfig, next: &NodeConfig) -> NodeConfig {
     {
         now.cert = new.cert.clone();
         now.key = new.key.clone();
+    }
+    if merged.peers.token_file.is_some() && next.peers.token_file.is_some() {
+        merged.peers.token_file = next.peers.token_file.clone();
     }
     if let (Some(now), Some(new)) = (merged.auth.as_mut(), next.auth.as_ref()) {
         *now = new.clone();

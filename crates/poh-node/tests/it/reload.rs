@@ -131,13 +131,13 @@ fn sends(node: &TestNode, result: &str) -> Vec<f64> {
         .to_vec()
 }
 
-/// Waits until `node` has counted `want` sends with `result` over each transport.
-async fn sent(node: &TestNode, result: &str, want: f64) {
+/// Waits until `node` has counted `want` sends with `result` over gRPC, HTTP and QUIC.
+async fn sent(node: &TestNode, result: &str, want: [f64; 3]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sends(node, result) != [want; 3] {
+    while sends(node, result) != want {
         assert!(
             std::time::Instant::now() < deadline,
-            "{result} sends: {:?}, want {want} each",
+            "{result} sends: {:?}, want {want:?}",
             sends(node, result)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -160,7 +160,7 @@ async fn the_node_presents_its_reloaded_certificate_to_its_peers() {
     // Three transactions (one per transport), each relayed over each transport.
     let me = || Some(pki.identity("client-ok"));
     assert_eq!(attempt(&sender, &trust, me(), "refused").await, [true; 3]);
-    sent(&sender, "failed", 3.0).await;
+    sent(&sender, "failed", [3.0; 3]).await;
     assert_eq!(
         sends(&sender, "ok"),
         [0.0; 3],
@@ -171,7 +171,7 @@ async fn the_node_presents_its_reloaded_certificate_to_its_peers() {
     std::fs::copy(pki.path("client-ok.key"), pki.path("sender.key")).unwrap();
     sender.reload().unwrap();
     assert_eq!(attempt(&sender, &trust, me(), "relayed").await, [true; 3]);
-    sent(&sender, "ok", 3.0).await;
+    sent(&sender, "ok", [3.0; 3]).await;
     sender.stop().await;
     peer.stop().await;
 }
@@ -194,7 +194,7 @@ async fn the_nodes_clients_trust_its_reloaded_ca() {
         attempt(&sender, &trust, foreign, "untrusted").await,
         [true; 3]
     );
-    sent(&sender, "failed", 3.0).await;
+    sent(&sender, "failed", [3.0; 3]).await;
     assert_eq!(
         sends(&sender, "ok"),
         [0.0; 3],
@@ -208,9 +208,73 @@ async fn the_nodes_clients_trust_its_reloaded_ca() {
     sender.reload().unwrap();
     let ok = Some(pki.identity("client-ok"));
     assert_eq!(attempt(&sender, &trust, ok, "trusted").await, [true; 3]);
-    sent(&sender, "ok", 3.0).await;
+    sent(&sender, "ok", [3.0; 3]).await;
     sender.stop().await;
     peer.stop().await;
+}
+
+/// A token rotated between two nodes: the receiving node's token file changes, and the
+/// sending node's `peers.token_file` follows; its relays are refused in between and go
+/// through again once it has reloaded too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_peers_token_is_sent_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tokens, token) = (dir.path().join("tokens"), dir.path().join("peer-token"));
+    std::fs::write(&tokens, "old-token\n").unwrap();
+    std::fs::write(&token, "old-token\n").unwrap();
+    let file = tokens.clone();
+    let receiver = common::start_with(move |c| {
+        c.auth = Some(AuthConfig {
+            token_file: Some(file),
+            ..AuthConfig::default()
+        });
+        c.udp = None;
+        c.quic = None;
+    })
+    .await;
+    let book = PeerBook::new(dir.path().join("peers.json"));
+    let grpc = receiver.node.grpc_addr().unwrap().to_string();
+    book.add(Transport::Grpc, &grpc, None).unwrap();
+    let http = format!("http://{}", receiver.node.http_addr().unwrap());
+    book.add(Transport::Http, &http, None).unwrap();
+    let (peers_file, file) = (book.path().to_path_buf(), token.clone());
+    let sender = common::start_with(move |c| {
+        c.peers_file = Some(peers_file);
+        c.relay = true;
+        c.peers = PeersConfig {
+            attempts: 1,
+            timeout_ms: 3000,
+            health_interval_secs: 0,
+            token_file: Some(file),
+            ..PeersConfig::default()
+        };
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let submit = async |id: &str| {
+        let r = client
+            .post(sender.http("/v1/tx"))
+            .json(&common::json(&tx(id)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    };
+
+    submit("token-before").await;
+    sent(&sender, "ok", [1.0, 1.0, 0.0]).await;
+
+    std::fs::write(&tokens, "new-token\n").unwrap();
+    receiver.reload().unwrap();
+    submit("token-between").await;
+    sent(&sender, "failed", [1.0, 1.0, 0.0]).await;
+
+    std::fs::write(&token, "new-token\n").unwrap();
+    sender.reload().unwrap();
+    submit("token-after").await;
+    sent(&sender, "ok", [2.0, 2.0, 0.0]).await;
+    sender.stop().await;
+    receiver.stop().await;
 }
 
 /// On a node without `[tls]`, QUIC's own certificate (`[quic]` cert and key) reloads too:

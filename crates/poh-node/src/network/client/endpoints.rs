@@ -7,13 +7,9 @@ use std::{
     time::Duration,
 };
 
-use tonic::{
-    Code, Status,
-    metadata::{Ascii, MetadataValue},
-    transport::Channel,
-};
+use tonic::{Code, Status, transport::Channel};
 
-use super::{ClientTls, grpc_channel};
+use super::{Bearer, ClientTls, grpc_channel};
 use crate::NodeError;
 
 /// Why a call through [`Endpoints`] failed.
@@ -46,7 +42,7 @@ impl CallError {
 pub struct Endpoints {
     channels: Vec<(String, Channel)>,
     next: AtomicUsize,
-    bearer: Option<MetadataValue<Ascii>>,
+    bearer: Option<Bearer>,
 }
 
 impl Endpoints {
@@ -73,7 +69,7 @@ impl Endpoints {
         Ok(Self {
             channels,
             next: AtomicUsize::new(0),
-            bearer: tls.bearer()?,
+            bearer: tls.token.clone(),
         })
     }
 
@@ -81,7 +77,7 @@ impl Endpoints {
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Some(b) = &self.bearer {
-            request.metadata_mut().insert("authorization", b.clone());
+            b.authorize(&mut request);
         }
         request
     }

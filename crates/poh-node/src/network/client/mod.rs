@@ -29,6 +29,7 @@ pub use self::{
 };
 use crate::{
     NodeError,
+    reload::Live,
     tls::{Identity, NodeCert, ServerTrust},
 };
 
@@ -46,7 +47,7 @@ pub struct ClientTls {
     /// The certificate presented for mutual TLS (a node's own, replaced by a reload).
     pub identity: Option<Arc<NodeCert>>,
     /// Sent as `authorization: Bearer <token>` on gRPC and HTTP.
-    pub token: Option<String>,
+    pub token: Option<Bearer>,
 }
 
 impl ClientTls {
@@ -69,7 +70,9 @@ impl ClientTls {
             identity: identity
                 .map(|(cert, key)| NodeCert::new(Identity::from_pem(cert, key)?))
                 .transpose()?,
-            token: token_file.map(read_token_file).transpose()?,
+            token: token_file
+                .map(|f| Bearer::new(read_token_file(f)?))
+                .transpose()?,
         })
     }
 
@@ -90,19 +93,55 @@ impl ClientTls {
             &[b"h2"],
         )?)))
     }
+}
 
-    /// The token as gRPC `authorization` metadata.
-    pub fn bearer(&self) -> Result<Option<MetadataValue<Ascii>>, NodeError> {
-        self.token
-            .as_ref()
-            .map(|t| {
-                format!("Bearer {t}").parse().map_err(|_| {
-                    NodeError::Config(
-                        "the bearer token has characters a header cannot carry".into(),
-                    )
-                })
-            })
-            .transpose()
+/// The bearer token a client sends, checked once to fit a header; a node's peers token is
+/// replaced by a reload. Cheap to clone, and clones share it.
+#[derive(Clone)]
+pub struct Bearer(Arc<Live<BearerToken>>);
+
+/// One token, and its gRPC `authorization` value.
+pub(crate) struct BearerToken {
+    token: String,
+    metadata: MetadataValue<Ascii>,
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.write_str("Bearer(****)")
+    }
+}
+
+impl Bearer {
+    /// `token`, which must fit an HTTP header.
+    pub fn new(token: String) -> Result<Self, NodeError> {
+        Ok(Self(Arc::new(Live::new(Self::check(token)?))))
+    }
+
+    /// `token` ready to send, for [`install`](Self::install).
+    pub(crate) fn check(token: String) -> Result<Arc<BearerToken>, NodeError> {
+        let metadata = format!("Bearer {token}").parse().map_err(|_| {
+            NodeError::Config("the bearer token has characters a header cannot carry".into())
+        })?;
+        Ok(Arc::new(BearerToken { token, metadata }))
+    }
+
+    /// Sends `next` from the next request on.
+    pub(crate) fn install(&self, next: Arc<BearerToken>) {
+        self.0.set(next);
+    }
+
+    /// The token, for an HTTP `Authorization: Bearer` header.
+    pub fn token(&self) -> String {
+        self.0.get().token.clone()
+    }
+
+    /// Puts the token in a gRPC request's `authorization` metadata.
+    pub fn authorize<T>(&self, request: &mut tonic::Request<T>) {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.get().metadata.clone());
     }
 }
 
@@ -131,8 +170,7 @@ pub struct PeerClients {
     http_turns: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// TLS for gRPC when a CA or a certificate is configured; plaintext otherwise.
     grpc_tls: Option<Arc<rustls::ClientConfig>>,
-    token: Option<String>,
-    bearer: Option<MetadataValue<Ascii>>,
+    token: Option<Bearer>,
     identity: Option<Arc<NodeCert>>,
     grpc: Mutex<HashMap<(String, Option<String>), Channel>>,
     http: reqwest::Client,
@@ -146,7 +184,6 @@ impl PeerClients {
     pub async fn new(tls: ClientTls, timeout: Duration) -> Result<Self, NodeError> {
         Ok(Self {
             grpc_tls: tls.grpc_config()?,
-            bearer: tls.bearer()?,
             http: http::http_client(timeout, &tls.trust, tls.identity.as_ref())?,
             udp: UdpClient::bind().await?,
             quic: QuicClient::new(&tls.trust, tls.identity.as_ref())?,
@@ -202,10 +239,8 @@ impl PeerClients {
     /// `message` as a gRPC request carrying the bearer token, when there is one.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        if let Some(value) = &self.bearer {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
+        if let Some(token) = &self.token {
+            token.authorize(&mut request);
         }
         request
     }
@@ -230,8 +265,8 @@ impl PeerClients {
     }
 
     /// The bearer token sent to HTTP peers.
-    pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+    pub fn token(&self) -> Option<String> {
+        self.token.as_ref().map(Bearer::token)
     }
 
     /// The UDP sender.
