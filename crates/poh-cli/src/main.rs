@@ -42,6 +42,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node: gRPC and HTTP listeners, the PoH generator and the embedded store.
+    ///
+    /// SIGINT or SIGTERM stops it once in-flight work is done. SIGHUP reads the settings again
+    /// and applies the certificate, CA and allow-list, tokens, JWT keys and [limits] without a
+    /// restart; any other change is logged and waits for one.
     Serve(serve::ServeArgs),
     /// Run a node with only the gRPC listener.
     ServeGrpc(serve::ServeOneArgs),

@@ -18,8 +18,9 @@
 //! - [`Node`] (`node`): wiring only: it starts the store, the pipeline, the ingress and the
 //!   network, and owns every task (`spawn`, `shutdown`, `join`);
 //! - beside them: [`NodeConfig`] ([`config`], plain serde data), [`tls`] (certificates and trust,
-//!   both directions), `reload` (what SIGHUP and changed files reload: the certificate and the
-//!   client credentials), [`metrics`] (the node's own Prometheus registry), [`NodeError`].
+//!   both directions), `reload` (what SIGHUP and changed files reload live: certificates, the
+//!   CA and allow-list, tokens and JWT keys, `[limits]`), [`metrics`] (the node's own
+//!   Prometheus registry), [`NodeError`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

@@ -42,6 +42,8 @@ pub(crate) struct Credentials {
     /// SHA-256 of each token.
     tokens: Vec<[u8; 32]>,
     jwt: Vec<(DecodingKey, Validation)>,
+    /// SHA-256 over the token digests and the JWT keys: whether a reload changed anything.
+    pub(crate) digest: [u8; 32],
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, NodeError> {
@@ -108,6 +110,10 @@ impl Authenticator {
 impl Credentials {
     /// The files `config` names, read and checked; the error names the file and what is wrong.
     pub(crate) fn load(config: &AuthConfig) -> Result<Arc<Self>, NodeError> {
+        use sha2::Digest as _;
+        // The settings and every byte read (as digests): what a reload compares.
+        let mut all = sha2::Sha256::new();
+        all.update(format!("{config:?}"));
         let mut tokens = Vec::new();
         if let Some(path) = &config.token_file {
             let text = String::from_utf8(read(path, "token file")?)
@@ -118,6 +124,7 @@ impl Credentials {
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .map(|l| digest(l.as_bytes()))
                 .collect();
+            tokens.iter().for_each(|t| all.update(t));
             if tokens.is_empty() {
                 return Err(NodeError::Config(format!(
                     "{} holds no token (one per line)",
@@ -147,6 +154,7 @@ impl Credentials {
         if let Some(path) = &config.jwt_hs256_secret_file {
             let secret = read(path, "JWT secret")?;
             let secret = secret.trim_ascii();
+            all.update(digest(secret));
             if secret.len() < 32 {
                 return Err(NodeError::Config(format!(
                     "the JWT secret in {} is shorter than 32 bytes",
@@ -159,7 +167,9 @@ impl Credentials {
             ));
         }
         if let Some(path) = &config.jwt_eddsa_public_key_file {
-            let key = DecodingKey::from_ed_pem(&read(path, "JWT public key")?).map_err(|e| {
+            let pem = read(path, "JWT public key")?;
+            all.update(digest(&pem));
+            let key = DecodingKey::from_ed_pem(&pem).map_err(|e| {
                 NodeError::Config(format!(
                     "{} is not an Ed25519 public key (PEM): {e}",
                     path.display()
@@ -177,12 +187,21 @@ impl Credentials {
             config: config.clone(),
             tokens,
             jwt,
+            digest: all.finalize().into(),
         }))
     }
 
     /// What they hold, for the log: how many tokens and JWT keys, never what they are.
     pub(crate) fn describe(&self) -> String {
-        format!("{} tokens, {} JWT keys", self.tokens.len(), self.jwt.len())
+        let count = |n: usize, what: &str| match n {
+            1 => format!("1 {what}"),
+            n => format!("{n} {what}s"),
+        };
+        format!(
+            "{}, {}",
+            count(self.tokens.len(), "token"),
+            count(self.jwt.len(), "JWT key")
+        )
     }
 }
 

@@ -206,10 +206,12 @@ impl Reloader {
         };
         let ca = match (&parts.ca, &tls.ca) {
             (Some(_), Some(path)) => {
+                // Read once, for both directions.
                 let read = || {
-                    let admission = ClientVerifier::load(&ClientAuth::from_config(&tls))?
-                        .ok_or_else(|| NodeError::Config("names no CA".into()))?;
-                    Ok((admission, CaTrust::read(path)?))
+                    let (roots, fingerprints) = crate::tls::roots(path)?;
+                    let servers = CaTrust::verifier(roots.clone())?;
+                    let auth = ClientAuth::from_config(&tls);
+                    Ok((ClientVerifier::admit(&auth, roots, fingerprints)?, servers))
                 };
                 Some(read().map_err(|e| failed("the CA", &ca_file(config), e))?)
             }
@@ -261,25 +263,37 @@ impl Reloader {
             }
         }
         if let (Some((clients, servers)), Some((admission, trust))) = (&parts.ca, checked.ca) {
-            let old = clients.current().auth.allowed.clone();
-            let new = admission.auth.allowed.clone();
+            let old = clients.current();
+            if old.ca != admission.ca {
+                changes.push(format!(
+                    "CA [{}] → [{}]",
+                    old.ca.join(", "),
+                    admission.ca.join(", ")
+                ));
+            }
+            changes.extend(settings::list_change(
+                "allowed clients",
+                &old.auth.allowed,
+                &admission.auth.allowed,
+            ));
             clients.install(admission);
             servers.install(trust);
-            changes.push(settings::list_change("allowed clients", &old, &new));
         }
         if let (Some(auth), Some(next)) = (&parts.auth, checked.auth) {
-            let old = auth.current().describe();
-            let new = next.describe();
-            auth.install(next);
-            if old != new {
-                changes.push(format!("credentials {old} → {new}"));
-            } else {
-                changes.push(format!("credentials read again ({new})"));
+            let old = auth.current();
+            if old.digest != next.digest {
+                changes.push(format!(
+                    "client credentials {} → {}",
+                    old.describe(),
+                    next.describe()
+                ));
             }
+            auth.install(next);
         }
-        if let (Some(token), Some(next)) = (&parts.peers_token, checked.peers_token) {
-            token.install(next);
-            changes.push("peers token read again".into());
+        if let (Some(token), Some(next)) = (&parts.peers_token, checked.peers_token)
+            && token.install(next)
+        {
+            changes.push("the token sent to peers".into());
         }
         let limits = &checked.limits;
         parts.limiter.set(limits);

@@ -97,8 +97,8 @@ fn show(key: &str, value: Option<&toml::Value>) -> String {
     }
 }
 
-/// How an allow-list changed, for the log.
-pub(super) fn list_change(what: &str, old: &[String], new: &[String]) -> String {
+/// How an allow-list changed, for the log (`None`: it did not).
+pub(super) fn list_change(what: &str, old: &[String], new: &[String]) -> Option<String> {
     let removed: Vec<&str> = old
         .iter()
         .filter(|n| !new.contains(n))
@@ -109,14 +109,13 @@ pub(super) fn list_change(what: &str, old: &[String], new: &[String]) -> String 
         .filter(|n| !old.contains(n))
         .map(String::as_str)
         .collect();
-    match (removed.is_empty(), added.is_empty()) {
-        (true, true) => format!("CA read again, {what} unchanged"),
-        _ => format!(
+    (!removed.is_empty() || !added.is_empty()).then(|| {
+        format!(
             "{what}: removed [{}], added [{}]",
             removed.join(", "),
             added.join(", ")
-        ),
-    }
+        )
+    })
 }
 
 /// Each `[limits]` value that changed, as `limits.key old → new`.
@@ -218,9 +217,10 @@ mod tests {
     fn changes_are_described_by_name() {
         let names = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            list_change("allowed clients", &names(&["a", "b"]), &names(&["b", "c"])),
+            list_change("allowed clients", &names(&["a", "b"]), &names(&["b", "c"])).unwrap(),
             "allowed clients: removed [a], added [c]"
         );
+        assert_eq!(list_change("x", &names(&["a"]), &names(&["a"])), None);
         let old = ClientLimits::default();
         let new = ClientLimits {
             burst: 7,

@@ -76,7 +76,7 @@ pub fn client_config(
         .with_protocol_versions(rustls::DEFAULT_VERSIONS)
         .map_err(error)?;
     let builder = match trust {
-        ServerTrust::Ca(ca) => builder.with_root_certificates(roots(ca)?),
+        ServerTrust::Ca(ca) => builder.with_root_certificates(roots(ca)?.0),
         ServerTrust::Loaded(ca) => builder
             .dangerous()
             .with_custom_certificate_verifier(ca.clone()),
@@ -128,13 +128,15 @@ impl CaTrust {
     pub fn load(path: &Path) -> Result<Arc<Self>, NodeError> {
         Ok(Arc::new(Self {
             path: path.to_path_buf(),
-            current: Live::new(Self::read(path)?),
+            current: Live::new(Self::verifier(roots(path)?.0)?),
         }))
     }
 
-    /// The CA in `path`, read and checked, for [`install`](Self::install).
-    pub(crate) fn read(path: &Path) -> Result<Arc<WebPkiServerVerifier>, NodeError> {
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots(path)?), provider())
+    /// A verifier trusting `roots`, for [`install`](Self::install).
+    pub(crate) fn verifier(
+        roots: rustls::RootCertStore,
+    ) -> Result<Arc<WebPkiServerVerifier>, NodeError> {
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(error)
     }

@@ -197,14 +197,17 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, NodeError
     Ok(certs)
 }
 
-pub(crate) fn roots(ca: &Path) -> Result<rustls::RootCertStore, NodeError> {
+/// The CA certificates in `ca` as a trust store, and their fingerprints (for the log).
+pub(crate) fn roots(ca: &Path) -> Result<(rustls::RootCertStore, Vec<String>), NodeError> {
     let mut roots = rustls::RootCertStore::empty();
+    let mut fingerprints = Vec::new();
     for cert in read_certs(ca)? {
+        fingerprints.push(fingerprint(&cert));
         roots
             .add(cert)
             .map_err(|e| error(format!("{}: {e}", ca.display())))?;
     }
-    Ok(roots)
+    Ok((roots, fingerprints))
 }
 
 /// The node's TLS material, loaded at start from `[tls]`: what its listeners present and

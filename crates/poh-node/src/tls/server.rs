@@ -61,6 +61,8 @@ pub(crate) struct Admission {
     inner: Arc<dyn ClientCertVerifier>,
     /// The settings it was read from.
     pub(crate) auth: ClientAuth,
+    /// The CA certificates' fingerprints.
+    pub(crate) ca: Vec<String>,
 }
 
 impl ClientVerifier {
@@ -79,13 +81,24 @@ impl ClientVerifier {
         let Some(ca) = &auth.ca else {
             return Ok(None);
         };
-        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+        let (roots, fingerprints) = roots(ca)?;
+        Self::admit(auth, roots, fingerprints).map(Some)
+    }
+
+    /// Clients of the CA in `roots` (whose certificates have `fingerprints`), per `auth`.
+    pub(crate) fn admit(
+        auth: &ClientAuth,
+        roots: rustls::RootCertStore,
+        fingerprints: Vec<String>,
+    ) -> Result<Arc<Admission>, NodeError> {
+        let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(error)?;
-        Ok(Some(Arc::new(Admission {
+        Ok(Arc::new(Admission {
             inner,
             auth: auth.clone(),
-        })))
+            ca: fingerprints,
+        }))
     }
 
     /// What is admitted now.

@@ -127,9 +127,9 @@ impl Bearer {
         Ok(Arc::new(BearerToken { token, metadata }))
     }
 
-    /// Sends `next` from the next request on.
-    pub(crate) fn install(&self, next: Arc<BearerToken>) {
-        self.0.set(next);
+    /// Sends `next` from the next request on; whether it is another token.
+    pub(crate) fn install(&self, next: Arc<BearerToken>) -> bool {
+        self.0.set(next.clone()).token != next.token
     }
 
     /// The token, for an HTTP `Authorization: Bearer` header.
