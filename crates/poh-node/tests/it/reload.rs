@@ -213,6 +213,20 @@ async fn the_nodes_clients_trust_its_reloaded_ca() {
     peer.stop().await;
 }
 
+/// A node whose clients need a token from `tokens` (gRPC and HTTP; UDP and QUIC off).
+async fn with_tokens(tokens: &Path) -> TestNode {
+    let file = tokens.to_path_buf();
+    common::start_with(move |c| {
+        c.auth = Some(AuthConfig {
+            token_file: Some(file),
+            ..AuthConfig::default()
+        });
+        c.udp = None;
+        c.quic = None;
+    })
+    .await
+}
+
 /// A token rotated between two nodes: the receiving node's token file changes, and the
 /// sending node's `peers.token_file` follows; its relays are refused in between and go
 /// through again once it has reloaded too.
@@ -222,16 +236,7 @@ async fn a_rotated_peers_token_is_sent_after_a_reload() {
     let (tokens, token) = (dir.path().join("tokens"), dir.path().join("peer-token"));
     std::fs::write(&tokens, "old-token\n").unwrap();
     std::fs::write(&token, "old-token\n").unwrap();
-    let file = tokens.clone();
-    let receiver = common::start_with(move |c| {
-        c.auth = Some(AuthConfig {
-            token_file: Some(file),
-            ..AuthConfig::default()
-        });
-        c.udp = None;
-        c.quic = None;
-    })
-    .await;
+    let receiver = with_tokens(&tokens).await;
     let book = PeerBook::new(dir.path().join("peers.json"));
     let grpc = receiver.node.grpc_addr().unwrap().to_string();
     book.add(Transport::Grpc, &grpc, None).unwrap();
@@ -503,16 +508,7 @@ async fn a_changed_token_file_is_reloaded_and_a_broken_one_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "alpha\nbeta\n").unwrap();
-    let file = tokens.clone();
-    let node = common::start_with(move |c| {
-        c.auth = Some(AuthConfig {
-            token_file: Some(file),
-            ..AuthConfig::default()
-        });
-        c.udp = None;
-        c.quic = None;
-    })
-    .await;
+    let node = with_tokens(&tokens).await;
     let mut grpc = node.grpc().await;
     let http = reqwest::Client::new();
     let mut n = 0;
