@@ -37,18 +37,11 @@ use crate::{
         udp,
     },
     metrics::{Metrics, NodeFacts},
-    network::{
-        Broadcaster,
-        client::{Bearer, ClientTls, read_token_file},
-        health,
-        peers::PeersCache,
-        relay,
-        repair::Repairer,
-    },
+    network::{Broadcaster, client::ClientTls, health, peers::PeersCache, relay, repair::Repairer},
     pipeline::{IngestPipeline, PipelineJoin},
     reload::{Parts, Reloader},
     retention::ttl::Sweeper,
-    tls::{NodeTls, ServerTrust, acceptor},
+    tls::{NodeTls, acceptor},
 };
 
 /// A running node.
@@ -105,7 +98,7 @@ impl Node {
         )?;
         let metrics = describe_node(&config, metrics, &pipeline);
         let tls = NodeTls::load(&config)?;
-        let peers_tls = peer_tls(&config, &tls)?;
+        let peers_tls = ClientTls::of_node(&config, &tls)?;
         let (federation, node_key) = load_federation(&config).await?;
         let upward = match &config.federation.parent {
             Some(parent) => Some(Arc::new(Upward::new(
@@ -520,7 +513,7 @@ fn start_reload(
     services: &Services,
     tasks: &mut JoinSet<()>,
 ) -> Arc<Reloader> {
-    let cert = match (&config.tls, &tls.cert) {
+    let expiry = match (&config.tls, &tls.cert) {
         (Some(settings), Some(cert)) => {
             let expiry = services.metrics.tls_cert_expiry();
             tasks.spawn(crate::tls::expiry::watch(
@@ -529,25 +522,11 @@ fn start_reload(
                 expiry.clone(),
                 services.shutdown.clone(),
             ));
-            Some((cert.clone(), expiry))
+            Some(expiry)
         }
         _ => None,
     };
-    let parts = Parts {
-        cert,
-        quic_cert: tls.quic_cert.clone(),
-        ca: match (&tls.clients, &tls.trust) {
-            (Some(clients), ServerTrust::Loaded(servers)) => {
-                Some((clients.clone(), servers.clone()))
-            }
-            _ => None,
-        },
-        auth: services.auth.clone(),
-        peers_token: peers_tls.token.clone(),
-        limiter: services.limiter.clone(),
-        buffered: services.buffered.clone(),
-        subscriptions: services.subscriptions.clone(),
-    };
+    let parts = Parts::of(tls, peers_tls, services, expiry);
     let reloader = Arc::new(Reloader::new(
         config,
         parts,
@@ -555,21 +534,6 @@ fn start_reload(
     ));
     tasks.spawn(reloader.clone().watch_files(services.shutdown.clone()));
     reloader
-}
-
-/// How the node talks to other nodes (peers, its parent): its trust settings and identity,
-/// and the peers' token; one for all its clients, so a reload reaches each of them.
-fn peer_tls(config: &NodeConfig, tls: &NodeTls) -> Result<ClientTls, NodeError> {
-    Ok(ClientTls {
-        trust: tls.trust.clone(),
-        identity: tls.cert.clone(),
-        token: config
-            .peers
-            .token_file
-            .as_deref()
-            .map(|file| Bearer::new(read_token_file(file)?))
-            .transpose()?,
-    })
 }
 
 fn log_started(config: &NodeConfig, addrs: &Addrs) {

@@ -30,12 +30,15 @@ use crate::{
     NodeConfig, NodeError,
     config::ClientLimits,
     ingress::{
+        Services,
         auth::{Authenticator, Credentials},
         limits::{ByteBudget, ClientLimiter},
         subscribe::Subscriptions,
     },
-    network::client::{Bearer, BearerToken, read_token_file},
-    tls::{Admission, CaTrust, ClientAuth, ClientVerifier, Identity, NodeCert},
+    network::client::{Bearer, BearerToken, ClientTls, read_token_file},
+    tls::{
+        Admission, CaTrust, ClientAuth, ClientVerifier, Identity, NodeCert, NodeTls, ServerTrust,
+    },
 };
 
 /// How often the watched files are looked at.
@@ -78,6 +81,33 @@ pub(crate) struct Parts {
     pub limiter: Arc<ClientLimiter>,
     pub buffered: Arc<ByteBudget>,
     pub subscriptions: Arc<Subscriptions>,
+}
+
+impl Parts {
+    /// What a node made of `tls`, `peers` (its clients' settings) and `services` can reload;
+    /// `expiry` is `poh_tls_cert_expiry_seconds` when it has a certificate.
+    pub(crate) fn of(
+        tls: &NodeTls,
+        peers: &ClientTls,
+        services: &Services,
+        expiry: Option<metrics::Gauge>,
+    ) -> Self {
+        Self {
+            cert: tls.cert.clone().zip(expiry),
+            quic_cert: tls.quic_cert.clone(),
+            ca: match (&tls.clients, &tls.trust) {
+                (Some(clients), ServerTrust::Loaded(servers)) => {
+                    Some((clients.clone(), servers.clone()))
+                }
+                _ => None,
+            },
+            auth: services.auth.clone(),
+            peers_token: peers.token.clone(),
+            limiter: services.limiter.clone(),
+            buffered: services.buffered.clone(),
+            subscriptions: services.subscriptions.clone(),
+        }
+    }
 }
 
 /// Reloads a node's [`Parts`] from its configuration.

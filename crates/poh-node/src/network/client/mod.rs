@@ -30,7 +30,7 @@ pub use self::{
 use crate::{
     NodeError,
     reload::Live,
-    tls::{Identity, NodeCert, ServerTrust},
+    tls::{Identity, NodeCert, NodeTls, ServerTrust},
 };
 
 /// Requests in flight to one HTTP peer. Over HTTP/1.1 each holds a connection of its own,
@@ -72,6 +72,21 @@ impl ClientTls {
                 .transpose()?,
             token: token_file
                 .map(|f| Bearer::new(read_token_file(f)?))
+                .transpose()?,
+        })
+    }
+
+    /// How a node talks to other nodes (peers, its parent): its trust and certificate, and the
+    /// peers' token. A node makes one for all its clients, so a reload reaches each of them.
+    pub fn of_node(config: &crate::NodeConfig, tls: &NodeTls) -> Result<Self, NodeError> {
+        Ok(Self {
+            trust: tls.trust.clone(),
+            identity: tls.cert.clone(),
+            token: config
+                .peers
+                .token_file
+                .as_deref()
+                .map(|file| Bearer::new(read_token_file(file)?))
                 .transpose()?,
         })
     }
