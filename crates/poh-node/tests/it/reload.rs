@@ -117,6 +117,17 @@ async fn relaying_to(pki: &Pki, peer: &TestNode) -> TestNode {
     .await
 }
 
+/// Writes `name`'s certificate and key over the files [`relaying_to`]'s node shows.
+fn shows(pki: &Pki, name: &str) {
+    for ext in ["crt", "key"] {
+        std::fs::copy(
+            pki.path(&format!("{name}.{ext}")),
+            pki.path(&format!("sender.{ext}")),
+        )
+        .unwrap();
+    }
+}
+
 /// `poh_broadcast_total{protocol, result}` for gRPC, HTTP and QUIC.
 fn sends(node: &TestNode, result: &str) -> Vec<f64> {
     let text = node.node.metrics().render();
@@ -151,8 +162,7 @@ async fn sent(node: &TestNode, result: &str, want: [f64; 3]) {
 async fn the_node_presents_its_reloaded_certificate_to_its_peers() {
     let pki = pki();
     let peer = secured(&pki).await;
-    std::fs::copy(pki.path("client-other.crt"), pki.path("sender.crt")).unwrap();
-    std::fs::copy(pki.path("client-other.key"), pki.path("sender.key")).unwrap();
+    shows(&pki, "client-other");
     std::fs::copy(pki.path("ca.crt"), pki.path("sender-ca.crt")).unwrap();
     let sender = relaying_to(&pki, &peer).await;
     let trust = ServerTrust::Ca(pki.path("ca.crt"));
@@ -167,8 +177,7 @@ async fn the_node_presents_its_reloaded_certificate_to_its_peers() {
         "the peer refuses client-other"
     );
 
-    std::fs::copy(pki.path("client-ok.crt"), pki.path("sender.crt")).unwrap();
-    std::fs::copy(pki.path("client-ok.key"), pki.path("sender.key")).unwrap();
+    shows(&pki, "client-ok");
     sender.reload().unwrap();
     assert_eq!(attempt(&sender, &trust, me(), "relayed").await, [true; 3]);
     sent(&sender, "ok", [3.0; 3]).await;
@@ -183,8 +192,7 @@ async fn the_node_presents_its_reloaded_certificate_to_its_peers() {
 async fn the_nodes_clients_trust_its_reloaded_ca() {
     let pki = pki();
     let peer = secured(&pki).await;
-    std::fs::copy(pki.path("client-ok.crt"), pki.path("sender.crt")).unwrap();
-    std::fs::copy(pki.path("client-ok.key"), pki.path("sender.key")).unwrap();
+    shows(&pki, "client-ok");
     std::fs::copy(pki.path("other-ca.crt"), pki.path("sender-ca.crt")).unwrap();
     let sender = relaying_to(&pki, &peer).await;
     // The sender shows a certificate from `ca` and admits clients of `other-ca` only.
