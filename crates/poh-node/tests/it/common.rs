@@ -191,16 +191,20 @@ pub async fn get_json(c: &Client, url: String) -> Value {
     c.get(url).send().await.unwrap().json().await.unwrap()
 }
 
-/// The value of one series (`name{labels}`) in the node's `/metrics`.
-pub async fn metric(c: &Client, node: &TestNode, series: &str) -> f64 {
-    let text = c
-        .get(node.http("/metrics"))
+/// The node's `/metrics` page.
+pub async fn metrics_text(c: &Client, node: &TestNode) -> String {
+    c.get(node.http("/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The value of one series (`name{labels}`) in the node's `/metrics`.
+pub async fn metric(c: &Client, node: &TestNode, series: &str) -> f64 {
+    let text = metrics_text(c, node).await;
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("no series {series} in /metrics"))

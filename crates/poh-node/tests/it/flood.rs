@@ -291,14 +291,7 @@ async fn request_bytes_beyond_a_clients_share_are_refused_before_they_are_read()
     // Until the node holds the slow body, nothing is decided: wait for it (the gauge).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = client
-            .get(node.http("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = common::metrics_text(&client, &node).await;
         let held: f64 = text
             .lines()
             .find_map(|l| l.strip_prefix("poh_buffered_bytes "))

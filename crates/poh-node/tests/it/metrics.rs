@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use reqwest::Client;
 
-use crate::common::{json, pb, start, tx};
+use crate::common::{json, metrics_text, pb, start, tx};
 
 const SPEC: [(&str, &str); 13] = [
     ("poh_issued_total", "counter"),
@@ -272,16 +272,7 @@ async fn a_flood_of_unknown_methods_and_paths_adds_no_series() {
     unknown_grpc(1).await;
     unknown_http(0).await;
     let client = Client::new();
-    let scrape = || async {
-        client
-            .get(node.http("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = || metrics_text(&client, &node);
     let before = scrape().await;
 
     futures_util::stream::iter(2..50_000)

@@ -532,14 +532,7 @@ async fn subscriptions_are_limited_and_authenticated_like_every_call() {
         assert!(Instant::now() < deadline, "poh_subscribers is not 2");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let text = c
-        .get(node.http("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&c, &node).await;
     assert!(
         text.contains(r#"grpc_requests_total{method="Subscribe",code="RESOURCE_EXHAUSTED"} 1"#),
         "{text}"
