@@ -23,7 +23,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use rustls::{client::WebPkiServerVerifier, sign::CertifiedKey};
+use rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -36,9 +36,7 @@ use crate::{
         subscribe::Subscriptions,
     },
     network::client::{Bearer, BearerToken, ClientTls, read_token_file},
-    tls::{
-        Admission, CaTrust, ClientAuth, ClientVerifier, Identity, NodeCert, NodeTls, ServerTrust,
-    },
+    tls::{CaTrust, ClientVerifier, Identity, LoadedCa, NodeCert, NodeTls, ServerTrust},
 };
 
 /// How often the watched files are looked at.
@@ -128,7 +126,7 @@ type Stamps = Vec<(PathBuf, Option<(u64, SystemTime)>)>;
 struct Checked {
     cert: Option<Arc<CertifiedKey>>,
     quic_cert: Option<Arc<CertifiedKey>>,
-    ca: Option<(Arc<Admission>, Arc<WebPkiServerVerifier>)>,
+    ca: Option<LoadedCa>,
     auth: Option<Arc<Credentials>>,
     peers_token: Option<Arc<BearerToken>>,
     limits: ClientLimits,
@@ -216,36 +214,29 @@ impl Reloader {
                     .and_then(|id| {
                         id.ok_or_else(|| NodeError::Config("names no certificate".into()))
                     })
-                    .and_then(crate::tls::unexpired)
-                    .and_then(crate::tls::certified_key)
+                    .and_then(crate::tls::own_key)
                     .map_err(|e| failed("the TLS certificate", &cert_files(config), e))?,
             ),
             None => None,
         };
         let quic_cert = match (&parts.quic_cert, &config.quic) {
             (Some(_), Some(quic)) => Some(
-                match (&quic.cert, &quic.key) {
-                    (Some(cert), Some(key)) => Identity::from_pem(cert, key),
-                    _ => Err(NodeError::Config("[quic] names no certificate".into())),
-                }
-                .and_then(crate::tls::unexpired)
-                .and_then(crate::tls::certified_key)
-                .map_err(|e| failed("the QUIC certificate", &quic_files(config), e))?,
+                Identity::from_quic(quic)
+                    .and_then(|id| {
+                        id.ok_or_else(|| NodeError::Config("names no certificate".into()))
+                    })
+                    .and_then(crate::tls::own_key)
+                    .map_err(|e| failed("the QUIC certificate", &quic_files(config), e))?,
             ),
             _ => None,
         };
-        let ca = match (&parts.ca, &tls.ca) {
-            (Some(_), Some(path)) => {
-                // Read once, for both directions.
-                let read = || {
-                    let (roots, fingerprints) = crate::tls::roots(path)?;
-                    let servers = CaTrust::verifier(roots.clone())?;
-                    let auth = ClientAuth::from_config(&tls);
-                    Ok((ClientVerifier::admit(&auth, roots, fingerprints)?, servers))
-                };
-                Some(read().map_err(|e| failed("the CA", &ca_file(config), e))?)
-            }
-            _ => None,
+        let ca = match &parts.ca {
+            Some(_) => Some(
+                crate::tls::load_ca(&tls)
+                    .and_then(|ca| ca.ok_or_else(|| NodeError::Config("names no CA".into())))
+                    .map_err(|e| failed("the CA", &ca_file(config), e))?,
+            ),
+            None => None,
         };
         let auth = match (&parts.auth, &config.auth) {
             (Some(_), Some(settings)) => Some(

@@ -26,7 +26,7 @@ use std::{path::Path, sync::Arc};
 
 pub use client::{CaTrust, ServerTrust, client_config};
 pub use reload::NodeCert;
-pub(crate) use reload::{certified_key, unexpired};
+pub(crate) use reload::own_key;
 use rustls::{
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject},
@@ -35,7 +35,12 @@ pub(crate) use server::Admission;
 pub use server::{ClientAuth, ClientVerifier, acceptor, identities, server_config};
 use sha2::{Digest, Sha256};
 
-use crate::{NodeConfig, NodeError, config::TlsConfig};
+use rustls::client::WebPkiServerVerifier;
+
+use crate::{
+    NodeConfig, NodeError,
+    config::{QuicConfig, TlsConfig},
+};
 
 /// The environment variable a PKCS#12 password may come from.
 pub const PKCS12_PASSWORD_ENV: &str = "POH_TLS_PKCS12_PASSWORD";
@@ -139,6 +144,14 @@ impl Identity {
         })
     }
 
+    /// QUIC's own certificate, when `[quic]` names one.
+    pub fn from_quic(config: &QuicConfig) -> Result<Option<Self>, NodeError> {
+        match (&config.cert, &config.key) {
+            (Some(cert), Some(key)) => Self::from_pem(cert, key).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// What `config` names: PEM files, or a PKCS#12 bundle. `None` when it names neither.
     pub fn from_config(config: &TlsConfig) -> Result<Option<Self>, NodeError> {
         match (&config.cert, &config.key, &config.pkcs12) {
@@ -237,9 +250,8 @@ impl NodeTls {
         };
         if tls.cert.is_none()
             && let Some(quic) = &config.quic
-            && let (Some(cert), Some(key)) = (&quic.cert, &quic.key)
         {
-            tls.quic_cert = Some(NodeCert::new(unexpired(Identity::from_pem(cert, key)?)?)?);
+            tls.quic_cert = Identity::from_quic(quic)?.map(NodeCert::own).transpose()?;
         }
         Ok(tls)
     }
@@ -253,18 +265,38 @@ impl NodeTls {
                     .into(),
             ));
         }
+        let (clients, trust) = match load_ca(config)? {
+            Some((admission, servers)) => (
+                Some(ClientVerifier::new(admission)),
+                ServerTrust::Loaded(CaTrust::new(servers)),
+            ),
+            None => (
+                None,
+                ServerTrust::from_settings(None, None, config.insecure),
+            ),
+        };
         Ok(Self {
-            cert: identity
-                .map(|id| NodeCert::new(unexpired(id)?))
-                .transpose()?,
+            cert: identity.map(NodeCert::own).transpose()?,
             quic_cert: None,
-            clients: ClientVerifier::new(&ClientAuth::from_config(config))?,
-            trust: match &config.ca {
-                Some(ca) => ServerTrust::Loaded(CaTrust::load(ca)?),
-                None => ServerTrust::from_settings(None, None, config.insecure),
-            },
+            clients,
+            trust,
         })
     }
+}
+
+/// A CA as the listeners admit clients with it, and as the node's clients check servers.
+pub(crate) type LoadedCa = (Arc<Admission>, Arc<WebPkiServerVerifier>);
+
+/// The CA `[tls]` names, read once for both directions: whom the listeners admit (with the
+/// allow-list), and the verifier the node's clients check servers with. `None` without one.
+pub(crate) fn load_ca(config: &TlsConfig) -> Result<Option<LoadedCa>, NodeError> {
+    let Some(ca) = &config.ca else {
+        return Ok(None);
+    };
+    let (roots, fingerprints) = roots(ca)?;
+    let servers = CaTrust::verifier(roots.clone())?;
+    let admission = ClientVerifier::admit(&ClientAuth::from_config(config), roots, fingerprints)?;
+    Ok(Some((admission, servers)))
 }
 
 impl ClientAuth {

@@ -25,11 +25,20 @@ pub struct NodeCert {
 }
 
 impl NodeCert {
-    /// `identity`, checked.
+    /// `identity`, checked (a client's: a lapsed one is left to the server to refuse).
     pub fn new(identity: Identity) -> Result<Arc<Self>, NodeError> {
-        Ok(Arc::new(Self {
-            current: Live::new(certified_key(identity)?),
-        }))
+        Ok(Self::of(certified_key(identity)?))
+    }
+
+    /// The node's own certificate, which must also not have lapsed.
+    pub(crate) fn own(identity: Identity) -> Result<Arc<Self>, NodeError> {
+        Ok(Self::of(own_key(identity)?))
+    }
+
+    fn of(key: Arc<CertifiedKey>) -> Arc<Self> {
+        Arc::new(Self {
+            current: Live::new(key),
+        })
     }
 
     /// The leaf certificate a new connection is shown now.
@@ -47,7 +56,7 @@ impl NodeCert {
         self.leaf().as_ref().and_then(expiry::not_after)
     }
 
-    /// Shows `next` (from [`certified_key`]) to every new connection from now on; returns the
+    /// Shows `next` (from [`own_key`]) to every new connection from now on; returns the
     /// fingerprints of the old and the new leaf.
     pub(crate) fn install(&self, next: Arc<CertifiedKey>) -> (String, String) {
         let new = next.cert.first().map(fingerprint).unwrap_or_default();
@@ -73,9 +82,13 @@ impl ResolvesClientCert for NodeCert {
     }
 }
 
-/// `identity` unless its leaf has lapsed: what the node's own certificate must be to start
-/// or to replace the one in use (a client's is left to the server it shows it to).
-pub(crate) fn unexpired(identity: Identity) -> Result<Identity, NodeError> {
+/// `identity` as the node's own certificate, at start or replacing the one in use: checked,
+/// and refused once its leaf has lapsed.
+pub(crate) fn own_key(identity: Identity) -> Result<Arc<CertifiedKey>, NodeError> {
+    certified_key(unexpired(identity)?)
+}
+
+fn unexpired(identity: Identity) -> Result<Identity, NodeError> {
     let leaf = identity
         .chain
         .first()
@@ -92,7 +105,7 @@ pub(crate) fn unexpired(identity: Identity) -> Result<Identity, NodeError> {
 }
 
 /// `identity` as rustls signs with it: its key must be the leaf's.
-pub(crate) fn certified_key(identity: Identity) -> Result<Arc<CertifiedKey>, NodeError> {
+fn certified_key(identity: Identity) -> Result<Arc<CertifiedKey>, NodeError> {
     if identity.chain.is_empty() {
         return Err(error("the certificate file holds no certificate"));
     }

@@ -14,7 +14,7 @@ use rustls::{
     },
 };
 
-use super::{NodeCert, NodeTls, error, provider, roots};
+use super::{NodeCert, NodeTls, error, provider};
 use crate::{NodeError, reload::Live};
 
 /// Who may connect to a listener.
@@ -66,23 +66,11 @@ pub(crate) struct Admission {
 }
 
 impl ClientVerifier {
-    /// The verifier for `auth`; `None` when it names no CA (no client certificate is asked).
-    pub fn new(auth: &ClientAuth) -> Result<Option<Arc<Self>>, NodeError> {
-        let Some(admission) = Self::load(auth)? else {
-            return Ok(None);
-        };
-        Ok(Some(Arc::new(Self {
+    /// Admitting per `admission` (from [`load_ca`](super::load_ca)).
+    pub(crate) fn new(admission: Arc<Admission>) -> Arc<Self> {
+        Arc::new(Self {
             current: Live::new(admission),
-        })))
-    }
-
-    /// Reads and checks the CA `auth` names (`None`: it names none).
-    pub(crate) fn load(auth: &ClientAuth) -> Result<Option<Arc<Admission>>, NodeError> {
-        let Some(ca) = &auth.ca else {
-            return Ok(None);
-        };
-        let (roots, fingerprints) = roots(ca)?;
-        Self::admit(auth, roots, fingerprints).map(Some)
+        })
     }
 
     /// Clients of the CA in `roots` (whose certificates have `fingerprints`), per `auth`.
@@ -106,7 +94,7 @@ impl ClientVerifier {
         self.current.get()
     }
 
-    /// Admits per `next` (from [`load`](Self::load)) from the next handshake on.
+    /// Admits per `next` (from [`load_ca`](super::load_ca)) from the next handshake on.
     pub(crate) fn install(&self, next: Arc<Admission>) {
         self.current.set(next);
     }
