@@ -160,8 +160,10 @@ fn bench_ingest_starts_a_node_and_reports_its_keys_for_every_transport() {
             "ingest",
             "--transport",
             transport,
+            // Enough that the node's CPU surely passes a 10 ms clock tick of /proc (300
+            // transactions could take less, and read as none).
             "--count",
-            "300",
+            "3000",
             "--batch",
             "100",
             "--json",
@@ -192,7 +194,7 @@ fn bench_ingest_starts_a_node_and_reports_its_keys_for_every_transport() {
         assert!(report["node_cpu_us_per_tx"].as_f64().unwrap() > 0.0);
         assert!(report["client_cpu_us_per_tx"].as_f64().unwrap() >= 0.0);
         assert_eq!(report["transport"], transport);
-        assert_eq!(report["count"], 300);
+        assert_eq!(report["count"], 3000);
         // 200-byte payloads: the protobuf form is a little larger, and the store holds more.
         let encoded = report["encoded_bytes_per_tx"].as_f64().unwrap();
         assert!((200.0..300.0).contains(&encoded), "{encoded}");
