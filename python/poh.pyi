@@ -218,7 +218,9 @@ class Header:
 @final
 class HeaderVerifier:
     """Checks one chain's headers in order from its first, each with the entries it covers,
-    exactly as a parent node checks a child."""
+    exactly as a parent node checks a child. `public_key` (raw, 2592 bytes) is the chain's key
+    as you trust it, never one read from the headers: a header signed by any other key is
+    refused."""
 
     def __new__(
         cls,
@@ -237,10 +239,21 @@ class HeaderVerifier:
     def poh_start(self) -> int:
         """The first entry the next header must cover."""
 
-def verify_proof(proof: _Json, tx: Optional[Tx] = None) -> list[Header]:
+def verify_proof(
+    proof: _Json,
+    tx: Optional[Tx] = None,
+    *,
+    trusted_keys: Sequence[bytes] = ...,
+    untrusted: bool = False,
+) -> list[Header]:
     """Verifies an inclusion proof (`poh prove`, `GET /v1/tx/{id}/proof`) offline; with `tx`,
     it must be that transaction's. Returns the headers from the transaction's up; raises
-    `ProofError` naming the link that fails."""
+    `ProofError` naming the link that fails.
+
+    Some header must be signed by one of `trusted_keys` (raw 2592-byte public keys; a `.pub`
+    file holds one in hex), which vouches for it and every header below: anyone can make a
+    key and sign headers. An unanchored proof raises `ProofError` unless `untrusted` is true;
+    giving both is a `ValueError`."""
 
 @final
 class Ack:

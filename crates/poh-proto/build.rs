@@ -19,12 +19,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("poh_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    let poh = protox::compile([&protos[0]], [&proto_dir])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         // Hand-written (src/timestamped.rs) so a -0.0 timestamp survives the wire.
         .extern_path(".poh.v1.Tx", "crate::timestamped::Tx")
         .extern_path(".poh.v1.TxRequest", "crate::timestamped::TxRequest")
-        .compile_fds(fds)?;
+        .compile_fds(poh)?;
+    // The link between chains decodes through a codec that bounds what a message may
+    // inflate into (src/bounded.rs).
+    let federation = protox::compile([&protos[1]], [&proto_dir])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .codec_path("crate::bounded::BoundedCodec")
+        .compile_fds(federation)?;
     Ok(())
 }

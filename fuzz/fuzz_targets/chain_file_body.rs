@@ -18,5 +18,5 @@ fn one_input(data: &[u8]) {
     if start.hashes_per_tick > MAX_HASHES_PER_TICK {
         return;
     }
-    let _ = verify_chain(&start, reader, Backend::portable(), &|_| {});
+    let _ = verify_chain(&start, reader, Backend::portable(), &[], &|_| {});
 }

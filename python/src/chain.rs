@@ -2,7 +2,10 @@
 //! ([`verify_entries`]), sealed [`Header`]s one by one ([`HeaderVerifier`]), and inclusion
 //! proofs up the federation ([`verify_proof`]).
 
-use poh_core::{ChainHead, Hash, Level, chain::Backend, verify::verify_parallel};
+use poh_core::{
+    ChainHead, Hash, Level, chain::Backend, proof::Anchor, signing::PUBLIC_KEY_LEN,
+    verify::verify_parallel,
+};
 use poh_node::wire::headers::{HeaderJson, ProofJson};
 use pyo3::prelude::*;
 
@@ -31,6 +34,19 @@ pub fn json_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 fn hash_arg(field: &str, bytes: &[u8]) -> Result<Hash> {
     Hash::from_slice(bytes)
         .ok_or_else(|| Error::Config(format!("{field} must be 32 bytes, not {}", bytes.len())))
+}
+
+/// A key that is not a raw public key (the hex text of a `.pub` file, say) would match no
+/// header and fail every check without saying why; it is refused, saying why.
+fn check_key_len(what: &str, key: &[u8]) -> Result<()> {
+    if key.len() == PUBLIC_KEY_LEN {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{what} must be a raw ML-DSA-87 public key of {PUBLIC_KEY_LEN} bytes, not {} (a `.pub` \
+         file holds one in hex: bytes.fromhex(text))",
+        key.len()
+    )))
 }
 
 /// One PoH entry (SPEC §3): `num_hashes` hash operations ending at `hash`, the last one
@@ -295,6 +311,9 @@ impl Header {
 /// exactly as a parent node checks a child: chain and level, the chain's key, the signature,
 /// the height and link, the covered range, every entry (on every core), the tick periods,
 /// and `poh_hashes`, `poh_end_hash`, `items_root` and `item_count`.
+///
+/// The key it is given is the one it trusts: a header signed by any other is refused, so
+/// what it accepts is anchored by that key, never by the key a header carries.
 #[pyclass(module = "poh")]
 pub struct HeaderVerifier {
     verifier: poh_core::HeaderVerifier,
@@ -303,8 +322,9 @@ pub struct HeaderVerifier {
 
 #[pymethods]
 impl HeaderVerifier {
-    /// `public_key` is the chain's ML-DSA-87 key (the `.pub` file of `poh keygen` holds it
-    /// in hex); `hashes_per_tick` is the chain's.
+    /// `public_key` is the chain's ML-DSA-87 key as the caller trusts it (from the chain's
+    /// operator, e.g. `bytes.fromhex` of the `.pub` file `poh keygen` writes), never one read
+    /// from the headers; `hashes_per_tick` is the chain's.
     #[new]
     #[pyo3(signature = (*, chain_id, public_key, hashes_per_tick, level = "municipality"))]
     fn new(
@@ -318,6 +338,7 @@ impl HeaderVerifier {
                 "level {level:?} is not municipality, continental or global"
             ))
         })?;
+        check_key_len("public_key", &public_key)?;
         Ok(Self {
             head: ChainHead::genesis(&chain_id),
             verifier: poh_core::HeaderVerifier {
@@ -373,15 +394,30 @@ impl HeaderVerifier {
 /// Returns the headers, from the transaction's up; raises `ProofError` naming the link that
 /// fails.
 ///
-/// The headers' keys are the ones they carry: compare `headers[-1].public_key` with the key
-/// you trust for that chain.
+/// A signature only shows that the key inside its header signed it, and anyone can make a
+/// key: the proof must also be anchored, some header signed by one of `trusted_keys` (raw
+/// public keys), which vouches for it and every header below. An unanchored proof raises
+/// `ProofError` unless `untrusted` is true.
 #[pyfunction]
-#[pyo3(signature = (proof, tx = None))]
+#[pyo3(signature = (proof, tx = None, *, trusted_keys = Vec::new(), untrusted = false))]
 pub fn verify_proof(
     py: Python<'_>,
     proof: &Bound<'_, PyAny>,
     tx: Option<Tx>,
+    trusted_keys: Vec<Vec<u8>>,
+    untrusted: bool,
 ) -> PyResult<Vec<Header>> {
+    if untrusted && !trusted_keys.is_empty() {
+        return Err(Error::Config(
+            "give trusted_keys or untrusted=True, not both: untrusted=True would accept \
+             a proof none of the keys signs"
+                .into(),
+        )
+        .into());
+    }
+    for key in &trusted_keys {
+        check_key_len("each of trusted_keys", key)?;
+    }
     let proof: ProofJson = serde_json::from_slice(&json_bytes(proof)?)
         .map_err(|e| Error::Proof(format!("not a proof: {e}")))?;
     if let Some(tx) = tx {
@@ -394,6 +430,28 @@ pub fn verify_proof(
             .into());
         }
     }
-    let links = py.detach(|| proof.verify()).map_err(Error::Proof)?;
+    let (links, anchor) = py
+        .detach(|| proof.verify(&trusted_keys))
+        .map_err(Error::Proof)?;
+    if matches!(anchor, Anchor::Unanchored) && !untrusted {
+        let signers: Vec<String> = links
+            .iter()
+            .map(|l| {
+                let key = poh_core::sha256(&l.header.public_key).to_hex();
+                format!("{} key {}", l.header.chain_id, &key[..16])
+            })
+            .collect();
+        let why = match trusted_keys.len() {
+            0 => "no trusted key was given".to_string(),
+            n => format!("none of the {n} trusted keys signs any of its headers"),
+        };
+        return Err(Error::Proof(format!(
+            "the proof is self-consistent but unanchored: {why} (it carries {}); pass the \
+             public key of a chain you trust (the top chain's, or any on the path) in \
+             trusted_keys, or untrusted=True to accept it unanchored",
+            signers.join(", ")
+        ))
+        .into());
+    }
     Ok(links.into_iter().map(|l| Header::from(l.header)).collect())
 }

@@ -147,28 +147,61 @@ def test_headers_verify_as_a_parent_node_checks_them(serve, tmp_path):
 
 
 def test_a_proof_the_node_serves_verifies_and_a_changed_one_does_not(serve, poh_bin, tmp_path):
-    node = serve(*SEALING)
+    key = poh.keygen(tmp_path / "node.key")
+    node = serve("--node-key", tmp_path / "node.key", *SEALING)
     client, txs = submit(node, 12, "p")
     tx = txs[5]
     status = wait_for("p-5 sealed", lambda: (lambda s: s if s.status == "SEALED" else None)(client.status(tx.tx_id)))
     proof = node.get(f"/v1/tx/{tx.tx_id}/proof")
-    headers = poh.verify_proof(proof, tx)
+    trusted = [key.public_key]
+    headers = poh.verify_proof(proof, tx, trusted_keys=trusted)
     assert headers[0].header_id == status.header_id and headers[0].chain_id == "local"
 
     # `poh prove` writes the same proof; it verifies from the file's text.
     out = tmp_path / "p5.proof"
-    run(poh_bin, "prove", tx.tx_id, "--url", node.http, "--out", out)
-    assert [h.header_id for h in poh.verify_proof(out.read_text(), tx)] == [h.header_id for h in headers]
+    run(poh_bin, "prove", tx.tx_id, "--url", node.http, "--out", out, "--trust", tmp_path / "node.key.pub")
+    assert [h.header_id for h in poh.verify_proof(out.read_text(), tx, trusted_keys=trusted)] == [
+        h.header_id for h in headers
+    ]
 
     with pytest.raises(poh.ProofError, match="not of this transaction"):
-        poh.verify_proof(proof, txs[6])
+        poh.verify_proof(proof, txs[6], trusted_keys=trusted)
     changed = copy.deepcopy(proof)
     changed["links"][0]["index"] += 1
     with pytest.raises(poh.ProofError, match="link 0"):
-        poh.verify_proof(changed)
+        poh.verify_proof(changed, trusted_keys=trusted)
     changed = copy.deepcopy(proof)
     changed["tx"]["holder_id"] = "mallory"
     with pytest.raises(poh.ProofError, match="digest"):
-        poh.verify_proof(changed)
+        poh.verify_proof(changed, trusted_keys=trusted)
     with pytest.raises(poh.ProofError, match="not a proof"):
-        poh.verify_proof("{}")
+        poh.verify_proof("{}", trusted_keys=trusted)
+
+
+def test_a_proof_is_accepted_only_under_a_key_the_caller_trusts(serve, tmp_path):
+    key = poh.keygen(tmp_path / "node.key")
+    node = serve("--node-key", tmp_path / "node.key", *SEALING)
+    client, txs = submit(node, 3, "t")
+    tx = txs[1]
+    wait_for("t-1 sealed", lambda: client.status(tx.tx_id).status == "SEALED")
+    proof = node.get(f"/v1/tx/{tx.tx_id}/proof")
+
+    # Anyone can sign headers with a key of their own: without a trusted key the proof is
+    # self-consistent only, and refused unless the caller says that is enough.
+    with pytest.raises(poh.ProofError, match="self-consistent but unanchored") as raised:
+        poh.verify_proof(proof, tx)
+    assert "local" in str(raised.value) and "trusted_keys" in str(raised.value)
+    stranger = poh.SigningKey.generate().public_key
+    with pytest.raises(poh.ProofError, match="unanchored"):
+        poh.verify_proof(proof, tx, trusted_keys=[stranger])
+    headers = poh.verify_proof(proof, tx, trusted_keys=[stranger, key.public_key])
+    assert headers[-1].public_key == key.public_key
+    assert poh.verify_proof(proof, tx, untrusted=True) == headers
+
+    # A key file's hex text is not the key: said so, rather than silently matching nothing.
+    with pytest.raises(ValueError, match="2592 bytes"):
+        poh.verify_proof(proof, tx, trusted_keys=[(tmp_path / "node.key.pub").read_bytes()])
+    with pytest.raises(ValueError, match="2592 bytes"):
+        poh.HeaderVerifier(chain_id="local", public_key=key.public_key.hex().encode(), hashes_per_tick=HASHES_PER_TICK)
+    with pytest.raises(ValueError, match="untrusted"):
+        poh.verify_proof(proof, tx, trusted_keys=[key.public_key], untrusted=True)

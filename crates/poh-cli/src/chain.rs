@@ -1,6 +1,7 @@
 //! `poh export` (a node's chain as a chain file, from `GET /v1/export`) and
 //! `poh verify --chain` (the whole file checked on every core; format and checks in
-//! `poh_core::chain_file`).
+//! `poh_core::chain_file`), which accepts a file only when a `--trust` key is the chain's
+//! own, or `--untrusted` says a self-consistent one is enough.
 
 use std::{
     fs::File,
@@ -9,12 +10,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::client::{NodeHttp, TlsArgs};
+use crate::{
+    client::{NodeHttp, TlsArgs},
+    trust::{TrustArgs, fingerprint, signer},
+};
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use poh_core::{
     chain::Backend,
-    chain_file::{ChainReader, verify::verify_chain},
+    chain_file::{
+        ChainReader, ChainStart,
+        verify::{ChainAnchor, verify_chain},
+    },
 };
 
 /// `poh export`.
@@ -78,15 +85,18 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
         .and_then(|f| f.sync_all())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!(
-        "wrote {} ({written} bytes) from {base}; check it with `poh verify --chain {}`",
+        "wrote {} ({written} bytes) from {base}; check it with `poh verify --chain {} --trust \
+         KEY.pub`, KEY.pub being the chain's public key as you hold it",
         args.out.display(),
         args.out.display()
     );
     Ok(())
 }
 
-/// `poh verify --chain FILE`: exits non-zero naming the first bad item.
-pub fn verify(path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
+/// `poh verify --chain FILE`: exits non-zero naming the first bad item, or when no trusted
+/// key anchors the file.
+pub fn verify(path: &Path, threads: Option<usize>, trust: &TrustArgs) -> anyhow::Result<()> {
+    let trusted = trust.keys()?;
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let (start, reader) = ChainReader::open(BufReader::with_capacity(1 << 20, file))
@@ -103,8 +113,11 @@ pub fn verify(path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let backend = Backend::fastest();
-    let result =
-        pool.install(|| verify_chain(&start, reader, backend, &|bytes| bar.set_position(bytes)));
+    let result = pool.install(|| {
+        verify_chain(&start, reader, backend, &trusted, &|bytes| {
+            bar.set_position(bytes)
+        })
+    });
     let report = match result {
         Ok(report) => report,
         Err(e) => {
@@ -114,10 +127,23 @@ pub fn verify(path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
     };
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
+    let verdict = match report.anchor {
+        ChainAnchor::Trusted => format!(
+            "ok: chain {} ({}), anchored by its trusted key {},",
+            start.chain_id,
+            start.level,
+            fingerprint(&key_of(&start.public_key)),
+        ),
+        ChainAnchor::Unanchored => {
+            let note = trust.unanchored(&path.display().to_string(), &signers(&start), &trusted)?;
+            format!(
+                "{note}\nchecked: chain {} ({})",
+                start.chain_id, start.level
+            )
+        }
+    };
     println!(
-        "ok: chain {} ({}) from height {}: {} headers, {} entries, {} hashes ({:.1} M hashes/s on {} threads), {} items, {} child headers",
-        start.chain_id,
-        start.level,
+        "{verdict} from height {}: {} headers, {} entries, {} hashes ({:.1} M hashes/s on {} threads), {} items, {} child headers",
         start.height,
         report.headers,
         report.entries,
@@ -128,4 +154,23 @@ pub fn verify(path: &Path, threads: Option<usize>) -> anyhow::Result<()> {
         report.child_headers,
     );
     Ok(())
+}
+
+/// A key from the file's first line; it decoded while the file verified.
+fn key_of(hex_text: &str) -> Vec<u8> {
+    hex::decode(hex_text).unwrap_or_default()
+}
+
+/// The chain and key a file carries, and its children's, for an unanchored file's message.
+fn signers(start: &ChainStart) -> String {
+    let mut text = signer(&start.chain_id, &key_of(&start.public_key));
+    if !start.children.is_empty() {
+        let children: Vec<String> = start
+            .children
+            .iter()
+            .map(|c| signer(&c.chain_id, &key_of(&c.public_key)))
+            .collect();
+        text.push_str(&format!(" (recording {})", children.join(", ")));
+    }
+    text
 }

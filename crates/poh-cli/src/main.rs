@@ -1,7 +1,8 @@
 //! `poh`, the operator's command-line tool (SPEC §9): one module per command group —
 //! [`serve`] (a node), [`peers`] (the peers file), [`client`] (broadcast, check-peers,
 //! submit, status, subscribe, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs),
-//! [`chain`] (export, verify --chain), [`prove`] (prove, verify --proof), [`restore`],
+//! [`chain`] (export, verify --chain), [`prove`] (prove, verify --proof), [`trust`] (the
+//! `--trust` keys those three need), [`restore`],
 //! [`keygen`], [`certs`] and [`docs`] (completions, man). Each is a thin shell over the
 //! library crates, and every error ends as one line on stderr with a non-zero exit code.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ mod peers;
 mod prove;
 mod restore;
 mod serve;
+mod trust;
 mod tx;
 mod verify;
 
@@ -59,13 +61,14 @@ enum Command {
     Fingerprint(certs::FingerprintArgs),
     /// Generate an ML-DSA-87 signing key (a 32-byte seed, written with mode 0600).
     Keygen(keygen::Args),
-    /// Verify a PoH log file, or a chain file (--chain) from `poh export`, on every core;
-    /// exits non-zero naming the first bad item.
+    /// Verify a PoH log file, a chain file (--chain) from `poh export` on every core, or a
+    /// proof (--proof) from `poh prove`; exits non-zero naming the first bad item, or when no
+    /// --trust key signs a chain file or proof (unless --untrusted).
     Verify(verify::VerifyArgs),
     /// Write a node's chain (headers, PoH entries, recorded child headers, keys) to a file.
     Export(chain::ExportArgs),
     /// A transaction's inclusion proof, from its header up the federation, checked before
-    /// it is written.
+    /// it is written: it must be signed by a --trust key (unless --untrusted).
     Prove(prove::ProveArgs),
     /// Rebuild a sealed batch from any k of its erasure-coded fragments, check it against
     /// the header in a stopped node's store, and put its expired transactions back.

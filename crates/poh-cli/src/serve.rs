@@ -98,15 +98,17 @@ pub struct NodeArgs {
     /// [default: municipality].
     #[arg(long, env = "POH_LEVEL")]
     level: Option<Level>,
-    /// The parent's gRPC address (host:port), where this node pushes its sealed headers.
+    /// The parent's gRPC address (host:port, or https://host:port for TLS verified against
+    /// the system roots unless --tls-ca or a pin is given), where this node pushes its headers.
     #[arg(long, env = "POH_PARENT")]
     parent: Option<String>,
     /// The ML-DSA-87 key headers are signed with (from `poh keygen`)
     /// [default: <data-dir>/node.key, made on first start].
     #[arg(long, env = "POH_NODE_KEY")]
     node_key: Option<PathBuf>,
-    /// A child chain whose headers this node accepts, as CHAIN_ID=PUBKEY_FILE (the `.pub`
-    /// file `poh keygen` writes); repeat for each child.
+    /// A child chain whose headers this node accepts, as
+    /// CHAIN_ID=PUBKEY_FILE[@HASHES_PER_TICK]: the `.pub` file `poh keygen` writes, and the
+    /// child's hashes_per_tick (default: this node's own); repeat for each child.
     #[arg(long = "child", value_parser = parse_child)]
     children: Vec<ChildConfig>,
     /// Shortest time between two headers, in seconds [default: 1].
@@ -189,13 +191,26 @@ pub struct ServeOneArgs {
 }
 
 fn parse_child(s: &str) -> Result<ChildConfig, String> {
-    match s.split_once('=') {
-        Some((chain_id, file)) if !chain_id.is_empty() && !file.is_empty() => Ok(ChildConfig {
-            chain_id: chain_id.to_string(),
-            public_key_file: PathBuf::from(file),
-        }),
-        _ => Err("expected CHAIN_ID=PUBKEY_FILE".into()),
+    const FORM: &str = "expected CHAIN_ID=PUBKEY_FILE[@HASHES_PER_TICK]";
+    let (chain_id, rest) = s.split_once('=').ok_or(FORM)?;
+    // A key file's name may hold '@'; only a number after the last one is a tick rate.
+    let (file, hashes_per_tick) = match rest.rsplit_once('@') {
+        Some((file, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            let n = n
+                .parse::<u64>()
+                .map_err(|_| format!("{FORM}: {n} is not a hashes_per_tick"))?;
+            (file, Some(n))
+        }
+        _ => (rest, None),
+    };
+    if chain_id.is_empty() || file.is_empty() {
+        return Err(FORM.into());
     }
+    Ok(ChildConfig {
+        chain_id: chain_id.to_string(),
+        public_key_file: PathBuf::from(file),
+        hashes_per_tick,
+    })
 }
 
 fn parse_mode(s: &str) -> Result<PohMode, String> {
@@ -519,6 +534,33 @@ impl Signals {
         {
             let _ = tokio::signal::ctrl_c().await;
             Signal::Stop
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_is_a_chain_a_key_file_and_maybe_a_tick_rate() {
+        let plain = parse_child("municipality/tokyo=keys/tokyo.key.pub").unwrap();
+        assert_eq!(plain.chain_id, "municipality/tokyo");
+        assert_eq!(plain.public_key_file, PathBuf::from("keys/tokyo.key.pub"));
+        assert_eq!(plain.hashes_per_tick, None);
+        let rated = parse_child("municipality/tokyo=tokyo.pub@12500").unwrap();
+        assert_eq!(rated.public_key_file, PathBuf::from("tokyo.pub"));
+        assert_eq!(rated.hashes_per_tick, Some(12_500));
+        // An '@' that is not followed by a number belongs to the file's name.
+        let at = parse_child("municipality/tokyo=keys@home/tokyo.pub").unwrap();
+        assert_eq!(at.public_key_file, PathBuf::from("keys@home/tokyo.pub"));
+        for bad in [
+            "tokyo.pub",
+            "=tokyo.pub",
+            "municipality/tokyo=",
+            "a=b@99999999999999999999",
+        ] {
+            assert!(parse_child(bad).is_err(), "{bad}");
         }
     }
 }

@@ -25,7 +25,10 @@ const CHUNK_ENTRIES: usize = 8192;
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// The PoH log file (JSON lines: a header, then one entry per line).
-    #[arg(required_unless_present_any = ["chain", "proof"], conflicts_with_all = ["chain", "proof"])]
+    #[arg(
+        required_unless_present_any = ["chain", "proof"],
+        conflicts_with_all = ["chain", "proof", "trust", "untrusted"]
+    )]
     file: Option<PathBuf>,
     /// A chain file from `poh export`: every entry, tick period, header, signature and
     /// recorded child header is checked.
@@ -40,14 +43,17 @@ pub struct VerifyArgs {
     /// Use the plain one-entry-at-a-time verifier instead of the fast one.
     #[arg(long)]
     serial: bool,
+    /// For --chain and --proof, which carry signatures: the keys that anchor them.
+    #[command(flatten)]
+    trust: crate::trust::TrustArgs,
 }
 
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     if let Some(proof) = &args.proof {
-        return crate::prove::verify(proof);
+        return crate::prove::verify(proof, &args.trust);
     }
     let path = match (&args.file, &args.chain) {
-        (_, Some(chain)) => return crate::chain::verify(chain, args.threads),
+        (_, Some(chain)) => return crate::chain::verify(chain, args.threads, &args.trust),
         (Some(file), None) => file,
         (None, None) => bail!("give a PoH log file, --chain FILE or --proof FILE"),
     };

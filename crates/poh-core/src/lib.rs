@@ -15,9 +15,11 @@
 //! - [`seal`]: sealing a [`Batch`] of entries into a header, and [`HeaderVerifier`], which
 //!   checks a header and the entries it covers;
 //! - [`poh_log`]: the PoH log file format that `poh verify` reads;
-//! - [`proof`]: inclusion proofs, from an item's header up the federation levels;
+//! - [`proof`]: inclusion proofs, from an item's header up the federation levels, and the
+//!   link a trusted key anchors;
 //! - [`chain_file`]: the chain file `poh export` writes and `poh verify --chain` checks
-//!   whole: entries, tick periods, headers, signatures and recorded child headers.
+//!   whole: entries, tick periods, headers, signatures and recorded child headers, and
+//!   whether a trusted key anchors it.
 //!
 //! Data flow: a transport decodes a [`Tx`], [`Tx::validate`] and [`Tx::verify_signature`]
 //! admit it, its [`Tx::digest`] is handed to [`PohRecorder::record`], and the resulting

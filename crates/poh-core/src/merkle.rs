@@ -38,6 +38,80 @@ pub fn root<T: AsRef<[u8]>>(items: &[T]) -> Hash {
     level[0]
 }
 
+/// Every level of the tree over a set of items, kept so that each audit path is read, not
+/// recomputed: for a sealed header, whose items never change, every proof after the first
+/// costs `log n` lookups instead of `n` hashes.
+#[derive(Clone, Debug)]
+pub struct Tree {
+    /// Leaf hashes first, the root last; an odd last node is carried up unchanged, which is
+    /// the RFC's split at the largest power of two (see [`root`]).
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Tree {
+    /// The tree over `items`.
+    pub fn new<T: AsRef<[u8]>>(items: &[T]) -> Self {
+        let mut levels = vec![
+            items
+                .iter()
+                .map(|i| leaf_hash(i.as_ref()))
+                .collect::<Vec<_>>(),
+        ];
+        while let Some(below) = levels.last().filter(|l| l.len() > 1) {
+            let above = below
+                .chunks(2)
+                .map(|pair| match pair {
+                    [l, r] => node_hash(l, r),
+                    [single] => *single,
+                    _ => unreachable!("chunks(2) yields one or two"),
+                })
+                .collect();
+            levels.push(above);
+        }
+        Self { levels }
+    }
+
+    /// How many items it holds.
+    pub fn len(&self) -> usize {
+        self.levels.first().map_or(0, Vec::len)
+    }
+
+    /// Whether it holds no item.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The Merkle Tree Hash, as [`root`] gives it.
+    pub fn root(&self) -> Hash {
+        match self.levels.last().and_then(|top| top.first()) {
+            Some(top) if !self.is_empty() => *top,
+            _ => sha256(b""),
+        }
+    }
+
+    /// The audit path of item `index`, as [`inclusion_proof`] gives it.
+    pub fn path(&self, index: usize) -> Option<Vec<Hash>> {
+        if index >= self.len() {
+            return None;
+        }
+        let mut at = index;
+        let mut path = Vec::new();
+        for level in &self.levels[..self.levels.len() - 1] {
+            // A node without a sibling is carried up: no hash on the path at this level.
+            if let Some(sibling) = level.get(at ^ 1) {
+                path.push(*sibling);
+            }
+            at /= 2;
+        }
+        Some(path)
+    }
+
+    /// Bytes it occupies, for whoever caches trees.
+    pub fn bytes(&self) -> usize {
+        self.levels.iter().map(|l| l.len() * 32).sum()
+    }
+}
+
 /// The audit path of item `index` (RFC 6962 §2.1.1), or `None` when `index` is out of range.
 pub fn inclusion_proof<T: AsRef<[u8]>>(items: &[T], index: usize) -> Option<Vec<Hash>> {
     if index >= items.len() {
@@ -212,6 +286,19 @@ mod tests {
                 }
             }
             prop_assert_eq!(inclusion_proof(&items, items.len()), None);
+        }
+    }
+
+    #[test]
+    fn a_kept_tree_gives_the_rfc_root_and_paths() {
+        for n in 0..70usize {
+            let items: Vec<[u8; 1]> = (0..n).map(|i| [i as u8]).collect();
+            let tree = Tree::new(&items);
+            assert_eq!(tree.root(), root(&items), "n = {n}");
+            for i in 0..n {
+                assert_eq!(tree.path(i), inclusion_proof(&items, i), "n = {n}, i = {i}");
+            }
+            assert_eq!(tree.path(n), None);
         }
     }
 }

@@ -4,10 +4,32 @@
 //! A proof is a list of [`ProofLink`]s. The first says the item is leaf `index` of its
 //! header's items (an RFC 6962 audit path to `items_root`); each next one says the previous
 //! header's `header_hash` is an item of a header of the level above. Every header is signed;
-//! [`verify_links`] checks every path, every signature and every step up, and names the
-//! first link that fails.
+//! [`verify_links`] checks every path, every signature and every step up, names the first
+//! link that fails, and says which link a trusted key signed ([`Anchor`]).
+//!
+//! A header's signature only shows that whoever holds the key inside that header signed it,
+//! and anyone can make a key and sign headers under any chain id. So a proof means something
+//! only under a key the verifier already trusts. Trusting link `j`'s key vouches for links
+//! `0..=j`: a parent records only headers signed by the key it is configured with for that
+//! child, so each header down from `j` was checked by the level above it.
 
 use crate::{Hash, Header, merkle};
+
+/// Who vouches for a proof whose links all verify.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Anchor {
+    /// The header of `link` is signed by a trusted key, which vouches for it and every link
+    /// below; the highest such link.
+    Trusted {
+        /// 0 for the item's own header, then one per level up.
+        link: usize,
+        /// That header's chain.
+        chain_id: String,
+    },
+    /// Every link verifies, but no header is signed by a trusted key: anyone with a key of
+    /// their own could have made the proof.
+    Unanchored,
+}
 
 /// One step: `item` is leaf `index` of `header`'s items.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,8 +65,14 @@ pub fn link(items: &[Hash], index: usize, header: Header) -> Option<ProofLink> {
 }
 
 /// Checks that `item` is ordered by the first link's header and each header by the next
-/// one's, every header's signature included.
-pub fn verify_links(item: &Hash, links: &[ProofLink]) -> Result<(), ProofError> {
+/// one's, every header's signature included, and finds the highest link whose header is
+/// signed by one of the `trusted` public keys. Every link must verify, anchored or not: a
+/// proof with a broken link is refused whole.
+pub fn verify_links(
+    item: &Hash,
+    links: &[ProofLink],
+    trusted: &[Vec<u8>],
+) -> Result<Anchor, ProofError> {
     let fail = |link, why: String| Err(ProofError { link, why });
     let Some(first) = links.first() else {
         return fail(0, "the proof has no link".into());
@@ -99,7 +127,16 @@ pub fn verify_links(item: &Hash, links: &[ProofLink]) -> Result<(), ProofError> 
             }
         }
     }
-    Ok(())
+    let anchor = links
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, l)| trusted.contains(&l.header.public_key))
+        .map_or(Anchor::Unanchored, |(link, l)| Anchor::Trusted {
+            link,
+            chain_id: l.header.chain_id.clone(),
+        });
+    Ok(anchor)
 }
 
 #[cfg(test)]
@@ -127,36 +164,102 @@ mod tests {
         h
     }
 
-    #[test]
-    fn a_three_level_proof_verifies_and_each_broken_link_is_named() {
-        let key = SigningKey::from_seed(&[3; 32]).unwrap();
-        let tx = sha256(b"tx");
+    /// A municipality, continental and global header, each signed by its own key, the
+    /// transaction `tx` recorded at the bottom: the links, and the keys bottom up.
+    fn three_levels(tx: Hash) -> (Vec<ProofLink>, [SigningKey; 3]) {
+        let keys = [3, 4, 5].map(|seed| SigningKey::from_seed(&[seed; 32]).unwrap());
         let city_items: Vec<Hash> = (0..5u8).map(|i| sha256(&[i])).chain([tx]).collect();
-        let city = header(Level::Municipality, &city_items, &key);
+        let city = header(Level::Municipality, &city_items, &keys[0]);
         let continent_items = vec![sha256(b"a"), city.hash(), sha256(b"b")];
-        let continent = header(Level::Continental, &continent_items, &key);
+        let continent = header(Level::Continental, &continent_items, &keys[1]);
         let world_items = vec![continent.hash()];
-        let world = header(Level::Global, &world_items, &key);
+        let world = header(Level::Global, &world_items, &keys[2]);
         let links = vec![
             link(&city_items, 5, city).unwrap(),
             link(&continent_items, 1, continent).unwrap(),
             link(&world_items, 0, world).unwrap(),
         ];
-        verify_links(&tx, &links).unwrap();
-        assert_eq!(verify_links(&sha256(b"other"), &links).unwrap_err().link, 0);
+        (links, keys)
+    }
+
+    fn public(key: &SigningKey) -> Vec<u8> {
+        key.public_key().to_vec()
+    }
+
+    #[test]
+    fn a_three_level_proof_verifies_and_each_broken_link_is_named() {
+        let tx = sha256(b"tx");
+        let (links, keys) = three_levels(tx);
+        let trusted = [public(&keys[2])];
+        let verify = |links: &[ProofLink]| verify_links(&tx, links, &trusted);
+        assert!(matches!(
+            verify(&links),
+            Ok(Anchor::Trusted { link: 2, .. })
+        ));
+        let other = verify_links(&sha256(b"other"), &links, &trusted);
+        assert_eq!(other.unwrap_err().link, 0);
 
         let mut bad = links.clone();
         bad[1].audit_path[0].0[0] ^= 1;
-        assert_eq!(verify_links(&tx, &bad).unwrap_err().link, 1);
+        assert_eq!(verify(&bad).unwrap_err().link, 1);
         let mut bad = links.clone();
         bad[2].header.signature[0] ^= 1;
-        assert_eq!(verify_links(&tx, &bad).unwrap_err().link, 2);
+        assert_eq!(verify(&bad).unwrap_err().link, 2);
         let mut bad = links.clone();
         bad[1].index = 2;
-        assert_eq!(verify_links(&tx, &bad).unwrap_err().link, 1);
+        assert_eq!(verify(&bad).unwrap_err().link, 1);
         let mut bad = links.clone();
         bad.swap(1, 2);
-        assert_eq!(verify_links(&tx, &bad).unwrap_err().link, 1);
-        assert_eq!(verify_links(&tx, &[]).unwrap_err().link, 0);
+        assert_eq!(verify(&bad).unwrap_err().link, 1);
+        assert_eq!(verify(&[]).unwrap_err().link, 0);
+    }
+
+    #[test]
+    fn only_a_trusted_key_anchors_a_proof_and_it_vouches_for_the_links_below_it() {
+        let tx = sha256(b"tx");
+        // Fresh keys sign every level: the proof is whole, yet nothing vouches for it.
+        let (links, keys) = three_levels(tx);
+        let stranger = public(&SigningKey::from_seed(&[9; 32]).unwrap());
+        let anchor = |trusted: &[Vec<u8>]| verify_links(&tx, &links, trusted).unwrap();
+        assert_eq!(anchor(&[]), Anchor::Unanchored);
+        assert_eq!(anchor(std::slice::from_ref(&stranger)), Anchor::Unanchored);
+        let at = |link: usize, level: Level| Anchor::Trusted {
+            link,
+            chain_id: format!("{level}/x"),
+        };
+        assert_eq!(
+            anchor(&[stranger.clone(), public(&keys[2])]),
+            at(2, Level::Global)
+        );
+        assert_eq!(anchor(&[public(&keys[1])]), at(1, Level::Continental));
+        assert_eq!(anchor(&[public(&keys[0])]), at(0, Level::Municipality));
+        // The highest trusted link is the one named: it vouches for the most.
+        assert_eq!(
+            anchor(&[public(&keys[0]), public(&keys[1])]),
+            at(1, Level::Continental)
+        );
+    }
+
+    #[test]
+    fn a_forged_top_over_a_genuine_lower_part_is_not_anchored_by_the_genuine_top_key() {
+        let tx = sha256(b"tx");
+        let (mut links, keys) = three_levels(tx);
+        // Someone else's global header, under the same chain id, over the genuine
+        // continental one: every link still verifies on its own terms.
+        let forger = SigningKey::from_seed(&[7; 32]).unwrap();
+        let world_items = vec![links[1].header.hash()];
+        let forged = header(Level::Global, &world_items, &forger);
+        assert_eq!(forged.chain_id, links[2].header.chain_id);
+        links[2] = link(&world_items, 0, forged).unwrap();
+        let anchor = |trusted: &[Vec<u8>]| verify_links(&tx, &links, trusted).unwrap();
+        assert_eq!(anchor(&[public(&keys[2])]), Anchor::Unanchored);
+        // The genuine continental key still vouches for what it signed, and no further.
+        assert_eq!(
+            anchor(&[public(&keys[2]), public(&keys[1])]),
+            Anchor::Trusted {
+                link: 1,
+                chain_id: "continental/x".into()
+            }
+        );
     }
 }

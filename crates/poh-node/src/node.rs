@@ -24,7 +24,7 @@ use crate::{
     federation::{
         Federation,
         link::ChildLink,
-        prove::Upward,
+        prove::{Prover, Upward},
         sealer::{Schedule, Sealer},
     },
     ingress::{
@@ -101,11 +101,11 @@ impl Node {
         let peers_tls = ClientTls::of_node(&config, &tls)?;
         let (federation, node_key) = load_federation(&config).await?;
         let upward = match &config.federation.parent {
-            Some(parent) => Some(Arc::new(Upward::new(
+            Some(parent) => Some(Upward::new(
                 parent,
                 &peers_tls,
                 Duration::from_millis(config.peers.timeout_ms),
-            )?)),
+            )?),
             None => None,
         };
         let shutdown = CancellationToken::new();
@@ -115,7 +115,11 @@ impl Node {
             sealed: sealed_rx,
             shutdown: shutdown.clone(),
             federation: Arc::new(federation),
-            upward,
+            prover: Arc::new(Prover::new(
+                store.clone(),
+                upward,
+                metrics.federation.proof_trees.clone(),
+            )),
             pipeline: pipeline.clone(),
             store,
             metrics: metrics.clone(),
@@ -130,6 +134,11 @@ impl Node {
                 config.limits.buffered_bytes,
                 config.limits.buffered_bytes_per_client,
                 metrics.buffered_bytes.clone(),
+            ),
+            link_buffered: ByteBudget::new(
+                config.federation.link_buffered_bytes,
+                crate::federation::parent::LINK_SHARE_BYTES,
+                metrics.federation.link_buffered_bytes.clone(),
             ),
         };
         let mut tasks = JoinSet::new();

@@ -3,6 +3,8 @@
 //!
 //! - [`v1`]: the generated messages, enums, clients and servers;
 //! - [`federation`]: `poh.federation.v1`, the link a child chain pushes its headers over;
+//! - [`bounded`]: the federation link's codec, which refuses a message that would decode
+//!   into far more memory than its bytes, and the link's size and count caps;
 //! - `timestamped`: `Tx` and `TxRequest`, hand-written so a `-0.0` timestamp is sent (prost
 //!   drops it), re-exported in [`v1`] and used by the generated code in their place.
 //!
@@ -12,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod bounded;
 mod timestamped;
 
 /// Generated `poh.v1` messages, enums, clients and servers.

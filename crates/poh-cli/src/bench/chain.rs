@@ -81,7 +81,8 @@ pub fn run(args: &ChainArgs) -> anyhow::Result<()> {
     let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let started = Instant::now();
     let (start, reader) = ChainReader::open(BufReader::with_capacity(1 << 20, file))?;
-    let report = verify_chain(&start, reader, Backend::fastest(), &|_| {})
+    // Only the checks are timed: trust means nothing for a file the bench signed itself.
+    let report = verify_chain(&start, reader, Backend::fastest(), &[], &|_| {})
         .map_err(|e| anyhow::anyhow!("the bench chain does not verify: {e}"))?;
     let verify_s = started.elapsed().as_secs_f64();
     if report.entries != args.entries || report.hashes != hashes || report.headers != headers {

@@ -176,8 +176,10 @@ pub(crate) struct NodeHttp {
 }
 
 impl NodeHttp {
+    /// Refuses a token for an `http://` URL off this machine unless `--insecure`.
     pub(crate) fn new(url: &str, tls: &TlsArgs, timeout: Duration) -> anyhow::Result<Self> {
         let tls = tls.client_tls()?;
+        tls.check_url(url).with_context(|| format!("--url {url}"))?;
         let client =
             poh_node::network::client::http_client(timeout, &tls.trust, tls.identity.as_ref())?;
         Ok(Self {
@@ -252,7 +254,8 @@ impl PeersArgs {
 #[derive(clap::Args, Debug)]
 pub struct EndpointArgs {
     /// A node's gRPC address (repeat for several: each call starts at the next one, failing
-    /// over past one that is down).
+    /// over past one that is down): `https://HOST:PORT` is always TLS; `HOST:PORT` is TLS
+    /// when a TLS flag is given, else plaintext, which carries a token only to loopback.
     #[arg(long = "endpoint", default_value = "127.0.0.1:50051")]
     endpoints: Vec<String>,
     /// Milliseconds to wait for one endpoint.

@@ -379,7 +379,10 @@ fn a_three_level_federation_seals_every_transaction_up_to_the_global_chain() {
         file.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "export: {}", text(&out.stderr));
-    let out = poh(&["verify", "--chain", file.to_str().unwrap()]);
+    let [earth_pub, asia_pub, tokyo_pub] = [&earth_key, &asia_key, &tokyo_key].map(|k| pubkey(k));
+    let chain_under =
+        |key: &str| poh(&["verify", "--chain", file.to_str().unwrap(), "--trust", key]);
+    let out = chain_under(&earth_pub);
     assert!(
         out.status.success(),
         "verify --chain: {}",
@@ -387,9 +390,13 @@ fn a_three_level_federation_seals_every_transaction_up_to_the_global_chain() {
     );
     let report = text(&out.stdout);
     assert!(
-        report.contains("global/earth") && !report.contains(" 0 child headers"),
+        report.contains("global/earth")
+            && report.contains("anchored by")
+            && !report.contains(" 0 child headers"),
         "{report}"
     );
+    // The continental key vouches for asia's headers, not for the global chain's own.
+    assert!(!chain_under(&asia_pub).status.success());
 
     // A tampered copy is refused, naming the changed line: here one entry's num_hashes.
     let original = std::fs::read_to_string(&file).unwrap();
@@ -400,12 +407,13 @@ fn a_three_level_federation_seals_every_transaction_up_to_the_global_chain() {
         .unwrap();
     lines[at] = lines[at].replacen("\"num_hashes\":500,", "\"num_hashes\":499,", 1);
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = poh(&["verify", "--chain", file.to_str().unwrap()]);
+    let out = chain_under(&earth_pub);
     assert!(!out.status.success());
     let error = text(&out.stderr);
     assert!(error.contains(&format!("line {}:", at + 1)), "{error}");
 
-    // A municipality transaction's proof reaches the global chain, and verifies offline.
+    // A municipality transaction's proof reaches the global chain, and verifies offline
+    // under the global key, or the continental one for the links it signed and below.
     let proof = d.join("tokyo.proof");
     wait_for(
         "a proof of a tokyo transaction up to the global chain",
@@ -418,14 +426,21 @@ fn a_three_level_federation_seals_every_transaction_up_to_the_global_chain() {
                 &munis[0].1.base,
                 "--out",
                 proof.to_str().unwrap(),
+                "--trust",
+                &tokyo_pub,
+                "--trust",
+                &earth_pub,
             ]);
             assert!(out.status.success(), "prove: {}", text(&out.stderr));
             text(&out.stdout)
-                .contains("up to global/earth")
+                .contains(
+                    "up to global/earth (global), anchored by the trusted key of global/earth",
+                )
                 .then_some(())
         },
     );
-    let out = poh(&["verify", "--proof", proof.to_str().unwrap()]);
+    let proof_file = proof.to_str().unwrap();
+    let out = poh(&["verify", "--proof", proof_file, "--trust", &earth_pub]);
     assert!(
         out.status.success(),
         "verify --proof: {}",
@@ -436,11 +451,18 @@ fn a_three_level_federation_seals_every_transaction_up_to_the_global_chain() {
         "{}",
         text(&out.stdout)
     );
+    let out = poh(&["verify", "--proof", proof_file, "--trust", &asia_pub]);
+    let report = text(&out.stdout);
+    assert!(
+        out.status.success() && report.contains("of continental/asia (link 1)"),
+        "{report}"
+    );
+    assert!(!poh(&["verify", "--proof", proof_file]).status.success());
     let mut tampered: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
     tampered["links"][1]["index"] = (tampered["links"][1]["index"].as_u64().unwrap() ^ 1).into();
     std::fs::write(&proof, tampered.to_string()).unwrap();
-    let out = poh(&["verify", "--proof", proof.to_str().unwrap()]);
+    let out = poh(&["verify", "--proof", proof_file, "--trust", &earth_pub]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("link 1"),

@@ -3,6 +3,7 @@
 mod common;
 mod federation;
 mod flood;
+mod link_attack;
 mod network;
 mod observability;
 mod operator;
@@ -11,3 +12,4 @@ mod restore;
 mod serve;
 mod subscribe;
 mod tools;
+mod trust;

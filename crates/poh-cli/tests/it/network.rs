@@ -428,3 +428,48 @@ fn http_status_tls(base: &str, ca: &str, cert: &str, key: &str, path: &str) -> u
                 .as_u16()
         })
 }
+
+/// `poh submit --endpoint https://…` speaks TLS with no TLS flag (trusting the system's roots):
+/// a plain listener standing in for the node sees a ClientHello, never the HTTP/2 preface and
+/// the token, and the command fails instead of talking in the clear.
+#[test]
+fn submit_to_an_https_endpoint_speaks_tls_without_any_tls_flag() {
+    use std::io::Read as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let node = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let mut first = [0u8; 16];
+        let n = stream.read(&mut first).unwrap_or(0);
+        first[..n].to_vec()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "cli-token\n").unwrap();
+    let out = poh(&[
+        "submit",
+        "--endpoint",
+        &format!("https://{addr}"),
+        "--tx-id",
+        "over-tls",
+        "--payload",
+        "hi",
+        "--token-file",
+        token.to_str().unwrap(),
+        "--timeout-ms",
+        "3000",
+    ]);
+    // Unblocks the listener when poh never connected, so the test fails instead of hanging.
+    let _ = std::net::TcpStream::connect(addr);
+    let first = node.join().unwrap();
+    assert!(
+        first.starts_with(&[0x16, 0x03]),
+        "expected a TLS ClientHello, got {:?}; poh said {}",
+        String::from_utf8_lossy(&first),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{out:?}");
+}

@@ -1,4 +1,7 @@
-use super::{verify::verify_chain, *};
+use super::{
+    verify::{ChainAnchor, verify_chain},
+    *,
+};
 use crate::{Batch, Poh, PohState, SigningKey, chain::Backend, seal::ChainHead, sha256};
 
 const HPT: u64 = 16;
@@ -53,6 +56,11 @@ fn seal(
 /// A continental chain that records a municipality's headers (and some transactions), as
 /// file lines: the start line, then records.
 fn file() -> (ChainStart, Vec<Record>) {
+    file_signed_by(&key(2))
+}
+
+/// [`file`], the continental chain signed by `parent_key`.
+fn file_signed_by(parent_key: &SigningKey) -> (ChainStart, Vec<Record>) {
     let mut n = 0u8;
     let child_entries = entries(CHILD, 4, &mut || {
         n = n.wrapping_add(1);
@@ -72,7 +80,7 @@ fn file() -> (ChainStart, Vec<Record>) {
         }
     });
     assert!(pending.is_empty(), "every child header recorded");
-    let parent_headers = seal(PARENT, Level::Continental, &key(2), &parent_entries, 7);
+    let parent_headers = seal(PARENT, Level::Continental, parent_key, &parent_entries, 7);
     let mut records = Vec::new();
     let mut seq = 0u64;
     for h in &parent_headers {
@@ -95,7 +103,7 @@ fn file() -> (ChainStart, Vec<Record>) {
         chain_id: PARENT.into(),
         level: Level::Continental,
         hashes_per_tick: HPT,
-        public_key: hex::encode(key(2).public_key()),
+        public_key: hex::encode(parent_key.public_key()),
         height: 0,
         prev_header_hash: Hash::default(),
         poh_start: 0,
@@ -120,10 +128,18 @@ fn text(start: &ChainStart, records: &[Record]) -> Vec<u8> {
 }
 
 fn check(start: &ChainStart, records: &[Record]) -> Result<verify::Report, verify::ChainError> {
+    check_trusting(start, records, &[])
+}
+
+fn check_trusting(
+    start: &ChainStart,
+    records: &[Record],
+    trusted: &[Vec<u8>],
+) -> Result<verify::Report, verify::ChainError> {
     let bytes = text(start, records);
     let (read_start, reader) = ChainReader::open(bytes.as_slice()).unwrap();
     assert_eq!(&read_start, start);
-    verify_chain(&read_start, reader, Backend::fastest(), &|_| {})
+    verify_chain(&read_start, reader, Backend::fastest(), trusted, &|_| {})
 }
 
 /// The line (1-based, the start line being 1) of record `i`.
@@ -149,6 +165,45 @@ fn a_whole_chain_verifies_and_is_counted() {
             .count() as u64
     );
     assert!(report.headers >= 2 && report.items > report.child_headers);
+}
+
+/// The keys a file lists are its own claim: only a key the verifier already holds anchors
+/// it, and only the chain's own key vouches for the chain.
+#[test]
+fn only_a_trusted_chain_key_anchors_a_chain_file() {
+    let public = |seed: u8| key(seed).public_key().to_vec();
+    let anchor = |start: &ChainStart, records: &[Record], trusted: &[Vec<u8>]| {
+        check_trusting(start, records, trusted).unwrap().anchor
+    };
+    let (start, records) = file();
+    assert_eq!(anchor(&start, &records, &[]), ChainAnchor::Unanchored);
+    assert_eq!(
+        anchor(&start, &records, &[public(9)]),
+        ChainAnchor::Unanchored
+    );
+    // The child's key vouches for the child's headers, not for the chain that recorded them.
+    assert_eq!(
+        anchor(&start, &records, &[public(1)]),
+        ChainAnchor::Unanchored
+    );
+    assert_eq!(
+        anchor(&start, &records, &[public(9), public(2)]),
+        ChainAnchor::Trusted
+    );
+    // The same chain id sealed under a fresh key checks whole, and the genuine key does not
+    // anchor it.
+    let (forged_start, forged) = file_signed_by(&key(7));
+    assert_eq!(forged_start.chain_id, start.chain_id);
+    assert_eq!(
+        anchor(&forged_start, &forged, &[public(2)]),
+        ChainAnchor::Unanchored
+    );
+    assert_eq!(
+        anchor(&forged_start, &forged, &[public(7)]),
+        ChainAnchor::Trusted
+    );
+    // A file with no header has nothing for a key to vouch for.
+    assert_eq!(anchor(&start, &[], &[public(2)]), ChainAnchor::Unanchored);
 }
 
 /// Each tampering is caught, and named by the line of the item changed.
@@ -312,6 +367,6 @@ fn files_that_are_not_chains_are_refused_with_their_line() {
     let mut bytes = text(&start, &records[..3]);
     bytes.extend_from_slice(b"{\"what\":1}\n");
     let (start, reader) = ChainReader::open(bytes.as_slice()).unwrap();
-    let e = verify_chain(&start, reader, Backend::fastest(), &|_| {}).unwrap_err();
+    let e = verify_chain(&start, reader, Backend::fastest(), &[], &|_| {}).unwrap_err();
     assert_eq!(e.line, 5, "{e}");
 }

@@ -6,6 +6,10 @@
 //! `poh_end_hash`, `items_root`, `item_count`. Each child header must be signed by its
 //! chain's listed key, follow the previous one of its chain, and be the item at the
 //! `recorded_at_seq` it is listed with. Memory stays bounded by the batch.
+//!
+//! The keys the file lists are only what it claims: a file that checks is self-consistent,
+//! and anyone can write one under a key of their own. It is anchored ([`ChainAnchor`]) only
+//! when its chain's key is one the verifier already trusts.
 
 use std::{collections::HashMap, io::BufRead};
 
@@ -35,6 +39,21 @@ pub struct Report {
     pub items: u64,
     /// Child headers checked.
     pub child_headers: u64,
+    /// Whether a trusted key vouches for what was checked.
+    pub anchor: ChainAnchor,
+}
+
+/// Whether a key the verifier trusts vouches for a file that checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChainAnchor {
+    /// The chain's headers are signed by a trusted key. It vouches for them and for the
+    /// child headers they record, which the chain accepted only under the keys it is
+    /// configured with for its children.
+    Trusted,
+    /// Everything checks, but the chain's key is not a trusted one (or the file holds no
+    /// header for a key to vouch for).
+    #[default]
+    Unanchored,
 }
 
 /// The first thing wrong with a chain file.
@@ -77,11 +96,13 @@ struct ChildChain {
     next: Option<(u64, Hash, Option<u64>)>,
 }
 
-/// Checks everything after the first line; `progress` gets the bytes read so far.
+/// Checks everything after the first line, and whether the chain's key is one of the
+/// `trusted` public keys; `progress` gets the bytes read so far.
 pub fn verify_chain<R: BufRead>(
     start: &ChainStart,
     mut reader: ChainReader<R>,
     backend: Backend,
+    trusted: &[Vec<u8>],
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Report, ChainError> {
     let key = hex::decode(&start.public_key).or_else(|_| fail(1, "public_key", "not hex"))?;
@@ -166,6 +187,9 @@ pub fn verify_chain<R: BufRead>(
     }
     check.flush()?;
     progress(reader.bytes_read());
+    if check.report.headers > 0 && trusted.contains(&check.verifier.public_key) {
+        check.report.anchor = ChainAnchor::Trusted;
+    }
     Ok(check.report)
 }
 

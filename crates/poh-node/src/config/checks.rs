@@ -14,10 +14,12 @@ impl NodeConfig {
         }
         self.poh.validate()?;
         let ingest = &self.ingest;
-        if ingest.max_batch == 0 {
-            return Err(NodeError::Config(
-                "ingest.max_batch must be at least 1".into(),
-            ));
+        // One commit's items are one PoH entry, which one header must be able to cover.
+        let most = poh_proto::bounded::MAX_HEADER_ITEMS / 2;
+        if ingest.max_batch == 0 || ingest.max_batch > most {
+            return Err(NodeError::Config(format!(
+                "ingest.max_batch must be between 1 and {most}"
+            )));
         }
         if ingest.queue_bytes < (1 << 20) {
             return Err(NodeError::Config(
@@ -52,6 +54,7 @@ impl NodeConfig {
         }
         self.check_write_paths()?;
         self.check_federation()?;
+        self.check_parent_credentials()?;
         self.check_buffered()?;
         self.check_retention()?;
         // Fragments: a coding reed-solomon-simd supports, and locations that parse (they are
@@ -148,11 +151,6 @@ impl NodeConfig {
             self.quic
                 .as_ref()
                 .map(|q| ("quic.max_frame_bytes", q.max_frame_bytes)),
-            // A child's header arrives with its entries in one message of up to this size.
-            (!self.federation.children.is_empty()).then_some((
-                "a federation link message",
-                crate::federation::parent::MAX_MESSAGE_BYTES,
-            )),
         ];
         match largest
             .into_iter()
@@ -167,6 +165,8 @@ impl NodeConfig {
         }
     }
 }
+
+use poh_core::recorder::{MAX_HASHES_PER_TICK, MIN_HASHES_PER_TICK};
 
 impl NodeConfig {
     /// Intervals that can be kept, and children that fit this node's level.
@@ -199,6 +199,26 @@ impl NodeConfig {
                     child.chain_id
                 )));
             }
+            if let Some(hpt) = child.hashes_per_tick
+                && !(MIN_HASHES_PER_TICK..=MAX_HASHES_PER_TICK).contains(&hpt)
+            {
+                return Err(NodeError::Config(format!(
+                    "child {}: hashes_per_tick {hpt} is outside {MIN_HASHES_PER_TICK}..={MAX_HASHES_PER_TICK}",
+                    child.chain_id
+                )));
+            }
+        }
+        if !(f.max_child_clock_skew.is_finite() && f.max_child_clock_skew >= 0.0) {
+            return Err(NodeError::Config(
+                "federation.max_child_clock_skew must be a number of seconds, 0 or more".into(),
+            ));
+        }
+        if f.link_buffered_bytes < crate::federation::parent::LINK_SHARE_BYTES {
+            return Err(NodeError::Config(format!(
+                "federation.link_buffered_bytes must be at least {} (one child's share: three \
+                 link messages)",
+                crate::federation::parent::LINK_SHARE_BYTES
+            )));
         }
         if f.parent.is_some() && f.level == poh_core::Level::Global {
             return Err(NodeError::Config(
@@ -206,6 +226,36 @@ impl NodeConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl NodeConfig {
+    /// The peers' token goes with the federation link, so it must not go in plain text to a
+    /// parent off this machine (SPEC §8). The link would refuse it anyway; refusing here says
+    /// which settings, before anything starts.
+    fn check_parent_credentials(&self) -> Result<(), NodeError> {
+        let (Some(parent), Some(_)) = (&self.federation.parent, &self.peers.token_file) else {
+            return Ok(());
+        };
+        // What `ClientTls::is_on` will say of the clients `[tls]` makes: TLS with a
+        // certificate (a CA needs one too) or insecure.
+        let tls_on = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.insecure || t.cert.is_some() || t.pkcs12.is_some());
+        let plaintext = crate::network::client::grpc::plaintext_host(parent, tls_on)
+            .map_err(|e| NodeError::Config(format!("--parent {parent}: {e}")))?;
+        match plaintext {
+            Some(host) if !crate::network::client::plaintext::is_loopback(&host) => {
+                Err(NodeError::Config(format!(
+                    "--parent {parent} is dialled in plain text, and the peers' token \
+                     (peers.token_file) would go to {host}, which is not a loopback address: \
+                     write the parent https://{host}:PORT, or give the node TLS ([tls] cert and \
+                     key, or insecure)"
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -430,10 +430,17 @@ pub struct FederationConfig {
     /// Items a header aims to hold: a header is sealed once this many items wait (and
     /// `min_batch_interval` has passed), so the interval shortens as the load grows.
     pub target_items: u64,
-    /// The parent's gRPC address (`host:port`), where this node pushes its headers.
+    /// The parent's gRPC address (`host:port`, or `https://host:port`: always TLS, against
+    /// the system roots unless a CA or pin is configured), where this node pushes its headers.
     pub parent: Option<String>,
     /// The chains whose headers this node accepts (the level below).
     pub children: Vec<ChildConfig>,
+    /// Seconds a child's header timestamp may be ahead of this node's clock.
+    pub max_child_clock_skew: f64,
+    /// Bytes the federation link may hold across all children (their messages as they
+    /// arrive and their decoded headers while checked), apart from client writes' budget.
+    /// One child address may hold three link messages' worth (48 MiB) of it.
+    pub link_buffered_bytes: usize,
 }
 
 impl Default for FederationConfig {
@@ -446,6 +453,8 @@ impl Default for FederationConfig {
             target_items: 10_000,
             parent: None,
             children: Vec::new(),
+            max_child_clock_skew: 30.0,
+            link_buffered_bytes: 96 << 20,
         }
     }
 }
@@ -458,6 +467,10 @@ pub struct ChildConfig {
     pub chain_id: String,
     /// Its public key: the `.pub` file `poh keygen` writes (hex).
     pub public_key_file: PathBuf,
+    /// Its `hashes_per_tick`, which its tick periods must keep; this node's own when unset.
+    /// Taken from here, never from what the child says.
+    #[serde(default)]
+    pub hashes_per_tick: Option<u64>,
 }
 
 impl NodeConfig {

@@ -93,7 +93,7 @@ pub fn public_key_path(key: &Path) -> PathBuf {
 }
 
 /// Reads a public-key file: the key in hex (2592 bytes), surrounding white space ignored.
-pub(crate) fn read_public_key(path: &Path) -> Result<Vec<u8>, NodeError> {
+pub fn read_public_key(path: &Path) -> Result<Vec<u8>, NodeError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| NodeError::Config(format!("public key {}: {e}", path.display())))?;
     hex::decode(text.trim())

@@ -10,16 +10,18 @@
 use std::{sync::Arc, time::Duration};
 
 use poh_core::{Entry, Header};
-use poh_proto::federation::{
-    self as fed, ChildMessage, ParentMessage, child_message, federation_client::FederationClient,
-    parent_message,
+use poh_proto::{
+    bounded::MAX_LINK_MESSAGE_BYTES,
+    federation::{
+        self as fed, ChildMessage, ParentMessage, child_message,
+        federation_client::FederationClient, parent_message,
+    },
 };
 use poh_store::Store;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::parent::MAX_MESSAGE_BYTES;
 use crate::{
     network::client::{ClientTls, grpc_channel},
     wire::protobuf::sealed_to_pb,
@@ -70,11 +72,11 @@ impl ChildLink {
 
     /// One connection: hello, then headers from where the parent stands, as they are sealed.
     async fn session(&mut self) -> Result<(), String> {
-        let config = self.tls.grpc_config().map_err(|e| e.to_string())?;
-        let channel = grpc_channel(&self.parent, config.as_ref(), self.timeout)?;
+        let channel =
+            grpc_channel(&self.parent, &self.tls, self.timeout).map_err(|e| e.to_string())?;
         let mut client = FederationClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            .max_decoding_message_size(MAX_LINK_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_LINK_MESSAGE_BYTES);
         let (out, outbound) = mpsc::channel::<ChildMessage>(WINDOW as usize);
         let hello = fed::Hello {
             chain_id: self.chain_id.clone(),

@@ -28,6 +28,9 @@ pub struct Child {
     pub chain_id: String,
     /// Its ML-DSA-87 public key.
     pub public_key: Vec<u8>,
+    /// The `hashes_per_tick` its tick periods are checked against (this node's setting for
+    /// it, never the child's word).
+    pub hashes_per_tick: u64,
 }
 
 /// The node's place in the federation (`GET /v1/federation`).
@@ -43,6 +46,8 @@ pub struct Federation {
     pub children: Vec<Child>,
     /// The public key its headers are signed with.
     pub public_key: Vec<u8>,
+    /// Seconds a child's header timestamp may be ahead of this node's clock.
+    pub max_child_clock_skew: f64,
 }
 
 impl Federation {
@@ -58,6 +63,7 @@ impl Federation {
                 Ok(Child {
                     chain_id: c.chain_id.clone(),
                     public_key: key::read_public_key(Path::new(&c.public_key_file))?,
+                    hashes_per_tick: c.hashes_per_tick.unwrap_or(config.poh.hashes_per_tick),
                 })
             })
             .collect::<Result<_, NodeError>>()?;
@@ -73,6 +79,7 @@ impl Federation {
             parent: f.parent.clone(),
             children,
             public_key: key.public_key().to_vec(),
+            max_child_clock_skew: f.max_child_clock_skew,
         };
         Ok((federation, key))
     }

@@ -15,6 +15,7 @@
 use std::{sync::Arc, time::Duration};
 
 use poh_core::{Batch, ChainHead, Level, SigningKey};
+use poh_proto::bounded;
 use poh_store::Store;
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -26,9 +27,10 @@ use crate::{
 
 /// Most entries one header covers, so that sealing (and a verifier) holds a bounded batch.
 /// Far above what any interval gathers (160 ticks a second plus one entry per commit).
-const MAX_HEADER_ENTRIES: u64 = 1 << 16;
-/// Most items one header covers (32 bytes each in memory while sealing).
-const MAX_HEADER_ITEMS: usize = 1 << 20;
+const MAX_HEADER_ENTRIES: u64 = bounded::MAX_HEADER_ENTRIES as u64;
+/// Most items one header covers: with its entries, the header fits one link message, so
+/// the parent can always take it.
+const MAX_HEADER_ITEMS: usize = bounded::MAX_HEADER_ITEMS;
 /// Entries read from the store at a time.
 const PAGE: usize = 1024;
 const PAGE_BYTES: usize = 4 << 20;
@@ -91,8 +93,7 @@ impl Sealer {
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(self.schedule.poll()) => {}
             }
-            let gathered = self.gather(take(&mut batch)?).await?;
-            let full = is_full(&gathered);
+            let (gathered, full) = self.gather(take(&mut batch)?).await?;
             let items = gathered.items().len() as u64;
             if gathered.entries() > 0 && self.schedule.due(last.elapsed(), items, full) {
                 let head = self.seal(gathered).await?;
@@ -104,15 +105,17 @@ impl Sealer {
         }
     }
 
-    /// Adds the entries stored durably since the batch's last one.
-    async fn gather(&self, mut batch: Batch) -> Result<Batch, NodeError> {
+    /// Adds the entries stored durably since the batch's last one, as many as a header may
+    /// cover; whether it is full (the next entry would not fit).
+    async fn gather(&self, mut batch: Batch) -> Result<(Batch, bool), NodeError> {
         let durable = self.pipeline.poh().state.entries;
-        if batch.next_entry() >= durable || is_full(&batch) {
-            return Ok(batch);
+        if batch.next_entry() >= durable || batch.entries() >= MAX_HEADER_ENTRIES {
+            let full = batch.entries() >= MAX_HEADER_ENTRIES;
+            return Ok((batch, full));
         }
         let store = self.store.clone();
         blocking(move || {
-            while batch.next_entry() < durable && !is_full(&batch) {
+            while batch.next_entry() < durable {
                 let room = MAX_HEADER_ENTRIES - batch.entries();
                 let want = (durable - batch.next_entry()).min(room).min(PAGE as u64) as usize;
                 let page = store
@@ -122,13 +125,17 @@ impl Sealer {
                     break;
                 }
                 for entry in &page.entries {
+                    if !fits(&batch, entry.mixins.len()) {
+                        return Ok((batch, true));
+                    }
                     batch.push(entry).map_err(|failure| {
                         tracing::error!(%failure, entry = batch.next_entry(), "stored PoH entry breaks its tick period");
                         NodeError::TaskFailed("sealer (a stored entry breaks the chain's rules)")
                     })?;
                 }
             }
-            Ok(batch)
+            let full = batch.entries() >= MAX_HEADER_ENTRIES;
+            Ok((batch, full))
         })
         .await
     }
@@ -157,8 +164,14 @@ impl Sealer {
     }
 }
 
-fn is_full(batch: &Batch) -> bool {
-    batch.entries() >= MAX_HEADER_ENTRIES || batch.items().len() >= MAX_HEADER_ITEMS
+/// Whether one more entry with `mixins` items fits the batch's header. An empty batch takes
+/// any entry: one entry holds one commit's items, which `ingest.max_batch` keeps below the cap.
+fn fits(batch: &Batch, mixins: usize) -> bool {
+    fits_counts(batch.entries(), batch.items().len(), mixins)
+}
+
+fn fits_counts(entries: u64, items: usize, mixins: usize) -> bool {
+    entries == 0 || (entries < MAX_HEADER_ENTRIES && items + mixins <= MAX_HEADER_ITEMS)
 }
 
 /// The batch is always put back before the next turn; its absence would be a bug.
@@ -249,5 +262,27 @@ mod tests {
         assert!(!s.due(Duration::from_millis(1_999), 999, false));
         assert!(s.due(Duration::from_millis(2_000), 0, false));
         assert_eq!(s.poll(), Duration::from_millis(50));
+    }
+
+    /// A header stops at the caps the link can carry: the entry that would pass either is
+    /// left for the next header.
+    #[test]
+    fn a_header_stops_where_its_message_would_no_longer_fit() {
+        assert!(fits_counts(
+            MAX_HEADER_ENTRIES - 1,
+            MAX_HEADER_ITEMS - 10,
+            10
+        ));
+        assert!(!fits_counts(
+            MAX_HEADER_ENTRIES - 1,
+            MAX_HEADER_ITEMS - 10,
+            11
+        ));
+        assert!(!fits_counts(MAX_HEADER_ENTRIES, 0, 0));
+        assert!(
+            fits_counts(0, 0, MAX_HEADER_ITEMS + 1),
+            "an empty header takes any entry"
+        );
+        assert_eq!(MAX_HEADER_ITEMS, 1 << 18);
     }
 }

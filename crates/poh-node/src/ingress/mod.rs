@@ -40,10 +40,13 @@ pub(crate) struct Services {
     pub limiter: Arc<limits::ClientLimiter>,
     /// The bytes held while requests are read, across all clients.
     pub buffered: Arc<limits::ByteBudget>,
+    /// The federation link's own budget: children's messages and the headers being checked,
+    /// so a link can never take the room of client writes.
+    pub link_buffered: Arc<limits::ByteBudget>,
     /// The node's place in the federation.
     pub federation: Arc<crate::federation::Federation>,
-    /// The way to the parent, for proofs that reach above this level.
-    pub upward: Option<Arc<crate::federation::prove::Upward>>,
+    /// Inclusion proofs: this chain's links, kept trees, and the way to the parent.
+    pub prover: Arc<crate::federation::prove::Prover>,
     /// Subscriptions open now, and their limits.
     pub subscriptions: Arc<subscribe::Subscriptions>,
     /// Headers sealed so far (changes when the sealer stores one).

@@ -19,7 +19,8 @@ pub enum ChildResult {
 }
 
 /// `poh_block_count`, `poh_child_headers_total{result}`,
-/// `poh_child_last_header_timestamp_seconds{child}` and `poh_max_batch_interval_seconds`.
+/// `poh_child_last_header_timestamp_seconds{child}`, `poh_max_batch_interval_seconds` and
+/// `poh_link_buffered_bytes`.
 #[derive(Clone)]
 pub struct FederationMetrics {
     /// Headers this node sealed.
@@ -29,6 +30,11 @@ pub struct FederationMetrics {
     pub max_batch_interval: Gauge,
     /// When each configured child's last header was accepted (Unix seconds).
     children: Arc<HashMap<String, Gauge>>,
+    /// Bytes the federation link holds now (`federation.link_buffered_bytes`).
+    pub link_buffered_bytes: Gauge,
+    /// Proofs answered from a kept Merkle tree (`result="kept"`) or one built for them
+    /// (`result="built"`).
+    pub proof_trees: [Counter; 2],
 }
 
 impl FederationMetrics {
@@ -46,6 +52,27 @@ impl FederationMetrics {
              start time until its first)."
                 .into(),
         );
+        r.describe_gauge(
+            "poh_link_buffered_bytes".into(),
+            Some(Unit::Bytes),
+            "Bytes the federation link holds: children's messages as they arrive and their \
+             headers while checked (federation.link_buffered_bytes)."
+                .into(),
+        );
+        r.describe_counter(
+            "poh_proof_trees_total".into(),
+            None,
+            "Inclusion proofs by where their header's Merkle tree came from: kept from an \
+             earlier proof, or built by reading the header's entries."
+                .into(),
+        );
+        let proof_trees = ["kept", "built"].map(|result| {
+            let c = registry.counter("poh_proof_trees_total", &[("result", result)]);
+            c.increment(0);
+            c
+        });
+        let link_buffered_bytes = registry.gauge("poh_link_buffered_bytes", &[]);
+        link_buffered_bytes.set(0.0);
         let block_count = registry.counter("poh_block_count", &[]);
         block_count.increment(0);
         let child_headers = ["accepted", "duplicate", "rejected"].map(|result| {
@@ -60,6 +87,8 @@ impl FederationMetrics {
             child_headers,
             max_batch_interval,
             children: Arc::default(),
+            link_buffered_bytes,
+            proof_trees,
         }
     }
 

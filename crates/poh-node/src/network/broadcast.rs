@@ -228,18 +228,13 @@ impl Broadcaster {
         pin: Option<&str>,
         json: &[u8],
     ) -> Result<Delivery, Failure> {
-        let url = format!("{}/v1/tx", peer.trim_end_matches('/'));
-        let _turn = self.clients.http_turn(peer).await;
-        let mut request = self
+        let request = self
             .clients
-            .http(pin)
-            .map_err(Failure::Final)?
-            .post(url)
-            .header("content-type", "application/json");
-        if let Some(token) = self.clients.token() {
-            request = request.bearer_auth(token);
-        }
+            .http_request(reqwest::Method::POST, peer, "/v1/tx", pin)
+            .map_err(Failure::Final)?;
+        let _turn = self.clients.http_turn(peer).await;
         let response = request
+            .header("content-type", "application/json")
             .body(json.to_vec())
             .send()
             .await

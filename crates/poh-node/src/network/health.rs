@@ -40,13 +40,10 @@ pub async fn check(
                 }
             }
             Transport::Http => {
-                let url = format!("{}/healthz", peer.trim_end_matches('/'));
-                let mut request = clients.http(pin)?.get(url);
-                // A peer may protect its health endpoints (auth.protect_health).
-                if let Some(token) = clients.token() {
-                    request = request.bearer_auth(token);
-                }
-                let response = request
+                // The token goes too: a peer may protect its health endpoints
+                // (auth.protect_health).
+                let response = clients
+                    .http_request(reqwest::Method::GET, peer, "/healthz", pin)?
                     .send()
                     .await
                     .map_err(|e| e.without_url().to_string())?;

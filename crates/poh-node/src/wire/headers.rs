@@ -2,7 +2,10 @@
 //! Both directions, so the CLI and a verifier read back exactly what the node wrote.
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use poh_core::{Hash, Header, Level, Tx, proof::ProofLink};
+use poh_core::{
+    Hash, Header, Level, Tx,
+    proof::{Anchor, ProofLink},
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -152,8 +155,10 @@ impl ProofJson {
     }
 
     /// Checks the whole proof offline: the transaction's digest is the item, and every link
-    /// verifies (see `poh_core::proof`). The links, for showing.
-    pub fn verify(&self) -> Result<Vec<ProofLink>, String> {
+    /// verifies (see `poh_core::proof`). The links, for showing, and which of them a
+    /// `trusted` key signed: an unanchored proof is only self-consistent, which the caller
+    /// must refuse unless told that is enough.
+    pub fn verify(&self, trusted: &[Vec<u8>]) -> Result<(Vec<ProofLink>, Anchor), String> {
         let tx = self.tx.clone().into_tx().map_err(|e| format!("tx: {e}"))?;
         let item: Hash = self
             .item
@@ -186,8 +191,9 @@ impl ProofJson {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        poh_core::proof::verify_links(&item, &links).map_err(|e| e.to_string())?;
-        Ok(links)
+        let anchor =
+            poh_core::proof::verify_links(&item, &links, trusted).map_err(|e| e.to_string())?;
+        Ok((links, anchor))
     }
 }
 

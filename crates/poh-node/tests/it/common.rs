@@ -303,4 +303,10 @@ impl poh_proto::v1::poh_service_server::PohService for FakePeer {
     ) -> Result<tonic::Response<Self::SubscribeStream>, tonic::Status> {
         Err(tonic::Status::unimplemented(""))
     }
+    async fn list(
+        &self,
+        _: tonic::Request<poh_proto::v1::ListRequest>,
+    ) -> Result<tonic::Response<poh_proto::v1::ListResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented(""))
+    }
 }

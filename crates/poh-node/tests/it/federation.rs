@@ -7,7 +7,11 @@ use std::time::Duration;
 use poh_core::{
     Entry, Header, Level, SigningKey,
     chain::Backend,
-    chain_file::{ChainReader, verify::verify_chain},
+    chain_file::{
+        ChainReader,
+        verify::{ChainAnchor, verify_chain},
+    },
+    proof::Anchor,
 };
 use poh_node::{
     NodeConfig,
@@ -28,8 +32,15 @@ use crate::{
     sealing::{fast, headers},
 };
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 /// A key file and its `.pub` beside it, in `dir`.
-fn key_files(dir: &std::path::Path, name: &str) -> (SigningKey, std::path::PathBuf) {
+pub(crate) fn key_files(dir: &std::path::Path, name: &str) -> (SigningKey, std::path::PathBuf) {
     let key = SigningKey::generate().unwrap();
     let path = dir.join(name);
     std::fs::write(&path, key.to_key_file().as_bytes()).unwrap();
@@ -41,15 +52,16 @@ fn key_files(dir: &std::path::Path, name: &str) -> (SigningKey, std::path::PathB
     (key, path)
 }
 
-fn child_config(keys: &std::path::Path, chain_id: &str, name: &str) -> ChildConfig {
+pub(crate) fn child_config(keys: &std::path::Path, chain_id: &str, name: &str) -> ChildConfig {
     ChildConfig {
         chain_id: chain_id.into(),
         public_key_file: keys.join(format!("{name}.pub")),
+        hashes_per_tick: None,
     }
 }
 
 /// The parent's height for `chain_id` in `GET /v1/federation`.
-async fn child_height(c: &Client, parent: &TestNode, chain_id: &str) -> Option<u64> {
+pub(crate) async fn child_height(c: &Client, parent: &TestNode, chain_id: &str) -> Option<u64> {
     let fed = get_json(c, parent.http("/v1/federation")).await;
     fed["children"]
         .as_array()
@@ -62,11 +74,13 @@ async fn child_height(c: &Client, parent: &TestNode, chain_id: &str) -> Option<u
 #[tokio::test]
 async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_them() {
     let keys = tempfile::tempdir().unwrap();
-    let (_, tokyo_key) = key_files(keys.path(), "tokyo.key");
+    let (tokyo, tokyo_key) = key_files(keys.path(), "tokyo.key");
+    let (asia, asia_key) = key_files(keys.path(), "asia.key");
     let parent = start_with(|c: &mut NodeConfig| {
         fast(c);
         c.chain_id = "continental/asia".into();
         c.federation.level = Level::Continental;
+        c.federation.node_key = Some(asia_key.clone());
         c.federation.children = vec![child_config(keys.path(), "municipality/tokyo", "tokyo.key")];
     })
     .await;
@@ -141,33 +155,37 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
     let last_seen = metric(&c, &parent, child_seen).await;
     assert!(last_seen > started, "an accepted header moves {child_seen}");
 
-    // Both chains export whole and verify; the parent's, once its own headers cover them,
-    // with every child header it recorded.
-    let export = |node: &TestNode| {
+    // Both chains export whole and verify, each anchored by its own key; the parent's, once
+    // its own headers cover them, with every child header it recorded.
+    let tokyo_public = tokyo.public_key().to_vec();
+    let asia_public = asia.public_key().to_vec();
+    let export = |node: &TestNode, trusted: Vec<u8>| {
         let (c, url) = (c.clone(), node.http("/v1/export"));
         async move {
             let bytes = c.get(url).send().await.unwrap().bytes().await.unwrap();
             let (start, reader) = ChainReader::open(&bytes[..]).unwrap();
-            verify_chain(&start, reader, Backend::fastest(), &|_| {}).unwrap()
+            verify_chain(&start, reader, Backend::fastest(), &[trusted], &|_| {}).unwrap()
         }
     };
-    let own = export(&child).await;
+    let own = export(&child, tokyo_public.clone()).await;
     assert!(
         own.headers >= 1 && own.items >= 10 && own.child_headers == 0,
         "{own:?}"
     );
-    let mut report = export(&parent).await;
+    assert_eq!(own.anchor, ChainAnchor::Trusted);
+    let mut report = export(&parent, asia_public.clone()).await;
     for _ in 0..100 {
         if report.child_headers > height {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
-        report = export(&parent).await;
+        report = export(&parent, asia_public.clone()).await;
     }
     assert!(report.child_headers > height, "{report:?}");
+    assert_eq!(report.anchor, ChainAnchor::Trusted);
 
     // The transaction's proof reaches the continental chain once it has sealed over it.
-    let mut links = Vec::new();
+    let (mut links, mut anchor) = (Vec::new(), Anchor::Unanchored);
     for _ in 0..200 {
         let proof: ProofJson = c
             .get(child.http("/v1/tx/fed-9/proof"))
@@ -177,7 +195,9 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
             .json()
             .await
             .unwrap();
-        links = proof.verify().unwrap();
+        (links, anchor) = proof
+            .verify(&[tokyo_public.clone(), asia_public.clone()])
+            .unwrap();
         if links.len() == 2 {
             break;
         }
@@ -186,6 +206,13 @@ async fn a_municipality_pushes_its_headers_and_the_continental_chain_records_the
     assert_eq!(links.len(), 2);
     assert_eq!(links[0].header.id(), header_id);
     assert_eq!(links[1].header.chain_id, "continental/asia");
+    assert_eq!(
+        anchor,
+        Anchor::Trusted {
+            link: 1,
+            chain_id: "continental/asia".into()
+        }
+    );
     let unknown = c.get(child.http("/v1/tx/nope/proof")).send().await.unwrap();
     assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
     child.stop().await;
@@ -222,6 +249,14 @@ impl HandLink {
             panic!("no Welcome");
         };
         Ok((Self { out, inbound }, w.next_height))
+    }
+
+    /// The parent has ended the link.
+    async fn closed(&mut self) {
+        let next = tokio::time::timeout(Duration::from_secs(10), self.inbound.message())
+            .await
+            .expect("the parent ends the link");
+        assert!(matches!(next, Ok(None) | Err(_)), "{next:?}");
     }
 
     async fn push(&mut self, header: &Header, entries: &[Entry]) -> parent_message::Kind {
@@ -293,13 +328,16 @@ async fn the_parent_refuses_bad_headers_and_fetches_missing_heights() {
 
     let (mut link, next) = HandLink::open(&parent, "municipality/osaka").await.unwrap();
     assert_eq!(next, 0);
-    // A gap: the parent asks for height 0 again.
+    // A gap: the parent asks for height 0 again, and the link goes on.
     match link.push(&sealed[1], &covered(&sealed[1])).await {
         parent_message::Kind::Fetch(f) => assert_eq!(f.from_height, 0),
         other => panic!("expected Fetch, got {other:?}"),
     }
     let mut bad_signature = sealed[0].clone();
     bad_signature.signature[100] ^= 1;
+    let at_now = |h: &mut Header| h.timestamp = unix_now() + 3600.0;
+    // Each refusal ends the link; those refused before any entry is hashed leave the child
+    // free to link again at once.
     let refusals: Vec<(Header, Vec<Entry>, &str)> = vec![
         (bad_signature, covered(&sealed[0]), "signature"),
         (
@@ -308,16 +346,52 @@ async fn the_parent_refuses_bad_headers_and_fetches_missing_heights() {
             "prev_header_hash",
         ),
         (
+            resigned(&|h| h.timestamp = f64::NAN),
+            covered(&sealed[0]),
+            "not a time",
+        ),
+        (
+            resigned(&at_now),
+            covered(&sealed[0]),
+            "ahead of this node's clock",
+        ),
+    ];
+    for (header, entries, why) in refusals {
+        let (result, message) = result(&link.push(&header, &entries).await);
+        assert_eq!(result, HeaderResult::Rejected, "{why}");
+        assert!(message.contains(why), "{why}: {message}");
+        link.closed().await;
+        link = HandLink::open(&parent, "municipality/osaka")
+            .await
+            .unwrap()
+            .0;
+    }
+    // Refused once its entries were hashed: the link ends and the child is kept out a while,
+    // twice as long each time.
+    let hashed: Vec<(Header, Vec<Entry>, &str)> = vec![
+        (
             resigned(&|h| h.items_root.0[0] ^= 1),
             covered(&sealed[0]),
             "items_root",
         ),
         (sealed[0].clone(), covered(&sealed[1]), "PoH entr"),
     ];
-    for (header, entries, why) in refusals {
-        let (result, message) = result(&link.push(&header, &entries).await);
-        assert_eq!(result, HeaderResult::Rejected, "{why}");
-        assert!(message.contains(why), "{why}: {message}");
+    for (round, (header, entries, why)) in hashed.into_iter().enumerate() {
+        let (r, m) = result(&link.push(&header, &entries).await);
+        assert_eq!(r, HeaderResult::Rejected, "{why}");
+        assert!(m.contains(why), "{why}: {m}");
+        link.closed().await;
+        let kept_out = HandLink::open(&parent, "municipality/osaka")
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(kept_out.code(), tonic::Code::Unavailable, "{kept_out:?}");
+        assert!(kept_out.message().contains("retry in"), "{kept_out:?}");
+        tokio::time::sleep(Duration::from_millis(600 << round)).await;
+        link = HandLink::open(&parent, "municipality/osaka")
+            .await
+            .unwrap()
+            .0;
     }
     for h in &sealed[..3] {
         let (r, m) = result(&link.push(h, &covered(h)).await);
@@ -333,7 +407,7 @@ async fn the_parent_refuses_bad_headers_and_fetches_missing_heights() {
     );
     assert_eq!(r, HeaderResult::Rejected);
     assert!(m.contains("already accepted"), "{m}");
-    drop(link);
+    link.closed().await;
 
     // A new link resumes where the parent stands.
     let (_, next) = HandLink::open(&parent, "municipality/osaka").await.unwrap();

@@ -111,3 +111,12 @@ mod proof_json {
         super::replay("proof_json", one_input);
     }
 }
+
+mod link_message {
+    include!("../../../../fuzz/fuzz_targets/link_message_body.rs");
+
+    #[test]
+    fn corpus_replays_cleanly() {
+        super::replay("link_message", one_input);
+    }
+}

@@ -13,6 +13,7 @@ mod fragments;
 mod fuzz_corpus;
 mod grpc;
 mod http;
+mod link;
 mod metrics;
 mod network;
 mod reload;

@@ -434,12 +434,8 @@ async fn a_replaced_certificate_is_served_to_new_connections_without_a_failed_re
                 identity: None,
                 token: None,
             };
-            let channel = grpc_channel(
-                &grpc_addr.to_string(),
-                tls.grpc_config().unwrap().as_ref(),
-                Duration::from_secs(5),
-            )
-            .unwrap();
+            let channel =
+                grpc_channel(&grpc_addr.to_string(), &tls, Duration::from_secs(5)).unwrap();
             let mut grpc = PohServiceClient::new(channel);
             let (mut ok, mut failed) = (0, Vec::new());
             let mut i = 0;

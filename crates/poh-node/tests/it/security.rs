@@ -95,13 +95,7 @@ pub(crate) async fn attempt(
     };
     let timeout = Duration::from_secs(5);
 
-    let config = tls.grpc_config().unwrap();
-    let channel = grpc_channel(
-        &node.node.grpc_addr().unwrap().to_string(),
-        config.as_ref(),
-        timeout,
-    )
-    .unwrap();
+    let channel = grpc_channel(&node.node.grpc_addr().unwrap().to_string(), &tls, timeout).unwrap();
     let grpc = PohServiceClient::new(channel)
         .broadcast(pb(&tx(&format!("{id}-grpc"))))
         .await
@@ -493,4 +487,97 @@ async fn the_certificate_expiry_date_is_a_metric_of_tls_nodes_only() {
         "a node without TLS has no expiry series"
     );
     plain.stop().await;
+}
+
+/// The token the clients below hold. HTTP/2 Huffman-codes header values, so a plaintext
+/// capture need not show it literally: what shows it never crossed is that every captured
+/// byte belongs to a TLS record.
+const WIRE_TOKEN: &str = "wire-token-never-in-the-clear";
+
+/// Everything the first client to connect to `listener` sends before it gives up on an
+/// answer that never comes (at most two seconds of it).
+async fn capture(listener: tokio::net::TcpListener) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("nobody connected")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    seen
+}
+
+/// `seen` must open with a TLS handshake record (a ClientHello) and hold nothing but TLS
+/// records: no HTTP/2 preface, no header, no message, no token.
+fn assert_tls_only(seen: &[u8]) {
+    let mut rest = seen;
+    let mut records = 0;
+    while let [kind @ 20..=23, 3, _, high, low, body @ ..] = rest {
+        let len = usize::from(u16::from_be_bytes([*high, *low]));
+        if body.len() < len || (records == 0 && *kind != 22) {
+            break;
+        }
+        rest = &body[len..];
+        records += 1;
+    }
+    let token = seen
+        .windows(WIRE_TOKEN.len())
+        .any(|w| w == WIRE_TOKEN.as_bytes());
+    assert!(
+        records > 0 && rest.is_empty() && !token,
+        "an https:// address must be dialled with TLS: got {} bytes starting {:?}, of which \
+         {} after {records} TLS records",
+        seen.len(),
+        String::from_utf8_lossy(&seen[..seen.len().min(24)]),
+        rest.len(),
+    );
+}
+
+/// A parent written `https://` is dialled with TLS, verified against the system's roots, though
+/// the node has no `[tls]` settings: the stand-in parent sees a ClientHello, never the HTTP/2
+/// preface, the peers' token or the `Hello` (SPEC §8).
+#[tokio::test]
+async fn an_https_parent_is_dialled_with_tls_without_any_tls_setting() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tokens = tempfile::tempdir().unwrap();
+    let token_file = tokens.path().join("peers.token");
+    std::fs::write(&token_file, format!("{WIRE_TOKEN}\n")).unwrap();
+    let node = common::start_with(|c| {
+        c.federation.parent = Some(format!("https://127.0.0.1:{port}"));
+        c.peers.token_file = Some(token_file);
+    })
+    .await;
+    assert_tls_only(&capture(listener).await);
+    node.stop().await;
+}
+
+/// The same for a client application's endpoint (the CLI's and the Python package's
+/// `--endpoint`), with a token and no TLS flags.
+#[tokio::test]
+async fn an_https_endpoint_is_dialled_with_tls_without_any_tls_setting() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls = ClientTls {
+        token: Some(poh_node::network::client::Bearer::new(WIRE_TOKEN.into()).unwrap()),
+        ..ClientTls::default()
+    };
+    let endpoints = poh_node::network::client::Endpoints::new(
+        &[format!("https://127.0.0.1:{port}")],
+        Duration::from_secs(5),
+        &tls,
+    )
+    .unwrap();
+    let request = || endpoints.request(pb(&tx("over-tls")));
+    let call = endpoints
+        .call(|channel| async move { PohServiceClient::new(channel).broadcast(request()).await });
+    let (seen, answer) = tokio::join!(capture(listener), call);
+    assert!(answer.is_err(), "a plain listener cannot have answered");
+    assert_tls_only(&seen);
 }

@@ -114,7 +114,7 @@ async fn sealed_old_transactions_expire_and_the_chain_still_verifies() {
         .await
         .unwrap();
     let (start, reader) = ChainReader::open(&bytes[..]).unwrap();
-    let report = verify_chain(&start, reader, Backend::fastest(), &|_| {}).unwrap();
+    let report = verify_chain(&start, reader, Backend::fastest(), &[], &|_| {}).unwrap();
     assert!(report.items >= 20, "{report:?}");
     node.stop().await;
 }

@@ -25,7 +25,7 @@ use super::{
     Services,
     auth::AuthError,
     gate::{self, Refusals},
-    limits::{Budgeted, ByteBudget, Overload},
+    limits::{BodyRefusal, Budgeted, ByteBudget, Overload},
     listener::ConnLimits,
     subscribe::{Start, TxCursor},
 };
@@ -57,19 +57,21 @@ pub(crate) const PAGE_BYTES: usize = 1 << 20;
 
 /// Every method served, by path, with its `method` label. Any other path is counted as
 /// `other`, so a client cannot grow the label set; ours exist before the first call.
-pub(crate) const METHODS: [(&str, &str); 12] = [
+pub(crate) const METHODS: [(&str, &str); 14] = [
     ("/poh.v1.PohService/Broadcast", "Broadcast"),
     ("/poh.v1.PohService/BroadcastStream", "BroadcastStream"),
     ("/poh.v1.PohService/GetTx", "GetTx"),
     ("/poh.v1.PohService/Repair", "Repair"),
     ("/poh.v1.PohService/Sync", "Sync"),
     ("/poh.v1.PohService/Subscribe", "Subscribe"),
+    ("/poh.v1.PohService/List", "List"),
     ("/poh.v1.DAGService/SubmitTransaction", "SubmitTransaction"),
     (
         "/poh.v1.DAGService/QueryTransactionStatus",
         "QueryTransactionStatus",
     ),
     ("/poh.federation.v1.Federation/Link", "Link"),
+    ("/poh.federation.v1.Federation/Prove", "Prove"),
     ("/grpc.health.v1.Health/Check", "Check"),
     ("/grpc.health.v1.Health/Watch", "Watch"),
     (
@@ -116,38 +118,46 @@ pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Rou
     if let Some(parent) = Parent::new(&services, &services.federation) {
         routes = routes.add_service(parent.into_server());
     }
-    for (_, method) in METHODS.iter().take(9) {
+    for (_, method) in METHODS.iter().take(11) {
         services.metrics.preregister_grpc(method);
     }
-    // Each call's body counts against the node's read budget, up to one message (tonic holds
-    // at most one partly received message per call).
-    let budget = (services.buffered.clone(), max);
+    // Each call's body counts against a read budget while its messages arrive: the link
+    // between chains against its own, every other call against the node's.
+    let budgets = (services.buffered.clone(), services.link_buffered.clone());
     let router = routes
         .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(budget, budget_body));
+        .layer(axum::middleware::from_fn_with_state(budgets, budget_body));
     let router = gate::guard(router, &services, GrpcRefusals);
     router.layer(ObserveLayer::new(services.metrics.clone()))
 }
 
 async fn budget_body(
-    axum::extract::State((budget, retain)): axum::extract::State<(Arc<ByteBudget>, usize)>,
+    axum::extract::State((calls, link)): axum::extract::State<(Arc<ByteBudget>, Arc<ByteBudget>)>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let refuse =
-        |e: super::limits::Exhausted| axum::Error::new(Status::resource_exhausted(e.to_string()));
+    let refuse = |e: BodyRefusal| {
+        axum::Error::new(match e {
+            BodyRefusal::Exhausted(e) => Status::resource_exhausted(e.to_string()),
+            BodyRefusal::FirstTooLarge { .. } => Status::invalid_argument(e.to_string()),
+        })
+    };
     let client = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let retain = if req.uri().path().starts_with("/poh.federation.v1.") {
-        federation::parent::MAX_MESSAGE_BYTES
+    let path = req.uri().path();
+    let (budget, first_max) = if path == federation::parent::LINK_PATH {
+        // Until its Hello names a child, a link is a stranger: a few KiB at most.
+        (&link, Some(poh_proto::bounded::MAX_HELLO_BYTES))
+    } else if path.starts_with("/poh.federation.v1.") {
+        (&link, None)
     } else {
-        retain
+        (&calls, None)
     };
     let reservation = budget.reserve(client);
     let req =
-        req.map(|body| axum::body::Body::new(Budgeted::new(body, reservation, retain, refuse)));
+        req.map(|body| axum::body::Body::new(Budgeted::new(body, reservation, first_max, refuse)));
     next.run(req).await
 }
 
@@ -457,6 +467,17 @@ impl PohService for Api {
             .map_err(internal)
             .try_flatten();
         Ok(Response::new(Box::pin(records)))
+    }
+
+    /// Holder queries need an index kept in the write path's commit; until the node keeps
+    /// one, the call says so rather than scanning the whole store.
+    async fn list(
+        &self,
+        _request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        Err(Status::unimplemented(
+            "List is not served by this node yet: it keeps no holder index",
+        ))
     }
 }
 

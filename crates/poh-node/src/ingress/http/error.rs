@@ -8,6 +8,7 @@ use axum::{
 };
 
 use crate::{
+    federation::prove::ProveError,
     ingress::{auth::AuthError, gate::Refusals, limits::Overload},
     pipeline::SubmitError,
     wire::json::ErrorBody,
@@ -84,6 +85,14 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+/// A proof that could not be made: overload is a 503 to retry, anything else a bare 500.
+pub(super) fn proving(e: ProveError) -> ApiError {
+    match e {
+        ProveError::Busy => ApiError::unavailable("overloaded", e.to_string()),
+        e => internal(e),
     }
 }
 

@@ -12,12 +12,9 @@ use super::{
     error::{self, ApiError},
     paging,
 };
-use crate::{
-    federation::prove,
-    wire::{
-        headers::{FederationOut, HeaderJson, HeadersOut, ProofJson},
-        json::ErrorBody,
-    },
+use crate::wire::{
+    headers::{FederationOut, HeaderJson, HeadersOut, ProofJson},
+    json::ErrorBody,
 };
 
 /// Most headers one `GET /v1/headers` returns.
@@ -120,28 +117,24 @@ pub(super) async fn proof(
     check_tx_id(&tx_id).map_err(|rule| ApiError::invalid(format!("tx_id {rule}")))?;
     let found = state
         .services
-        .read(move |store| {
-            let Some(record) = store.tx(&tx_id)? else {
-                return Ok(None);
-            };
-            let own = prove::own_link(store, record.entry_index, record.poh_seq)?;
-            Ok(Some((record.tx, own)))
-        })
+        .read(move |store| store.tx(&tx_id))
         .await
         .map_err(error::internal)?;
-    let Some((tx, own)) = found else {
+    let Some(record) = found else {
         return Err(ApiError::not_found("no transaction with this tx_id"));
     };
-    let Some(own) = own else {
+    let links = state
+        .services
+        .prover
+        .prove(record.entry_index, record.poh_seq)
+        .await
+        .map_err(error::proving)?;
+    let Some(links) = links else {
         return Err(ApiError::not_found(
             "the transaction is not sealed yet; ask again after the next header",
         ));
     };
-    let mut links = vec![own];
-    if let Some(up) = &state.services.upward {
-        let header_hash = links[0].header.hash();
-        links.extend(up.links_above(header_hash).await);
-    }
+    let tx = record.tx;
     ProofJson::new(&tx, &links)
         .map(Json)
         .map_err(error::internal)

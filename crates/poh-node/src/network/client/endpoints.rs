@@ -47,8 +47,9 @@ pub struct Endpoints {
 
 impl Endpoints {
     /// Channels to `endpoints` (`host:port` or URLs), trusting servers per `tls`; `timeout`
-    /// bounds connecting to one. Must be called inside a tokio runtime, which then runs the
-    /// channels' connections.
+    /// bounds connecting to one. Refused when one would carry the token in plain text off
+    /// this machine. Must be called inside a tokio runtime, which then runs the channels'
+    /// connections.
     pub fn new(
         endpoints: &[String],
         timeout: Duration,
@@ -57,11 +58,10 @@ impl Endpoints {
         if endpoints.is_empty() {
             return Err(NodeError::Config("give at least one endpoint".into()));
         }
-        let config = tls.grpc_config()?;
         let channels = endpoints
             .iter()
             .map(|e| {
-                let channel = grpc_channel(e, config.as_ref(), timeout)
+                let channel = grpc_channel(e, tls, timeout)
                     .map_err(|why| NodeError::Config(format!("endpoint {e}: {why}")))?;
                 Ok((e.clone(), channel))
             })

@@ -1,5 +1,7 @@
 //! The HTTP client: reqwest over rustls, trusting servers per [`ServerTrust`] and presenting
-//! the client's certificate for mutual TLS.
+//! the client's certificate for mutual TLS. The URL's scheme decides: `https://` is always
+//! TLS, `http://` never, so a token goes to an `http://` URL only as
+//! [`ClientTls::check_url`](super::ClientTls::check_url) allows.
 
 use std::time::Duration;
 

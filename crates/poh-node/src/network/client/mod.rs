@@ -3,16 +3,23 @@
 //! kept and reused by the broadcaster, the relay and the health checks.
 //!
 //! [`ClientTls`] is how a client trusts servers and proves itself: the trust (a CA, a pin, or
-//! anything), the certificate it presents for mutual TLS, and the bearer token it sends.
+//! anything), the certificate it presents for mutual TLS, and the bearer token it sends, which
+//! never goes in plain text off this machine unless the operator allowed it ([`plaintext`]).
 //! [`Endpoints`] is how a client application (the CLI, the Python package) calls nodes.
 
 mod endpoints;
 pub mod grpc;
 pub mod http;
+pub mod plaintext;
 pub mod quic;
 pub mod udp;
 
-use std::{collections::HashMap, path::Path, sync::Arc, sync::Mutex, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{
@@ -22,8 +29,9 @@ use tonic::{
 
 pub use self::{
     endpoints::{CallError, Endpoints},
-    grpc::grpc_channel,
+    grpc::{DialError, grpc_channel},
     http::http_client,
+    plaintext::PlaintextCredential,
     quic::QuicClient,
     udp::UdpClient,
 };
@@ -52,8 +60,8 @@ pub struct ClientTls {
 
 impl ClientTls {
     /// The client side as an operator gives it: a CA file or a pinned fingerprint (64 hex
-    /// digits, colons allowed) or `insecure` (else the system's roots), a certificate and key for mutual TLS, and a token
-    /// file.
+    /// digits, colons allowed) or `insecure` (else the system's roots), a certificate and key
+    /// for mutual TLS, and a token file.
     pub fn from_files(
         ca: Option<&Path>,
         pin: Option<&str>,
@@ -91,22 +99,18 @@ impl ClientTls {
         })
     }
 
-    /// Whether gRPC goes over TLS: a CA, a pin, insecure or a certificate is configured (a
-    /// gRPC address has no scheme to say so).
+    /// Whether gRPC goes over TLS to an address that does not say (`host:port`, `http://`): a
+    /// CA, a pin, insecure or a certificate is configured. `https://` always does.
     pub fn is_on(&self) -> bool {
         self.trust.is_explicit() || self.identity.is_some()
     }
 
-    /// The rustls configuration for gRPC, when TLS is on.
-    pub fn grpc_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, NodeError> {
-        if !self.is_on() {
-            return Ok(None);
+    /// The same client, trusting exactly the certificate pinned as `pin`.
+    fn pinned(&self, pin: &str) -> Self {
+        Self {
+            trust: ServerTrust::Pinned(pin.to_string()),
+            ..self.clone()
         }
-        Ok(Some(Arc::new(crate::tls::client_config(
-            &self.trust,
-            self.identity.as_ref(),
-            &[b"h2"],
-        )?)))
     }
 }
 
@@ -183,11 +187,11 @@ pub struct PeerClients {
     timeout: Duration,
     /// Turns to send to each HTTP peer, by address.
     http_turns: Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// TLS for gRPC when a CA or a certificate is configured; plaintext otherwise.
-    grpc_tls: Option<Arc<rustls::ClientConfig>>,
-    token: Option<Bearer>,
-    identity: Option<Arc<NodeCert>>,
+    tls: ClientTls,
     grpc: Mutex<HashMap<(String, Option<String>), Channel>>,
+    /// Peers nothing is sent to because the token would go in plain text: each is logged
+    /// once, not on every send.
+    refused: Mutex<HashSet<String>>,
     http: reqwest::Client,
     http_pinned: Mutex<HashMap<String, reqwest::Client>>,
     udp: UdpClient,
@@ -198,14 +202,13 @@ impl PeerClients {
     /// Clients trusting servers per `tls`; `timeout` bounds connecting and each HTTP request.
     pub async fn new(tls: ClientTls, timeout: Duration) -> Result<Self, NodeError> {
         Ok(Self {
-            grpc_tls: tls.grpc_config()?,
             http: http::http_client(timeout, &tls.trust, tls.identity.as_ref())?,
             udp: UdpClient::bind().await?,
             quic: QuicClient::new(&tls.trust, tls.identity.as_ref())?,
-            token: tls.token,
-            identity: tls.identity,
+            tls,
             timeout,
             grpc: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashSet::new()),
             http_pinned: Mutex::new(HashMap::new()),
             http_turns: Mutex::new(HashMap::new()),
         })
@@ -224,44 +227,71 @@ impl PeerClients {
         turns.acquire_owned().await.ok()
     }
 
-    /// The gRPC channel to `peer`, made once and reconnected by tonic as needed.
+    /// The gRPC channel to `peer`, made once and reconnected by tonic as needed. Refused when
+    /// it would carry the bearer token in plain text off this machine.
     pub fn grpc(&self, peer: &str, pin: Option<&str>) -> Result<Channel, String> {
         let key = (peer.to_string(), pin.map(str::to_string));
         let mut channels = self.grpc.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(&key) {
             return Ok(c.clone());
         }
-        let pinned = match pin {
-            Some(pin) => Some(Arc::new(
-                crate::tls::client_config(
-                    &ServerTrust::Pinned(pin.to_string()),
-                    self.identity.as_ref(),
-                    &[b"h2"],
-                )
-                .map_err(|e| e.to_string())?,
-            )),
-            None => None,
+        let pinned = pin.map(|pin| self.tls.pinned(pin));
+        let channel = match grpc_channel(peer, pinned.as_ref().unwrap_or(&self.tls), self.timeout) {
+            Ok(channel) => channel,
+            Err(DialError::Plaintext(refused)) => return Err(self.refuse(peer, &refused)),
+            Err(e) => return Err(e.to_string()),
         };
-        let channel = grpc_channel(
-            peer,
-            pinned.as_ref().or(self.grpc_tls.as_ref()),
-            self.timeout,
-        )?;
         channels.insert(key, channel.clone());
         Ok(channel)
     }
 
-    /// `message` as a gRPC request carrying the bearer token, when there is one.
+    /// `message` as a gRPC request carrying the bearer token, when there is one; only a
+    /// channel from [`grpc`](Self::grpc), which refuses plain text off this machine, may
+    /// carry it.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        if let Some(token) = &self.token {
+        if let Some(token) = &self.tls.token {
             token.authorize(&mut request);
         }
         request
     }
 
+    /// A `method` request to `path` of the HTTP peer at `peer` (its base URL), trusting only
+    /// its pinned certificate when it has one, with the bearer token when there is one.
+    /// Refused when the token would go in plain text off this machine.
+    pub fn http_request(
+        &self,
+        method: reqwest::Method,
+        peer: &str,
+        path: &str,
+        pin: Option<&str>,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        if let Err(refused) = self.tls.check_url(peer) {
+            return Err(self.refuse(peer, &refused));
+        }
+        let url = format!("{}{path}", peer.trim_end_matches('/'));
+        let request = self.http(pin)?.request(method, url);
+        Ok(match &self.tls.token {
+            Some(token) => request.bearer_auth(token.token()),
+            None => request,
+        })
+    }
+
+    /// `refused` as the reason a send to `peer` failed, logged the first time.
+    fn refuse(&self, peer: &str, refused: &PlaintextCredential) -> String {
+        let first = self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer.to_string());
+        if first {
+            tracing::warn!(%peer, "{refused}; nothing is sent to this peer");
+        }
+        refused.to_string()
+    }
+
     /// The HTTP client for a peer: the shared one, or one trusting only its pinned certificate.
-    pub fn http(&self, pin: Option<&str>) -> Result<reqwest::Client, String> {
+    fn http(&self, pin: Option<&str>) -> Result<reqwest::Client, String> {
         let Some(pin) = pin else {
             return Ok(self.http.clone());
         };
@@ -272,16 +302,11 @@ impl PeerClients {
         let client = http::http_client(
             self.timeout,
             &ServerTrust::Pinned(pin.to_string()),
-            self.identity.as_ref(),
+            self.tls.identity.as_ref(),
         )
         .map_err(|e| e.to_string())?;
         clients.insert(pin.to_string(), client.clone());
         Ok(client)
-    }
-
-    /// The bearer token sent to HTTP peers.
-    pub fn token(&self) -> Option<String> {
-        self.token.as_ref().map(Bearer::token)
     }
 
     /// The UDP sender.
