@@ -12,21 +12,10 @@ use std::{
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
-use crate::common::{poh, serve_flags, stop};
+use crate::common::{peak_rss_mib, poh, scrape, serve_flags, stop};
 
 /// The bound asserted: the node's peak resident set, with the settings below.
 const PEAK_RSS_MIB: u64 = 512;
-
-/// The node's peak resident set (VmHWM), in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        / 1024
-}
 
 /// Opens `connections` HTTP/1 connections from `ip`, each announcing a body just under the
 /// batch limit and sending it slowly, until the node refuses or the attack ends.
@@ -192,14 +181,7 @@ fn memory_stays_bounded_under_slow_huge_and_partial_requests_and_a_stalled_relay
         (served, refused)
     });
     let peak = peak_rss_mib(pid);
-    let metrics = runtime.block_on(async {
-        reqwest::get(format!("{}/metrics", node.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics = runtime.block_on(scrape(&node.base));
     stop(node);
     assert!(
         served > 0 && refused == 0,

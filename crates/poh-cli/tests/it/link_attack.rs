@@ -16,7 +16,7 @@ use prost::Message as _;
 use serde_json::json;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-use crate::common::{poh, serve_flags, stop, text};
+use crate::common::{peak_rss_mib, poh, scrape, serve_flags, stop, text};
 
 /// The bound asserted on the parent's peak resident set.
 const PEAK_RSS_MIB: u64 = 256;
@@ -200,16 +200,6 @@ fn writer(base: String, until: Instant) -> (u32, Vec<String>) {
     })
 }
 
-fn peak_rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap()
-        / 1024
-}
-
 #[test]
 fn link_attacks_neither_block_writes_nor_take_the_parents_memory() {
     let dir = tempfile::tempdir().unwrap();
@@ -247,14 +237,7 @@ fn link_attacks_neither_block_writes_nor_take_the_parents_memory() {
     });
     let (served, refused) = writes.join().unwrap();
     let peak = peak_rss_mib(pid);
-    let metrics = runtime.block_on(async {
-        reqwest::get(format!("{}/metrics", node.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics = runtime.block_on(scrape(&node.base));
     stop(node);
     // The attack reached the parent: its Link calls, and the junk headers it refused.
     let count = |prefix: &str| -> f64 {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use poh_core::Level;
+use poh_core::{Entry, Header, Level, SigningKey};
 use poh_node::{NodeConfig, wire::protobuf::sealed_to_pb};
 use poh_proto::federation::{
     self as fed, ChildMessage, child_message, federation_client::FederationClient, parent_message,
@@ -20,12 +20,20 @@ use crate::{
 
 const CHILD: &str = "municipality/kobe";
 
-/// A continental parent with one configured child, `CHILD`; the key directory lives as long
-/// as the parent.
-async fn parent(change: impl FnOnce(&mut NodeConfig)) -> (TestNode, tempfile::TempDir) {
-    let keys = tempfile::tempdir().unwrap();
-    key_files(keys.path(), "kobe.key");
-    let children = vec![child_config(keys.path(), CHILD, "kobe.key")];
+/// The child chain's key, as its node and its parent have it; the directory lives as long
+/// as the test needs the files.
+struct ChildKey {
+    key: SigningKey,
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A continental parent with one configured child, `CHILD` (its setting changed by
+/// `change`), and that child's key.
+async fn parent(change: impl FnOnce(&mut NodeConfig)) -> (TestNode, ChildKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, path) = key_files(dir.path(), "kobe.key");
+    let children = vec![child_config(dir.path(), CHILD, "kobe.key")];
     let parent = start_with(|c: &mut NodeConfig| {
         c.chain_id = "continental/asia".into();
         c.federation.level = Level::Continental;
@@ -33,7 +41,42 @@ async fn parent(change: impl FnOnce(&mut NodeConfig)) -> (TestNode, tempfile::Te
         change(c);
     })
     .await;
-    (parent, keys)
+    (
+        parent,
+        ChildKey {
+            key,
+            path,
+            _dir: dir,
+        },
+    )
+}
+
+/// The child's node, sealing fast, linked to `parent` when given.
+async fn child(key: &ChildKey, parent: Option<&TestNode>) -> TestNode {
+    let parent = parent.map(|p| p.node.grpc_addr().unwrap().to_string());
+    start_with(|c: &mut NodeConfig| {
+        fast(c);
+        c.chain_id = CHILD.into();
+        c.federation.node_key = Some(key.path.clone());
+        c.federation.parent = parent;
+    })
+    .await
+}
+
+/// `node`'s first sealed header and the entries it covers.
+async fn first_header(c: &Client, node: &TestNode) -> (Header, Vec<Entry>) {
+    let mut sealed = Vec::new();
+    for _ in 0..200 {
+        sealed = headers(c, node, 0).await;
+        if !sealed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (_, entries) = all_entries(c, &node.http("")).await;
+    let first = sealed.swap_remove(0);
+    let covered = entries[first.poh_start as usize..first.poh_end as usize].to_vec();
+    (first, covered)
 }
 
 /// A raw link: what the test sends, and the parent's answers.
@@ -96,6 +139,31 @@ async fn ending(answers: &mut tonic::Streaming<fed::ParentMessage>) -> Option<to
     }
 }
 
+/// Sends `header` with the entries it covers over a new link whose Hello names
+/// `hashes_per_tick`; why the parent refused it. The parent then ends the link.
+async fn refusal(
+    parent: &TestNode,
+    hashes_per_tick: u64,
+    header: &Header,
+    covered: &[Entry],
+) -> String {
+    let mut link = open(parent, hello(CHILD, hashes_per_tick)).await;
+    let answers = link.answers.as_mut().unwrap();
+    answers.message().await.unwrap().unwrap();
+    link.out
+        .send(header_message(sealed_to_pb(header, covered)))
+        .await
+        .unwrap();
+    let Some(parent_message::Kind::Ack(ack)) = answers.message().await.unwrap().unwrap().kind
+    else {
+        panic!("expected an Ack");
+    };
+    assert_eq!(ack.result, fed::HeaderResult::Rejected as i32, "{ack:?}");
+    let ended = ending(answers).await;
+    assert!(ended.is_none(), "a refused header ends the link: {ended:?}");
+    ack.message
+}
+
 /// Waits until `series` reads `value`.
 async fn settles(c: &Client, node: &TestNode, series: &str, value: f64) {
     let mut seen = f64::NAN;
@@ -113,7 +181,7 @@ async fn settles(c: &Client, node: &TestNode, series: &str, value: f64) {
 /// silent used to pin the whole request budget, so that every client's write got 503.
 #[tokio::test]
 async fn silent_links_hold_nothing_and_never_take_the_room_of_writes() {
-    let (parent, _keys) = parent(|_| {}).await;
+    let (parent, _key) = parent(|_| {}).await;
     let mut attackers = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let mut link = open(&parent, hello(CHILD, HASHES_PER_TICK)).await;
@@ -162,7 +230,7 @@ async fn silent_links_hold_nothing_and_never_take_the_room_of_writes() {
 /// refused by its length prefix, before the parent reads it.
 #[tokio::test]
 async fn a_first_message_larger_than_a_hello_is_refused_unread() {
-    let (parent, _keys) = parent(|_| {}).await;
+    let (parent, _key) = parent(|_| {}).await;
     let mut link = open(&parent, junk(1 << 20)).await;
     let status = match &mut link.answers {
         Ok(answers) => ending(answers).await.expect("an error status"),
@@ -177,7 +245,7 @@ async fn a_first_message_larger_than_a_hello_is_refused_unread() {
 /// bytes on the wire and dozens in memory) end the link.
 #[tokio::test]
 async fn a_header_message_past_the_entry_cap_is_refused_before_decoding() {
-    let (parent, _keys) = parent(|_| {}).await;
+    let (parent, _key) = parent(|_| {}).await;
     let mut link = open(&parent, hello(CHILD, HASHES_PER_TICK)).await;
     let answers = link.answers.as_mut().unwrap();
     assert!(matches!(
@@ -200,7 +268,7 @@ async fn a_header_message_past_the_entry_cap_is_refused_before_decoding() {
 
 #[tokio::test]
 async fn a_newer_link_of_a_child_replaces_the_open_one() {
-    let (parent, _keys) = parent(|_| {}).await;
+    let (parent, _key) = parent(|_| {}).await;
     let mut first = open(&parent, hello(CHILD, HASHES_PER_TICK)).await;
     let first_answers = first.answers.as_mut().unwrap();
     first_answers.message().await.unwrap().unwrap();
@@ -215,59 +283,19 @@ async fn a_newer_link_of_a_child_replaces_the_open_one() {
 /// The parent holds a child to the rate it was configured with, whatever the child says.
 #[tokio::test]
 async fn a_child_is_checked_at_the_parents_setting_for_it_not_its_own_word() {
-    let keys = tempfile::tempdir().unwrap();
-    let (_, key_path) = key_files(keys.path(), "kobe.key");
     // The real child ticks at 500 hashes; its parent is told 250.
-    let mut child_setting = child_config(keys.path(), CHILD, "kobe.key");
-    child_setting.hashes_per_tick = Some(250);
-    let parent = start_with(|c: &mut NodeConfig| {
-        c.chain_id = "continental/asia".into();
-        c.federation.level = Level::Continental;
-        c.federation.children = vec![child_setting];
-    })
-    .await;
+    let (parent, key) = parent(|c| c.federation.children[0].hashes_per_tick = Some(250)).await;
     let mut claimed = open(&parent, hello(CHILD, 500)).await;
     let status = claimed.answers.as_mut().err().unwrap().clone();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("250"), "{status:?}");
 
     // A link that claims no rate is still checked at 250: the child's ticks are too long.
-    let child = start_with(|c: &mut NodeConfig| {
-        fast(c);
-        c.chain_id = CHILD.into();
-        c.federation.node_key = Some(key_path);
-    })
-    .await;
+    let child = child(&key, None).await;
     let c = Client::new();
-    let mut sealed = Vec::new();
-    for _ in 0..200 {
-        sealed = headers(&c, &child, 0).await;
-        if !sealed.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let (_, entries) = all_entries(&c, &child.http("")).await;
-    let first = &sealed[0];
-    let covered = &entries[first.poh_start as usize..first.poh_end as usize];
-    let mut link = open(&parent, hello(CHILD, 0)).await;
-    let answers = link.answers.as_mut().unwrap();
-    answers.message().await.unwrap().unwrap();
-    link.out
-        .send(header_message(sealed_to_pb(first, covered)))
-        .await
-        .unwrap();
-    let Some(parent_message::Kind::Ack(ack)) = answers.message().await.unwrap().unwrap().kind
-    else {
-        panic!("expected an Ack");
-    };
-    assert_eq!(ack.result, fed::HeaderResult::Rejected as i32);
-    assert!(ack.message.contains("hashes_per_tick"), "{}", ack.message);
-    let ended = ending(answers).await;
-    assert!(
-        ended.is_none(),
-        "a refused header ends the link cleanly: {ended:?}"
-    );
+    let (first, covered) = first_header(&c, &child).await;
+    let why = refusal(&parent, 0, &first, &covered).await;
+    assert!(why.contains("hashes_per_tick"), "{why}");
     child.stop().await;
     parent.stop().await;
 }
@@ -275,21 +303,8 @@ async fn a_child_is_checked_at_the_parents_setting_for_it_not_its_own_word() {
 /// A parent's links end with it: it stops at once, not after the drain timeout.
 #[tokio::test]
 async fn a_parent_with_a_linked_child_stops_at_once() {
-    let keys = tempfile::tempdir().unwrap();
-    let (_, key_path) = key_files(keys.path(), "kobe.key");
-    let parent = start_with(|c: &mut NodeConfig| {
-        c.chain_id = "continental/asia".into();
-        c.federation.level = Level::Continental;
-        c.federation.children = vec![child_config(keys.path(), CHILD, "kobe.key")];
-    })
-    .await;
-    let child = start_with(|c: &mut NodeConfig| {
-        fast(c);
-        c.chain_id = CHILD.into();
-        c.federation.node_key = Some(key_path);
-        c.federation.parent = Some(parent.node.grpc_addr().unwrap().to_string());
-    })
-    .await;
+    let (parent, key) = parent(|_| {}).await;
+    let child = child(&key, Some(&parent)).await;
     let c = Client::new();
     for _ in 0..400 {
         if child_height(&c, &parent, CHILD).await.is_some() {
@@ -357,59 +372,22 @@ async fn proofs_of_one_header_build_its_tree_once() {
 /// parent hash for it.
 #[tokio::test]
 async fn a_signed_header_claiming_a_long_entry_is_refused_before_hashing() {
-    let keys = tempfile::tempdir().unwrap();
-    let (key, key_path) = key_files(keys.path(), "kobe.key");
-    let parent = start_with(|c: &mut NodeConfig| {
-        c.chain_id = "continental/asia".into();
-        c.federation.level = Level::Continental;
-        c.federation.children = vec![child_config(keys.path(), CHILD, "kobe.key")];
-    })
-    .await;
-    let child = start_with(|c: &mut NodeConfig| {
-        fast(c);
-        c.chain_id = CHILD.into();
-        c.federation.node_key = Some(key_path);
-    })
-    .await;
+    let (parent, key) = parent(|_| {}).await;
+    let child = child(&key, None).await;
     let c = Client::new();
-    let mut sealed = Vec::new();
-    for _ in 0..200 {
-        sealed = headers(&c, &child, 0).await;
-        if !sealed.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let (_, entries) = all_entries(&c, &child.http("")).await;
-    let mut header = sealed[0].clone();
-    let mut covered = entries[header.poh_start as usize..header.poh_end as usize].to_vec();
+    let (mut header, mut covered) = first_header(&c, &child).await;
     let long = 1u64 << 30;
     covered.last_mut().unwrap().num_hashes += long;
     header.poh_hashes += long;
-    header.sign(&key).unwrap();
+    header.sign(&key.key).unwrap();
     let verified = "poh_verify_latency_seconds_count";
     let before = metric(&c, &parent, verified).await;
-    let mut link = open(&parent, hello(CHILD, HASHES_PER_TICK)).await;
-    let answers = link.answers.as_mut().unwrap();
-    answers.message().await.unwrap().unwrap();
-    link.out
-        .send(header_message(sealed_to_pb(&header, &covered)))
-        .await
-        .unwrap();
-    let Some(parent_message::Kind::Ack(ack)) = answers.message().await.unwrap().unwrap().kind
-    else {
-        panic!("expected an Ack");
-    };
-    assert_eq!(ack.result, fed::HeaderResult::Rejected as i32);
-    assert!(ack.message.contains("num_hashes"), "{}", ack.message);
+    let why = refusal(&parent, HASHES_PER_TICK, &header, &covered).await;
+    assert!(why.contains("num_hashes"), "{why}");
     assert_eq!(
         metric(&c, &parent, verified).await,
         before,
         "no entry was hashed"
-    );
-    assert!(
-        ending(answers).await.is_none(),
-        "a refused header ends the link"
     );
     child.stop().await;
     parent.stop().await;

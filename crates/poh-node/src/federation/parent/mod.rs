@@ -59,7 +59,7 @@ pub const LINK_SHARE_BYTES: usize = 3 * MAX_LINK_MESSAGE_BYTES;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a child stays out after a header refused once its entries were hashed; doubled
 /// for each such refusal in a row, up to [`MAX_PENALTY`].
-const FIRST_PENALTY: Duration = Duration::from_millis(500);
+const FIRST_PENALTY: Duration = Duration::from_secs(2);
 const MAX_PENALTY: Duration = Duration::from_secs(60);
 
 mod checks;
