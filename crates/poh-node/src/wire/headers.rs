@@ -6,6 +6,7 @@ use poh_core::{
     Hash, Header, Level, Tx,
     proof::{Anchor, ProofLink},
 };
+use poh_proto::bounded::{MAX_AUDIT_PATH, MAX_PROOF_LINKS};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -170,12 +171,25 @@ impl ProofJson {
                 tx.digest()
             ));
         }
+        // A proof climbs a few levels, and no tree needs a longer path than 64: anything
+        // larger is refused before a hash or signature is checked.
+        if self.links.len() > MAX_PROOF_LINKS {
+            return Err(format!(
+                "a proof has at most {MAX_PROOF_LINKS} links; this one has {}",
+                self.links.len()
+            ));
+        }
         let links = self
             .links
             .iter()
             .enumerate()
             .map(|(k, l)| {
                 let bad = |what: &str| format!("link {k}: {what}");
+                if l.audit_path.len() > MAX_AUDIT_PATH {
+                    return Err(bad(&format!(
+                        "an audit path has at most {MAX_AUDIT_PATH} hashes"
+                    )));
+                }
                 Ok(ProofLink {
                     item: l
                         .item
@@ -257,9 +271,8 @@ impl FederationOut {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_header_reads_back_from_its_json_and_a_changed_field_is_caught() {
-        let header = Header {
+    fn header() -> Header {
+        Header {
             chain_id: "continental/asia".into(),
             level: Level::Continental,
             height: 3,
@@ -273,7 +286,12 @@ mod tests {
             timestamp: 0.1 + 0.2,
             public_key: vec![1; 5],
             signature: vec![2; 7],
-        };
+        }
+    }
+
+    #[test]
+    fn a_header_reads_back_from_its_json_and_a_changed_field_is_caught() {
+        let header = header();
         let json = serde_json::to_value(HeaderJson::new(&header, None)).unwrap();
         assert_eq!(json["level"], "continental");
         assert!(json.get("recorded_at_seq").is_none());
@@ -283,5 +301,30 @@ mod tests {
         changed["poh_end"] = 21.into();
         let changed: HeaderJson = serde_json::from_value(changed).unwrap();
         assert!(changed.to_header().unwrap_err().contains("header_id"));
+    }
+
+    /// Counts are checked before anything in a link is parsed or hashed.
+    #[test]
+    fn a_proof_with_too_many_links_or_too_long_a_path_is_refused_unread() {
+        let tx = poh_core::Tx {
+            tx_id: "t".into(),
+            holder_id: String::new(),
+            timestamp: 1.0,
+            payload: Vec::new(),
+            parent_ids: Vec::new(),
+            public_key: Vec::new(),
+            signature: Vec::new(),
+        };
+        let link = |path: usize| LinkJson {
+            item: String::new(),
+            index: 0,
+            audit_path: vec![String::new(); path],
+            header: HeaderJson::new(&header(), None),
+        };
+        let mut proof = ProofJson::new(&tx, &[]).unwrap();
+        proof.links = vec![link(0); MAX_PROOF_LINKS + 1];
+        assert!(proof.verify(&[]).unwrap_err().contains("at most 8 links"));
+        proof.links = vec![link(MAX_AUDIT_PATH + 1)];
+        assert!(proof.verify(&[]).unwrap_err().contains("at most 64 hashes"));
     }
 }
