@@ -63,7 +63,20 @@ pub fn serve_flags(data_dir: &Path, flags: &[&str]) -> Served {
 }
 
 /// `command serve FLAGS` on ports the system picks, until its start-up line names them.
+/// The PoH rate is the tests' small one unless `flags` set their own.
 pub fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Served {
+    let hashes_per_tick = HASHES_PER_TICK.to_string();
+    let own_rate = flags.contains(&"--hashes-per-tick");
+    let rate: &[&str] = if own_rate {
+        &[]
+    } else {
+        &[
+            "--hashes-per-tick",
+            &hashes_per_tick,
+            "--ticks-per-second",
+            "50",
+        ]
+    };
     let mut child = command
         .arg("serve")
         .args(flags)
@@ -76,10 +89,9 @@ pub fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Serv
             "0",
             "--quic-port",
             "0",
-            "--hashes-per-tick",
         ])
-        .arg(HASHES_PER_TICK.to_string())
-        .args(["--ticks-per-second", "50", "--data-dir"])
+        .args(rate)
+        .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "info")
         .env_remove("POH_CONFIG")

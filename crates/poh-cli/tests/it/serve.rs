@@ -13,7 +13,9 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use poh_core::{Entry, Hash, genesis, verify::verify_serial};
 use serde_json::{Value, json};
 
-use crate::common::{HASHES_PER_TICK, Served, serve, serve_with, signal};
+use crate::common::{
+    HASHES_PER_TICK, Http, Served, serve, serve_flags, serve_with, signal, wait_within,
+};
 
 /// `poh serve` whose files may not grow past `kib` KiB, like a full disk: bash sets the
 /// limit, and SIGXFSZ is ignored so a write past it fails with EFBIG instead of killing.
@@ -521,4 +523,32 @@ fn sighup_applies_the_changed_config_file_and_names_what_waits_for_a_restart() {
     assert!(node.logged("poh.toml"), "the file is named");
     assert!(refused() >= 15, "the limits applied before still hold");
     crate::common::stop(node);
+}
+
+/// A generator far faster than the committer drains (2 hashes a tick, 100,000 ticks a
+/// second) fills its entry sink at once. A batch's record used to wait for that sink while
+/// only the batch's committer could empty it: every write hung, and so did SIGTERM. Now the
+/// record is answered while the sink is full and the clock waits for the committer.
+#[test]
+fn a_tick_rate_the_store_cannot_keep_up_with_hangs_neither_writes_nor_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve_flags(
+        &dir.path().join("data"),
+        &["--hashes-per-tick", "2", "--ticks-per-second", "100000"],
+    );
+    let http = Http::new();
+    for i in 0..50 {
+        let tx = json!({"tx_id": format!("fast-{i}"), "holder_id": "h",
+                                    "timestamp": 1.0, "payload_b64": "AAAA"});
+        let status = http.post(&format!("{}/v1/tx", node.base), &tx);
+        assert_eq!(status, Some(201), "write {i}");
+    }
+    let mut node = node;
+    signal(&node.child, "TERM");
+    let exited = wait_within(
+        Duration::from_secs(20),
+        "poh serve to exit on SIGTERM",
+        || node.child.try_wait().unwrap(),
+    );
+    assert!(exited.success(), "{exited:?}");
 }

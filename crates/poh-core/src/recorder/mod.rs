@@ -136,13 +136,13 @@ struct Shared {
 pub struct PohRecorder {
     commands: Option<mpsc::Sender<Command>>,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<Result<Option<RecordedEntry>, Error>>>,
+    thread: Option<JoinHandle<Result<Vec<RecordedEntry>, Error>>>,
 }
 
 impl PohRecorder {
     /// Starts generating from `start` (a genesis or a resumed state); every entry goes to `sink`.
-    /// The sink is bounded: when its consumer falls that far behind, the generator waits for
-    /// it rather than hold more entries.
+    /// The sink is bounded: when its consumer falls that far behind, the clock waits for it
+    /// rather than hold more entries, while records are still served.
     pub fn spawn(
         config: PohConfig,
         start: PohState,
@@ -163,7 +163,7 @@ impl PohRecorder {
             queue,
             sink,
             shared: shared.clone(),
-            leftover: None,
+            backlog: VecDeque::new(),
         };
         let thread = std::thread::Builder::new()
             .name("poh-recorder".into())
@@ -176,7 +176,9 @@ impl PohRecorder {
         })
     }
 
-    /// Records `mixins` (at least one) as one entry and waits until it is sent to the sink.
+    /// Records `mixins` (at least one) as one entry and waits until it is made. The entry
+    /// reaches the sink in order, as soon as the sink has room: a consumer that calls this
+    /// and only then drains the sink cannot deadlock with the generator.
     pub fn record(&self, mixins: Vec<Hash>) -> Result<Recorded, Error> {
         if mixins.is_empty() {
             return Err(Error::EmptyRecord);
@@ -211,16 +213,15 @@ impl PohRecorder {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Stops the thread after the entry in progress and waits for it. When the sink was full
-    /// at that moment, its last entry could not be sent and is returned: it follows whatever
-    /// the sink holds.
-    pub fn shutdown(&mut self) -> Result<Option<RecordedEntry>, Error> {
+    /// Stops the thread after the entry in progress and waits for it. The entries the full
+    /// sink had no room for are returned, oldest first: they follow whatever the sink holds.
+    pub fn shutdown(&mut self) -> Result<Vec<RecordedEntry>, Error> {
         self.shared.stop.store(true, Ordering::Relaxed);
         self.commands = None;
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(Error::RecorderStopped),
-            None => Ok(None),
+            None => Ok(Vec::new()),
         }
     }
 }
@@ -294,8 +295,10 @@ struct Generator {
     queue: mpsc::Receiver<Command>,
     sink: mpsc::SyncSender<RecordedEntry>,
     shared: Arc<Shared>,
-    /// The entry the full sink had no room for when the generator was told to stop.
-    leftover: Option<RecordedEntry>,
+    /// Entries made while the sink was full, oldest first, sent as it makes room. While any
+    /// wait the clock does not advance, so only records (each of which has a caller waiting
+    /// for it) add to them: a stalled consumer pauses the clock but never stops a record.
+    backlog: VecDeque<RecordedEntry>,
 }
 
 /// Why the loop ends.
@@ -305,9 +308,9 @@ enum Stop {
 }
 
 impl Generator {
-    fn run(&mut self) -> Result<Option<RecordedEntry>, Error> {
+    fn run(&mut self) -> Result<Vec<RecordedEntry>, Error> {
         match self.run_loop() {
-            Stop::Requested => Ok(self.leftover.take()),
+            Stop::Requested => Ok(std::mem::take(&mut self.backlog).into()),
             Stop::SinkGone => Err(Error::RecorderStopped),
         }
     }
@@ -321,6 +324,19 @@ impl Generator {
         loop {
             if self.shared.stop.load(Ordering::Relaxed) {
                 return Stop::Requested;
+            }
+            // The consumer is behind: the clock waits for it, and records are still served.
+            let behind = self.send_backlog().and_then(|()| {
+                if self.backlog.is_empty() {
+                    Ok(false)
+                } else {
+                    self.wait(PACE).map(|()| true)
+                }
+            });
+            match behind {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(stop) => return stop,
             }
             match self.config.mode {
                 PohMode::Unpaced => {
@@ -448,23 +464,23 @@ impl Generator {
         self.shared
             .hashed
             .store(state.total_hashes, Ordering::Relaxed);
-        let mut recorded = recorded;
-        loop {
-            match self.sink.try_send(recorded) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Disconnected(_)) => return Err(Stop::SinkGone),
-                // The consumer is that far behind: the clock waits for it. Told to stop, the
-                // entry goes back through `shutdown`, so none is lost.
+        self.backlog.push_back(recorded);
+        self.send_backlog()
+    }
+
+    /// Sends what the backlog holds, oldest first, while the sink has room.
+    fn send_backlog(&mut self) -> Result<(), Stop> {
+        while let Some(next) = self.backlog.pop_front() {
+            match self.sink.try_send(next) {
+                Ok(()) => {}
                 Err(TrySendError::Full(back)) => {
-                    if self.shared.stop.load(Ordering::Relaxed) {
-                        self.leftover = Some(back);
-                        return Err(Stop::Requested);
-                    }
-                    recorded = back;
-                    std::thread::sleep(Duration::from_millis(1));
+                    self.backlog.push_front(back);
+                    return Ok(());
                 }
+                Err(TrySendError::Disconnected(_)) => return Err(Stop::SinkGone),
             }
         }
+        Ok(())
     }
 }
 

@@ -183,7 +183,7 @@ fn bad_settings_are_refused() {
 }
 
 /// The sink is bounded: a consumer that stops reading pauses the clock instead of growing
-/// memory, and on shutdown the entry that found no room comes back, so none is lost.
+/// memory, and on shutdown the entries that found no room come back, so none is lost.
 #[test]
 fn a_slow_consumer_pauses_the_clock_and_loses_nothing() {
     let (sink, entries) = mpsc::sync_channel(4);
@@ -199,6 +199,25 @@ fn a_slow_consumer_pauses_the_clock_and_loses_nothing() {
         made <= 5,
         "{made} entries made for a sink of 4 nobody reads"
     );
+    // A record is still served while nobody reads: the one who asked may be the consumer.
+    // (Should it not be, a watchdog reads after 10 s, so the test fails instead of hanging.)
+    let (answered, done) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let fired = done.recv_timeout(Duration::from_secs(10)).is_err();
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        while fired && std::time::Instant::now() < until {
+            let _ = entries.recv_timeout(Duration::from_millis(10));
+        }
+        (fired, entries)
+    });
+    let recorded = recorder.record(vec![sha256(b"stalled")]).unwrap();
+    let _ = answered.send(());
+    let (fired, entries) = watchdog.join().unwrap();
+    assert!(
+        !fired,
+        "the record was answered only once the consumer read"
+    );
+    assert_eq!(recorded.first_seq, 0);
     let leftover = recorder.shutdown().unwrap();
     let mut all: Vec<RecordedEntry> = entries.try_iter().collect();
     all.extend(leftover);

@@ -12,6 +12,7 @@
 //! [`writer`]: super::writer
 
 use std::{
+    collections::VecDeque,
     mem,
     sync::{
         Arc, Mutex,
@@ -121,8 +122,8 @@ pub(super) struct Committer {
     pending: PendingWrite,
     /// Whether the writer is storing something (it says [`Msg::Written`] when done).
     writer_busy: bool,
-    /// The entry the generator could not send when it stopped (its sink was full).
-    leftover: Option<RecordedEntry>,
+    /// The entries the generator could not send when it stopped (its sink was full).
+    leftover: VecDeque<RecordedEntry>,
 }
 
 /// Batches prepared while the writer was busy, to be stored together.
@@ -228,7 +229,7 @@ impl Committer {
             writer,
             pending: PendingWrite::default(),
             writer_busy: false,
-            leftover: None,
+            leftover: VecDeque::new(),
         };
         Ok((committer, view))
     }
@@ -239,7 +240,7 @@ impl Committer {
         let stopped = self
             .recorder
             .shutdown()
-            .map(|leftover| self.leftover = leftover);
+            .map(|leftover| self.leftover = leftover.into());
         // Whatever the generator emitted before it stopped is stored, so the chain on disk
         // ends where the generator did.
         let flushed = if result.is_ok() {
@@ -494,9 +495,9 @@ impl Committer {
                 match self.entries.try_recv() {
                     Ok(e) => e,
                     // A stopped generator is noticed by the run loop; what it sent is stored,
-                    // and last the entry it had no room to send.
+                    // and last the entries it had no room to send.
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
-                        match self.leftover.take() {
+                        match self.leftover.pop_front() {
                             Some(e) => e,
                             None => return Ok(out),
                         }
