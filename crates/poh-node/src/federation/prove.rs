@@ -35,8 +35,11 @@ use crate::{
 const BUILDERS: usize = 2;
 /// How long a proof waits for a builder before it is refused as overload.
 const BUILD_WAIT: Duration = Duration::from_secs(5);
-/// Bytes of trees kept (a header at the item cap needs 16 MiB).
+/// Bytes of trees kept (a header at the item cap needs 16 MiB)…
 const CACHE_BYTES: usize = 64 << 20;
+/// …and headers remembered at most, built or not (one whose build was refused stays listed
+/// until it is tried again or falls out).
+const MAX_KEPT: usize = 1024;
 /// How long the parent's answer for one header is reused.
 const UPWARD_FRESH: Duration = Duration::from_secs(1);
 
@@ -179,11 +182,12 @@ impl Prover {
                 .await
                 .map_err(|_| ProveError::Task)?
             })
-            .await?
-            .clone();
+            .await
+            .cloned();
+        self.evict();
+        let sealed = sealed?;
         let built = built.load(std::sync::atomic::Ordering::Relaxed);
         self.trees_used[usize::from(built)].increment(1);
-        self.evict();
         Ok(sealed)
     }
 
@@ -191,11 +195,11 @@ impl Prover {
     fn evict(&self) {
         let mut trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
         let mut kept = 0usize;
-        let mut keep = trees.len();
-        for (i, (_, cell)) in trees.iter().enumerate().rev() {
+        let mut keep = trees.len().min(MAX_KEPT);
+        for (n, (_, cell)) in trees.iter().rev().take(keep).enumerate() {
             kept += cell.get().map_or(0, |s| s.bytes());
             if kept > CACHE_BYTES {
-                keep = trees.len() - i - 1;
+                keep = n;
                 break;
             }
         }
