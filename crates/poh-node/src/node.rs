@@ -137,7 +137,7 @@ impl Node {
             ),
             link_buffered: ByteBudget::new(
                 config.federation.link_buffered_bytes,
-                crate::federation::parent::LINK_SHARE_BYTES,
+                crate::config::LINK_SHARE_BYTES,
                 metrics.federation.link_buffered_bytes.clone(),
             ),
         };

@@ -213,11 +213,11 @@ impl NodeConfig {
                 "federation.max_child_clock_skew must be a number of seconds, 0 or more".into(),
             ));
         }
-        if f.link_buffered_bytes < crate::federation::parent::LINK_SHARE_BYTES {
+        if f.link_buffered_bytes < crate::config::LINK_SHARE_BYTES {
             return Err(NodeError::Config(format!(
                 "federation.link_buffered_bytes must be at least {} (one child's share: three \
                  link messages)",
-                crate::federation::parent::LINK_SHARE_BYTES
+                crate::config::LINK_SHARE_BYTES
             )));
         }
         if f.parent.is_some() && f.level == poh_core::Level::Global {

@@ -459,6 +459,10 @@ impl Default for FederationConfig {
     }
 }
 
+/// What one child address may hold of `federation.link_buffered_bytes`: a message arriving
+/// and a decoded header being checked, with room to spare.
+pub const LINK_SHARE_BYTES: usize = 3 * poh_proto::bounded::MAX_LINK_MESSAGE_BYTES;
+
 /// A chain of the level below whose headers this node accepts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

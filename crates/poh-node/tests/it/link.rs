@@ -139,6 +139,23 @@ async fn ending(answers: &mut tonic::Streaming<fed::ParentMessage>) -> Option<to
     }
 }
 
+/// A link that said Hello as `CHILD` and was welcomed: what it sends, and what follows.
+async fn welcomed(
+    parent: &TestNode,
+    hashes_per_tick: u64,
+) -> (
+    mpsc::Sender<ChildMessage>,
+    tonic::Streaming<fed::ParentMessage>,
+) {
+    let link = open(parent, hello(CHILD, hashes_per_tick)).await;
+    let mut answers = link.answers.unwrap();
+    assert!(matches!(
+        answers.message().await.unwrap().and_then(|m| m.kind),
+        Some(parent_message::Kind::Welcome(_))
+    ));
+    (link.out, answers)
+}
+
 /// Sends `header` with the entries it covers over a new link whose Hello names
 /// `hashes_per_tick`; why the parent refused it. The parent then ends the link.
 async fn refusal(
@@ -147,11 +164,8 @@ async fn refusal(
     header: &Header,
     covered: &[Entry],
 ) -> String {
-    let mut link = open(parent, hello(CHILD, hashes_per_tick)).await;
-    let answers = link.answers.as_mut().unwrap();
-    answers.message().await.unwrap().unwrap();
-    link.out
-        .send(header_message(sealed_to_pb(header, covered)))
+    let (out, mut answers) = welcomed(parent, hashes_per_tick).await;
+    out.send(header_message(sealed_to_pb(header, covered)))
         .await
         .unwrap();
     let Some(parent_message::Kind::Ack(ack)) = answers.message().await.unwrap().unwrap().kind
@@ -159,7 +173,7 @@ async fn refusal(
         panic!("expected an Ack");
     };
     assert_eq!(ack.result, fed::HeaderResult::Rejected as i32, "{ack:?}");
-    let ended = ending(answers).await;
+    let ended = ending(&mut answers).await;
     assert!(ended.is_none(), "a refused header ends the link: {ended:?}");
     ack.message
 }
@@ -246,22 +260,16 @@ async fn a_first_message_larger_than_a_hello_is_refused_unread() {
 #[tokio::test]
 async fn a_header_message_past_the_entry_cap_is_refused_before_decoding() {
     let (parent, _key) = parent(|_| {}).await;
-    let mut link = open(&parent, hello(CHILD, HASHES_PER_TICK)).await;
-    let answers = link.answers.as_mut().unwrap();
-    assert!(matches!(
-        answers.message().await.unwrap().and_then(|m| m.kind),
-        Some(parent_message::Kind::Welcome(_))
-    ));
+    let (out, mut answers) = welcomed(&parent, HASHES_PER_TICK).await;
     let entries = vec![fed::Entry::default(); (1 << 16) + 1];
-    link.out
-        .send(header_message(fed::SealedHeader {
-            header: Vec::new(),
-            signature: Vec::new(),
-            entries,
-        }))
-        .await
-        .unwrap();
-    let status = ending(answers).await.expect("an error status");
+    out.send(header_message(fed::SealedHeader {
+        header: Vec::new(),
+        signature: Vec::new(),
+        entries,
+    }))
+    .await
+    .unwrap();
+    let status = ending(&mut answers).await.expect("an error status");
     assert!(status.message().contains("more entries"), "{status:?}");
     parent.stop().await;
 }
@@ -269,12 +277,9 @@ async fn a_header_message_past_the_entry_cap_is_refused_before_decoding() {
 #[tokio::test]
 async fn a_newer_link_of_a_child_replaces_the_open_one() {
     let (parent, _key) = parent(|_| {}).await;
-    let mut first = open(&parent, hello(CHILD, HASHES_PER_TICK)).await;
-    let first_answers = first.answers.as_mut().unwrap();
-    first_answers.message().await.unwrap().unwrap();
-    let mut second = open(&parent, hello(CHILD, HASHES_PER_TICK)).await;
-    second.answers.as_mut().unwrap().message().await.unwrap();
-    let status = ending(first_answers).await.expect("an error status");
+    let (_first, mut first_answers) = welcomed(&parent, HASHES_PER_TICK).await;
+    let _second = welcomed(&parent, HASHES_PER_TICK).await;
+    let status = ending(&mut first_answers).await.expect("an error status");
     assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
     assert!(status.message().contains("replaced"), "{status:?}");
     parent.stop().await;

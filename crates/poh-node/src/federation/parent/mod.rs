@@ -52,9 +52,6 @@ use crate::{
 pub const LINK_PATH: &str = "/poh.federation.v1.Federation/Link";
 /// Most hashes one child header may claim: verifying it costs that many SHA-256 steps.
 pub const MAX_CHILD_HASHES: u64 = 1 << 32;
-/// What one child address may hold of the link's budget: a message arriving and a decoded
-/// header being checked, with room to spare.
-pub const LINK_SHARE_BYTES: usize = 3 * MAX_LINK_MESSAGE_BYTES;
 /// How long a new link may take to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a child stays out after a header refused once its entries were hashed; doubled

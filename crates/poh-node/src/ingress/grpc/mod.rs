@@ -5,6 +5,7 @@
 //! only for whole-call problems. [`observe`] adds metrics, logs, deadlines and error masking
 //! around every call.
 
+mod budget;
 mod observe;
 
 use std::{pin::Pin, sync::Arc, time::Duration};
@@ -25,13 +26,13 @@ use super::{
     Services,
     auth::AuthError,
     gate::{self, Refusals},
-    limits::{BodyRefusal, Budgeted, ByteBudget, Overload},
+    limits::Overload,
     listener::ConnLimits,
     subscribe::{Start, TxCursor},
 };
 use crate::{
     config::GrpcConfig,
-    federation::{self, parent::Parent},
+    federation::parent::Parent,
     pipeline::{Admission, SubmitError, TxResult, tx_bytes},
     wire::{
         Transport,
@@ -126,39 +127,12 @@ pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Rou
     let budgets = (services.buffered.clone(), services.link_buffered.clone());
     let router = routes
         .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(budgets, budget_body));
+        .layer(axum::middleware::from_fn_with_state(
+            budgets,
+            budget::budget_body,
+        ));
     let router = gate::guard(router, &services, GrpcRefusals);
     router.layer(ObserveLayer::new(services.metrics.clone()))
-}
-
-async fn budget_body(
-    axum::extract::State((calls, link)): axum::extract::State<(Arc<ByteBudget>, Arc<ByteBudget>)>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let refuse = |e: BodyRefusal| {
-        axum::Error::new(match e {
-            BodyRefusal::Exhausted(e) => Status::resource_exhausted(e.to_string()),
-            BodyRefusal::FirstTooLarge { .. } => Status::invalid_argument(e.to_string()),
-        })
-    };
-    let client = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let path = req.uri().path();
-    let (budget, first_max) = if path == federation::parent::LINK_PATH {
-        // Until its Hello names a child, a link is a stranger: a few KiB at most.
-        (&link, Some(poh_proto::bounded::MAX_HELLO_BYTES))
-    } else if path.starts_with("/poh.federation.v1.") {
-        (&link, None)
-    } else {
-        (&calls, None)
-    };
-    let reservation = budget.reserve(client);
-    let req =
-        req.map(|body| axum::body::Body::new(Budgeted::new(body, reservation, first_max, refuse)));
-    next.run(req).await
 }
 
 /// How gRPC says no: `RESOURCE_EXHAUSTED`, `UNAUTHENTICATED`, `PERMISSION_DENIED`; the health
