@@ -278,3 +278,11 @@ pub async fn scrape(base: &str) -> String {
         .await
         .unwrap()
 }
+
+/// `poh keygen --out DIR/NAME.key`; the key's path.
+pub fn keygen(dir: &Path, name: &str) -> String {
+    let key = dir.join(format!("{name}.key"));
+    let out = poh(&["keygen", "--out", key.to_str().unwrap()]);
+    assert!(out.status.success(), "keygen: {}", text(&out.stderr));
+    key.to_str().unwrap().to_string()
+}

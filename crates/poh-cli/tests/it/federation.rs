@@ -14,7 +14,9 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use poh_core::{Entry, Hash, genesis, verify::verify_serial};
 use serde_json::{Value, json};
 
-use crate::common::{HASHES_PER_TICK, Http, Served, poh, serve_with, signal, stop, text, wait_for};
+use crate::common::{
+    HASHES_PER_TICK, Http, Served, keygen, poh, serve_with, signal, stop, text, wait_for,
+};
 
 impl Http {
     /// Submits a transaction, which must be stored (201).
@@ -151,14 +153,6 @@ fn serve_logged(data_dir: &Path, log: &Path, flags: &[&str]) -> Served {
         ))
         .arg(env!("CARGO_BIN_EXE_poh"));
     serve_with(command, data_dir, flags)
-}
-
-/// `poh keygen --out DIR/NAME.key`; the key's path.
-fn keygen(dir: &Path, name: &str) -> String {
-    let key = dir.join(format!("{name}.key"));
-    let out = poh(&["keygen", "--out", key.to_str().unwrap()]);
-    assert!(out.status.success(), "keygen: {}", text(&out.stderr));
-    key.to_str().unwrap().to_string()
 }
 
 /// The flags every node of these tests shares.

@@ -16,7 +16,7 @@ use prost::Message as _;
 use serde_json::json;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-use crate::common::{peak_rss_mib, poh, scrape, serve_flags, stop, text};
+use crate::common::{keygen, peak_rss_mib, scrape, serve_flags, stop};
 
 /// The bound asserted on the parent's peak resident set.
 const PEAK_RSS_MIB: u64 = 256;
@@ -203,10 +203,8 @@ fn writer(base: String, until: Instant) -> (u32, Vec<String>) {
 #[test]
 fn link_attacks_neither_block_writes_nor_take_the_parents_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("kobe.key");
-    let out = poh(&["keygen", "--out", key.to_str().unwrap()]);
-    assert!(out.status.success(), "keygen: {}", text(&out.stderr));
-    let child = format!("{CHILD}={}.pub", key.display());
+    let key = keygen(dir.path(), "kobe");
+    let child = format!("{CHILD}={key}.pub");
     let node = serve_flags(
         &dir.path().join("data"),
         &[
