@@ -9,7 +9,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use poh_store::{RedbStore, Store};
+use poh_store::{RedbStore, Store, StoreOptions};
 use tokio::{
     net::TcpListener,
     sync::{mpsc, watch},
@@ -277,7 +277,10 @@ async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map(std::path::Path::to_path_buf);
-    let cache_bytes = config.db_cache_mb.saturating_mul(1 << 20);
+    let options = StoreOptions {
+        cache_bytes: config.db_cache_mb.saturating_mul(1 << 20),
+        reserve_bytes: config.db_reserve_mb.saturating_mul(1 << 20),
+    };
     tokio::task::spawn_blocking(move || {
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
@@ -285,7 +288,7 @@ async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
                 source,
             })?;
         }
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(&db_path, cache_bytes)?);
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open_with(&db_path, options)?);
         Ok(store)
     })
     .await
@@ -431,8 +434,7 @@ fn describe_node(config: &NodeConfig, metrics: Metrics, pipeline: &IngestPipelin
         data_dir: config.data_dir.clone(),
         db_path: config.db_path(),
     };
-    let rate = pipeline.poh_rate();
-    metrics.with_node(facts, move || rate.hashes_total())
+    metrics.with_node(facts, pipeline.hashes_total())
 }
 
 /// Stage 2b: the node's signing key and its children's keys (file I/O, off the async

@@ -29,7 +29,57 @@ pub enum StoreError {
     /// A commit that does not continue what is stored (a bug in the caller, refused unwritten).
     #[error("refused commit: {0}")]
     Sequence(&'static str),
+    /// The file system holding the database is full, or has less free space than the store
+    /// keeps in reserve. Nothing was written; reads still work.
+    #[error(
+        "the disk holding {path} is full ({why}); nothing was written. Free space or grow the \
+         volume: writes resume by themselves"
+    )]
+    Full {
+        /// The database file.
+        path: PathBuf,
+        /// What said so: the free space left, or the engine's I/O error.
+        why: String,
+    },
 }
+
+impl StoreError {
+    /// Whether the store could not be written or reached just now but may be later: a full
+    /// disk, or a reopen after an I/O failure that has not succeeded yet.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Full { .. } | Self::InUse(_) | Self::Open { .. }) || self.is_io()
+    }
+
+    /// Whether the engine met an I/O error, after which it must be reopened before it can be
+    /// used again (redb refuses every later operation of the failed handle).
+    pub(crate) fn is_io(&self) -> bool {
+        matches!(
+            self,
+            Self::Engine(e) if matches!(**e, redb::Error::Io(_) | redb::Error::PreviousIo)
+        )
+    }
+
+    /// Whether the engine's I/O error says the disk (or the user's quota) is full.
+    pub(crate) fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Engine(e) => match &**e {
+                redb::Error::Io(io) => {
+                    matches!(
+                        io.kind(),
+                        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                    ) || matches!(io.raw_os_error(), Some(ENOSPC | EDQUOT))
+                }
+                // A handle that failed before: the failure that made it so was reported then.
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// `ENOSPC` and `EDQUOT` on Linux, for errors whose kind the standard library leaves generic.
+const ENOSPC: i32 = 28;
+const EDQUOT: i32 = 122;
 
 /// Every redb error type converts through `redb::Error`, boxed to keep results small.
 macro_rules! from_redb {

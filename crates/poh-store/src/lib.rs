@@ -28,7 +28,7 @@ use poh_core::{ChainHead, Hash, Header};
 
 pub use error::StoreError;
 pub use record::{ChainMeta, ChildHeader, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
-pub use redb_store::{DEFAULT_CACHE_BYTES, Expiry, RedbStore};
+pub use redb_store::{DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, Expiry, RedbStore, StoreOptions};
 
 /// Storage of one node. Implementations are internally synchronised: `commit` is called by one
 /// writer at a time, reads may run concurrently with it and see only committed data.

@@ -286,3 +286,15 @@ pub fn keygen(dir: &Path, name: &str) -> String {
     assert!(out.status.success(), "keygen: {}", text(&out.stderr));
     key.to_str().unwrap().to_string()
 }
+
+/// `poh fingerprint` of a node's QUIC development certificate.
+pub fn quic_pin(data_dir: &std::path::Path) -> String {
+    let cert = data_dir.join("quic-dev-cert.pem");
+    let out = poh(&["fingerprint", cert.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}

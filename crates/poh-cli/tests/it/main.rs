@@ -3,6 +3,7 @@
 mod common;
 mod federation;
 mod flood;
+mod full_disk;
 mod link_attack;
 mod network;
 mod observability;

@@ -3,19 +3,7 @@
 
 use serde_json::Value;
 
-use crate::common::{Served, poh, serve, serve_flags, stop};
-
-/// `poh fingerprint` of a node's QUIC development certificate.
-fn quic_pin(data_dir: &std::path::Path) -> String {
-    let cert = data_dir.join("quic-dev-cert.pem");
-    let out = poh(&["fingerprint", cert.to_str().unwrap()]);
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
+use crate::common::{Served, poh, quic_pin, serve, serve_flags, stop};
 
 fn http_status(url: &str) -> u16 {
     tokio::runtime::Builder::new_current_thread()

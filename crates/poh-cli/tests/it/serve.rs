@@ -17,8 +17,9 @@ use crate::common::{
     HASHES_PER_TICK, Http, Served, serve, serve_flags, serve_with, signal, wait_within,
 };
 
-/// `poh serve` whose files may not grow past `kib` KiB, like a full disk: bash sets the
-/// limit, and SIGXFSZ is ignored so a write past it fails with EFBIG instead of killing.
+/// `poh serve` whose files may not grow past `kib` KiB: bash sets the limit, and SIGXFSZ is
+/// ignored so a write past it fails with EFBIG instead of killing. Unlike a full disk (which
+/// the node waits out, see `full_disk`), an I/O failure it cannot wait out stops the node.
 fn serve_on_full_disk(data_dir: &Path, kib: u64) -> Served {
     let mut command = Command::new("bash");
     command
@@ -40,7 +41,7 @@ fn wait_for_acks(acked: &Mutex<HashMap<String, Value>>, n: usize) {
     }
 }
 
-fn tx(id: &str) -> Value {
+pub(crate) fn tx(id: &str) -> Value {
     json!({"tx_id": id, "holder_id": "h", "timestamp": 1.5, "payload_b64": B64.encode(id)})
 }
 
@@ -80,7 +81,7 @@ fn load(
 }
 
 /// Every acknowledged transaction is stored with the answer it got, and the chain verifies.
-async fn check_restarted(base: &str, acked: &HashMap<String, Value>) {
+pub(crate) async fn check_restarted(base: &str, acked: &HashMap<String, Value>) {
     let client = reqwest::Client::new();
     for (id, answer) in acked {
         let r = client
@@ -331,7 +332,7 @@ fn entries_served_before_a_crash_are_the_entries_after_it() {
 }
 
 #[test]
-fn a_full_disk_answers_internal_stops_the_node_and_loses_nothing_acknowledged() {
+fn a_file_it_may_not_grow_answers_internal_stops_the_node_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut node = serve_on_full_disk(dir.path(), 4096);
@@ -376,7 +377,7 @@ fn a_full_disk_answers_internal_stops_the_node_and_loses_nothing_acknowledged() 
 }
 
 #[test]
-fn a_full_disk_is_ack_code_internal_over_grpc() {
+fn a_file_it_may_not_grow_is_ack_code_internal_over_grpc() {
     use poh_proto::v1::{AckCode, Tx, poh_service_client::PohServiceClient};
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -31,6 +31,9 @@ pub struct NodeConfig {
     pub db_file: Option<PathBuf>,
     /// The database's page cache in MiB: the largest part of the node's memory.
     pub db_cache_mb: usize,
+    /// Free space in MiB the store keeps on its file system (at most a tenth of it): below
+    /// it, writes are refused as storage full, before the disk itself runs out.
+    pub db_reserve_mb: u64,
     /// The address every listener binds to (safe default: loopback only).
     pub bind: IpAddr,
     /// The peers file (SPEC §5), served by `GET /v1/peers`.
@@ -80,6 +83,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("poh-data"),
             db_file: None,
             db_cache_mb: poh_store::DEFAULT_CACHE_BYTES >> 20,
+            db_reserve_mb: poh_store::DEFAULT_RESERVE_BYTES >> 20,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             peers_file: None,
             grpc: Some(GrpcConfig::default()),

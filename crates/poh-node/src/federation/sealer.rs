@@ -12,7 +12,7 @@
 //! Only durable entries are sealed: a header is signed over entries that survive a crash,
 //! and it is stored durably before anyone sees it, so a `SEALED` answer is never taken back.
 
-use std::{sync::Arc, time::Duration};
+use std::{mem, sync::Arc, time::Duration};
 
 use poh_core::{Batch, ChainHead, Level, SigningKey};
 use poh_proto::bounded;
@@ -87,6 +87,7 @@ impl Sealer {
         let head = head.unwrap_or_else(|| ChainHead::genesis(&chain_id));
         let mut batch = Some(Batch::new(head, self.hashes_per_tick));
         let mut last = Instant::now();
+        let mut stalled = false;
         loop {
             tokio::select! {
                 biased;
@@ -96,7 +97,24 @@ impl Sealer {
             let (gathered, full) = self.gather(take(&mut batch)?).await?;
             let items = gathered.items().len() as u64;
             if gathered.entries() > 0 && self.schedule.due(last.elapsed(), items, full) {
-                let head = self.seal(gathered).await?;
+                // A full disk keeps the batch for the next turn: the header is sealed, with
+                // a later timestamp, once it can be stored.
+                let head = match self.seal(gathered.clone()).await {
+                    Ok(head) => {
+                        if mem::take(&mut stalled) {
+                            tracing::info!("the next header is stored again");
+                        }
+                        head
+                    }
+                    Err(NodeError::Store(e)) if e.is_unavailable() => {
+                        if !mem::replace(&mut stalled, true) {
+                            tracing::warn!(error = %e, "cannot store the next header; retrying");
+                        }
+                        batch = Some(gathered);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 batch = Some(Batch::new(head, self.hashes_per_tick));
                 last = Instant::now();
             } else {

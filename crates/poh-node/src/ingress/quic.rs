@@ -23,12 +23,12 @@ use crate::{
     NodeError,
     config::QuicConfig,
     metrics::RejectReason,
-    pipeline::Admission,
+    pipeline::{Admission, SubmitError},
     tls::{ClientVerifier, NodeCert},
     wire::{
         Transport,
         frame::{self, ALPN, FrameDecoder, MALFORMED_FRAME, OVERLOADED},
-        protobuf::{ack, tx_from_pb},
+        protobuf::{ack, refused_ack, tx_from_pb},
     },
 };
 
@@ -192,6 +192,16 @@ enum Step {
     /// Over the node's read budget: retry later.
     Overloaded,
     Refused,
+    /// A chunk of this many transactions refused because the disk is full: each gets a
+    /// refused `Ack`, and the stream goes on.
+    Full(usize),
+}
+
+fn refuse_all(e: SubmitError, n: usize, out: &mut Vec<u8>) {
+    let refused = refused_ack(e);
+    for _ in 0..n {
+        frame::encode(&refused, out);
+    }
 }
 
 async fn serve_stream(
@@ -287,9 +297,22 @@ async fn serve_stream(
             match step {
                 Step::Queued(pending) => {
                     out.clear();
-                    for result in pending.wait().await {
-                        frame::encode(&ack(&result), &mut out);
+                    let n = pending.len();
+                    match pending.wait().await {
+                        Ok(results) => {
+                            for result in results {
+                                frame::encode(&ack(&result), &mut out);
+                            }
+                        }
+                        Err(e) => refuse_all(e, n, &mut out),
                     }
+                    if send.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+                Step::Full(n) => {
+                    out.clear();
+                    refuse_all(SubmitError::StorageFull, n, &mut out);
                     if send.write_all(&out).await.is_err() {
                         return;
                     }
@@ -321,12 +344,14 @@ async fn queue_chunk(
     steps: &mpsc::Sender<Step>,
     txs: Vec<poh_core::Tx>,
 ) -> bool {
+    let n = txs.len();
     match services
         .pipeline
         .enqueue(Transport::Quic, txs, Admission::Wait)
         .await
     {
         Ok(pending) => steps.send(Step::Queued(Box::new(pending))).await.is_ok(),
+        Err(SubmitError::StorageFull) => steps.send(Step::Full(n)).await.is_ok(),
         Err(_) => {
             let _ = steps.send(Step::Refused).await;
             false

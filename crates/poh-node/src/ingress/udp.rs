@@ -210,7 +210,8 @@ async fn submit(
     };
     if let Ok(pending) = admitted {
         answers.spawn(async move {
-            pending.wait().await;
+            // Refusals, a full disk's included, are counted by the pipeline.
+            let _ = pending.wait().await;
         });
     }
 }

@@ -1,7 +1,7 @@
 //! What the ingest pipeline records: transactions received, refused and finished, latencies
 //! and commits.
 
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 
 use super::Registry;
 use crate::wire::Transport;
@@ -21,18 +21,21 @@ pub enum RejectReason {
     Conflict,
     /// Refused because the node is at capacity.
     Overloaded,
+    /// Refused because the node's disk is full.
+    StorageFull,
     /// An internal error stopped it.
     Internal,
 }
 
 impl RejectReason {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Malformed,
         Self::Invalid,
         Self::TooLarge,
         Self::BadSignature,
         Self::Conflict,
         Self::Overloaded,
+        Self::StorageFull,
         Self::Internal,
     ];
 
@@ -45,6 +48,7 @@ impl RejectReason {
             Self::BadSignature => "bad_signature",
             Self::Conflict => "conflict",
             Self::Overloaded => "overloaded",
+            Self::StorageFull => "storage_full",
             Self::Internal => "internal",
         }
     }
@@ -69,6 +73,8 @@ pub struct IngestMetrics {
     pub batch_size: Histogram,
     /// Seconds per commit.
     pub commit_seconds: Histogram,
+    /// `poh_storage_full`: 1 while the store cannot write and writes are refused.
+    pub storage_full: Gauge,
 }
 
 impl IngestMetrics {
@@ -93,6 +99,7 @@ impl IngestMetrics {
             verify_latency: r.histogram("poh_verify_latency_seconds", &[]),
             batch_size: r.histogram("poh_commit_batch_size", &[]),
             commit_seconds: r.histogram("poh_commit_seconds", &[]),
+            storage_full: r.gauge("poh_storage_full", &[]),
         }
     }
 

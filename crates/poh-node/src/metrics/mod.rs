@@ -375,6 +375,12 @@ fn describe(r: &PrometheusRecorder) {
         "Reloads of the node's TLS certificate (SIGHUP or a changed file), by result.".into(),
     );
     r.describe_gauge(
+        "poh_storage_full".into(),
+        None,
+        "1 while the store's disk is full and writes are refused (reads go on); 0 otherwise."
+            .into(),
+    );
+    r.describe_gauge(
         "poh_subscribers".into(),
         None,
         "Subscriptions open now (gRPC Subscribe and GET /v1/events).".into(),

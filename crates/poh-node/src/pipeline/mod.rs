@@ -16,6 +16,7 @@
 mod classify;
 mod committer;
 mod tips;
+mod view;
 mod writer;
 
 use std::{
@@ -30,11 +31,12 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use poh_core::{Hash, Header, Limits, PohConfig, PohState, RateProbe, Tx, ValidationError};
+use poh_core::{Hash, Header, Limits, PohConfig, PohState, Tx, ValidationError};
 use poh_store::Store;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use committer::{CommitSettings, Committer, PohView};
+use committer::{CommitSettings, Committer};
+use view::PohView;
 pub(crate) use writer::RelaySender;
 
 use crate::{
@@ -95,7 +97,33 @@ pub enum SubmitError {
     /// The node is stopping.
     #[error("the node is shutting down; retry on another node")]
     ShuttingDown,
+    /// The node's disk is full: nothing of the submission was stored.
+    #[error("the node's disk is full and nothing was stored; retry later or on another node")]
+    StorageFull,
 }
+
+impl SubmitError {
+    /// The short code of the refusal: the HTTP body's `error`, and the start of a refused
+    /// QUIC `Ack`'s message.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Overloaded => "overloaded",
+            Self::ShuttingDown => "unavailable",
+            Self::StorageFull => "storage_full",
+        }
+    }
+
+    /// The `reason` label a refused transaction is counted under.
+    pub(crate) fn reason(self) -> RejectReason {
+        match self {
+            Self::Overloaded | Self::ShuttingDown => RejectReason::Overloaded,
+            Self::StorageFull => RejectReason::StorageFull,
+        }
+    }
+}
+
+/// What the committer answers a job: one result per transaction, or the whole job refused.
+pub(crate) type JobAnswer = Result<Vec<TxResult>, SubmitError>;
 
 /// How a submission waits for room in the pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +153,7 @@ pub(crate) struct Job {
     /// A child header to record after the transactions (boxed: rare, and a header is large).
     pub child: Option<Box<ChildItem>>,
     pub received_at: f64,
-    pub reply: oneshot::Sender<Vec<TxResult>>,
+    pub reply: oneshot::Sender<JobAnswer>,
     /// Held until the job is answered: the budget it occupies.
     pub permit: OwnedSemaphorePermit,
 }
@@ -136,6 +164,9 @@ pub(crate) enum Msg {
     Close,
     /// The writer stored what it was handed and can take the next batch.
     Written,
+    /// The writer met a full disk: it refuses what it was handed until the committer has
+    /// gone back to the stored chain.
+    Full,
 }
 
 struct Inner {
@@ -166,7 +197,7 @@ pub struct IngestPipeline {
 /// A submission that is queued; [`Pending::wait`] gives its answers.
 pub struct Pending {
     results: Vec<Option<TxResult>>,
-    reply: Option<oneshot::Receiver<Vec<TxResult>>>,
+    reply: Option<oneshot::Receiver<JobAnswer>>,
     started: Instant,
     transport: Transport,
     metrics: IngestMetrics,
@@ -252,11 +283,10 @@ impl IngestPipeline {
         transport: Transport,
         txs: Vec<Tx>,
     ) -> Result<Vec<TxResult>, SubmitError> {
-        Ok(self
-            .enqueue(transport, txs, Admission::FailFast)
+        self.enqueue(transport, txs, Admission::FailFast)
             .await?
             .wait()
-            .await)
+            .await
     }
 
     /// Validates and queues transactions; the answers come from [`Pending::wait`]. Queue
@@ -272,12 +302,15 @@ impl IngestPipeline {
         inner.metrics.received(transport, txs.len() as u64);
         let refuse = |e: SubmitError, n: usize| {
             for _ in 0..n {
-                inner.metrics.rejected(transport, RejectReason::Overloaded);
+                inner.metrics.rejected(transport, e.reason());
             }
             e
         };
         if inner.closed.load(Ordering::Acquire) {
             return Err(refuse(SubmitError::ShuttingDown, txs.len()));
+        }
+        if inner.view.is_full() {
+            return Err(refuse(SubmitError::StorageFull, txs.len()));
         }
         // Budget in KiB: a fixed overhead per transaction plus its variable-size fields.
         let cost: usize = txs.iter().map(|tx| 1 + tx_bytes(tx) / 1024).sum();
@@ -375,6 +408,9 @@ impl IngestPipeline {
         if inner.closed.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
+        if inner.view.is_full() {
+            return Err(SubmitError::StorageFull);
+        }
         // A header is a few KiB; it waits for room like a stream does.
         let permit = inner
             .budget
@@ -399,8 +435,9 @@ impl IngestPipeline {
             .unwrap_or_else(|p| p.into_inner())
             .send(Msg::Job(job))
             .map_err(|_| SubmitError::ShuttingDown)?;
-        match answer.await.ok().and_then(|r| r.into_iter().next()) {
-            Some(Ok(Accepted::Stored { poh_seq, poh_hash })) => Ok((poh_seq, poh_hash)),
+        match answer.await.map(|r| r.map(|r| r.into_iter().next())) {
+            Ok(Ok(Some(Ok(Accepted::Stored { poh_seq, poh_hash })))) => Ok((poh_seq, poh_hash)),
+            Ok(Err(e)) => Err(e),
             _ => Err(SubmitError::ShuttingDown),
         }
     }
@@ -432,9 +469,16 @@ impl IngestPipeline {
         self.inner.view.is_running()
     }
 
-    /// Reads the PoH generator's running hash count.
-    pub fn poh_rate(&self) -> RateProbe {
-        self.inner.view.rate()
+    /// Reads the PoH generator's running hash count, whichever generator runs (a full disk
+    /// stops it and its return starts another). Holds no part of the pipeline itself.
+    pub(crate) fn hashes_total(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let view = self.inner.view.clone();
+        move || view.rate().hashes_total()
+    }
+
+    /// Whether writes are refused because the store's disk is full.
+    pub fn is_storage_full(&self) -> bool {
+        self.inner.view.is_full()
     }
 }
 
@@ -450,15 +494,36 @@ pub struct PohStatus {
 }
 
 impl Pending {
-    /// Waits for the committer and returns one answer per submitted transaction, in order.
-    pub async fn wait(mut self) -> Vec<TxResult> {
+    /// How many transactions the submission holds.
+    pub fn len(&self) -> usize {
+        self.results.len()
+    }
+
+    /// Whether the submission holds no transaction.
+    pub fn is_empty(&self) -> bool {
+        self.results.is_empty()
+    }
+
+    /// Waits for the committer and returns one answer per submitted transaction, in order,
+    /// or the refusal of the whole submission (the disk filled while it was queued: nothing
+    /// of it was stored).
+    pub async fn wait(mut self) -> Result<Vec<TxResult>, SubmitError> {
         let stored = match self.reply.take() {
             Some(answer) => answer.await.ok(),
-            None => Some(Vec::new()),
+            None => Some(Ok(Vec::new())),
+        };
+        let m = &self.metrics;
+        let stored = match stored.transpose() {
+            Ok(stored) => stored,
+            Err(refused) => {
+                for _ in 0..self.results.len() {
+                    m.rejected(self.transport, refused.reason());
+                }
+                return Err(refused);
+            }
         };
         let mut stored = stored.map(Vec::into_iter);
         let elapsed = self.started.elapsed().as_secs_f64();
-        let m = &self.metrics;
         let mut out = Vec::with_capacity(self.results.len());
         for slot in self.results {
             let result = match slot {
@@ -481,7 +546,7 @@ impl Pending {
         }
         m.latency.record_many(elapsed, out.len());
         m.latency_summary.record_many(elapsed, out.len());
-        out
+        Ok(out)
     }
 }
 

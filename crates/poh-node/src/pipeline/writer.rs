@@ -17,10 +17,10 @@ use std::{
 };
 
 use poh_core::Entry;
-use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store};
+use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::{Msg, PohView, TxResult};
+use super::{JobAnswer, Msg, PohView, SubmitError, TxResult};
 use crate::{NodeError, metrics::IngestMetrics};
 
 pub(crate) use crate::network::relay::RelaySender;
@@ -38,10 +38,28 @@ impl InFlight {
 
 /// One job's answers, sent once its batch is stored.
 pub(crate) struct Answer {
-    pub reply: oneshot::Sender<Vec<TxResult>>,
+    pub reply: oneshot::Sender<JobAnswer>,
     pub results: Vec<TxResult>,
     /// The job's share of the admission budget, released with the answer.
     pub permit: OwnedSemaphorePermit,
+}
+
+impl Answer {
+    /// Answers the job: stored, or refused as a whole. A waiter that gave up (client gone)
+    /// changes nothing.
+    pub(crate) fn send(self, answer: JobAnswer) {
+        let _ = self.reply.send(answer);
+        drop(self.permit);
+    }
+}
+
+/// What the committer hands the writer.
+pub(crate) enum ToWriter {
+    /// A batch to store.
+    Write(Box<Write>),
+    /// Every batch before this was prepared on a chain the store never took (the disk
+    /// filled); the batches after it continue what is stored.
+    Resync,
 }
 
 /// Everything one commit writes, decided by the committer.
@@ -59,7 +77,7 @@ pub(crate) struct Write {
 
 /// The committer's handle on the writer thread.
 pub(crate) struct WriterHandle {
-    writes: Option<mpsc::Sender<Write>>,
+    writes: Option<mpsc::Sender<ToWriter>>,
     thread: Option<JoinHandle<Result<(), NodeError>>>,
 }
 
@@ -96,8 +114,17 @@ impl WriterHandle {
 
     /// Queues a batch for the writer.
     pub(crate) fn send(&mut self, write: Write) -> Result<(), NodeError> {
+        self.hand(ToWriter::Write(Box::new(write)))
+    }
+
+    /// Tells the writer that what follows continues the stored chain again.
+    pub(crate) fn resync(&mut self) -> Result<(), NodeError> {
+        self.hand(ToWriter::Resync)
+    }
+
+    fn hand(&mut self, message: ToWriter) -> Result<(), NodeError> {
         if let Some(writes) = &self.writes
-            && writes.send(write).is_ok()
+            && writes.send(message).is_ok()
         {
             return Ok(());
         }
@@ -132,11 +159,25 @@ fn write_all(
     metrics: &IngestMetrics,
     done: &mpsc::Sender<Msg>,
     relay: Option<&RelaySender>,
-    queue: mpsc::Receiver<Write>,
+    queue: mpsc::Receiver<ToWriter>,
 ) -> Result<(), NodeError> {
-    for write in queue {
+    // After a full disk refused a batch, every batch behind it continues that batch's chain:
+    // each is refused too, unwritten, until the committer resyncs.
+    let mut refusing = false;
+    for message in queue {
+        let write = match message {
+            ToWriter::Write(write) if !refusing => *write,
+            ToWriter::Write(write) => {
+                refuse(*write);
+                continue;
+            }
+            ToWriter::Resync => {
+                refusing = false;
+                continue;
+            }
+        };
         let started = Instant::now();
-        store.commit(
+        let stored = store.commit(
             &Commit {
                 chain: Some(&write.chain),
                 txs: &write.txs,
@@ -146,7 +187,18 @@ fn write_all(
                 child_headers: &write.child_headers,
             },
             write.durable,
-        )?;
+        );
+        match stored {
+            Ok(()) => {}
+            Err(e @ StoreError::Full { .. }) => {
+                tracing::warn!(error = %e, "a commit met a full disk; refusing writes");
+                refuse(write);
+                refusing = true;
+                let _ = done.send(Msg::Full);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
         metrics
             .commit_seconds
             .record(started.elapsed().as_secs_f64());
@@ -167,11 +219,17 @@ fn write_all(
         }
         // The committer may hand over the next batch while these answers go out.
         let _ = done.send(Msg::Written);
-        for answer in write.answers {
-            // A waiter that gave up (client gone) changes nothing: the data is stored.
-            let _ = answer.reply.send(answer.results);
-            drop(answer.permit);
+        for mut answer in write.answers {
+            let results = std::mem::take(&mut answer.results);
+            answer.send(Ok(results));
         }
     }
     Ok(())
+}
+
+/// Answers every job of a batch that was not stored: refused, nothing of it kept.
+fn refuse(write: Write) {
+    for answer in write.answers {
+        answer.send(Err(SubmitError::StorageFull));
+    }
 }

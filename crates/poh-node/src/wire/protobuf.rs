@@ -8,7 +8,7 @@ use poh_proto::{federation as fed, v1 as pb};
 use poh_store::{TxRecord, TxStatus};
 
 use super::Refusal;
-use crate::pipeline::{Accepted, TxResult};
+use crate::pipeline::{Accepted, SubmitError, TxResult};
 
 /// The core transaction a `poh.v1.Tx` carries (unchecked: validation comes after).
 pub fn tx_from_pb(tx: pb::Tx) -> Tx {
@@ -74,6 +74,18 @@ pub fn ack(result: &TxResult) -> pb::Ack {
             poh_seq: 0,
             poh_hash: Vec::new(),
         },
+    }
+}
+
+/// The `Ack` of a transaction refused with its whole submission (QUIC answers one per
+/// transaction; gRPC refuses the call instead).
+pub fn refused_ack(e: SubmitError) -> pb::Ack {
+    pb::Ack {
+        success: false,
+        message: format!("{}: {e}", e.code()),
+        code: pb::AckCode::Internal as i32,
+        poh_seq: 0,
+        poh_hash: Vec::new(),
     }
 }
 

@@ -146,7 +146,7 @@ impl RedbStore {
         header: &Header,
         after: &ChainHead,
     ) -> Result<(), StoreError> {
-        let mut txn = self.db().begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
             let mut headers = txn.open_table(HEADERS)?;
@@ -181,7 +181,7 @@ impl RedbStore {
     }
 
     pub(super) fn header_head_impl(&self) -> Result<Option<ChainHead>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let headers = txn.open_table(HEADERS)?;
         let Some((_, value)) = headers.last()? else {
             return Ok(None);
@@ -193,7 +193,7 @@ impl RedbStore {
         &self,
         entry_index: u64,
     ) -> Result<Option<(Header, u64)>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let ends = txn.open_table(HEADER_ENDS)?;
         let Some(found) = ends.range(entry_index.saturating_add(1)..)?.next() else {
             return Ok(None);
@@ -217,14 +217,14 @@ impl RedbStore {
     }
 
     pub(super) fn head_after_impl(&self, height: u64) -> Result<Option<ChainHead>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let headers = txn.open_table(HEADERS)?;
         let value = headers.get(height)?;
         value.map(|v| Ok(decode_stored(v.value())?.1)).transpose()
     }
 
     pub(super) fn headers_impl(&self, from: u64, limit: usize) -> Result<Vec<Header>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let headers = txn.open_table(HEADERS)?;
         headers
             .range(from..)?
@@ -234,7 +234,7 @@ impl RedbStore {
     }
 
     pub(super) fn header_by_hash_impl(&self, hash: &Hash) -> Result<Option<Header>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let Some(height) = txn.open_table(HEADER_HASHES)?.get(hash.0.as_slice())? else {
             return Ok(None);
         };
@@ -246,7 +246,7 @@ impl RedbStore {
     }
 
     pub(super) fn child_head_impl(&self, chain_id: &str) -> Result<Option<ChainHead>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let table = txn.open_table(CHILD_HEADERS)?;
         let last = table
             .range((chain_id, 0)..=(chain_id, u64::MAX))?
@@ -268,7 +268,7 @@ impl RedbStore {
         &self,
         hash: &Hash,
     ) -> Result<Option<ChildHeader>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let Some(key) = txn.open_table(CHILD_HASHES)?.get(hash.0.as_slice())? else {
             return Ok(None);
         };
@@ -284,7 +284,7 @@ impl RedbStore {
         &self,
         seqs: std::ops::Range<u64>,
     ) -> Result<Vec<ChildHeader>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let index = txn.open_table(CHILD_SEQS)?;
         let table = txn.open_table(CHILD_HEADERS)?;
         index

@@ -34,12 +34,12 @@ impl RedbStore {
     }
 
     pub(super) fn progress_impl(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         Ok(txn.open_table(PROGRESS)?.get(key)?.map(|v| v.value()))
     }
 
     pub(super) fn set_progress_impl(&self, key: &str, value: u64) -> Result<(), StoreError> {
-        let mut txn = self.db().begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.open_table(PROGRESS)?.insert(key, value)?;
         txn.commit()?;
@@ -51,7 +51,7 @@ impl RedbStore {
         after: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let waiting = txn.open_multimap_table(WAITING)?;
         if waiting.len()? == 0 {
             return Ok(Vec::new());
@@ -70,7 +70,7 @@ impl RedbStore {
         below_seq: u64,
         limit: usize,
     ) -> Result<Expiry, StoreError> {
-        let mut txn = self.db().begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut done = Expiry::default();
         {
@@ -106,7 +106,7 @@ impl RedbStore {
     }
 
     pub(super) fn expired_impl(&self, tx_id: &str) -> Result<Option<String>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let Some(known) = read_known(&txn.open_table(IDS)?, tx_id)? else {
             return Ok(None);
         };
@@ -117,7 +117,7 @@ impl RedbStore {
     }
 
     pub(super) fn restore_impl(&self, records: &[TxRecord]) -> Result<u64, StoreError> {
-        let mut txn = self.db().begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut restored = 0;
         {
@@ -147,7 +147,11 @@ impl RedbStore {
     }
 
     pub(super) fn compact_impl(&self) -> Result<bool, StoreError> {
-        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // Another call still holding the handle is a transaction in progress.
+        let Some(db) = slot.as_mut().and_then(std::sync::Arc::get_mut) else {
+            return Ok(false);
+        };
         match db.compact() {
             Ok(compacted) => Ok(compacted),
             // A reader or writer is mid-transaction: try again on the next sweep.

@@ -16,21 +16,22 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{RwLock, RwLockReadGuard},
+    sync::{Arc, RwLock},
 };
 
 use redb::{
-    Database, DatabaseError, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
+    Database, DatabaseError, MultimapTableDefinition, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, TableDefinition,
 };
 
 use poh_core::{ChainHead, Hash, Header};
 
-use crate::record::{decode_entry, encode_entry};
+use crate::record::decode_entry;
 use crate::{
     ChainMeta, ChildHeader, Commit, EntryPage, Known, Store, StoreError, TxRecord, TxStatus,
 };
 
+mod commit;
 mod headers;
 mod lifecycle;
 
@@ -54,14 +55,54 @@ const SCHEMA_VERSION: u64 = 1;
 
 /// The page cache [`RedbStore::open`] gives a database: 128 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
+/// The free space [`RedbStore::open`] keeps on the database's file system: 64 MiB.
+pub const DEFAULT_RESERVE_BYTES: u64 = 64 << 20;
+
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    match Database::builder().set_cache_size(cache_bytes).create(path) {
+        Ok(db) => Ok(db),
+        // A lock-protocol mismatch is also another process holding the file (one running
+        // another redb generation): the remedy is the same.
+        Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
+            Err(StoreError::InUse(path.to_path_buf()))
+        }
+        Err(e) => Err(StoreError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(e.into()),
+        }),
+    }
+}
 
 /// The redb engine of [`Store`]. Readers and the one committer share it through `&self`: redb
 /// gives each read transaction a snapshot, so reads never see half a commit.
 pub struct RedbStore {
-    /// Behind a lock only for compaction, which needs the database to itself; everything
-    /// else shares it (transactions do not borrow the guard).
-    db: RwLock<Database>,
+    /// `None` between an I/O failure and the reopen that follows it: redb refuses every
+    /// operation of a handle whose write failed, so the handle is replaced. Each call holds its
+    /// own reference only while it begins a transaction.
+    db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
+    options: StoreOptions,
+}
+
+/// How [`RedbStore::open_with`] opens a database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The page cache: most of a node's memory. redb's own default (1 GiB) let a node's RSS
+    /// pass 1.5 GB.
+    pub cache_bytes: usize,
+    /// Free space kept on the database's file system: below it, writes fail with
+    /// [`StoreError::Full`] before they begin, so the engine itself rarely meets a full disk.
+    /// At most a tenth of the file system is kept, so a small volume still takes writes.
+    pub reserve_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
+        }
+    }
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -78,40 +119,80 @@ impl RedbStore {
     /// Fails with [`StoreError::InUse`] when another handle (in this process or another) has it
     /// open, and with [`StoreError::Corrupt`] when it was written with another schema version.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+        Self::open_with(path, StoreOptions::default())
     }
 
-    /// [`RedbStore::open`] with a page cache of at most `cache_bytes`. The cache is most of
-    /// a node's memory: redb's own default (1 GiB) let a node's RSS pass 1.5 GB.
-    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, StoreError> {
+    /// [`RedbStore::open`] with other [`StoreOptions`].
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = match Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(&path)
-        {
-            Ok(db) => db,
-            // A lock-protocol mismatch is also another process holding the file (one running
-            // another redb generation): the remedy is the same.
-            Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
-                return Err(StoreError::InUse(path));
-            }
-            Err(e) => {
-                return Err(StoreError::Open {
-                    path,
-                    source: Box::new(e.into()),
-                });
-            }
-        };
+        let db = open_database(&path, options.cache_bytes)?;
         let store = Self {
-            db: RwLock::new(db),
+            db: RwLock::new(Some(Arc::new(db))),
             path,
+            options,
         };
-        store.init()?;
+        store.writing(|| store.init())?;
         Ok(store)
     }
 
-    fn db(&self) -> RwLockReadGuard<'_, Database> {
-        self.db.read().unwrap_or_else(|p| p.into_inner())
+    /// The open database, reopened first when an I/O failure discarded it. A reopen can
+    /// fail while a reader of the discarded handle is still finishing; the next call retries.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        if let Some(db) = &*self.db.read().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(db.clone());
+        }
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = &*slot {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(open_database(&self.path, self.options.cache_bytes)?);
+        *slot = Some(db.clone());
+        Ok(db)
+    }
+
+    /// Runs one write: refused as [`StoreError::Full`] before it begins when the file system
+    /// is below the reserve, and, when the engine meets an I/O error, the handle is discarded
+    /// (to be reopened from the last commit on disk) and a full disk is told as such.
+    fn writing<T>(&self, write: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.check_space()?;
+        let result = write();
+        match result {
+            Err(e) if e.is_io() => {
+                *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+                if e.is_disk_full() {
+                    Err(StoreError::Full {
+                        path: self.path.clone(),
+                        why: e.to_string(),
+                    })
+                } else {
+                    self.check_space().and(Err(e))
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// [`StoreError::Full`] when the database's file system has less free space than the
+    /// reserve (capped at a tenth of its size). A file system that cannot be asked is let be:
+    /// the engine's own error then tells.
+    fn check_space(&self) -> Result<(), StoreError> {
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let Ok(fs) = rustix::fs::statvfs(dir) else {
+            return Ok(());
+        };
+        let available = fs.f_bavail.saturating_mul(fs.f_frsize);
+        let size = fs.f_blocks.saturating_mul(fs.f_frsize);
+        let reserve = self.options.reserve_bytes.min(size / 10);
+        if available <= reserve {
+            return Err(StoreError::Full {
+                path: self.path.clone(),
+                why: format!("{available} bytes free, {reserve} kept in reserve"),
+            });
+        }
+        Ok(())
     }
 
     /// The database file.
@@ -122,7 +203,7 @@ impl RedbStore {
     /// Creates every table up front, so that read transactions never meet a missing table,
     /// and stamps (or checks) the schema version.
     fn init(&self) -> Result<(), StoreError> {
-        let txn = self.db().begin_write()?;
+        let txn = self.db()?.begin_write()?;
         {
             txn.open_table(TXS)?;
             txn.open_table(IDS)?;
@@ -200,144 +281,24 @@ fn fill_status(
     Ok(())
 }
 
-/// Refuses a commit that does not continue what is stored. Done before any write so a
-/// refused commit leaves no trace even in the aborted transaction.
-fn check_sequence(
-    commit: &Commit<'_>,
-    txs: &impl ReadableTable<u64, &'static [u8]>,
-    entries: &impl ReadableTable<u64, &'static [u8]>,
-) -> Result<(), StoreError> {
-    if !commit.txs.is_empty() {
-        // Increasing, after the last stored one; not contiguous, since child headers take
-        // places in the same stream of items.
-        let mut next = next_key(txs)?;
-        for t in commit.txs {
-            if t.record.poh_seq < next {
-                return Err(StoreError::Sequence(
-                    "transactions' poh_seq do not follow the stored ones in increasing order",
-                ));
-            }
-            next = t.record.poh_seq.saturating_add(1);
-        }
-    }
-    if !commit.entries.is_empty() {
-        let next = next_key(entries)?;
-        let contiguous = commit
-            .entries
-            .iter()
-            .enumerate()
-            .all(|(i, (index, _))| index.checked_sub(next) == Some(i as u64));
-        if !contiguous {
-            return Err(StoreError::Sequence(
-                "entry indices do not continue the stored ones contiguously",
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl Store for RedbStore {
     fn chain(&self) -> Result<Option<ChainMeta>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         read_chain(&txn.open_table(META)?)
     }
 
     fn lookup(&self, ids: &[&str]) -> Result<Vec<Option<Known>>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let table = txn.open_table(IDS)?;
         ids.iter().map(|id| read_known(&table, id)).collect()
     }
 
     fn commit(&self, commit: &Commit<'_>, durable: bool) -> Result<(), StoreError> {
-        let mut txn = self.db().begin_write()?;
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })?;
-        // Any early return below drops `txn` uncommitted, which aborts it: nothing is written.
-        {
-            let mut txs = txn.open_table(TXS)?;
-            let mut ids = txn.open_table(IDS)?;
-            let mut entries = txn.open_table(ENTRIES)?;
-            let mut pending = txn.open_table(PENDING)?;
-            let mut waiting = txn.open_multimap_table(WAITING)?;
-            let mut tips = txn.open_table(TIPS)?;
-            let mut meta = txn.open_table(META)?;
-
-            check_sequence(commit, &txs, &entries)?;
-
-            for new in commit.txs {
-                let record = &new.record;
-                let tx_id = record.tx.tx_id.as_str();
-                txs.insert(record.poh_seq, record.encode().as_slice())?;
-                let known = Known {
-                    seq: record.poh_seq,
-                    digest: record.digest,
-                    poh_hash: record.poh_hash,
-                };
-                // An overwritten id would orphan its first record and break dedupe for good.
-                if ids.insert(tx_id, known.encode().as_slice())?.is_some() {
-                    return Err(StoreError::Sequence("transaction id already stored"));
-                }
-                let mut missing = 0u32;
-                for parent in &new.missing_parents {
-                    // A parent already stored (before this commit or earlier in it) has
-                    // arrived, so no edge may wait on it: nothing would ever resolve it.
-                    if read_known(&ids, parent)?.is_some() {
-                        continue;
-                    }
-                    // Counting only new edges keeps a repeated parent from leaving a count
-                    // that can never reach zero.
-                    if !waiting.insert(parent.as_str(), tx_id)? {
-                        missing = missing.saturating_add(1);
-                    }
-                }
-                if missing > 0 {
-                    pending.insert(tx_id, missing)?;
-                }
-            }
-
-            // After all inserts, so that a child stored before its parent in this very commit
-            // is resolved too.
-            for new in commit.txs {
-                let tx_id = new.record.tx.tx_id.as_str();
-                let children = waiting
-                    .remove_all(tx_id)?
-                    .map(|child| child.map(|c| c.value().to_owned()))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for child in children {
-                    let left = pending.get(child.as_str())?.map(|v| v.value()).ok_or(
-                        StoreError::Corrupt("pending count of a waiting transaction"),
-                    )?;
-                    if left <= 1 {
-                        pending.remove(child.as_str())?;
-                    } else {
-                        pending.insert(child.as_str(), left - 1)?;
-                    }
-                }
-            }
-
-            for (index, entry) in commit.entries {
-                entries.insert(*index, encode_entry(entry).as_slice())?;
-            }
-            for tx_id in commit.tips_removed {
-                tips.remove(tx_id.as_str())?;
-            }
-            for (seq, tx_id) in commit.tips_added {
-                tips.insert(tx_id.as_str(), *seq)?;
-            }
-            if let Some(chain) = commit.chain {
-                meta.insert(CHAIN_KEY, chain.encode().as_slice())?;
-            }
-        }
-        headers::put_children(&txn, commit.child_headers)?;
-        txn.commit()?;
-        Ok(())
+        self.writing(|| self.commit_impl(commit, durable))
     }
 
     fn tx(&self, tx_id: &str) -> Result<Option<TxRecord>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let Some(known) = read_known(&txn.open_table(IDS)?, tx_id)? else {
             return Ok(None);
         };
@@ -372,7 +333,7 @@ impl Store for RedbStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<TxRecord>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let txs = txn.open_table(TXS)?;
         let pending = txn.open_table(PENDING)?;
         let ends = txn.open_table(headers::HEADER_ENDS)?;
@@ -397,7 +358,7 @@ impl Store for RedbStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Option<EntryPage>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let entries = txn.open_table(ENTRIES)?;
         let count = next_key(&entries)?;
         if from > count {
@@ -432,7 +393,7 @@ impl Store for RedbStore {
     }
 
     fn waiting_children(&self, ids: &[&str]) -> Result<Vec<Vec<String>>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let waiting = txn.open_multimap_table(WAITING)?;
         // Nearly always empty (parents arrive first): one look instead of one per id.
         if waiting.len()? == 0 {
@@ -449,7 +410,7 @@ impl Store for RedbStore {
     }
 
     fn tips(&self) -> Result<Vec<(u64, String)>, StoreError> {
-        let txn = self.db().begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let mut tips = txn
             .open_table(TIPS)?
             .iter()?
@@ -463,7 +424,7 @@ impl Store for RedbStore {
     }
 
     fn put_header(&self, header: &Header, after: &ChainHead) -> Result<(), StoreError> {
-        self.put_header_impl(header, after)
+        self.writing(|| self.put_header_impl(header, after))
     }
 
     fn header_head(&self) -> Result<Option<ChainHead>, StoreError> {
@@ -506,7 +467,7 @@ impl Store for RedbStore {
     }
 
     fn set_progress(&self, key: &str, value: u64) -> Result<(), StoreError> {
-        self.set_progress_impl(key, value)
+        self.writing(|| self.set_progress_impl(key, value))
     }
 
     fn missing_parents(&self, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -519,7 +480,7 @@ impl Store for RedbStore {
         below_seq: u64,
         limit: usize,
     ) -> Result<Expiry, StoreError> {
-        self.expire_impl(received_before, below_seq, limit)
+        self.writing(|| self.expire_impl(received_before, below_seq, limit))
     }
 
     fn expired(&self, tx_id: &str) -> Result<Option<String>, StoreError> {
@@ -527,7 +488,7 @@ impl Store for RedbStore {
     }
 
     fn restore(&self, records: &[TxRecord]) -> Result<u64, StoreError> {
-        self.restore_impl(records)
+        self.writing(|| self.restore_impl(records))
     }
 
     fn compact(&self) -> Result<bool, StoreError> {

@@ -186,7 +186,9 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 fn submit_status(e: SubmitError) -> Status {
     match e {
-        SubmitError::Overloaded => Status::resource_exhausted(e.to_string()),
+        SubmitError::Overloaded | SubmitError::StorageFull => {
+            Status::resource_exhausted(e.to_string())
+        }
         SubmitError::ShuttingDown => Status::unavailable(e.to_string()),
     }
 }
@@ -283,7 +285,14 @@ impl PohService for Api {
             while let Some(queued) = pending_rx.recv().await {
                 match queued {
                     Ok(pending) => {
-                        for result in pending.wait().await {
+                        let results = match pending.wait().await {
+                            Ok(results) => results,
+                            Err(e) => {
+                                let _ = out_tx.send(Err(submit_status(e))).await;
+                                return;
+                            }
+                        };
+                        for result in results {
                             if out_tx.send(Ok(ack(&result))).await.is_err() {
                                 return;
                             }

@@ -70,8 +70,12 @@ impl ApiError {
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
-            SubmitError::Overloaded => Self::unavailable("overloaded", e.to_string()),
-            SubmitError::ShuttingDown => Self::unavailable("unavailable", e.to_string()),
+            SubmitError::Overloaded | SubmitError::ShuttingDown => {
+                Self::unavailable(e.code(), e.to_string())
+            }
+            SubmitError::StorageFull => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, e.code(), e.to_string())
+            }
         }
     }
 }

@@ -204,7 +204,10 @@ impl Repairer {
         ids: Vec<String>,
         pending: Pending,
     ) -> Result<Vec<String>, PeerError> {
-        let results = pending.wait().await;
+        let results = pending
+            .wait()
+            .await
+            .map_err(|e| PeerError::Local(e.to_string()))?;
         let mut have = Vec::with_capacity(ids.len());
         let mut refused = Vec::new();
         for (id, result) in ids.into_iter().zip(results) {

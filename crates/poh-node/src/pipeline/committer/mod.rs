@@ -5,9 +5,13 @@
 //! not yet stored and the batch itself, records the new digests in PoH as one entry, links the
 //! DAG, and hands the batch, with every entry emitted since the last one, to the [`writer`]
 //! thread, which stores it in one durable transaction and answers the waiters. When idle it
-//! still hands over the ticks the generator keeps producing. A storage or PoH failure ends both
-//! threads with an error, which stops the node: a chain whose entries were generated but not
-//! stored cannot be continued safely, and a restart resumes from the store.
+//! still hands over the ticks the generator keeps producing.
+//!
+//! A full disk ([`full`]) refuses writes until space returns: the committer drops what it
+//! prepared past the stored chain, stops the generator, and resumes from the store once a
+//! probe commit succeeds. Any other storage or PoH failure ends both threads with an error,
+//! which stops the node: a chain whose entries were generated but not stored cannot be
+//! continued safely, and a restart resumes from the store.
 //!
 //! [`writer`]: super::writer
 
@@ -15,19 +19,19 @@ use std::{
     collections::VecDeque,
     mem,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        Arc,
         mpsc::{self, RecvTimeoutError, TryRecvError},
     },
     time::{Duration, Instant},
 };
 
-use poh_core::{Entry, Hash, PohConfig, PohRecorder, PohState, RateProbe, RecordedEntry};
+use poh_core::{Entry, Hash, PohConfig, PohRecorder, PohState, RecordedEntry};
 use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store, TxRecord, TxStatus};
-use tokio::sync::watch;
+
+mod full;
 
 use super::{
-    Accepted, ChildItem, Job, Msg, PohStatus, Prepared,
+    Accepted, ChildItem, Job, Msg, PohView, Prepared, SubmitError,
     classify::{Classified, Slot, classify},
     tips::{MAX_LINKED_TIPS, Tips, Unstored},
     writer::{Answer, InFlight, RelaySender, Write, WriterHandle},
@@ -49,57 +53,6 @@ pub(super) struct CommitSettings {
     /// Idle ticks are committed without fsync, but made durable at least this often (the
     /// sealer can only seal durable entries, so this is at most its shortest interval).
     pub durable_every: Duration,
-}
-
-/// The PoH chain as the readers see it: what is durably stored, and the generator's rate.
-///
-/// Idle ticks are committed without fsync between durable commits; after a crash the chain
-/// resumes from the last durable entry and may then differ from ticks stored after it. So
-/// readers are shown only the durable chain (with fsync off, where nothing is durable, what
-/// is stored).
-pub(crate) struct PohView {
-    chain_id: String,
-    durable: Mutex<PohState>,
-    /// `durable.mixins`, for subscribers: every transaction below it can be read.
-    stored: watch::Sender<u64>,
-    fsync: bool,
-    rate: RateProbe,
-    running: AtomicBool,
-}
-
-impl PohView {
-    pub(crate) fn status(&self) -> PohStatus {
-        PohStatus {
-            chain_id: self.chain_id.clone(),
-            state: *self.durable.lock().unwrap_or_else(|p| p.into_inner()),
-            hashes_per_second: self.rate.hashes_per_second(),
-        }
-    }
-
-    pub(crate) fn rate(&self) -> RateProbe {
-        self.rate.clone()
-    }
-
-    pub(crate) fn is_running(&self) -> bool {
-        self.running.load(Ordering::Acquire)
-    }
-
-    /// The first `poh_seq` not yet readable from the store, changing as commits land.
-    pub(crate) fn stored(&self) -> watch::Receiver<u64> {
-        self.stored.subscribe()
-    }
-
-    /// The chain now stands stored at `state`, durably or not.
-    pub(super) fn set_stored(&self, state: PohState, durable: bool) {
-        if durable || !self.fsync {
-            *self.durable.lock().unwrap_or_else(|p| p.into_inner()) = state;
-            self.stored.send_if_modified(|seq| {
-                let moved = *seq != state.mixins;
-                *seq = state.mixins;
-                moved
-            });
-        }
-    }
 }
 
 pub(super) struct Committer {
@@ -124,6 +77,10 @@ pub(super) struct Committer {
     writer_busy: bool,
     /// The entries the generator could not send when it stopped (its sink was full).
     leftover: VecDeque<RecordedEntry>,
+    /// How the generator is started again after a full disk.
+    poh: PohConfig,
+    /// While the disk is full: when to try writing again.
+    full: Option<full::Probe>,
 }
 
 /// Batches prepared while the writer was busy, to be stored together.
@@ -194,16 +151,13 @@ impl Committer {
             tips.add(seq, id);
         }
         tips.take_changes();
-        let (sink, entries) = mpsc::sync_channel(ENTRY_QUEUE);
-        let recorder = PohRecorder::spawn(poh, chain.state, sink)?;
-        let view = Arc::new(PohView {
-            chain_id: chain_id.to_string(),
-            durable: Mutex::new(chain.state),
-            stored: watch::Sender::new(chain.state.mixins),
-            fsync: settings.durable,
-            rate: recorder.probe(),
-            running: AtomicBool::new(true),
-        });
+        let (recorder, entries) = start_generator(poh, chain.state)?;
+        let view = Arc::new(PohView::new(
+            chain_id,
+            chain.state,
+            settings.durable,
+            recorder.probe(),
+        ));
         let in_flight = Arc::new(InFlight::default());
         let writer = WriterHandle::spawn(
             store.clone(),
@@ -230,6 +184,8 @@ impl Committer {
             pending: PendingWrite::default(),
             writer_busy: false,
             leftover: VecDeque::new(),
+            poh,
+            full: None,
         };
         Ok((committer, view))
     }
@@ -242,14 +198,14 @@ impl Committer {
             .shutdown()
             .map(|leftover| self.leftover = leftover.into());
         // Whatever the generator emitted before it stopped is stored, so the chain on disk
-        // ends where the generator did.
-        let flushed = if result.is_ok() {
+        // ends where the generator did (after a full disk, it stopped where the store did).
+        let flushed = if result.is_ok() && self.full.is_none() {
             self.flush_entries(true).and_then(|()| self.send_pending())
         } else {
             Ok(())
         };
         let written = self.writer.finish();
-        self.view.running.store(false, Ordering::Release);
+        self.view.set_stopped();
         result?;
         stopped?;
         flushed?;
@@ -258,7 +214,7 @@ impl Committer {
 
     fn run_loop(&mut self) -> Result<(), NodeError> {
         loop {
-            if self.recorder.is_finished() {
+            if self.full.is_none() && self.recorder.is_finished() {
                 return Err(NodeError::PohStopped);
             }
             if self.writer.is_finished() {
@@ -274,13 +230,22 @@ impl Committer {
                     self.written();
                     false
                 }
+                Ok(Msg::Full) => {
+                    self.enter_full()?;
+                    false
+                }
                 Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => true,
                 Err(RecvTimeoutError::Timeout) => {
-                    let durable = self.last_durable.elapsed() >= self.settings.durable_every;
-                    self.flush_entries(durable)?;
+                    if self.full.is_none() {
+                        let durable = self.last_durable.elapsed() >= self.settings.durable_every;
+                        self.flush_entries(durable)?;
+                    }
                     false
                 }
             };
+            if self.full.as_ref().is_some_and(full::Probe::is_due) {
+                self.probe()?;
+            }
             if closing {
                 return self.drain();
             }
@@ -297,7 +262,7 @@ impl Committer {
     fn take_batch(&mut self, first: Job) -> Result<bool, NodeError> {
         let mut size = first.txs.len();
         let mut batch = vec![first];
-        let mut closing = false;
+        let (mut closing, mut full) = (false, false);
         while size < self.settings.max_batch {
             match self.jobs.try_recv() {
                 Ok(Msg::Job(job)) => {
@@ -305,6 +270,7 @@ impl Committer {
                     batch.push(job);
                 }
                 Ok(Msg::Written) => self.written(),
+                Ok(Msg::Full) => full = true,
                 Ok(Msg::Close) | Err(TryRecvError::Disconnected) => {
                     closing = true;
                     break;
@@ -313,6 +279,9 @@ impl Committer {
             }
         }
         self.process(batch)?;
+        if full {
+            self.enter_full()?;
+        }
         Ok(closing)
     }
 
@@ -327,6 +296,7 @@ impl Committer {
                         size += job.txs.len();
                         batch.push(job);
                     }
+                    Ok(Msg::Full) => self.enter_full()?,
                     Ok(Msg::Close | Msg::Written) => {}
                     Err(_) => break,
                 }
@@ -340,6 +310,12 @@ impl Committer {
     }
 
     fn process(&mut self, jobs: Vec<Job>) -> Result<(), NodeError> {
+        if self.full.is_some() {
+            for job in jobs {
+                let _ = job.reply.send(Err(SubmitError::StorageFull));
+            }
+            return Ok(());
+        }
         let mut waiters = Vec::with_capacity(jobs.len());
         let mut txs: Vec<Prepared> = Vec::new();
         let mut received: Vec<f64> = Vec::new();
@@ -581,4 +557,13 @@ impl Committer {
             answers: pending.answers,
         })
     }
+}
+
+/// A generator continuing `state`, and the channel its entries come by.
+fn start_generator(
+    poh: PohConfig,
+    state: PohState,
+) -> Result<(PohRecorder, mpsc::Receiver<RecordedEntry>), NodeError> {
+    let (sink, entries) = mpsc::sync_channel(ENTRY_QUEUE);
+    Ok((PohRecorder::spawn(poh, state, sink)?, entries))
 }

@@ -1,0 +1,137 @@
+//! One [`Commit`]: a batch's transactions, the entries that recorded them, the DAG's edges
+//! and tips, and the chain's state, in one write transaction.
+
+use redb::{Durability, ReadableTable};
+
+use super::{
+    CHAIN_KEY, ENTRIES, IDS, META, PENDING, RedbStore, TIPS, TXS, WAITING, headers, next_key,
+    read_known,
+};
+use crate::record::encode_entry;
+use crate::{Commit, Known, StoreError};
+
+impl RedbStore {
+    pub(super) fn commit_impl(&self, commit: &Commit<'_>, durable: bool) -> Result<(), StoreError> {
+        let mut txn = self.db()?.begin_write()?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        // Any early return below drops `txn` uncommitted, which aborts it: nothing is written.
+        {
+            let mut txs = txn.open_table(TXS)?;
+            let mut ids = txn.open_table(IDS)?;
+            let mut entries = txn.open_table(ENTRIES)?;
+            let mut pending = txn.open_table(PENDING)?;
+            let mut waiting = txn.open_multimap_table(WAITING)?;
+            let mut tips = txn.open_table(TIPS)?;
+            let mut meta = txn.open_table(META)?;
+
+            check_sequence(commit, &txs, &entries)?;
+
+            for new in commit.txs {
+                let record = &new.record;
+                let tx_id = record.tx.tx_id.as_str();
+                txs.insert(record.poh_seq, record.encode().as_slice())?;
+                let known = Known {
+                    seq: record.poh_seq,
+                    digest: record.digest,
+                    poh_hash: record.poh_hash,
+                };
+                // An overwritten id would orphan its first record and break dedupe for good.
+                if ids.insert(tx_id, known.encode().as_slice())?.is_some() {
+                    return Err(StoreError::Sequence("transaction id already stored"));
+                }
+                let mut missing = 0u32;
+                for parent in &new.missing_parents {
+                    // A parent already stored (before this commit or earlier in it) has
+                    // arrived, so no edge may wait on it: nothing would ever resolve it.
+                    if read_known(&ids, parent)?.is_some() {
+                        continue;
+                    }
+                    // Counting only new edges keeps a repeated parent from leaving a count
+                    // that can never reach zero.
+                    if !waiting.insert(parent.as_str(), tx_id)? {
+                        missing = missing.saturating_add(1);
+                    }
+                }
+                if missing > 0 {
+                    pending.insert(tx_id, missing)?;
+                }
+            }
+
+            // After all inserts, so that a child stored before its parent in this very commit
+            // is resolved too.
+            for new in commit.txs {
+                let tx_id = new.record.tx.tx_id.as_str();
+                let children = waiting
+                    .remove_all(tx_id)?
+                    .map(|child| child.map(|c| c.value().to_owned()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for child in children {
+                    let left = pending.get(child.as_str())?.map(|v| v.value()).ok_or(
+                        StoreError::Corrupt("pending count of a waiting transaction"),
+                    )?;
+                    if left <= 1 {
+                        pending.remove(child.as_str())?;
+                    } else {
+                        pending.insert(child.as_str(), left - 1)?;
+                    }
+                }
+            }
+
+            for (index, entry) in commit.entries {
+                entries.insert(*index, encode_entry(entry).as_slice())?;
+            }
+            for tx_id in commit.tips_removed {
+                tips.remove(tx_id.as_str())?;
+            }
+            for (seq, tx_id) in commit.tips_added {
+                tips.insert(tx_id.as_str(), *seq)?;
+            }
+            if let Some(chain) = commit.chain {
+                meta.insert(CHAIN_KEY, chain.encode().as_slice())?;
+            }
+        }
+        headers::put_children(&txn, commit.child_headers)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Refuses a commit that does not continue what is stored. Done before any write so a
+/// refused commit leaves no trace even in the aborted transaction.
+fn check_sequence(
+    commit: &Commit<'_>,
+    txs: &impl ReadableTable<u64, &'static [u8]>,
+    entries: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<(), StoreError> {
+    if !commit.txs.is_empty() {
+        // Increasing, after the last stored one; not contiguous, since child headers take
+        // places in the same stream of items.
+        let mut next = next_key(txs)?;
+        for t in commit.txs {
+            if t.record.poh_seq < next {
+                return Err(StoreError::Sequence(
+                    "transactions' poh_seq do not follow the stored ones in increasing order",
+                ));
+            }
+            next = t.record.poh_seq.saturating_add(1);
+        }
+    }
+    if !commit.entries.is_empty() {
+        let next = next_key(entries)?;
+        let contiguous = commit
+            .entries
+            .iter()
+            .enumerate()
+            .all(|(i, (index, _))| index.checked_sub(next) == Some(i as u64));
+        if !contiguous {
+            return Err(StoreError::Sequence(
+                "entry indices do not continue the stored ones contiguously",
+            ));
+        }
+    }
+    Ok(())
+}
