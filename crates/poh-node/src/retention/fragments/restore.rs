@@ -112,7 +112,16 @@ pub async fn rebuild(
     let bytes = format::rebuild(&best[..data])?;
     let batch = SealedBatch::decode(&bytes)?;
     let (checked, check_store) = (batch.clone(), store.clone());
-    blocking(move || Ok(checked.verify(check_store.as_ref(), &header)?)).await?;
+    blocking(move || {
+        checked.verify(check_store.as_ref(), &header)?;
+        // Fragments written before batches were checked for completeness may lack records;
+        // what they hold is still good, and the rest cannot come from them.
+        if let Err(incomplete) = checked.check_complete(check_store.as_ref()) {
+            tracing::warn!(error = %incomplete, "these fragments hold an incomplete batch");
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Rebuilt {
         bytes,
         batch,
