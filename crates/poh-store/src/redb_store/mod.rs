@@ -526,8 +526,8 @@ impl Store for RedbStore {
         self.expired_impl(tx_id)
     }
 
-    fn restore(&self, records: &[TxRecord]) -> Result<u64, StoreError> {
-        self.restore_impl(records)
+    fn restore(&self, records: &[TxRecord], restored_at: f64) -> Result<u64, StoreError> {
+        self.restore_impl(records, restored_at)
     }
 
     fn compact(&self) -> Result<bool, StoreError> {

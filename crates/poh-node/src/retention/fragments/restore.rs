@@ -132,7 +132,7 @@ pub async fn rebuild(
 }
 
 /// [`rebuild`], then puts the batch's expired transaction records back into `store`
-/// (records still stored are left as they are).
+/// (records still stored are left as they are). The TTL keeps them for one TTL from now.
 pub async fn restore(
     locations: &[Location],
     data: usize,
@@ -146,7 +146,9 @@ pub async fn restore(
     let transactions = rebuilt.batch.txs.len();
     let fragments = rebuilt.fragments;
     let records = rebuilt.batch.txs;
-    let restored = blocking(move || Ok(store.restore(&records)?)).await?;
+    // Kept for a TTL from now: their `received_at` is already older than that.
+    let now = crate::pipeline::unix_now();
+    let restored = blocking(move || Ok(store.restore(&records, now)?)).await?;
     Ok(RestoreReport {
         header_id,
         height,
