@@ -509,8 +509,8 @@ fn start_retention(
     tasks: &mut JoinSet<()>,
 ) {
     let fragments = !config.fragments.locations.is_empty();
-    let gc_events = services.metrics.gc_events.clone();
-    if let Some(sweeper) = Sweeper::new(services.store.clone(), &config.ttl, fragments, gc_events) {
+    let metrics = &services.metrics;
+    if let Some(sweeper) = Sweeper::new(services.store.clone(), &config.ttl, fragments, metrics) {
         tasks.spawn(sweeper.run(shutdown.clone()));
     }
 }

@@ -13,7 +13,7 @@
 //! with the state to resume its PoH from, and the headers it sealed, indexed by the entries
 //! they cover (so a transaction's `header_id` is one lookup from its entry), the progress of
 //! the node's background work (sync points, fragments), and which sealed transactions
-//! expired (their records gone, their ids, entries and headers kept). A [`Commit`]
+//! expired (their records gone, their ids, entries and headers kept) or were restored since. A [`Commit`]
 //! writes a batch's transactions together with the entries that recorded them, so an
 //! acknowledged transaction and its proof are on disk together or not at all.
 #![deny(missing_docs)]
@@ -120,8 +120,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes, durably, the records of transactions received before `received_before`
     /// (Unix seconds) with a `poh_seq` below `below_seq`, in storage order, at most `limit`;
-    /// the pass ends at the first younger one. Transactions still waiting for a parent stay.
-    /// Ids, PoH entries and headers stay, so dedupe holds and the chain still verifies.
+    /// the pass ends at the first younger one. Transactions still waiting for a parent stay,
+    /// and so do records [restored](Store::restore) at or after `received_before`: their
+    /// TTL runs from the restore. Ids, PoH entries and headers stay, so dedupe holds and the
+    /// chain still verifies.
     fn expire(
         &self,
         received_before: f64,
@@ -132,10 +134,12 @@ pub trait Store: Send + Sync + 'static {
     /// The `header_id` that sealed `tx_id` when its record expired (`None`: not expired).
     fn expired(&self, tx_id: &str) -> Result<Option<String>, StoreError>;
 
-    /// Puts expired records back, durably. Records not expired are skipped; one that differs
-    /// from what was expired at its `poh_seq` (id, digest, entry) refuses the whole call.
-    /// Returns how many came back.
-    fn restore(&self, records: &[TxRecord]) -> Result<u64, StoreError>;
+    /// Puts expired records back, durably, as they were (`received_at` included), noting that
+    /// they came back at `restored_at` (Unix seconds) so [`Store::expire`] keeps them until
+    /// that time is as old as the TTL. Records not expired are skipped; one that differs from
+    /// what was expired at its `poh_seq` (id, digest, entry) refuses the whole call. Returns
+    /// how many came back.
+    fn restore(&self, records: &[TxRecord], restored_at: f64) -> Result<u64, StoreError>;
 
     /// Gives the space freed by removals back to the file system. `false` when there was
     /// nothing to do or a transaction was in progress (try again later).

@@ -249,6 +249,23 @@ impl Http {
         })
     }
 
+    /// One series (`name{labels}`) of the node's `/metrics` at `base`; `None` when absent.
+    pub fn metric(&self, base: &str, series: &str) -> Option<f64> {
+        let text = self.runtime.block_on(async {
+            let answer = self
+                .client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .ok()?;
+            answer.text().await.ok()
+        })?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?
+            .parse()
+            .ok()
+    }
+
     /// `POST url` with a JSON body: the status, or `None` when nothing answered.
     pub fn post(&self, url: &str, body: &Value) -> Option<u16> {
         self.runtime.block_on(async {

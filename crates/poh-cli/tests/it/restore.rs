@@ -2,21 +2,21 @@
 //! once it is stopped, any k of them rebuild a sealed batch (`--out`), and with m + 1 lost
 //! the command fails with one line on stderr.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use serde_json::json;
 
-use crate::common::{Http, poh, serve_flags, stop, text, wait_for};
+use crate::common::{Http, poh, serve_flags, stop, text, wait_for, wait_within};
 
-#[test]
-fn restore_rebuilds_a_batch_from_any_k_fragments_and_says_when_too_few_remain() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let dirs: Vec<PathBuf> = (0..6)
-        .map(|i| tmp.path().join(format!("frag{i}")))
-        .collect();
-    let config = tmp.path().join("poh.toml");
+/// A config file in `tmp` with `[fragments]` in `n` local directories (k = n - 2, m = 2)
+/// after `extra`; the file and the directories.
+fn fragments_config(tmp: &Path, n: usize, extra: &str) -> (PathBuf, Vec<PathBuf>) {
+    let dirs: Vec<PathBuf> = (0..n).map(|i| tmp.join(format!("frag{i}"))).collect();
+    let config = tmp.join("poh.toml");
     let list: Vec<String> = dirs
         .iter()
         .map(|d| format!("{:?}", d.display().to_string()))
@@ -24,11 +24,20 @@ fn restore_rebuilds_a_batch_from_any_k_fragments_and_says_when_too_few_remain() 
     std::fs::write(
         &config,
         format!(
-            "[fragments]\ndata = 4\nparity = 2\nlocations = [{}]\n",
+            "{extra}[fragments]\ndata = {}\nparity = 2\nlocations = [{}]\n",
+            n - 2,
             list.join(", ")
         ),
     )
     .unwrap();
+    (config, dirs)
+}
+
+#[test]
+fn restore_rebuilds_a_batch_from_any_k_fragments_and_says_when_too_few_remain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (config, dirs) = fragments_config(tmp.path(), 6, "");
     let config_arg = config.to_str().unwrap();
     let node = serve_flags(
         &data,
@@ -123,4 +132,89 @@ fn restore_rebuilds_a_batch_from_any_k_fragments_and_says_when_too_few_remain() 
         text(&out.stdout).trim_end(),
         format!("restored 0 transactions of header {header_id} from 4 fragments")
     );
+}
+
+/// `poh restore` into a stopped node's store, then `poh serve` again with the same TTL: the
+/// sweep that runs at once on start keeps the restored transactions, as they were (the same
+/// `received_at`), and expires them again only once a TTL has passed since the restore.
+#[test]
+fn restored_transactions_outlive_the_restart_for_one_ttl() {
+    const TTL: Duration = Duration::from_secs(5);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let ttl = format!(
+        "[ttl]\nafter = \"{}s\"\nsweep_interval = \"100ms\"\n",
+        TTL.as_secs()
+    );
+    let (config, _dirs) = fragments_config(tmp.path(), 3, &ttl);
+    let flags = [
+        "--config",
+        config.to_str().unwrap(),
+        "--min-batch-interval",
+        "0.05",
+        "--max-batch-interval",
+        "0.2",
+    ];
+    let node = serve_flags(&data, &flags);
+    let http = Http::new();
+    for i in 0..5 {
+        let id = format!("kept-{i}");
+        let body = json!({"tx_id": id, "holder_id": "h", "timestamp": 1.5,
+                          "payload_b64": B64.encode(&id)});
+        assert_eq!(http.post(&format!("{}/v1/tx", node.base), &body), Some(201));
+    }
+    let url = format!("{}/v1/tx/kept-4", node.base);
+    let sealed = wait_for("kept-4 SEALED", || {
+        let v = http.get_ok(&url);
+        (v["status"] == "SEALED").then_some(v)
+    });
+    let header_id = sealed["header_id"].as_str().unwrap().to_string();
+    let patience = TTL + Duration::from_secs(30);
+    wait_within(patience, "kept-4 expired", || {
+        (http.get(&url).0 == 410).then_some(())
+    });
+    stop(node);
+
+    let restoring = Instant::now();
+    let out = poh(&[
+        "restore",
+        &header_id,
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("restored ") && !stdout.starts_with("restored 0 "),
+        "{stdout}"
+    );
+
+    let node = serve_flags(&data, &flags);
+    let url = format!("{}/v1/tx/kept-4", node.base);
+    // The first sweep runs as the node starts; its end is counted.
+    let (status, body) = wait_for("the first TTL sweep after the restart", || {
+        let answer = http.get(&url);
+        if answer.0 == 410 {
+            return Some(answer);
+        }
+        let swept = http.metric(&node.base, "poh_ttl_sweeps_total")?;
+        (swept >= 1.0).then(|| http.get(&url))
+    });
+    assert_eq!(
+        status, 200,
+        "the restored transaction expired again as the node started: {body}"
+    );
+    assert_eq!(body, sealed, "restored as it was, received_at included");
+
+    wait_within(patience, "kept-4 expired again", || {
+        (http.get(&url).0 == 410).then_some(())
+    });
+    assert!(
+        restoring.elapsed() >= TTL,
+        "expired again {:?} after the restore",
+        restoring.elapsed()
+    );
+    stop(node);
 }

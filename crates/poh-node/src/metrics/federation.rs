@@ -128,14 +128,17 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// `poh_fragments_written_total`, `poh_fragment_write_failures_total` and
-/// `poh_fragments_height`.
+/// `poh_fragments_written_total`, `poh_fragment_write_failures_total`,
+/// `poh_fragment_batches_incomplete_total` and `poh_fragments_height`.
 #[derive(Clone)]
 pub struct FragmentMetrics {
     /// Fragments written to a location.
     pub written: Counter,
     /// Fragment writes that failed (each is retried).
     pub write_failures: Counter,
+    /// Sealed batches found to lack some of their header's items: not written, and the
+    /// writer stays at that height.
+    pub incomplete: Counter,
     /// The next height whose fragments are to be written: every height below has all of them.
     pub height: Gauge,
 }
@@ -153,6 +156,13 @@ impl FragmentMetrics {
             None,
             "Fragment writes that failed (each is retried until it succeeds).".into(),
         );
+        r.describe_counter(
+            "poh_fragment_batches_incomplete_total".into(),
+            None,
+            "Sealed batches lacking some of their header's items (records expired or lost): \
+             not written, and the writer stays at that height."
+                .into(),
+        );
         r.describe_gauge(
             "poh_fragments_height".into(),
             None,
@@ -163,11 +173,14 @@ impl FragmentMetrics {
         written.increment(0);
         let write_failures = registry.counter("poh_fragment_write_failures_total", &[]);
         write_failures.increment(0);
+        let incomplete = registry.counter("poh_fragment_batches_incomplete_total", &[]);
+        incomplete.increment(0);
         let height = registry.gauge("poh_fragments_height", &[]);
         height.set(0.0);
         Self {
             written,
             write_failures,
+            incomplete,
             height,
         }
     }

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub broadcast: BroadcastMetrics,
     /// Storage reclamation events (SPEC §7 name), by `type`.
     pub gc_events: [Counter; 2],
+    /// TTL sweeps finished (`poh_ttl_sweeps_total`), whether they removed anything or not.
+    pub ttl_sweeps: Counter,
     /// Newly stored transactions not relayed: the relay queue was full.
     pub relay_dropped: Counter,
     /// Bytes of requests held while they are read (`limits.buffered_bytes`).
@@ -172,6 +174,8 @@ impl Metrics {
         peers.set(0.0);
         let gc_events =
             ["minor", "major"].map(|t| registry.counter("gc_events_total", &[("type", t)]));
+        let ttl_sweeps = registry.counter("poh_ttl_sweeps_total", &[]);
+        ttl_sweeps.increment(0);
         let broadcast = BroadcastMetrics::new(&registry);
         let relay_dropped = registry.counter("poh_relay_dropped_total", &[]);
         relay_dropped.increment(0);
@@ -201,6 +205,7 @@ impl Metrics {
             active_peers,
             broadcast,
             gc_events,
+            ttl_sweeps,
             relay_dropped,
             buffered_bytes,
             subscribers,
@@ -307,7 +312,7 @@ impl Metrics {
 }
 
 fn describe(r: &PrometheusRecorder) {
-    let counters: [(&'static str, &'static str); 10] = [
+    let counters: [(&'static str, &'static str); 11] = [
         (
             "poh_issued_total",
             "Transactions the ingest pipeline finished, by result (success: stored or duplicate).",
@@ -315,6 +320,10 @@ fn describe(r: &PrometheusRecorder) {
         (
             "gc_events_total",
             "Storage reclamation events, by type (minor, major).",
+        ),
+        (
+            "poh_ttl_sweeps_total",
+            "TTL sweeps finished, whether they expired anything or not.",
         ),
         (
             "http_requests_total",

@@ -7,7 +7,11 @@
 //! resubmission is still a duplicate, and a read of an expired transaction names the header
 //! that sealed it (`410` / `NOT_FOUND`). Each sweep that removed something counts
 //! `gc_events_total{type="minor"}`; once `compact_after_bytes` were removed the store is
-//! compacted (`type="major"`).
+//! compacted (`type="major"`). Every finished sweep counts `poh_ttl_sweeps_total`.
+//!
+//! Records put back by `poh restore` keep their `received_at`, which is older than the TTL;
+//! the store remembers when they came back, and the sweep gives them one TTL from then
+//! (the first sweep runs as the node starts, and would otherwise undo the restore at once).
 
 use std::{
     sync::{
@@ -23,7 +27,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::fragments;
-use crate::{config::TtlConfig, pipeline::unix_now};
+use crate::{config::TtlConfig, metrics::Metrics, pipeline::unix_now};
 
 /// The sweep.
 pub(crate) struct Sweeper {
@@ -34,6 +38,8 @@ pub(crate) struct Sweeper {
     fragments: bool,
     /// `gc_events_total{type="minor"}` and `{type="major"}`.
     gc_events: [Counter; 2],
+    /// `poh_ttl_sweeps_total`.
+    sweeps: Counter,
     /// Bytes removed since the last compaction.
     since_compaction: AtomicU64,
 }
@@ -44,14 +50,15 @@ impl Sweeper {
         store: Arc<dyn Store>,
         config: &TtlConfig,
         fragments: bool,
-        gc_events: [Counter; 2],
+        metrics: &Metrics,
     ) -> Option<Self> {
         Some(Self {
             store,
             ttl: config.after?.0,
             config: config.clone(),
             fragments,
-            gc_events,
+            gc_events: metrics.gc_events.clone(),
+            sweeps: metrics.ttl_sweeps.clone(),
             since_compaction: AtomicU64::new(0),
         })
     }
@@ -73,6 +80,9 @@ impl Sweeper {
                 tracing::error!("the TTL sweep stopped unexpectedly");
                 return;
             };
+            if result.is_ok() {
+                this.sweeps.increment(1);
+            }
             match result {
                 Ok(done) if done.removed > 0 => tracing::info!(
                     removed = done.removed,

@@ -205,11 +205,15 @@ pub async fn metrics_text(c: &Client, node: &TestNode) -> String {
 /// The value of one series (`name{labels}`) in the node's `/metrics`.
 pub async fn metric(c: &Client, node: &TestNode, series: &str) -> f64 {
     let text = metrics_text(c, node).await;
+    series_value(&text, series).unwrap_or_else(|| panic!("no series {series} in /metrics"))
+}
+
+/// The value of one series (`name{labels}`) in a `/metrics` page, if it is there.
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no series {series} in /metrics"))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?
         .parse()
-        .unwrap()
+        .ok()
 }
 
 /// A misbehaving gRPC peer, served on a loopback port: `Broadcast` is UNAVAILABLE for its

@@ -14,14 +14,14 @@ use std::{
 use object_store::{ObjectStoreExt as _, PutPayload};
 use poh_node::{
     NodeConfig, NodeError,
-    config::FragmentsConfig,
+    config::{FragmentsConfig, Span},
     retention::fragments::{self, FragmentError, Location, SealedBatch, location},
 };
 use poh_store::{RedbStore, Store};
 use reqwest::{Client, StatusCode};
 
 use crate::{
-    common::{TestNode, get_json, json, metric, tx},
+    common::{TestNode, get_json, json, metric, metrics_text, series_value, tx},
     sealing::fast,
 };
 
@@ -208,6 +208,94 @@ async fn any_k_local_fragments_rebuild_the_batch_byte_for_byte() {
 /// How many of the submitted transactions a batch holds, from its own header.
 fn want_txs(got: &fragments::Rebuilt) -> usize {
     got.batch.header.item_count as usize
+}
+
+/// A node whose TTL expired records before it had fragments configured: once fragments are
+/// configured, the batch that lost them is incomplete (records + child headers fall short of
+/// the header's `item_count`). No fragment of it is written and its height is never marked,
+/// so nothing after it expires either; the writer counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_missing_expired_records_is_never_marked_written() {
+    let test = crate::common::start_with(|c| {
+        fast(c);
+        c.ttl.after = Some(Span(Duration::from_millis(200)));
+        c.ttl.sweep_interval = Span(Duration::from_millis(50));
+    })
+    .await;
+    let c = Client::new();
+    for i in 0..5 {
+        let r = c
+            .post(test.http("/v1/tx"))
+            .json(&json(&tx(&format!("early-{i}"))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let header_id = loop {
+        let r = c.get(test.http("/v1/tx/early-0")).send().await.unwrap();
+        if r.status() == StatusCode::GONE {
+            let v: serde_json::Value = r.json().await.unwrap();
+            break v["header_id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "early-0 not expired");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let header = get_json(&c, test.http(&format!("/v1/headers/{header_id}"))).await;
+    let height = header["height"].as_u64().unwrap();
+    let TestNode {
+        node,
+        config,
+        _dir: dir,
+    } = test;
+    node.shutdown();
+    node.join().await.unwrap();
+
+    let frag_root = tempfile::tempdir().unwrap();
+    let dirs: Vec<PathBuf> = (0..K + M)
+        .map(|i| frag_root.path().join(format!("loc{i}")))
+        .collect();
+    let mut config = config;
+    config.fragments = FragmentsConfig {
+        locations: dirs.iter().map(|d| d.display().to_string()).collect(),
+        ..FragmentsConfig::default()
+    };
+    let test = TestNode::spawn(config, dir).await;
+    // The writer goes through the heights before it in order; wait until it has judged this
+    // one (counted incomplete, or gone past it).
+    let (written, incomplete) = loop {
+        let text = metrics_text(&c, &test).await;
+        let written = series_value(&text, "poh_fragments_height").unwrap();
+        let incomplete =
+            series_value(&text, "poh_fragment_batches_incomplete_total").unwrap_or(0.0);
+        if incomplete >= 1.0 || written > height as f64 {
+            break (written, incomplete);
+        }
+        assert!(Instant::now() < deadline, "height {height} not judged");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(
+        written, height as f64,
+        "height {height}, whose batch lost expired records, was marked written"
+    );
+    assert_eq!(incomplete, 1.0);
+    for d in &dirs {
+        assert!(!d.join(&header_id).exists(), "a fragment of it in {d:?}");
+    }
+    let TestNode {
+        node, _dir: dir, ..
+    } = test;
+    node.shutdown();
+    node.join().await.unwrap();
+    let store = open_store(dir.path());
+    assert_eq!(
+        store
+            .progress(fragments::PROGRESS_KEY)
+            .unwrap()
+            .unwrap_or(0),
+        height
+    );
 }
 
 // ---- S3, through a real moto_server ----

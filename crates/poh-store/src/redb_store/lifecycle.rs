@@ -5,7 +5,9 @@
 //! An expired transaction keeps its id-index entry (so a resubmission is still a duplicate and
 //! a different one still a conflict) and its PoH entry and header (so the chain still
 //! verifies); only its record leaves, and `expired` remembers the entry it was recorded in, so
-//! the node can name the header that sealed it.
+//! the node can name the header that sealed it. A restored record keeps its `received_at`
+//! (when the node received it), so `restored` remembers when it came back: expiry counts the
+//! TTL from then, or a restore would be undone by the next sweep.
 
 use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -16,6 +18,8 @@ use crate::{StoreError, TxRecord};
 pub(super) const PROGRESS: TableDefinition<'_, &str, u64> = TableDefinition::new("progress");
 /// `poh_seq → entry index` of every expired transaction.
 pub(super) const EXPIRED: TableDefinition<'_, u64, u64> = TableDefinition::new("expired");
+/// `poh_seq → when it was restored` (Unix seconds) of every restored record still stored.
+pub(super) const RESTORED: TableDefinition<'_, u64, f64> = TableDefinition::new("restored");
 
 /// What one expiry pass removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +34,7 @@ impl RedbStore {
     pub(super) fn create_lifecycle(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         txn.open_table(PROGRESS)?;
         txn.open_table(EXPIRED)?;
+        txn.open_table(RESTORED)?;
         Ok(())
     }
 
@@ -76,6 +81,8 @@ impl RedbStore {
         {
             let mut txs = txn.open_table(TXS)?;
             let mut expired = txn.open_table(EXPIRED)?;
+            let mut restored = txn.open_table(RESTORED)?;
+            let any_restored = restored.len()? > 0;
             let pending = txn.open_table(PENDING)?;
             let mut gone = Vec::new();
             for item in txs.range(..below_seq)? {
@@ -92,12 +99,23 @@ impl RedbStore {
                 if pending.get(record.tx.tx_id.as_str())?.is_some() {
                     continue;
                 }
+                // Restored since `received_before`: its TTL runs from the restore.
+                if any_restored
+                    && restored
+                        .get(record.poh_seq)?
+                        .is_some_and(|at| at.value() >= received_before)
+                {
+                    continue;
+                }
                 done.bytes += bytes.value().len() as u64;
                 gone.push((record.poh_seq, record.entry_index));
             }
             for (seq, entry_index) in gone {
                 txs.remove(seq)?;
                 expired.insert(seq, entry_index)?;
+                if any_restored {
+                    restored.remove(seq)?;
+                }
                 done.removed += 1;
             }
         }
@@ -116,13 +134,18 @@ impl RedbStore {
         headers::covering(&txn.open_table(headers::HEADER_ENDS)?, entry_index)
     }
 
-    pub(super) fn restore_impl(&self, records: &[TxRecord]) -> Result<u64, StoreError> {
+    pub(super) fn restore_impl(
+        &self,
+        records: &[TxRecord],
+        restored_at: f64,
+    ) -> Result<u64, StoreError> {
         let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut restored = 0;
         {
             let mut txs = txn.open_table(TXS)?;
             let mut expired = txn.open_table(EXPIRED)?;
+            let mut restored_table = txn.open_table(RESTORED)?;
             let ids = txn.open_table(IDS)?;
             for record in records {
                 let Some(entry_index) = expired.get(record.poh_seq)?.map(|v| v.value()) else {
@@ -139,6 +162,7 @@ impl RedbStore {
                 }
                 txs.insert(record.poh_seq, record.encode().as_slice())?;
                 expired.remove(record.poh_seq)?;
+                restored_table.insert(record.poh_seq, restored_at)?;
                 restored += 1;
             }
         }
@@ -239,17 +263,44 @@ mod tests {
         forged.tx.payload = b"forged".to_vec();
         forged.digest = forged.tx.digest();
         assert!(matches!(
-            store.restore(&[forged]),
+            store.restore(&[forged], 60.0),
             Err(StoreError::Sequence(_))
         ));
         assert_eq!(store.tx("a").unwrap(), None);
-        assert_eq!(store.restore(std::slice::from_ref(&a_before)).unwrap(), 1);
+        assert_eq!(
+            store
+                .restore(std::slice::from_ref(&a_before), 60.0)
+                .unwrap(),
+            1
+        );
         assert_eq!(store.tx("a").unwrap(), Some(a_before.clone()));
         assert_eq!(store.expired("a").unwrap(), None);
         // Restoring what is not expired does nothing.
-        assert_eq!(store.restore(&[a_before]).unwrap(), 0);
+        assert_eq!(
+            store
+                .restore(std::slice::from_ref(&a_before), 70.0)
+                .unwrap(),
+            0
+        );
         store.compact().unwrap();
         assert!(store.tx("a").unwrap().is_some());
+
+        // Its TTL runs from the restore (60), not from when it was received (0): a sweep
+        // whose cutoff is before the restore keeps it, a later one removes it as before.
+        assert_eq!(store.expire(50.0, 4, 100).unwrap().removed, 0);
+        assert_eq!(store.expire(60.0, 4, 100).unwrap().removed, 0);
+        assert_eq!(store.tx("a").unwrap(), Some(a_before.clone()));
+        assert_eq!(store.expire(60.5, 4, 100).unwrap().removed, 1);
+        assert_eq!(store.expired("a").unwrap(), Some(sealed.id()));
+        // Restored again later, it is kept from that restore on.
+        assert_eq!(
+            store
+                .restore(std::slice::from_ref(&a_before), 90.0)
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.expire(80.0, 4, 100).unwrap().removed, 0);
+        assert_eq!(store.tx("a").unwrap(), Some(a_before));
     }
 
     #[test]

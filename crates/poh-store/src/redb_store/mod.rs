@@ -47,6 +47,9 @@ const WAITING: MultimapTableDefinition<'_, &str, &str> = MultimapTableDefinition
 const TIPS: TableDefinition<'_, &str, u64> = TableDefinition::new("tips");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
+/// How many tables [`RedbStore::init`] makes (checked by a test).
+const TABLES: usize = 16;
+
 const SCHEMA_KEY: &str = "schema";
 const CHAIN_KEY: &str = "chain";
 /// Bumped whenever the layout above changes incompatibly; older files are then refused
@@ -131,7 +134,10 @@ impl RedbStore {
             path,
             options,
         };
-        store.writing(|| store.init())?;
+        // A store already made needs no write to open, so a node starts on a full disk too.
+        if !store.initialized()? {
+            store.writing(|| store.init())?;
+        }
         Ok(store)
     }
 
@@ -198,6 +204,18 @@ impl RedbStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether every table exists and the schema version is this one's.
+    fn initialized(&self) -> Result<bool, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let tables = txn.list_tables()?.count() + txn.list_multimap_tables()?.count();
+        if tables != TABLES {
+            return Ok(false);
+        }
+        let meta = txn.open_table(META)?;
+        let schema = meta.get(SCHEMA_KEY)?.map(|v| decode_u64(v.value()));
+        Ok(schema == Some(Some(SCHEMA_VERSION)))
     }
 
     /// Creates every table up front, so that read transactions never meet a missing table,
@@ -487,8 +505,8 @@ impl Store for RedbStore {
         self.expired_impl(tx_id)
     }
 
-    fn restore(&self, records: &[TxRecord]) -> Result<u64, StoreError> {
-        self.writing(|| self.restore_impl(records))
+    fn restore(&self, records: &[TxRecord], restored_at: f64) -> Result<u64, StoreError> {
+        self.writing(|| self.restore_impl(records, restored_at))
     }
 
     fn compact(&self) -> Result<bool, StoreError> {

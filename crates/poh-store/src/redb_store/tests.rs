@@ -775,3 +775,15 @@ fn headers_seal_the_transactions_they_cover_and_continue_after_reopening() {
     assert_eq!(store.header_by_hash(&first.hash()).unwrap(), Some(first));
     assert_eq!(store.header_by_hash(&sha256(b"no")).unwrap(), None);
 }
+
+/// A made store opens without a write transaction (so a node starts on a full disk), which
+/// needs the table count to be right: a table added without counting it would make every
+/// open write.
+#[test]
+fn a_made_store_counts_every_table() {
+    let (dir, store) = open();
+    assert!(store.initialized().unwrap());
+    drop(store);
+    let store = RedbStore::open(dir.path().join("db")).unwrap();
+    assert!(store.initialized().unwrap());
+}

@@ -163,6 +163,36 @@ impl SealedBatch {
         }))
     }
 
+    /// Checks that the batch holds every item of its header: each `poh_seq` the header covers
+    /// is one of its records or a child header the store recorded. Records that left the
+    /// store before the batch was read (a TTL that ran before fragments were configured) are
+    /// missing from it, and fragments written without them could never bring them back.
+    /// Blocking (store reads).
+    pub fn check_complete(&self, store: &dyn Store) -> Result<(), FragmentError> {
+        let head = head_before(store, &self.header)?;
+        let seqs = head.seq..head.seq.saturating_add(self.header.item_count);
+        let children = store.children_recorded(seqs.clone())?;
+        let mut records = self.txs.iter().map(|r| r.poh_seq).peekable();
+        let mut children = children.iter().map(|c| c.recorded_at_seq).peekable();
+        let mut gaps = Gaps::default();
+        for seq in seqs {
+            while records.next_if(|&r| r < seq).is_some() {}
+            if records.next_if_eq(&seq).is_none() && children.next_if_eq(&seq).is_none() {
+                gaps.add(seq);
+            }
+        }
+        if gaps.count == 0 {
+            return Ok(());
+        }
+        Err(FragmentError::Incomplete {
+            header_id: self.header.id(),
+            height: self.header.height,
+            items: self.header.item_count,
+            missing: gaps.count,
+            seqs: gaps.to_string(),
+        })
+    }
+
     /// Checks the batch against `header` (this node's stored header) and what precedes it
     /// in `store`: the same header bytes; entries that re-hash from the previous header's
     /// end to `poh_end_hash` and give its `poh_hashes`, `items_root` and `item_count`
@@ -275,6 +305,45 @@ fn check_record(record: &TxRecord, item: &Hash, index: u64, entry: &Entry) -> Re
     Ok(())
 }
 
+/// Missing `poh_seq`s: how many, and the first few as ranges (for one log line).
+#[derive(Default)]
+struct Gaps {
+    count: u64,
+    ranges: Vec<(u64, u64)>,
+    more: bool,
+}
+
+impl Gaps {
+    const SHOWN: usize = 4;
+
+    fn add(&mut self, seq: u64) {
+        self.count += 1;
+        let shown = self.ranges.len();
+        match self.ranges.last_mut() {
+            Some((_, end)) if *end + 1 == seq => *end = seq,
+            _ if shown < Self::SHOWN => self.ranges.push((seq, seq)),
+            _ => self.more = true,
+        }
+    }
+}
+
+impl std::fmt::Display for Gaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, &(start, end)) in self.ranges.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            if start == end {
+                write!(f, "{sep}{start}")?;
+            } else {
+                write!(f, "{sep}{start}-{end}")?;
+            }
+        }
+        if self.more {
+            write!(f, ", …")?;
+        }
+        Ok(())
+    }
+}
+
 /// A cursor over untrusted bytes.
 struct Reader<'a>(&'a [u8]);
 
@@ -304,6 +373,16 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gaps_read_as_ranges() {
+        let mut gaps = Gaps::default();
+        for seq in [3, 4, 5, 9, 11, 12, 20, 30, 31] {
+            gaps.add(seq);
+        }
+        assert_eq!(gaps.count, 9);
+        assert_eq!(gaps.to_string(), "3-5, 9, 11-12, 20, …");
+    }
 
     #[test]
     fn arbitrary_bytes_are_errors_not_panics() {

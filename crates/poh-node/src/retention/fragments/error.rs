@@ -79,6 +79,24 @@ pub enum FragmentError {
         /// What differs.
         reason: String,
     },
+    /// A batch lacks some of its header's items: neither a record nor a child header is
+    /// stored at those `poh_seq`s (the records expired, or were lost, before it was written).
+    #[error(
+        "header {header_id} (height {height}): the batch lacks {missing} of its {items} items \
+         (poh_seq {seqs}): their records are no longer in the store"
+    )]
+    Incomplete {
+        /// The header.
+        header_id: String,
+        /// Its height.
+        height: u64,
+        /// The header's `item_count`.
+        items: u64,
+        /// Items neither a record nor a child header.
+        missing: u64,
+        /// Their `poh_seq`s, as ranges (the first few).
+        seqs: String,
+    },
     /// The rebuilt batch's entries do not verify against its header.
     #[error("header {header_id}: the rebuilt batch does not verify: {source}")]
     Verify {

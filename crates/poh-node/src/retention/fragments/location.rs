@@ -2,6 +2,16 @@
 //! `relative/dir`, `file:///abs/dir`) or an S3-compatible bucket (`s3://bucket/prefix`);
 //! either becomes an [`ObjectStore`] and a prefix, so the writer and restore treat them alike.
 //! Fragment `index` of a header is the object `<prefix>/<header_id>/<index>`.
+//!
+//! **Durability.** The writer moves its marker, after which the TTL may delete the records,
+//! as soon as every put of a height has returned; so a put must not return before its
+//! fragment survives a power loss.
+//! - A local directory syncs each fragment file before it is renamed into place, then the
+//!   directory that holds it (and any directory created for it, up to one that existed);
+//!   the location's own directories are synced when it is opened.
+//! - S3, and S3-compatible stores with read-after-write consistency, give that by contract:
+//!   an object is stored durably once its `PUT` was answered `200`, and the writer moves the
+//!   marker only after every `PUT` of the height was answered so.
 
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
@@ -90,9 +100,11 @@ impl Location {
         };
         let (store, prefix): (Arc<dyn ObjectStore>, Path) = match LocationSpec::parse(location)? {
             LocationSpec::Local(dir) => {
-                std::fs::create_dir_all(&dir)
+                create_dir_durably(&dir)
                     .map_err(|e| bad(format!("cannot create the directory: {e}")))?;
-                let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?;
+                let fs = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| bad(e.to_string()))?
+                    .with_fsync(true);
                 (Arc::new(fs), Path::default())
             }
             LocationSpec::S3 { bucket, prefix } => {
@@ -133,6 +145,29 @@ pub fn open_all(config: &FragmentsConfig) -> Result<Vec<Location>, FragmentError
 /// The location of fragment `index`: `index mod len`. `None` when there are none.
 pub fn for_index(locations: &[Location], index: usize) -> Option<&Location> {
     locations.get(index.checked_rem(locations.len())?)
+}
+
+/// `create_dir_all`, then a sync of every directory it created and of the one above them
+/// that already existed (its entries changed too), so the location is still there after a
+/// power loss; the directories under it are synced by each put.
+fn create_dir_durably(dir: &std::path::Path) -> std::io::Result<()> {
+    let here = std::path::Path::new(".");
+    // A relative path's last ancestor is "", the working directory.
+    let ancestors = || {
+        dir.ancestors()
+            .map(|d| if d.as_os_str().is_empty() { here } else { d })
+    };
+    let existing = ancestors().find(|d| d.exists()).unwrap_or(here);
+    std::fs::create_dir_all(dir)?;
+    if cfg!(unix) {
+        for d in ancestors() {
+            std::fs::File::open(d)?.sync_all()?;
+            if d == existing {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn s3_builder(s3: &S3Config, bucket: &str) -> Result<AmazonS3Builder, FragmentError> {
@@ -205,5 +240,16 @@ mod tests {
         ] {
             assert!(LocationSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The writer moves its marker once a put returns, so a local put must be on disk by
+    /// then: the store of a local location syncs each file and its directory.
+    #[test]
+    fn a_local_location_syncs_what_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/fragments");
+        let opened = Location::open(path.to_str().unwrap(), &S3Config::default()).unwrap();
+        let store = format!("{:?}", opened.store());
+        assert!(store.contains("fsync: true"), "{store}");
     }
 }

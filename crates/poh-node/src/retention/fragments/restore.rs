@@ -112,7 +112,16 @@ pub async fn rebuild(
     let bytes = format::rebuild(&best[..data])?;
     let batch = SealedBatch::decode(&bytes)?;
     let (checked, check_store) = (batch.clone(), store.clone());
-    blocking(move || Ok(checked.verify(check_store.as_ref(), &header)?)).await?;
+    blocking(move || {
+        checked.verify(check_store.as_ref(), &header)?;
+        // Fragments written before batches were checked for completeness may lack records;
+        // what they hold is still good, and the rest cannot come from them.
+        if let Err(incomplete) = checked.check_complete(check_store.as_ref()) {
+            tracing::warn!(error = %incomplete, "these fragments hold an incomplete batch");
+        }
+        Ok(())
+    })
+    .await?;
     Ok(Rebuilt {
         bytes,
         batch,
@@ -123,7 +132,7 @@ pub async fn rebuild(
 }
 
 /// [`rebuild`], then puts the batch's expired transaction records back into `store`
-/// (records still stored are left as they are).
+/// (records still stored are left as they are). The TTL keeps them for one TTL from now.
 pub async fn restore(
     locations: &[Location],
     data: usize,
@@ -137,7 +146,9 @@ pub async fn restore(
     let transactions = rebuilt.batch.txs.len();
     let fragments = rebuilt.fragments;
     let records = rebuilt.batch.txs;
-    let restored = blocking(move || Ok(store.restore(&records)?)).await?;
+    // Kept for a TTL from now: their `received_at` is already older than that.
+    let now = crate::pipeline::unix_now();
+    let restored = blocking(move || Ok(store.restore(&records, now)?)).await?;
     Ok(RestoreReport {
         header_id,
         height,

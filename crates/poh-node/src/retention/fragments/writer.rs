@@ -6,6 +6,12 @@
 //! rewriting that height's fragments whole (a put replaces an object, so a half-written
 //! height is harmless). The sealer's watch channel only wakes the writer; how many headers
 //! exist is read from the store, so headers sealed before a restart are covered too.
+//!
+//! A batch must hold every item of its header (records + child headers = `item_count`).
+//! One that does not (its records expired before fragments were configured) is not written:
+//! the writer logs what is missing, counts `poh_fragment_batches_incomplete_total`, and stays
+//! at that height until the node stops, so the marker never claims a batch its fragments
+//! cannot rebuild.
 
 use std::{sync::Arc, time::Duration};
 
@@ -100,18 +106,41 @@ impl FragmentWriter {
     ) -> Result<bool, NodeError> {
         let store = self.store.clone();
         let (k, m) = (self.data, self.parity);
-        let (header_id, fragments) = blocking(move || {
+        let prepared = blocking(move || {
             let batch = SealedBatch::read(store.as_ref(), height)?.ok_or(NodeError::TaskFailed(
                 "fragment writer (a sealed header is missing)",
             ))?;
+            if let Err(incomplete) = batch.check_complete(store.as_ref()) {
+                return Ok(Err(incomplete));
+            }
             let bytes = batch.encode()?;
             let header_id = batch.header.id();
-            Ok((
+            Ok(Ok((
                 header_id,
                 format::encode(&batch.header.hash(), &bytes, k, m)?,
-            ))
+            )))
         })
         .await?;
+        let (header_id, fragments) = match prepared {
+            Ok(prepared) => prepared,
+            Err(incomplete) => {
+                // Nothing this node does puts the records back while it runs, so the writer
+                // stays here; never skipping keeps the TTL from taking anything after it.
+                self.metrics.incomplete.increment(1);
+                tracing::error!(
+                    height,
+                    error = %incomplete,
+                    "not writing this height's fragments, nor any after it: fragments of an \
+                     incomplete batch could not restore what it lacks, and the TTL now keeps \
+                     every transaction from this height on. To go on, stop the node and put \
+                     back a copy of its data directory that still holds those records, or \
+                     remove [fragments] locations to expire without fragments (see the README, \
+                     Fragments)"
+                );
+                shutdown.cancelled().await;
+                return Ok(false);
+            }
+        };
         let mut pending: Vec<usize> = (0..fragments.len()).collect();
         let mut backoff = FIRST_BACKOFF;
         loop {
@@ -148,8 +177,24 @@ impl FragmentWriter {
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        let store = self.store.clone();
-        blocking(move || Ok(store.set_progress(PROGRESS_KEY, height + 1)?)).await?;
+        // A full disk holds the marker back (so the TTL keeps the height) until it has room.
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let store = self.store.clone();
+            match blocking(move || Ok(store.set_progress(PROGRESS_KEY, height + 1)?)).await {
+                Ok(()) => break,
+                Err(NodeError::Store(e)) if e.is_unavailable() => {
+                    tracing::warn!(height, error = %e, retry_in = ?backoff, "cannot move the fragments marker; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(false),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
         self.metrics.height.set((height + 1) as f64);
         tracing::debug!(height, %header_id, "fragments written");
         Ok(true)
