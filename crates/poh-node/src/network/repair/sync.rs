@@ -70,7 +70,16 @@ impl Repairer {
             let answer = tokio::time::timeout(self.timeout, call).await;
             let mut stream = match answer {
                 Ok(Ok(stream)) => stream.into_inner(),
-                Ok(Err(status)) => return Err(self.failed(RepairSource::Sync, status.into())),
+                // A stream that ends before its first record may come as the call's answer.
+                Ok(Err(status)) => match Expired::from_status(&status) {
+                    Some(run) if run.from_seq >= next => {
+                        self.metrics.request(RepairSource::Sync, true);
+                        self.land(&key, &mut flight, 0).await?;
+                        next = self.pass_expired(&key, peer, &run).await?;
+                        continue;
+                    }
+                    _ => return Err(self.failed(RepairSource::Sync, status.into())),
+                },
                 Err(_) => {
                     return Err(self.failed(RepairSource::Sync, PeerError::Timeout(self.timeout)));
                 }
