@@ -13,6 +13,7 @@ __all__ = [
     "Client",
     "ClientError",
     "Entry",
+    "ExpiredError",
     "Header",
     "HeaderError",
     "HeaderVerifier",
@@ -64,6 +65,17 @@ class ClientError(PohError):
 
     code: str
     """The gRPC status name: UNAVAILABLE, UNAUTHENTICATED, RESOURCE_EXHAUSTED, ..."""
+
+class ExpiredError(ClientError):
+    """A subscription reached transactions the node no longer holds (expired by its TTL);
+    `code` is OUT_OF_RANGE. Restore them on the node, or subscribe again from `to_seq + 1`."""
+
+    from_seq: int
+    """The first expired poh_seq."""
+    to_seq: int
+    """The last expired poh_seq (inclusive)."""
+    header_ids: list[str]
+    """The headers that sealed them."""
 
 @final
 class Tx:
@@ -319,7 +331,8 @@ class Client:
     def subscribe(self, from_seq: int = 0) -> Subscription:
         """Every transaction the node stores from `from_seq`: the stored ones, then each as it
         is stored, in `poh_seq` order. Ends when the node stops; resume from the last
-        `poh_seq` seen plus one."""
+        `poh_seq` seen plus one. Transactions the node no longer holds (TTL) raise
+        `ExpiredError` naming them."""
 
 @final
 class Subscription:

@@ -6,7 +6,7 @@ use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use poh_node::{
     network::client::{CallError, ClientTls, Endpoints},
-    wire::protobuf::code_name,
+    wire::{expired::Expired, protobuf::code_name},
 };
 use poh_proto::v1::{
     self as pb, dag_service_client::DagServiceClient, poh_service_client::PohServiceClient,
@@ -315,7 +315,9 @@ impl Client {
     /// Every transaction the node stores, from `from_seq` (`PohService.Subscribe`): what is
     /// stored first, then each one as it is stored, in `poh_seq` order, as `Record`s. The
     /// iteration ends when the node stops; to resume, subscribe again from the last
-    /// `poh_seq` seen plus one.
+    /// `poh_seq` seen plus one. Transactions the node no longer holds (expired by its TTL)
+    /// raise `ExpiredError` naming them: restore them on the node, or subscribe again from
+    /// `to_seq + 1` to go on without them.
     #[pyo3(signature = (from_seq = 0))]
     fn subscribe(&self, py: Python<'_>, from_seq: u64) -> Result<Subscription> {
         let request = pb::SubscribeRequest { from_seq };
@@ -361,9 +363,12 @@ impl Subscription {
             }
             Err(status) => {
                 self.stream = None;
-                Err(Error::Client {
-                    code: code_name(status.code()),
-                    message: status.message().to_string(),
+                Err(match Expired::from_status(&status) {
+                    Some(run) => expired(&status, run),
+                    None => Error::Client {
+                        code: code_name(status.code()),
+                        message: status.message().to_string(),
+                    },
                 })
             }
         }
@@ -413,10 +418,30 @@ impl Client {
     {
         py.detach(|| self.runtime.block_on(self.endpoints.call(call)))
             .map(|(answer, _endpoint)| answer)
-            .map_err(|e: CallError| Error::Client {
-                code: code_name(e.code()),
-                message: e.to_string(),
+            .map_err(|e: CallError| match &e {
+                // A subscription that meets expired seqs before its first record ends here.
+                CallError::Refused { status, .. } => match Expired::from_status(status) {
+                    Some(run) => expired(status, run),
+                    None => Error::Client {
+                        code: code_name(e.code()),
+                        message: e.to_string(),
+                    },
+                },
+                CallError::Unreachable(_) => Error::Client {
+                    code: code_name(e.code()),
+                    message: e.to_string(),
+                },
             })
+    }
+}
+
+/// The error of a subscription that reached transactions the node's TTL expired.
+fn expired(status: &tonic::Status, run: Expired) -> Error {
+    Error::Expired {
+        message: status.message().to_string(),
+        from_seq: run.from_seq,
+        to_seq: run.to_seq,
+        header_ids: run.header_ids,
     }
 }
 

@@ -45,6 +45,13 @@ create_exception!(
     PohError,
     "A call a node refused or no node answered; `code` is the gRPC status name."
 );
+create_exception!(
+    poh,
+    ExpiredError,
+    ClientError,
+    "A subscription reached transactions the node no longer holds (expired by its TTL); \
+     `from_seq`, `to_seq` (inclusive) and `header_ids` name them."
+);
 
 /// Everything that can go wrong in the package.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +83,18 @@ pub enum Error {
         code: &'static str,
         /// What went wrong, and at which endpoint.
         message: String,
+    },
+    /// A subscription reached transactions the node's TTL expired (gRPC `OUT_OF_RANGE`).
+    #[error("{message}")]
+    Expired {
+        /// What the node said.
+        message: String,
+        /// The first expired `poh_seq`.
+        from_seq: u64,
+        /// The last expired `poh_seq` (inclusive).
+        to_seq: u64,
+        /// The headers that sealed them.
+        header_ids: Vec<String>,
     },
     /// A file that cannot be read or written.
     #[error("{message}")]
@@ -123,6 +142,17 @@ impl From<Error> for PyErr {
             Error::Proof(_) => ProofError::new_err(message),
             Error::Client { code, .. } => {
                 with_attribute(ClientError::new_err(message), "code", code)
+            }
+            Error::Expired {
+                from_seq,
+                to_seq,
+                header_ids,
+                ..
+            } => {
+                let err = with_attribute(ExpiredError::new_err(message), "code", "OUT_OF_RANGE");
+                let err = with_attribute(err, "from_seq", from_seq);
+                let err = with_attribute(err, "to_seq", to_seq);
+                with_attribute(err, "header_ids", header_ids)
             }
             Error::Io {
                 errno: Some(errno), ..

@@ -48,5 +48,6 @@ fn poh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("HeaderError", py.get_type::<error::HeaderError>())?;
     m.add("ProofError", py.get_type::<error::ProofError>())?;
     m.add("ClientError", py.get_type::<error::ClientError>())?;
+    m.add("ExpiredError", py.get_type::<error::ExpiredError>())?;
     Ok(())
 }

@@ -4,6 +4,7 @@ signatures, batches, reads, TLS and tokens as the CLI gives them, and fail-over.
 import concurrent.futures
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,27 @@ def test_a_subscription_gets_every_stored_transaction_then_ends_with_the_node(se
     assert next(stream).poh_seq == 54
     node.stop()
     assert list(stream) == []
+
+
+def test_a_subscription_reaching_expired_transactions_raises_expired_error(serve):
+    node = serve(
+        "--no-udp", "--no-quic", "--ttl", "2s", "--ttl-sweep-interval", "50ms",
+        "--min-batch-interval", "0.05", "--max-batch-interval", "0.2",
+    )
+    client = poh.Client(node.grpc)
+    client.submit_batch([poh.Tx(tx_id=f"old-{i}", payload=b"x") for i in range(5)])
+    deadline = time.monotonic() + 30
+    while client.get_tx("old-4") is not None:
+        assert time.monotonic() < deadline, "old-4 never expired"
+        time.sleep(0.05)
+    client.submit(poh.Tx(tx_id="new-0", payload=b"y"))
+    header_id = client.status("old-0").header_id
+
+    with pytest.raises(poh.ExpiredError) as raised:
+        next(client.subscribe(from_seq=0))
+    error = raised.value
+    assert isinstance(error, poh.ClientError) and error.code == "OUT_OF_RANGE"
+    assert (error.from_seq, error.to_seq, error.header_ids) == (0, 4, [header_id])
+    assert "expired seqs 0..=4" in str(error)
+    # Going on after them, knowingly.
+    assert next(client.subscribe(from_seq=error.to_seq + 1)).tx.tx_id == "new-0"

@@ -28,7 +28,9 @@ use poh_core::{ChainHead, Hash, Header};
 
 pub use error::StoreError;
 pub use record::{ChainMeta, ChildHeader, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
-pub use redb_store::{DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, Expiry, RedbStore, StoreOptions};
+pub use redb_store::{
+    DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, ExpiredRun, Expiry, RedbStore, StoreOptions,
+};
 
 /// Storage of one node. Implementations are internally synchronised: `commit` is called by one
 /// writer at a time, reads may run concurrently with it and see only committed data.
@@ -133,6 +135,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// The `header_id` that sealed `tx_id` when its record expired (`None`: not expired).
     fn expired(&self, tx_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// The first run of expired transactions with a `poh_seq` in `seqs`: from the first
+    /// expired seq there through the last one before the next stored transaction (or the end
+    /// of `seqs`), with the headers that sealed them. A seq inside a run that is not an
+    /// expired transaction is a child header's item, never a transaction. A run names at most
+    /// `max_headers` headers (at least one); what expired past them is the next run. `None`
+    /// when nothing in `seqs` expired. Reads are proportional to the run, not to the store.
+    fn expired_run(
+        &self,
+        seqs: std::ops::Range<u64>,
+        max_headers: usize,
+    ) -> Result<Option<ExpiredRun>, StoreError>;
 
     /// Puts expired records back, durably, as they were (`received_at` included), noting that
     /// they came back at `restored_at` (Unix seconds) so [`Store::expire`] keeps them until

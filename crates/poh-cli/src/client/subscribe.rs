@@ -2,6 +2,11 @@
 //! (`PohService.Subscribe`). When the stream ends (the node stopped) or the connection fails,
 //! it resumes after the last transaction printed, so a restart of the node loses nothing and
 //! repeats nothing; `--once` exits instead.
+//!
+//! Transactions the node no longer holds (expired by its TTL) end the stream with
+//! `OUT_OF_RANGE`: the command says which seqs and which headers sealed them, and exits
+//! non-zero, so nothing is passed over unnoticed; `--skip-expired` goes on after them instead,
+//! with a warning.
 
 use std::{
     io::{ErrorKind, Write as _},
@@ -9,6 +14,7 @@ use std::{
 };
 
 use anyhow::bail;
+use poh_node::{network::client::CallError, wire::expired::Expired};
 use poh_proto::v1::{self as pb, poh_service_client::PohServiceClient};
 use serde_json::{Value, json};
 use tonic::Code;
@@ -33,12 +39,18 @@ pub struct SubscribeArgs {
     /// Exit when the stream ends instead of resuming.
     #[arg(long)]
     once: bool,
+    /// Go on after transactions the node no longer holds (expired by its TTL), with a
+    /// warning, instead of exiting.
+    #[arg(long)]
+    skip_expired: bool,
 }
 
 /// How one stream ended.
 enum Ended {
     /// The node ended it (it is stopping).
     Cleanly,
+    /// It reached transactions the node no longer holds, and goes on after them.
+    Skipped,
     /// The connection failed, or the node could not be reached.
     Failed(String),
 }
@@ -78,22 +90,31 @@ pub fn subscribe(args: &SubscribeArgs) -> anyhow::Result<()> {
                             }
                         }
                         Ok(None) => break Ended::Cleanly,
-                        Err(status) if resumable(status.code()) => {
-                            break Ended::Failed(status.message().to_string());
-                        }
-                        Err(status) => bail!("{:?}: {}", status.code(), status.message()),
+                        Err(status) => match Expired::from_status(&status) {
+                            Some(run) => break passed(&run, args.skip_expired, &mut next)?,
+                            None if resumable(status.code()) => {
+                                break Ended::Failed(status.message().to_string());
+                            }
+                            None => bail!("{:?}: {}", status.code(), status.message()),
+                        },
                     }
                 },
-                Err(e) if resumable(e.code()) => Ended::Failed(e.to_string()),
-                Err(e) => return Err(e.into()),
+                // A stream that ends before its first record may come as the call's answer.
+                Err(e) => match expired_answer(&e) {
+                    Some(run) => passed(&run, args.skip_expired, &mut next)?,
+                    None if resumable(e.code()) => Ended::Failed(e.to_string()),
+                    None => return Err(e.into()),
+                },
             };
             if args.once {
                 return match ended {
                     Ended::Cleanly => Ok(()),
+                    Ended::Skipped => continue,
                     Ended::Failed(why) => bail!("{why}"),
                 };
             }
             match ended {
+                Ended::Skipped => continue,
                 Ended::Cleanly => {
                     tracing::warn!(next_seq = next, "the node ended the stream; resuming")
                 }
@@ -105,6 +126,38 @@ pub fn subscribe(args: &SubscribeArgs) -> anyhow::Result<()> {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     })
+}
+
+/// A stream that reached transactions the node no longer holds: an error, or with
+/// `--skip-expired` a warning and the seq after them as the next one.
+fn passed(run: &Expired, skip: bool, next: &mut u64) -> anyhow::Result<Ended> {
+    if !skip {
+        bail!("{}", expired_text(run));
+    }
+    tracing::warn!("{}; going on after them", expired_text(run));
+    *next = run.next_seq();
+    Ok(Ended::Skipped)
+}
+
+fn expired_answer(e: &CallError) -> Option<Expired> {
+    match e {
+        CallError::Refused { status, .. } => Expired::from_status(status),
+        CallError::Unreachable(_) => None,
+    }
+}
+
+/// What a subscriber is told of transactions the node no longer holds.
+fn expired_text(run: &Expired) -> String {
+    format!(
+        "the node no longer holds seqs {}..={}: {} transactions expired by its TTL, sealed by \
+         headers {}; restore them there (poh restore HEADER_ID) or resume after them \
+         (--from-seq {} or --skip-expired)",
+        run.from_seq,
+        run.to_seq,
+        run.count,
+        run.header_ids.join(","),
+        run.next_seq()
+    )
 }
 
 /// Whether a stream that failed with `code` is worth opening again.

@@ -1,5 +1,6 @@
 //! Subscriptions against a real `poh serve` process: a subscriber that stops reading costs
-//! the node no memory, and `poh subscribe` prints what the node stores.
+//! the node no memory, `poh subscribe` prints what the node stores, and says which
+//! transactions the node no longer holds (TTL) instead of passing over them.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -10,7 +11,7 @@ use std::{
 use poh_proto::v1::{self as pb, poh_service_client::PohServiceClient};
 use serde_json::{Value, json};
 
-use crate::common::{Http, Served, serve_flags, stop, wait_for};
+use crate::common::{Http, Served, poh, serve_flags, stop, text, wait_for};
 
 /// Transactions sent while the subscriber reads nothing…
 const TXS: u64 = 200_000;
@@ -284,5 +285,81 @@ fn a_thousand_subscribers_cost_bounded_memory() {
         peak <= FAN_PEAK_RSS_MIB,
         "the node peaked at {peak} MiB with {SUBSCRIBERS} subscribers"
     );
+    stop(node);
+}
+
+/// `poh subscribe` from seqs the node's TTL expired exits non-zero with one line naming them
+/// and the header that sealed them; with `--skip-expired` it warns and prints what follows.
+#[test]
+fn poh_subscribe_names_expired_transactions_and_skips_them_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = serve_flags(
+        &dir.path().join("data"),
+        &[
+            "--ttl",
+            "2s",
+            "--ttl-sweep-interval",
+            "50ms",
+            "--min-batch-interval",
+            "0.05",
+            "--max-batch-interval",
+            "0.2",
+        ],
+    );
+    let http = Http::new();
+    let tx =
+        |id: &str| json!({"tx_id": id, "holder_id": "h", "timestamp": 1.5, "payload_b64": "aGk="});
+    let batch: Vec<Value> = (0..5).map(|i| tx(&format!("old-{i}"))).collect();
+    let url = format!("{}/v1/tx/batch", node.base);
+    assert_eq!(http.post(&url, &Value::Array(batch)), Some(200));
+    let header_id = wait_for("old-4 expired", || {
+        let (status, body) = http.get(&format!("{}/v1/tx/old-4", node.base));
+        (status == 410).then(|| body["header_id"].as_str().unwrap().to_string())
+    });
+    let (status, old_0) = http.get(&format!("{}/v1/tx/old-0", node.base));
+    assert_eq!(
+        (status, &old_0["header_id"]),
+        (410, &Value::from(header_id.clone()))
+    );
+    assert_eq!(http.post(&url, &json!([tx("new-0")])), Some(200));
+
+    let out = poh(&[
+        "subscribe",
+        "--from-seq",
+        "0",
+        "--once",
+        "--endpoint",
+        &node.grpc,
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the node no longer holds seqs 0..=4: 5 transactions expired by its TTL, sealed by \
+             headers {header_id}; restore them there (poh restore HEADER_ID) or resume after \
+             them (--from-seq 5 or --skip-expired)"
+        )),
+        "{stderr}"
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poh"))
+        .args([
+            "subscribe",
+            "--from-seq",
+            "0",
+            "--skip-expired",
+            "--endpoint",
+        ])
+        .arg(&node.grpc)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("5 new-0 "), "{first}");
+    child.kill().unwrap();
+    child.wait().unwrap();
     stop(node);
 }

@@ -8,6 +8,11 @@
 //! the node never holds anything on its behalf. Headers follow the sealer's count the same
 //! way ([`HeaderCursor`]).
 //!
+//! A reader that reaches transactions the TTL expired is told so ([`Page::Expired`]: the run
+//! of expired seqs and the headers that sealed them) and then goes on after them; `Sync`
+//! reads through the same [`read_span`], so neither ever passes a gap in silence. Seqs of
+//! child headers' items are no transactions, and are passed as before.
+//!
 //! [`Subscriptions`] bounds how many run, per client address and in total, and reports
 //! `poh_subscribers`. Every cursor ends when the node stops, so a stream closes cleanly
 //! instead of holding the listener's drain.
@@ -17,7 +22,7 @@
 use std::{net::IpAddr, sync::Arc};
 
 use poh_core::Header;
-use poh_store::{Store, StoreError, TxRecord};
+use poh_store::{ExpiredRun, Store, StoreError, TxRecord};
 use tokio::sync::{Semaphore, watch};
 
 use super::{
@@ -33,6 +38,9 @@ const PAGE_RECORDS: usize = 256;
 const PAGE_BYTES: usize = 64 << 10;
 /// Most headers read at a time.
 const PAGE_HEADERS: usize = 16;
+/// Most headers one expired run names: with 64 hex digits each, a run fits a gRPC status
+/// message and its trailers well under any client's header limit.
+pub(crate) const RUN_HEADERS: usize = 32;
 /// Subscribers' store reads running at once. One commit wakes every subscriber that has
 /// caught up; they take turns for the blocking pool instead of each taking a thread (a
 /// thousand subscribers would otherwise hold 512 threads and their memory).
@@ -137,7 +145,58 @@ pub(crate) enum Start {
     Next,
 }
 
-/// Stored transactions in `poh_seq` order, from the store and then live.
+/// What a reader meets next from a seq on.
+#[derive(Debug)]
+pub(crate) enum Page {
+    /// Stored transactions, in `poh_seq` order (never empty).
+    Txs(Vec<TxRecord>),
+    /// Transactions the TTL expired, before any stored one.
+    Expired(ExpiredRun),
+}
+
+/// Reads what comes next from `from` below `below`: the stored transactions up to the first
+/// expired one (at most `limit` and about `max_bytes`, as [`Store::txs_from_seq`]), or that
+/// expired run when it comes first; `None` when `[from, below)` holds neither (only child
+/// headers' items, or nothing yet).
+///
+/// The run is looked for before and after the page, and the read repeated when the two
+/// disagree: an expiry or a restore landing between two reads could otherwise hide a
+/// transaction from both.
+pub(crate) fn read_span(
+    store: &dyn Store,
+    from: u64,
+    below: u64,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<Option<Page>, StoreError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        // Only where the first run starts matters here: one header's worth is read.
+        let before = store.expired_run(from..below, 1)?;
+        let mut page = store.txs_from_seq(from, limit, max_bytes)?;
+        page.retain(|r| r.poh_seq < below);
+        let end = page.last().map_or(below, |r| r.poh_seq);
+        let run = store.expired_run(from..end, RUN_HEADERS)?;
+        let first =
+            |run: &Option<ExpiredRun>| run.as_ref().map(|r| r.from_seq).filter(|&seq| seq < end);
+        // A few tries: expiry and restore move in batches, not continuously.
+        if first(&before) != first(&run) && attempts < 4 {
+            continue;
+        }
+        if let Some(run) = &run {
+            page.retain(|r| r.poh_seq < run.from_seq);
+        }
+        return Ok(match (page.is_empty(), run) {
+            (false, _) => Some(Page::Txs(page)),
+            (true, Some(run)) => Some(Page::Expired(run)),
+            (true, None) => None,
+        });
+    }
+}
+
+/// Stored transactions in `poh_seq` order, from the store and then live, with the runs of
+/// expired ones among them.
 pub(crate) struct TxCursor {
     services: Services,
     next: u64,
@@ -158,28 +217,32 @@ impl TxCursor {
         }
     }
 
-    /// The next page (never empty), waiting for commits once caught up; `None` once the node
-    /// stops.
-    pub(crate) async fn next_page(&mut self) -> Result<Option<Vec<TxRecord>>, NodeError> {
+    /// The next page, waiting for commits once caught up; `None` once the node stops. After
+    /// an expired run the cursor goes on from the seq after it.
+    pub(crate) async fn next_page(&mut self) -> Result<Option<Page>, NodeError> {
         loop {
             // Marked seen before the read, so a commit landing during it wakes the wait.
             let stored = *self.stored.borrow_and_update();
             if self.next < stored {
                 let from = self.next;
-                let mut page = Subscriptions::read(&self.services, move |store| {
-                    store.txs_from_seq(from, PAGE_RECORDS, PAGE_BYTES)
-                })
-                .await?;
                 // Every transaction below the watermark is readable; past it, a commit may
                 // still be landing, and its earlier seqs with it.
-                page.retain(|r| r.poh_seq < stored);
-                match page.last() {
-                    Some(last) => {
-                        self.next = last.poh_seq + 1;
-                        return Ok(Some(page));
+                let page = Subscriptions::read(&self.services, move |store| {
+                    read_span(store, from, stored, PAGE_RECORDS, PAGE_BYTES)
+                })
+                .await?;
+                match page {
+                    Some(Page::Txs(records)) => {
+                        if let Some(last) = records.last() {
+                            self.next = last.poh_seq + 1;
+                        }
+                        return Ok(Some(Page::Txs(records)));
                     }
-                    // Nothing stored in [next, stored): those seqs were child headers, or
-                    // transactions whose records expired.
+                    Some(Page::Expired(run)) => {
+                        self.next = run.to_seq.saturating_add(1);
+                        return Ok(Some(Page::Expired(run)));
+                    }
+                    // Nothing stored in [next, stored): those seqs were child headers.
                     None => self.next = stored,
                 }
                 continue;

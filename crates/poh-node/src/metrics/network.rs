@@ -53,11 +53,13 @@ pub enum RecordResult {
     Refused,
 }
 
-/// `poh_repair_records_total{source, result}` and `poh_repair_requests_total{source, result}`.
+/// `poh_repair_records_total{source, result}`, `poh_repair_requests_total{source, result}` and
+/// `poh_sync_expired_total`.
 #[derive(Clone)]
 pub struct RepairMetrics {
     records: [[Counter; 3]; 2],
     requests: [[Counter; 2]; 2],
+    expired: Counter,
 }
 
 impl RepairMetrics {
@@ -74,6 +76,15 @@ impl RepairMetrics {
             None,
             "Sync and Repair calls to peers, by result (ok, failed).".into(),
         );
+        r.describe_counter(
+            "poh_sync_expired_total".into(),
+            None,
+            "Transactions a peer's Sync named as expired by its TTL: catch-up moved past them \
+             without taking them."
+                .into(),
+        );
+        let expired = registry.counter("poh_sync_expired_total", &[]);
+        expired.increment(0);
         let sources = ["sync", "repair"];
         let records = sources.map(|source| {
             ["stored", "duplicate", "refused"].map(|result| {
@@ -95,12 +106,21 @@ impl RepairMetrics {
                 c
             })
         });
-        Self { records, requests }
+        Self {
+            records,
+            requests,
+            expired,
+        }
     }
 
     /// Counts records from a peer.
     pub fn records(&self, source: RepairSource, result: RecordResult, n: u64) {
         self.records[source as usize][result as usize].increment(n);
+    }
+
+    /// Counts transactions a peer no longer has (catch-up moved past them).
+    pub fn sync_expired(&self, n: u64) {
+        self.expired.increment(n);
     }
 
     /// Counts one call to a peer.

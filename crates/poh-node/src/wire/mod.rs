@@ -7,9 +7,11 @@
 //!   answer body;
 //! - [`protobuf`]: `poh.v1` messages to and from the node's types, and the `Ack` of a result;
 //! - [`headers`]: a sealed header and the federation's state in JSON (SPEC §6);
+//! - [`expired`]: how a subscriber or `Sync` client is told of transactions the TTL expired;
 //! - [`frame`]: QUIC's `u32 length || protobuf` framing, its ALPN and its error codes;
 //! - [`Refusal`]: the one table from a refused transaction to its code on every wire.
 
+pub mod expired;
 pub mod frame;
 pub mod headers;
 pub mod json;

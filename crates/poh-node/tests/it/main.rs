@@ -7,6 +7,7 @@ mod common;
 mod connections;
 mod dag;
 mod errors;
+mod expired;
 mod federation;
 mod flood;
 mod fragments;

@@ -9,10 +9,7 @@ use reqwest::Client;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::common::{self, TestNode, get_json, json, metric, pb, tx};
-
-/// How long anything here may take.
-const PATIENCE: Duration = Duration::from_secs(30);
+use crate::common::{self, Events, PATIENCE, TestNode, get_json, json, metric, pb, tx};
 
 /// Where to send transactions: every transport of one node.
 #[derive(Clone)]
@@ -154,93 +151,6 @@ async fn subscribe(node: &TestNode, from_seq: u64) -> tonic::Streaming<pb::TxRec
         .await
         .unwrap()
         .into_inner()
-}
-
-/// One Server-Sent Event.
-#[derive(Debug, Default, PartialEq)]
-struct Event {
-    id: Option<String>,
-    event: String,
-    data: String,
-}
-
-/// A `text/event-stream` response, read event by event.
-struct Events {
-    response: reqwest::Response,
-    buffer: String,
-    /// Comment lines seen so far (keep-alives).
-    comments: usize,
-}
-
-impl Events {
-    async fn open(url: String, last_event_id: Option<u64>) -> Self {
-        let mut request = Client::new().get(url);
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id.to_string());
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(
-            response.headers()["content-type"].to_str().unwrap(),
-            "text/event-stream"
-        );
-        Self {
-            response,
-            buffer: String::new(),
-            comments: 0,
-        }
-    }
-
-    /// The next event; `None` when the stream ended.
-    async fn next(&mut self) -> Option<Event> {
-        // Keep-alive comments do not count: an event must come within the patience.
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = Event::default();
-                for line in block.lines() {
-                    match line.split_once(':') {
-                        Some(("", _)) => self.comments += 1,
-                        Some(("id", v)) => event.id = Some(v.trim_start().to_string()),
-                        Some(("event", v)) => event.event = v.trim_start().to_string(),
-                        Some(("data", v)) => event.data.push_str(v.trim_start()),
-                        _ => {}
-                    }
-                }
-                if !event.event.is_empty() {
-                    return Some(event);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
-                .await
-                .expect("no event within the patience")
-                .unwrap()?;
-            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
-
-    /// The next `n` transaction events: `(id, tx_id)`, checking each event's data. They
-    /// must all come within the patience (header events do not extend it).
-    async fn take_txs(&mut self, n: usize) -> Vec<(u64, String)> {
-        let mut seen = Vec::with_capacity(n);
-        let deadline = Instant::now() + PATIENCE;
-        while seen.len() < n {
-            let e = tokio::time::timeout_at(deadline, self.next())
-                .await
-                .unwrap_or_else(|_| panic!("only {} of {n} events came", seen.len()))
-                .expect("the stream ended");
-            if e.event != "tx" {
-                continue;
-            }
-            let data: Value = serde_json::from_str(&e.data).unwrap();
-            let id: u64 = e.id.unwrap().parse().unwrap();
-            assert_eq!(data["poh_seq"], id, "id: is the poh_seq");
-            seen.push((id, data["tx_id"].as_str().unwrap().to_string()));
-        }
-        seen
-    }
 }
 
 async fn wait_seq(c: &Client, node: &TestNode, seq: u64) {

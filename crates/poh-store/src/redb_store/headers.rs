@@ -128,16 +128,24 @@ pub(super) fn covering(
     ends: &impl ReadableTable<u64, &'static [u8]>,
     index: u64,
 ) -> Result<Option<String>, StoreError> {
+    Ok(covering_end(ends, index)?.map(|(_, hash)| hash.to_hex()))
+}
+
+/// The header covering entry `index`: its `poh_end` and its `header_hash`.
+pub(super) fn covering_end(
+    ends: &impl ReadableTable<u64, &'static [u8]>,
+    index: u64,
+) -> Result<Option<(u64, Hash)>, StoreError> {
     let Some(found) = ends.range(index.saturating_add(1)..)?.next() else {
         return Ok(None);
     };
-    let (_, value) = found?;
+    let (end, value) = found?;
     let hash = value
         .value()
         .get(8..)
         .and_then(Hash::from_slice)
         .ok_or(StoreError::Corrupt("header index"))?;
-    Ok(Some(hash.to_hex()))
+    Ok(Some((end.value(), hash)))
 }
 
 impl RedbStore {

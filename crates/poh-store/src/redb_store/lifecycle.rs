@@ -30,6 +30,20 @@ pub struct Expiry {
     pub bytes: u64,
 }
 
+/// A run of expired transactions: see [`Store::expired_run`](crate::Store::expired_run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiredRun {
+    /// The first expired `poh_seq` of the run.
+    pub from_seq: u64,
+    /// The last expired `poh_seq` of the run (inclusive).
+    pub to_seq: u64,
+    /// How many transactions expired in `from_seq..=to_seq` (fewer than the seqs when child
+    /// headers' items lie between them).
+    pub count: u64,
+    /// The `header_id`s of the headers that sealed them, in seq order, each once.
+    pub header_ids: Vec<String>,
+}
+
 impl RedbStore {
     pub(super) fn create_lifecycle(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         txn.open_table(PROGRESS)?;
@@ -132,6 +146,50 @@ impl RedbStore {
             return Ok(None);
         };
         headers::covering(&txn.open_table(headers::HEADER_ENDS)?, entry_index)
+    }
+
+    pub(super) fn expired_run_impl(
+        &self,
+        seqs: std::ops::Range<u64>,
+        max_headers: usize,
+    ) -> Result<Option<ExpiredRun>, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let expired = txn.open_table(EXPIRED)?;
+        let Some(first) = expired.range(seqs.clone())?.next() else {
+            return Ok(None);
+        };
+        let from_seq = first?.0.value();
+        // The run ends before the next stored transaction: a reader is sent that one.
+        let stop = match txn.open_table(TXS)?.range(from_seq..seqs.end)?.next() {
+            Some(item) => item?.0.value(),
+            None => seqs.end,
+        };
+        let ends = txn.open_table(headers::HEADER_ENDS)?;
+        let mut run = ExpiredRun {
+            from_seq,
+            to_seq: from_seq,
+            count: 0,
+            header_ids: Vec::new(),
+        };
+        // Entries grow with seqs, so a header is looked up only when an entry passes the
+        // end of the one before.
+        let mut sealed_below = 0;
+        for item in expired.range(from_seq..stop)? {
+            let (seq, entry_index) = item?;
+            let entry_index = entry_index.value();
+            if run.header_ids.is_empty() || entry_index >= sealed_below {
+                if run.header_ids.len() >= max_headers.max(1) {
+                    break;
+                }
+                let (end, hash) = headers::covering_end(&ends, entry_index)?
+                    .ok_or(StoreError::Corrupt("an expired transaction with no header"))?;
+                sealed_below = end;
+                run.header_ids.push(hash.to_hex());
+            }
+            run.to_seq = seq.value();
+            run.count += 1;
+        }
+        Ok(Some(run))
     }
 
     pub(super) fn restore_impl(
@@ -301,6 +359,83 @@ mod tests {
         );
         assert_eq!(store.expire(80.0, 4, 100).unwrap().removed, 0);
         assert_eq!(store.tx("a").unwrap(), Some(a_before));
+    }
+
+    /// Seqs 0–8, each in the entry of its number: 3 is a child header's item (no
+    /// transaction), 6 waits for a parent (so it never expires); three headers seal entries
+    /// 0–2, 3–5 and 6–8.
+    #[test]
+    fn expired_runs_stop_at_stored_transactions_pass_child_items_and_name_their_headers() {
+        let (_dir, store) = open();
+        let meta = chain();
+        let txs: Vec<_> = [0, 1, 2, 4, 5, 6, 7, 8]
+            .into_iter()
+            .map(|seq| match seq {
+                6 => new("waits", 6, &["zz"]),
+                _ => new(&format!("t{seq}"), seq, &[]),
+            })
+            .collect();
+        let entries: Vec<_> = (0..9).map(|i| (i, entry(i))).collect();
+        let commit = Commit {
+            chain: Some(&meta),
+            txs: &txs,
+            entries: &entries,
+            ..Commit::default()
+        };
+        store.commit(&commit, true).unwrap();
+        let mut prev = poh_core::Hash::default();
+        let mut ids = Vec::new();
+        for (height, start) in [0u64, 3, 6].into_iter().enumerate() {
+            let h = header(height as u64, start, start + 3, prev);
+            store
+                .put_header(&h, &ChainHead::after(&h, 0, start + 3))
+                .unwrap();
+            prev = h.hash();
+            ids.push(h.id());
+        }
+        assert_eq!(store.expired_run(0..9, 32).unwrap(), None);
+        let t4 = store.tx("t4").unwrap().unwrap();
+        assert_eq!(store.expire(50.0, 9, 100).unwrap().removed, 7);
+
+        let run = |from_seq, to_seq, count, header_ids: &[String]| {
+            Some(crate::ExpiredRun {
+                from_seq,
+                to_seq,
+                count,
+                header_ids: header_ids.to_vec(),
+            })
+        };
+        // Through the child item at 3, up to the transaction still stored at 6.
+        assert_eq!(
+            store.expired_run(0..9, 32).unwrap(),
+            run(0, 5, 5, &ids[..2])
+        );
+        // At most so many headers: the rest is the next run.
+        assert_eq!(store.expired_run(0..9, 1).unwrap(), run(0, 2, 3, &ids[..1]));
+        assert_eq!(
+            store.expired_run(3..9, 32).unwrap(),
+            run(4, 5, 2, &ids[1..2])
+        );
+        assert_eq!(
+            store.expired_run(6..9, 32).unwrap(),
+            run(7, 8, 2, &ids[2..])
+        );
+        assert_eq!(
+            store.expired_run(6..8, 32).unwrap(),
+            run(7, 7, 1, &ids[2..])
+        );
+        assert_eq!(store.expired_run(6..7, 32).unwrap(), None);
+        assert_eq!(store.expired_run(9..100, 32).unwrap(), None);
+        // A restored transaction ends the run before it.
+        assert_eq!(store.restore(&[t4], 60.0).unwrap(), 1);
+        assert_eq!(
+            store.expired_run(0..9, 32).unwrap(),
+            run(0, 2, 3, &ids[..1])
+        );
+        assert_eq!(
+            store.expired_run(4..9, 32).unwrap(),
+            run(5, 5, 1, &ids[1..2])
+        );
     }
 
     #[test]

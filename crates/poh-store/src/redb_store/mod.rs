@@ -35,7 +35,7 @@ mod commit;
 mod headers;
 mod lifecycle;
 
-pub use lifecycle::Expiry;
+pub use lifecycle::{ExpiredRun, Expiry};
 #[cfg(test)]
 mod tests;
 
@@ -503,6 +503,14 @@ impl Store for RedbStore {
 
     fn expired(&self, tx_id: &str) -> Result<Option<String>, StoreError> {
         self.expired_impl(tx_id)
+    }
+
+    fn expired_run(
+        &self,
+        seqs: std::ops::Range<u64>,
+        max_headers: usize,
+    ) -> Result<Option<ExpiredRun>, StoreError> {
+        self.expired_run_impl(seqs, max_headers)
     }
 
     fn restore(&self, records: &[TxRecord], restored_at: f64) -> Result<u64, StoreError> {

@@ -10,7 +10,7 @@ mod observe;
 
 use std::{pin::Pin, sync::Arc, time::Duration};
 
-use futures_util::{FutureExt as _, Stream, StreamExt as _, TryStreamExt as _};
+use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use poh_core::{Tx, validate::check_tx_id};
 use poh_proto::v1::{
     self as pb,
@@ -28,7 +28,7 @@ use super::{
     gate::{self, Refusals},
     limits::Overload,
     listener::ConnLimits,
-    subscribe::{Start, TxCursor},
+    subscribe::{Page, Start, TxCursor, read_span},
 };
 use crate::{
     config::GrpcConfig,
@@ -36,6 +36,7 @@ use crate::{
     pipeline::{Admission, SubmitError, TxResult, tx_bytes},
     wire::{
         Transport,
+        expired::expired_status,
         protobuf::{ack, record_pb, status_response, tx_from_pb, tx_from_request, tx_response},
     },
 };
@@ -395,11 +396,16 @@ impl PohService for Api {
             while left > 0 {
                 let want = left.min(PAGE_RECORDS);
                 let read = services
-                    .read(move |store| store.txs_from_seq(next, want, PAGE_BYTES))
+                    .read(move |store| read_span(store, next, u64::MAX, want, PAGE_BYTES))
                     .await;
                 let page = match read {
-                    Ok(records) if records.is_empty() => return,
-                    Ok(records) => records,
+                    Ok(None) => return,
+                    Ok(Some(Page::Txs(records))) => records,
+                    // The caller restores them or resumes after them, knowingly.
+                    Ok(Some(Page::Expired(run))) => {
+                        let _ = pages.send(Err(expired_status(&run))).await;
+                        return;
+                    }
                     Err(e) => {
                         let _ = pages.send(Err(internal(e))).await;
                         return;
@@ -445,10 +451,15 @@ impl PohService for Api {
             let page = cursor.next_page().await?;
             Ok::<_, crate::NodeError>(page.map(|page| (page, (cursor, held))))
         });
-        let records = pages
-            .map_ok(|page| futures_util::stream::iter(page.into_iter().map(|r| Ok(record_pb(r)))))
-            .map_err(internal)
-            .try_flatten();
+        // Expired records end the stream: the caller restores them or resumes after them.
+        let records = pages.flat_map(|page| {
+            let items: Vec<Result<pb::TxRecord, Status>> = match page {
+                Ok(Page::Txs(records)) => records.into_iter().map(|r| Ok(record_pb(r))).collect(),
+                Ok(Page::Expired(run)) => vec![Err(expired_status(&run))],
+                Err(e) => vec![Err(internal(e))],
+            };
+            futures_util::stream::iter(items)
+        });
         Ok(Response::new(Box::pin(records)))
     }
 

@@ -1,7 +1,8 @@
 //! `GET /v1/events`: stored transactions, then sealed headers as they come, as Server-Sent
 //! Events (SPEC §4). The stream reads the store through a [`TxCursor`], so it can start
 //! anywhere in the chain and resume after a dropped connection (`Last-Event-ID`) with no gap
-//! and no duplicate.
+//! and no duplicate. Where transactions expired (TTL), one `event: expired` names their seqs
+//! and headers, with the run's last seq as its id, and the stream goes on after them.
 
 use std::net::SocketAddr;
 
@@ -22,15 +23,15 @@ use super::{
 };
 use crate::{
     NodeError,
-    ingress::subscribe::{HeaderCursor, Start, TxCursor},
-    wire::{headers::HeaderJson, json::TxOut},
+    ingress::subscribe::{HeaderCursor, Page, Start, TxCursor},
+    wire::{expired::ExpiredJson, headers::HeaderJson, json::TxOut},
 };
 
 #[utoipa::path(get, path = "/v1/events", params(
     ("from_seq" = Option<u64>, Query, description = "the poh_seq to start at (default: the next transaction stored)"),
     ("Last-Event-ID" = Option<u64>, Header, description = "resume after this poh_seq (the last event id seen); wins over from_seq"),
 ), responses(
-    (status = 200, description = "`event: tx` (id: its poh_seq, data: its JSON as in GET /v1/tx/{tx_id}) for every stored transaction in poh_seq order, and `event: header` (data: its JSON, no id) for each header sealed from now on; keep-alive comments while idle", content_type = "text/event-stream"),
+    (status = 200, description = "`event: tx` (id: its poh_seq, data: its JSON as in GET /v1/tx/{tx_id}) for every stored transaction in poh_seq order; `event: expired` (id: its to_seq, data: ExpiredJson `{\"from_seq\",\"to_seq\",\"header_ids\"}`, to_seq inclusive) where transactions expired by the TTL would be, after which the stream goes on from the next seq; and `event: header` (data: its JSON, no id) for each header sealed from now on; keep-alive comments while idle", content_type = "text/event-stream"),
     (status = 400, description = "from_seq or Last-Event-ID is not a whole number", body = crate::wire::json::ErrorBody),
     (status = 503, description = "the node or this client holds as many subscriptions as it may", body = crate::wire::json::ErrorBody),
 ))]
@@ -52,12 +53,24 @@ pub(super) async fn events(
         Ok::<_, NodeError>(page.map(|page| (page, cursor)))
     })
     .map_ok(|page| {
-        stream::iter(page.into_iter().map(|record| {
-            Event::default()
-                .id(record.poh_seq.to_string())
-                .event("tx")
-                .json_data(TxOut::from(record))
-        }))
+        let events: Vec<_> = match page {
+            Page::Txs(records) => records
+                .into_iter()
+                .map(|record| {
+                    Event::default()
+                        .id(record.poh_seq.to_string())
+                        .event("tx")
+                        .json_data(TxOut::from(record))
+                })
+                .collect(),
+            Page::Expired(run) => vec![
+                Event::default()
+                    .id(run.to_seq.to_string())
+                    .event("expired")
+                    .json_data(ExpiredJson::from(&run)),
+            ],
+        };
+        stream::iter(events)
     })
     .map_err(failed)
     .try_flatten();

@@ -4,7 +4,7 @@
 use axum::{Json, response::IntoResponse};
 use utoipa::OpenApi;
 
-use crate::wire::{headers, json};
+use crate::wire::{expired, headers, json};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,6 +45,7 @@ use crate::wire::{headers, json};
         headers::ChildOut,
         headers::LinkJson,
         headers::ProofJson,
+        expired::ExpiredJson,
     ))
 )]
 pub(crate) struct ApiDoc;

@@ -5,6 +5,14 @@
 //! restart resumes where it stopped, and a record is never skipped. Records arrive in the
 //! peer's `poh_seq` order and are queued in the pipeline a chunk at a time, a few chunks in
 //! flight: memory holds those few chunks, whatever the gap.
+//!
+//! A peer whose TTL expired records this node has not taken ends its `Sync` with
+//! `OUT_OF_RANGE` naming them ([`Expired`]). Catch-up then stores what came before them, logs
+//! the range and the headers that sealed it at warn, counts the transactions in
+//! `poh_sync_expired_total`, and moves the sync point past them: the peer will not send them
+//! again (until an operator restores them there), and waiting for them would stop every
+//! later record too. A range that is not ahead of what was asked is a broken protocol, and
+//! moves nothing.
 
 use poh_proto::v1 as pb;
 use tokio_stream::StreamExt as _;
@@ -13,7 +21,7 @@ use super::{PeerError, Repairer};
 use crate::{
     metrics::RepairSource,
     pipeline::{Pending, tx_bytes},
-    wire::protobuf::tx_from_pb,
+    wire::{expired::Expired, protobuf::tx_from_pb},
 };
 
 /// Most transactions stored at once…
@@ -62,7 +70,16 @@ impl Repairer {
             let answer = tokio::time::timeout(self.timeout, call).await;
             let mut stream = match answer {
                 Ok(Ok(stream)) => stream.into_inner(),
-                Ok(Err(status)) => return Err(self.failed(RepairSource::Sync, status.into())),
+                // A stream that ends before its first record may come as the call's answer.
+                Ok(Err(status)) => match Expired::from_status(&status) {
+                    Some(run) if run.from_seq >= next => {
+                        self.metrics.request(RepairSource::Sync, true);
+                        self.land(&key, &mut flight, 0).await?;
+                        next = self.pass_expired(&key, peer, &run).await?;
+                        continue;
+                    }
+                    _ => return Err(self.failed(RepairSource::Sync, status.into())),
+                },
                 Err(_) => {
                     return Err(self.failed(RepairSource::Sync, PeerError::Timeout(self.timeout)));
                 }
@@ -70,14 +87,25 @@ impl Repairer {
             let mut in_page = 0u64;
             let mut chunk = Vec::new();
             let mut chunk_bytes = 0;
+            let mut expired = None;
             loop {
                 let item = tokio::time::timeout(self.timeout, stream.next()).await;
                 let record = match item {
                     Ok(Some(Ok(record))) => record,
                     Ok(None) => break,
-                    Ok(Some(Err(status))) => {
-                        return Err(self.failed(RepairSource::Sync, status.into()));
-                    }
+                    Ok(Some(Err(status))) => match Expired::from_status(&status) {
+                        Some(run) if run.from_seq >= next => {
+                            expired = Some(run);
+                            break;
+                        }
+                        Some(_) => {
+                            return Err(self.failed(
+                                RepairSource::Sync,
+                                PeerError::Protocol("Sync named expired seqs before from_seq"),
+                            ));
+                        }
+                        None => return Err(self.failed(RepairSource::Sync, status.into())),
+                    },
                     Err(_) => {
                         return Err(
                             self.failed(RepairSource::Sync, PeerError::Timeout(self.timeout))
@@ -112,12 +140,37 @@ impl Repairer {
             }
             self.metrics.request(RepairSource::Sync, true);
             taken += self.take(&key, &mut flight, chunk, next).await?;
+            if let Some(run) = expired {
+                self.land(&key, &mut flight, 0).await?;
+                next = self.pass_expired(&key, peer, &run).await?;
+                continue;
+            }
             // A short page is the end of what the peer has.
             if in_page < u64::from(self.config.sync_page.max(1)) {
                 self.land(&key, &mut flight, 0).await?;
                 return Ok(taken);
             }
         }
+    }
+
+    /// Moves the sync point past transactions `peer` expired, once everything before them is
+    /// stored, saying so; returns the seq to go on from.
+    async fn pass_expired(&self, key: &str, peer: &str, run: &Expired) -> Result<u64, PeerError> {
+        tracing::warn!(
+            peer,
+            from_seq = run.from_seq,
+            to_seq = run.to_seq,
+            transactions = run.count,
+            header_ids = %run.header_ids.join(","),
+            "the peer no longer has these transactions (expired by its TTL); catch-up goes on \
+             after them without them"
+        );
+        let next = run.next_seq();
+        let key = key.to_string();
+        self.read(move |s| s.set_progress(&key, next)).await?;
+        // Counted once the point moved, so a failed write does not count them twice.
+        self.metrics.sync_expired(run.count);
+        Ok(next)
     }
 
     /// Queues a chunk, then lands the oldest ones beyond [`IN_FLIGHT`].
