@@ -40,7 +40,7 @@ use crate::{
     network::{Broadcaster, client::ClientTls, health, peers::PeersCache, relay, repair::Repairer},
     pipeline::{IngestPipeline, PipelineJoin},
     reload::{Parts, Reloader},
-    retention::ttl::Sweeper,
+    retention::ttl::{self, Sweeper},
     tls::{NodeTls, acceptor},
 };
 
@@ -77,8 +77,9 @@ impl Node {
     pub async fn spawn(config: NodeConfig) -> Result<Self, NodeError> {
         config.validate()?;
         let ports = bind_ports(&config).await?;
-        let store = open_store(&config).await?;
+        let (store, compacted) = open_store(&config).await?;
         let metrics = Metrics::new();
+        metrics.gc_events[1].increment(u64::from(compacted));
         let (relay_sender, relay_queue) = match config.relay {
             true => {
                 let dropped = metrics.relay_dropped.clone();
@@ -100,14 +101,10 @@ impl Node {
         let tls = NodeTls::load(&config)?;
         let peers_tls = ClientTls::of_node(&config, &tls)?;
         let (federation, node_key) = load_federation(&config).await?;
-        let upward = match &config.federation.parent {
-            Some(parent) => Some(Upward::new(
-                parent,
-                &peers_tls,
-                Duration::from_millis(config.peers.timeout_ms),
-            )?),
-            None => None,
-        };
+        let timeout = Duration::from_millis(config.peers.timeout_ms);
+        let upward = (config.federation.parent.as_ref())
+            .map(|parent| Upward::new(parent, &peers_tls, timeout))
+            .transpose()?;
         let shutdown = CancellationToken::new();
         let (sealed, sealed_rx) = watch::channel(0);
         let services = Services {
@@ -270,8 +267,9 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeE
 }
 
 /// Stage 2: the embedded store, its directory made if missing (off the async threads: it is
-/// file I/O).
-async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
+/// file I/O), compacted first when the TTL removed enough since the last time (a compaction
+/// holds the whole store, so it only runs before the node serves); whether it was.
+async fn open_store(config: &NodeConfig) -> Result<(Arc<dyn Store>, bool), NodeError> {
     let db_path = config.db_path();
     let dir = db_path
         .parent()
@@ -281,6 +279,7 @@ async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
         cache_bytes: config.db_cache_mb.saturating_mul(1 << 20),
         reserve_bytes: config.db_reserve_mb.saturating_mul(1 << 20),
     };
+    let ttl = config.ttl.clone();
     tokio::task::spawn_blocking(move || {
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
@@ -289,7 +288,8 @@ async fn open_store(config: &NodeConfig) -> Result<Arc<dyn Store>, NodeError> {
             })?;
         }
         let store: Arc<dyn Store> = Arc::new(RedbStore::open_with(&db_path, options)?);
-        Ok(store)
+        let compacted = ttl::compact_if_due(store.as_ref(), &ttl);
+        Ok((store, compacted))
     })
     .await
     .map_err(|_| NodeError::TaskFailed("store"))?

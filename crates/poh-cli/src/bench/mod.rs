@@ -5,12 +5,14 @@
 //! - [`ingest`]: a node's ingest throughput and latency over one transport;
 //! - [`broadcast`]: broadcast latency to nodes started on loopback;
 //! - [`chain`]: a chain with headers built, exported and checked whole, against the sha2 chain;
+//! - [`gc`]: the longest commit while the store expires records and while it compacts;
 //! - [`node`]: the `poh serve` process the ingest and broadcast benches start;
 //! - [`cpu`]: a process's CPU time, for CPU per transaction.
 
 mod broadcast;
 mod chain;
 mod cpu;
+mod gc;
 mod hash;
 mod ingest;
 mod node;
@@ -25,6 +27,8 @@ pub enum Bench {
     Broadcast(broadcast::BroadcastArgs),
     /// Build a chain with headers, write it as `poh export` does and time `verify --chain`.
     Chain(chain::ChainArgs),
+    /// The longest commit beside the TTL's expiry and beside a compaction of a filled store.
+    Gc(gc::GcArgs),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
@@ -33,5 +37,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         Bench::Ingest(args) => ingest::run(args),
         Bench::Broadcast(args) => broadcast::run(args),
         Bench::Chain(args) => chain::run(args),
+        Bench::Gc(args) => gc::run(args),
     }
 }

@@ -512,3 +512,26 @@ fn bench_chain_reports_exactly_its_keys_and_verifies_what_it_built() {
     assert!(report["hashes"].as_u64().unwrap() > 3000 * 32);
     assert!(report["verify_hps"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn bench_gc_expires_half_compacts_and_reports_its_keys() {
+    let (report, keys) = bench_json(&["bench", "gc", "--store-mb", "8", "--json"]);
+    assert_eq!(
+        keys,
+        [
+            "compact_commit_max_ms",
+            "compact_ms",
+            "expired",
+            "idle_commit_max_ms",
+            "records",
+            "store_bytes",
+            "store_bytes_after",
+            "sweep_commit_max_ms",
+            "sweep_ms"
+        ]
+    );
+    let at = |key: &str| report[key].as_f64().unwrap();
+    assert_eq!(at("expired"), (at("records") / 2.0).floor());
+    assert!(at("idle_commit_max_ms") > 0.0);
+    assert!(at("store_bytes_after") <= at("store_bytes") * 1.5);
+}

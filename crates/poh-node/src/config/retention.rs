@@ -74,8 +74,9 @@ pub struct TtlConfig {
     pub sweep_interval: Span,
     /// Records removed per store transaction, so a sweep never holds the writer long.
     pub sweep_batch: usize,
-    /// Removed bytes since the last compaction after which the store is compacted
-    /// (`gc_events_total{type="major"}`).
+    /// Removed bytes since the last compaction after which the store is compacted at the
+    /// node's next start, before it serves (`gc_events_total{type="major"}`): a compaction
+    /// holds the whole store while it runs. Until then later commits reuse the freed pages.
     pub compact_after_bytes: u64,
 }
 

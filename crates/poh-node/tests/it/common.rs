@@ -105,6 +105,13 @@ impl TestNode {
         self.node.shutdown();
         self.node.join().await.unwrap();
     }
+
+    /// Stops the node and starts it again on the same data directory and settings.
+    pub async fn restart(self) -> Self {
+        self.node.shutdown();
+        self.node.join().await.unwrap();
+        Self::spawn(self.config, self._dir).await
+    }
 }
 
 pub fn tx(id: &str) -> Tx {
