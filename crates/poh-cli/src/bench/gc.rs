@@ -1,7 +1,7 @@
 //! `poh bench gc`: what garbage collection costs the commits that run beside it. It fills a
 //! store with `--store-mb` of transactions, then keeps a committer busy with small durable
 //! commits (as a node's pipeline does) while it expires the older half in passes of
-//! `--sweep-batch` records (the TTL sweep: minor GC), and then while it compacts the file
+//! `--sweep-batch` records as the node's TTL sweep does (minor GC), and then while it compacts the file
 //! (major GC). The figure is the longest wait of one commit in each phase, against the
 //! longest with nothing beside it: the stall every acknowledgement in flight then sees.
 
@@ -16,6 +16,7 @@ use std::{
 
 use anyhow::Context as _;
 use poh_core::{Entry, PohState, Tx, sha256};
+use poh_node::retention::ttl::expire_paced;
 use poh_store::{ChainMeta, Commit, NewTx, RedbStore, Store, TxRecord, TxStatus};
 use serde::Serialize;
 
@@ -92,13 +93,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<()> {
     let half = records / 2;
     let mut expired = 0;
     let sweep = committer.phase(|| {
-        loop {
-            let pass = store.expire(1.0, half, args.sweep_batch.max(1))?;
-            expired += pass.removed;
-            if (pass.removed as usize) < args.sweep_batch.max(1) {
-                return Ok(());
-            }
-        }
+        expired = expire_paced(store.as_ref(), 1.0, half, args.sweep_batch)?.removed;
+        Ok(())
     })?;
     say("compacting…");
     let compact = committer.phase(|| {

@@ -2,4 +2,4 @@
 //! erasure-coded fragments of every sealed batch in object storage ([`fragments`]).
 
 pub mod fragments;
-pub(crate) mod ttl;
+pub mod ttl;

@@ -101,9 +101,17 @@ async fn sealed_old_transactions_expire_and_the_chain_still_verifies() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let major = "gc_events_total{type=\"major\"}";
-    assert_eq!(metric(&c, &node, major).await, 0.0, "compacted while serving");
+    assert_eq!(
+        metric(&c, &node, major).await,
+        0.0,
+        "compacted while serving"
+    );
     let node = node.restart().await;
-    assert_eq!(metric(&c, &node, major).await, 1.0, "compacted at the start");
+    assert_eq!(
+        metric(&c, &node, major).await,
+        1.0,
+        "compacted at the start"
+    );
 
     // Every entry and header stayed: the whole chain verifies, with every item.
     let bytes = c
