@@ -120,3 +120,12 @@ mod link_message {
         super::replay("link_message", one_input);
     }
 }
+
+mod expired_status {
+    include!("../../../../fuzz/fuzz_targets/expired_status_body.rs");
+
+    #[test]
+    fn corpus_replays_cleanly() {
+        super::replay("expired_status", one_input);
+    }
+}

@@ -249,6 +249,7 @@ fn parse_tx(state: &HttpState, bytes: &[u8]) -> Result<poh_core::Tx, ApiError> {
     (status = 413, description = "too_large", body = ErrorBody),
     (status = 415, description = "not JSON", body = ErrorBody),
     (status = 503, description = "overloaded; retry after Retry-After", body = ErrorBody),
+    (status = 507, description = "storage_full: the node's disk is full and nothing was stored; reads go on, writes resume once space returns", body = ErrorBody),
 ))]
 async fn post_tx(
     State(state): State<HttpState>,
@@ -274,6 +275,7 @@ async fn post_tx(
     (status = 400, description = "not a JSON array, or more than 10,000 elements", body = ErrorBody),
     (status = 413, description = "body too large", body = ErrorBody),
     (status = 503, description = "overloaded; retry after Retry-After", body = ErrorBody),
+    (status = 507, description = "storage_full: the node's disk is full and nothing was stored; reads go on, writes resume once space returns", body = ErrorBody),
 ))]
 async fn post_batch(
     State(state): State<HttpState>,
