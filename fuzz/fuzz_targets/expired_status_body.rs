@@ -28,6 +28,10 @@ fn one_input(data: &[u8]) {
         return;
     };
     assert!(run.from_seq <= run.to_seq, "a run out of order: {run:?}");
+    assert!(
+        run.count <= (run.to_seq - run.from_seq).saturating_add(1),
+        "more transactions than seqs: {run:?}"
+    );
     let written = expired_status(&poh_store::ExpiredRun {
         from_seq: run.from_seq,
         to_seq: run.to_seq,

@@ -134,7 +134,16 @@ fn full_disk(config: &str, cause: &str) {
         acked.len()
     );
     assert!(node.child.try_wait().unwrap().is_none(), "the node stopped");
-    assert!(node.logged(cause), "the log names the cause: {cause}");
+    // The log line and the answer leave together; the line is read on another thread.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !node.logged(cause) {
+        if std::time::Instant::now() > deadline {
+            let log = node.log.lock().unwrap();
+            let full: Vec<_> = log.iter().filter(|l| l.contains("full")).collect();
+            panic!("the log does not name the cause ({cause}): {full:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     runtime.block_on(async {
         // Every read is served.

@@ -71,10 +71,12 @@ impl Expired {
         if to_seq < from_seq {
             return None;
         }
+        // Never more transactions than seqs, whatever a peer claims.
+        let seqs = (to_seq - from_seq).saturating_add(1);
         Some(Self {
             from_seq,
             to_seq,
-            count: number(COUNT).unwrap_or_else(|| (to_seq - from_seq).saturating_add(1)),
+            count: number(COUNT).map_or(seqs, |count| count.min(seqs)),
             header_ids,
         })
     }
