@@ -4,14 +4,13 @@
 //! still served, and once the mount grows the node must take writes again by itself, with
 //! nothing acknowledged lost and the whole chain verifying after a restart.
 
-use std::{collections::HashMap, path::Path, process::Command, time::Duration};
+use std::{path::Path, process::Command, time::Duration};
 
-use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     common::{quic_pin, scrape, serve_flags, signal, wait_within},
-    serve::{check_restarted, tx},
+    serve::{check_restarted, post_until_refused, tx},
 };
 
 /// A tmpfs mounted on a temporary directory for the test's life.
@@ -64,12 +63,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn big(id: &str) -> Value {
-    let mut body = tx(id);
-    body["payload_b64"] = json!(B64.encode(vec![3u8; 64 << 10]));
-    body
-}
-
 /// The value of the sample of `name` (with exactly these `labels`) in a scrape.
 fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
     metrics
@@ -107,25 +100,7 @@ fn full_disk(config: &str, cause: &str) {
     let base = node.base.clone();
 
     // Fill it: 64 KiB transactions until one is refused.
-    let (mut acked, refusal) = runtime.block_on(async {
-        let mut acked = HashMap::new();
-        for i in 0..2000 {
-            let id = format!("fill-{i}");
-            let r = client
-                .post(format!("{base}/v1/tx"))
-                .json(&big(&id))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            let answer: Value = r.json().await.unwrap();
-            if status != 201 {
-                return (acked, (status, answer));
-            }
-            acked.insert(id, answer);
-        }
-        panic!("24 MiB never filled");
-    });
+    let (mut acked, refusal) = runtime.block_on(post_until_refused(&base, 2000));
     assert_eq!(refusal.0, 507, "{refusal:?}");
     assert_eq!(refusal.1["error"], "storage_full", "{refusal:?}");
     assert!(

@@ -80,6 +80,38 @@ fn load(
         .collect()
 }
 
+/// Posts `limit` transactions of 64 KiB one by one until one is not stored: the answers of
+/// those stored, by id, and the status and body of the first refusal.
+pub(crate) async fn post_until_refused(
+    base: &str,
+    limit: usize,
+) -> (HashMap<String, Value>, (u16, Value)) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let big = B64.encode(vec![7u8; 64 << 10]);
+    let mut acked = HashMap::new();
+    for i in 0..limit {
+        let id = format!("big-{i}");
+        let mut body = tx(&id);
+        body["payload_b64"] = json!(big);
+        let r = client
+            .post(format!("{base}/v1/tx"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let answer: Value = r.json().await.unwrap();
+        if status != 201 {
+            return (acked, (status, answer));
+        }
+        acked.insert(id, answer);
+    }
+    panic!("{limit} transactions of 64 KiB were all stored: the disk never filled");
+}
+
 /// Every acknowledged transaction is stored with the answer it got, and the chain verifies.
 pub(crate) async fn check_restarted(base: &str, acked: &HashMap<String, Value>) {
     let client = reqwest::Client::new();
@@ -336,29 +368,7 @@ fn a_file_it_may_not_grow_answers_internal_stops_the_node_and_loses_nothing_ackn
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut node = serve_on_full_disk(dir.path(), 4096);
-    let big = B64.encode(vec![7u8; 64 << 10]);
-    let (acked, failure) = runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let mut acked = HashMap::new();
-        for i in 0..1000 {
-            let id = format!("big-{i}");
-            let mut body = tx(&id);
-            body["payload_b64"] = json!(big);
-            let r = client
-                .post(format!("{}/v1/tx", node.base))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            let answer: Value = r.json().await.unwrap();
-            if status != 201 {
-                return (acked, (status, answer));
-            }
-            acked.insert(id, answer);
-        }
-        panic!("the file size limit was never reached");
-    });
+    let (acked, failure) = runtime.block_on(post_until_refused(&node.base, 1000));
     assert_eq!(failure.0, 500, "{failure:?}");
     assert_eq!(
         failure.1,

@@ -149,6 +149,25 @@ pub fn json(tx: &Tx) -> serde_json::Value {
     v
 }
 
+/// Stores `txs` with one `POST /v1/tx/batch`, every one new; their `poh_seq`s.
+pub async fn submit_batch(c: &Client, node: &TestNode, txs: &[Tx]) -> Vec<u64> {
+    let body: Vec<serde_json::Value> = txs.iter().map(json).collect();
+    let answer: Vec<serde_json::Value> = c
+        .post(node.http("/v1/tx/batch"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer.iter().all(|a| a["status"] == "stored"), "{answer:?}");
+    answer
+        .iter()
+        .map(|a| a["poh_seq"].as_u64().unwrap())
+        .collect()
+}
+
 /// Every stored entry, from `/v1/poh/entries` pages, and the start hash of entry 0.
 pub async fn all_entries(c: &Client, base: &str) -> (Hash, Vec<Entry>) {
     let mut entries = Vec::new();

@@ -13,7 +13,7 @@ use serde_json::{Value, json as js};
 use tokio::time::Instant;
 
 use crate::{
-    common::{self, Events, PATIENCE, TestNode, json, metric, tx},
+    common::{self, Events, PATIENCE, TestNode, metric, tx},
     sealing::fast,
 };
 
@@ -80,7 +80,10 @@ async fn expired_node(c: &Client) -> (TestNode, [Run; 2], Vec<String>) {
         .chain([waits])
         .chain((5..10).map(|i| tx(&format!("old-{i}"))))
         .collect();
-    assert_eq!(submit(c, &node, &old).await, (0..11).collect::<Vec<_>>());
+    assert_eq!(
+        common::submit_batch(c, &node, &old).await,
+        (0..11).collect::<Vec<_>>()
+    );
 
     // Each old one reads as expired (410) naming the header that sealed it.
     let mut sealed_by = Vec::new();
@@ -113,28 +116,9 @@ async fn expired_node(c: &Client) -> (TestNode, [Run; 2], Vec<String>) {
     let runs = [run(0, 4, &sealed_by[..5]), run(6, 10, &sealed_by[5..])];
 
     let new: Vec<Tx> = (0..3).map(|i| tx(&format!("new-{i}"))).collect();
-    assert_eq!(submit(c, &node, &new).await, [11, 12, 13]);
+    assert_eq!(common::submit_batch(c, &node, &new).await, [11, 12, 13]);
     let new_ids = new.into_iter().map(|t| t.tx_id).collect();
     (node, runs, new_ids)
-}
-
-/// Stores `txs` in one batch; their `poh_seq`s.
-async fn submit(c: &Client, node: &TestNode, txs: &[Tx]) -> Vec<u64> {
-    let body: Vec<Value> = txs.iter().map(json).collect();
-    let answer: Vec<Value> = c
-        .post(node.http("/v1/tx/batch"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(answer.iter().all(|a| a["status"] == "stored"), "{answer:?}");
-    answer
-        .iter()
-        .map(|a| a["poh_seq"].as_u64().unwrap())
-        .collect()
 }
 
 /// What comes next on a gRPC stream of records: `Ok((poh_seq, tx_id))`, or the status that

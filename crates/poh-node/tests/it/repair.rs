@@ -11,7 +11,7 @@ use poh_proto::v1::{self as pb, RepairRequest, SyncRequest};
 use reqwest::Client;
 use serde_json::Value;
 
-use crate::common::{self, FakePeer, TestNode, get_json, json, metric, signed, tx};
+use crate::common::{self, FakePeer, TestNode, get_json, json, metric, signed, submit_batch, tx};
 
 /// Every record a node stores, by id, with its digest recomputed from the transaction.
 async fn all_records(node: &TestNode) -> BTreeMap<String, Hash> {
@@ -54,20 +54,6 @@ fn write_peers(path: &std::path::Path, grpc: &[&TestNode]) {
 fn every(config: &mut NodeConfig, sync: Duration, repair: Duration) {
     config.repair.sync_interval = Span(sync);
     config.repair.repair_interval = Span(repair);
-}
-
-async fn submit_batch(c: &Client, node: &TestNode, txs: &[Tx]) {
-    let body: Vec<Value> = txs.iter().map(json).collect();
-    let answer: Vec<Value> = c
-        .post(node.http("/v1/tx/batch"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(answer.iter().all(|a| a["status"] == "stored"), "{answer:?}");
 }
 
 /// Waits until `node` stores exactly `want`.
