@@ -15,9 +15,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use poh_core::{Entry, PohState, Tx, sha256};
 use poh_node::retention::ttl::expire_paced;
-use poh_store::{ChainMeta, Commit, NewTx, RedbStore, Store, TxRecord, TxStatus};
+use poh_store::{ChainMeta, RedbStore, Store};
+
+use super::store;
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -68,11 +69,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<()> {
             eprintln!("{what}");
         }
     };
-    let mut chain = ChainMeta {
-        chain_id: "bench/gc".into(),
-        hashes_per_tick: 2,
-        state: PohState::genesis("bench/gc"),
-    };
+    let mut chain = store::chain("bench/gc");
     let records = (args.store_mb << 20) / (args.payload as u64 + 160).max(1);
     say(&format!("filling the store with {records} transactions…"));
     let mut seq = 0;
@@ -138,7 +135,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stores transactions `first..first + n` (each recorded in its own entry) and the chain.
+/// Stores transactions `first..first + n`, each recorded in its own entry, and the chain.
 fn commit(
     store: &dyn Store,
     chain: &mut ChainMeta,
@@ -148,49 +145,8 @@ fn commit(
     received_at: f64,
     durable: bool,
 ) -> anyhow::Result<()> {
-    let mut txs = Vec::with_capacity(n as usize);
-    let mut entries = Vec::with_capacity(n as usize);
-    for seq in first..first + n {
-        let tx = Tx {
-            tx_id: format!("gc-{seq}"),
-            holder_id: "bench".into(),
-            timestamp: 1.0,
-            payload: vec![(seq % 251) as u8; payload],
-            ..Tx::default()
-        };
-        let digest = tx.digest();
-        let entry = Entry {
-            num_hashes: 1,
-            hash: sha256(&seq.to_be_bytes()),
-            mixins: vec![digest],
-        };
-        chain.state.advance(&entry, chain.hashes_per_tick);
-        txs.push(NewTx {
-            record: TxRecord {
-                tx,
-                digest,
-                poh_seq: seq,
-                poh_hash: entry.hash,
-                entry_index: chain.state.entries - 1,
-                received_at,
-                dag_parents: Vec::new(),
-                status: TxStatus::Ordered,
-                header_id: None,
-            },
-            missing_parents: Vec::new(),
-        });
-        entries.push((chain.state.entries - 1, entry));
-    }
-    store.commit(
-        &Commit {
-            chain: Some(chain),
-            txs: &txs,
-            entries: &entries,
-            ..Commit::default()
-        },
-        durable,
-    )?;
-    Ok(())
+    let made = store::batch(chain, first, n, payload, received_at);
+    store::store_batch(store, chain, &made, durable)
 }
 
 /// One transaction per durable commit, back to back, on its own thread: each commit's wait.

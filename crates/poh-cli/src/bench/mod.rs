@@ -6,6 +6,8 @@
 //! - [`broadcast`]: broadcast latency to nodes started on loopback;
 //! - [`chain`]: a chain with headers built, exported and checked whole, against the sha2 chain;
 //! - [`gc`]: the longest commit while the store expires records and while it compacts;
+//! - [`store`]: the store alone: writer CPU and disk per transaction, commit and get latency,
+//!   opening after a kill;
 //! - [`node`]: the `poh serve` process the ingest and broadcast benches start;
 //! - [`cpu`]: a process's CPU time, for CPU per transaction.
 
@@ -16,6 +18,7 @@ mod gc;
 mod hash;
 mod ingest;
 mod node;
+mod store;
 
 #[derive(clap::Subcommand)]
 pub enum Bench {
@@ -29,6 +32,9 @@ pub enum Bench {
     Chain(chain::ChainArgs),
     /// The longest commit beside the TTL's expiry and beside a compaction of a filled store.
     Gc(gc::GcArgs),
+    /// The store alone: writer CPU and disk per transaction, commit and get-by-id latency,
+    /// and opening it after its writer was killed.
+    Store(store::StoreArgs),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
@@ -38,5 +44,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         Bench::Broadcast(args) => broadcast::run(args),
         Bench::Chain(args) => chain::run(args),
         Bench::Gc(args) => gc::run(args),
+        Bench::Store(args) => store::run(args),
     }
 }
