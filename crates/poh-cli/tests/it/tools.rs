@@ -535,3 +535,33 @@ fn bench_gc_expires_half_compacts_and_reports_its_keys() {
     assert!(at("idle_commit_max_ms") > 0.0);
     assert!(at("store_bytes_after") <= at("store_bytes") * 1.5);
 }
+
+#[test]
+fn bench_store_reports_cpu_disk_latency_and_the_open_after_a_kill() {
+    let (report, keys) = bench_json(&["bench", "store", "--count", "3000", "--json"]);
+    assert_eq!(
+        keys,
+        [
+            "batch",
+            "commit_p50_ms",
+            "commit_p99_ms",
+            "count",
+            "disk_bytes_per_tx",
+            "disk_over_encoded",
+            "encoded_bytes_per_tx",
+            "engine",
+            "get_p50_us",
+            "get_p99_us",
+            "payload",
+            "reopen_after_kill_ms",
+            "tx_per_s",
+            "writer_cpu_us_per_tx"
+        ]
+    );
+    let at = |key: &str| report[key].as_f64().unwrap();
+    assert_eq!(at("count"), 3000.0);
+    assert!(at("encoded_bytes_per_tx") > 200.0);
+    assert!(at("disk_bytes_per_tx") > at("encoded_bytes_per_tx"));
+    assert!(at("reopen_after_kill_ms") > 0.0);
+    assert!(at("commit_p99_ms") >= at("commit_p50_ms"));
+}
