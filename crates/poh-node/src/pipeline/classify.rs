@@ -2,11 +2,9 @@
 //! writer, or earlier in the batch), a conflict, or new — and, for the new ones, which parents
 //! are not stored yet.
 
-use std::collections::{HashMap, HashSet};
-
 use poh_store::{Known, Store};
 
-use super::{Accepted, Prepared, Rejected, TxResult, writer::InFlight};
+use super::{Accepted, IdMap, IdSet, Prepared, Rejected, TxResult, writer::InFlight};
 use crate::NodeError;
 
 /// What the committer decided for one transaction of a batch.
@@ -35,8 +33,8 @@ pub(super) fn classify(
     in_flight: &InFlight,
     txs: &[Prepared],
 ) -> Result<Classified, NodeError> {
-    let mut seen = HashSet::new();
-    let mut ids: Vec<&str> = Vec::new();
+    let mut seen = IdSet::with_capacity_and_hasher(txs.len(), Default::default());
+    let mut ids: Vec<&str> = Vec::with_capacity(txs.len());
     for p in txs {
         for id in std::iter::once(&p.tx.tx_id).chain(&p.tx.parent_ids) {
             if seen.insert(id.as_str()) {
@@ -46,7 +44,7 @@ pub(super) fn classify(
     }
     // In flight first, store second: the writer forgets an id only once it is stored,
     // so an id missed in one is found in the other.
-    let mut stored: HashMap<&str, Known> = HashMap::new();
+    let mut stored: IdMap<&str, Known> = IdMap::default();
     {
         let in_flight = in_flight.lock();
         for id in &ids {
@@ -64,9 +62,10 @@ pub(super) fn classify(
     );
 
     let mut slots = Vec::with_capacity(txs.len());
-    let mut new: Vec<usize> = Vec::new();
-    let mut missing = Vec::new();
-    let mut in_batch: HashMap<&str, usize> = HashMap::new();
+    let mut new: Vec<usize> = Vec::with_capacity(txs.len());
+    let mut missing = Vec::with_capacity(txs.len());
+    let mut in_batch: IdMap<&str, usize> =
+        IdMap::with_capacity_and_hasher(txs.len(), Default::default());
     for (i, p) in txs.iter().enumerate() {
         let id = p.tx.tx_id.as_str();
         let slot = if let Some(k) = stored.get(id) {

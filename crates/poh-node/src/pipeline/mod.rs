@@ -46,6 +46,13 @@ use crate::{
     wire::{Refusal, Transport},
 };
 
+/// The maps the committer keys by transaction ids. The ids are the clients' choice, so the
+/// hasher is keyed at random (per process and per map): no one can pick ids that collide,
+/// and foldhash costs a fraction of the standard library's SipHash per lookup.
+pub(crate) type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A set of ids, hashed as [`IdMap`].
+pub(crate) type IdSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 /// Batches at least this large are prepared on rayon rather than on the async thread.
 const INLINE_PREPARE_MAX: usize = 16;
 

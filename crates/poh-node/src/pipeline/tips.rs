@@ -7,9 +7,11 @@
 //! once written ([`poh_store::Store::waiting_children`]) and in [`Unstored`] until then.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, VecDeque},
     mem,
 };
+
+use super::IdMap;
 
 /// Most DAG tips a parentless transaction is linked to (SPEC §2).
 pub(super) const MAX_LINKED_TIPS: usize = 8;
@@ -20,7 +22,7 @@ const MAX_TIPS: usize = 4096;
 #[derive(Default)]
 pub(super) struct Tips {
     by_seq: BTreeMap<u64, String>,
-    by_id: HashMap<String, u64>,
+    by_id: IdMap<String, u64>,
     removed: Vec<String>,
     added: Vec<(u64, String)>,
 }
@@ -80,7 +82,7 @@ impl Tips {
 /// writer but not yet stored; dropped once their write is stored (the store has them then).
 #[derive(Default)]
 pub(super) struct Unstored {
-    by_parent: HashMap<String, Vec<String>>,
+    by_parent: IdMap<String, Vec<String>>,
     /// Edges of what is prepared and not yet handed to the writer.
     unsent: Vec<(String, String)>,
     /// Edges of each write handed over, oldest first.

@@ -10,7 +10,6 @@
 //! dedupe against them as if they were stored.
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex, MutexGuard, mpsc},
     thread::JoinHandle,
     time::Instant,
@@ -20,18 +19,18 @@ use poh_core::Entry;
 use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::{JobAnswer, Msg, PohView, SubmitError, TxResult};
+use super::{IdMap, JobAnswer, Msg, PohView, SubmitError, TxResult};
 use crate::{NodeError, metrics::IngestMetrics};
 
 pub(crate) use crate::network::relay::RelaySender;
 
 /// Transactions prepared but not yet stored, by id.
 #[derive(Default)]
-pub(crate) struct InFlight(Mutex<HashMap<String, Known>>);
+pub(crate) struct InFlight(Mutex<IdMap<String, Known>>);
 
 impl InFlight {
     /// The map; a poisoned lock is still consistent (every update is a single call).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, Known>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, IdMap<String, Known>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
