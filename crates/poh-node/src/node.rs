@@ -119,7 +119,7 @@ impl Node {
             )),
             pipeline: pipeline.clone(),
             store,
-            metrics: metrics.clone(),
+            metrics: Arc::new(metrics.clone()),
             peers: Arc::new(PeersCache::new(config.peers_file.clone())),
             auth: config
                 .auth
@@ -394,7 +394,7 @@ async fn start_network(
         tasks.spawn(health::health(
             broadcaster.clients().clone(),
             services.peers.clone(),
-            services.metrics.clone(),
+            (*services.metrics).clone(),
             Duration::from_secs(health_every),
             Duration::from_millis(config.peers.timeout_ms),
             shutdown.clone(),

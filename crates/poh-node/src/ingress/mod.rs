@@ -31,7 +31,8 @@ use crate::{IngestPipeline, NodeError, metrics::Metrics, network::peers::PeersCa
 pub(crate) struct Services {
     pub pipeline: IngestPipeline,
     pub store: Arc<dyn poh_store::Store>,
-    pub metrics: Metrics,
+    /// Shared, not copied: the services are cloned for every request.
+    pub metrics: Arc<Metrics>,
     /// The node's view of its peers file (`GET /v1/peers`).
     pub peers: Arc<PeersCache>,
     /// Client authentication, when configured.

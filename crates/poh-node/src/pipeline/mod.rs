@@ -182,7 +182,7 @@ struct Inner {
     budget_kib: u32,
     closed: AtomicBool,
     limits: Limits,
-    metrics: IngestMetrics,
+    metrics: Arc<IngestMetrics>,
     view: Arc<PohView>,
 }
 
@@ -207,7 +207,7 @@ pub struct Pending {
     reply: Option<oneshot::Receiver<JobAnswer>>,
     started: Instant,
     transport: Transport,
-    metrics: IngestMetrics,
+    metrics: Arc<IngestMetrics>,
 }
 
 /// Resolves when the pipeline's threads have stopped: `Ok` after [`IngestPipeline::close`]
@@ -276,7 +276,7 @@ impl IngestPipeline {
                 budget_kib,
                 closed: AtomicBool::new(false),
                 limits: config.limits(),
-                metrics,
+                metrics: Arc::new(metrics),
                 view,
             }),
         };

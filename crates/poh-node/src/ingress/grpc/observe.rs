@@ -14,6 +14,7 @@ use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
     time::{Duration, Instant},
 };
@@ -26,14 +27,15 @@ use tower::{Layer, Service};
 
 use crate::metrics::Metrics;
 
-/// Adds [`Observe`] to a router.
+/// Adds [`Observe`] to a router. The handles are shared, not copied: tower clones the
+/// service for every call, and a copy of every handle cost more than the call's own work.
 #[derive(Clone)]
 pub(crate) struct ObserveLayer {
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl ObserveLayer {
-    pub(crate) fn new(metrics: Metrics) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self { metrics }
     }
 }
@@ -52,7 +54,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub(crate) struct Observe<S> {
     inner: S,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 /// What is known of a call until its status arrives.
@@ -60,7 +62,7 @@ struct Call {
     method: &'static str,
     peer: Option<SocketAddr>,
     started: Instant,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
 }
 
 impl Call {
