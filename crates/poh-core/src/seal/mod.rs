@@ -121,7 +121,7 @@ impl Batch {
     /// Signs the header over the gathered entries and returns it with the head after it.
     /// `None` when no entry was gathered (a header covers at least one).
     pub fn seal(
-        self,
+        &self,
         chain_id: &str,
         level: Level,
         timestamp: f64,

@@ -16,7 +16,7 @@ use std::{mem, sync::Arc, time::Duration};
 
 use poh_core::{Batch, ChainHead, Level, SigningKey};
 use poh_proto::bounded;
-use poh_store::Store;
+use poh_store::{Store, StoreError};
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -97,23 +97,22 @@ impl Sealer {
             let (gathered, full) = self.gather(take(&mut batch)?).await?;
             let items = gathered.items().len() as u64;
             if gathered.entries() > 0 && self.schedule.due(last.elapsed(), items, full) {
-                // A full disk keeps the batch for the next turn: the header is sealed, with
-                // a later timestamp, once it can be stored.
-                let head = match self.seal(gathered.clone()).await {
+                // A full disk gives the batch back for the next turn: the header is sealed,
+                // with a later timestamp, once it can be stored.
+                let head = match self.seal(gathered).await? {
                     Ok(head) => {
                         if mem::take(&mut stalled) {
                             tracing::info!("the next header is stored again");
                         }
                         head
                     }
-                    Err(NodeError::Store(e)) if e.is_unavailable() => {
+                    Err((e, gathered)) => {
                         if !mem::replace(&mut stalled, true) {
                             tracing::warn!(error = %e, "cannot store the next header; retrying");
                         }
                         batch = Some(gathered);
                         continue;
                     }
-                    Err(e) => return Err(e),
                 };
                 batch = Some(Batch::new(head, self.hashes_per_tick));
                 last = Instant::now();
@@ -158,17 +157,28 @@ impl Sealer {
         .await
     }
 
-    /// Signs and durably stores the header over `batch`; the head after it.
-    async fn seal(&self, batch: Batch) -> Result<ChainHead, NodeError> {
+    /// Signs and durably stores the header over `batch`; the head after it, or, when the
+    /// store cannot write now (a full disk), why and the batch back.
+    async fn seal(
+        &self,
+        batch: Batch,
+    ) -> Result<Result<ChainHead, (StoreError, Batch)>, NodeError> {
         let (store, key) = (self.store.clone(), self.key.clone());
         let (chain_id, level) = (self.chain_id.clone(), self.level);
-        let (header, head) = blocking(move || {
+        let stored = blocking(move || {
             let sealed = batch.seal(&chain_id, level, unix_now(), &key)?;
             let (header, head) = sealed.ok_or(NodeError::TaskFailed("sealer (empty batch)"))?;
-            store.put_header(&header, &head)?;
-            Ok((header, head))
+            match store.put_header(&header, &head) {
+                Ok(()) => Ok(Ok((header, head))),
+                Err(e) if e.is_unavailable() => Ok(Err((e, batch))),
+                Err(e) => Err(e.into()),
+            }
         })
         .await?;
+        let (header, head) = match stored {
+            Ok(sealed) => sealed,
+            Err(unstored) => return Ok(Err(unstored)),
+        };
         self.metrics.block_count.increment(1);
         self.sealed.send_replace(header.height + 1);
         tracing::debug!(
@@ -178,7 +188,7 @@ impl Sealer {
             items = header.item_count,
             "sealed a header"
         );
-        Ok(head)
+        Ok(Ok(head))
     }
 }
 

@@ -28,6 +28,16 @@ pub(super) struct Tips {
 }
 
 impl Tips {
+    /// The tips `store` holds, with no change to report.
+    pub(super) fn load(store: &dyn poh_store::Store) -> Result<Self, poh_store::StoreError> {
+        let mut tips = Self::default();
+        for (seq, id) in store.tips()? {
+            tips.add(seq, id);
+        }
+        tips.take_changes();
+        Ok(tips)
+    }
+
     pub(super) fn add(&mut self, seq: u64, id: String) {
         self.by_id.insert(id.clone(), seq);
         self.by_seq.insert(seq, id.clone());

@@ -113,11 +113,7 @@ impl Committer {
             },
             true,
         )?;
-        let mut tips = Tips::default();
-        for (seq, id) in self.store.tips()? {
-            tips.add(seq, id);
-        }
-        tips.take_changes();
+        let tips = Tips::load(self.store.as_ref())?;
         let (recorder, entries) = start_generator(self.poh, chain.state)?;
         self.view.set_rate(recorder.probe());
         self.view.set_stored(chain.state, true);

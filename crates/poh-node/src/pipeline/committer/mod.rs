@@ -146,11 +146,7 @@ impl Committer {
                 chain
             }
         };
-        let mut tips = Tips::default();
-        for (seq, id) in store.tips()? {
-            tips.add(seq, id);
-        }
-        tips.take_changes();
+        let tips = Tips::load(store.as_ref())?;
         let (recorder, entries) = start_generator(poh, chain.state)?;
         let view = Arc::new(PohView::new(
             chain_id,
