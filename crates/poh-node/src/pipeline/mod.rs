@@ -482,11 +482,6 @@ impl IngestPipeline {
         let view = self.inner.view.clone();
         move || view.rate().hashes_total()
     }
-
-    /// Whether writes are refused because the store's disk is full.
-    pub fn is_storage_full(&self) -> bool {
-        self.inner.view.is_full()
-    }
 }
 
 /// What `GET /v1/poh` reports.
@@ -502,13 +497,8 @@ pub struct PohStatus {
 
 impl Pending {
     /// How many transactions the submission holds.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.results.len()
-    }
-
-    /// Whether the submission holds no transaction.
-    pub fn is_empty(&self) -> bool {
-        self.results.is_empty()
     }
 
     /// Waits for the committer and returns one answer per submitted transaction, in order,
