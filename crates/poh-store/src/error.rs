@@ -26,6 +26,29 @@ pub enum StoreError {
     /// A stored value does not decode: the file is damaged or was written by something else.
     #[error("the database holds a damaged {0}; restore it from a backup or start a new data dir")]
     Corrupt(&'static str),
+    /// A file of the store cannot be read or written.
+    #[error("cannot read or write {path}: {source}; check the disk and the data directory's permissions")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes of a store file fail their checksum or do not decode: they are never returned as
+    /// data.
+    #[error(
+        "the store file {path} is damaged at byte {offset} ({what}); restore the data directory \
+         from a backup or copy the chain again from a peer"
+    )]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Where the damaged bytes begin.
+        offset: u64,
+        /// What was found there.
+        what: &'static str,
+    },
     /// A commit that does not continue what is stored (a bug in the caller, refused unwritten).
     #[error("refused commit: {0}")]
     Sequence(&'static str),
@@ -56,23 +79,37 @@ impl StoreError {
         matches!(
             self,
             Self::Engine(e) if matches!(**e, redb::Error::Io(_) | redb::Error::PreviousIo)
-        )
+        ) || matches!(self, Self::Io { .. })
     }
 
     /// Whether the engine's I/O error says the disk (or the user's quota) is full.
     pub(crate) fn is_disk_full(&self) -> bool {
         match self {
             Self::Engine(e) => match &**e {
-                redb::Error::Io(io) => {
-                    matches!(
-                        io.kind(),
-                        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-                    ) || matches!(io.raw_os_error(), Some(ENOSPC | EDQUOT))
-                }
+                redb::Error::Io(io) => io_is_disk_full(io),
                 // A handle that failed before: the failure that made it so was reported then.
                 _ => false,
             },
+            Self::Io { source, .. } => io_is_disk_full(source),
             _ => false,
+        }
+    }
+}
+
+/// Whether an I/O error says the disk (or the user's quota) is full.
+fn io_is_disk_full(io: &std::io::Error) -> bool {
+    matches!(
+        io.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(io.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
+impl StoreError {
+    /// An I/O error on `path`.
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| Self::Io {
+            path: path.to_path_buf(),
+            source,
         }
     }
 }
