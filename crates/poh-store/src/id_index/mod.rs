@@ -269,8 +269,9 @@ impl IdIndex {
     /// Appends to `out` every (seq, loc) stored under fingerprint `fp`, newest first
     /// (fingerprints can collide; the caller checks the record). A miss is cheap: memtables
     /// are hash tables, each run has an in-memory bloom filter checked before any disk read; a
-    /// hit reads one block of the run.
+    /// hit reads one block of the run. On an error, `out` holds what it held before.
     pub(crate) fn candidates(&self, fp: u64, out: &mut Vec<(u64, u64)>) -> Result<(), StoreError> {
+        let before = out.len();
         let runs = {
             let state = self.shared.read_state();
             state.active.collect(fp, out);
@@ -280,7 +281,11 @@ impl IdIndex {
             state.runs.clone()
         };
         for run in runs.iter().rev() {
-            run.collect(fp, out)?;
+            if let Err(error) = run.collect(fp, out) {
+                // A part of the answer would pass for all of it.
+                out.truncate(before);
+                return Err(error);
+            }
         }
         Ok(())
     }

@@ -32,6 +32,9 @@ use super::bloom::{BLOCK_WORDS, Bloom};
 use super::memtable::Entry;
 use crate::StoreError;
 
+mod merge;
+pub(super) use merge::merge;
+
 /// Bytes of a block (and of the header): one page.
 pub(super) const BLOCK_BYTES: u64 = 4096;
 /// Entries per block: as many 24-byte entries as fit before the checksum.
@@ -42,8 +45,6 @@ const ENTRY_BYTES: usize = 24;
 const CRC_AT: usize = BLOCK_BYTES as usize - 4;
 const MAGIC: [u8; 8] = *b"pohidrun";
 const VERSION: u32 = 1;
-/// Blocks a merge reads from each input at a time: large sequential reads, bounded memory.
-const MERGE_CHUNK_BLOCKS: u64 = 64;
 /// Buffer of the writer: few large writes.
 const WRITE_BUFFER: usize = 256 * 1024;
 
@@ -348,7 +349,7 @@ impl Run {
             None => return Ok(()),
         };
         let start = out.len();
-        let mut buf = vec![0; BLOCK_BYTES as usize];
+        let mut buf = [0; BLOCK_BYTES as usize];
         loop {
             let offset = Self::block_offset(block);
             self.file
@@ -463,81 +464,4 @@ fn write_tmp(
     wrote(file.write_all_at(&header.encode(), 0))?;
     wrote(file.sync_all())?;
     Ok((bloom, fences))
-}
-
-/// Reads a run's entries in order, a chunk of blocks at a time, checking every block.
-struct Cursor<'a> {
-    run: &'a Run,
-    buf: Vec<u8>,
-    /// The first block in `buf`, and how many.
-    buf_block: u64,
-    buf_blocks: u64,
-    next: u64,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(run: &'a Run) -> Self {
-        Self {
-            run,
-            buf: Vec::new(),
-            buf_block: 0,
-            buf_blocks: 0,
-            next: 0,
-        }
-    }
-
-    fn next(&mut self) -> Result<Option<Entry>, StoreError> {
-        if self.next >= self.run.count {
-            return Ok(None);
-        }
-        let block = self.next / ENTRIES_PER_BLOCK;
-        if block >= self.buf_block + self.buf_blocks {
-            let blocks = (self.run.fences.len() as u64 - block).min(MERGE_CHUNK_BLOCKS);
-            self.buf.resize((blocks * BLOCK_BYTES) as usize, 0);
-            let offset = Run::block_offset(block);
-            self.run
-                .file
-                .read_exact_at(&mut self.buf, offset)
-                .map_err(StoreError::io(&self.run.path))?;
-            for (i, b) in self.buf.chunks_exact(BLOCK_BYTES as usize).enumerate() {
-                check_block(&self.run.path, offset + i as u64 * BLOCK_BYTES, b)?;
-            }
-            (self.buf_block, self.buf_blocks) = (block, blocks);
-        }
-        let at = ((block - self.buf_block) * BLOCK_BYTES) as usize
-            + (self.next % ENTRIES_PER_BLOCK) as usize * ENTRY_BYTES;
-        self.next += 1;
-        Ok(Some((
-            le64(&self.buf, at),
-            le64(&self.buf, at + 8),
-            le64(&self.buf, at + 16),
-        )))
-    }
-}
-
-/// Merges runs of consecutive seq ranges into one run of their whole range: a k-way merge
-/// reading each input in chunks, so memory is bounded by the inputs' count, not their size.
-pub(super) fn merge(dir: &Path, runs: &[&Run], stop: &AtomicBool) -> Result<Run, StoreError> {
-    let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
-        return Err(StoreError::Sequence("id index: nothing to merge"));
-    };
-    let mut cursors: Vec<Cursor<'_>> = runs.iter().map(|r| Cursor::new(r)).collect();
-    let mut heads = cursors
-        .iter_mut()
-        .map(Cursor::next)
-        .collect::<Result<Vec<_>, _>>()?;
-    let merged = std::iter::from_fn(|| {
-        // A handful of inputs: a linear scan beats a heap.
-        let (i, entry) = heads
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| h.map(|e| (i, e)))
-            .min_by_key(|&(_, (fp, seq, _))| (fp, seq))?;
-        Some(cursors[i].next().map(|n| {
-            heads[i] = n;
-            entry
-        }))
-    });
-    let count = runs.iter().map(|r| r.count).sum();
-    Run::write(dir, (first.first_seq, last.end_seq), count, merged, stop)
 }

@@ -372,6 +372,44 @@ fn background_failures_are_reported_and_retried_without_losing_ids() {
     assert_found(&index, &fps, 0..201);
 }
 
+#[test]
+fn readers_find_every_inserted_id_while_tables_are_written_and_merged() {
+    use std::sync::atomic::AtomicUsize;
+    let dir = tempfile::tempdir().unwrap();
+    let (index, _) = IdIndex::open(dir.path(), options(2_000, 2)).unwrap();
+    let n = 60_000;
+    let fps: Vec<u64> = random_ids(n, 9)
+        .iter()
+        .map(|id| index.fingerprint(id))
+        .collect();
+    let inserted = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for reader in 0..2 {
+            let (index, fps, inserted) = (&index, &fps, &inserted);
+            s.spawn(move || {
+                let mut rng = reader;
+                loop {
+                    let upto = inserted.load(Ordering::Acquire);
+                    if upto > 0 {
+                        let i = (splitmix(&mut rng) % upto as u64) as usize;
+                        assert_eq!(lookup(index, fps[i]), [(seq_of(i), loc_of(i))], "id {i}");
+                    }
+                    if upto == n {
+                        break;
+                    }
+                }
+            });
+        }
+        for start in (0..n).step_by(256) {
+            let end = (start + 256).min(n);
+            insert_range(&index, &fps, start..end, 256);
+            inserted.store(end, Ordering::Release);
+        }
+    });
+    index.flush().unwrap();
+    assert_found(&index, &fps, 0..n);
+}
+
 /// CPU time of this thread, or of the whole process (all its threads), in ns.
 fn cpu_ns(whole_process: bool) -> u64 {
     let stat = |path: &Path| -> u64 {
