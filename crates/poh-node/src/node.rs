@@ -9,7 +9,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use poh_store::{RedbStore, Store, StoreOptions};
+use poh_store::{Store, StoreOptions};
 use tokio::{
     net::TcpListener,
     sync::{mpsc, watch},
@@ -280,6 +280,7 @@ async fn open_store(config: &NodeConfig) -> Result<(Arc<dyn Store>, bool), NodeE
         reserve_bytes: config.db_reserve_mb.saturating_mul(1 << 20),
     };
     let ttl = config.ttl.clone();
+    let engine = config.db_engine;
     tokio::task::spawn_blocking(move || {
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
@@ -287,7 +288,7 @@ async fn open_store(config: &NodeConfig) -> Result<(Arc<dyn Store>, bool), NodeE
                 source,
             })?;
         }
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open_with(&db_path, options)?);
+        let store = poh_store::Engine::from(engine).open(&db_path, options)?;
         let compacted = ttl::compact_if_due(store.as_ref(), &ttl);
         Ok((store, compacted))
     })

@@ -27,7 +27,9 @@ pub enum StoreError {
     #[error("the database holds a damaged {0}; restore it from a backup or start a new data dir")]
     Corrupt(&'static str),
     /// A file of the store cannot be read or written.
-    #[error("cannot read or write {path}: {source}; check the disk and the data directory's permissions")]
+    #[error(
+        "cannot read or write {path}: {source}; check the disk and the data directory's permissions"
+    )]
     Io {
         /// The file.
         path: PathBuf,

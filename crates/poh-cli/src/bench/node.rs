@@ -69,26 +69,30 @@ impl NodeProcess {
 
     /// Bytes the node's data dir takes on disk (allocated blocks, as `du` counts them).
     pub fn disk_bytes(&self) -> anyhow::Result<u64> {
-        use std::os::unix::fs::MetadataExt as _;
-        let mut total = 0;
-        for entry in std::fs::read_dir(self.dir.path()).context("cannot list the data dir")? {
-            let meta = entry.context("cannot list the data dir")?.metadata()?;
-            if meta.is_file() {
-                total += meta.blocks() * 512;
-            }
-        }
-        Ok(total)
+        du(self.dir.path())
     }
 
     pub(crate) fn start(durable: bool, serve_args: &[String]) -> anyhow::Result<Self> {
+        Self::start_with(durable, serve_args, "")
+    }
+
+    /// [`NodeProcess::start`] with more lines of its config file (top-level keys).
+    pub(crate) fn start_with(
+        durable: bool,
+        serve_args: &[String],
+        config_lines: &str,
+    ) -> anyhow::Result<Self> {
         use std::io::BufRead as _;
         let dir = tempfile::tempdir().context("cannot create a temporary data dir")?;
         // A load generator on loopback is one client flooding the node, which is what the
         // per-client rate limit (SPEC §8; 50,000 requests or datagrams per second by default)
         // is there to stop: with it on, a bench would measure the policy, not the node.
         let config = dir.path().join("bench.toml");
-        std::fs::write(&config, "[limits]\nrequests_per_second = 0\n")
-            .context("cannot write the node's config file")?;
+        std::fs::write(
+            &config,
+            format!("{config_lines}\n[limits]\nrequests_per_second = 0\n"),
+        )
+        .context("cannot write the node's config file")?;
         let exe = std::env::current_exe().context("cannot find the poh executable")?;
         let mut command = std::process::Command::new(exe);
         command
@@ -178,4 +182,20 @@ impl Drop for NodeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The allocated bytes of the files under `dir`, as `du` counts them.
+fn du(dir: &std::path::Path) -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            total += du(&entry.path())?;
+        } else if meta.is_file() {
+            total += meta.blocks() * 512;
+        }
+    }
+    Ok(total)
 }

@@ -19,6 +19,26 @@ mod section;
 #[cfg(test)]
 mod tests;
 
+/// The storage engine, as configuration names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbEngine {
+    /// One redb file.
+    #[default]
+    Redb,
+    /// An append-only record log, an id index and a small redb file, in a directory.
+    Log,
+}
+
+impl From<DbEngine> for poh_store::Engine {
+    fn from(engine: DbEngine) -> Self {
+        match engine {
+            DbEngine::Redb => Self::Redb,
+            DbEngine::Log => Self::Log,
+        }
+    }
+}
+
 /// Everything a node needs to start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -27,8 +47,12 @@ pub struct NodeConfig {
     pub chain_id: String,
     /// Where the embedded store lives.
     pub data_dir: PathBuf,
-    /// The database file; default `<data_dir>/poh.redb`.
+    /// The database file (a directory for the `log` engine); default `<data_dir>/poh.redb`,
+    /// or `<data_dir>/store` for the `log` engine.
     pub db_file: Option<PathBuf>,
+    /// The storage engine: `redb` (one B-tree file) or `log` (an append-only record log with
+    /// an id index beside it).
+    pub db_engine: DbEngine,
     /// The database's page cache in MiB: the largest part of the node's memory.
     pub db_cache_mb: usize,
     /// Free space in MiB the store keeps on its file system (at most a tenth of it): below
@@ -82,6 +106,7 @@ impl Default for NodeConfig {
             chain_id: "local".into(),
             data_dir: PathBuf::from("poh-data"),
             db_file: None,
+            db_engine: DbEngine::default(),
             db_cache_mb: poh_store::DEFAULT_CACHE_BYTES >> 20,
             db_reserve_mb: poh_store::DEFAULT_RESERVE_BYTES >> 20,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -496,10 +521,13 @@ impl NodeConfig {
         })
     }
 
-    /// The database file.
+    /// The database file (the `log` engine's directory).
     pub fn db_path(&self) -> PathBuf {
-        self.db_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("poh.redb"))
+        self.db_file.clone().unwrap_or_else(|| {
+            self.data_dir.join(match self.db_engine {
+                DbEngine::Redb => "poh.redb",
+                DbEngine::Log => "store",
+            })
+        })
     }
 }

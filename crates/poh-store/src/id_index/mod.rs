@@ -21,9 +21,6 @@
 //! after it is released, and the background thread writes and merges without it, taking it
 //! only to swap the result in.
 
-// Nothing outside the tests uses the index until the log engine that it serves is in.
-#![allow(dead_code)]
-
 mod bloom;
 mod memtable;
 mod run;
@@ -257,13 +254,30 @@ impl IdIndex {
         if state.active.len() < self.shared.memtable_ids {
             return Ok(());
         }
+        self.freeze(state);
+        Ok(())
+    }
+
+    /// Hands the active memtable to the background thread and starts a new one.
+    fn freeze(&self, mut state: std::sync::RwLockWriteGuard<'_, State>) {
         let next = Memtable::new(state.active.end_seq(), self.shared.memtable_ids);
         let full = std::mem::replace(&mut state.active, next);
         state.frozen.push(Arc::new(full));
         drop(state);
         lock(&self.shared.bg).pending += 1;
         self.shared.wake.notify_one();
-        Ok(())
+    }
+
+    /// Writes everything held in memory as runs, the active memtable too, and waits for it:
+    /// after a clean shutdown, the next open has nothing to learn again.
+    pub(crate) fn persist(&self) -> Result<(), StoreError> {
+        let state = self.shared.write_state();
+        if state.active.len() > 0 {
+            self.freeze(state);
+        } else {
+            drop(state);
+        }
+        self.flush()
     }
 
     /// Appends to `out` every (seq, loc) stored under fingerprint `fp`, newest first

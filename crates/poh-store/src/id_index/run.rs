@@ -310,21 +310,6 @@ impl Run {
         &self.path
     }
 
-    /// The first seq it covers.
-    pub(super) fn first_seq(&self) -> u64 {
-        self.first_seq
-    }
-
-    /// One past the last seq it covers.
-    pub(super) fn end_seq(&self) -> u64 {
-        self.end_seq
-    }
-
-    /// How many entries it holds.
-    pub(super) fn count(&self) -> u64 {
-        self.count
-    }
-
     fn block_offset(block: u64) -> u64 {
         HEADER_BYTES + block * BLOCK_BYTES
     }

@@ -4,14 +4,39 @@
 use redb::{Durability, ReadableTable};
 
 use super::{
-    CHAIN_KEY, ENTRIES, IDS, META, PENDING, RedbStore, TIPS, TXS, WAITING, headers, next_key,
-    read_known,
+    CHAIN_KEY, ENTRIES, FRAMES, IDS, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, PENDING, RedbStore, TIPS,
+    TXS, WAITING, decode_u64, headers, next_key, read_known,
 };
 use crate::record::encode_entry;
 use crate::{Commit, Known, StoreError};
 
+/// Where a commit's transactions are kept.
+pub(crate) enum Placement<'a> {
+    /// In this database's `txs` and `ids` tables.
+    Tables,
+    /// In a record log, already appended: this database notes where (`frames`, `log_end`).
+    Log {
+        /// Whether an id is stored by an earlier commit.
+        stored: &'a dyn Fn(&str) -> Result<bool, StoreError>,
+        /// The log offset of the commit's first record.
+        at: u64,
+        /// The log's end after the commit.
+        log_end: u64,
+    },
+}
+
 impl RedbStore {
     pub(super) fn commit_impl(&self, commit: &Commit<'_>, durable: bool) -> Result<(), StoreError> {
+        self.commit_placed(commit, durable, &Placement::Tables)
+    }
+
+    /// A commit whose transactions go where `placement` says; the rest as always.
+    pub(crate) fn commit_placed(
+        &self,
+        commit: &Commit<'_>,
+        durable: bool,
+        placement: &Placement<'_>,
+    ) -> Result<(), StoreError> {
         let mut txn = self.db()?.begin_write()?;
         txn.set_durability(if durable {
             Durability::Immediate
@@ -28,26 +53,44 @@ impl RedbStore {
             let mut tips = txn.open_table(TIPS)?;
             let mut meta = txn.open_table(META)?;
 
-            check_sequence(commit, &txs, &entries)?;
+            let next_seq = match placement {
+                Placement::Tables => next_key(&txs)?,
+                Placement::Log { .. } => meta
+                    .get(LOG_NEXT_SEQ_KEY)?
+                    .map_or(Some(0), |v| decode_u64(v.value()))
+                    .ok_or(StoreError::Corrupt("log sequence"))?,
+            };
+            check_sequence(commit, next_seq, &entries)?;
+            // The log's ids of this commit (the log's index learns them once it is done).
+            let mut this_commit = std::collections::HashSet::new();
 
             for new in commit.txs {
                 let record = &new.record;
                 let tx_id = record.tx.tx_id.as_str();
-                txs.insert(record.poh_seq, record.encode().as_slice())?;
-                let known = Known {
-                    seq: record.poh_seq,
-                    digest: record.digest,
-                    poh_hash: record.poh_hash,
-                };
                 // An overwritten id would orphan its first record and break dedupe for good.
-                if ids.insert(tx_id, known.encode().as_slice())?.is_some() {
+                let duplicate = match placement {
+                    Placement::Tables => {
+                        txs.insert(record.poh_seq, record.encode().as_slice())?;
+                        let known = Known {
+                            seq: record.poh_seq,
+                            digest: record.digest,
+                            poh_hash: record.poh_hash,
+                        };
+                        ids.insert(tx_id, known.encode().as_slice())?.is_some()
+                    }
+                    Placement::Log { .. } => {
+                        is_stored(placement, &ids, &this_commit, tx_id)?
+                            || !this_commit.insert(tx_id)
+                    }
+                };
+                if duplicate {
                     return Err(StoreError::Sequence("transaction id already stored"));
                 }
                 let mut missing = 0u32;
                 for parent in &new.missing_parents {
                     // A parent already stored (before this commit or earlier in it) has
                     // arrived, so no edge may wait on it: nothing would ever resolve it.
-                    if read_known(&ids, parent)?.is_some() {
+                    if is_stored(placement, &ids, &this_commit, parent)? {
                         continue;
                     }
                     // Counting only new edges keeps a repeated parent from leaving a count
@@ -93,6 +136,14 @@ impl RedbStore {
             if let Some(chain) = commit.chain {
                 meta.insert(CHAIN_KEY, chain.encode().as_slice())?;
             }
+            if let (Placement::Log { at, log_end, .. }, Some(last)) = (placement, commit.txs.last())
+            {
+                let first = commit.txs[0].record.poh_seq;
+                txn_frames_insert(&txn, first, *at)?;
+                meta.insert(LOG_END_KEY, log_end.to_be_bytes().as_slice())?;
+                let next = last.record.poh_seq.saturating_add(1);
+                meta.insert(LOG_NEXT_SEQ_KEY, next.to_be_bytes().as_slice())?;
+            }
         }
         headers::put_children(&txn, commit.child_headers)?;
         txn.commit()?;
@@ -104,13 +155,12 @@ impl RedbStore {
 /// refused commit leaves no trace even in the aborted transaction.
 fn check_sequence(
     commit: &Commit<'_>,
-    txs: &impl ReadableTable<u64, &'static [u8]>,
+    mut next: u64,
     entries: &impl ReadableTable<u64, &'static [u8]>,
 ) -> Result<(), StoreError> {
     if !commit.txs.is_empty() {
         // Increasing, after the last stored one; not contiguous, since child headers take
         // places in the same stream of items.
-        let mut next = next_key(txs)?;
         for t in commit.txs {
             if t.record.poh_seq < next {
                 return Err(StoreError::Sequence(
@@ -134,4 +184,26 @@ fn check_sequence(
         }
     }
     Ok(())
+}
+
+fn txn_frames_insert(
+    txn: &redb::WriteTransaction,
+    first_seq: u64,
+    at: u64,
+) -> Result<(), StoreError> {
+    txn.open_table(FRAMES)?.insert(first_seq, at)?;
+    Ok(())
+}
+
+/// Whether `id` is stored: before this commit, or (in the log) earlier in it.
+fn is_stored(
+    placement: &Placement<'_>,
+    ids: &impl ReadableTable<&'static str, &'static [u8]>,
+    this_commit: &std::collections::HashSet<&str>,
+    id: &str,
+) -> Result<bool, StoreError> {
+    match placement {
+        Placement::Tables => Ok(read_known(ids, id)?.is_some()),
+        Placement::Log { stored, .. } => Ok(this_commit.contains(id) || stored(id)?),
+    }
 }

@@ -19,16 +19,16 @@ use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTr
 use super::{RedbStore, next_key};
 use crate::{ChildHeader, StoreError};
 
-pub(super) const HEADERS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("headers");
-pub(super) const HEADER_ENDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("header_ends");
-pub(super) const HEADER_HASHES: TableDefinition<'_, &[u8], u64> =
+pub(crate) const HEADERS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("headers");
+pub(crate) const HEADER_ENDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("header_ends");
+pub(crate) const HEADER_HASHES: TableDefinition<'_, &[u8], u64> =
     TableDefinition::new("header_hashes");
 
-pub(super) const CHILD_HEADERS: TableDefinition<'_, (&str, u64), &[u8]> =
+pub(crate) const CHILD_HEADERS: TableDefinition<'_, (&str, u64), &[u8]> =
     TableDefinition::new("child_headers");
-pub(super) const CHILD_HASHES: TableDefinition<'_, &[u8], (&str, u64)> =
+pub(crate) const CHILD_HASHES: TableDefinition<'_, &[u8], (&str, u64)> =
     TableDefinition::new("child_hashes");
-pub(super) const CHILD_SEQS: TableDefinition<'_, u64, (&str, u64)> =
+pub(crate) const CHILD_SEQS: TableDefinition<'_, u64, (&str, u64)> =
     TableDefinition::new("child_seqs");
 
 /// Creates the tables (for read transactions that must never meet a missing table).
@@ -124,7 +124,7 @@ fn decode_stored(bytes: &[u8]) -> Result<(Header, ChainHead), StoreError> {
 }
 
 /// The header covering entry `index`, as `header_id`, from an open `header_ends` table.
-pub(super) fn covering(
+pub(crate) fn covering(
     ends: &impl ReadableTable<u64, &'static [u8]>,
     index: u64,
 ) -> Result<Option<String>, StoreError> {
@@ -132,7 +132,7 @@ pub(super) fn covering(
 }
 
 /// The header covering entry `index`: its `poh_end` and its `header_hash`.
-pub(super) fn covering_end(
+pub(crate) fn covering_end(
     ends: &impl ReadableTable<u64, &'static [u8]>,
     index: u64,
 ) -> Result<Option<(u64, Hash)>, StoreError> {

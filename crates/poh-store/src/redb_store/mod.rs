@@ -11,6 +11,11 @@
 //! | `waiting` | missing parent   | multimap: the children waiting on it       |
 //! | `tips`    | `tx_id`          | `poh_seq`                                  |
 //! | `meta`    | `schema`/`chain` | schema version (u64 BE) / [`ChainMeta`]    |
+//! | `frames`  | first `poh_seq`  | its log offset (the log engine's commits)  |
+//!
+//! The log engine ([`LogStore`](crate::LogStore)) keeps everything here but the transactions
+//! and their id index: `txs` and `ids` stay empty, `frames` says where each commit's records
+//! begin in its log, and `meta` where the log ends (`log_end`) and the next seq it takes.
 //!
 //! Sealed headers have their own tables ([`headers`]).
 
@@ -32,26 +37,33 @@ use crate::{
 };
 
 mod commit;
-mod headers;
-mod lifecycle;
+pub(crate) mod headers;
+pub(crate) mod lifecycle;
 
+pub(crate) use commit::Placement;
 pub use lifecycle::{ExpiredRun, Expiry};
 #[cfg(test)]
 mod tests;
 
-const TXS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("txs");
-const IDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ids");
+pub(crate) const TXS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("txs");
+pub(crate) const IDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ids");
 const ENTRIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("entries");
-const PENDING: TableDefinition<'_, &str, u32> = TableDefinition::new("pending");
+pub(crate) const PENDING: TableDefinition<'_, &str, u32> = TableDefinition::new("pending");
 const WAITING: MultimapTableDefinition<'_, &str, &str> = MultimapTableDefinition::new("waiting");
 const TIPS: TableDefinition<'_, &str, u64> = TableDefinition::new("tips");
-const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// First `poh_seq` of a log engine commit → the log offset of its first record.
+pub(crate) const FRAMES: TableDefinition<'_, u64, u64> = TableDefinition::new("frames");
 
 /// How many tables [`RedbStore::init`] makes (checked by a test).
-const TABLES: usize = 16;
+const TABLES: usize = 17;
 
 const SCHEMA_KEY: &str = "schema";
 const CHAIN_KEY: &str = "chain";
+/// Where the log engine's committed records end (u64 BE).
+pub(crate) const LOG_END_KEY: &str = "log_end";
+/// The seq the log engine's next transaction must be at least (u64 BE).
+pub(crate) const LOG_NEXT_SEQ_KEY: &str = "log_next_seq";
 /// Bumped whenever the layout above changes incompatibly; older files are then refused
 /// rather than misread.
 const SCHEMA_VERSION: u64 = 1;
@@ -143,7 +155,7 @@ impl RedbStore {
 
     /// The open database, reopened first when an I/O failure discarded it. A reopen can
     /// fail while a reader of the discarded handle is still finishing; the next call retries.
-    fn db(&self) -> Result<Arc<Database>, StoreError> {
+    pub(crate) fn db(&self) -> Result<Arc<Database>, StoreError> {
         if let Some(db) = &*self.db.read().unwrap_or_else(|p| p.into_inner()) {
             return Ok(db.clone());
         }
@@ -159,7 +171,10 @@ impl RedbStore {
     /// Runs one write: refused as [`StoreError::Full`] before it begins when the file system
     /// is below the reserve, and, when the engine meets an I/O error, the handle is discarded
     /// (to be reopened from the last commit on disk) and a full disk is told as such.
-    fn writing<T>(&self, write: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn writing<T>(
+        &self,
+        write: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.check_space()?;
         let result = write();
         match result {
@@ -229,6 +244,7 @@ impl RedbStore {
             txn.open_table(PENDING)?;
             txn.open_multimap_table(WAITING)?;
             txn.open_table(TIPS)?;
+            txn.open_table(FRAMES)?;
             headers::create(&txn)?;
             Self::create_lifecycle(&txn)?;
             let mut meta = txn.open_table(META)?;
@@ -246,7 +262,7 @@ impl RedbStore {
     }
 }
 
-fn decode_u64(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
     bytes.try_into().ok().map(u64::from_be_bytes)
 }
 
@@ -263,7 +279,7 @@ fn next_key<V: redb::Value + 'static>(
     }
 }
 
-fn read_chain(
+pub(crate) fn read_chain(
     meta: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<Option<ChainMeta>, StoreError> {
     meta.get(CHAIN_KEY)?
@@ -283,7 +299,7 @@ fn read_known(
 /// Fills in what a stored record does not hold: its header, and its status. A record is
 /// `Pending` while it has a pending count (even once a header covers it: its DAG place is
 /// not settled), else `Sealed` when a header covers its entry, else `Ordered`.
-fn fill_status(
+pub(crate) fn fill_status(
     record: &mut TxRecord,
     pending: &impl ReadableTable<&'static str, u32>,
     ends: &impl ReadableTable<u64, &'static [u8]>,
