@@ -14,6 +14,7 @@ mod chain;
 mod client;
 mod docs;
 mod keygen;
+mod migrate;
 mod peers;
 mod prove;
 mod restore;
@@ -73,6 +74,9 @@ enum Command {
     /// Rebuild a sealed batch from any k of its erasure-coded fragments, check it against
     /// the header in a stopped node's store, and put its expired transactions back.
     Restore(restore::RestoreArgs),
+    /// Move a stopped node's store from an earlier release's file (data_dir/poh.redb) into
+    /// the log engine's directory, as `poh serve` does on its first start.
+    Migrate(migrate::MigrateArgs),
     /// Run a PoH generator for a number of entries and write them as a PoH log file.
     GenerateLog(verify::GenerateArgs),
     /// Measure this machine.
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
         Command::Export(args) => chain::export(&args),
         Command::Prove(args) => prove::prove(&args),
         Command::Restore(args) => restore::restore(&args),
+        Command::Migrate(args) => migrate::run(&args),
         Command::GenerateLog(args) => verify::generate(&args),
         Command::Bench(bench) => bench::run(&bench),
         Command::AddPeer(args) => peers::add(&args),

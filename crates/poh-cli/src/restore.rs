@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use poh_node::retention::fragments::{self, location};
-use poh_store::{RedbStore, Store};
+use poh_store::Store;
 
 /// `poh restore` arguments.
 #[derive(clap::Args, Debug)]
@@ -69,7 +69,7 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
         "no store at {}; give the node's --data-dir or --config",
         db.display()
     );
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&db)?);
+    let store: Arc<dyn Store> = config.open_store()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,7 +9,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use poh_store::{Store, StoreOptions};
+use poh_store::Store;
 use tokio::{
     net::TcpListener,
     sync::{mpsc, watch},
@@ -267,7 +267,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeE
 }
 
 /// Stage 2: the embedded store, its directory made if missing (off the async threads: it is
-/// file I/O), compacted first when the TTL removed enough since the last time (a compaction
+/// file I/O), moved first from an earlier release's file when it finds one, compacted when the TTL removed enough since the last time (a compaction
 /// holds the whole store, so it only runs before the node serves); whether it was.
 async fn open_store(config: &NodeConfig) -> Result<(Arc<dyn Store>, bool), NodeError> {
     let db_path = config.db_path();
@@ -275,12 +275,8 @@ async fn open_store(config: &NodeConfig) -> Result<(Arc<dyn Store>, bool), NodeE
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map(std::path::Path::to_path_buf);
-    let options = StoreOptions {
-        cache_bytes: config.db_cache_mb.saturating_mul(1 << 20),
-        reserve_bytes: config.db_reserve_mb.saturating_mul(1 << 20),
-    };
     let ttl = config.ttl.clone();
-    let engine = config.db_engine;
+    let config = config.clone();
     tokio::task::spawn_blocking(move || {
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
@@ -288,7 +284,8 @@ async fn open_store(config: &NodeConfig) -> Result<(Arc<dyn Store>, bool), NodeE
                 source,
             })?;
         }
-        let store = poh_store::Engine::from(engine).open(&db_path, options)?;
+        crate::retention::migrate::migrate_if_needed(&config)?;
+        let store = config.open_store()?;
         let compacted = ttl::compact_if_due(store.as_ref(), &ttl);
         Ok((store, compacted))
     })

@@ -31,7 +31,7 @@ mod redb_store;
 use poh_core::{ChainHead, Hash, Header};
 
 pub use error::StoreError;
-pub use log_store::LogStore;
+pub use log_store::{LogStore, Migrated};
 pub use record::{ChainMeta, ChildHeader, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
 pub use redb_store::{
     DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, ExpiredRun, Expiry, RedbStore, StoreOptions,

@@ -5,6 +5,7 @@ mod federation;
 mod flood;
 mod full_disk;
 mod link_attack;
+mod migrate;
 mod network;
 mod observability;
 mod operator;

@@ -547,7 +547,9 @@ fn bench_store_reports_cpu_disk_latency_and_the_open_after_a_kill() {
 }
 
 fn bench_store_reports(engine: &str) {
-    let args = ["bench", "store", "--count", "3000", "--engine", engine, "--json"];
+    let args = [
+        "bench", "store", "--count", "3000", "--engine", engine, "--json",
+    ];
     let (report, keys) = bench_json(&args);
     assert_eq!(
         keys,

@@ -24,9 +24,9 @@ mod tests;
 #[serde(rename_all = "lowercase")]
 pub enum DbEngine {
     /// One redb file.
-    #[default]
     Redb,
     /// An append-only record log, an id index and a small redb file, in a directory.
+    #[default]
     Log,
 }
 
@@ -519,6 +519,18 @@ impl NodeConfig {
             });
             NodeError::Config(format!("{}{}", at.unwrap_or_default(), e.message().trim()))
         })
+    }
+
+    /// Opens (or makes) the store this configuration names: its engine, path, page cache and
+    /// reserve.
+    pub fn open_store(
+        &self,
+    ) -> Result<std::sync::Arc<dyn poh_store::Store>, poh_store::StoreError> {
+        let options = poh_store::StoreOptions {
+            cache_bytes: self.db_cache_mb.saturating_mul(1 << 20),
+            reserve_bytes: self.db_reserve_mb.saturating_mul(1 << 20),
+        };
+        poh_store::Engine::from(self.db_engine).open(&self.db_path(), options)
     }
 
     /// The database file (the `log` engine's directory).

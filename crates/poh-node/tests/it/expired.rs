@@ -277,8 +277,8 @@ async fn catch_up_counts_what_a_peer_expired_and_moves_past_it_deliberately() {
     node.stop().await;
 
     // The sync point is past the expired seqs: a restart does not count them again.
-    let store = poh_store::RedbStore::open(config.db_path()).unwrap();
+    let store = config.open_store().unwrap();
     let key = format!("sync/{}", peer.node.grpc_addr().unwrap());
-    assert_eq!(poh_store::Store::progress(&store, &key).unwrap(), Some(14));
+    assert_eq!(store.progress(&key).unwrap(), Some(14));
     peer.stop().await;
 }

@@ -17,7 +17,7 @@ use poh_node::{
     config::{FragmentsConfig, Span},
     retention::fragments::{self, FragmentError, Location, SealedBatch, location},
 };
-use poh_store::{RedbStore, Store};
+use poh_store::Store;
 use reqwest::{Client, StatusCode};
 
 use crate::{
@@ -84,7 +84,7 @@ fn open_store(dir: &Path) -> Arc<dyn Store> {
         data_dir: dir.to_path_buf(),
         ..NodeConfig::default()
     };
-    Arc::new(RedbStore::open(config.db_path()).unwrap())
+    config.open_store().unwrap()
 }
 
 /// The batch of `height` as the store holds it, encoded: what the fragments must rebuild.

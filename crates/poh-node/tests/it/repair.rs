@@ -103,8 +103,9 @@ async fn a_stopped_node_catches_up_and_a_relaying_node_converges() {
 
     // Restarted on the same data directory, B resumes from its sync point.
     let synced_before = {
-        let store = poh_store::RedbStore::open(b_config.db_path()).unwrap();
-        poh_store::Store::progress(&store, &format!("sync/{}", a.node.grpc_addr().unwrap()))
+        let store = b_config.open_store().unwrap();
+        store
+            .progress(&format!("sync/{}", a.node.grpc_addr().unwrap()))
             .unwrap()
     };
     assert!(

@@ -16,6 +16,7 @@
 //! there. Why not redb alone: each id is a random-order insert into a copy-on-write B-tree,
 //! about 17 µs of CPU per transaction at a million records; appending costs well under one.
 
+mod migrate;
 mod reads;
 pub(crate) mod segments;
 #[cfg(test)]
@@ -36,6 +37,7 @@ use crate::{
     id_index::{IdIndex, IdIndexOptions},
     redb_store::{FRAMES, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, Placement, RedbStore, decode_u64},
 };
+pub use migrate::Migrated;
 use segments::{Log, encode_record};
 
 /// A segment's size: large enough that a store of millions has few files, small enough that

@@ -13,7 +13,7 @@ use crate::{
     redb_store::{
         FRAMES, META, PENDING, decode_u64, fill_status,
         headers::{self, HEADER_ENDS},
-        lifecycle::{EXPIRED, RESTORED},
+        lifecycle::{EXPIRED, RESTORED, RESTORED_RECORDS},
     },
 };
 
@@ -27,6 +27,29 @@ fn expired_to(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<
     }
 }
 
+/// The record at `seq` whose log bytes are `bytes`: a restored one held whole beside the log
+/// when its log copy is a stub.
+fn record_at(
+    restored: Option<&impl ReadableTable<u64, &'static [u8]>>,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<TxRecord, StoreError> {
+    if let Some(table) = restored
+        && let Some(whole) = table.get(seq)?
+    {
+        return TxRecord::decode(seq, whole.value());
+    }
+    TxRecord::decode(seq, bytes)
+}
+
+/// The restored-records table, when it holds any.
+fn restored_records(
+    txn: &redb::ReadTransaction,
+) -> Result<Option<redb::ReadOnlyTable<u64, &'static [u8]>>, StoreError> {
+    let table = txn.open_table(RESTORED_RECORDS)?;
+    Ok((table.len()? > 0).then_some(table))
+}
+
 impl LogStore {
     pub(super) fn tx_impl(&self, tx_id: &str) -> Result<Option<TxRecord>, StoreError> {
         let Some((_, mut record)) = self.find(tx_id)? else {
@@ -36,6 +59,11 @@ impl LogStore {
         // Its record expired (the id stays for dedupe).
         if txn.open_table(EXPIRED)?.get(record.poh_seq)?.is_some() {
             return Ok(None);
+        }
+        if let Some(table) = restored_records(&txn)?
+            && let Some(whole) = table.get(record.poh_seq)?
+        {
+            record = TxRecord::decode(record.poh_seq, whole.value())?;
         }
         let ends = txn.open_table(HEADER_ENDS)?;
         fill_status(&mut record, &txn.open_table(PENDING)?, &ends)?;
@@ -56,6 +84,7 @@ impl LogStore {
         let any_expired = expired.len()? > 0;
         let pending = txn.open_table(PENDING)?;
         let ends = txn.open_table(HEADER_ENDS)?;
+        let whole = restored_records(&txn)?;
         let mut out = Vec::new();
         let mut read = 0;
         self.log.scan(from, end, |_, seq, bytes| {
@@ -69,7 +98,7 @@ impl LogStore {
                 return Ok(true);
             }
             read += bytes.len();
-            let mut record = TxRecord::decode(seq, bytes)?;
+            let mut record = record_at(whole.as_ref(), seq, bytes)?;
             fill_status(&mut record, &pending, &ends)?;
             out.push(record);
             Ok(true)
@@ -93,6 +122,8 @@ impl LogStore {
             let mut expired = txn.open_table(EXPIRED)?;
             let mut restored = txn.open_table(RESTORED)?;
             let any_restored = restored.len()? > 0;
+            let mut whole = txn.open_table(RESTORED_RECORDS)?;
+            let any_whole = whole.len()? > 0;
             let pending = txn.open_table(PENDING)?;
             let mut gone = Vec::new();
             // Every record before `cursor` is expired, and it moves while that stays true.
@@ -106,7 +137,7 @@ impl LogStore {
                 let expire = if expired.get(seq)?.is_some() {
                     true
                 } else {
-                    let record = TxRecord::decode(seq, bytes)?;
+                    let record = record_at(any_whole.then_some(&whole), seq, bytes)?;
                     // Storage order is (nearly) arrival order: the first young one ends the
                     // pass.
                     if record.received_at >= received_before {
@@ -135,6 +166,9 @@ impl LogStore {
                 expired.insert(seq, entry_index)?;
                 if any_restored {
                     restored.remove(seq)?;
+                }
+                if any_whole {
+                    whole.remove(seq)?;
                 }
                 done.removed += 1;
             }
@@ -224,6 +258,7 @@ impl LogStore {
             let mut cursor = expired_to(&meta)?;
             let mut expired = txn.open_table(EXPIRED)?;
             let mut restored_table = txn.open_table(RESTORED)?;
+            let mut whole = txn.open_table(RESTORED_RECORDS)?;
             for (record, found) in records.iter().zip(found) {
                 let Some(entry_index) = expired.get(record.poh_seq)?.map(|v| v.value()) else {
                     continue;
@@ -233,11 +268,15 @@ impl LogStore {
                 let same = found.as_ref().is_some_and(|(_, stored)| {
                     stored.poh_seq == record.poh_seq && stored.digest == record.digest
                 }) && entry_index == record.entry_index;
-                let Some((loc, _)) = found.filter(|_| same) else {
+                let Some((loc, stored)) = found.filter(|_| same) else {
                     return Err(StoreError::Sequence(
                         "a restored record differs from the expired transaction at its poh_seq",
                     ));
                 };
+                let bytes = record.encode();
+                if stored.encode() != bytes {
+                    whole.insert(record.poh_seq, bytes.as_slice())?;
+                }
                 expired.remove(record.poh_seq)?;
                 restored_table.insert(record.poh_seq, restored_at)?;
                 cursor = cursor.min(loc);

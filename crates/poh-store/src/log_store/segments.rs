@@ -63,7 +63,7 @@ fn open_segment(path: &Path, create: bool) -> Result<Segment, StoreError> {
 
 /// Makes a new directory entry durable: a file created but not synced into its directory
 /// can vanish with a crash even after its own data was synced.
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StoreError::io(dir))
@@ -311,6 +311,17 @@ impl Log {
                 at += RECORD_HEADER + len;
             }
             loc += at as u64;
+        }
+        Ok(())
+    }
+
+    /// Syncs every segment (after appends that were not).
+    pub(crate) fn sync_all(&self) -> Result<(), StoreError> {
+        for segment in self.segments().values() {
+            segment
+                .file
+                .sync_data()
+                .map_err(StoreError::io(&segment.path))?;
         }
         Ok(())
     }

@@ -20,6 +20,10 @@ pub(crate) const PROGRESS: TableDefinition<'_, &str, u64> = TableDefinition::new
 pub(crate) const EXPIRED: TableDefinition<'_, u64, u64> = TableDefinition::new("expired");
 /// `poh_seq → when it was restored` (Unix seconds) of every restored record still stored.
 pub(crate) const RESTORED: TableDefinition<'_, u64, f64> = TableDefinition::new("restored");
+/// `poh_seq → record` of restored records the log engine does not hold whole (their log
+/// copy is a stub left by a migration).
+pub(crate) const RESTORED_RECORDS: TableDefinition<'_, u64, &[u8]> =
+    TableDefinition::new("restored_records");
 
 /// What one expiry pass removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,6 +53,7 @@ impl RedbStore {
         txn.open_table(PROGRESS)?;
         txn.open_table(EXPIRED)?;
         txn.open_table(RESTORED)?;
+        txn.open_table(RESTORED_RECORDS)?;
         Ok(())
     }
 

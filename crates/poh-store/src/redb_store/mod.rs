@@ -56,7 +56,7 @@ pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("
 pub(crate) const FRAMES: TableDefinition<'_, u64, u64> = TableDefinition::new("frames");
 
 /// How many tables [`RedbStore::init`] makes (checked by a test).
-const TABLES: usize = 17;
+const TABLES: usize = 18;
 
 const SCHEMA_KEY: &str = "schema";
 const CHAIN_KEY: &str = "chain";
