@@ -332,7 +332,12 @@ mod tests {
             ),
             Err(StoreError::Sequence(_))
         ));
-        assert_eq!(store.restore(&[restored_later.clone()], 60.0).unwrap(), 1);
+        assert_eq!(
+            store
+                .restore(std::slice::from_ref(&restored_later), 60.0)
+                .unwrap(),
+            1
+        );
         assert_eq!(store.tx("tx5").unwrap(), Some(restored_later));
         let next = [new("zz", 60, &[])];
         store
