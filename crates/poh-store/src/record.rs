@@ -213,6 +213,66 @@ impl TxRecord {
     /// `poh.v1.Tx`); `poh_seq`, `status` and `header_id` are not part of it (the seq is the
     /// record's key, the rest is derived on read). Also the form a batch's fragments carry.
     pub fn encode(&self) -> Vec<u8> {
+        self.stored().encode_to_vec()
+    }
+
+    /// Decodes [`TxRecord::encode`]'s bytes, which may be untrusted (an error, never a
+    /// panic); `status` is `Ordered` and `header_id` `None` until the caller fills them in.
+    pub fn decode(poh_seq: u64, bytes: &[u8]) -> Result<Self, StoreError> {
+        let s = StoredTx::decode(bytes).map_err(|_| StoreError::Corrupt("transaction record"))?;
+        let digest = hash_from(&s.digest, "transaction digest")?;
+        let poh_hash = hash_from(&s.poh_hash, "transaction poh_hash")?;
+        Ok(Self::from_stored(poh_seq, s, digest, poh_hash))
+    }
+
+    /// The log engine's form of the record: [`TxRecord::encode`] without what a reader
+    /// derives, about a fifth of it: the digest (hashed again from the transaction), the
+    /// `poh_hash` when `entry_stored` (the hash of entry `entry_index`, stored with it), and
+    /// `dag_parents` when they are the transaction's own `parent_ids` (as they always are when
+    /// it names any).
+    pub(crate) fn encode_compact(&self, entry_stored: bool) -> Vec<u8> {
+        let own_parents = !self.tx.parent_ids.is_empty() && self.dag_parents == self.tx.parent_ids;
+        let mut stored = self.stored();
+        stored.digest.clear();
+        if entry_stored {
+            stored.poh_hash.clear();
+        }
+        if own_parents {
+            stored.dag_parents.clear();
+        }
+        stored.encode_to_vec()
+    }
+
+    /// Decodes [`TxRecord::encode_compact`]'s bytes, or [`TxRecord::encode`]'s; `None` for
+    /// the `poh_hash` when they leave it out (the caller looks it up by `entry_index`).
+    pub(crate) fn decode_compact(
+        poh_seq: u64,
+        bytes: &[u8],
+    ) -> Result<(Self, Option<Hash>), StoreError> {
+        let mut s =
+            StoredTx::decode(bytes).map_err(|_| StoreError::Corrupt("transaction record"))?;
+        let poh_hash = match s.poh_hash.is_empty() {
+            true => None,
+            false => Some(hash_from(&s.poh_hash, "transaction poh_hash")?),
+        };
+        if s.dag_parents.is_empty() {
+            s.dag_parents = s.parent_ids.clone();
+        }
+        let digest = match s.digest.is_empty() {
+            true => None,
+            false => Some(hash_from(&s.digest, "transaction digest")?),
+        };
+        let mut record = Self::from_stored(poh_seq, s, digest.unwrap_or_default(), Hash::default());
+        if digest.is_none() {
+            record.digest = record.tx.digest();
+        }
+        if let Some(hash) = poh_hash {
+            record.poh_hash = hash;
+        }
+        Ok((record, poh_hash))
+    }
+
+    fn stored(&self) -> StoredTx {
         let tx = &self.tx;
         StoredTx {
             tx_id: tx.tx_id.clone(),
@@ -228,16 +288,12 @@ impl TxRecord {
             received_at: self.received_at,
             dag_parents: self.dag_parents.clone(),
         }
-        .encode_to_vec()
     }
 
-    /// Decodes [`TxRecord::encode`]'s bytes, which may be untrusted (an error, never a
-    /// panic); `status` is `Ordered` and `header_id` `None` until the caller fills them in.
-    pub fn decode(poh_seq: u64, bytes: &[u8]) -> Result<Self, StoreError> {
-        let s = StoredTx::decode(bytes).map_err(|_| StoreError::Corrupt("transaction record"))?;
-        Ok(Self {
-            digest: hash_from(&s.digest, "transaction digest")?,
-            poh_hash: hash_from(&s.poh_hash, "transaction poh_hash")?,
+    fn from_stored(poh_seq: u64, s: StoredTx, digest: Hash, poh_hash: Hash) -> Self {
+        Self {
+            digest,
+            poh_hash,
             tx: Tx {
                 tx_id: s.tx_id,
                 holder_id: s.holder_id,
@@ -253,7 +309,7 @@ impl TxRecord {
             dag_parents: s.dag_parents,
             status: TxStatus::Ordered,
             header_id: None,
-        })
+        }
     }
 }
 

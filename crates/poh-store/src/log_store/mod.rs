@@ -35,7 +35,10 @@ use crate::{
     ChainMeta, ChildHeader, Commit, EntryPage, ExpiredRun, Expiry, Known, Store, StoreError,
     StoreOptions, TxRecord,
     id_index::{IdIndex, IdIndexOptions},
-    redb_store::{FRAMES, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, Placement, RedbStore, decode_u64},
+    record::decode_entry,
+    redb_store::{
+        ENTRIES, FRAMES, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, Placement, RedbStore, decode_u64,
+    },
 };
 pub use migrate::Migrated;
 use segments::{Log, encode_record};
@@ -69,6 +72,26 @@ fn log_end(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64
         None => Ok(0),
         Some(v) => decode_u64(v.value()).ok_or(StoreError::Corrupt("log end")),
     }
+}
+
+/// A record as the log holds it, and its `poh_hash` when the log holds that too.
+pub(crate) type Logged = (TxRecord, Option<Hash>);
+
+/// The record whole: its `poh_hash`, when the log left it out, is its entry's hash.
+pub(crate) fn with_poh_hash(
+    (mut record, poh_hash): Logged,
+    entries: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<TxRecord, StoreError> {
+    record.poh_hash = match poh_hash {
+        Some(hash) => hash,
+        None => {
+            let bytes = entries
+                .get(record.entry_index)?
+                .ok_or(StoreError::Corrupt("a transaction's PoH entry"))?;
+            decode_entry(bytes.value())?.hash
+        }
+    };
+    Ok(record)
 }
 
 /// The log offset to read from for transactions at `seq` and later: where the commit holding
@@ -144,7 +167,7 @@ impl LogStore {
         let mut batch = Vec::with_capacity(4096);
         self.log.scan(from, end, |loc, seq, bytes| {
             if seq >= covered {
-                let record = TxRecord::decode(seq, bytes)?;
+                let (record, _) = TxRecord::decode_compact(seq, bytes)?;
                 batch.push((self.ids.fingerprint(&record.tx.tx_id), seq, loc));
                 if batch.len() == batch.capacity() {
                     self.ids.insert(&batch)?;
@@ -157,8 +180,9 @@ impl LogStore {
     }
 
     /// The stored record of `id`, with its log offset (expired ones too: the log keeps
-    /// their bytes). Fingerprints can collide, so each candidate's own id is checked.
-    fn find(&self, id: &str) -> Result<Option<(u64, TxRecord)>, StoreError> {
+    /// their bytes). Fingerprints can collide, so each candidate's own id is checked. Its
+    /// `poh_hash` is left for [`with_poh_hash`] when the log does not hold it.
+    fn find(&self, id: &str) -> Result<Option<(u64, Logged)>, StoreError> {
         let mut candidates = Vec::new();
         self.ids
             .candidates(self.ids.fingerprint(id), &mut candidates)?;
@@ -167,8 +191,8 @@ impl LogStore {
             if at != seq {
                 return Err(StoreError::Corrupt("an id index entry naming another seq"));
             }
-            let record = TxRecord::decode(seq, &bytes)?;
-            if record.tx.tx_id == id {
+            let record = TxRecord::decode_compact(seq, &bytes)?;
+            if record.0.tx.tx_id == id {
                 return Ok(Some((loc, record)));
             }
         }
@@ -187,7 +211,16 @@ impl LogStore {
                 record.poh_seq,
                 at + bytes.len() as u64,
             ));
-            encode_record(&mut bytes, record.poh_seq, &record.encode());
+            // Its entry is normally in the same commit; only then is its hash left out.
+            let entry_stored = commit
+                .entries
+                .binary_search_by_key(&record.entry_index, |(i, _)| *i)
+                .is_ok_and(|at| commit.entries[at].1.hash == record.poh_hash);
+            encode_record(
+                &mut bytes,
+                record.poh_seq,
+                &record.encode_compact(entry_stored),
+            );
         }
         if !bytes.is_empty() {
             self.log.append(at, &bytes, durable)?;
@@ -222,9 +255,21 @@ impl Store for LogStore {
     }
 
     fn lookup(&self, ids: &[&str]) -> Result<Vec<Option<Known>>, StoreError> {
+        let mut entries = None;
         ids.iter()
             .map(|id| {
-                Ok(self.find(id)?.map(|(_, r)| Known {
+                let Some((_, logged)) = self.find(id)? else {
+                    return Ok(None);
+                };
+                // Read only for an id that is found: nearly every lookup is of a new one.
+                if entries.is_none() {
+                    entries = Some(self.side.db()?.begin_read()?.open_table(ENTRIES)?);
+                }
+                let Some(entries) = &entries else {
+                    return Ok(None);
+                };
+                let r = with_poh_hash(logged, entries)?;
+                Ok(Some(Known {
                     seq: r.poh_seq,
                     digest: r.digest,
                     poh_hash: r.poh_hash,

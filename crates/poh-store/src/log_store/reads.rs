@@ -7,11 +7,11 @@
 
 use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
-use super::{LogStore, frame_at, log_end, segments::RECORD_HEADER};
+use super::{LogStore, Logged, frame_at, log_end, segments::RECORD_HEADER, with_poh_hash};
 use crate::{
     ExpiredRun, Expiry, StoreError, TxRecord,
     redb_store::{
-        FRAMES, META, PENDING, decode_u64, fill_status,
+        ENTRIES, FRAMES, META, PENDING, decode_u64, fill_status,
         headers::{self, HEADER_ENDS},
         lifecycle::{EXPIRED, RESTORED, RESTORED_RECORDS},
     },
@@ -33,13 +33,13 @@ fn record_at(
     restored: Option<&impl ReadableTable<u64, &'static [u8]>>,
     seq: u64,
     bytes: &[u8],
-) -> Result<TxRecord, StoreError> {
+) -> Result<Logged, StoreError> {
     if let Some(table) = restored
         && let Some(whole) = table.get(seq)?
     {
-        return TxRecord::decode(seq, whole.value());
+        return TxRecord::decode_compact(seq, whole.value());
     }
-    TxRecord::decode(seq, bytes)
+    TxRecord::decode_compact(seq, bytes)
 }
 
 /// The restored-records table, when it holds any.
@@ -52,19 +52,21 @@ fn restored_records(
 
 impl LogStore {
     pub(super) fn tx_impl(&self, tx_id: &str) -> Result<Option<TxRecord>, StoreError> {
-        let Some((_, mut record)) = self.find(tx_id)? else {
+        let Some((_, mut logged)) = self.find(tx_id)? else {
             return Ok(None);
         };
+        let seq = logged.0.poh_seq;
         let txn = self.side.db()?.begin_read()?;
         // Its record expired (the id stays for dedupe).
-        if txn.open_table(EXPIRED)?.get(record.poh_seq)?.is_some() {
+        if txn.open_table(EXPIRED)?.get(seq)?.is_some() {
             return Ok(None);
         }
         if let Some(table) = restored_records(&txn)?
-            && let Some(whole) = table.get(record.poh_seq)?
+            && let Some(whole) = table.get(seq)?
         {
-            record = TxRecord::decode(record.poh_seq, whole.value())?;
+            logged = TxRecord::decode_compact(seq, whole.value())?;
         }
+        let mut record = with_poh_hash(logged, &txn.open_table(ENTRIES)?)?;
         let ends = txn.open_table(HEADER_ENDS)?;
         fill_status(&mut record, &txn.open_table(PENDING)?, &ends)?;
         Ok(Some(record))
@@ -85,6 +87,7 @@ impl LogStore {
         let pending = txn.open_table(PENDING)?;
         let ends = txn.open_table(HEADER_ENDS)?;
         let whole = restored_records(&txn)?;
+        let entries = txn.open_table(ENTRIES)?;
         let mut out = Vec::new();
         let mut read = 0;
         self.log.scan(from, end, |_, seq, bytes| {
@@ -98,7 +101,7 @@ impl LogStore {
                 return Ok(true);
             }
             read += bytes.len();
-            let mut record = record_at(whole.as_ref(), seq, bytes)?;
+            let mut record = with_poh_hash(record_at(whole.as_ref(), seq, bytes)?, &entries)?;
             fill_status(&mut record, &pending, &ends)?;
             out.push(record);
             Ok(true)
@@ -137,7 +140,7 @@ impl LogStore {
                 let expire = if expired.get(seq)?.is_some() {
                     true
                 } else {
-                    let record = record_at(any_whole.then_some(&whole), seq, bytes)?;
+                    let (record, _) = record_at(any_whole.then_some(&whole), seq, bytes)?;
                     // Storage order is (nearly) arrival order: the first young one ends the
                     // pass.
                     if record.received_at >= received_before {
@@ -179,7 +182,7 @@ impl LogStore {
     }
 
     pub(super) fn expired_impl(&self, tx_id: &str) -> Result<Option<String>, StoreError> {
-        let Some((_, record)) = self.find(tx_id)? else {
+        let Some((_, (record, _))) = self.find(tx_id)? else {
             return Ok(None);
         };
         let txn = self.side.db()?.begin_read()?;
@@ -265,16 +268,21 @@ impl LogStore {
                 };
                 // The log still holds the expired bytes: a restore only lifts the mark, once
                 // the record given is the one expired.
-                let same = found.as_ref().is_some_and(|(_, stored)| {
+                let same = found.as_ref().is_some_and(|(_, (stored, _))| {
                     stored.poh_seq == record.poh_seq && stored.digest == record.digest
                 }) && entry_index == record.entry_index;
-                let Some((loc, stored)) = found.filter(|_| same) else {
+                let Some((loc, (stored, _))) = found.filter(|_| same) else {
                     return Err(StoreError::Sequence(
                         "a restored record differs from the expired transaction at its poh_seq",
                     ));
                 };
-                let bytes = record.encode();
-                if stored.encode() != bytes {
+                // The same entry: the same poh_hash, whether or not the log holds it.
+                let stored = TxRecord {
+                    poh_hash: record.poh_hash,
+                    ..stored
+                };
+                let bytes = record.encode_compact(false);
+                if stored.encode_compact(false) != bytes {
                     whole.insert(record.poh_seq, bytes.as_slice())?;
                 }
                 expired.remove(record.poh_seq)?;

@@ -47,7 +47,7 @@ mod tests;
 
 pub(crate) const TXS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("txs");
 pub(crate) const IDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ids");
-const ENTRIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("entries");
+pub(crate) const ENTRIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("entries");
 pub(crate) const PENDING: TableDefinition<'_, &str, u32> = TableDefinition::new("pending");
 const WAITING: MultimapTableDefinition<'_, &str, &str> = MultimapTableDefinition::new("waiting");
 const TIPS: TableDefinition<'_, &str, u64> = TableDefinition::new("tips");
