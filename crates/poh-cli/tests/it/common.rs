@@ -130,9 +130,20 @@ pub fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Serv
             quic,
             log,
         },
-        Err(_) => {
+        Err(e) => {
             let _ = child.kill();
-            panic!("poh serve did not log its addresses within 60 s");
+            let status = child.wait();
+            // Disconnected: the reader has seen the log to its end.
+            let log = log.lock().unwrap();
+            let tail = log[log.len().saturating_sub(5)..].join("\n");
+            match e {
+                std::sync::mpsc::RecvTimeoutError::Timeout => {
+                    panic!("poh serve did not log its addresses within 60 s:\n{tail}")
+                }
+                std::sync::mpsc::RecvTimeoutError::Disconnected => {
+                    panic!("poh serve exited ({status:?}) before logging its addresses:\n{tail}")
+                }
+            }
         }
     }
 }

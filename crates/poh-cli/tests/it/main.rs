@@ -1,6 +1,7 @@
 //! Integration tests of the real `poh` binary.
 
 mod common;
+mod crash;
 mod federation;
 mod flood;
 mod full_disk;
