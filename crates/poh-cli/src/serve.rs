@@ -185,7 +185,7 @@ pub struct ServeOneArgs {
     /// The data directory [default: ./poh-data].
     #[arg(long, env = "POH_DATA_DIR")]
     base: Option<PathBuf>,
-    /// The database file [default: <base>/poh.redb].
+    /// The store's directory [default: <base>/store].
     #[arg(long)]
     db: Option<PathBuf>,
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`Store`]: the storage trait the node's ingest pipeline and its readers use. One writer
 //!   (the pipeline's committer) calls [`Store::commit`]; any number of readers call the rest.
-//! - [`RedbStore`]: the embedded default engine (redb: pure Rust, ACID, copy-on-write B-trees,
+//! - [`IndexDb`]: the embedded default engine (redb: pure Rust, ACID, copy-on-write B-trees,
 //!   one fsync per durable commit).
 //! - [`record`]: the types that cross the trait ([`TxRecord`], [`NewTx`], [`Commit`],
 //!   [`ChainMeta`]) and their stable on-disk encodings.
@@ -24,65 +24,16 @@
 mod engine_tests;
 mod error;
 mod id_index;
+mod index_db;
 mod log_store;
 pub mod record;
-mod redb_store;
 
 use poh_core::{ChainHead, Hash, Header};
 
 pub use error::StoreError;
+pub use index_db::{DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, ExpiredRun, Expiry, StoreOptions};
 pub use log_store::{LogStore, Migrated};
 pub use record::{ChainMeta, ChildHeader, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
-pub use redb_store::{
-    DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, ExpiredRun, Expiry, RedbStore, StoreOptions,
-};
-
-/// Which engine keeps a store.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Engine {
-    /// [`RedbStore`]: one redb file.
-    #[default]
-    Redb,
-    /// [`LogStore`]: a directory of an append-only log, an id index and a redb file.
-    Log,
-}
-
-impl Engine {
-    /// The engine's name, as configuration and reports spell it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Redb => "redb",
-            Self::Log => "log",
-        }
-    }
-
-    /// Opens (or makes) this engine's store at `path`: a file for redb, a directory for the
-    /// log engine.
-    pub fn open(
-        self,
-        path: &std::path::Path,
-        options: StoreOptions,
-    ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-        Ok(match self {
-            Self::Redb => std::sync::Arc::new(RedbStore::open_with(path, options)?),
-            Self::Log => std::sync::Arc::new(LogStore::open_with(path, options)?),
-        })
-    }
-}
-
-impl std::str::FromStr for Engine {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        match name {
-            "redb" => Ok(Self::Redb),
-            "log" => Ok(Self::Log),
-            _ => Err(format!(
-                "unknown storage engine {name:?}: choose redb or log"
-            )),
-        }
-    }
-}
 
 /// Storage of one node. Implementations are internally synchronised: `commit` is called by one
 /// writer at a time, reads may run concurrently with it and see only committed data.

@@ -186,6 +186,7 @@ fn hash_from(bytes: &[u8], what: &'static str) -> Result<Hash, StoreError> {
 pub(crate) const KNOWN_LEN: usize = 72;
 
 impl Known {
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> [u8; KNOWN_LEN] {
         let mut out = [0u8; KNOWN_LEN];
         out[..8].copy_from_slice(&self.seq.to_be_bytes());

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::Context as _;
 use poh_node::retention::ttl::expire_paced;
-use poh_store::{ChainMeta, RedbStore, Store};
+use poh_store::{ChainMeta, LogStore, Store};
 
 use super::store;
 use serde::Serialize;
@@ -62,8 +62,8 @@ pub fn run(args: &GcArgs) -> anyhow::Result<()> {
         None => tempfile::tempdir(),
     }
     .context("cannot make a directory for the store")?;
-    let path = dir.path().join("gc.redb");
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&path)?);
+    let path = dir.path().join("gc.store");
+    let store: Arc<dyn Store> = Arc::new(LogStore::open(&path)?);
     let say = |what: &str| {
         if !args.json {
             eprintln!("{what}");

@@ -73,26 +73,14 @@ impl NodeProcess {
     }
 
     pub(crate) fn start(durable: bool, serve_args: &[String]) -> anyhow::Result<Self> {
-        Self::start_with(durable, serve_args, "")
-    }
-
-    /// [`NodeProcess::start`] with more lines of its config file (top-level keys).
-    pub(crate) fn start_with(
-        durable: bool,
-        serve_args: &[String],
-        config_lines: &str,
-    ) -> anyhow::Result<Self> {
         use std::io::BufRead as _;
         let dir = tempfile::tempdir().context("cannot create a temporary data dir")?;
         // A load generator on loopback is one client flooding the node, which is what the
         // per-client rate limit (SPEC §8; 50,000 requests or datagrams per second by default)
         // is there to stop: with it on, a bench would measure the policy, not the node.
         let config = dir.path().join("bench.toml");
-        std::fs::write(
-            &config,
-            format!("{config_lines}\n[limits]\nrequests_per_second = 0\n"),
-        )
-        .context("cannot write the node's config file")?;
+        std::fs::write(&config, "[limits]\nrequests_per_second = 0\n")
+            .context("cannot write the node's config file")?;
         let exe = std::env::current_exe().context("cannot find the poh executable")?;
         let mut command = std::process::Command::new(exe);
         command

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use poh_core::{Entry, PohState, Tx, sha256};
-use poh_store::{ChainMeta, Commit, Engine, NewTx, Store, StoreOptions, TxRecord, TxStatus};
+use poh_store::{ChainMeta, Commit, LogStore, NewTx, Store, StoreOptions, TxRecord, TxStatus};
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -30,9 +30,6 @@ pub struct StoreArgs {
     /// Transactions per durable commit.
     #[arg(long, default_value_t = 256)]
     batch: u64,
-    /// The engine: `redb` (one B-tree file) or `log` (an append-only log with an id index).
-    #[arg(long, default_value = "redb")]
-    engine: Engine,
     /// Where to make the store (a temporary directory under it; default: the system's).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -68,7 +65,7 @@ const GETS: usize = 10_000;
 
 pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.crash_child {
-        return crash_child(args.engine, path, args.payload, args.batch);
+        return crash_child(path, args.payload, args.batch);
     }
     if args.count == 0 || args.batch == 0 {
         bail!("--count and --batch must be at least 1");
@@ -88,7 +85,7 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
         "storing {} transactions in commits of {}…",
         args.count, args.batch
     ));
-    let store = args.engine.open(&path, StoreOptions::default())?;
+    let store: Arc<dyn Store> = Arc::new(LogStore::open_with(&path, StoreOptions::default())?);
     let filled = fill(store.clone(), args)?;
     let gets = get_by_id(store.as_ref(), args.count)?;
     drop(store);
@@ -98,7 +95,7 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
     let disk = dir_bytes(dir.path())? as f64 / args.count as f64;
     let encoded = encoded_bytes(args.payload) as f64;
     let report = StoreReport {
-        engine: args.engine.name(),
+        engine: "log",
         count: args.count,
         payload: args.payload,
         batch: args.batch,
@@ -297,8 +294,7 @@ fn get_by_id(store: &dyn Store, count: u64) -> anyhow::Result<Vec<f64>> {
 fn reopen_after_kill(path: &Path, args: &StoreArgs) -> anyhow::Result<Duration> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["bench", "store", "--payload", &args.payload.to_string()])
-        .args(["--batch", &args.batch.to_string()])
-        .args(["--engine", args.engine.name(), "--crash-child"])
+        .args(["--batch", &args.batch.to_string(), "--crash-child"])
         .arg(path)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -316,7 +312,7 @@ fn reopen_after_kill(path: &Path, args: &StoreArgs) -> anyhow::Result<Duration> 
     child.kill()?;
     child.wait()?;
     let started = Instant::now();
-    let store = args.engine.open(path, StoreOptions::default())?;
+    let store = LogStore::open_with(path, StoreOptions::default())?;
     let took = started.elapsed();
     if store.chain()?.is_none() {
         bail!("the store lost its chain");
@@ -325,15 +321,15 @@ fn reopen_after_kill(path: &Path, args: &StoreArgs) -> anyhow::Result<Duration> 
 }
 
 /// The child of [`reopen_after_kill`]: commits batches after what is stored until killed.
-fn crash_child(engine: Engine, path: &Path, payload: usize, batch_size: u64) -> anyhow::Result<()> {
-    let store = engine.open(path, StoreOptions::default())?;
+fn crash_child(path: &Path, payload: usize, batch_size: u64) -> anyhow::Result<()> {
+    let store = LogStore::open_with(path, StoreOptions::default())?;
     let mut chain = store.chain()?.context("the store has no chain")?;
     let mut seq = chain.state.mixins;
     let mut said = false;
     loop {
         let made = batch(&mut chain, seq, batch_size, payload, 1.0);
         seq += batch_size;
-        store_batch(store.as_ref(), &chain, &made, true)?;
+        store_batch(&store, &chain, &made, true)?;
         if !said {
             println!("writing");
             said = true;

@@ -19,26 +19,6 @@ mod section;
 #[cfg(test)]
 mod tests;
 
-/// The storage engine, as configuration names it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DbEngine {
-    /// One redb file.
-    Redb,
-    /// An append-only record log, an id index and a small redb file, in a directory.
-    #[default]
-    Log,
-}
-
-impl From<DbEngine> for poh_store::Engine {
-    fn from(engine: DbEngine) -> Self {
-        match engine {
-            DbEngine::Redb => Self::Redb,
-            DbEngine::Log => Self::Log,
-        }
-    }
-}
-
 /// Everything a node needs to start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,12 +27,8 @@ pub struct NodeConfig {
     pub chain_id: String,
     /// Where the embedded store lives.
     pub data_dir: PathBuf,
-    /// The database file (a directory for the `log` engine); default `<data_dir>/poh.redb`,
-    /// or `<data_dir>/store` for the `log` engine.
+    /// The store's directory; default `<data_dir>/store`.
     pub db_file: Option<PathBuf>,
-    /// The storage engine: `redb` (one B-tree file) or `log` (an append-only record log with
-    /// an id index beside it).
-    pub db_engine: DbEngine,
     /// The database's page cache in MiB: the largest part of the node's memory.
     pub db_cache_mb: usize,
     /// Free space in MiB the store keeps on its file system (at most a tenth of it): below
@@ -106,7 +82,6 @@ impl Default for NodeConfig {
             chain_id: "local".into(),
             data_dir: PathBuf::from("poh-data"),
             db_file: None,
-            db_engine: DbEngine::default(),
             db_cache_mb: poh_store::DEFAULT_CACHE_BYTES >> 20,
             db_reserve_mb: poh_store::DEFAULT_RESERVE_BYTES >> 20,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -530,16 +505,16 @@ impl NodeConfig {
             cache_bytes: self.db_cache_mb.saturating_mul(1 << 20),
             reserve_bytes: self.db_reserve_mb.saturating_mul(1 << 20),
         };
-        poh_store::Engine::from(self.db_engine).open(&self.db_path(), options)
+        Ok(std::sync::Arc::new(poh_store::LogStore::open_with(
+            self.db_path(),
+            options,
+        )?))
     }
 
-    /// The database file (the `log` engine's directory).
+    /// The store's directory.
     pub fn db_path(&self) -> PathBuf {
-        self.db_file.clone().unwrap_or_else(|| {
-            self.data_dir.join(match self.db_engine {
-                DbEngine::Redb => "poh.redb",
-                DbEngine::Log => "store",
-            })
-        })
+        self.db_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("store"))
     }
 }

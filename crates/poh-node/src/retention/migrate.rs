@@ -8,17 +8,13 @@ use std::path::PathBuf;
 
 use poh_store::{LogStore, Migrated, StoreOptions};
 
-use crate::{NodeConfig, NodeError, config::DbEngine};
+use crate::{NodeConfig, NodeError};
 
-/// The file an earlier release kept the store in, when the configuration expects the log
-/// engine's directory in its default place, it does not exist yet, and that file does.
+/// The file an earlier release kept the store in, when the configuration expects the store
+/// in its default place, it does not exist yet, and that file does.
 pub fn pending(config: &NodeConfig) -> Option<PathBuf> {
     let old = config.data_dir.join("poh.redb");
-    (config.db_engine == DbEngine::Log
-        && config.db_file.is_none()
-        && !config.db_path().exists()
-        && old.is_file())
-    .then_some(old)
+    (config.db_file.is_none() && !config.db_path().exists() && old.is_file()).then_some(old)
 }
 
 /// Migrates [`pending`]'s file, if any, logging progress every tenth; removes the old file

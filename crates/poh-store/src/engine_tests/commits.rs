@@ -6,28 +6,9 @@ use crate::{EntryPage, Known};
 
 use super::*;
 
-on_every_engine!(
-    a_commit_reads_back_exactly_and_survives_reopening,
-    out_of_sequence_commits_are_refused_and_write_nothing,
-    children_are_pending_until_every_parent_arrives,
-    tips_are_added_and_removed,
-    a_non_durable_commit_becomes_durable_with_the_next_durable_one,
-    a_second_open_of_the_same_file_is_refused,
-    a_new_store_is_empty,
-    every_read_returns_the_committed_records_with_their_status,
-    lookup_answers_in_the_order_asked,
-    a_single_missing_parent_arriving_later_orders_its_child,
-    parents_named_missing_but_already_stored_or_repeated_do_not_strand_a_child,
-    refused_commits_leave_every_table_untouched,
-    tips_come_oldest_first_whatever_their_ids,
-    non_durable_then_durable_commits_both_survive_a_reopen,
-    pages_stop_at_their_byte_bound_but_hold_at_least_one,
-    waiting_children_name_who_waits_for_a_missing_parent,
-    headers_seal_the_transactions_they_cover_and_continue_after_reopening,
-);
-
-fn a_commit_reads_back_exactly_and_survives_reopening<E: Engine>() {
-    let (dir, store) = open::<E>();
+#[test]
+fn a_commit_reads_back_exactly_and_survives_reopening() {
+    let (dir, store) = open();
     assert_eq!(store.chain().unwrap(), None);
     let meta = chain();
     let txs = [new("a", 0, &[]), new("b", 1, &[])];
@@ -42,7 +23,7 @@ fn a_commit_reads_back_exactly_and_survives_reopening<E: Engine>() {
     store.commit(&commit, true).unwrap();
     drop(store);
 
-    let store = E::open_at(dir.path()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     assert_eq!(store.chain().unwrap(), Some(meta));
     assert_eq!(store.tx("a").unwrap().unwrap(), txs[0].record);
     assert_eq!(store.tx("zz").unwrap(), None);
@@ -71,8 +52,9 @@ fn a_commit_reads_back_exactly_and_survives_reopening<E: Engine>() {
     assert_eq!(store.entries(3, 10, usize::MAX).unwrap(), None);
 }
 
-fn out_of_sequence_commits_are_refused_and_write_nothing<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn out_of_sequence_commits_are_refused_and_write_nothing() {
+    let (_dir, store) = open();
     store
         .commit(
             &Commit {
@@ -116,8 +98,9 @@ fn out_of_sequence_commits_are_refused_and_write_nothing<E: Engine>() {
     assert_eq!(store.txs_from_seq(0, 10, usize::MAX).unwrap().len(), 1);
 }
 
-fn children_are_pending_until_every_parent_arrives<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn children_are_pending_until_every_parent_arrives() {
+    let (_dir, store) = open();
     let c = |txs: &[NewTx]| {
         store
             .commit(
@@ -155,8 +138,9 @@ fn children_are_pending_until_every_parent_arrives<E: Engine>() {
     );
 }
 
-fn tips_are_added_and_removed<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn tips_are_added_and_removed() {
+    let (_dir, store) = open();
     let added = [(0, "a".to_string()), (1, "b".to_string())];
     store
         .commit(
@@ -185,8 +169,9 @@ fn tips_are_added_and_removed<E: Engine>() {
     );
 }
 
-fn a_non_durable_commit_becomes_durable_with_the_next_durable_one<E: Engine>() {
-    let (dir, store) = open::<E>();
+#[test]
+fn a_non_durable_commit_becomes_durable_with_the_next_durable_one() {
+    let (dir, store) = open();
     store
         .commit(
             &Commit {
@@ -206,7 +191,7 @@ fn a_non_durable_commit_becomes_durable_with_the_next_durable_one<E: Engine>() {
         )
         .unwrap();
     drop(store);
-    let store = E::open_at(dir.path()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     let meta = chain();
     store
         .commit(
@@ -228,16 +213,18 @@ fn a_non_durable_commit_becomes_durable_with_the_next_durable_one<E: Engine>() {
     );
 }
 
-fn a_second_open_of_the_same_file_is_refused<E: Engine>() {
-    let (dir, _store) = open::<E>();
-    match E::open_at(dir.path()) {
+#[test]
+fn a_second_open_of_the_same_file_is_refused() {
+    let (dir, _store) = open();
+    match reopen(dir.path()) {
         Err(StoreError::InUse(path)) => assert!(path.starts_with(dir.path()), "{path:?}"),
         other => panic!("expected InUse, got {other:?}"),
     }
 }
 
-fn a_new_store_is_empty<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn a_new_store_is_empty() {
+    let (_dir, store) = open();
     assert_eq!(store.chain().unwrap(), None);
     assert_eq!(store.lookup(&["a"]).unwrap(), vec![None]);
     assert_eq!(store.txs_from_seq(0, 10, usize::MAX).unwrap(), vec![]);
@@ -250,8 +237,9 @@ fn a_new_store_is_empty<E: Engine>() {
     assert_eq!(store.entries(1, 10, usize::MAX).unwrap(), None);
 }
 
-fn every_read_returns_the_committed_records_with_their_status<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn every_read_returns_the_committed_records_with_their_status() {
+    let (_dir, store) = open();
     let meta = chain();
     let txs = [new("a", 0, &[]), new("b", 1, &["ghost"]), new("c", 2, &[])];
     let entries = [(0, entry(0)), (1, entry(1)), (2, entry(2))];
@@ -306,8 +294,9 @@ fn every_read_returns_the_committed_records_with_their_status<E: Engine>() {
     assert_eq!(store.entries(4, 10, usize::MAX).unwrap(), None);
 }
 
-fn lookup_answers_in_the_order_asked<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn lookup_answers_in_the_order_asked() {
+    let (_dir, store) = open();
     let txs = [new("a", 0, &[]), new("b", 1, &[])];
     store
         .commit(
@@ -336,8 +325,9 @@ fn lookup_answers_in_the_order_asked<E: Engine>() {
     assert_eq!(store.lookup(&[]).unwrap(), vec![]);
 }
 
-fn a_single_missing_parent_arriving_later_orders_its_child<E: Engine>() {
-    let (dir, store) = open::<E>();
+#[test]
+fn a_single_missing_parent_arriving_later_orders_its_child() {
+    let (dir, store) = open();
     let child = [new("C", 0, &["P"])];
     store
         .commit(
@@ -351,7 +341,7 @@ fn a_single_missing_parent_arriving_later_orders_its_child<E: Engine>() {
     assert_eq!(store.tx("C").unwrap().unwrap().status, TxStatus::Pending);
     // The waiting edge must survive a restart.
     drop(store);
-    let store = E::open_at(dir.path()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     assert_eq!(store.tx("C").unwrap().unwrap().status, TxStatus::Pending);
     let parent = [new("P", 1, &[])];
     store
@@ -367,8 +357,9 @@ fn a_single_missing_parent_arriving_later_orders_its_child<E: Engine>() {
     assert_eq!(store.tx("P").unwrap().unwrap().status, TxStatus::Ordered);
 }
 
-fn parents_named_missing_but_already_stored_or_repeated_do_not_strand_a_child<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn parents_named_missing_but_already_stored_or_repeated_do_not_strand_a_child() {
+    let (_dir, store) = open();
     let first = [new("P", 0, &[])];
     store
         .commit(
@@ -404,8 +395,9 @@ fn parents_named_missing_but_already_stored_or_repeated_do_not_strand_a_child<E:
     assert_eq!(store.tx("C").unwrap().unwrap().status, TxStatus::Ordered);
 }
 
-fn refused_commits_leave_every_table_untouched<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn refused_commits_leave_every_table_untouched() {
+    let (_dir, store) = open();
     let meta = chain();
     let base = [new("a", 0, &[])];
     store
@@ -483,8 +475,9 @@ fn refused_commits_leave_every_table_untouched<E: Engine>() {
     assert_eq!(store.tx("b").unwrap().unwrap().status, TxStatus::Pending);
 }
 
-fn tips_come_oldest_first_whatever_their_ids<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn tips_come_oldest_first_whatever_their_ids() {
+    let (_dir, store) = open();
     let added = [
         (5, "a".to_string()),
         (2, "z".to_string()),
@@ -524,8 +517,9 @@ fn tips_come_oldest_first_whatever_their_ids<E: Engine>() {
     );
 }
 
-fn non_durable_then_durable_commits_both_survive_a_reopen<E: Engine>() {
-    let (dir, store) = open::<E>();
+#[test]
+fn non_durable_then_durable_commits_both_survive_a_reopen() {
+    let (dir, store) = open();
     let meta = chain();
     let first = [new("a", 0, &[])];
     let second = [new("b", 1, &[])];
@@ -551,7 +545,7 @@ fn non_durable_then_durable_commits_both_survive_a_reopen<E: Engine>() {
         )
         .unwrap();
     drop(store);
-    let store = E::open_at(dir.path()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     assert_eq!(store.chain().unwrap(), Some(meta));
     assert_eq!(
         store.txs_from_seq(0, 10, usize::MAX).unwrap(),
@@ -563,8 +557,9 @@ fn non_durable_then_durable_commits_both_survive_a_reopen<E: Engine>() {
     );
 }
 
-fn pages_stop_at_their_byte_bound_but_hold_at_least_one<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn pages_stop_at_their_byte_bound_but_hold_at_least_one() {
+    let (_dir, store) = open();
     let meta = chain();
     let txs = [new("a", 0, &[]), new("b", 1, &[])];
     let entries = [(0, entry(0)), (1, entry(1))];
@@ -589,8 +584,9 @@ fn pages_stop_at_their_byte_bound_but_hold_at_least_one<E: Engine>() {
     );
 }
 
-fn waiting_children_name_who_waits_for_a_missing_parent<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn waiting_children_name_who_waits_for_a_missing_parent() {
+    let (_dir, store) = open();
     let meta = chain();
     assert_eq!(
         store.waiting_children(&["p"]).unwrap(),
@@ -612,8 +608,9 @@ fn waiting_children_name_who_waits_for_a_missing_parent<E: Engine>() {
     assert!(found[2].is_empty());
 }
 
-fn headers_seal_the_transactions_they_cover_and_continue_after_reopening<E: Engine>() {
-    let (dir, store) = open::<E>();
+#[test]
+fn headers_seal_the_transactions_they_cover_and_continue_after_reopening() {
+    let (dir, store) = open();
     let meta = chain();
     let txs = [new("a", 0, &[]), new("b", 1, &[]), new("c", 2, &["zz"])];
     let entries = [(0, entry(0)), (1, entry(1)), (2, entry(2))];
@@ -655,7 +652,7 @@ fn headers_seal_the_transactions_they_cover_and_continue_after_reopening<E: Engi
         .unwrap();
     drop(store);
 
-    let store = E::open_at(dir.path()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     let c = store.tx("c").unwrap().unwrap();
     // A transaction waiting for a parent stays PENDING, with its header known.
     assert_eq!(c.status, TxStatus::Pending);

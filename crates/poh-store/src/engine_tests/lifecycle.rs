@@ -4,14 +4,9 @@ use poh_core::ChainHead;
 
 use super::*;
 
-on_every_engine!(
-    only_old_sealed_settled_records_expire_and_they_come_back_exactly,
-    expired_runs_stop_at_stored_transactions_pass_child_items_and_name_their_headers,
-    progress_markers_and_missing_parents,
-);
-
-fn only_old_sealed_settled_records_expire_and_they_come_back_exactly<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn only_old_sealed_settled_records_expire_and_they_come_back_exactly() {
+    let (_dir, store) = open();
     let meta = chain();
     let mut young = new("young", 3, &[]);
     young.record.received_at = 100.0;
@@ -119,8 +114,9 @@ fn only_old_sealed_settled_records_expire_and_they_come_back_exactly<E: Engine>(
 /// Seqs 0–8, each in the entry of its number: 3 is a child header's item (no
 /// transaction), 6 waits for a parent (so it never expires); three headers seal entries
 /// 0–2, 3–5 and 6–8.
-fn expired_runs_stop_at_stored_transactions_pass_child_items_and_name_their_headers<E: Engine>() {
-    let (_dir, store) = open::<E>();
+#[test]
+fn expired_runs_stop_at_stored_transactions_pass_child_items_and_name_their_headers() {
+    let (_dir, store) = open();
     let meta = chain();
     let txs: Vec<_> = [0, 1, 2, 4, 5, 6, 7, 8]
         .into_iter()
@@ -192,8 +188,9 @@ fn expired_runs_stop_at_stored_transactions_pass_child_items_and_name_their_head
     );
 }
 
-fn progress_markers_and_missing_parents<E: Engine>() {
-    let (dir, store) = open::<E>();
+#[test]
+fn progress_markers_and_missing_parents() {
+    let (dir, store) = open();
     assert_eq!(store.progress("sync/x").unwrap(), None);
     store.set_progress("sync/x", 7).unwrap();
     store.set_progress("fragments", 2).unwrap();
@@ -209,7 +206,7 @@ fn progress_markers_and_missing_parents<E: Engine>() {
     assert_eq!(store.missing_parents("p1", 10).unwrap(), ["p2"]);
     assert_eq!(store.missing_parents("", 1).unwrap(), ["p1"]);
     drop(store);
-    let store = E::open_at(dir.path()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     assert_eq!(store.progress("sync/x").unwrap(), Some(7));
     assert_eq!(store.progress("fragments").unwrap(), Some(2));
 }

@@ -1,33 +1,21 @@
-//! The [`Store`] contract, checked on every engine: each test here runs once per engine.
+//! The [`Store`] contract, checked on the store the node runs.
 
 use std::path::Path;
 
 use poh_core::{Entry, PohState, Tx, sha256};
 
-use crate::{ChainMeta, Commit, LogStore, NewTx, RedbStore, Store, StoreError, TxRecord, TxStatus};
+use crate::{ChainMeta, Commit, LogStore, NewTx, Store, StoreError, TxRecord, TxStatus};
 
-/// An engine under test, opened in a directory of its own.
-pub(crate) trait Engine: Store + Sized + std::fmt::Debug {
-    /// Opens (or makes) the engine's store in `dir`.
-    fn open_at(dir: &Path) -> Result<Self, StoreError>;
-}
-
-impl Engine for RedbStore {
-    fn open_at(dir: &Path) -> Result<Self, StoreError> {
-        RedbStore::open(dir.join("db"))
-    }
-}
-
-impl Engine for LogStore {
-    fn open_at(dir: &Path) -> Result<Self, StoreError> {
-        LogStore::open(dir.join("store"))
-    }
-}
-
-pub(crate) fn open<E: Engine>() -> (tempfile::TempDir, E) {
+/// A new store in a directory of its own.
+pub(crate) fn open() -> (tempfile::TempDir, LogStore) {
     let dir = tempfile::tempdir().unwrap();
-    let store = E::open_at(dir.path()).unwrap();
+    let store = reopen(dir.path()).unwrap();
     (dir, store)
+}
+
+/// The store made in `dir` by [`open`], opened again.
+pub(crate) fn reopen(dir: &Path) -> Result<LogStore, StoreError> {
+    LogStore::open(dir.join("store"))
 }
 
 pub(crate) fn record(id: &str, seq: u64, parents: &[&str]) -> TxRecord {
@@ -94,24 +82,6 @@ pub(crate) fn header(height: u64, start: u64, end: u64, prev: poh_core::Hash) ->
         public_key: vec![1, 2, 3],
         signature: vec![4, 5],
     }
-}
-
-/// Runs each generic test on each engine.
-macro_rules! on_every_engine {
-    ($($name:ident),* $(,)?) => {
-        mod redb {
-            $(#[test]
-            fn $name() {
-                super::$name::<crate::RedbStore>()
-            })*
-        }
-        mod log {
-            $(#[test]
-            fn $name() {
-                super::$name::<crate::LogStore>()
-            })*
-        }
-    };
 }
 
 mod commits;

@@ -19,9 +19,9 @@ use super::{
     segments::{Log, encode_record, sync_dir},
 };
 use crate::{
-    Known, Store as _, StoreError, StoreOptions, TxRecord, TxStatus,
-    redb_store::{
-        FRAMES, IDS, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, RedbStore, TXS, lifecycle::EXPIRED,
+    Known, StoreError, StoreOptions, TxRecord, TxStatus,
+    index_db::{
+        FRAMES, IDS, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, TXS, lifecycle::EXPIRED,
     },
 };
 
@@ -127,7 +127,7 @@ impl LogStore {
             ));
         }
         // Held open for the whole migration: no node can write it meanwhile.
-        let old = RedbStore::open_with(from, options)?;
+        let old = IndexDb::open_with(from, options)?;
         check_room(from, dir, options.reserve_bytes)?;
         let work = work_dir(dir);
         if work.exists() {
@@ -189,7 +189,7 @@ impl LogStore {
         drop(read);
         drop(old);
 
-        let side = RedbStore::open_with(&index, options)?;
+        let side = IndexDb::open_with(&index, options)?;
         let mut txn = side.db()?.begin_write()?;
         txn.set_durability(redb::Durability::Immediate)?;
         {
@@ -231,75 +231,71 @@ mod tests {
     use crate::{
         Commit, Store,
         engine_tests::{chain, entry, header, new},
+        index_db::{ENTRIES, PENDING, WAITING},
+        record::encode_entry,
     };
 
-    /// Everything a reader can ask of the old store, to compare with the new one.
-    fn everything(store: &dyn Store, ids: &[String]) -> String {
-        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let per_id: Vec<_> = refs
+    /// A file as an earlier release wrote it: records in `txs`, ids in `ids`, the records of
+    /// seqs below 10 expired (only their ids left), one transaction waiting for `zz`, and a
+    /// header over entries 0–29. Returns the records, expired ones included.
+    fn old_file(path: &Path) -> (Vec<TxRecord>, poh_core::Header) {
+        let db = IndexDb::open_with(path, StoreOptions::default()).unwrap();
+        let seqs: Vec<u64> = (0..40).filter(|s| s % 7 != 3).collect();
+        let records: Vec<TxRecord> = seqs
             .iter()
-            .map(|id| (store.tx(id).unwrap(), store.expired(id).unwrap()))
+            .map(|&s| {
+                let parents: &[&str] = if s == 20 { &["zz"] } else { &[] };
+                new(&format!("tx{s}"), s, parents).record
+            })
             .collect();
-        format!(
-            "{:?}\n{per_id:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
-            store.chain().unwrap(),
-            store.lookup(&refs).unwrap(),
-            store.txs_from_seq(0, 1000, usize::MAX).unwrap(),
-            store.entries(0, 1000, usize::MAX).unwrap(),
-            store.headers(0, 10).unwrap(),
-            store.tips().unwrap(),
-            store.waiting_children(&["zz"]).unwrap(),
-            store.missing_parents("", 10).unwrap(),
-            store.progress("sync/x").unwrap(),
-            store.expired_run(0..100, 32).unwrap(),
-        )
+        let txn = db.db().unwrap().begin_write().unwrap();
+        {
+            let mut txs = txn.open_table(TXS).unwrap();
+            let mut ids = txn.open_table(IDS).unwrap();
+            let mut expired = txn.open_table(EXPIRED).unwrap();
+            for r in &records {
+                let known = Known {
+                    seq: r.poh_seq,
+                    digest: r.digest,
+                    poh_hash: r.poh_hash,
+                };
+                ids.insert(r.tx.tx_id.as_str(), known.encode().as_slice())
+                    .unwrap();
+                if r.poh_seq < 10 {
+                    expired.insert(r.poh_seq, r.entry_index).unwrap();
+                } else {
+                    txs.insert(r.poh_seq, r.encode().as_slice()).unwrap();
+                }
+            }
+            let mut entries = txn.open_table(ENTRIES).unwrap();
+            for i in 0..40 {
+                entries
+                    .insert(i, encode_entry(&entry(i)).as_slice())
+                    .unwrap();
+            }
+            txn.open_table(PENDING).unwrap().insert("tx20", 1).unwrap();
+            txn.open_multimap_table(WAITING)
+                .unwrap()
+                .insert("zz", "tx20")
+                .unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("chain", chain().encode().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        let sealed = header(0, 0, 30, poh_core::Hash::default());
+        db.put_header(&sealed, &ChainHead::after(&sealed, 0, 30))
+            .unwrap();
+        db.set_progress("sync/x", 7).unwrap();
+        (records, sealed)
     }
 
     #[test]
-    fn every_read_answers_the_same_after_migrating_and_the_store_goes_on() {
+    fn every_transaction_reads_back_after_migrating_and_the_store_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let from = dir.path().join("poh.redb");
-        let old = RedbStore::open(&from).unwrap();
-        let meta = chain();
-        // Seqs with gaps (child headers' items), one waiting for a parent.
-        let seqs: Vec<u64> = (0..60).filter(|s| s % 7 != 3).collect();
-        let ids: Vec<String> = seqs.iter().map(|s| format!("tx{s}")).collect();
-        let txs: Vec<_> = seqs
-            .iter()
-            .zip(&ids)
-            .map(|(&s, id)| new(id, s, if s == 20 { &["zz"] } else { &[] }))
-            .collect();
-        let entries: Vec<_> = (0..60).map(|i| (i, entry(i))).collect();
-        for (txs, entries) in txs.chunks(9).zip(entries.chunks(60_usize.div_ceil(7))) {
-            let _ = entries;
-            old.commit(
-                &Commit {
-                    chain: Some(&meta),
-                    txs,
-                    ..Commit::default()
-                },
-                true,
-            )
-            .unwrap();
-        }
-        old.commit(
-            &Commit {
-                entries: &entries,
-                tips_added: &[(59, "tx59".to_string())],
-                ..Commit::default()
-            },
-            true,
-        )
-        .unwrap();
-        let sealed = header(0, 0, 30, poh_core::Hash::default());
-        old.put_header(&sealed, &ChainHead::after(&sealed, 0, 30))
-            .unwrap();
-        old.set_progress("sync/x", 7).unwrap();
-        let restored_later = old.tx("tx5").unwrap().unwrap();
-        assert!(old.expire(50.0, 30, 1000).unwrap().removed > 10);
-        let before = everything(&old, &ids);
-        drop(old);
-
+        let (records, sealed) = old_file(&from);
         let store_dir = dir.path().join("store");
         let mut told = Vec::new();
         let migrated = LogStore::migrate_from_redb(
@@ -309,19 +305,69 @@ mod tests {
             &mut |done, total| told.push((done, total)),
         )
         .unwrap();
-        assert_eq!(migrated.transactions + migrated.expired, ids.len() as u64);
-        assert!(migrated.expired > 10, "{migrated:?}");
-        let total = ids.len() as u64;
+        let expired = records.iter().filter(|r| r.poh_seq < 10).count() as u64;
+        let total = records.len() as u64;
+        assert_eq!(
+            migrated,
+            Migrated {
+                transactions: total - expired,
+                expired
+            }
+        );
         assert_eq!(told.last(), Some(&(total, total)));
         assert!(from.exists(), "the old file is left as it was");
         assert!(!work_dir(&store_dir).exists());
 
         let store = LogStore::open(&store_dir).unwrap();
-        assert_eq!(everything(&store, &ids), before);
+        let as_stored = |r: &TxRecord| {
+            let mut r = r.clone();
+            r.header_id = (r.entry_index < 30).then(|| sealed.id());
+            r.status = match (r.poh_seq, r.header_id.is_some()) {
+                (20, _) => TxStatus::Pending,
+                (_, true) => TxStatus::Sealed,
+                _ => TxStatus::Ordered,
+            };
+            r
+        };
+        for r in &records {
+            let id = r.tx.tx_id.as_str();
+            let known = store.lookup(&[id]).unwrap()[0].unwrap();
+            assert_eq!(
+                (known.seq, known.digest, known.poh_hash),
+                (r.poh_seq, r.digest, r.poh_hash)
+            );
+            if r.poh_seq < 10 {
+                assert_eq!(store.tx(id).unwrap(), None, "{id}");
+                assert_eq!(store.expired(id).unwrap(), Some(sealed.id()), "{id}");
+            } else {
+                assert_eq!(store.tx(id).unwrap(), Some(as_stored(r)), "{id}");
+                assert_eq!(store.expired(id).unwrap(), None, "{id}");
+            }
+        }
+        let kept: Vec<_> = records
+            .iter()
+            .filter(|r| r.poh_seq >= 10)
+            .map(as_stored)
+            .collect();
+        assert_eq!(store.txs_from_seq(0, 1000, usize::MAX).unwrap(), kept);
+        assert_eq!(store.headers(0, 10).unwrap(), std::slice::from_ref(&sealed));
+        assert_eq!(store.progress("sync/x").unwrap(), Some(7));
+        assert_eq!(store.waiting_children(&["zz"]).unwrap(), [["tx20"]]);
+        assert_eq!(
+            store
+                .entries(0, 100, usize::MAX)
+                .unwrap()
+                .unwrap()
+                .entries
+                .len(),
+            40
+        );
+        let run = store.expired_run(0..40, 32).unwrap().unwrap();
+        assert_eq!((run.from_seq, run.to_seq, run.count), (0, 9, expired));
 
-        // It goes on: an expired id is still a duplicate, an expired record comes back,
+        // It goes on: an expired id is still a duplicate, an expired record comes back whole,
         // and new transactions follow.
-        let again = [new("tx1", 60, &[])];
+        let again = [new("tx1", 40, &[])];
         assert!(matches!(
             store.commit(
                 &Commit {
@@ -334,12 +380,12 @@ mod tests {
         ));
         assert_eq!(
             store
-                .restore(std::slice::from_ref(&restored_later), 60.0)
+                .restore(std::slice::from_ref(&records[1]), 60.0)
                 .unwrap(),
             1
         );
-        assert_eq!(store.tx("tx5").unwrap(), Some(restored_later));
-        let next = [new("zz", 60, &[])];
+        assert_eq!(store.tx("tx1").unwrap(), Some(as_stored(&records[1])));
+        let next = [new("zz", 40, &[])];
         store
             .commit(
                 &Commit {
@@ -356,7 +402,7 @@ mod tests {
     fn a_disk_without_room_refuses_before_writing_anything() {
         let dir = tempfile::tempdir().unwrap();
         let from = dir.path().join("poh.redb");
-        drop(RedbStore::open(&from).unwrap());
+        drop(IndexDb::open_with(&from, StoreOptions::default()).unwrap());
         let options = StoreOptions {
             reserve_bytes: u64::MAX / 2,
             ..StoreOptions::default()

@@ -2,7 +2,7 @@
 //! persisted LSM index, everything else in a small redb database.
 //!
 //! A store is a directory:
-//! - `index.redb`: a [`RedbStore`] whose `txs` and `ids` tables stay empty. It keeps the
+//! - `index.redb`: a [`IndexDb`] whose `txs` and `ids` tables stay empty. It keeps the
 //!   entries, the DAG, tips, headers, markers, expiry, and for the log: where each commit's
 //!   records begin (`frames`) and where the log ends (`log_end`).
 //! - `log/`: the records ([`segments`]), one sequential append per commit.
@@ -35,10 +35,10 @@ use crate::{
     ChainMeta, ChildHeader, Commit, EntryPage, ExpiredRun, Expiry, Known, Store, StoreError,
     StoreOptions, TxRecord,
     id_index::{IdIndex, IdIndexOptions},
-    record::decode_entry,
-    redb_store::{
-        ENTRIES, FRAMES, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, Placement, RedbStore, decode_u64,
+    index_db::{
+        ENTRIES, FRAMES, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, Placement, decode_u64,
     },
+    record::decode_entry,
 };
 pub use migrate::Migrated;
 use segments::{Log, encode_record};
@@ -50,7 +50,7 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// The log-structured engine of [`Store`]. The one committer and any number of readers share
 /// it through `&self`.
 pub struct LogStore {
-    side: RedbStore,
+    side: IndexDb,
     log: Log,
     ids: IdIndex,
     /// Where the next commit appends: the committed end of the log.
@@ -114,7 +114,7 @@ impl LogStore {
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
-        let side = RedbStore::open_with(dir.join("index.redb"), options)?;
+        let side = IndexDb::open_with(dir.join("index.redb"), options)?;
         let end = {
             let txn = side.db()?.begin_read()?;
             log_end(&txn.open_table(META)?)?
@@ -227,7 +227,7 @@ impl LogStore {
         }
         let log_end = at + bytes.len() as u64;
         let stored = |id: &str| Ok(self.find(id)?.is_some());
-        let placement = Placement::Log {
+        let placement = Placement {
             stored: &stored,
             at,
             log_end,

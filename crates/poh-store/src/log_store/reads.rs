@@ -10,7 +10,7 @@ use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use super::{LogStore, Logged, frame_at, log_end, segments::RECORD_HEADER, with_poh_hash};
 use crate::{
     ExpiredRun, Expiry, StoreError, TxRecord,
-    redb_store::{
+    index_db::{
         ENTRIES, FRAMES, META, PENDING, decode_u64, fill_status,
         headers::{self, HEADER_ENDS},
         lifecycle::{EXPIRED, RESTORED, RESTORED_RECORDS},

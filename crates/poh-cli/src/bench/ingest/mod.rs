@@ -97,9 +97,6 @@ pub struct IngestArgs {
     /// answered (UDP: sent), to show whether it stays flat.
     #[arg(long, conflicts_with = "target")]
     memory_every: Option<usize>,
-    /// The started node's storage engine: `redb` or `log`.
-    #[arg(long, default_value = "redb", conflicts_with = "target")]
-    db_engine: poh_store::Engine,
     /// Print one JSON object (keys are stable: scripts read them).
     #[arg(long)]
     json: bool,
@@ -234,8 +231,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
             (None, Target { addr, http, pin })
         }
         None => {
-            let engine = format!("db_engine = \"{}\"", args.db_engine.name());
-            let node = NodeProcess::start_with(!args.no_fsync, &[], &engine)?;
+            let node = NodeProcess::start(!args.no_fsync, &[])?;
             let addr = match args.transport {
                 IngestTransport::HttpBatch => format!("http://{}", node.http),
                 IngestTransport::Udp => node.udp.clone(),

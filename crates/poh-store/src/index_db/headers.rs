@@ -16,7 +16,7 @@
 use poh_core::{ChainHead, Hash, Header};
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{RedbStore, next_key};
+use super::{IndexDb, next_key};
 use crate::{ChildHeader, StoreError};
 
 pub(crate) const HEADERS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("headers");
@@ -148,7 +148,7 @@ pub(crate) fn covering_end(
     Ok(Some((end.value(), hash)))
 }
 
-impl RedbStore {
+impl IndexDb {
     pub(super) fn put_header_impl(
         &self,
         header: &Header,

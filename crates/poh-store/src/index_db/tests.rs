@@ -1,5 +1,4 @@
 use super::*;
-use crate::engine_tests::open;
 
 #[test]
 fn a_file_of_another_schema_version_is_refused() {
@@ -15,21 +14,26 @@ fn a_file_of_another_schema_version_is_refused() {
         txn.commit().unwrap();
     }
     assert!(matches!(
-        RedbStore::open(&path),
+        IndexDb::open_with(&path, StoreOptions::default()),
         Err(StoreError::Corrupt("schema version"))
     ));
 
     // A file of this version opens again, and its path is reported.
     let other = dir.path().join("db2");
-    drop(RedbStore::open(&other).unwrap());
-    assert_eq!(RedbStore::open(&other).unwrap().path(), other);
+    drop(IndexDb::open_with(&other, StoreOptions::default()).unwrap());
+    assert_eq!(
+        IndexDb::open_with(&other, StoreOptions::default())
+            .unwrap()
+            .path(),
+        other
+    );
 }
 
 #[test]
 fn an_unopenable_path_is_an_open_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("no-such-dir").join("db");
-    match RedbStore::open(&path) {
+    match IndexDb::open_with(&path, StoreOptions::default()) {
         Err(StoreError::Open { path: p, .. }) => assert_eq!(p, path),
         other => panic!("expected Open, got {other:?}"),
     }
@@ -37,9 +41,10 @@ fn an_unopenable_path_is_an_open_error() {
 
 #[test]
 fn a_made_store_counts_every_table() {
-    let (dir, store) = open::<RedbStore>();
+    let dir = tempfile::tempdir().unwrap();
+    let store = IndexDb::open_with(dir.path().join("db"), StoreOptions::default()).unwrap();
     assert!(store.initialized().unwrap());
     drop(store);
-    let store = RedbStore::open(dir.path().join("db")).unwrap();
+    let store = IndexDb::open_with(dir.path().join("db"), StoreOptions::default()).unwrap();
     assert!(store.initialized().unwrap());
 }

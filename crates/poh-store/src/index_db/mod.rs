@@ -1,21 +1,17 @@
-//! The embedded engine: one redb file, one write transaction per [`Commit`].
+//! The log engine's index database: one redb file holding everything of a store but the
+//! transactions' records (in the log) and their ids (in the id index).
 //!
 //! Layout (every value that can grow is a protobuf message from [`crate::record`]):
 //!
-//! | table     | key              | value                                      |
-//! |-----------|------------------|--------------------------------------------|
-//! | `txs`     | `poh_seq`        | [`TxRecord`] (never rewritten)             |
-//! | `ids`     | `tx_id`          | [`Known`] (72 bytes)                       |
-//! | `entries` | entry index      | [`Entry`](poh_core::Entry)                 |
-//! | `pending` | `tx_id`          | parents still missing (`u32`)              |
-//! | `waiting` | missing parent   | multimap: the children waiting on it       |
-//! | `tips`    | `tx_id`          | `poh_seq`                                  |
-//! | `meta`    | `schema`/`chain` | schema version (u64 BE) / [`ChainMeta`]    |
-//! | `frames`  | first `poh_seq`  | its log offset (the log engine's commits)  |
-//!
-//! The log engine ([`LogStore`](crate::LogStore)) keeps everything here but the transactions
-//! and their id index: `txs` and `ids` stay empty, `frames` says where each commit's records
-//! begin in its log, and `meta` where the log ends (`log_end`) and the next seq it takes.
+//! | table     | key              | value                                                 |
+//! |-----------|------------------|-------------------------------------------------------|
+//! | `frames`  | first `poh_seq`  | log offset of each commit's first record              |
+//! | `entries` | entry index      | [`Entry`](poh_core::Entry)                            |
+//! | `pending` | `tx_id`          | parents still missing (`u32`)                         |
+//! | `waiting` | missing parent   | multimap: the children waiting on it                  |
+//! | `tips`    | `tx_id`          | `poh_seq`                                             |
+//! | `meta`    | key              | `schema`, `chain` ([`ChainMeta`]), `log_end`, `log_next_seq` |
+//! | `txs`, `ids` | `poh_seq`, `tx_id` | empty: where an earlier release kept the records and ids, read once by the migration |
 //!
 //! Sealed headers have their own tables ([`headers`]).
 
@@ -32,9 +28,7 @@ use redb::{
 use poh_core::{ChainHead, Hash, Header};
 
 use crate::record::decode_entry;
-use crate::{
-    ChainMeta, ChildHeader, Commit, EntryPage, Known, Store, StoreError, TxRecord, TxStatus,
-};
+use crate::{ChainMeta, ChildHeader, EntryPage, StoreError, TxRecord, TxStatus};
 
 mod commit;
 pub(crate) mod headers;
@@ -49,13 +43,14 @@ pub(crate) const TXS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("tx
 pub(crate) const IDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("ids");
 pub(crate) const ENTRIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("entries");
 pub(crate) const PENDING: TableDefinition<'_, &str, u32> = TableDefinition::new("pending");
-const WAITING: MultimapTableDefinition<'_, &str, &str> = MultimapTableDefinition::new("waiting");
+pub(crate) const WAITING: MultimapTableDefinition<'_, &str, &str> =
+    MultimapTableDefinition::new("waiting");
 const TIPS: TableDefinition<'_, &str, u64> = TableDefinition::new("tips");
 pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 /// First `poh_seq` of a log engine commit → the log offset of its first record.
 pub(crate) const FRAMES: TableDefinition<'_, u64, u64> = TableDefinition::new("frames");
 
-/// How many tables [`RedbStore::init`] makes (checked by a test).
+/// How many tables [`IndexDb::init`] makes (checked by a test).
 const TABLES: usize = 18;
 
 const SCHEMA_KEY: &str = "schema";
@@ -68,9 +63,9 @@ pub(crate) const LOG_NEXT_SEQ_KEY: &str = "log_next_seq";
 /// rather than misread.
 const SCHEMA_VERSION: u64 = 1;
 
-/// The page cache [`RedbStore::open`] gives a database: 128 MiB.
+/// The page cache [`IndexDb::open`] gives a database: 128 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
-/// The free space [`RedbStore::open`] keeps on the database's file system: 64 MiB.
+/// The free space [`IndexDb::open`] keeps on the database's file system: 64 MiB.
 pub const DEFAULT_RESERVE_BYTES: u64 = 64 << 20;
 
 fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
@@ -90,7 +85,7 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
 
 /// The redb engine of [`Store`]. Readers and the one committer share it through `&self`: redb
 /// gives each read transaction a snapshot, so reads never see half a commit.
-pub struct RedbStore {
+pub(crate) struct IndexDb {
     /// `None` between an I/O failure and the reopen that follows it: redb refuses every
     /// operation of a handle whose write failed, so the handle is replaced. Each call holds its
     /// own reference only while it begins a transaction.
@@ -99,7 +94,7 @@ pub struct RedbStore {
     options: StoreOptions,
 }
 
-/// How [`RedbStore::open_with`] opens a database.
+/// How [`IndexDb::open_with`] opens a database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreOptions {
     /// The page cache: most of a node's memory. redb's own default (1 GiB) let a node's RSS
@@ -120,25 +115,23 @@ impl Default for StoreOptions {
     }
 }
 
-impl std::fmt::Debug for RedbStore {
+impl std::fmt::Debug for IndexDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbStore")
+        f.debug_struct("IndexDb")
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
 }
 
-impl RedbStore {
+impl IndexDb {
     /// Opens the database file at `path`, creating it (and its tables) when absent.
     ///
     /// Fails with [`StoreError::InUse`] when another handle (in this process or another) has it
     /// open, and with [`StoreError::Corrupt`] when it was written with another schema version.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_with(path, StoreOptions::default())
-    }
-
-    /// [`RedbStore::open`] with other [`StoreOptions`].
-    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+    pub(crate) fn open_with(
+        path: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let db = open_database(&path, options.cache_bytes)?;
         let store = Self {
@@ -217,7 +210,8 @@ impl RedbStore {
     }
 
     /// The database file.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -287,15 +281,6 @@ pub(crate) fn read_chain(
         .transpose()
 }
 
-fn read_known(
-    ids: &impl ReadableTable<&'static str, &'static [u8]>,
-    tx_id: &str,
-) -> Result<Option<Known>, StoreError> {
-    ids.get(tx_id)?
-        .map(|v| Known::decode(v.value()))
-        .transpose()
-}
-
 /// Fills in what a stored record does not hold: its header, and its status. A record is
 /// `Pending` while it has a pending count (even once a header covers it: its DAG place is
 /// not settled), else `Sealed` when a header covers its entry, else `Ordered`.
@@ -315,78 +300,14 @@ pub(crate) fn fill_status(
     Ok(())
 }
 
-impl Store for RedbStore {
-    fn chain(&self) -> Result<Option<ChainMeta>, StoreError> {
+/// What the log engine reads and writes here, beside its log.
+impl IndexDb {
+    pub(crate) fn chain(&self) -> Result<Option<ChainMeta>, StoreError> {
         let txn = self.db()?.begin_read()?;
         read_chain(&txn.open_table(META)?)
     }
 
-    fn lookup(&self, ids: &[&str]) -> Result<Vec<Option<Known>>, StoreError> {
-        let txn = self.db()?.begin_read()?;
-        let table = txn.open_table(IDS)?;
-        ids.iter().map(|id| read_known(&table, id)).collect()
-    }
-
-    fn commit(&self, commit: &Commit<'_>, durable: bool) -> Result<(), StoreError> {
-        self.writing(|| self.commit_impl(commit, durable))
-    }
-
-    fn tx(&self, tx_id: &str) -> Result<Option<TxRecord>, StoreError> {
-        let txn = self.db()?.begin_read()?;
-        let Some(known) = read_known(&txn.open_table(IDS)?, tx_id)? else {
-            return Ok(None);
-        };
-        let txs = txn.open_table(TXS)?;
-        let Some(bytes) = txs.get(known.seq)? else {
-            // Its record expired (the id stays for dedupe); anything else is damage.
-            if txn
-                .open_table(lifecycle::EXPIRED)?
-                .get(known.seq)?
-                .is_some()
-            {
-                return Ok(None);
-            }
-            return Err(StoreError::Corrupt(
-                "id index entry without its transaction",
-            ));
-        };
-        let mut record = TxRecord::decode(known.seq, bytes.value())?;
-        if record.tx.tx_id != tx_id {
-            return Err(StoreError::Corrupt(
-                "id index entry naming another transaction",
-            ));
-        }
-        let ends = txn.open_table(headers::HEADER_ENDS)?;
-        fill_status(&mut record, &txn.open_table(PENDING)?, &ends)?;
-        Ok(Some(record))
-    }
-
-    fn txs_from_seq(
-        &self,
-        from_seq: u64,
-        limit: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<TxRecord>, StoreError> {
-        let txn = self.db()?.begin_read()?;
-        let txs = txn.open_table(TXS)?;
-        let pending = txn.open_table(PENDING)?;
-        let ends = txn.open_table(headers::HEADER_ENDS)?;
-        let mut out = Vec::new();
-        let mut read = 0;
-        for item in txs.range(from_seq..)?.take(limit) {
-            if read >= max_bytes {
-                break;
-            }
-            let (seq, bytes) = item?;
-            read += bytes.value().len();
-            let mut record = TxRecord::decode(seq.value(), bytes.value())?;
-            fill_status(&mut record, &pending, &ends)?;
-            out.push(record);
-        }
-        Ok(out)
-    }
-
-    fn entries(
+    pub(crate) fn entries(
         &self,
         from: u64,
         limit: usize,
@@ -426,7 +347,7 @@ impl Store for RedbStore {
         }))
     }
 
-    fn waiting_children(&self, ids: &[&str]) -> Result<Vec<Vec<String>>, StoreError> {
+    pub(crate) fn waiting_children(&self, ids: &[&str]) -> Result<Vec<Vec<String>>, StoreError> {
         let txn = self.db()?.begin_read()?;
         let waiting = txn.open_multimap_table(WAITING)?;
         // Nearly always empty (parents arrive first): one look instead of one per id.
@@ -443,7 +364,7 @@ impl Store for RedbStore {
             .collect()
     }
 
-    fn tips(&self) -> Result<Vec<(u64, String)>, StoreError> {
+    pub(crate) fn tips(&self) -> Result<Vec<(u64, String)>, StoreError> {
         let txn = self.db()?.begin_read()?;
         let mut tips = txn
             .open_table(TIPS)?
@@ -457,83 +378,68 @@ impl Store for RedbStore {
         Ok(tips)
     }
 
-    fn put_header(&self, header: &Header, after: &ChainHead) -> Result<(), StoreError> {
+    pub(crate) fn put_header(&self, header: &Header, after: &ChainHead) -> Result<(), StoreError> {
         self.writing(|| self.put_header_impl(header, after))
     }
 
-    fn header_head(&self) -> Result<Option<ChainHead>, StoreError> {
+    pub(crate) fn header_head(&self) -> Result<Option<ChainHead>, StoreError> {
         self.header_head_impl()
     }
 
-    fn header_at_entry(&self, entry_index: u64) -> Result<Option<(Header, u64)>, StoreError> {
+    pub(crate) fn header_at_entry(
+        &self,
+        entry_index: u64,
+    ) -> Result<Option<(Header, u64)>, StoreError> {
         self.header_at_entry_impl(entry_index)
     }
 
-    fn head_after(&self, height: u64) -> Result<Option<ChainHead>, StoreError> {
+    pub(crate) fn head_after(&self, height: u64) -> Result<Option<ChainHead>, StoreError> {
         self.head_after_impl(height)
     }
 
-    fn headers(&self, from: u64, limit: usize) -> Result<Vec<Header>, StoreError> {
+    pub(crate) fn headers(&self, from: u64, limit: usize) -> Result<Vec<Header>, StoreError> {
         self.headers_impl(from, limit)
     }
 
-    fn header_by_hash(&self, hash: &Hash) -> Result<Option<Header>, StoreError> {
+    pub(crate) fn header_by_hash(&self, hash: &Hash) -> Result<Option<Header>, StoreError> {
         self.header_by_hash_impl(hash)
     }
 
-    fn child_head(&self, chain_id: &str) -> Result<Option<ChainHead>, StoreError> {
+    pub(crate) fn child_head(&self, chain_id: &str) -> Result<Option<ChainHead>, StoreError> {
         self.child_head_impl(chain_id)
     }
 
-    fn child_header_by_hash(&self, hash: &Hash) -> Result<Option<ChildHeader>, StoreError> {
+    pub(crate) fn child_header_by_hash(
+        &self,
+        hash: &Hash,
+    ) -> Result<Option<ChildHeader>, StoreError> {
         self.child_header_by_hash_impl(hash)
     }
 
-    fn children_recorded(
+    pub(crate) fn children_recorded(
         &self,
         seqs: std::ops::Range<u64>,
     ) -> Result<Vec<ChildHeader>, StoreError> {
         self.children_recorded_impl(seqs)
     }
 
-    fn progress(&self, key: &str) -> Result<Option<u64>, StoreError> {
+    pub(crate) fn progress(&self, key: &str) -> Result<Option<u64>, StoreError> {
         self.progress_impl(key)
     }
 
-    fn set_progress(&self, key: &str, value: u64) -> Result<(), StoreError> {
+    pub(crate) fn set_progress(&self, key: &str, value: u64) -> Result<(), StoreError> {
         self.writing(|| self.set_progress_impl(key, value))
     }
 
-    fn missing_parents(&self, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn missing_parents(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
         self.missing_parents_impl(after, limit)
     }
 
-    fn expire(
-        &self,
-        received_before: f64,
-        below_seq: u64,
-        limit: usize,
-    ) -> Result<Expiry, StoreError> {
-        self.writing(|| self.expire_impl(received_before, below_seq, limit))
-    }
-
-    fn expired(&self, tx_id: &str) -> Result<Option<String>, StoreError> {
-        self.expired_impl(tx_id)
-    }
-
-    fn expired_run(
-        &self,
-        seqs: std::ops::Range<u64>,
-        max_headers: usize,
-    ) -> Result<Option<ExpiredRun>, StoreError> {
-        self.expired_run_impl(seqs, max_headers)
-    }
-
-    fn restore(&self, records: &[TxRecord], restored_at: f64) -> Result<u64, StoreError> {
-        self.writing(|| self.restore_impl(records, restored_at))
-    }
-
-    fn compact(&self) -> Result<bool, StoreError> {
+    pub(crate) fn compact(&self) -> Result<bool, StoreError> {
         self.compact_impl()
     }
 }

@@ -1,36 +1,29 @@
-//! One [`Commit`]: a batch's transactions, the entries that recorded them, the DAG's edges
-//! and tips, and the chain's state, in one write transaction.
+//! One [`Commit`] of the log engine, in the index database: where its records are in the
+//! log, the entries that recorded them, the DAG's edges and tips, and the chain's state, in
+//! one write transaction.
 
 use redb::{Durability, ReadableTable};
 
 use super::{
-    CHAIN_KEY, ENTRIES, FRAMES, IDS, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, PENDING, RedbStore, TIPS,
-    TXS, WAITING, decode_u64, headers, next_key, read_known,
+    CHAIN_KEY, ENTRIES, FRAMES, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, PENDING, TIPS,
+    WAITING, decode_u64, headers, next_key,
 };
 use crate::record::encode_entry;
-use crate::{Commit, Known, StoreError};
+use crate::{Commit, StoreError};
 
-/// Where a commit's transactions are kept.
-pub(crate) enum Placement<'a> {
-    /// In this database's `txs` and `ids` tables.
-    Tables,
-    /// In a record log, already appended: this database notes where (`frames`, `log_end`).
-    Log {
-        /// Whether an id is stored by an earlier commit.
-        stored: &'a dyn Fn(&str) -> Result<bool, StoreError>,
-        /// The log offset of the commit's first record.
-        at: u64,
-        /// The log's end after the commit.
-        log_end: u64,
-    },
+/// Where a commit's transactions are: already appended to the record log, at `at`.
+pub(crate) struct Placement<'a> {
+    /// Whether an id is stored by an earlier commit.
+    pub stored: &'a dyn Fn(&str) -> Result<bool, StoreError>,
+    /// The log offset of the commit's first record.
+    pub at: u64,
+    /// The log's end after the commit.
+    pub log_end: u64,
 }
 
-impl RedbStore {
-    pub(super) fn commit_impl(&self, commit: &Commit<'_>, durable: bool) -> Result<(), StoreError> {
-        self.commit_placed(commit, durable, &Placement::Tables)
-    }
-
-    /// A commit whose transactions go where `placement` says; the rest as always.
+impl IndexDb {
+    /// Everything of a commit but its records, which the log holds: where they are, the
+    /// entries, the DAG's edges and tips, the chain; this transaction is the commit point.
     pub(crate) fn commit_placed(
         &self,
         commit: &Commit<'_>,
@@ -45,52 +38,35 @@ impl RedbStore {
         })?;
         // Any early return below drops `txn` uncommitted, which aborts it: nothing is written.
         {
-            let mut txs = txn.open_table(TXS)?;
-            let mut ids = txn.open_table(IDS)?;
             let mut entries = txn.open_table(ENTRIES)?;
             let mut pending = txn.open_table(PENDING)?;
             let mut waiting = txn.open_multimap_table(WAITING)?;
             let mut tips = txn.open_table(TIPS)?;
             let mut meta = txn.open_table(META)?;
 
-            let next_seq = match placement {
-                Placement::Tables => next_key(&txs)?,
-                Placement::Log { .. } => meta
-                    .get(LOG_NEXT_SEQ_KEY)?
-                    .map_or(Some(0), |v| decode_u64(v.value()))
-                    .ok_or(StoreError::Corrupt("log sequence"))?,
-            };
+            let next_seq = meta
+                .get(LOG_NEXT_SEQ_KEY)?
+                .map_or(Some(0), |v| decode_u64(v.value()))
+                .ok_or(StoreError::Corrupt("log sequence"))?;
             check_sequence(commit, next_seq, &entries)?;
-            // The log's ids of this commit (the log's index learns them once it is done).
+            // This commit's ids (the log's id index learns them once it is done).
             let mut this_commit = std::collections::HashSet::new();
+            let stored = |id: &str, this: &std::collections::HashSet<&str>| {
+                Ok::<_, StoreError>(this.contains(id) || (placement.stored)(id)?)
+            };
 
             for new in commit.txs {
                 let record = &new.record;
                 let tx_id = record.tx.tx_id.as_str();
-                // An overwritten id would orphan its first record and break dedupe for good.
-                let duplicate = match placement {
-                    Placement::Tables => {
-                        txs.insert(record.poh_seq, record.encode().as_slice())?;
-                        let known = Known {
-                            seq: record.poh_seq,
-                            digest: record.digest,
-                            poh_hash: record.poh_hash,
-                        };
-                        ids.insert(tx_id, known.encode().as_slice())?.is_some()
-                    }
-                    Placement::Log { .. } => {
-                        is_stored(placement, &ids, &this_commit, tx_id)?
-                            || !this_commit.insert(tx_id)
-                    }
-                };
-                if duplicate {
+                // A second record of an id would break dedupe for good.
+                if stored(tx_id, &this_commit)? || !this_commit.insert(tx_id) {
                     return Err(StoreError::Sequence("transaction id already stored"));
                 }
                 let mut missing = 0u32;
                 for parent in &new.missing_parents {
                     // A parent already stored (before this commit or earlier in it) has
                     // arrived, so no edge may wait on it: nothing would ever resolve it.
-                    if is_stored(placement, &ids, &this_commit, parent)? {
+                    if stored(parent, &this_commit)? {
                         continue;
                     }
                     // Counting only new edges keeps a repeated parent from leaving a count
@@ -136,11 +112,10 @@ impl RedbStore {
             if let Some(chain) = commit.chain {
                 meta.insert(CHAIN_KEY, chain.encode().as_slice())?;
             }
-            if let (Placement::Log { at, log_end, .. }, Some(last)) = (placement, commit.txs.last())
-            {
+            if let Some(last) = commit.txs.last() {
                 let first = commit.txs[0].record.poh_seq;
-                txn_frames_insert(&txn, first, *at)?;
-                meta.insert(LOG_END_KEY, log_end.to_be_bytes().as_slice())?;
+                txn_frames_insert(&txn, first, placement.at)?;
+                meta.insert(LOG_END_KEY, placement.log_end.to_be_bytes().as_slice())?;
                 let next = last.record.poh_seq.saturating_add(1);
                 meta.insert(LOG_NEXT_SEQ_KEY, next.to_be_bytes().as_slice())?;
             }
@@ -193,17 +168,4 @@ fn txn_frames_insert(
 ) -> Result<(), StoreError> {
     txn.open_table(FRAMES)?.insert(first_seq, at)?;
     Ok(())
-}
-
-/// Whether `id` is stored: before this commit, or (in the log) earlier in it.
-fn is_stored(
-    placement: &Placement<'_>,
-    ids: &impl ReadableTable<&'static str, &'static [u8]>,
-    this_commit: &std::collections::HashSet<&str>,
-    id: &str,
-) -> Result<bool, StoreError> {
-    match placement {
-        Placement::Tables => Ok(read_known(ids, id)?.is_some()),
-        Placement::Log { stored, .. } => Ok(this_commit.contains(id) || stored(id)?),
-    }
 }
