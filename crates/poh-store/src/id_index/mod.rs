@@ -1,5 +1,7 @@
-//! The persisted id index: a transaction id's keyed fingerprint → the `(poh_seq, loc)` it was
-//! stored at, for dedupe.
+//! The persisted id index: a transaction id's keyed fingerprint → the log offset (`loc`) of
+//! the record it was stored in, for dedupe. The seq is not kept per id: the record at `loc`
+//! holds it, and locs grow with seqs (records are appended in seq order), so ordering by loc
+//! is ordering by seq. Each memtable and run keeps only the seq range it covers.
 //!
 //! Why log-structured: ids arrive in random order, and a B-tree insert per id (redb) costs a
 //! random page update each, ~17 µs of CPU. Here an insert is an append to an in-memory table
@@ -7,7 +9,7 @@
 //! and writes it as an immutable run file; when there are more than `max_runs` runs, the same
 //! thread merges them into one. The writer never waits for the disk.
 //!
-//! Why fingerprints: entries are fixed-size (24 bytes) and independent of id length. The
+//! Why fingerprints: entries are fixed-size (16 bytes) and independent of id length. The
 //! fingerprint is a SipHash-1-3 under a random key kept in `dir/key`, so nobody outside can
 //! aim ids at one fingerprint; the rare honest collision returns one more candidate, which
 //! the caller rules out by reading the record.
@@ -125,10 +127,10 @@ impl IdIndex {
     /// caller then re-inserts every id stored at seq >= covered (it scans its log), because
     /// the in-memory part is lost on a crash.
     ///
-    /// Recovery: temp files of interrupted writes are removed; a run whose range lies inside
-    /// another's (the inputs of a merge that was not cleaned up) is removed; runs must cover
-    /// `[0, covered)` one after the other, and any run past a gap is removed (its ids come
-    /// back with the caller's re-inserts).
+    /// Recovery: temp files of interrupted writes are removed; runs of an older file format
+    /// are removed; a run whose range lies inside another's (the inputs of a merge that was
+    /// not cleaned up) is removed; runs must cover `[0, covered)` one after the other, and any
+    /// run past a gap is removed (its ids come back with the caller's re-inserts).
     pub(crate) fn open(dir: &Path, options: IdIndexOptions) -> Result<(IdIndex, u64), StoreError> {
         fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         let (key, new_key) = load_or_create_key(dir)?;
@@ -144,18 +146,21 @@ impl IdIndex {
                 fs::remove_file(&path).map_err(StoreError::io(&path))?;
                 removed = true;
             } else if let Some(range) = run::parse_name(name) {
-                found.push((range, path));
+                // An older format: of no use, like a run past a gap; the caller re-inserts its
+                // ids from its log.
+                let old = run::older_format(&path)?;
+                found.push((range, path, old));
             }
         }
         // Longest first among runs starting at the same seq, so nested ones come after the
         // run that contains them.
-        found.sort_by_key(|&((first, end), _)| (first, std::cmp::Reverse(end)));
+        found.sort_by_key(|&((first, end), _, _)| (first, std::cmp::Reverse(end)));
         let mut covered = 0;
         let mut keep = Vec::new();
         let mut stale = Vec::new();
-        for ((first, end), path) in found {
+        for ((first, end), path, old) in found {
             // Fingerprints under a key that is gone are of no use.
-            if !new_key && first == covered && end > first {
+            if !new_key && !old && first == covered && end > first {
                 keep.push(((first, end), path));
                 covered = end;
             } else {
@@ -180,7 +185,7 @@ impl IdIndex {
             memtable_ids,
             max_runs: options.max_runs.max(1),
             state: RwLock::new(State {
-                active: Memtable::new(covered, memtable_ids),
+                active: Memtable::new(covered, None, memtable_ids),
                 frozen: Vec::new(),
                 runs: Arc::new(runs),
             }),
@@ -220,7 +225,9 @@ impl IdIndex {
     }
 
     /// Adds ids stored by one commit: (fingerprint, seq, loc), seqs strictly increasing and
-    /// above every seq inserted before (else `StoreError::Sequence`). Cheap: an in-memory
+    /// above every seq inserted before, and locs strictly increasing too, above every loc
+    /// inserted since the index was opened (else `StoreError::Sequence`). Only locs are kept
+    /// per id; seqs set the ranges of the runs. Cheap: an in-memory
     /// insert. When the memtable reaches `memtable_ids`, it is frozen (still searched) and
     /// handed to a background thread that writes it as a run file; the writer never waits for
     /// disk here.
@@ -238,7 +245,8 @@ impl IdIndex {
         }
         let mut state = self.shared.write_state();
         let mut least = state.active.end_seq();
-        for &(_, seq, _) in batch {
+        let mut last_loc = state.active.last_loc();
+        for &(_, seq, loc) in batch {
             if seq < least {
                 return Err(StoreError::Sequence(
                     "id index: seqs must increase, above every seq inserted before",
@@ -247,6 +255,13 @@ impl IdIndex {
             least = seq.checked_add(1).ok_or(StoreError::Sequence(
                 "id index: seq u64::MAX cannot be stored",
             ))?;
+            // Runs keep entries in loc order, and "newest first" relies on it.
+            if last_loc.is_some_and(|last| loc <= last) {
+                return Err(StoreError::Sequence(
+                    "id index: locs must increase with seqs",
+                ));
+            }
+            last_loc = Some(loc);
         }
         for &(fp, seq, loc) in batch {
             state.active.push(fp, seq, loc);
@@ -260,7 +275,11 @@ impl IdIndex {
 
     /// Hands the active memtable to the background thread and starts a new one.
     fn freeze(&self, mut state: std::sync::RwLockWriteGuard<'_, State>) {
-        let next = Memtable::new(state.active.end_seq(), self.shared.memtable_ids);
+        let next = Memtable::new(
+            state.active.end_seq(),
+            state.active.last_loc(),
+            self.shared.memtable_ids,
+        );
         let full = std::mem::replace(&mut state.active, next);
         state.frozen.push(Arc::new(full));
         drop(state);
@@ -280,11 +299,11 @@ impl IdIndex {
         self.flush()
     }
 
-    /// Appends to `out` every (seq, loc) stored under fingerprint `fp`, newest first
-    /// (fingerprints can collide; the caller checks the record). A miss is cheap: memtables
+    /// Appends to `out` the loc of every id stored under fingerprint `fp`, newest first
+    /// (fingerprints can collide; the caller checks the record, which also holds its seq). A miss is cheap: memtables
     /// are hash tables, each run has an in-memory bloom filter checked before any disk read; a
     /// hit reads one block of the run. On an error, `out` holds what it held before.
-    pub(crate) fn candidates(&self, fp: u64, out: &mut Vec<(u64, u64)>) -> Result<(), StoreError> {
+    pub(crate) fn candidates(&self, fp: u64, out: &mut Vec<u64>) -> Result<(), StoreError> {
         let before = out.len();
         let runs = {
             let state = self.shared.read_state();

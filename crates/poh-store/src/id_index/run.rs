@@ -7,20 +7,24 @@
 //! ```text
 //! header   4096 bytes: magic, version, counts, seq range, bloom and fence checksums, and
 //!          (last 4 bytes) the CRC-32 of the header's first 4092 bytes
-//! blocks   4096 bytes each: up to 170 entries (fp, seq, loc: u64 LE, sorted by (fp, seq)),
-//!          zero padding, and (last 4 bytes) the CRC-32 of the block's first 4092 bytes
+//! blocks   4096 bytes each: up to 255 entries (fp, loc: u64 LE, sorted by (fp, loc), which
+//!          is (fp, seq) order), zero padding, and (last 4 bytes) the CRC-32 of the block's
+//!          first 4092 bytes
 //! bloom    the run's bloom filter, u64 LE words
 //! fences   the first fingerprint of each block, u64 LE
 //! ```
 //!
 //! Blocks are page-sized and page-aligned so that a lookup that passes the bloom filter costs
 //! one 4 KiB positional read; their own checksums mean a damaged byte is reported with its
-//! block's offset instead of being returned as a seq. The bloom filter and fences are kept in
+//! block's offset instead of being returned as a loc. The bloom filter and fences are kept in
 //! memory, so opening reads the header, the filter and the fences (their checksums are in the
 //! header) and never the entries.
 //!
 //! Writes go to `<name>.tmp`, are synced, then renamed and the directory synced: a crash
 //! leaves a whole run or none (and a temp file, which `open` removes).
+//!
+//! Versions: 1 stored (fp, seq, loc), 24 bytes, 170 a block; 2 drops the seq (the record at
+//! `loc` holds it). A run of an older version is removed on open and its ids learned again.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -37,14 +41,15 @@ pub(super) use merge::merge;
 
 /// Bytes of a block (and of the header): one page.
 pub(super) const BLOCK_BYTES: u64 = 4096;
-/// Entries per block: as many 24-byte entries as fit before the checksum.
-pub(super) const ENTRIES_PER_BLOCK: u64 = 170;
+/// Entries per block: as many 16-byte entries as fit before the checksum.
+pub(super) const ENTRIES_PER_BLOCK: u64 = 255;
 /// Where blocks begin.
 pub(super) const HEADER_BYTES: u64 = BLOCK_BYTES;
-const ENTRY_BYTES: usize = 24;
+const ENTRY_BYTES: usize = 16;
 const CRC_AT: usize = BLOCK_BYTES as usize - 4;
+const _: () = assert!(ENTRIES_PER_BLOCK as usize * ENTRY_BYTES <= CRC_AT);
 const MAGIC: [u8; 8] = *b"pohidrun";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Buffer of the writer: few large writes.
 const WRITE_BUFFER: usize = 256 * 1024;
 
@@ -61,6 +66,22 @@ pub(super) fn parse_name(name: &str) -> Option<(u64, u64)> {
         return None;
     }
     Some((first.parse().ok()?, end.parse().ok()?))
+}
+
+/// Whether the file at `path` is a whole run header of an older version than this code
+/// writes: of no use, to be removed. Anything else (damage included) is `false`, left for
+/// [`Run::open`] to judge.
+pub(super) fn older_format(path: &Path) -> Result<bool, StoreError> {
+    let file = File::open(path).map_err(StoreError::io(path))?;
+    let mut page = vec![0; HEADER_BYTES as usize];
+    match file.read_exact_at(&mut page, 0) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(StoreError::io(path)(e)),
+    }
+    Ok(crc32fast::hash(&page[..CRC_AT]) == le32(&page, CRC_AT)
+        && page[0..8] == MAGIC
+        && le32(&page, 8) < VERSION)
 }
 
 /// Syncs a directory, so that the renames and removals in it survive a crash.
@@ -257,7 +278,7 @@ impl Run {
         })
     }
 
-    /// Writes the run of `[first_seq, end_seq)` from `count` entries sorted by (fp, seq), the
+    /// Writes the run of `[first_seq, end_seq)` from `count` entries sorted by (fp, loc), the
     /// durable way (temp file, sync, rename, directory sync), and opens it. `stop` abandons
     /// the write (the index is closing); the temp file is removed.
     pub(super) fn write(
@@ -318,9 +339,9 @@ impl Run {
         (self.count - block * ENTRIES_PER_BLOCK).min(ENTRIES_PER_BLOCK) as usize
     }
 
-    /// Appends the `(seq, loc)` of every entry under `fp`, newest first. Reads nothing when
-    /// the bloom filter or the fences rule `fp` out; else usually one block.
-    pub(super) fn collect(&self, fp: u64, out: &mut Vec<(u64, u64)>) -> Result<(), StoreError> {
+    /// Appends the loc of every entry under `fp`, newest first. Reads nothing when the bloom
+    /// filter or the fences rule `fp` out; else usually one block.
+    pub(super) fn collect(&self, fp: u64, out: &mut Vec<u64>) -> Result<(), StoreError> {
         if !self.bloom.may_contain(fp) {
             return Ok(());
         }
@@ -345,10 +366,7 @@ impl Run {
             let fp_at = |i: usize| le64(&buf, i * ENTRY_BYTES);
             let mut i = partition(n, |i| fp_at(i) < fp);
             while i < n && fp_at(i) == fp {
-                out.push((
-                    le64(&buf, i * ENTRY_BYTES + 8),
-                    le64(&buf, i * ENTRY_BYTES + 16),
-                ));
+                out.push(le64(&buf, i * ENTRY_BYTES + 8));
                 i += 1;
             }
             block += 1;
@@ -356,7 +374,7 @@ impl Run {
                 break;
             }
         }
-        // Stored in seq order.
+        // Stored in loc (hence seq) order.
         out[start..].reverse();
         Ok(())
     }
@@ -411,7 +429,7 @@ fn write_tmp(
         r
     };
     for entry in entries {
-        let (fp, seq, loc) = entry?;
+        let (fp, loc) = entry?;
         if in_block == 0 {
             if stop.load(Ordering::Relaxed) {
                 return Err(closing());
@@ -420,8 +438,7 @@ fn write_tmp(
         }
         let at = in_block * ENTRY_BYTES;
         block[at..at + 8].copy_from_slice(&fp.to_le_bytes());
-        block[at + 8..at + 16].copy_from_slice(&seq.to_le_bytes());
-        block[at + 16..at + 24].copy_from_slice(&loc.to_le_bytes());
+        block[at + 8..at + 16].copy_from_slice(&loc.to_le_bytes());
         bloom.insert(fp);
         in_block += 1;
         total += 1;

@@ -6,7 +6,7 @@
 //!   entries, the DAG, tips, headers, markers, expiry, and for the log: where each commit's
 //!   records begin (`frames`) and where the log ends (`log_end`).
 //! - `log/`: the records ([`segments`]), one sequential append per commit.
-//! - `ids/`: `tx_id → (poh_seq, log offset)` ([`IdIndex`](crate::id_index::IdIndex)): a
+//! - `ids/`: `tx_id → log offset` ([`IdIndex`](crate::id_index::IdIndex)): a
 //!   memtable, flushed to sorted runs in the background.
 //!
 //! A commit appends its records at `log_end` and syncs them, then commits the index database
@@ -186,11 +186,8 @@ impl LogStore {
         let mut candidates = Vec::new();
         self.ids
             .candidates(self.ids.fingerprint(id), &mut candidates)?;
-        for (seq, loc) in candidates {
-            let (at, bytes) = self.log.read(loc)?;
-            if at != seq {
-                return Err(StoreError::Corrupt("an id index entry naming another seq"));
-            }
+        for loc in candidates {
+            let (seq, bytes) = self.log.read(loc)?;
             let record = TxRecord::decode_compact(seq, &bytes)?;
             if record.0.tx.tx_id == id {
                 return Ok(Some((loc, record)));

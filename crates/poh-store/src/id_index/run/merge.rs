@@ -53,11 +53,7 @@ impl<'a> Cursor<'a> {
         let at = ((block - self.buf_block) * BLOCK_BYTES) as usize
             + (self.next % ENTRIES_PER_BLOCK) as usize * ENTRY_BYTES;
         self.next += 1;
-        Ok(Some((
-            le64(&self.buf, at),
-            le64(&self.buf, at + 8),
-            le64(&self.buf, at + 16),
-        )))
+        Ok(Some((le64(&self.buf, at), le64(&self.buf, at + 8))))
     }
 }
 
@@ -82,7 +78,8 @@ pub(in crate::id_index) fn merge(
             .iter()
             .enumerate()
             .filter_map(|(i, h)| h.map(|e| (i, e)))
-            .min_by_key(|&(_, (fp, seq, _))| (fp, seq))?;
+            // Inputs are in seq order and locs grow with seqs: (fp, loc) is (fp, seq) order.
+            .min_by_key(|&(_, entry)| entry)?;
         Some(cursors[i].next().map(|n| {
             heads[i] = n;
             entry
