@@ -29,7 +29,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The store's directory; default `<data_dir>/store`.
     pub db_file: Option<PathBuf>,
-    /// The database's page cache in MiB: the largest part of the node's memory.
+    /// The index database's page cache in MiB (PoH entries and headers; records are read
+    /// from the log through the operating system's page cache).
     pub db_cache_mb: usize,
     /// Free space in MiB the store keeps on its file system (at most a tenth of it): below
     /// it, writes are refused as storage full, before the disk itself runs out.

@@ -63,8 +63,9 @@ pub(crate) const LOG_NEXT_SEQ_KEY: &str = "log_next_seq";
 /// rather than misread.
 const SCHEMA_VERSION: u64 = 1;
 
-/// The page cache [`IndexDb::open`] gives a database: 128 MiB.
-pub const DEFAULT_CACHE_BYTES: usize = 128 << 20;
+/// The page cache the index database gets: 32 MiB (it holds entries and headers; the records
+/// are read from the log through the page cache of the operating system).
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 /// The free space [`IndexDb::open`] keeps on the database's file system: 64 MiB.
 pub const DEFAULT_RESERVE_BYTES: u64 = 64 << 20;
 
