@@ -41,7 +41,7 @@ use crate::{
     record::decode_entry,
 };
 pub use migrate::Migrated;
-use segments::{Log, encode_record};
+use segments::{Log, append_record};
 
 /// A segment's size: large enough that a store of millions has few files, small enough that
 /// reclaiming an expired one frees space soon.
@@ -213,11 +213,9 @@ impl LogStore {
                 .entries
                 .binary_search_by_key(&record.entry_index, |(i, _)| *i)
                 .is_ok_and(|at| commit.entries[at].1.hash == record.poh_hash);
-            encode_record(
-                &mut bytes,
-                record.poh_seq,
-                &record.encode_compact(entry_stored),
-            );
+            append_record(&mut bytes, record.poh_seq, |out| {
+                record.encode_compact_into(entry_stored, out);
+            });
         }
         if !bytes.is_empty() {
             self.log.append(at, &bytes, durable)?;

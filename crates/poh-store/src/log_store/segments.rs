@@ -71,13 +71,22 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// One record's header and bytes as they go to disk.
 pub(crate) fn encode_record(out: &mut Vec<u8>, seq: u64, bytes: &[u8]) {
+    append_record(out, seq, |out| out.extend_from_slice(bytes));
+}
+
+/// Appends a record to `out` whose bytes `write` appends, then fills in its header.
+pub(crate) fn append_record(out: &mut Vec<u8>, seq: u64, write: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER]);
+    write(out);
+    let body = start + RECORD_HEADER;
     let mut crc = crc32fast::Hasher::new();
     crc.update(&seq.to_le_bytes());
-    crc.update(bytes);
-    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(bytes);
+    crc.update(&out[body..]);
+    let len = u32::try_from(out.len() - body).unwrap_or(u32::MAX);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
+    out[start + 8..body].copy_from_slice(&seq.to_le_bytes());
 }
 
 /// A record's header: its length, checksum and seq.
