@@ -131,17 +131,27 @@ impl Sealer {
             return Ok((batch, full));
         }
         let store = self.store.clone();
+        let pipeline = self.pipeline.clone();
         blocking(move || {
             while batch.next_entry() < durable {
                 let room = MAX_HEADER_ENTRIES - batch.entries();
                 let want = (durable - batch.next_entry()).min(room).min(PAGE as u64) as usize;
-                let page = store
-                    .entries(batch.next_entry(), want, PAGE_BYTES)?
-                    .ok_or(NodeError::TaskFailed("sealer (a stored entry is missing)"))?;
-                if page.entries.is_empty() {
+                // As the writer stored them, or, when the sealer fell too far behind for it
+                // to keep them, read back.
+                let entries = match pipeline.take_stored_entries(batch.next_entry(), durable, want)
+                {
+                    Some(entries) => entries,
+                    None => {
+                        store
+                            .entries(batch.next_entry(), want, PAGE_BYTES)?
+                            .ok_or(NodeError::TaskFailed("sealer (a stored entry is missing)"))?
+                            .entries
+                    }
+                };
+                if entries.is_empty() {
                     break;
                 }
-                for entry in &page.entries {
+                for entry in &entries {
                     if !fits(&batch, entry.mixins.len()) {
                         return Ok((batch, true));
                     }

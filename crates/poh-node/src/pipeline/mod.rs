@@ -465,6 +465,18 @@ impl IngestPipeline {
         self.inner.view.status()
     }
 
+    /// Stored PoH entries from index `from`, below `below`, at most `max`, as the writer
+    /// stored them, so the sealer need not read them back; `None` when they are no longer
+    /// held (read them from the store). Each entry is handed out once.
+    pub(crate) fn take_stored_entries(
+        &self,
+        from: u64,
+        below: u64,
+        max: usize,
+    ) -> Option<Vec<poh_core::Entry>> {
+        self.inner.view.take_entries(from, below, max)
+    }
+
     /// The first `poh_seq` not yet readable from the store: every stored transaction below
     /// it is. Changes after each commit; what subscribers follow.
     pub fn stored_seq(&self) -> tokio::sync::watch::Receiver<u64> {

@@ -1,14 +1,30 @@
 //! [`PohView`]: the chain as readers see it, shared by the pipeline's threads and its handle.
 
-use std::sync::{
-    Mutex,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    collections::VecDeque,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
-use poh_core::{PohState, RateProbe};
+use poh_core::{Entry, PohState, RateProbe};
 use tokio::sync::watch;
 
 use super::PohStatus;
+
+/// Most mixins of the entries kept for the sealer (8 MiB of digests): a sealer that falls
+/// further behind reads the older ones back from the store.
+const RECENT_MIXINS: usize = 1 << 18;
+/// Most entries kept for the sealer (ticks have no mixins).
+const RECENT_ENTRIES: usize = 1 << 14;
+
+/// Entries stored since the sealer last took them, oldest first.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<(u64, Entry)>,
+    mixins: usize,
+}
 
 /// The PoH chain as the readers see it: what is durably stored, and the generator's rate.
 ///
@@ -28,6 +44,8 @@ pub(crate) struct PohView {
     running: AtomicBool,
     /// Whether writes are refused because the store's disk is full.
     full: AtomicBool,
+    /// The entries the writer stored, for the sealer, so it does not read them back.
+    recent: Mutex<Recent>,
 }
 
 impl PohView {
@@ -48,6 +66,7 @@ impl PohView {
             rate: Mutex::new(rate),
             running: AtomicBool::new(true),
             full: AtomicBool::new(false),
+            recent: Mutex::new(Recent::default()),
         }
     }
 
@@ -80,8 +99,12 @@ impl PohView {
         self.stored.subscribe()
     }
 
-    /// The chain now stands stored at `state`, durably or not.
-    pub(super) fn set_stored(&self, state: PohState, durable: bool) {
+    /// The chain now stands stored at `state`, durably or not, after `entries`.
+    pub(super) fn set_stored(&self, state: PohState, durable: bool, entries: Vec<(u64, Entry)>) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(entries);
         if durable || !self.fsync {
             *self.durable.lock().unwrap_or_else(|p| p.into_inner()) = state;
             self.stored.send_if_modified(|seq| {
@@ -90,5 +113,100 @@ impl PohView {
                 moved
             });
         }
+    }
+}
+
+impl PohView {
+    /// The stored entries from index `from` on, below `below`, at most `max`, taken out of
+    /// what the writer left: `None` when it no longer holds entry `from` (the caller reads
+    /// the store).
+    pub(super) fn take_entries(&self, from: u64, below: u64, max: usize) -> Option<Vec<Entry>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(from, below, max)
+    }
+}
+
+impl Recent {
+    /// Keeps `entries`, dropping the oldest beyond the bounds.
+    fn push(&mut self, entries: Vec<(u64, Entry)>) {
+        for (index, entry) in entries {
+            self.mixins += entry.mixins.len();
+            self.entries.push_back((index, entry));
+        }
+        while self.entries.len() > RECENT_ENTRIES || self.mixins > RECENT_MIXINS {
+            let Some((_, old)) = self.entries.pop_front() else {
+                break;
+            };
+            self.mixins -= old.mixins.len();
+        }
+    }
+
+    /// See [`PohView::take_entries`]. What is before `from` is dropped: it was taken before.
+    fn take(&mut self, from: u64, below: u64, max: usize) -> Option<Vec<Entry>> {
+        while self.entries.front().is_some_and(|(index, _)| *index < from) {
+            if let Some((_, old)) = self.entries.pop_front() {
+                self.mixins -= old.mixins.len();
+            }
+        }
+        if self.entries.front().is_none_or(|(index, _)| *index != from) {
+            return None;
+        }
+        let mut taken = Vec::new();
+        while taken.len() < max
+            && let Some((index, _)) = self.entries.front()
+            && *index < below
+        {
+            if let Some((_, entry)) = self.entries.pop_front() {
+                self.mixins -= entry.mixins.len();
+                taken.push(entry);
+            }
+        }
+        Some(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poh_core::{Entry, sha256};
+
+    use super::{RECENT_MIXINS, Recent};
+
+    fn entries(range: std::ops::Range<u64>, mixins: usize) -> Vec<(u64, Entry)> {
+        range
+            .map(|i| {
+                let entry = Entry {
+                    num_hashes: 1,
+                    hash: sha256(&i.to_le_bytes()),
+                    mixins: vec![sha256(b"m"); mixins],
+                };
+                (i, entry)
+            })
+            .collect()
+    }
+
+    /// The sealer takes each stored entry once, only below the durable count, and is told to
+    /// read the store when the writer's entries no longer reach back to where it is.
+    #[test]
+    fn stored_entries_are_taken_once_in_order_and_only_while_held() {
+        let mut view = Recent::default();
+        view.push(entries(0..10, 1));
+        let taken = view.take(0, 6, 4).unwrap();
+        assert_eq!(
+            taken,
+            entries(0..4, 1)
+                .into_iter()
+                .map(|e| e.1)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(view.take(4, 6, 100).unwrap().len(), 2, "only below 6");
+        assert_eq!(view.take(6, 10, 100).unwrap().len(), 4);
+        assert_eq!(view.take(10, 20, 100), None, "not stored yet");
+        view.push(entries(10..12, 1));
+        // Too many mixins to keep: the oldest go, and a sealer that wants them reads the store.
+        view.push(entries(12..13, RECENT_MIXINS));
+        assert_eq!(view.take(10, 13, 100), None);
+        assert_eq!(view.take(12, 13, 100).unwrap().len(), 1);
     }
 }

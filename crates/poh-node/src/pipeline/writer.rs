@@ -208,7 +208,7 @@ fn write_all(
                 in_flight.remove(&new.record.tx.tx_id);
             }
         }
-        view.set_stored(write.chain.state, write.durable);
+        view.set_stored(write.chain.state, write.durable, write.entries);
         if let Some(relay) = relay {
             // Only what this commit stored for the first time: duplicates are never relayed,
             // so a ring of relaying nodes stops once every node has the transaction.

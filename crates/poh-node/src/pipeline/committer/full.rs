@@ -116,7 +116,7 @@ impl Committer {
         let tips = Tips::load(self.store.as_ref())?;
         let (recorder, entries) = start_generator(self.poh, chain.state)?;
         self.view.set_rate(recorder.probe());
-        self.view.set_stored(chain.state, true);
+        self.view.set_stored(chain.state, true, Vec::new());
         self.recorder = recorder;
         self.entries = entries;
         self.tips = tips;
