@@ -47,14 +47,19 @@ use segments::{Log, append_record};
 /// reclaiming an expired one frees space soon.
 const SEGMENT_BYTES: u64 = 64 << 20;
 
+/// The largest commit buffer kept between commits.
+const BUFFER_KEPT: usize = 16 << 20;
+
 /// The log-structured engine of [`Store`]. The one committer and any number of readers share
 /// it through `&self`.
 pub struct LogStore {
     side: IndexDb,
     log: Log,
     ids: IdIndex,
-    /// Where the next commit appends: the committed end of the log.
-    end: Mutex<u64>,
+    /// The writer's state: where the next commit appends (the committed end of the log), and
+    /// the buffer it encodes a commit's records into, kept between commits so a commit does
+    /// not grow a new one.
+    writer: Mutex<(u64, Vec<u8>)>,
     dir: PathBuf,
 }
 
@@ -125,7 +130,7 @@ impl LogStore {
             side,
             log,
             ids,
-            end: Mutex::new(end),
+            writer: Mutex::new((end, Vec::new())),
             dir,
         };
         store.relearn_ids(covered, end)?;
@@ -197,9 +202,10 @@ impl LogStore {
     }
 
     fn commit_impl(&self, commit: &Commit<'_>, durable: bool) -> Result<(), StoreError> {
-        let mut end = self.end.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let (end, bytes) = &mut *writer;
         let at = *end;
-        let mut bytes = Vec::new();
+        bytes.clear();
         let mut learned = Vec::with_capacity(commit.txs.len());
         for new in commit.txs {
             let record = &new.record;
@@ -213,12 +219,12 @@ impl LogStore {
                 .entries
                 .binary_search_by_key(&record.entry_index, |(i, _)| *i)
                 .is_ok_and(|at| commit.entries[at].1.hash == record.poh_hash);
-            append_record(&mut bytes, record.poh_seq, |out| {
+            append_record(bytes, record.poh_seq, |out| {
                 record.encode_compact_into(entry_stored, out);
             });
         }
         if !bytes.is_empty() {
-            self.log.append(at, &bytes, durable)?;
+            self.log.append(at, bytes, durable)?;
         }
         let log_end = at + bytes.len() as u64;
         let stored = |id: &str| Ok(self.find(id)?.is_some());
@@ -229,6 +235,10 @@ impl LogStore {
         };
         self.side.commit_placed(commit, durable, &placement)?;
         *end = log_end;
+        // A burst's buffer is not kept for ever.
+        if bytes.capacity() > BUFFER_KEPT {
+            *bytes = Vec::new();
+        }
         // Committed: the index must learn these ids. A failure of its background writer is
         // reported once, by a call that adds nothing, so the second try takes them.
         self.ids
