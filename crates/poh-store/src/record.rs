@@ -159,6 +159,19 @@ struct StoredEntry {
     mixins: Vec<u8>,
 }
 
+/// An entry's hash alone: decoding skips the mixins (a commit's entry holds thousands).
+#[derive(Clone, PartialEq, prost::Message)]
+struct StoredEntryHash {
+    #[prost(bytes = "vec", tag = "2")]
+    hash: Vec<u8>,
+}
+
+/// The hash of an entry stored as [`encode_entry`] wrote it, without decoding its mixins.
+pub(crate) fn decode_entry_hash(bytes: &[u8]) -> Result<Hash, StoreError> {
+    let s = StoredEntryHash::decode(bytes).map_err(|_| StoreError::Corrupt("PoH entry"))?;
+    hash_from(&s.hash, "PoH entry hash")
+}
+
 /// On-disk form of [`ChainMeta`].
 #[derive(Clone, PartialEq, prost::Message)]
 struct StoredChain {
@@ -460,6 +473,10 @@ mod tests {
             mixins: vec![sha256(b"1"), sha256(b"2")],
         };
         assert_eq!(decode_entry(&encode_entry(&entry)).unwrap(), entry);
+        assert_eq!(
+            decode_entry_hash(&encode_entry(&entry)).unwrap(),
+            entry.hash
+        );
 
         let known = Known {
             seq: u64::MAX - 1,

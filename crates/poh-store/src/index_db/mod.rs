@@ -290,8 +290,30 @@ pub(crate) fn fill_status(
     pending: &impl ReadableTable<&'static str, u32>,
     ends: &impl ReadableTable<u64, &'static [u8]>,
 ) -> Result<(), StoreError> {
-    record.header_id = headers::covering(ends, record.entry_index)?;
-    record.status = if pending.get(record.tx.tx_id.as_str())?.is_some() {
+    fill_status_cached(record, Some(pending), ends, &mut None)
+}
+
+/// [`fill_status`] for records read in seq order: `pending` is `None` when nothing is
+/// pending, and `last` remembers the header of the last entry (records share entries).
+pub(crate) fn fill_status_cached(
+    record: &mut TxRecord,
+    pending: Option<&impl ReadableTable<&'static str, u32>>,
+    ends: &impl ReadableTable<u64, &'static [u8]>,
+    last: &mut Option<(u64, Option<String>)>,
+) -> Result<(), StoreError> {
+    record.header_id = match last {
+        Some((index, header_id)) if *index == record.entry_index => header_id.clone(),
+        _ => {
+            let header_id = headers::covering(ends, record.entry_index)?;
+            *last = Some((record.entry_index, header_id.clone()));
+            header_id
+        }
+    };
+    let waits = match pending {
+        Some(pending) => pending.get(record.tx.tx_id.as_str())?.is_some(),
+        None => false,
+    };
+    record.status = if waits {
         TxStatus::Pending
     } else if record.header_id.is_some() {
         TxStatus::Sealed

@@ -38,7 +38,7 @@ use crate::{
     index_db::{
         ENTRIES, FRAMES, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, Placement, decode_u64,
     },
-    record::decode_entry,
+    record::decode_entry_hash,
 };
 pub use migrate::Migrated;
 use segments::{Log, append_record};
@@ -82,18 +82,23 @@ fn log_end(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64
 /// A record as the log holds it, and its `poh_hash` when the log holds that too.
 pub(crate) type Logged = (TxRecord, Option<Hash>);
 
-/// The record whole: its `poh_hash`, when the log left it out, is its entry's hash.
+/// The record whole: its `poh_hash`, when the log left it out, is its entry's hash. `last`
+/// remembers the last entry looked up: records in seq order share their entries.
 pub(crate) fn with_poh_hash(
     (mut record, poh_hash): Logged,
     entries: &impl ReadableTable<u64, &'static [u8]>,
+    last: &mut Option<(u64, Hash)>,
 ) -> Result<TxRecord, StoreError> {
-    record.poh_hash = match poh_hash {
-        Some(hash) => hash,
-        None => {
+    record.poh_hash = match (poh_hash, *last) {
+        (Some(hash), _) => hash,
+        (None, Some((index, hash))) if index == record.entry_index => hash,
+        (None, _) => {
             let bytes = entries
                 .get(record.entry_index)?
                 .ok_or(StoreError::Corrupt("a transaction's PoH entry"))?;
-            decode_entry(bytes.value())?.hash
+            let hash = decode_entry_hash(bytes.value())?;
+            *last = Some((record.entry_index, hash));
+            hash
         }
     };
     Ok(record)
@@ -273,7 +278,7 @@ impl Store for LogStore {
                 let Some(entries) = &entries else {
                     return Ok(None);
                 };
-                let r = with_poh_hash(logged, entries)?;
+                let r = with_poh_hash(logged, entries, &mut None)?;
                 Ok(Some(Known {
                     seq: r.poh_seq,
                     digest: r.digest,

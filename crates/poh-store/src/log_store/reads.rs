@@ -11,7 +11,7 @@ use super::{LogStore, Logged, frame_at, log_end, segments::RECORD_HEADER, with_p
 use crate::{
     ExpiredRun, Expiry, StoreError, TxRecord,
     index_db::{
-        ENTRIES, FRAMES, META, PENDING, decode_u64, fill_status,
+        ENTRIES, FRAMES, META, PENDING, decode_u64, fill_status, fill_status_cached,
         headers::{self, HEADER_ENDS},
         lifecycle::{EXPIRED, RESTORED, RESTORED_RECORDS},
     },
@@ -66,7 +66,7 @@ impl LogStore {
         {
             logged = TxRecord::decode_compact(seq, whole.value())?;
         }
-        let mut record = with_poh_hash(logged, &txn.open_table(ENTRIES)?)?;
+        let mut record = with_poh_hash(logged, &txn.open_table(ENTRIES)?, &mut None)?;
         let ends = txn.open_table(HEADER_ENDS)?;
         fill_status(&mut record, &txn.open_table(PENDING)?, &ends)?;
         Ok(Some(record))
@@ -85,9 +85,11 @@ impl LogStore {
         let expired = txn.open_table(EXPIRED)?;
         let any_expired = expired.len()? > 0;
         let pending = txn.open_table(PENDING)?;
+        let pending = (pending.len()? > 0).then_some(&pending);
         let ends = txn.open_table(HEADER_ENDS)?;
         let whole = restored_records(&txn)?;
         let entries = txn.open_table(ENTRIES)?;
+        let (mut last_entry, mut last_header) = (None, None);
         let mut out = Vec::new();
         let mut read = 0;
         self.log.scan(from, end, |_, seq, bytes| {
@@ -101,8 +103,9 @@ impl LogStore {
                 return Ok(true);
             }
             read += bytes.len();
-            let mut record = with_poh_hash(record_at(whole.as_ref(), seq, bytes)?, &entries)?;
-            fill_status(&mut record, &pending, &ends)?;
+            let logged = record_at(whole.as_ref(), seq, bytes)?;
+            let mut record = with_poh_hash(logged, &entries, &mut last_entry)?;
+            fill_status_cached(&mut record, pending, &ends, &mut last_header)?;
             out.push(record);
             Ok(true)
         })?;
