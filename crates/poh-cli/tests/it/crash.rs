@@ -303,16 +303,7 @@ fn check_nothing_lost(
             ack.poh_hash,
             "{when}: poh_hash changed"
         );
-        let tx = record.tx.clone().unwrap();
-        let stored = Tx {
-            tx_id: tx.tx_id,
-            holder_id: tx.holder_id,
-            timestamp: tx.timestamp,
-            payload: tx.payload,
-            parent_ids: tx.parent_ids,
-            public_key: tx.public_key,
-            signature: tx.signature,
-        };
+        let stored = poh_node::tx_from_pb(record.tx.clone().unwrap());
         assert_eq!(stored.digest(), ack.digest, "{when}: its digest changed");
         let at = usize::try_from(ack.poh_seq).unwrap();
         assert_eq!(
