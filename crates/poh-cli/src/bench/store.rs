@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use poh_core::{Entry, PohState, Tx, sha256};
-use poh_store::{ChainMeta, Commit, LogStore, NewTx, Store, StoreOptions, TxRecord, TxStatus};
+use poh_store::{ChainMeta, Commit, LogStore, NewTx, Store, TxRecord, TxStatus};
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -85,7 +85,7 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
         "storing {} transactions in commits of {}…",
         args.count, args.batch
     ));
-    let store: Arc<dyn Store> = Arc::new(LogStore::open_with(&path, StoreOptions::default())?);
+    let store: Arc<dyn Store> = Arc::new(LogStore::open(&path)?);
     let filled = fill(store.clone(), args)?;
     let gets = get_by_id(store.as_ref(), args.count)?;
     drop(store);
@@ -312,7 +312,7 @@ fn reopen_after_kill(path: &Path, args: &StoreArgs) -> anyhow::Result<Duration> 
     child.kill()?;
     child.wait()?;
     let started = Instant::now();
-    let store = LogStore::open_with(path, StoreOptions::default())?;
+    let store = LogStore::open(path)?;
     let took = started.elapsed();
     if store.chain()?.is_none() {
         bail!("the store lost its chain");
@@ -322,7 +322,7 @@ fn reopen_after_kill(path: &Path, args: &StoreArgs) -> anyhow::Result<Duration> 
 
 /// The child of [`reopen_after_kill`]: commits batches after what is stored until killed.
 fn crash_child(path: &Path, payload: usize, batch_size: u64) -> anyhow::Result<()> {
-    let store = LogStore::open_with(path, StoreOptions::default())?;
+    let store = LogStore::open(path)?;
     let mut chain = store.chain()?.context("the store has no chain")?;
     let mut seq = chain.state.mixins;
     let mut said = false;

@@ -497,19 +497,22 @@ impl NodeConfig {
         })
     }
 
-    /// Opens (or makes) the store this configuration names: its engine, path, page cache and
-    /// reserve.
+    /// Opens (or makes) the store this configuration names, with its page cache and reserve.
     pub fn open_store(
         &self,
     ) -> Result<std::sync::Arc<dyn poh_store::Store>, poh_store::StoreError> {
-        let options = poh_store::StoreOptions {
-            cache_bytes: self.db_cache_mb.saturating_mul(1 << 20),
-            reserve_bytes: self.db_reserve_mb.saturating_mul(1 << 20),
-        };
         Ok(std::sync::Arc::new(poh_store::LogStore::open_with(
             self.db_path(),
-            options,
+            self.store_options(),
         )?))
+    }
+
+    /// The store's page cache and the free space it keeps.
+    pub fn store_options(&self) -> poh_store::StoreOptions {
+        poh_store::StoreOptions {
+            cache_bytes: self.db_cache_mb.saturating_mul(1 << 20),
+            reserve_bytes: self.db_reserve_mb.saturating_mul(1 << 20),
+        }
     }
 
     /// The store's directory.

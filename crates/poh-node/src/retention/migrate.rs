@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use poh_store::{LogStore, Migrated, StoreOptions};
+use poh_store::{LogStore, Migrated};
 
 use crate::{NodeConfig, NodeError};
 
@@ -25,10 +25,7 @@ pub fn migrate_if_needed(config: &NodeConfig) -> Result<Option<Migrated>, NodeEr
     };
     let to = config.db_path();
     tracing::info!(from = %old.display(), to = %to.display(), "moving the store into the log engine");
-    let options = StoreOptions {
-        cache_bytes: config.db_cache_mb.saturating_mul(1 << 20),
-        reserve_bytes: config.db_reserve_mb.saturating_mul(1 << 20),
-    };
+    let options = config.store_options();
     let mut told = 0;
     let migrated = LogStore::migrate_from_redb(&old, &to, options, &mut |done, total| {
         let tenth = (done * 10).checked_div(total).unwrap_or(10);

@@ -13,6 +13,17 @@ pub(crate) fn open() -> (tempfile::TempDir, LogStore) {
     (dir, store)
 }
 
+/// Commits `txs` alone, durably.
+pub(crate) fn commit_txs(store: &impl Store, txs: &[NewTx]) -> Result<(), StoreError> {
+    store.commit(
+        &Commit {
+            txs,
+            ..Commit::default()
+        },
+        true,
+    )
+}
+
 /// The store made in `dir` by [`open`], opened again.
 pub(crate) fn reopen(dir: &Path) -> Result<LogStore, StoreError> {
     LogStore::open(dir.join("store"))

@@ -6,7 +6,7 @@ use redb::{Durability, ReadableTable};
 
 use super::{
     CHAIN_KEY, ENTRIES, FRAMES, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, PENDING, TIPS,
-    WAITING, decode_u64, headers, next_key,
+    WAITING, headers, meta_u64, next_key,
 };
 use crate::record::encode_entry;
 use crate::{Commit, StoreError};
@@ -44,10 +44,7 @@ impl IndexDb {
             let mut tips = txn.open_table(TIPS)?;
             let mut meta = txn.open_table(META)?;
 
-            let next_seq = meta
-                .get(LOG_NEXT_SEQ_KEY)?
-                .map_or(Some(0), |v| decode_u64(v.value()))
-                .ok_or(StoreError::Corrupt("log sequence"))?;
+            let next_seq = meta_u64(&meta, LOG_NEXT_SEQ_KEY, "log sequence")?;
             check_sequence(commit, next_seq, &entries)?;
             // This commit's ids (the log's id index learns them once it is done).
             let mut this_commit = std::collections::HashSet::new();

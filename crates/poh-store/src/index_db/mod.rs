@@ -191,15 +191,9 @@ impl IndexDb {
     /// reserve (capped at a tenth of its size). A file system that cannot be asked is let be:
     /// the engine's own error then tells.
     fn check_space(&self) -> Result<(), StoreError> {
-        let dir = match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let Ok(fs) = rustix::fs::statvfs(dir) else {
+        let Some((available, size)) = free_space(&self.path) else {
             return Ok(());
         };
-        let available = fs.f_bavail.saturating_mul(fs.f_frsize);
-        let size = fs.f_blocks.saturating_mul(fs.f_frsize);
         let reserve = self.options.reserve_bytes.min(size / 10);
         if available <= reserve {
             return Err(StoreError::Full {
@@ -255,6 +249,33 @@ impl IndexDb {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// A counter the log engine keeps in `meta` under `key` (0 before it is first set); `what`
+/// names it when its bytes are damaged.
+pub(crate) fn meta_u64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+    what: &'static str,
+) -> Result<u64, StoreError> {
+    match meta.get(key)? {
+        None => Ok(0),
+        Some(v) => decode_u64(v.value()).ok_or(StoreError::Corrupt(what)),
+    }
+}
+
+/// The free and the total bytes of the file system holding `path` (`None` when it cannot be
+/// asked: the engine's own errors then tell).
+pub(crate) fn free_space(path: &Path) -> Option<(u64, u64)> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let fs = rustix::fs::statvfs(dir).ok()?;
+    Some((
+        fs.f_bavail.saturating_mul(fs.f_frsize),
+        fs.f_blocks.saturating_mul(fs.f_frsize),
+    ))
 }
 
 pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {

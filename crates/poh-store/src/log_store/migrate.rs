@@ -21,7 +21,8 @@ use super::{
 use crate::{
     Known, StoreError, StoreOptions, TxRecord, TxStatus,
     index_db::{
-        FRAMES, IDS, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, TXS, lifecycle::EXPIRED,
+        FRAMES, IDS, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, TXS, free_space,
+        lifecycle::EXPIRED,
     },
 };
 
@@ -48,14 +49,9 @@ fn work_dir(dir: &Path) -> PathBuf {
 /// the old file and the log together take about as much as the old file.
 fn check_room(from: &Path, dir: &Path, reserve: u64) -> Result<(), StoreError> {
     let size = std::fs::metadata(from).map_err(StoreError::io(from))?.len();
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let Ok(fs) = rustix::fs::statvfs(parent) else {
+    let Some((available, _)) = free_space(dir) else {
         return Ok(());
     };
-    let available = fs.f_bavail.saturating_mul(fs.f_frsize);
     let need = size.saturating_add(reserve);
     if available < need {
         return Err(StoreError::Full {
@@ -229,8 +225,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        Commit, Store,
-        engine_tests::{chain, entry, header, new},
+        Store,
+        engine_tests::{chain, commit_txs, entry, header, new},
         index_db::{ENTRIES, PENDING, WAITING},
         record::encode_entry,
     };
@@ -369,13 +365,7 @@ mod tests {
         // and new transactions follow.
         let again = [new("tx1", 40, &[])];
         assert!(matches!(
-            store.commit(
-                &Commit {
-                    txs: &again,
-                    ..Commit::default()
-                },
-                true
-            ),
+            commit_txs(&store, &again),
             Err(StoreError::Sequence(_))
         ));
         assert_eq!(
@@ -386,15 +376,7 @@ mod tests {
         );
         assert_eq!(store.tx("tx1").unwrap(), Some(as_stored(&records[1])));
         let next = [new("zz", 40, &[])];
-        store
-            .commit(
-                &Commit {
-                    txs: &next,
-                    ..Commit::default()
-                },
-                true,
-            )
-            .unwrap();
+        commit_txs(&store, &next).unwrap();
         assert_eq!(store.tx("tx20").unwrap().unwrap().status, TxStatus::Sealed);
     }
 

@@ -36,7 +36,7 @@ use crate::{
     StoreOptions, TxRecord,
     id_index::{IdIndex, IdIndexOptions},
     index_db::{
-        ENTRIES, FRAMES, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, Placement, decode_u64,
+        ENTRIES, FRAMES, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, Placement, meta_u64,
     },
     record::decode_entry_hash,
 };
@@ -73,10 +73,7 @@ impl std::fmt::Debug for LogStore {
 
 /// Where the log's committed records end, as the index database says.
 fn log_end(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64, StoreError> {
-    match meta.get(LOG_END_KEY)? {
-        None => Ok(0),
-        Some(v) => decode_u64(v.value()).ok_or(StoreError::Corrupt("log end")),
-    }
+    meta_u64(meta, LOG_END_KEY, "log end")
 }
 
 /// A record as the log holds it, and its `poh_hash` when the log holds that too.
@@ -142,33 +139,12 @@ impl LogStore {
         Ok(store)
     }
 
-    /// The store's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Bytes the store takes on disk: its log, its id index and its index database.
-    pub fn disk_bytes(&self) -> u64 {
-        let file = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-        let ids = std::fs::read_dir(self.dir.join("ids")).map_or(0, |d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        });
-        self.log.disk_bytes() + ids + file(self.dir.join("index.redb"))
-    }
-
     /// Gives the id index the ids stored at `covered` and later, which its durable runs do
     /// not hold (its memtable died with the process that wrote them).
     fn relearn_ids(&self, covered: u64, end: u64) -> Result<(), StoreError> {
         let from = {
             let txn = self.side.db()?.begin_read()?;
-            let next_seq = txn
-                .open_table(META)?
-                .get(LOG_NEXT_SEQ_KEY)?
-                .and_then(|v| decode_u64(v.value()))
-                .unwrap_or(0);
+            let next_seq = meta_u64(&txn.open_table(META)?, LOG_NEXT_SEQ_KEY, "log sequence")?;
             if covered >= next_seq {
                 return Ok(());
             }
@@ -271,12 +247,10 @@ impl Store for LogStore {
                 let Some((_, logged)) = self.find(id)? else {
                     return Ok(None);
                 };
-                // Read only for an id that is found: nearly every lookup is of a new one.
-                if entries.is_none() {
-                    entries = Some(self.side.db()?.begin_read()?.open_table(ENTRIES)?);
-                }
-                let Some(entries) = &entries else {
-                    return Ok(None);
+                // Opened only for an id that is found: nearly every lookup is of a new one.
+                let entries = match &mut entries {
+                    Some(entries) => entries,
+                    none => none.insert(self.side.db()?.begin_read()?.open_table(ENTRIES)?),
                 };
                 let r = with_poh_hash(logged, entries, &mut None)?;
                 Ok(Some(Known {

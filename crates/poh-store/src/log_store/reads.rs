@@ -11,9 +11,10 @@ use super::{LogStore, Logged, frame_at, log_end, segments::RECORD_HEADER, with_p
 use crate::{
     ExpiredRun, Expiry, StoreError, TxRecord,
     index_db::{
-        ENTRIES, FRAMES, META, PENDING, decode_u64, fill_status, fill_status_cached,
+        ENTRIES, FRAMES, META, PENDING, fill_status, fill_status_cached,
         headers::{self, HEADER_ENDS},
         lifecycle::{EXPIRED, RESTORED, RESTORED_RECORDS},
+        meta_u64,
     },
 };
 
@@ -21,10 +22,7 @@ use crate::{
 const EXPIRED_TO_KEY: &str = "log_expired_to";
 
 fn expired_to(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64, StoreError> {
-    match meta.get(EXPIRED_TO_KEY)? {
-        None => Ok(0),
-        Some(v) => decode_u64(v.value()).ok_or(StoreError::Corrupt("expiry cursor")),
-    }
+    meta_u64(meta, EXPIRED_TO_KEY, "expiry cursor")
 }
 
 /// The record at `seq` whose log bytes are `bytes`: a restored one held whole beside the log

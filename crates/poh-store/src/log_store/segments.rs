@@ -336,6 +336,7 @@ impl Log {
     }
 
     /// Bytes the segments take on disk.
+    #[cfg(test)]
     pub(crate) fn disk_bytes(&self) -> u64 {
         self.segments()
             .values()

@@ -3,7 +3,7 @@
 
 use crate::{
     Commit, LogStore, Store, StoreError,
-    engine_tests::{chain, entry, new},
+    engine_tests::{chain, commit_txs, entry, new},
 };
 
 fn commit(store: &LogStore, ids: std::ops::Range<u64>) {
@@ -115,13 +115,7 @@ fn ids_the_index_held_in_memory_are_found_after_reopening() {
     // Dedupe holds: the same id again is refused, unwritten.
     let again = [new("tx7", 2_000, &[])];
     assert!(matches!(
-        store.commit(
-            &Commit {
-                txs: &again,
-                ..Commit::default()
-            },
-            true
-        ),
+        commit_txs(&store, &again),
         Err(StoreError::Sequence(_))
     ));
     assert_eq!(store.txs_from_seq(1_999, 10, usize::MAX).unwrap().len(), 1);
