@@ -31,7 +31,10 @@ pub mod record;
 use poh_core::{ChainHead, Hash, Header};
 
 pub use error::StoreError;
-pub use index_db::{DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, ExpiredRun, Expiry, StoreOptions};
+pub use index_db::{
+    DEFAULT_CACHE_BYTES, DEFAULT_RESERVE_BYTES, DEFAULT_SEGMENT_BYTES, ExpiredRun, Expiry,
+    StoreOptions,
+};
 pub use log_store::{LogStore, Migrated};
 pub use record::{ChainMeta, ChildHeader, Commit, EntryPage, Known, NewTx, TxRecord, TxStatus};
 
@@ -128,7 +131,9 @@ pub trait Store: Send + Sync + 'static {
     /// the pass ends at the first younger one. Transactions still waiting for a parent stay,
     /// and so do records [restored](Store::restore) at or after `received_before`: their
     /// TTL runs from the restore. Ids, PoH entries and headers stay, so dedupe holds and the
-    /// chain still verifies.
+    /// chain still verifies. Their disk space comes back once a whole log segment has
+    /// expired. Expiry is let into the free space kept in reserve: it is how a full disk
+    /// gets space back.
     fn expire(
         &self,
         received_before: f64,

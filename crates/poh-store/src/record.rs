@@ -295,6 +295,24 @@ impl TxRecord {
         }
     }
 
+    /// What is kept of an expired record once its bytes are gone: its id, digest and entry
+    /// (and its `poh_hash` when `with_poh_hash`; else it is the entry's hash), enough to
+    /// answer a resubmission (duplicate or conflict), to name the header that sealed it, and
+    /// to check a restore. Read by [`TxRecord::decode_compact`].
+    pub(crate) fn encode_stub(&self, with_poh_hash: bool) -> Vec<u8> {
+        StoredTx {
+            tx_id: self.tx.tx_id.clone(),
+            digest: self.digest.0.to_vec(),
+            poh_hash: match with_poh_hash {
+                true => self.poh_hash.0.to_vec(),
+                false => Vec::new(),
+            },
+            entry_index: self.entry_index,
+            ..StoredTx::default()
+        }
+        .encode_to_vec()
+    }
+
     /// Decodes [`TxRecord::encode_compact`]'s bytes, or [`TxRecord::encode`]'s; `None` for
     /// the `poh_hash` when they leave it out (the caller looks it up by `entry_index`).
     pub(crate) fn decode_compact(

@@ -2,7 +2,8 @@
 //! store with `--store-mb` of transactions, then keeps a committer busy with small durable
 //! commits (as a node's pipeline does) while it expires the older half in passes of
 //! `--sweep-batch` records as the node's TTL sweep does (minor GC), and then while it compacts the file
-//! (major GC). The figure is the longest wait of one commit in each phase, against the
+//! (major GC). It reports the store's bytes after each: the log gives back whole segments
+//! whose records all expired. The figure is the longest wait of one commit in each phase, against the
 //! longest with nothing beside it: the stall every acknowledgement in flight then sees.
 
 use std::{
@@ -49,6 +50,7 @@ struct GcReport {
     idle_commit_max_ms: f64,
     sweep_ms: f64,
     sweep_commit_max_ms: f64,
+    store_bytes_after_sweep: u64,
     compact_ms: f64,
     compact_commit_max_ms: f64,
     store_bytes_after: u64,
@@ -79,7 +81,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<()> {
         seq += n;
     }
     commit(store.as_ref(), &mut chain, seq, 0, 0, 0.0, true)?;
-    let store_bytes = std::fs::metadata(&path)?.len();
+    let store_bytes = LogStore::disk_bytes(&path)?;
 
     let committer = Committer::start(store.clone(), chain, seq, args.payload);
     let idle = committer.phase(|| {
@@ -93,6 +95,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<()> {
         expired = expire_paced(store.as_ref(), 1.0, half, args.sweep_batch)?.removed;
         Ok(())
     })?;
+    let store_bytes_after_sweep = LogStore::disk_bytes(&path)?;
     say("compacting…");
     let compact = committer.phase(|| {
         // A reader or the committer mid-transaction makes redb refuse; the node retried on
@@ -110,23 +113,25 @@ pub fn run(args: &GcArgs) -> anyhow::Result<()> {
         idle_commit_max_ms: idle.commit_max_ms,
         sweep_ms: sweep.took_ms,
         sweep_commit_max_ms: sweep.commit_max_ms,
+        store_bytes_after_sweep,
         compact_ms: compact.took_ms,
         compact_commit_max_ms: compact.commit_max_ms,
-        store_bytes_after: std::fs::metadata(&path)?.len(),
+        store_bytes_after: LogStore::disk_bytes(&path)?,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
             "store {:.0} MB, {} records; longest commit: idle {:.1} ms; expiring {} records took \
-             {:.0} ms, longest commit {:.1} ms; compaction took {:.0} ms, longest commit {:.1} ms; \
-             store {:.0} MB after",
+             {:.0} ms, longest commit {:.1} ms, store {:.0} MB after it; compaction took {:.0} ms, \
+             longest commit {:.1} ms; store {:.0} MB after",
             report.store_bytes as f64 / 1e6,
             report.records,
             report.idle_commit_max_ms,
             report.expired,
             report.sweep_ms,
             report.sweep_commit_max_ms,
+            report.store_bytes_after_sweep as f64 / 1e6,
             report.compact_ms,
             report.compact_commit_max_ms,
             report.store_bytes_after as f64 / 1e6,

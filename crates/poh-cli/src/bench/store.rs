@@ -92,7 +92,7 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
     say("killing a writer mid-commit and opening the store again…");
     let reopen = reopen_after_kill(&path, args)?;
 
-    let disk = dir_bytes(dir.path())? as f64 / args.count as f64;
+    let disk = LogStore::disk_bytes(dir.path())? as f64 / args.count as f64;
     let encoded = encoded_bytes(args.payload) as f64;
     let report = StoreReport {
         engine: "log",
@@ -335,21 +335,6 @@ fn crash_child(path: &Path, payload: usize, batch_size: u64) -> anyhow::Result<(
             said = true;
         }
     }
-}
-
-/// The bytes of every file under `dir`.
-fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for item in std::fs::read_dir(dir)? {
-        let item = item?;
-        let meta = item.metadata()?;
-        total += if meta.is_dir() {
-            dir_bytes(&item.path())?
-        } else {
-            meta.len()
-        };
-    }
-    Ok(total)
 }
 
 /// A transaction's size as the wire encodes it (protobuf `poh.v1.Tx`).

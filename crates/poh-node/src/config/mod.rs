@@ -512,6 +512,7 @@ impl NodeConfig {
         poh_store::StoreOptions {
             cache_bytes: self.db_cache_mb.saturating_mul(1 << 20),
             reserve_bytes: self.db_reserve_mb.saturating_mul(1 << 20),
+            ..poh_store::StoreOptions::default()
         }
     }
 

@@ -62,7 +62,7 @@ impl DiskMetrics {
         r.describe_gauge(
             "poh_store_bytes".into(),
             Some(Unit::Bytes),
-            "Size of the node's database file.".into(),
+            "Bytes of the node's store: every file of its directory.".into(),
         );
         let [free, size, store] = [
             "poh_disk_free_bytes",
@@ -77,7 +77,7 @@ impl DiskMetrics {
         Self { free, size, store }
     }
 
-    /// Reads the file system of `data_dir` and the size of `db`. A failed read leaves the last
+    /// Reads the file system of `data_dir` and the size of the store in `db`. A failed read leaves the last
     /// values: a scrape must not fail because a disk is slow to answer.
     pub fn sample(&self, data_dir: &Path, db: &Path) {
         if let Ok(fs) = rustix::fs::statvfs(data_dir) {
@@ -85,8 +85,8 @@ impl DiskMetrics {
             self.free.set(fs.f_bavail as f64 * block);
             self.size.set(fs.f_blocks as f64 * block);
         }
-        if let Ok(meta) = std::fs::metadata(db) {
-            self.store.set(meta.len() as f64);
+        if let Ok(bytes) = poh_store::LogStore::disk_bytes(db) {
+            self.store.set(bytes as f64);
         }
     }
 }

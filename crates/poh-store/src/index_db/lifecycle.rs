@@ -24,6 +24,9 @@ pub(crate) const RESTORED: TableDefinition<'_, u64, f64> = TableDefinition::new(
 /// copy is a stub left by a migration).
 pub(crate) const RESTORED_RECORDS: TableDefinition<'_, u64, &[u8]> =
     TableDefinition::new("restored_records");
+/// `log offset → seq (u64 LE) ‖ stub` of each expired record whose log segment was given
+/// back ([`TxRecord::encode_stub`](crate::TxRecord)).
+pub(crate) const STUBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log_stubs");
 
 /// What one expiry pass removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,6 +57,7 @@ impl IndexDb {
         txn.open_table(EXPIRED)?;
         txn.open_table(RESTORED)?;
         txn.open_table(RESTORED_RECORDS)?;
+        txn.open_table(STUBS)?;
         Ok(())
     }
 

@@ -51,7 +51,7 @@ pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("
 pub(crate) const FRAMES: TableDefinition<'_, u64, u64> = TableDefinition::new("frames");
 
 /// How many tables [`IndexDb::init`] makes (checked by a test).
-const TABLES: usize = 18;
+const TABLES: usize = 19;
 
 const SCHEMA_KEY: &str = "schema";
 const CHAIN_KEY: &str = "chain";
@@ -68,6 +68,9 @@ const SCHEMA_VERSION: u64 = 1;
 pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
 /// The free space [`IndexDb::open`] keeps on the database's file system: 64 MiB.
 pub const DEFAULT_RESERVE_BYTES: u64 = 64 << 20;
+/// The log's segment size: large enough that a store of millions has few files, small enough
+/// that expired data's space comes back soon.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
 fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     match Database::builder().set_cache_size(cache_bytes).create(path) {
@@ -105,6 +108,9 @@ pub struct StoreOptions {
     /// [`StoreError::Full`] before they begin, so the engine itself rarely meets a full disk.
     /// At most a tenth of the file system is kept, so a small volume still takes writes.
     pub reserve_bytes: u64,
+    /// The size of the log's segment files: expired records' disk space is given back a
+    /// whole segment at a time.
+    pub segment_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -112,6 +118,7 @@ impl Default for StoreOptions {
         Self {
             cache_bytes: DEFAULT_CACHE_BYTES,
             reserve_bytes: DEFAULT_RESERVE_BYTES,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
         }
     }
 }
@@ -170,6 +177,15 @@ impl IndexDb {
         write: impl FnOnce() -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.check_space()?;
+        self.freeing(write)
+    }
+
+    /// [`IndexDb::writing`] for a write that gives space back (expiry): it may use the
+    /// reserve, which is what the reserve is for.
+    pub(crate) fn freeing<T>(
+        &self,
+        write: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let result = write();
         match result {
             Err(e) if e.is_io() => {

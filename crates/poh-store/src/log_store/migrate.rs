@@ -15,7 +15,7 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use poh_core::Tx;
 
 use super::{
-    LogStore, SEGMENT_BYTES,
+    LogStore,
     segments::{Log, encode_record, sync_dir},
 };
 use crate::{
@@ -137,7 +137,7 @@ impl LogStore {
         let stubs = expired_stubs(&read)?;
         let txs = read.open_table(TXS)?;
         let total = txs.len()? + stubs.len() as u64;
-        let log = Log::open(&work.join("log"), 0, SEGMENT_BYTES)?;
+        let log = Log::open(&work.join("log"), 0, 0, options.segment_bytes)?;
         let mut frames = Vec::new();
         let mut chunk = Vec::with_capacity(CHUNK_BYTES + (64 << 10));
         let mut chunk_first = None;
@@ -171,12 +171,12 @@ impl LogStore {
             let (seq, bytes) = item?;
             let seq = seq.value();
             while let Some(stub) = stubs.next_if(|s| s.poh_seq < seq) {
-                put(stub.poh_seq, &stub.encode(), &mut chunk)?;
+                put(stub.poh_seq, &stub.encode_stub(true), &mut chunk)?;
             }
             put(seq, bytes.value(), &mut chunk)?;
         }
         for stub in stubs {
-            put(stub.poh_seq, &stub.encode(), &mut chunk)?;
+            put(stub.poh_seq, &stub.encode_stub(true), &mut chunk)?;
         }
         flush(&mut chunk, &mut chunk_first)?;
         progress(done, total);

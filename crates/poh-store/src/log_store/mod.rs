@@ -18,13 +18,14 @@
 
 mod migrate;
 mod reads;
+mod reclaim;
 pub(crate) mod segments;
 #[cfg(test)]
 mod tests;
 
 use std::{
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Mutex, RwLock},
 };
 
 use redb::{ReadableDatabase, ReadableTable};
@@ -43,10 +44,6 @@ use crate::{
 pub use migrate::Migrated;
 use segments::{Log, append_record};
 
-/// A segment's size: large enough that a store of millions has few files, small enough that
-/// reclaiming an expired one frees space soon.
-const SEGMENT_BYTES: u64 = 64 << 20;
-
 /// The largest commit buffer kept between commits.
 const BUFFER_KEPT: usize = 16 << 20;
 
@@ -60,6 +57,9 @@ pub struct LogStore {
     /// the buffer it encodes a commit's records into, kept between commits so a commit does
     /// not grow a new one.
     writer: Mutex<(u64, Vec<u8>)>,
+    /// The log offset below which the log was given back ([`reclaim`]): records there are
+    /// read as stubs.
+    reclaimed: RwLock<u64>,
     dir: PathBuf,
 }
 
@@ -122,21 +122,38 @@ impl LogStore {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         let side = IndexDb::open_with(dir.join("index.redb"), options)?;
-        let end = {
+        let (reclaimed, end) = {
             let txn = side.db()?.begin_read()?;
-            log_end(&txn.open_table(META)?)?
+            let meta = txn.open_table(META)?;
+            (reclaim::reclaimed_to(&meta)?, log_end(&meta)?)
         };
-        let log = Log::open(&dir.join("log"), end, SEGMENT_BYTES)?;
+        let log = Log::open(&dir.join("log"), reclaimed, end, options.segment_bytes)?;
         let (ids, covered) = IdIndex::open(&dir.join("ids"), IdIndexOptions::default())?;
         let store = Self {
             side,
             log,
             ids,
             writer: Mutex::new((end, Vec::new())),
+            reclaimed: RwLock::new(reclaimed),
             dir,
         };
         store.relearn_ids(covered, end)?;
         Ok(store)
+    }
+
+    /// The bytes the store in `dir` takes on disk: every file under it.
+    pub fn disk_bytes(dir: impl AsRef<Path>) -> Result<u64, StoreError> {
+        let dir = dir.as_ref();
+        let mut total = 0;
+        for item in std::fs::read_dir(dir).map_err(StoreError::io(dir))? {
+            let item = item.map_err(StoreError::io(dir))?;
+            let meta = item.metadata().map_err(StoreError::io(&item.path()))?;
+            total += match meta.is_dir() {
+                true => Self::disk_bytes(item.path())?,
+                false => meta.len(),
+            };
+        }
+        Ok(total)
     }
 
     /// Gives the id index the ids stored at `covered` and later, which its durable runs do
@@ -151,7 +168,7 @@ impl LogStore {
             frame_at(&txn.open_table(FRAMES)?, covered)?
         };
         let mut batch = Vec::with_capacity(4096);
-        self.log.scan(from, end, |loc, seq, bytes| {
+        self.scan_all(from, end, |loc, seq, bytes| {
             if seq >= covered {
                 let (record, _) = TxRecord::decode_compact(seq, bytes)?;
                 batch.push((self.ids.fingerprint(&record.tx.tx_id), seq, loc));
@@ -166,14 +183,14 @@ impl LogStore {
     }
 
     /// The stored record of `id`, with its log offset (expired ones too: the log keeps
-    /// their bytes). Fingerprints can collide, so each candidate's own id is checked. Its
+    /// their bytes, or their stubs once given back). Fingerprints can collide, so each candidate's own id is checked. Its
     /// `poh_hash` is left for [`with_poh_hash`] when the log does not hold it.
     fn find(&self, id: &str) -> Result<Option<(u64, Logged)>, StoreError> {
         let mut candidates = Vec::new();
         self.ids
             .candidates(self.ids.fingerprint(id), &mut candidates)?;
         for loc in candidates {
-            let (seq, bytes) = self.log.read(loc)?;
+            let (seq, bytes) = self.read_at(loc)?;
             let record = TxRecord::decode_compact(seq, &bytes)?;
             if record.0.tx.tx_id == id {
                 return Ok(Some((loc, record)));
@@ -356,8 +373,11 @@ impl Store for LogStore {
         below_seq: u64,
         limit: usize,
     ) -> Result<Expiry, StoreError> {
-        self.side
-            .writing(|| self.expire_impl(received_before, below_seq, limit))
+        self.side.freeing(|| {
+            let done = self.expire_impl(received_before, below_seq, limit)?;
+            self.reclaim()?;
+            Ok(done)
+        })
     }
 
     fn expired(&self, tx_id: &str) -> Result<Option<String>, StoreError> {
@@ -377,8 +397,8 @@ impl Store for LogStore {
             .writing(|| self.restore_impl(records, restored_at))
     }
 
-    /// Gives back the index database's free pages. The log's expired records stay on disk
-    /// until their segment is reclaimed.
+    /// Gives back the index database's free pages (expiry gives back the log's, a segment at
+    /// a time).
     fn compact(&self) -> Result<bool, StoreError> {
         self.side.compact()
     }

@@ -1,8 +1,9 @@
 //! Reading transactions from the log, and their expiry and restore.
 //!
 //! Expiry marks a record expired in the index database (`expired`); its bytes stay in the
-//! log until the segment holding them is reclaimed, so a restore of the same record only
-//! removes the mark. `log_expired_to` is the log offset before which every record is expired:
+//! log until the segment holding them is given back (`reclaim.rs`), so until then a restore
+//! of the same record only removes the mark (after, it keeps the record whole beside the
+//! log). `log_expired_to` is the log offset before which every record is expired:
 //! sweeps and reads from old seqs start there instead of reading expired bytes again.
 
 use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -21,7 +22,9 @@ use crate::{
 /// Log offset before which every record is expired (u64 BE).
 const EXPIRED_TO_KEY: &str = "log_expired_to";
 
-fn expired_to(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64, StoreError> {
+pub(super) fn expired_to(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<u64, StoreError> {
     meta_u64(meta, EXPIRED_TO_KEY, "expiry cursor")
 }
 
@@ -90,7 +93,7 @@ impl LogStore {
         let (mut last_entry, mut last_header) = (None, None);
         let mut out = Vec::new();
         let mut read = 0;
-        self.log.scan(from, end, |_, seq, bytes| {
+        self.scan_all(from, end, |_, seq, bytes| {
             if seq < from_seq {
                 return Ok(true);
             }
@@ -133,7 +136,7 @@ impl LogStore {
             // Every record before `cursor` is expired, and it moves while that stays true.
             let mut cursor = from;
             let mut all_expired = true;
-            self.log.scan(from, end, |loc, seq, bytes| {
+            self.scan_all(from, end, |loc, seq, bytes| {
                 let next = loc + (RECORD_HEADER + bytes.len()) as u64;
                 if seq >= below_seq || gone.len() >= limit {
                     return Ok(false);
@@ -219,7 +222,7 @@ impl LogStore {
         // end of the one before. The run ends before the next stored transaction: a reader
         // is sent that one.
         let mut sealed_below = 0;
-        self.log.scan(from, end, |_, seq, _| {
+        self.scan_all(from, end, |_, seq, _| {
             if seq < from_seq {
                 return Ok(true);
             }
@@ -267,8 +270,8 @@ impl LogStore {
                 let Some(entry_index) = expired.get(record.poh_seq)?.map(|v| v.value()) else {
                     continue;
                 };
-                // The log still holds the expired bytes: a restore only lifts the mark, once
-                // the record given is the one expired.
+                // A restore only lifts the mark once the record given is the one expired,
+                // and keeps it whole when the log does not (its bytes were given back).
                 let same = found.as_ref().is_some_and(|(_, (stored, _))| {
                     stored.poh_seq == record.poh_seq && stored.digest == record.digest
                 }) && entry_index == record.entry_index;

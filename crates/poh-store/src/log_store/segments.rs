@@ -9,6 +9,10 @@
 //! same transaction as everything else a commit writes. A commit appends and syncs its records
 //! first, then commits the index; bytes past `log_end` are a commit that did not finish. They
 //! are cut on open, never served, and the next append writes over them.
+//!
+//! The log's head is given back segment by segment once every record in it has expired
+//! (`reclaimed` in [`Log::open`]): the index database then holds each record's stub, and the
+//! log starts at the first segment left.
 
 use std::{
     collections::BTreeMap,
@@ -107,9 +111,16 @@ fn checksum_ok(crc: u32, seq: u64, bytes: &[u8]) -> bool {
 }
 
 impl Log {
-    /// Opens the log in `dir` (creating it), whose committed bytes end at `end`: a longer
-    /// tail is cut and segments after it are removed; a shorter log is damage.
-    pub(crate) fn open(dir: &Path, end: u64, segment_bytes: u64) -> Result<Self, StoreError> {
+    /// Opens the log in `dir` (creating it), whose committed bytes are `reclaimed..end`: a
+    /// longer tail is cut and segments after it are removed, segments before `reclaimed`
+    /// (given back by a reclaim the process did not finish) are removed; a shorter log is
+    /// damage.
+    pub(crate) fn open(
+        dir: &Path,
+        reclaimed: u64,
+        end: u64,
+        segment_bytes: u64,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         let mut starts = Vec::new();
         for item in std::fs::read_dir(dir).map_err(StoreError::io(dir))? {
@@ -128,8 +139,10 @@ impl Log {
         let mut removed = false;
         for (i, &start) in starts.iter().enumerate() {
             let path = dir.join(segment_name(start));
-            // Begun by a commit that did not finish.
-            if start >= end && !(start == 0 && end == 0) {
+            // Begun by a commit that did not finish, or given back.
+            let next = starts.get(i + 1).copied();
+            let given_back = next.is_some_and(|next| next <= reclaimed);
+            if given_back || (start >= end && !(start == 0 && end == 0)) {
                 std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
                 removed = true;
                 continue;
@@ -162,9 +175,9 @@ impl Log {
         if removed {
             sync_dir(dir)?;
         }
-        if end > 0 && segments.first_key_value().map(|(s, _)| *s) != Some(0) {
+        if end > reclaimed && segments.first_key_value().map(|(s, _)| *s) != Some(reclaimed) {
             return Err(StoreError::Damaged {
-                path: dir.join(segment_name(0)),
+                path: dir.join(segment_name(reclaimed)),
                 offset: 0,
                 what: "the log's first segment is missing",
             });
@@ -324,6 +337,33 @@ impl Log {
         Ok(())
     }
 
+    /// The first segment's offset and the next one's, when there is a next one: the segment
+    /// a reclaim would give back.
+    pub(crate) fn head(&self) -> Option<(u64, u64)> {
+        let segments = self.segments();
+        let mut starts = segments.keys();
+        Some((*starts.next()?, *starts.next()?))
+    }
+
+    /// Gives back the first segment, which starts at `start` (the index database no longer
+    /// points into it); a failure to remove its file leaves that to the next open.
+    pub(crate) fn remove_head(&self, start: u64) -> Result<(), StoreError> {
+        let segment = {
+            let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
+            match segments.first_key_value() {
+                Some((&first, _)) if first == start && segments.len() > 1 => {
+                    segments.remove(&start)
+                }
+                _ => None,
+            }
+        };
+        if let Some(segment) = segment {
+            std::fs::remove_file(&segment.path).map_err(StoreError::io(&segment.path))?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
     /// Syncs every segment (after appends that were not).
     pub(crate) fn sync_all(&self) -> Result<(), StoreError> {
         for segment in self.segments().values() {
@@ -359,19 +399,13 @@ mod tests {
     }
 
     fn all(log: &Log, end: u64) -> Result<Vec<(u64, u64)>, StoreError> {
-        let mut seen = Vec::new();
-        log.scan(0, end, |loc, seq, bytes| {
-            assert_eq!(bytes, format!("record {seq}").as_bytes());
-            seen.push((loc, seq));
-            Ok(true)
-        })?;
-        Ok(seen)
+        all_from(log, 0, end)
     }
 
     #[test]
     fn records_roll_into_segments_and_read_back_by_offset_and_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path(), 0, 200).unwrap();
+        let log = Log::open(dir.path(), 0, 0, 200).unwrap();
         let mut end = 0;
         for batch in 0..10 {
             let bytes = records(batch * 5..batch * 5 + 5);
@@ -392,7 +426,7 @@ mod tests {
         }
         assert_eq!(log.disk_bytes(), end);
         drop(log);
-        let log = Log::open(dir.path(), end, 200).unwrap();
+        let log = Log::open(dir.path(), 0, end, 200).unwrap();
         assert_eq!(all(&log, end).unwrap(), seen);
     }
 
@@ -401,7 +435,7 @@ mod tests {
     #[test]
     fn an_unfinished_tail_is_cut_on_open_and_written_over() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path(), 0, 1 << 20).unwrap();
+        let log = Log::open(dir.path(), 0, 0, 1 << 20).unwrap();
         let first = records(0..3);
         log.append(0, &first, true).unwrap();
         let end = first.len() as u64;
@@ -410,7 +444,7 @@ mod tests {
         std::fs::write(dir.path().join(segment_name(end + 7)), b"half").unwrap();
         drop(log);
 
-        let log = Log::open(dir.path(), end, 1 << 20).unwrap();
+        let log = Log::open(dir.path(), 0, end, 1 << 20).unwrap();
         assert_eq!(log.disk_bytes(), end);
         assert!(!dir.path().join(segment_name(end + 7)).exists());
         let again = records(3..5);
@@ -421,7 +455,7 @@ mod tests {
         // A log shorter than the index says is damage, not silently less data.
         drop(log);
         assert!(matches!(
-            Log::open(dir.path(), end + 1, 1 << 20),
+            Log::open(dir.path(), 0, end + 1, 1 << 20),
             Err(StoreError::Damaged { .. })
         ));
     }
@@ -429,7 +463,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_is_reported_with_its_place_never_returned() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path(), 0, 1 << 20).unwrap();
+        let log = Log::open(dir.path(), 0, 0, 1 << 20).unwrap();
         let bytes = records(0..4);
         log.append(0, &bytes, true).unwrap();
         let end = bytes.len() as u64;
@@ -440,7 +474,7 @@ mod tests {
         std::fs::write(&path, raw).unwrap();
         drop(log);
 
-        let log = Log::open(dir.path(), end, 1 << 20).unwrap();
+        let log = Log::open(dir.path(), 0, end, 1 << 20).unwrap();
         for err in [log.read(second).unwrap_err(), all(&log, end).unwrap_err()] {
             match err {
                 StoreError::Damaged {
@@ -452,5 +486,51 @@ mod tests {
             }
         }
         assert!(log.read(0).is_ok());
+    }
+
+    #[test]
+    fn the_head_is_given_back_by_segments_and_a_leftover_head_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), 0, 0, 200).unwrap();
+        let mut end = 0;
+        for batch in 0..10 {
+            let bytes = records(batch * 5..batch * 5 + 5);
+            log.append(end, &bytes, true).unwrap();
+            end += bytes.len() as u64;
+        }
+        let (first, second) = log.head().unwrap();
+        assert_eq!(first, 0);
+        log.remove_head(first).unwrap();
+        assert!(!dir.path().join(segment_name(0)).exists());
+        // Only the head, and never the last segment.
+        log.remove_head(first).unwrap();
+        assert_eq!(log.head().unwrap().0, second);
+        let (_, third) = log.head().unwrap();
+        let left: Vec<_> = all_from(&log, second, end).unwrap();
+        assert_eq!(left.first().unwrap().0, second);
+        drop(log);
+
+        // A reclaim committed but not carried out: the open removes the segment.
+        let log = Log::open(dir.path(), third, end, 200).unwrap();
+        assert!(!dir.path().join(segment_name(second)).exists());
+        assert_eq!(log.head().unwrap().0, third);
+        assert_eq!(all_from(&log, third, end).unwrap().last().unwrap().1, 49);
+        // A reclaim cannot leave the log without its head segment.
+        drop(log);
+        std::fs::remove_file(dir.path().join(segment_name(third))).unwrap();
+        assert!(matches!(
+            Log::open(dir.path(), third, end, 200),
+            Err(StoreError::Damaged { .. })
+        ));
+    }
+
+    fn all_from(log: &Log, from: u64, end: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+        let mut seen = Vec::new();
+        log.scan(from, end, |loc, seq, bytes| {
+            assert_eq!(bytes, format!("record {seq}").as_bytes());
+            seen.push((loc, seq));
+            Ok(true)
+        })?;
+        Ok(seen)
     }
 }

@@ -1,5 +1,5 @@
 //! What only the log engine has: a log tail no commit finished, damaged bytes, and an id
-//! index that learns again what a crash took from its memory.
+//! index that learns again what a crash took from its memory, and expired segments given back.
 
 use crate::{
     Commit, LogStore, Store, StoreError,
@@ -119,4 +119,88 @@ fn ids_the_index_held_in_memory_are_found_after_reopening() {
         Err(StoreError::Sequence(_))
     ));
     assert_eq!(store.txs_from_seq(1_999, 10, usize::MAX).unwrap().len(), 1);
+}
+
+fn log_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<_> = std::fs::read_dir(dir.join("store/log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Expired records' disk space comes back a segment at a time, and what a node must still
+/// know of them (their ids and digests, the header that sealed them, a restore's check, the
+/// id index rebuilt from scratch) is read from their stubs.
+#[test]
+fn expired_segments_are_given_back_and_their_records_answered_from_stubs() {
+    use poh_core::ChainHead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = crate::StoreOptions {
+        segment_bytes: 1024,
+        ..crate::StoreOptions::default()
+    };
+    let open = || LogStore::open_with(dir.path().join("store"), options).unwrap();
+    let store = open();
+    for first in (0..200).step_by(10) {
+        commit(&store, first..first + 10);
+    }
+    let sealed = crate::engine_tests::header(0, 0, 180, poh_core::Hash::default());
+    store
+        .put_header(&sealed, &ChainHead::after(&sealed, 0, 180))
+        .unwrap();
+    let before = log_files(dir.path());
+    assert!(before.len() > 10, "{before:?}");
+    let tx3 = store.tx("tx3").unwrap().unwrap();
+    let known = store.lookup(&["tx3"]).unwrap()[0].unwrap();
+    let head = segment(dir.path());
+    let kept_head = std::fs::read(&head).unwrap();
+
+    assert_eq!(store.expire(50.0, 180, 1000).unwrap().removed, 180);
+    let after = log_files(dir.path());
+    assert!(!head.exists());
+    assert!(after.len() < before.len() / 3, "{after:?}");
+
+    let check = |store: &LogStore| {
+        assert_eq!(store.tx("tx3").unwrap(), None);
+        assert_eq!(store.lookup(&["tx3"]).unwrap()[0], Some(known));
+        assert_eq!(store.expired("tx3").unwrap(), Some(sealed.id()));
+        let run = store.expired_run(0..200, 8).unwrap().unwrap();
+        assert_eq!((run.from_seq, run.to_seq, run.count), (0, 179, 180));
+        let page = store.txs_from_seq(0, 1000, usize::MAX).unwrap();
+        assert_eq!(page.first().map(|r| r.poh_seq), Some(180));
+        assert_eq!(page.len(), 20);
+    };
+    check(&store);
+    // A reclaim that did not get to remove its file: the next open does.
+    drop(store);
+    std::fs::write(&head, &kept_head).unwrap();
+    let store = open();
+    assert!(!head.exists());
+    check(&store);
+
+    // An id index rebuilt from nothing learns the given-back ids from their stubs.
+    drop(store);
+    std::fs::remove_dir_all(dir.path().join("store/ids")).unwrap();
+    let store = open();
+    check(&store);
+
+    // A restore brings a given-back record back whole, and it reads as before.
+    let mut forged = tx3.clone();
+    forged.tx.payload = b"forged".to_vec();
+    forged.digest = forged.tx.digest();
+    assert!(store.restore(&[forged], 60.0).is_err());
+    assert_eq!(store.restore(std::slice::from_ref(&tx3), 60.0).unwrap(), 1);
+    assert_eq!(store.tx("tx3").unwrap(), Some(tx3.clone()));
+    let page = store.txs_from_seq(0, 1, usize::MAX).unwrap();
+    assert_eq!(page, std::slice::from_ref(&tx3));
+    drop(store);
+    let store = open();
+    assert_eq!(store.tx("tx3").unwrap(), Some(tx3));
+    // And it expires again.
+    assert_eq!(store.expire(70.0, 180, 1000).unwrap().removed, 1);
+    assert_eq!(store.tx("tx3").unwrap(), None);
+    assert_eq!(store.expired("tx3").unwrap(), Some(sealed.id()));
 }
