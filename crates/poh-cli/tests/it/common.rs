@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
+use poh_core::{Entry, Hash, Tx, genesis, verify::verify_serial};
+use serde_json::{Value, json};
 
 /// `poh ARGS`, with no peers file or config from the environment.
 pub fn poh(args: &[&str]) -> Output {
@@ -67,6 +69,8 @@ pub fn serve_flags(data_dir: &Path, flags: &[&str]) -> Served {
 pub fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Served {
     let hashes_per_tick = HASHES_PER_TICK.to_string();
     let own_rate = flags.contains(&"--hashes-per-tick");
+    // Nodes on hosts of their own (`hosts.rs`) listen on fixed ports of their own address.
+    let own_ports = flags.contains(&"--grpc-port");
     let rate: &[&str] = if own_rate {
         &[]
     } else {
@@ -77,10 +81,10 @@ pub fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Serv
             "50",
         ]
     };
-    let mut child = command
-        .arg("serve")
-        .args(flags)
-        .args([
+    let any_port: &[&str] = if own_ports {
+        &[]
+    } else {
+        &[
             "--grpc-port",
             "0",
             "--http-port",
@@ -89,7 +93,12 @@ pub fn serve_with(mut command: Command, data_dir: &Path, flags: &[&str]) -> Serv
             "0",
             "--quic-port",
             "0",
-        ])
+        ]
+    };
+    let mut child = command
+        .arg("serve")
+        .args(flags)
+        .args(any_port)
         .args(rate)
         .arg("--data-dir")
         .arg(data_dir)
@@ -325,4 +334,159 @@ pub fn quic_pin(data_dir: &std::path::Path) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// splitmix64: a reproducible random number from `seed`.
+pub fn random(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The transaction with this id as sent (its payload and timestamp differ per id), in JSON
+/// and as the node digests it.
+pub fn transaction(id: &str, holder: &str, n: u64) -> (Value, Hash) {
+    let payload = format!("{id}:{}", "x".repeat(usize::try_from(n % 200).unwrap()));
+    transaction_of(
+        id,
+        holder,
+        1_700_000_000.0 + n as f64 / 7.0,
+        payload.as_bytes(),
+    )
+}
+
+/// An unsigned transaction with no parents, in JSON and as the node digests it.
+pub fn transaction_of(id: &str, holder: &str, timestamp: f64, payload: &[u8]) -> (Value, Hash) {
+    let tx = Tx {
+        tx_id: id.to_string(),
+        holder_id: holder.to_string(),
+        timestamp,
+        payload: payload.to_vec(),
+        ..Tx::default()
+    };
+    let json = json!({"tx_id": id, "holder_id": holder, "timestamp": timestamp,
+                      "payload_b64": B64.encode(payload)});
+    (json, tx.digest())
+}
+
+/// The digest of a transaction as `GET /v1/tx/{id}` answers it.
+pub fn stored_digest(v: &Value) -> Hash {
+    let b64 = |field: &str| B64.decode(v[field].as_str().unwrap()).unwrap();
+    Tx {
+        tx_id: v["tx_id"].as_str().unwrap().to_string(),
+        holder_id: v["holder_id"].as_str().unwrap().to_string(),
+        timestamp: v["timestamp"].as_f64().unwrap(),
+        payload: b64("payload_b64"),
+        parent_ids: v["parent_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect(),
+        public_key: b64("public_key_b64"),
+        signature: b64("signature_b64"),
+    }
+    .digest()
+}
+
+/// Federation (SPEC §6) reads of a node.
+impl Http {
+    /// Every header of the node at `base`, by height.
+    pub fn headers(&self, base: &str) -> Vec<Value> {
+        let mut all: Vec<Value> = Vec::new();
+        loop {
+            let page = self.get_ok(&format!("{base}/v1/headers?from={}&limit=1000", all.len()));
+            let batch = page["headers"].as_array().unwrap().clone();
+            if batch.is_empty() {
+                break;
+            }
+            all.extend(batch);
+        }
+        for (height, header) in all.iter().enumerate() {
+            assert_eq!(header["height"], height as u64, "{header}");
+        }
+        all
+    }
+
+    /// Height of the node's last header (None before its first).
+    pub fn last_height(&self, base: &str) -> Option<u64> {
+        self.get_ok(&format!("{base}/v1/federation"))["height"].as_u64()
+    }
+
+    /// The height of `child`'s last header accepted by the node at `base`.
+    pub fn accepted_height(&self, base: &str, child: &str) -> Option<u64> {
+        let federation = self.get_ok(&format!("{base}/v1/federation"));
+        let children = federation["children"].as_array().unwrap();
+        let entry = children
+            .iter()
+            .find(|c| c["chain_id"] == child)
+            .unwrap_or_else(|| panic!("{child} is not listed as a child: {federation}"));
+        entry["height"].as_u64()
+    }
+
+    /// The node's PoH entries (checked from its genesis) and its items: every entry's mixins
+    /// in order, so that `items[poh_seq]` is what was recorded at `poh_seq`; also, for each
+    /// item, the index of the entry that holds it.
+    pub fn poh(&self, base: &str, chain_id: &str) -> Poh {
+        let mut entries: Vec<Entry> = Vec::new();
+        loop {
+            let page = self.get_ok(&format!(
+                "{base}/v1/poh/entries?from={}&limit=10000",
+                entries.len()
+            ));
+            if entries.is_empty() {
+                assert_eq!(
+                    page["start_hash"].as_str().unwrap(),
+                    genesis(chain_id).to_hex(),
+                    "entry 0 starts at {chain_id}'s genesis"
+                );
+            }
+            let batch = page["entries"].as_array().unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            let hex = |v: &Value| v.as_str().unwrap().parse::<Hash>().unwrap();
+            entries.extend(batch.iter().map(|e| Entry {
+                num_hashes: e["num_hashes"].as_u64().unwrap(),
+                hash: hex(&e["hash"]),
+                mixins: e["mixins"].as_array().unwrap().iter().map(hex).collect(),
+            }));
+        }
+        verify_serial(&genesis(chain_id), &entries, HASHES_PER_TICK)
+            .unwrap_or_else(|e| panic!("{chain_id}'s PoH does not verify: {e}"));
+        let mut items = Vec::new();
+        let mut entry_of = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            for mixin in &entry.mixins {
+                items.push(mixin.to_hex());
+                entry_of.push(i as u64);
+            }
+        }
+        Poh { items, entry_of }
+    }
+}
+
+/// A node's PoH as `Http::poh` reads it.
+pub struct Poh {
+    pub items: Vec<String>,
+    pub entry_of: Vec<u64>,
+}
+
+/// The flags every federation node of these tests shares.
+pub fn node_flags<'a>(chain_id: &'a str, level: &'a str, key: &'a str) -> Vec<&'a str> {
+    vec![
+        "--chain-id",
+        chain_id,
+        "--level",
+        level,
+        "--node-key",
+        key,
+        "--min-batch-interval",
+        "0.05",
+        "--max-batch-interval",
+        "0.3",
+        "--no-udp",
+        "--no-quic",
+    ]
 }

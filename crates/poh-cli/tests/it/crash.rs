@@ -19,12 +19,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use poh_core::{Hash, Tx};
+use poh_core::Hash;
 use poh_proto::v1::{self as pb, poh_service_client::PohServiceClient};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::common::{Http, Served, poh, serve_flags, stop, text, wait_for};
+use crate::common::{
+    Http, Served, poh, random, serve_flags, stop, stored_digest, text, transaction, wait_for,
+};
 
 /// Kills, each followed by a restart and the checks.
 const ROUNDS: u64 = 20;
@@ -68,51 +69,6 @@ struct Loaded {
     /// The batch whose answer never came, neither acknowledged nor refused: each id, as sent
     /// and its digest.
     in_flight: Vec<(String, Value, Hash)>,
-}
-
-/// splitmix64: a reproducible random number from `seed`.
-fn random(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The transaction with this id as sent (its payload and timestamp differ per id), in JSON
-/// and as the node digests it.
-fn transaction(id: &str, n: u64) -> (Value, Hash) {
-    let payload = format!("{id}:{}", "x".repeat(usize::try_from(n % 200).unwrap()));
-    let timestamp = 1_700_000_000.0 + n as f64 / 7.0;
-    let tx = Tx {
-        tx_id: id.to_string(),
-        holder_id: HOLDER.to_string(),
-        timestamp,
-        payload: payload.clone().into_bytes(),
-        ..Tx::default()
-    };
-    let json = json!({"tx_id": id, "holder_id": HOLDER, "timestamp": timestamp,
-                      "payload_b64": B64.encode(payload)});
-    (json, tx.digest())
-}
-
-/// The digest of a transaction as `GET /v1/tx/{id}` answers it.
-fn stored_digest(v: &Value) -> Hash {
-    let b64 = |field: &str| B64.decode(v[field].as_str().unwrap()).unwrap();
-    Tx {
-        tx_id: v["tx_id"].as_str().unwrap().to_string(),
-        holder_id: v["holder_id"].as_str().unwrap().to_string(),
-        timestamp: v["timestamp"].as_f64().unwrap(),
-        payload: b64("payload_b64"),
-        parent_ids: v["parent_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap().to_string())
-            .collect(),
-        public_key: b64("public_key_b64"),
-        signature: b64("signature_b64"),
-    }
-    .digest()
 }
 
 /// `POST /v1/tx/batch`: the status and the per-transaction answers, or `None` when no answer
@@ -163,7 +119,7 @@ fn load(base: String, round: u64, client: usize, started: Arc<AtomicBool>) -> Lo
             .map(|k| {
                 let id = format!("r{round}-c{client}-b{b}-{k}");
                 let n = random(round << 32 | (client as u64) << 24 | b << 8 | k);
-                let (tx, digest) = transaction(&id, n);
+                let (tx, digest) = transaction(&id, HOLDER, n);
                 (id, tx, digest)
             })
             .collect();

@@ -11,11 +11,10 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use poh_core::{Entry, Hash, genesis, verify::verify_serial};
 use serde_json::{Value, json};
 
 use crate::common::{
-    HASHES_PER_TICK, Http, Served, keygen, poh, serve_with, signal, stop, text, wait_for,
+    Http, Served, keygen, node_flags, poh, serve_with, signal, stop, text, wait_for,
 };
 
 impl Http {
@@ -40,85 +39,6 @@ impl Http {
         });
         assert_eq!(status, 201, "{tx_id}: {body}");
     }
-
-    /// Every header of the node at `base`, by height.
-    fn headers(&self, base: &str) -> Vec<Value> {
-        let mut all: Vec<Value> = Vec::new();
-        loop {
-            let page = self.get_ok(&format!("{base}/v1/headers?from={}&limit=1000", all.len()));
-            let batch = page["headers"].as_array().unwrap().clone();
-            if batch.is_empty() {
-                break;
-            }
-            all.extend(batch);
-        }
-        for (height, header) in all.iter().enumerate() {
-            assert_eq!(header["height"], height as u64, "{header}");
-        }
-        all
-    }
-
-    /// Height of the node's last header (None before its first).
-    fn last_height(&self, base: &str) -> Option<u64> {
-        self.get_ok(&format!("{base}/v1/federation"))["height"].as_u64()
-    }
-
-    /// The height of `child`'s last header accepted by the node at `base`.
-    fn accepted_height(&self, base: &str, child: &str) -> Option<u64> {
-        let federation = self.get_ok(&format!("{base}/v1/federation"));
-        let children = federation["children"].as_array().unwrap();
-        let entry = children
-            .iter()
-            .find(|c| c["chain_id"] == child)
-            .unwrap_or_else(|| panic!("{child} is not listed as a child: {federation}"));
-        entry["height"].as_u64()
-    }
-
-    /// The node's PoH entries (checked from its genesis) and its items: every entry's mixins
-    /// in order, so that `items[poh_seq]` is what was recorded at `poh_seq`; also, for each
-    /// item, the index of the entry that holds it.
-    fn poh(&self, base: &str, chain_id: &str) -> Poh {
-        let mut entries: Vec<Entry> = Vec::new();
-        loop {
-            let page = self.get_ok(&format!(
-                "{base}/v1/poh/entries?from={}&limit=10000",
-                entries.len()
-            ));
-            if entries.is_empty() {
-                assert_eq!(
-                    page["start_hash"].as_str().unwrap(),
-                    genesis(chain_id).to_hex(),
-                    "entry 0 starts at {chain_id}'s genesis"
-                );
-            }
-            let batch = page["entries"].as_array().unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            let hex = |v: &Value| v.as_str().unwrap().parse::<Hash>().unwrap();
-            entries.extend(batch.iter().map(|e| Entry {
-                num_hashes: e["num_hashes"].as_u64().unwrap(),
-                hash: hex(&e["hash"]),
-                mixins: e["mixins"].as_array().unwrap().iter().map(hex).collect(),
-            }));
-        }
-        verify_serial(&genesis(chain_id), &entries, HASHES_PER_TICK)
-            .unwrap_or_else(|e| panic!("{chain_id}'s PoH does not verify: {e}"));
-        let mut items = Vec::new();
-        let mut entry_of = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
-            for mixin in &entry.mixins {
-                items.push(mixin.to_hex());
-                entry_of.push(i as u64);
-            }
-        }
-        Poh { items, entry_of }
-    }
-}
-
-struct Poh {
-    items: Vec<String>,
-    entry_of: Vec<u64>,
 }
 
 /// The nodes' logs, printed (their ends) when the test fails, before their directory goes.
@@ -153,24 +73,6 @@ fn serve_logged(data_dir: &Path, log: &Path, flags: &[&str]) -> Served {
         ))
         .arg(env!("CARGO_BIN_EXE_poh"));
     serve_with(command, data_dir, flags)
-}
-
-/// The flags every node of these tests shares.
-fn node_flags<'a>(chain_id: &'a str, level: &'a str, key: &'a str) -> Vec<&'a str> {
-    vec![
-        "--chain-id",
-        chain_id,
-        "--level",
-        level,
-        "--node-key",
-        key,
-        "--min-batch-interval",
-        "0.05",
-        "--max-batch-interval",
-        "0.3",
-        "--no-udp",
-        "--no-quic",
-    ]
 }
 
 /// Polls until `tx_id` is SEALED on the node at `base`; its `header_id`.

@@ -4,64 +4,15 @@
 //! still served, and once the mount grows the node must take writes again by itself, with
 //! nothing acknowledged lost and the whole chain verifying after a restart.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::{
     common::{quic_pin, scrape, serve_flags, signal, wait_within},
+    hosts::Tmpfs,
     serve::{check_restarted, post_until_refused, tx},
 };
-
-/// A tmpfs mounted on a temporary directory for the test's life.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts `mib` MiB, or `None` (saying why) where the test cannot mount: not as root.
-    fn mount(mib: u64) -> Option<Self> {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let root = status
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-        if !root {
-            eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mount a tmpfs as root: {out:?}");
-        Some(Self { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Grows (or shrinks) the mount in place.
-    fn resize(&self, mib: u64) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "remount: {out:?}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 /// The value of the sample of `name` (with exactly these `labels`) in a scrape.
 fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {

@@ -2,10 +2,13 @@
 
 mod common;
 mod crash;
+mod faults;
 mod federation;
 mod flood;
 mod full_disk;
+mod hosts;
 mod link_attack;
+mod load;
 mod migrate;
 mod network;
 mod observability;
