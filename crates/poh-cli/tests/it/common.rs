@@ -490,3 +490,57 @@ pub fn node_flags<'a>(chain_id: &'a str, level: &'a str, key: &'a str) -> Vec<&'
         "--no-quic",
     ]
 }
+
+/// Whether this process runs as root (from /proc, no libc).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// A tmpfs mounted on a temporary directory for the test's life.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts `mib` MiB, or `None` (saying why) where the test cannot mount: not as root.
+    pub fn mount(mib: u64) -> Option<Self> {
+        if !is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount a tmpfs as root: {out:?}");
+        Some(Self { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Grows (or shrinks) the mount in place.
+    pub fn resize(&self, mib: u64) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "remount: {out:?}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}

@@ -9,8 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::{
-    common::{quic_pin, scrape, serve_flags, signal, wait_within},
-    hosts::Tmpfs,
+    common::{Tmpfs, quic_pin, scrape, serve_flags, signal, wait_within},
     serve::{check_restarted, post_until_refused, tx},
 };
 

@@ -4,10 +4,11 @@
 //! (`ip netns exec`), every listener bound to the host's address on the SPEC's default ports;
 //! the test reaches them through the bridge, which has `.1` of the /24. Faults: a partition
 //! (the host's bridge-side veth down; heal = up), `kill -9` and a restart on the same data dir
-//! with the same flags, SIGSTOP/SIGCONT, SIGTERM, and a full disk (a [`Tmpfs`] data dir).
+//! with the same flags, SIGSTOP/SIGCONT, SIGTERM, and a full disk (a
+//! `common::Tmpfs` as data dir).
 //! Everything is removed on drop, on a failure too. Needs root and iproute2 (CI has both);
 //! elsewhere [`Hosts::new`] says why it skips. `tc … netem` is not on these kernels: loss and
-//! delay are checked for at run time and only reported.
+//! delay are checked for at run time (`Hosts::netem`) and only applied where they exist.
 //!
 //! [`audit_clean`] is the one end-of-scenario check.
 
@@ -19,22 +20,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use futures_util::StreamExt as _;
+use poh_core::proof::Anchor;
 use poh_node::wire::headers::ProofJson;
 use serde_json::Value;
 
-use crate::common::{Http, Served, serve_with, signal, stored_digest, text, wait_within};
+use crate::common::{Http, Served, is_root, serve_with, signal, stored_digest, text, wait_within};
 
 pub const GRPC_PORT: u16 = 50051;
 pub const HTTP_PORT: u16 = 8080;
-
-/// Whether this process runs as root (from /proc, no libc).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
 
 /// `ip ARGS`, which must succeed.
 fn ip(args: &[&str]) {
@@ -336,52 +331,6 @@ impl Drop for Hosts {
     }
 }
 
-/// A tmpfs mounted on a temporary directory for the test's life.
-pub struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts `mib` MiB, or `None` (saying why) where the test cannot mount: not as root.
-    pub fn mount(mib: u64) -> Option<Self> {
-        if !is_root() {
-            eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mount a tmpfs as root: {out:?}");
-        Some(Self { dir })
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Grows (or shrinks) the mount in place.
-    pub fn resize(&self, mib: u64) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={mib}m")])
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "remount: {out:?}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 /// How long [`audit_clean`] waits for the federation to settle (parents catching up, proofs
 /// reaching the top).
 const SETTLE: Duration = Duration::from_secs(60);
@@ -417,37 +366,60 @@ pub fn audit_clean(urls: &[String], expect: &Path) {
                 (http.accepted_height(&urls[p], chain(c)) >= height).then_some(())
             });
         }
-        let poh = http.poh(&urls[p], chain(p)); // panics unless it verifies from genesis
-        let mut count: HashMap<&str, usize> = HashMap::new();
-        for item in &poh.items {
-            *count.entry(item).or_default() += 1;
-        }
-        for c in ours {
-            let accepted = http.accepted_height(&urls[p], chain(c)).unwrap_or(0);
-            for header in http.headers(&urls[c]).iter().take(accepted as usize + 1) {
-                let id = header["header_id"].as_str().unwrap();
-                let n = count.get(id).copied().unwrap_or(0);
-                if n != 1 {
-                    let (h, parent, child) = (&header["height"], chain(p), chain(c));
-                    findings.push(format!(
-                        "{parent} recorded {child}'s header {h} ({id}) {n} times"
-                    ));
+        // What it accepted, then its PoH, which records that once committed (soon after).
+        let accepted: Vec<(usize, Vec<Value>)> = ours
+            .iter()
+            .map(|&c| {
+                let height = http
+                    .accepted_height(&urls[p], chain(c))
+                    .map_or(0, |h| h + 1);
+                let headers = http.headers(&urls[c]);
+                (c, headers.into_iter().take(height as usize).collect())
+            })
+            .collect();
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let poh = http.poh(&urls[p], chain(p)); // panics unless it verifies from genesis
+            let mut count: HashMap<&str, usize> = HashMap::new();
+            for item in &poh.items {
+                *count.entry(item).or_default() += 1;
+            }
+            let mut wrong = Vec::new();
+            let mut missing = false;
+            for (c, headers) in &accepted {
+                for header in headers {
+                    let id = header["header_id"].as_str().unwrap();
+                    let n = count.get(id).copied().unwrap_or(0);
+                    missing |= n == 0;
+                    if n != 1 {
+                        let (h, parent, child) = (&header["height"], chain(p), chain(*c));
+                        wrong.push(format!(
+                            "{parent} recorded {child}'s header {h} ({id}) {n} times"
+                        ));
+                    }
                 }
             }
+            if !missing || Instant::now() > deadline {
+                findings.extend(wrong);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    let top = (0..urls.len()).max_by_key(|&i| rank(&nodes[i])).unwrap();
-    let first = http.get_ok(&format!("{}/v1/headers?from=0&limit=1", urls[top]));
-    let key = first["headers"][0]["public_key_b64"]
+    // The top level's chains, each trusted under the key its node serves.
+    let top = nodes.iter().map(rank).max().unwrap();
+    let trusted: Vec<Vec<u8>> = (0..urls.len())
+        .filter(|&i| rank(&nodes[i]) == top)
+        .map(|i| {
+            let first = http.get_ok(&format!("{}/v1/headers?from=0&limit=1", urls[i]));
+            let key = first["headers"][0]["public_key_b64"].as_str();
+            B64.decode(key.expect("a top chain sealed")).unwrap()
+        })
+        .collect();
+    let top = nodes.iter().find(|n| rank(n) == top).unwrap()["level"]
         .as_str()
-        .expect("the top chain sealed");
-    use base64::Engine as _;
-    let trusted = vec![
-        base64::engine::general_purpose::STANDARD
-            .decode(key)
-            .unwrap(),
-    ];
+        .unwrap();
     let leaves: Vec<&str> = (0..urls.len())
         .filter(|&i| rank(&nodes[i]) == 0)
         .map(|i| urls[i].as_str())
@@ -463,10 +435,7 @@ pub fn audit_clean(urls: &[String], expect: &Path) {
         .collect();
     let deadline = Instant::now() + SETTLE;
     let checks = futures_util::stream::iter(&expected)
-        .map(|(id, digest)| {
-            let top = (chain(top), trusted.as_slice());
-            check_tx(&http.client, &leaves, id, digest, top, deadline)
-        })
+        .map(|(id, digest)| check_tx(&http.client, &leaves, id, digest, (top, &trusted), deadline))
         .buffer_unordered(16)
         .collect::<Vec<Vec<String>>>();
     findings.extend(http.runtime.block_on(checks).into_iter().flatten());
@@ -477,22 +446,36 @@ pub fn audit_clean(urls: &[String], expect: &Path) {
         findings[..findings.len().min(30)].join("\n")
     );
     eprintln!(
-        "audit: {} transactions proven up to {}, {} chains checked",
+        "audit: {} transactions proven up to the {top} level, {} chains checked",
         expected.len(),
-        chain(top),
         urls.len()
     );
 
     let poh = env!("CARGO_BIN_EXE_poh");
     let help = Command::new(poh).args(["audit", "--help"]).output();
-    if !help.is_ok_and(|o| o.status.success()) {
+    if !help.as_ref().is_ok_and(|o| o.status.success()) {
         eprintln!("note: this `poh` has no `audit` yet: only the test's own checks ran");
         return;
     }
+    // Its own options, where it has them: the top chain's key (as that node serves it, as
+    // above) and time to settle.
+    let help = text(&help.unwrap().stdout);
     let mut audit = Command::new(poh);
     audit.arg("audit");
     for url in urls {
         audit.args(["--node", url]);
+    }
+    for (i, key) in trusted
+        .iter()
+        .enumerate()
+        .filter(|_| help.contains("--trust"))
+    {
+        let file = expect.with_extension(format!("top-{i}.pub"));
+        std::fs::write(&file, hex::encode(key)).unwrap();
+        audit.arg("--trust").arg(file);
+    }
+    if help.contains("--wait-secs") {
+        audit.args(["--wait-secs", "30"]);
     }
     let out = audit.arg("--expect").arg(expect).output().unwrap();
     assert!(
@@ -505,7 +488,7 @@ pub fn audit_clean(urls: &[String], expect: &Path) {
 }
 
 /// [`audit_clean`]'s findings about one transaction: stored with `digest` where it is
-/// (`leaves`), and proven up to `top` (a chain and its key) before `deadline`.
+/// (`leaves`), and proven up to `top` (a level, and its chains' keys) before `deadline`.
 async fn check_tx(
     client: &reqwest::Client,
     leaves: &[&str],
@@ -551,20 +534,21 @@ async fn check_tx(
             Ok((200, proof)) => {
                 let proof: ProofJson = serde_json::from_value(proof).unwrap();
                 match proof.verify(top.1) {
-                    Err(e) => return vec![format!("{id}: its proof does not verify: {e}")],
                     Ok(_) if proof.item != digest => {
-                        return vec![format!(
-                            "{id}: proven digest {}, acknowledged {digest}",
-                            proof.item
-                        )];
-                    }
-                    Ok((_, poh_core::proof::Anchor::Trusted { chain_id, .. }))
-                        if chain_id == top.0 =>
-                    {
+                        let proven = &proof.item;
+                        findings.push(format!(
+                            "{id}: proven digest {proven}, acknowledged {digest}"
+                        ));
                         return findings;
                     }
+                    Err(e) => {
+                        findings.push(format!("{id}: its proof does not verify: {e}"));
+                        return findings;
+                    }
+                    Ok((_, Anchor::Trusted { .. })) => return findings,
                     Ok((links, _)) => {
-                        format!("proven up to {}", links.last().unwrap().header.chain_id)
+                        let reached = &links.last().unwrap().header.chain_id;
+                        format!("proven up to {reached}")
                     }
                 }
             }
@@ -572,7 +556,7 @@ async fn check_tx(
         };
         if Instant::now() > deadline {
             findings.push(format!(
-                "{id}: no proof up to {} within {SETTLE:?}: {state}",
+                "{id}: no proof up to the {} level within {SETTLE:?}: {state}",
                 top.0
             ));
             return findings;
