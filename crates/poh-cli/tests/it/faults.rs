@@ -241,15 +241,17 @@ fn a_nemesis_killing_and_pausing_nodes_at_random_loses_nothing() {
     let load = Load::start("nemesis", &municipalities(&hosts), STEADY, &history);
     history.wait_more(30, "before the nemesis");
 
-    // One node at a time is killed or paused, for 0.5–2.5 s, then 1–2 s with none.
-    let until = Instant::now() + Duration::from_secs(40);
+    // One node at a time is killed or paused, for 0.5–2.5 s, then 1–2 s with none, until
+    // 45 s after the start.
+    let until = started + Duration::from_secs(45);
     for step in 0..100u64 {
-        if Instant::now() > until {
-            break;
-        }
         let r = random(seed ^ step.wrapping_mul(0x9E37));
         let victim = (r % 4) as usize;
         let hold = Duration::from_millis(500 + (r >> 8) % 2_000);
+        let calm = Duration::from_millis(1_000 + (r >> 32) % 1_000);
+        if Instant::now() + hold + calm > until {
+            break;
+        }
         let kill = (r >> 24).is_multiple_of(2);
         let name = hosts.name(victim).to_string();
         eprintln!(
@@ -265,7 +267,7 @@ fn a_nemesis_killing_and_pausing_nodes_at_random_loses_nothing() {
             std::thread::sleep(hold);
             hosts.resume(victim);
         }
-        std::thread::sleep(Duration::from_millis(1_000 + (r >> 32) % 1_000));
+        std::thread::sleep(calm);
     }
     for i in MUNICIPALITIES {
         acked_again(&history, &hosts.base(i), 20);
@@ -288,6 +290,20 @@ fn a_full_municipality_serves_reads_its_parent_seals_on_and_it_resumes_when_the_
     let history = Arc::new(History::default());
     let load = Load::start("disk", &municipalities(&hosts), STEADY, &history);
     history.wait_more(30, "before the disk fills");
+    // A transaction of tokyo's sealed up to the top before: its proof is served while full.
+    let first = history
+        .acked()
+        .into_iter()
+        .find(|a| a.node == tokyo)
+        .unwrap();
+    let proof = format!("{tokyo}/v1/tx/{}/proof", first.tx_id);
+    let up_to_earth = |http: &Http| {
+        let (status, proof) = http.get(&proof);
+        (status == 200 && proof["links"].as_array().map(Vec::len) == Some(3)).then_some(())
+    };
+    wait_within(Duration::from_secs(30), "a proof up to earth", || {
+        up_to_earth(&http)
+    });
 
     // 64 KiB transactions into tokyo until it refuses one.
     let fill = Load::start(
@@ -318,6 +334,7 @@ fn a_full_municipality_serves_reads_its_parent_seals_on_and_it_resumes_when_the_
     assert_eq!(read["poh_seq"], stored.poh_seq, "{read}");
     assert_eq!(read["poh_hash"], stored.poh_hash.as_str(), "{read}");
     http.get_ok(&format!("{tokyo}/v1/poh"));
+    up_to_earth(&http).expect("tokyo serves proofs while full");
     assert!(
         history.refused(&tokyo, "507") > refused,
         "tokyo stopped refusing the load while full: {}",
@@ -337,7 +354,9 @@ fn sigterm_under_load_stops_each_level_cleanly_within_2_s() {
         return;
     };
     let history = Arc::new(History::default());
-    let load = Load::start("term", &municipalities(&hosts), STEADY, &history);
+    // Heavier: four threads, 5 ms apart each.
+    let busy = (4, 100, Duration::from_millis(5));
+    let load = Load::start("term", &municipalities(&hosts), busy, &history);
     history.wait_more(30, "before the first SIGTERM");
     for i in [TOKYO, ASIA, EARTH, OSAKA] {
         let (clean, took) = hosts.terminate(i);
@@ -349,7 +368,10 @@ fn sigterm_under_load_stops_each_level_cleanly_within_2_s() {
             hosts.name(i)
         );
         hosts.restart(i);
-        history.wait_more(20, &format!("{} restarted", hosts.name(i)));
+        match MUNICIPALITIES.contains(&i) {
+            true => acked_again(&history, &hosts.base(i), 20),
+            false => history.wait_more(20, &format!("{} restarted", hosts.name(i))),
+        }
     }
     finish(&hosts, load, &history, started);
 }

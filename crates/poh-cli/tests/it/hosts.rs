@@ -50,6 +50,31 @@ fn ip_quietly(args: &[&str]) {
     }
 }
 
+/// Removes the namespaces and bridges of test processes that died without dropping their
+/// [`Hosts`] (killed): named `poh-ph{PID}x…` and `ph{PID}x…b`, PID in hex.
+fn remove_stale() {
+    let dead = |name: &str| {
+        let pid = name
+            .strip_prefix("ph")
+            .and_then(|rest| rest.split_once('x'));
+        let pid = pid.and_then(|(pid, _)| u32::from_str_radix(pid, 16).ok());
+        pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let list = |args: &[&str]| text(&Command::new("ip").args(args).output().unwrap().stdout);
+    for line in list(&["netns", "list"]).lines() {
+        let ns = line.split_whitespace().next().unwrap_or_default();
+        if ns.strip_prefix("poh-").is_some_and(dead) {
+            ip_quietly(&["netns", "del", ns]);
+        }
+    }
+    for line in list(&["-o", "link", "show", "type", "bridge"]).lines() {
+        let bridge = line.split(": ").nth(1).unwrap_or_default();
+        if dead(bridge) {
+            ip_quietly(&["link", "del", bridge]);
+        }
+    }
+}
+
 /// One host: its namespace, address, and the node it runs.
 struct Host {
     name: String,
@@ -105,6 +130,8 @@ impl Hosts {
             eprintln!("skipped: `ip netns` is missing (install iproute2; CI has it)");
             return None;
         }
+        static STALE: std::sync::Once = std::sync::Once::new();
+        STALE.call_once(remove_stale);
         // Unique per test of this process (cargo runs them on parallel threads) and, with the
         // pid, per process: interface names (≤ 15 bytes), namespaces and the /24.
         static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -122,7 +149,7 @@ impl Hosts {
             let k = pid.wrapping_mul(31).wrapping_add(n * 97) % (128 * 256);
             let net = format!("10.{}.{}", 64 + k / 256, k % 256);
             if !taken.contains(&format!(" {net}.")) {
-                break (format!("ph{pid:x}{n}"), net);
+                break (format!("ph{pid:x}x{n}"), net);
             }
         };
         let mut hosts = Self {
