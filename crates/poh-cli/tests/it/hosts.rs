@@ -512,6 +512,11 @@ pub fn audit_clean(urls: &[String], expect: &Path) {
         text(&out.stdout),
         text(&out.stderr)
     );
+    let report = text(&out.stdout);
+    eprintln!(
+        "poh audit: {}",
+        report.lines().last().unwrap_or("(no output)")
+    );
 }
 
 /// [`audit_clean`]'s findings about one transaction: stored with `digest` where it is
