@@ -20,7 +20,7 @@ use crate::common::{
 
 impl Http {
     /// Submits a transaction, which must be stored (201).
-    fn submit(&self, base: &str, tx_id: &str) {
+    pub(crate) fn submit(&self, base: &str, tx_id: &str) {
         let tx = json!({
             "tx_id": tx_id,
             "holder_id": "h",
@@ -156,7 +156,7 @@ fn serve_logged(data_dir: &Path, log: &Path, flags: &[&str]) -> Served {
 }
 
 /// The flags every node of these tests shares.
-fn node_flags<'a>(chain_id: &'a str, level: &'a str, key: &'a str) -> Vec<&'a str> {
+pub(crate) fn node_flags<'a>(chain_id: &'a str, level: &'a str, key: &'a str) -> Vec<&'a str> {
     vec![
         "--chain-id",
         chain_id,
