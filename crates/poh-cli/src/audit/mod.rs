@@ -286,3 +286,124 @@ fn check_recorded(
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use poh_core::{Hash, Header, Level, chain_file::ChainStart};
+
+    use super::{
+        chains::{Chain, Place},
+        check_recorded, expect,
+    };
+
+    fn header(chain_id: &str, level: Level, height: u64, salt: u64) -> Header {
+        Header {
+            chain_id: chain_id.into(),
+            level,
+            height,
+            prev_header_hash: Hash::default(),
+            poh_start: height,
+            poh_end: height + 1,
+            poh_end_hash: poh_core::sha256(&salt.to_be_bytes()),
+            poh_hashes: 1,
+            items_root: Hash::default(),
+            item_count: 0,
+            timestamp: 1.0,
+            public_key: vec![1],
+            signature: vec![2],
+        }
+    }
+
+    fn chain(chain_id: &str, level: Level, heights: u64) -> Chain {
+        Chain {
+            url: format!("http://{chain_id}"),
+            start: ChainStart {
+                format: poh_core::chain_file::FORMAT.into(),
+                chain_id: chain_id.into(),
+                level,
+                hashes_per_tick: 2,
+                public_key: "01".into(),
+                height: 0,
+                prev_header_hash: Hash::default(),
+                poh_start: 0,
+                start_hash: Hash::default(),
+                hashes_in_tick: None,
+                seq: 0,
+                children: Vec::new(),
+            },
+            headers: (0..heights)
+                .map(|h| header(chain_id, level, h, 0))
+                .collect(),
+            items: HashMap::new(),
+            twice: Vec::new(),
+            children: HashMap::new(),
+            broken: None,
+        }
+    }
+
+    /// `parent` records `child`'s headers `heights` (in its header of the same index), and a
+    /// forged one at `forged`.
+    fn record(parent: &mut Chain, child: &Chain, heights: &[u64], forged: Option<u64>) {
+        let mut recorded = Vec::new();
+        for (seq, &h) in heights.iter().enumerate() {
+            let own = child.headers[h as usize].clone();
+            parent.items.insert(
+                own.hash(),
+                Place {
+                    seq: seq as u64,
+                    height: seq as u64,
+                },
+            );
+            recorded.push((own, seq as u64));
+        }
+        if let Some(h) = forged {
+            let level = child.level();
+            recorded.push((header(&child.start.chain_id, level, h, 7), 99));
+        }
+        parent
+            .children
+            .insert(child.start.chain_id.clone(), recorded);
+    }
+
+    #[test]
+    fn a_gap_and_a_fork_in_what_a_parent_recorded_are_findings_and_the_tail_a_note() {
+        let child = chain("m", Level::Municipality, 6);
+        let mut parent = chain("c", Level::Continental, 4);
+        record(&mut parent, &child, &[0, 1, 3], Some(2));
+        let (mut findings, mut notes) = (Vec::new(), Vec::new());
+        check_recorded(&child, &parent, &mut findings, &mut notes);
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(findings[0].contains("height 2 that is not the child's own"));
+        assert!(findings[1].contains("header 2 was never recorded"));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("headers 4–5 not recorded"), "{notes:?}");
+
+        // Everything recorded: nothing to say.
+        let mut parent = chain("c", Level::Continental, 6);
+        record(&mut parent, &child, &[0, 1, 2, 3, 4, 5], None);
+        let (mut findings, mut notes) = (Vec::new(), Vec::new());
+        check_recorded(&child, &parent, &mut findings, &mut notes);
+        assert!(
+            findings.is_empty() && notes.is_empty(),
+            "{findings:?} {notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_header_climbs_only_when_each_level_above_recorded_it_in_a_header_that_climbs() {
+        let muni = chain("m", Level::Municipality, 3);
+        let mut cont = chain("c", Level::Continental, 3);
+        let mut global = chain("g", Level::Global, 2);
+        // The continental recorded the municipality's headers 0 and 1 in its headers 0 and
+        // 1; the global recorded only the continental's header 0.
+        record(&mut cont, &muni, &[0, 1], None);
+        record(&mut global, &cont, &[0], None);
+        let chains = [muni, cont, global];
+        let up = expect::reaching_top(&chains, &[Some(1), Some(2), None], Level::Global);
+        assert_eq!(up[2], [true, true]);
+        assert_eq!(up[1], [true, false, false]);
+        assert_eq!(up[0], [true, false, false]);
+    }
+}
