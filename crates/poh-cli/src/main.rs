@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod audit;
 mod bench;
 mod certs;
 mod chain;
@@ -68,6 +69,11 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Write a node's chain (headers, PoH entries, recorded child headers, keys) to a file.
     Export(chain::ExportArgs),
+    /// Check a running federation from its nodes' HTTP APIs: every chain re-verified from
+    /// genesis, every child header recorded exactly once by its parent, and every
+    /// transaction in --expect stored with its digest and proven up to the highest level;
+    /// one line per finding, and a non-zero exit on any.
+    Audit(audit::AuditArgs),
     /// A transaction's inclusion proof, from its header up the federation, checked before
     /// it is written: it must be signed by a --trust key (unless --untrusted).
     Prove(prove::ProveArgs),
@@ -135,6 +141,7 @@ fn main() -> ExitCode {
         Command::Certs(args) => certs::run(&args),
         Command::Fingerprint(args) => certs::fingerprint(&args),
         Command::Verify(args) => verify::verify(&args),
+        Command::Audit(args) => audit::audit(&args),
         Command::Export(args) => chain::export(&args),
         Command::Prove(args) => prove::prove(&args),
         Command::Restore(args) => restore::restore(&args),

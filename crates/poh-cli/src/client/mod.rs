@@ -194,17 +194,23 @@ impl NodeHttp {
         &self.base
     }
 
-    /// `GET base + path`; an answer other than a success is an error carrying its body.
-    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+    /// `GET base + path`, whatever the answer's status.
+    pub(crate) async fn send(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         let base = &self.base;
         let mut request = self.client.get(format!("{base}{path}"));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        let response = request
+        request
             .send()
             .await
-            .with_context(|| format!("cannot reach {base}"))?;
+            .with_context(|| format!("cannot reach {base}"))
+    }
+
+    /// `GET base + path`; an answer other than a success is an error carrying its body.
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let base = &self.base;
+        let response = self.send(path).await?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();

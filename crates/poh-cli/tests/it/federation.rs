@@ -19,7 +19,7 @@ use crate::common::{
 
 impl Http {
     /// Submits a transaction, which must be stored (201).
-    fn submit(&self, base: &str, tx_id: &str) {
+    pub(crate) fn submit(&self, base: &str, tx_id: &str) {
         let tx = json!({
             "tx_id": tx_id,
             "holder_id": "h",

@@ -1,5 +1,6 @@
 //! Integration tests of the real `poh` binary.
 
+mod audit;
 mod common;
 mod crash;
 mod faults;

@@ -55,6 +55,7 @@ impl NodeConfig {
         self.check_write_paths()?;
         self.check_federation()?;
         self.check_parent_credentials()?;
+        self.check_client_key()?;
         self.check_buffered()?;
         self.check_retention()?;
         // Fragments: a coding reed-solomon-simd supports, and locations that parse (they are
@@ -127,6 +128,18 @@ impl NodeConfig {
 }
 
 impl NodeConfig {
+    /// A prefix length an IPv6 address has: 0 would make every IPv6 client one.
+    fn check_client_key(&self) -> Result<(), NodeError> {
+        let prefix = self.limits.ipv6_prefix_len;
+        if (1..=128).contains(&prefix) {
+            return Ok(());
+        }
+        Err(NodeError::Config(format!(
+            "limits.ipv6_prefix_len is {prefix}: it must be 1–128, the leading bits of an IPv6 \
+             address that name one client (64: one budget per /64)"
+        )))
+    }
+
     /// One client's share of the read budget must hold the largest request it may send, or
     /// that request could never be read.
     fn check_buffered(&self) -> Result<(), NodeError> {

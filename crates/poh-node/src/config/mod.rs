@@ -296,16 +296,17 @@ pub struct AuthConfig {
     pub protect_health: bool,
 }
 
-/// Limits per client address, on every listener (SPEC §8).
+/// Limits per client, on every listener (SPEC §8). A client is an IPv4 address, or an IPv6
+/// network of `ipv6_prefix_len` bits (one /64 by default).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientLimits {
-    /// Connections one client address may hold open at once (TCP and QUIC).
+    /// Connections one client may hold open at once (TCP and QUIC).
     pub max_connections_per_client: usize,
-    /// Requests one client address may have in flight at once: gRPC calls and HTTP requests
+    /// Requests one client may have in flight at once: gRPC calls and HTTP requests
     /// until their answer is sent, QUIC streams until they finish.
     pub max_in_flight_per_client: usize,
-    /// Requests (or datagrams) per second one client address may send, sustained.
+    /// Requests (or datagrams) per second one client may send, sustained.
     pub requests_per_second: u32,
     /// How far above the rate a client may burst.
     pub burst: u32,
@@ -313,16 +314,21 @@ pub struct ClientLimits {
     /// clients; beyond it a request is refused (`RESOURCE_EXHAUSTED` / 503, a QUIC stream
     /// reset `OVERLOADED`) before more is read.
     pub buffered_bytes: usize,
-    /// The part of `buffered_bytes` one client address may hold, so a few clients cannot
+    /// The part of `buffered_bytes` one client may hold, so a few clients cannot
     /// take it all. A request body or message larger than this can never be read.
     pub buffered_bytes_per_client: usize,
     /// Subscriptions (`Subscribe`, `GET /v1/events`) open at once across all clients; beyond
     /// it a new one is refused (`RESOURCE_EXHAUSTED` / 503). Each holds at most one page of
     /// records (64 KiB) while it is sent.
     pub max_subscriptions: usize,
-    /// Subscriptions one client address may hold open at once. Each also counts as a request
+    /// Subscriptions one client may hold open at once. Each also counts as a request
     /// in flight for as long as it runs.
     pub max_subscriptions_per_client: usize,
+    /// How many leading bits of an IPv6 address name its client (1–128): every address in
+    /// one such network shares one client's limits. Whoever is given one IPv6 address is
+    /// usually given its whole /64, so per address one host would have 2^64 budgets. An IPv4
+    /// address (an IPv4-mapped IPv6 one too) is a client of its own.
+    pub ipv6_prefix_len: u32,
 }
 
 impl Default for ClientLimits {
@@ -342,6 +348,8 @@ impl Default for ClientLimits {
             buffered_bytes_per_client: 32 << 20,
             max_subscriptions: 4096,
             max_subscriptions_per_client: 256,
+            // The smallest network one subscriber, host or VM is usually given (RFC 6177).
+            ipv6_prefix_len: 64,
         }
     }
 }

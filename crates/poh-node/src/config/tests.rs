@@ -70,3 +70,25 @@ fn validate_refuses_what_cannot_work() {
     }
     assert!(c.validate().is_err(), "a certificate without its key");
 }
+
+#[test]
+fn the_ipv6_prefix_length_must_be_one_to_128() {
+    let with = |len: u32| {
+        let mut c = NodeConfig::default();
+        c.limits.ipv6_prefix_len = len;
+        c.validate()
+    };
+    for len in [1, 48, 56, 64, 128] {
+        assert!(with(len).is_ok(), "{len}");
+    }
+    for len in [0, 129, 4096] {
+        let e = with(len).unwrap_err().to_string();
+        assert!(
+            e.contains("limits.ipv6_prefix_len") && e.contains("1–128"),
+            "{len}: {e}"
+        );
+    }
+    let c = NodeConfig::from_toml("[limits]\nipv6_prefix_len = 56\n").unwrap();
+    assert_eq!(c.limits.ipv6_prefix_len, 56);
+    assert_eq!(NodeConfig::default().limits.ipv6_prefix_len, 64);
+}

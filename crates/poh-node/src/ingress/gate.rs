@@ -6,11 +6,11 @@
 //! An admitted request holds its in-flight slot until its whole answer is sent: the slot
 //! travels in the response body, so a streaming answer counts for as long as it runs.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{ConnectInfo, Request, State},
+    extract::{Request, State},
     middleware::Next,
     response::Response,
 };
@@ -18,7 +18,7 @@ use axum::{
 use super::{
     Holding, Services,
     auth::{AuthError, Authenticator},
-    limits::{ClientLimiter, Overload},
+    limits::{ClientKey, ClientLimiter, Overload},
 };
 
 /// How one server says no.
@@ -53,11 +53,8 @@ where
 }
 
 async fn pass<R: Refusals>(State(gate): State<Gate<R>>, req: Request, next: Next) -> Response {
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let slot = match client.map(|ip| gate.limiter.admit(ip)) {
+    let client = req.extensions().get::<ClientKey>().copied();
+    let slot = match client.map(|client| gate.limiter.admit(client)) {
         Some(Ok(slot)) => Some(slot),
         Some(Err(overload)) => return gate.refusals.overloaded(overload),
         // Not from a listener (an in-process call): nothing to count it against.

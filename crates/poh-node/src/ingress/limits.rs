@@ -1,19 +1,25 @@
-//! Per-client limits (SPEC §8), by client IP address, on every listener: connections held
-//! open, requests in flight, and requests per second. A client over a limit is refused early
-//! (the connection is closed at accept; a request gets `RESOURCE_EXHAUSTED` / 503 with
-//! `Retry-After`; a QUIC stream is reset with [`OVERLOADED`]; a datagram is dropped and
-//! counted), so one flooding client cannot take the node from the others.
+//! Per-client limits (SPEC §8) on every listener: connections held open, requests in flight,
+//! requests per second, request bytes held and subscriptions. A client over a limit is
+//! refused early (the connection is closed at accept; a request gets `RESOURCE_EXHAUSTED` /
+//! 503 with `Retry-After`; a QUIC stream is reset with [`OVERLOADED`]; a datagram is dropped
+//! and counted), so one flooding client cannot take the node from the others.
+//!
+//! A client is a [`ClientKey`], not an address: an IPv4 address, or an IPv6 network
+//! (`limits.ipv6_prefix_len`, a /64 by default). Whoever holds one IPv6 address usually holds
+//! its whole /64, and would otherwise have 2^64 budgets. Every budget here is keyed by it, and
+//! the only way from an address to a key is [`ClientLimiter::key`], which each transport calls
+//! once where a client arrives (a TCP or QUIC connection at accept, a datagram as it is read).
 //!
 //! [`OVERLOADED`]: crate::wire::frame::OVERLOADED
 
 use std::{
     collections::HashMap,
     hash::Hash,
-    net::IpAddr,
+    net::{IpAddr, Ipv6Addr},
     num::NonZeroU32,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU32, AtomicUsize, Ordering},
     },
 };
 
@@ -21,18 +27,45 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::{config::ClientLimits, reload::Live};
 
+/// The client a budget belongs to: an IPv4 address, or the IPv6 network of the configured
+/// prefix length an address is in. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a
+/// dual-stack socket reports for an IPv4 client) is that IPv4 address, so one client is one
+/// key whichever socket it reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    /// The key of `ip` with IPv6 addresses grouped by their first `v6_prefix` bits (clamped to
+    /// 1–128: validation refuses anything else, and a zero would make every IPv6 client one).
+    pub(crate) fn new(ip: IpAddr, v6_prefix: u32) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self(IpAddr::V4(v4)),
+                None => {
+                    let mask = u128::MAX << (128 - v6_prefix.clamp(1, 128));
+                    Self(IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask)))
+                }
+            },
+        }
+    }
+}
+
 /// The node's per-client accounting; shared by every listener. A reload moves its limits:
 /// what clients hold stays held, and a lowered limit refuses new ones until they are under it.
 pub struct ClientLimiter {
+    /// `limits.ipv6_prefix_len`: how [`ClientLimiter::key`] groups IPv6 addresses.
+    v6_prefix: AtomicU32,
     connections: Arc<SlotTable>,
     in_flight: Arc<SlotTable>,
     rate: Live<Rate>,
 }
 
-/// The rate limit and the quota it was made for; `None` when rate limiting is off.
+/// The rate limit and the settings it was made for; no limiter when rate limiting is off.
 struct Rate {
     quota: (u32, u32),
-    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    v6_prefix: u32,
+    limiter: Option<DefaultKeyedRateLimiter<ClientKey>>,
 }
 
 impl Rate {
@@ -45,7 +78,11 @@ impl Rate {
                 .max(per_second);
             DefaultKeyedRateLimiter::dashmap(Quota::per_second(per_second).allow_burst(burst))
         });
-        Self { quota, limiter }
+        Self {
+            quota,
+            v6_prefix: limits.ipv6_prefix_len,
+            limiter,
+        }
     }
 }
 
@@ -72,6 +109,7 @@ impl ClientLimiter {
     /// From the configured limits (a zero rate turns rate limiting off).
     pub fn new(limits: &ClientLimits) -> Arc<Self> {
         Arc::new(Self {
+            v6_prefix: AtomicU32::new(limits.ipv6_prefix_len),
             connections: SlotTable::new(limits.max_connections_per_client),
             in_flight: SlotTable::new(limits.max_in_flight_per_client),
             rate: Live::new(Arc::new(Rate::new(limits))),
@@ -79,16 +117,31 @@ impl ClientLimiter {
     }
 
     /// Moves to `limits`. A changed rate starts every client with a full burst again.
+    ///
+    /// A changed prefix length keys clients arriving from now on; what was taken under the
+    /// old keys is given back under them, and connections already open keep theirs.
     pub fn set(&self, limits: &ClientLimits) {
+        self.v6_prefix
+            .store(limits.ipv6_prefix_len, Ordering::Relaxed);
         self.connections.set_max(limits.max_connections_per_client);
         self.in_flight.set_max(limits.max_in_flight_per_client);
-        if self.rate.get().quota != (limits.requests_per_second, limits.burst) {
+        let rate = self.rate.get();
+        // A new prefix also starts a new rate table, so the old keys' entries do not linger.
+        if rate.quota != (limits.requests_per_second, limits.burst)
+            || rate.v6_prefix != limits.ipv6_prefix_len
+        {
             self.rate.set(Arc::new(Rate::new(limits)));
         }
     }
 
+    /// The client `ip` is: the one place an address becomes a key, so every transport and
+    /// every budget group IPv6 addresses the same way.
+    pub fn key(&self, ip: IpAddr) -> ClientKey {
+        ClientKey::new(ip, self.v6_prefix.load(Ordering::Relaxed))
+    }
+
     /// Whether `client` may make one more request now (the rate alone: a datagram is not held).
-    pub fn allow(&self, client: IpAddr) -> bool {
+    pub fn allow(&self, client: ClientKey) -> bool {
         match &self.rate.get().limiter {
             Some(rate) => {
                 let allowed = rate.check_key(&client).is_ok();
@@ -105,7 +158,7 @@ impl ClientLimiter {
 
     /// Admits one request from `client`: within its rate, and a slot among its requests in
     /// flight, held until the returned slot is dropped (when the answer is complete).
-    pub fn admit(&self, client: IpAddr) -> Result<ClientSlot, Overload> {
+    pub fn admit(&self, client: ClientKey) -> Result<ClientSlot, Overload> {
         // The cheaper in-flight check first, so a refused request does not spend rate.
         let slot = SlotTable::take(&self.in_flight, client).ok_or(Overload::InFlight)?;
         if self.allow(client) {
@@ -116,14 +169,14 @@ impl ClientLimiter {
     }
 
     /// A slot for one more connection from `client`, or `None` when it holds its limit.
-    pub fn connect(&self, client: IpAddr) -> Option<ClientSlot> {
+    pub fn connect(&self, client: ClientKey) -> Option<ClientSlot> {
         SlotTable::take(&self.connections, client)
     }
 }
 
-/// How many of something each key (a client address; `()` for a node-wide count) holds,
-/// against one maximum, which a reload may move.
-pub(crate) struct SlotTable<K = IpAddr> {
+/// How many of something each key (a client; `()` for a node-wide count) holds, against one
+/// maximum, which a reload may move.
+pub(crate) struct SlotTable<K = ClientKey> {
     max: AtomicUsize,
     held: Mutex<HashMap<K, usize>>,
 }
@@ -159,7 +212,7 @@ impl<K: Hash + Eq + Copy> SlotTable<K> {
 }
 
 /// One connection or request of a client, counted against its limit until dropped.
-pub struct ClientSlot<K: Hash + Eq + Copy = IpAddr> {
+pub struct ClientSlot<K: Hash + Eq + Copy = ClientKey> {
     table: Arc<SlotTable<K>>,
     client: K,
 }
@@ -178,7 +231,7 @@ impl<K: Hash + Eq + Copy> Drop for ClientSlot<K> {
 
 /// The bytes the node holds while reading requests (bodies, QUIC frames): at most
 /// `limits.buffered_bytes` across all clients, and `limits.buffered_bytes_per_client` for any
-/// one client address, so a few clients holding slow or huge requests cannot take the whole
+/// one client, so a few clients holding slow or huge requests cannot take the whole
 /// budget from the others. Taken as the bytes arrive, before they are kept.
 pub struct ByteBudget {
     total: AtomicUsize,
@@ -191,7 +244,7 @@ pub struct ByteBudget {
 #[derive(Default)]
 struct Usage {
     held: usize,
-    by_client: HashMap<IpAddr, usize>,
+    by_client: HashMap<ClientKey, usize>,
 }
 
 /// The budget ran out: the request is refused, and should be retried later.
@@ -206,7 +259,7 @@ pub enum Exhausted {
 }
 
 impl ByteBudget {
-    /// A budget of `total` bytes, at most `per_client` of them for one client address; what
+    /// A budget of `total` bytes, at most `per_client` of them for one client; what
     /// is held is reported in `held`.
     pub fn new(total: usize, per_client: usize, held: metrics::Gauge) -> Arc<Self> {
         Arc::new(Self {
@@ -217,7 +270,7 @@ impl ByteBudget {
         })
     }
 
-    /// From now on at most `total` bytes, `per_client` of them for one client address; what
+    /// From now on at most `total` bytes, `per_client` of them for one client; what
     /// is held above them stays held until it is released.
     pub fn set(&self, total: usize, per_client: usize) {
         // Under the lock, so a reservation sees both new values or neither.
@@ -228,7 +281,7 @@ impl ByteBudget {
 
     /// An empty reservation for a request from `client` (`None`: not from a listener),
     /// grown as bytes arrive.
-    pub fn reserve(self: &Arc<Self>, client: Option<IpAddr>) -> Reservation {
+    pub fn reserve(self: &Arc<Self>, client: Option<ClientKey>) -> Reservation {
         Reservation {
             budget: self.clone(),
             client,
@@ -248,7 +301,7 @@ impl ByteBudget {
 /// One request's share of a [`ByteBudget`], released when dropped.
 pub struct Reservation {
     budget: Arc<ByteBudget>,
-    client: Option<IpAddr>,
+    client: Option<ClientKey>,
     held: usize,
 }
 
@@ -306,10 +359,104 @@ impl Drop for Reservation {
 mod tests {
     use super::*;
 
+    fn key(ip: &str) -> ClientKey {
+        ClientKey::new(ip.parse().unwrap(), 64)
+    }
+
+    /// Whether `a` and `b` are one client to every budget, with IPv6 grouped by `v6_prefix`:
+    /// each budget filled from `a` is checked from `b`. The budgets must agree, so one keyed
+    /// apart from the others fails here too.
+    fn one_client(v6_prefix: u32, a: &str, b: &str) -> bool {
+        let limiter = ClientLimiter::new(&ClientLimits {
+            max_connections_per_client: 1,
+            max_in_flight_per_client: 1,
+            requests_per_second: 1,
+            burst: 1,
+            ipv6_prefix_len: v6_prefix,
+            ..ClientLimits::default()
+        });
+        let budget = ByteBudget::new(100, 10, metrics::Gauge::noop());
+        let (a, b) = (
+            limiter.key(a.parse().unwrap()),
+            limiter.key(b.parse().unwrap()),
+        );
+        let _connection = limiter.connect(a).unwrap();
+        // Takes a's one request in flight and spends its burst of one.
+        let _request = limiter.admit(a).unwrap();
+        let mut bytes = budget.reserve(Some(a));
+        bytes.resize(10).unwrap();
+        // The rate first: were b a client of its own, admitting it would spend its burst.
+        let shared = [
+            !limiter.allow(b),
+            limiter.connect(b).is_none(),
+            limiter.admit(b).err() == Some(Overload::InFlight),
+            budget.reserve(Some(b)).resize(1) == Err(Exhausted::Client),
+        ];
+        assert!(
+            shared.iter().all(|s| *s == shared[0]),
+            "rate, connections, in flight, bytes: {shared:?}"
+        );
+        shared[0]
+    }
+
+    #[test]
+    fn ipv6_addresses_in_one_64_share_one_budget() {
+        assert!(one_client(64, "2001:db8:1:2::1", "2001:db8:1:2::2"));
+        assert!(one_client(
+            64,
+            "2001:db8:1:2::1",
+            "2001:db8:1:2:ffff:ffff:ffff:fffe"
+        ));
+        assert_eq!(key("2001:db8:1:2:abcd::7"), key("2001:db8:1:2::"));
+    }
+
+    #[test]
+    fn ipv6_addresses_in_different_64s_have_budgets_of_their_own() {
+        assert!(!one_client(64, "2001:db8:1:2::1", "2001:db8:1:3::1"));
+        // Neighbours across a /64 boundary.
+        assert!(!one_client(
+            64,
+            "2001:db8:1:1:ffff:ffff:ffff:ffff",
+            "2001:db8:1:2::"
+        ));
+        assert!(!one_client(64, "2001:db8:1:2::1", "2001:db9:1:2::1"));
+    }
+
+    #[test]
+    fn a_shorter_configured_prefix_groups_wider() {
+        // One /56, two /64s.
+        let (a, b) = ("2001:db8:1:200::1", "2001:db8:1:2ff::1");
+        assert!(!one_client(64, a, b));
+        assert!(one_client(56, a, b));
+        assert!(!one_client(56, a, "2001:db8:1:300::1"), "the next /56");
+        // The longest prefix keys each address alone, the shortest halves the address space.
+        assert!(!one_client(128, "2001:db8::1", "2001:db8::2"));
+        assert!(one_client(1, "2001:db8::1", "7fff::1"));
+        assert!(!one_client(1, "2001:db8::1", "8000::1"));
+    }
+
+    #[test]
+    fn ipv4_addresses_stay_one_client_each_whatever_the_ipv6_prefix() {
+        for v6_prefix in [1, 56, 64, 128] {
+            assert!(!one_client(v6_prefix, "192.0.2.1", "192.0.2.2"));
+            assert!(!one_client(v6_prefix, "192.0.2.1", "192.0.3.1"));
+            assert!(one_client(v6_prefix, "192.0.2.1", "192.0.2.1"));
+        }
+    }
+
+    #[test]
+    fn an_ipv4_mapped_ipv6_address_is_its_ipv4_address() {
+        assert!(one_client(64, "::ffff:192.0.2.1", "192.0.2.1"));
+        assert_eq!(key("::ffff:192.0.2.1"), key("192.0.2.1"));
+        // As IPv6 they would share ::ffff:0:0/96 and so a /64: mapped, they are per address.
+        assert!(!one_client(64, "::ffff:192.0.2.1", "::ffff:192.0.2.2"));
+        assert!(!one_client(64, "::ffff:192.0.2.1", "192.0.2.2"));
+    }
+
     #[test]
     fn reservations_grow_and_shrink_within_the_node_and_client_budgets() {
         let budget = ByteBudget::new(8000, 5000, metrics::Gauge::noop());
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let (a, b) = (key("10.0.0.1"), key("10.0.0.2"));
         let mut first = budget.reserve(Some(a));
         first.resize(4000).unwrap();
         let mut second = budget.reserve(Some(a));
@@ -338,7 +485,7 @@ mod tests {
             burst: 5,
             ..ClientLimits::default()
         });
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let (a, b) = (key("10.0.0.1"), key("10.0.0.2"));
         let first = limiter.connect(a).unwrap();
         let _second = limiter.connect(a).unwrap();
         assert!(limiter.connect(a).is_none(), "a third from the same client");
@@ -374,7 +521,7 @@ mod tests {
             ..ClientLimits::default()
         };
         let limiter = ClientLimiter::new(&limits(2, 0));
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let a = key("10.0.0.1");
         let mut held: Vec<_> = (0..2).map(|_| limiter.connect(a).unwrap()).collect();
         limiter.set(&limits(1, 1));
         assert!(limiter.connect(a).is_none(), "two held, one allowed");
@@ -395,5 +542,30 @@ mod tests {
         assert_eq!(big.resize(3001), Err(Exhausted::Node));
         budget.set(8000, 2500);
         assert_eq!(big.resize(3000), Err(Exhausted::Client));
+    }
+
+    #[test]
+    fn a_reloaded_prefix_keys_clients_from_then_on_and_gives_back_under_the_old_keys() {
+        let limits = |v6_prefix| ClientLimits {
+            max_connections_per_client: 1,
+            ipv6_prefix_len: v6_prefix,
+            ..ClientLimits::default()
+        };
+        let limiter = ClientLimiter::new(&limits(64));
+        // Two /64s of one /56, neither of them the /56's first (whose key it shares).
+        let (a, b): (IpAddr, IpAddr) = (
+            "2001:db8:1:2aa::1".parse().unwrap(),
+            "2001:db8:1:2ff::1".parse().unwrap(),
+        );
+        let narrow = limiter.connect(limiter.key(a)).unwrap();
+        assert!(limiter.connect(limiter.key(b)).is_some(), "two /64s");
+        limiter.set(&limits(56));
+        let wide = limiter.connect(limiter.key(b)).unwrap();
+        assert!(limiter.connect(limiter.key(a)).is_none(), "one /56");
+        drop(narrow);
+        assert!(limiter.connect(limiter.key(a)).is_none(), "the /56 is held");
+        drop(wide);
+        assert!(limiter.connect(limiter.key(a)).is_some());
+        assert!(limiter.connections.held.lock().unwrap().is_empty());
     }
 }

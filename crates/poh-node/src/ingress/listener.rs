@@ -26,7 +26,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use super::limits::{ClientLimiter, ClientSlot};
+use super::limits::{ClientKey, ClientLimiter, ClientSlot};
 
 /// How long in-flight work gets to finish on shutdown, on every listener.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,8 +95,8 @@ pub(crate) async fn accept_and_drain<S, F, Fut>(
     }
 }
 
-/// A TCP listener as a [`Source`]: each connection comes with its client's connection slot;
-/// a client at its connection limit is closed at once, so its flood costs no task.
+/// A TCP listener as a [`Source`]: each connection comes with its client's key and connection
+/// slot; a client at its connection limit is closed at once, so its flood costs no task.
 struct TcpSource {
     name: &'static str,
     listener: Option<TcpListener>,
@@ -104,18 +104,21 @@ struct TcpSource {
 }
 
 impl Source for TcpSource {
-    type Item = (TcpStream, SocketAddr, ClientSlot);
+    type Item = (TcpStream, SocketAddr, ClientKey, ClientSlot);
 
     async fn next(&mut self) -> Option<Self::Item> {
         let listener = self.listener.as_ref()?;
         loop {
             match listener.accept().await {
-                Ok((stream, peer)) => match self.clients.connect(peer.ip()) {
-                    Some(slot) => return Some((stream, peer, slot)),
-                    None => {
-                        tracing::debug!(listener = self.name, %peer, "client at its connection limit")
+                Ok((stream, peer)) => {
+                    let client = self.clients.key(peer.ip());
+                    match self.clients.connect(client) {
+                        Some(slot) => return Some((stream, peer, client, slot)),
+                        None => {
+                            tracing::debug!(listener = self.name, %peer, "client at its connection limit")
+                        }
                     }
-                },
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: pause rather than spin.
                     tracing::warn!(listener = self.name, error = %e, "accept failed");
@@ -191,13 +194,16 @@ pub(crate) async fn serve(
         source,
         limits.max_connections,
         shutdown,
-        move |(stream, peer, slot)| {
+        move |(stream, peer, client, slot)| {
             let _ = stream.set_nodelay(true);
             let activity = Arc::new(Activity::default());
             let service = Tracked {
                 inner: router.clone().map_request(
                     move |mut req: http::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                        // The key taken at accept: every request of the connection is counted
+                        // against the client its connection is, whatever a reload does since.
+                        req.extensions_mut().insert(client);
                         req
                     },
                 ),

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Services,
-    limits::{ClientLimiter, ClientSlot},
+    limits::{ClientKey, ClientLimiter, ClientSlot},
     listener::{Source, accept_and_drain},
 };
 use crate::{
@@ -85,21 +85,22 @@ pub(crate) fn bind(
     Ok(endpoint)
 }
 
-/// The endpoint as a [`Source`]: each incoming connection comes with its client's connection
-/// slot; a client at its connection limit is refused at once.
+/// The endpoint as a [`Source`]: each incoming connection comes with its client's key and
+/// connection slot; a client at its connection limit is refused at once.
 struct QuicSource {
     endpoint: quinn::Endpoint,
     clients: Arc<ClientLimiter>,
 }
 
 impl Source for QuicSource {
-    type Item = (quinn::Incoming, ClientSlot);
+    type Item = (quinn::Incoming, ClientKey, ClientSlot);
 
     async fn next(&mut self) -> Option<Self::Item> {
         loop {
             let incoming = self.endpoint.accept().await?;
-            match self.clients.connect(incoming.remote_address().ip()) {
-                Some(slot) => return Some((incoming, slot)),
+            let client = self.clients.key(incoming.remote_address().ip());
+            match self.clients.connect(client) {
+                Some(slot) => return Some((incoming, client, slot)),
                 None => incoming.refuse(),
             }
         }
@@ -128,13 +129,15 @@ pub(crate) async fn serve(
         source,
         config.max_connections,
         shutdown,
-        move |(incoming, slot)| {
+        move |(incoming, client, slot)| {
             let (services, max_frame, stop) =
                 (services.clone(), config.max_frame_bytes, stop.clone());
             async move {
                 let _slot = slot;
                 match incoming.await {
-                    Ok(connection) => serve_connection(connection, services, max_frame, stop).await,
+                    Ok(connection) => {
+                        serve_connection(connection, client, services, max_frame, stop).await
+                    }
                     Err(e) => tracing::debug!(error = %e, "QUIC handshake failed"),
                 }
             }
@@ -144,8 +147,11 @@ pub(crate) async fn serve(
     endpoint.close(VarInt::from_u32(0), b"shutting down");
 }
 
+/// Every stream of `connection` counts against `client`, the key taken at accept: a client
+/// that migrates to another address stays the client it was.
 async fn serve_connection(
     connection: quinn::Connection,
+    client: ClientKey,
     services: Services,
     max_frame: usize,
     shutdown: CancellationToken,
@@ -162,7 +168,7 @@ async fn serve_connection(
         };
         while streams.try_join_next().is_some() {}
         // A stream is one request: refused early when its client is over a limit.
-        let slot = match services.limiter.admit(connection.remote_address().ip()) {
+        let slot = match services.limiter.admit(client) {
             Ok(slot) => slot,
             Err(_) => {
                 services
@@ -175,7 +181,7 @@ async fn serve_connection(
                 continue;
             }
         };
-        let (services, client) = (services.clone(), connection.remote_address().ip());
+        let services = services.clone();
         streams.spawn(async move {
             serve_stream(send, recv, services, max_frame, client).await;
             drop(slot);
@@ -209,7 +215,7 @@ async fn serve_stream(
     mut recv: quinn::RecvStream,
     services: Services,
     max_frame: usize,
-    client: std::net::IpAddr,
+    client: ClientKey,
 ) {
     let (steps, mut queue) = mpsc::channel::<Step>(IN_FLIGHT);
     let reader = {

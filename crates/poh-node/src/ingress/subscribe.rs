@@ -13,13 +13,13 @@
 //! reads through the same [`read_span`], so neither ever passes a gap in silence. Seqs of
 //! child headers' items are no transactions, and are passed as before.
 //!
-//! [`Subscriptions`] bounds how many run, per client address and in total, and reports
+//! [`Subscriptions`] bounds how many run, per client and in total, and reports
 //! `poh_subscribers`. Every cursor ends when the node stops, so a stream closes cleanly
 //! instead of holding the listener's drain.
 //!
 //! [`IngestPipeline::stored_seq`]: crate::IngestPipeline::stored_seq
 
-use std::{net::IpAddr, sync::Arc};
+use std::sync::Arc;
 
 use poh_core::Header;
 use poh_store::{ExpiredRun, Store, StoreError, TxRecord};
@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::{
     Services,
-    limits::{ClientSlot, SlotTable},
+    limits::{ClientKey, ClientSlot, SlotTable},
 };
 use crate::{NodeError, config::ClientLimits};
 
@@ -93,9 +93,9 @@ impl Subscriptions {
     }
 
     /// Opens one for `client` (`None`: an in-process caller, counted only in the total).
-    pub(crate) fn open(&self, client: Option<IpAddr>) -> Result<Subscription, Full> {
+    pub(crate) fn open(&self, client: Option<ClientKey>) -> Result<Subscription, Full> {
         let slot = match client {
-            Some(ip) => Some(SlotTable::take(&self.per_client, ip).ok_or(Full::Client)?),
+            Some(client) => Some(SlotTable::take(&self.per_client, client).ok_or(Full::Client)?),
             None => None,
         };
         let counted = SlotTable::take(&self.total, ()).ok_or(Full::Node)?;

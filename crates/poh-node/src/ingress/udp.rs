@@ -146,7 +146,8 @@ pub(crate) async fn serve(
             };
             for (buffer, m) in buffers.iter().zip(&meta).take(n) {
                 let mut take = |datagram: &[u8]| {
-                    if !services.limiter.allow(m.addr.ip()) {
+                    let client = services.limiter.key(m.addr.ip());
+                    if !services.limiter.allow(client) {
                         services
                             .metrics
                             .ingest

@@ -3,6 +3,7 @@
 mod auth;
 mod broadcast;
 mod chain;
+mod client_networks;
 mod common;
 mod connections;
 mod dag;

@@ -202,6 +202,10 @@ impl federation_server::Federation for Parent {
     ) -> Result<Response<LinkStream>, Status> {
         let client = request
             .extensions()
+            .get::<crate::ingress::limits::ClientKey>()
+            .copied();
+        let peer: Option<IpAddr> = request
+            .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
         let mut inbound = request.into_inner();
@@ -237,7 +241,7 @@ impl federation_server::Federation for Parent {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stop = shutdown.child_token();
         child.go_live(number, stop.clone());
-        tracing::info!(child = %child.chain_id, next_height = next, ?client, "child linked");
+        tracing::info!(child = %child.chain_id, next_height = next, client = ?peer, "child linked");
         let link = Link {
             services: self.services.clone(),
             child,
@@ -328,7 +332,7 @@ struct Link {
     services: Services,
     child: Arc<Child>,
     verifier: HeaderVerifier,
-    client: Option<IpAddr>,
+    client: Option<crate::ingress::limits::ClientKey>,
 }
 
 impl Link {

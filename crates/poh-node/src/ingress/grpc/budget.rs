@@ -9,7 +9,7 @@ use tonic::Status;
 
 use crate::{
     federation,
-    ingress::limits::{ByteBudget, Exhausted, Reservation},
+    ingress::limits::{ByteBudget, ClientKey, Exhausted, Reservation},
 };
 
 pub(super) async fn budget_body(
@@ -23,10 +23,7 @@ pub(super) async fn budget_body(
             BodyRefusal::FirstTooLarge { .. } => Status::invalid_argument(e.to_string()),
         })
     };
-    let client = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+    let client = req.extensions().get::<ClientKey>().copied();
     let path = req.uri().path();
     let (budget, first_max) = if path == federation::parent::LINK_PATH {
         // Until its Hello names a child, a link is a stranger: a few KiB at most.
@@ -186,8 +183,6 @@ impl http_body::Body for Budgeted {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
-
     use super::*;
 
     fn grpc_frame(len: usize) -> Vec<u8> {
@@ -203,7 +198,7 @@ mod tests {
     async fn a_budgeted_body_holds_only_the_message_being_received() {
         use http_body_util::BodyExt as _;
         let budget = ByteBudget::new(1 << 20, 5000, metrics::Gauge::noop());
-        let client: IpAddr = "10.0.0.9".parse().unwrap();
+        let client = ClientKey::new("10.0.0.9".parse().unwrap(), 64);
         let refuse = |e: BodyRefusal| axum::Error::new(e);
         // Twenty messages of 2,000 bytes, split across reads at odd places: 40,000 bytes in
         // all against a client share of 5,000.

@@ -437,8 +437,8 @@ impl PohService for Api {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let client = request
             .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+            .get::<crate::ingress::limits::ClientKey>()
+            .copied();
         let from_seq = request.into_inner().from_seq;
         let held = self
             .services

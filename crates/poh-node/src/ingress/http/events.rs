@@ -4,10 +4,9 @@
 //! and no duplicate. Where transactions expired (TTL), one `event: expired` names their seqs
 //! and headers, with the run's last seq as its id, and the stream goes on after them.
 
-use std::net::SocketAddr;
-
 use axum::{
-    extract::{ConnectInfo, RawQuery, State},
+    Extension,
+    extract::{RawQuery, State},
     http::HeaderMap,
     response::{
         IntoResponse as _, Response,
@@ -23,7 +22,10 @@ use super::{
 };
 use crate::{
     NodeError,
-    ingress::subscribe::{HeaderCursor, Page, Start, TxCursor},
+    ingress::{
+        limits::ClientKey,
+        subscribe::{HeaderCursor, Page, Start, TxCursor},
+    },
     wire::{expired::ExpiredJson, headers::HeaderJson, json::TxOut},
 };
 
@@ -37,7 +39,7 @@ use crate::{
 ))]
 pub(super) async fn events(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<ClientKey>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -45,7 +47,7 @@ pub(super) async fn events(
     let services = &state.services;
     let held = services
         .subscriptions
-        .open(Some(peer.ip()))
+        .open(Some(client))
         .map_err(|full| ApiError::unavailable("overloaded", full.to_string()))?;
     let headers = HeaderCursor::new(services).await.map_err(error::internal)?;
     let txs = stream::try_unfold(TxCursor::new(services, start), |mut cursor| async {

@@ -17,7 +17,7 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::{Body, Bytes},
     extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State},
     http::{HeaderMap, StatusCode, header},
@@ -32,7 +32,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use error::{ApiError, HttpRefusals};
 
-use super::{Services, gate, limits::Reservation, listener::ConnLimits};
+use super::{
+    Services, gate,
+    limits::{ClientKey, Reservation},
+    listener::ConnLimits,
+};
 use crate::{
     config::HttpConfig,
     metrics::RejectReason,
@@ -177,7 +181,7 @@ async fn observe(State(state): State<HttpState>, req: Request, next: Next) -> Re
 /// back with the body and is held while the body is.
 async fn read_json_body(
     state: &HttpState,
-    client: SocketAddr,
+    client: ClientKey,
     headers: &HeaderMap,
     mut body: Body,
     limit: usize,
@@ -208,7 +212,7 @@ async fn read_json_body(
     if http_body::Body::size_hint(&body).lower() > limit as u64 {
         return Err(too_large());
     }
-    let mut reservation = state.services.buffered.reserve(Some(client.ip()));
+    let mut reservation = state.services.buffered.reserve(Some(client));
     let mut bytes = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame =
@@ -253,11 +257,11 @@ fn parse_tx(state: &HttpState, bytes: &[u8]) -> Result<poh_core::Tx, ApiError> {
 ))]
 async fn post_tx(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<ClientKey>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (bytes, _held) = read_json_body(&state, peer, &headers, body, state.max_body).await?;
+    let (bytes, _held) = read_json_body(&state, client, &headers, body, state.max_body).await?;
     let tx = parse_tx(&state, &bytes)?;
     let tx_id = tx.tx_id.clone();
     let mut results = state
@@ -279,11 +283,12 @@ async fn post_tx(
 ))]
 async fn post_batch(
     State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(client): Extension<ClientKey>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (bytes, _held) = read_json_body(&state, peer, &headers, body, state.max_batch_body).await?;
+    let (bytes, _held) =
+        read_json_body(&state, client, &headers, body, state.max_batch_body).await?;
     let elements: Vec<&RawValue> = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("not a JSON array: {e}")))?;
     if elements.len() > MAX_BATCH {
