@@ -202,6 +202,7 @@ fn three_relaying_peers_one_cut_off_for_15_s_end_up_holding_the_same() {
 
     acked_again(&history, &bases[2], 50);
     load.stop();
+    let healed = Instant::now();
     let acked = history.acked();
     let held = wait_within(Duration::from_secs(45), "the peers hold the same", || {
         let held: Vec<_> = (0..3).map(|i| holdings(&http, &hosts.grpc(i))).collect();
@@ -213,8 +214,9 @@ fn three_relaying_peers_one_cut_off_for_15_s_end_up_holding_the_same() {
     }
     let synced = "poh_repair_records_total{source=\"sync\",result=\"stored\"}";
     eprintln!(
-        "all three hold the same {} transactions; p2 took {:?} by catch-up",
+        "all three hold the same {} transactions {:?} after the load; p2 took {:?} by catch-up",
         held.len(),
+        healed.elapsed(),
         http.metric(&bases[2], synced)
     );
     let expect = hosts.dir().join("expect.jsonl");
