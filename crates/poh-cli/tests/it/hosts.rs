@@ -7,26 +7,20 @@
 //! with the same flags, SIGSTOP/SIGCONT, SIGTERM, and a full disk (a
 //! `common::Tmpfs` as data dir).
 //! Everything is removed on drop, on a failure too. Needs root and iproute2 (CI has both);
-//! elsewhere [`Hosts::new`] says why it skips. `tc … netem` is not on these kernels: loss and
-//! delay are checked for at run time (`Hosts::netem`) and only applied where they exist.
+//! elsewhere [`Hosts::new`] says why it skips. Loss is an nftables rule in the host's
+//! namespace that drops a share of its packets at random ([`Hosts::loss`]; Debian's nftables,
+//! which CI installs). Delay would need `tc … netem`, which these kernels do not have.
 //!
 //! [`audit_clean`] is the one end-of-scenario check.
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
-use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
-use futures_util::StreamExt as _;
-use poh_core::proof::Anchor;
-use poh_node::wire::headers::ProofJson;
-use serde_json::Value;
-
-use crate::common::{Http, Served, is_root, serve_with, signal, stored_digest, text, wait_within};
+use crate::common::{Served, is_root, serve_with, signal, text, wait_within};
 
 pub const GRPC_PORT: u16 = 50051;
 pub const HTTP_PORT: u16 = 8080;
@@ -113,7 +107,8 @@ pub struct Hosts {
     /// `10.X.Y`: the /24 of this test.
     net: String,
     hosts: Vec<Host>,
-    netem: bool,
+    /// Whether `nft` is here, for [`Hosts::loss`].
+    nft: bool,
     dir: tempfile::TempDir,
 }
 
@@ -156,7 +151,7 @@ impl Hosts {
             bridge: format!("{tag}b"),
             net,
             hosts: Vec::new(),
-            netem: false,
+            nft: false,
             dir: tempfile::tempdir().unwrap(),
         };
         let (bridge, net) = (hosts.bridge.clone(), hosts.net.clone());
@@ -195,41 +190,43 @@ impl Hosts {
             ip(&["link", "set", &port, "master", &bridge]);
             ip(&["link", "set", &port, "up"]);
         }
-        // Loss and delay need the netem qdisc, which these kernels lack: only recorded.
-        let port = &hosts.hosts.first()?.port;
-        let netem = Command::new("tc")
-            .args(["qdisc", "add", "dev", port, "root", "netem", "delay", "1ms"])
-            .output();
-        hosts.netem = netem.is_ok_and(|o| o.status.success());
-        if hosts.netem {
-            let _ = Command::new("tc")
-                .args(["qdisc", "del", "dev", port, "root"])
-                .status();
-        } else {
-            eprintln!("note: no `tc qdisc … netem` here: loss and delay faults are not injected");
+        hosts.nft = Command::new("nft")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !hosts.nft {
+            eprintln!("note: no `nft` here: loss is not injected");
         }
         eprintln!("test hosts on {net}.0/24 (bridge {bridge}): {names:?} from .10 up");
         Some(hosts)
     }
 
-    /// Loss and delay on host `i`'s link (`tc qdisc … netem ARGS`; none: back to none),
-    /// where this kernel has netem; whether it was applied.
-    pub fn netem(&self, i: usize, args: &[&str]) -> bool {
-        if !self.netem {
+    /// Drops `percent` of the packets host `i` sends and receives, at random (0: none
+    /// again), where `nft` is here; whether it was applied.
+    pub fn loss(&self, i: usize, percent: u32) -> bool {
+        if !self.nft {
             return false;
         }
-        let port = &self.hosts[i].port;
-        let mut tc = Command::new("tc");
-        match args {
-            [] => tc.args(["qdisc", "del", "dev", port, "root"]),
-            _ => tc
-                .args(["qdisc", "replace", "dev", port, "root", "netem"])
-                .args(args),
+        let ns = &self.hosts[i].ns;
+        let rules = match percent {
+            0 => "delete table inet poh_loss\n".to_string(),
+            p => format!(
+                "table inet poh_loss {{\n\
+                 chain input {{ type filter hook input priority 0; numgen random mod 100 < {p} drop; }}\n\
+                 chain output {{ type filter hook output priority 0; numgen random mod 100 < {p} drop; }}\n\
+                 }}\n"
+            ),
         };
-        let out = tc.output().unwrap();
+        let file = self.dir().join(format!("loss-{i}.nft"));
+        std::fs::write(&file, rules).unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "nft", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
-            "tc netem {args:?}: {}",
+            "nft loss {percent}%: {}",
             text(&out.stderr)
         );
         true
@@ -358,241 +355,35 @@ impl Drop for Hosts {
     }
 }
 
-/// How long [`audit_clean`] waits for the federation to settle (parents catching up, proofs
-/// reaching the top).
-const SETTLE: Duration = Duration::from_secs(60);
+/// How long [`audit_clean`] lets the federation settle: parents catching up after a fault,
+/// sealing climbing a level per batch interval.
+const SETTLE_SECS: &str = "60";
 
-/// The end of every scenario, on the nodes at `urls` (HTTP) and the transactions of `expect`
-/// (JSON lines `{"tx_id","digest"}`): every chain's PoH re-verifies from its genesis; each
-/// parent among them catches up with each child among them, and records every header of it
-/// exactly once; every expected transaction is stored, with that digest, on each lowest-level
-/// node that has it (at least one), and its proof verifies up to the highest chain given,
-/// signed by that chain's key. Then `poh audit --node URL… --expect FILE` too, where the
-/// binary has it. Fails with every finding.
-pub fn audit_clean(urls: &[String], expect: &Path) {
-    let http = Http::new();
-    let mut findings: Vec<String> = Vec::new();
-    let nodes: Vec<Value> = urls
-        .iter()
-        .map(|u| http.get_ok(&format!("{u}/v1/federation")))
-        .collect();
-    let rank = |node: &Value| {
-        let levels = ["municipality", "continental", "global"];
-        levels.iter().position(|l| node["level"] == *l).unwrap()
-    };
-    let chain = |i: usize| nodes[i]["chain_id"].as_str().unwrap();
-    for (p, parent) in nodes.iter().enumerate() {
-        let children = parent["children"].as_array().unwrap();
-        let ours: Vec<usize> = (0..urls.len())
-            .filter(|&c| children.iter().any(|k| k["chain_id"] == chain(c)))
-            .collect();
-        for &c in &ours {
-            let height = http.last_height(&urls[c]);
-            let what = format!("{} accepts {} up to height {height:?}", chain(p), chain(c));
-            wait_within(SETTLE, &what, || {
-                (http.accepted_height(&urls[p], chain(c)) >= height).then_some(())
-            });
-        }
-        // What it accepted, then its PoH, which records that once committed (soon after).
-        let accepted: Vec<(usize, Vec<Value>)> = ours
-            .iter()
-            .map(|&c| {
-                let height = http
-                    .accepted_height(&urls[p], chain(c))
-                    .map_or(0, |h| h + 1);
-                let headers = http.headers(&urls[c]);
-                (c, headers.into_iter().take(height as usize).collect())
-            })
-            .collect();
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let poh = http.poh(&urls[p], chain(p)); // panics unless it verifies from genesis
-            let mut count: HashMap<&str, usize> = HashMap::new();
-            for item in &poh.items {
-                *count.entry(item).or_default() += 1;
-            }
-            let mut wrong = Vec::new();
-            let mut missing = false;
-            for (c, headers) in &accepted {
-                for header in headers {
-                    let id = header["header_id"].as_str().unwrap();
-                    let n = count.get(id).copied().unwrap_or(0);
-                    missing |= n == 0;
-                    if n != 1 {
-                        let (h, parent, child) = (&header["height"], chain(p), chain(*c));
-                        wrong.push(format!(
-                            "{parent} recorded {child}'s header {h} ({id}) {n} times"
-                        ));
-                    }
-                }
-            }
-            if !missing || Instant::now() > deadline {
-                findings.extend(wrong);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    // The top level's chains, each trusted under the key its node serves.
-    let top = nodes.iter().map(rank).max().unwrap();
-    let trusted: Vec<Vec<u8>> = (0..urls.len())
-        .filter(|&i| rank(&nodes[i]) == top)
-        .map(|i| {
-            let first = http.get_ok(&format!("{}/v1/headers?from=0&limit=1", urls[i]));
-            let key = first["headers"][0]["public_key_b64"].as_str();
-            B64.decode(key.expect("a top chain sealed")).unwrap()
-        })
-        .collect();
-    let top = nodes.iter().find(|n| rank(n) == top).unwrap()["level"]
-        .as_str()
-        .unwrap();
-    let leaves: Vec<&str> = (0..urls.len())
-        .filter(|&i| rank(&nodes[i]) == 0)
-        .map(|i| urls[i].as_str())
-        .collect();
-    let expected: Vec<(String, String)> = std::fs::read_to_string(expect)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let field = |f: &str| v[f].as_str().unwrap().to_string();
-            (field("tx_id"), field("digest"))
-        })
-        .collect();
-    let deadline = Instant::now() + SETTLE;
-    let checks = futures_util::stream::iter(&expected)
-        .map(|(id, digest)| check_tx(&http.client, &leaves, id, digest, (top, &trusted), deadline))
-        .buffer_unordered(16)
-        .collect::<Vec<Vec<String>>>();
-    findings.extend(http.runtime.block_on(checks).into_iter().flatten());
-    assert!(
-        findings.is_empty(),
-        "{} findings, the first ones:\n{}",
-        findings.len(),
-        findings[..findings.len().min(30)].join("\n")
-    );
-    eprintln!(
-        "audit: {} transactions proven up to the {top} level, {} chains checked",
-        expected.len(),
-        urls.len()
-    );
-
-    let poh = env!("CARGO_BIN_EXE_poh");
-    let help = Command::new(poh).args(["audit", "--help"]).output();
-    if !help.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!("note: this `poh` has no `audit` yet: only the test's own checks ran");
-        return;
-    }
-    // Its own options, where it has them: the top chain's key (as that node serves it, as
-    // above) and time to settle.
-    let help = text(&help.unwrap().stdout);
-    let mut audit = Command::new(poh);
-    audit.arg("audit");
+/// The end of every scenario: `poh audit` on the nodes at `urls` (HTTP) with the
+/// transactions of `expect` (JSON lines `{"tx_id","digest"}`), the top chains trusted under the
+/// key files `trust` the test made, must be clean: every chain re-verifies from genesis, every
+/// child header is recorded exactly once by its parent, and every acknowledged transaction is
+/// stored with its digest and sealed up to the top.
+pub fn audit_clean(urls: &[String], expect: &Path, trust: &[PathBuf]) {
+    let mut audit = Command::new(env!("CARGO_BIN_EXE_poh"));
+    audit.args(["audit", "--wait-secs", SETTLE_SECS, "--expect"]);
+    audit.arg(expect);
     for url in urls {
         audit.args(["--node", url]);
     }
-    for (i, key) in trusted
-        .iter()
-        .enumerate()
-        .filter(|_| help.contains("--trust"))
-    {
-        let file = expect.with_extension(format!("top-{i}.pub"));
-        std::fs::write(&file, hex::encode(key)).unwrap();
-        audit.arg("--trust").arg(file);
+    for key in trust {
+        audit.arg("--trust").arg(key);
     }
-    if help.contains("--wait-secs") {
-        audit.args(["--wait-secs", "30"]);
-    }
-    let out = audit.arg("--expect").arg(expect).output().unwrap();
+    let out = audit.output().unwrap();
+    let report = text(&out.stdout);
     assert!(
         out.status.success(),
-        "poh audit: {}\nstdout:\n{}\nstderr:\n{}",
+        "poh audit: {}\nstdout:\n{report}\nstderr:\n{}",
         out.status,
-        text(&out.stdout),
         text(&out.stderr)
     );
-    let report = text(&out.stdout);
     eprintln!(
         "poh audit: {}",
         report.lines().last().unwrap_or("(no output)")
     );
-}
-
-/// [`audit_clean`]'s findings about one transaction: stored with `digest` where it is
-/// (`leaves`), and proven up to `top` (a level, and its chains' keys) before `deadline`.
-async fn check_tx(
-    client: &reqwest::Client,
-    leaves: &[&str],
-    id: &str,
-    digest: &str,
-    top: (&str, &[Vec<u8>]),
-    deadline: Instant,
-) -> Vec<String> {
-    let mut findings = Vec::new();
-    let mut holder = None;
-    for base in leaves {
-        let got = async {
-            let r = client.get(format!("{base}/v1/tx/{id}")).send().await?;
-            Ok::<_, reqwest::Error>((r.status().as_u16(), r.json::<Value>().await?))
-        };
-        match got.await {
-            Ok((200, stored)) => {
-                let found = stored_digest(&stored).to_hex();
-                if found != digest {
-                    findings.push(format!(
-                        "{id}: digest {found} on {base}, acknowledged {digest}"
-                    ));
-                }
-                holder.get_or_insert(*base);
-            }
-            Ok((404, _)) => {}
-            other => findings.push(format!("{id}: GET on {base}: {other:?}")),
-        }
-    }
-    let Some(base) = holder else {
-        findings.push(format!("{id}: acknowledged, and stored on no node"));
-        return findings;
-    };
-    loop {
-        let got = async {
-            let r = client
-                .get(format!("{base}/v1/tx/{id}/proof"))
-                .send()
-                .await?;
-            Ok::<_, reqwest::Error>((r.status().as_u16(), r.json::<Value>().await?))
-        };
-        let state = match got.await {
-            Ok((200, proof)) => {
-                let proof: ProofJson = serde_json::from_value(proof).unwrap();
-                match proof.verify(top.1) {
-                    Ok(_) if proof.item != digest => {
-                        let proven = &proof.item;
-                        findings.push(format!(
-                            "{id}: proven digest {proven}, acknowledged {digest}"
-                        ));
-                        return findings;
-                    }
-                    Err(e) => {
-                        findings.push(format!("{id}: its proof does not verify: {e}"));
-                        return findings;
-                    }
-                    Ok((_, Anchor::Trusted { .. })) => return findings,
-                    Ok((links, _)) => {
-                        let reached = &links.last().unwrap().header.chain_id;
-                        format!("proven up to {reached}")
-                    }
-                }
-            }
-            other => format!("{other:?}"),
-        };
-        if Instant::now() > deadline {
-            findings.push(format!(
-                "{id}: no proof up to the {} level within {SETTLE:?}: {state}",
-                top.0
-            ));
-            return findings;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
