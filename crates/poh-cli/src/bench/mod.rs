@@ -8,7 +8,9 @@
 //! - [`gc`]: the longest commit while the store expires records and while it compacts;
 //! - [`store`]: the store alone: writer CPU and disk per transaction, commit and get latency,
 //!   opening after a kill;
-//! - [`node`]: the `poh serve` process the ingest and broadcast benches start;
+//! - [`soak`]: a node under steady load on every transport for minutes, whether its memory,
+//!   file descriptors or threads grow without bound;
+//! - [`node`]: the `poh serve` process the ingest, broadcast and soak benches start;
 //! - [`cpu`]: a process's CPU time, for CPU per transaction.
 
 mod broadcast;
@@ -18,6 +20,7 @@ mod gc;
 mod hash;
 mod ingest;
 mod node;
+mod soak;
 mod store;
 
 #[derive(clap::Subcommand)]
@@ -35,6 +38,9 @@ pub enum Bench {
     /// The store alone: writer CPU and disk per transaction, commit and get-by-id latency,
     /// and opening it after its writer was killed.
     Store(store::StoreArgs),
+    /// A node under steady, paced load on every transport with subscribers open, sampled
+    /// for memory, file descriptors and threads; fails when one grows without bound.
+    Soak(soak::SoakArgs),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
@@ -45,5 +51,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         Bench::Chain(args) => chain::run(args),
         Bench::Gc(args) => gc::run(args),
         Bench::Store(args) => store::run(args),
+        Bench::Soak(args) => soak::run(args),
     }
 }

@@ -53,18 +53,42 @@ impl NodeProcess {
         super::cpu::seconds(&self.child.id().to_string())
     }
 
-    /// Starts a node; `serve_args` are added to its `poh serve` command line.
     /// The node's resident memory now, in bytes (`VmRSS` of `/proc/PID/status`).
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        Ok(self.status_field("VmRSS")? * 1024)
+    }
+
+    /// The node's threads now (`Threads` of `/proc/PID/status`).
+    pub fn threads(&self) -> anyhow::Result<u64> {
+        self.status_field("Threads")
+    }
+
+    /// The node's open file descriptors now (entries of `/proc/PID/fd`): files, sockets,
+    /// pipes, epoll and event fds alike.
+    pub fn open_fds(&self) -> anyhow::Result<u64> {
+        let path = format!("/proc/{}/fd", self.child.id());
+        let entries = std::fs::read_dir(&path).with_context(|| format!("cannot list {path}"))?;
+        Ok(entries.count() as u64)
+    }
+
+    /// How the node ended, once it has; `None` while it runs.
+    pub fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        self.child
+            .try_wait()
+            .context("cannot tell whether `poh serve` runs")
+    }
+
+    /// The number in field `name` of `/proc/PID/status` (a unit after it, such as `kB`, left
+    /// out).
+    fn status_field(&self, name: &str) -> anyhow::Result<u64> {
         let path = format!("/proc/{}/status", self.child.id());
         let status =
             std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        let kib = status
+        status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .with_context(|| format!("{path} has no VmRSS"))?;
-        Ok(kib * 1024)
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .with_context(|| format!("{path} has no {name}"))
     }
 
     /// Bytes the node's data dir takes on disk (allocated blocks, as `du` counts them).
@@ -72,6 +96,7 @@ impl NodeProcess {
         du(self.dir.path())
     }
 
+    /// Starts a node; `serve_args` are added to its `poh serve` command line.
     pub(crate) fn start(durable: bool, serve_args: &[String]) -> anyhow::Result<Self> {
         use std::io::BufRead as _;
         let dir = tempfile::tempdir().context("cannot create a temporary data dir")?;

@@ -570,3 +570,100 @@ fn bench_store_reports_cpu_disk_latency_and_the_open_after_a_kill() {
     assert!(at("reopen_after_kill_ms") > 0.0);
     assert!(at("commit_p99_ms") >= at("commit_p50_ms"));
 }
+
+/// A short soak: a node under paced load on every transport, sampled every 2 s; a healthy node
+/// passes, and the report names what each transport and subscriber saw.
+#[test]
+fn bench_soak_samples_the_node_under_load_on_every_transport() {
+    let (report, keys) = bench_json(&[
+        "bench",
+        "soak",
+        "--seconds",
+        "24",
+        "--interval-secs",
+        "2",
+        // Gentle: the node is a debug build, on a machine that also builds.
+        "--rate",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(
+        keys,
+        [
+            "acked",
+            "durable",
+            "elapsed_s",
+            "errors",
+            "growth",
+            "interval_secs",
+            "ok",
+            "payload_bytes",
+            "rate",
+            "reason",
+            "samples",
+            "seconds",
+            "subscribers",
+            "transports",
+            "ttl",
+            "tx_per_s"
+        ]
+    );
+    assert_eq!(report["ok"], true);
+    assert!(report["reason"].is_null());
+    assert_eq!(report["ttl"], "2m");
+    let samples = report["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 12);
+    for sample in samples {
+        let mut keys: Vec<&str> = sample
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "acked", "errors", "fds", "rss_mib", "t_s", "threads", "tx_per_s"
+            ]
+        );
+        assert!(sample["rss_mib"].as_f64().unwrap() > 1.0, "{sample}");
+        assert!(sample["fds"].as_u64().unwrap() > 3, "{sample}");
+        assert!(sample["threads"].as_u64().unwrap() > 1, "{sample}");
+    }
+    let acked: Vec<u64> = samples
+        .iter()
+        .map(|s| s["acked"].as_u64().unwrap())
+        .collect();
+    assert!(acked.windows(2).all(|w| w[0] <= w[1]), "{acked:?}");
+    assert!(report["acked"].as_u64().unwrap() >= acked[11]);
+    let transports = report["transports"].as_object().unwrap();
+    let names: Vec<&str> = transports.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["grpc-stream", "grpc-unary", "http-batch", "quic", "udp"]
+    );
+    for (name, t) in transports {
+        let (sent, got) = (t["sent"].as_u64().unwrap(), t["acked"].as_u64().unwrap());
+        assert!(got > 0 && got <= sent, "{name}: {t}");
+    }
+    let subscribers = report["subscribers"].as_array().unwrap();
+    assert_eq!(subscribers.len(), 4);
+    for s in subscribers {
+        assert!(s["received"].as_u64().unwrap() > 0, "{s}");
+    }
+    for key in ["rss_mib", "fds", "threads"] {
+        let thirds = &report["growth"][key];
+        assert!(thirds["middle"].as_f64().unwrap() > 0.0, "{key}: {thirds}");
+        assert!(thirds["last"].as_f64().unwrap() > 0.0, "{key}: {thirds}");
+    }
+}
+
+#[test]
+fn bench_soak_refuses_a_run_too_short_to_cut_in_thirds() {
+    let out = poh(&["bench", "soak", "--seconds", "5", "--interval-secs", "2"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("at least 3 intervals"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

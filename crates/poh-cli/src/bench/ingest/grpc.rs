@@ -1,4 +1,5 @@
 //! The gRPC senders: unary `Submit` calls, or client streams, over a few kept connections.
+//! [`connect`], [`submit`] and [`send_stream`] are the single steps `bench soak` paces.
 
 use std::{
     sync::{
@@ -17,7 +18,8 @@ use tokio::sync::Mutex;
 
 use super::{check_ack, histogram, merge};
 
-async fn connect(target: &str) -> anyhow::Result<tonic::transport::Channel> {
+/// A channel to `target` (`host:port`, or a URL).
+pub(in crate::bench) async fn connect(target: &str) -> anyhow::Result<tonic::transport::Channel> {
     let url = if target.contains("://") {
         target.to_string()
     } else {
@@ -58,9 +60,8 @@ pub(super) async fn unary(
                     continue;
                 };
                 let sent = Instant::now();
-                let ack = client.broadcast(poh_node::tx_to_pb(tx)).await?.into_inner();
+                submit(&mut client, poh_node::tx_to_pb(tx)).await?;
                 latencies.saturating_record(sent.elapsed().as_micros() as u64);
-                check_ack(&ack)?;
                 progress.inc(1);
             }
             anyhow::Ok(latencies)
@@ -92,30 +93,54 @@ pub(super) async fn stream(
         let progress = progress.clone();
         tasks.spawn(async move {
             let mut latencies = histogram()?;
-            // Send times, in order; acks come back in the same order.
-            let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel();
-            let expected = chunk.len();
-            let outgoing = futures_util::stream::iter(chunk).map(move |tx| {
-                let _ = sent_tx.send(Instant::now());
-                tx
-            });
-            let mut acks = client.broadcast_stream(outgoing).await?.into_inner();
-            let mut answered = 0;
-            while let Some(ack) = acks.message().await? {
-                let sent = sent_rx
-                    .recv()
-                    .await
-                    .context("an ack for a transaction never sent")?;
+            send_stream(&mut client, chunk, |sent| {
                 latencies.saturating_record(sent.elapsed().as_micros() as u64);
-                check_ack(&ack)?;
-                answered += 1;
                 progress.inc(1);
-            }
-            if answered != expected {
-                bail!("the stream ended after {answered} of {expected} acks");
-            }
+            })
+            .await?;
             anyhow::Ok(latencies)
         });
     }
     merge(tasks).await
+}
+
+/// One `Broadcast` call: an error unless the node stored `tx` (or had it).
+pub(in crate::bench) async fn submit(
+    client: &mut PohServiceClient<tonic::transport::Channel>,
+    tx: pb::Tx,
+) -> anyhow::Result<()> {
+    let ack = client.broadcast(tx).await?.into_inner();
+    check_ack(&ack)
+}
+
+/// Sends `txs` on one `BroadcastStream` and reads their acks; `on_ack` is given the send time
+/// of each transaction the node stored, in order. An error at the first refusal, or when the
+/// stream ends early.
+pub(in crate::bench) async fn send_stream(
+    client: &mut PohServiceClient<tonic::transport::Channel>,
+    txs: Vec<pb::Tx>,
+    mut on_ack: impl FnMut(Instant),
+) -> anyhow::Result<()> {
+    // Send times, in order; acks come back in the same order.
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel();
+    let expected = txs.len();
+    let outgoing = futures_util::stream::iter(txs).map(move |tx| {
+        let _ = sent_tx.send(Instant::now());
+        tx
+    });
+    let mut acks = client.broadcast_stream(outgoing).await?.into_inner();
+    let mut answered = 0;
+    while let Some(ack) = acks.message().await? {
+        let sent = sent_rx
+            .recv()
+            .await
+            .context("an ack for a transaction never sent")?;
+        check_ack(&ack)?;
+        answered += 1;
+        on_ack(sent);
+    }
+    if answered != expected {
+        bail!("the stream ended after {answered} of {expected} acks");
+    }
+    Ok(())
 }

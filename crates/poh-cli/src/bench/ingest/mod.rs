@@ -4,12 +4,13 @@
 //! percentiles. The node it starts has the per-client rate limit off (see `NodeProcess`).
 //!
 //! One sender per transport: [`grpc`] (unary calls, client streams), [`http`] (batches),
-//! [`quic`] and [`udp`] (`sendmmsg`, counted against what the node stored).
+//! [`quic`] and [`udp`] (`sendmmsg`, counted against what the node stored). `bench soak`
+//! paces the same senders' single steps.
 
-mod grpc;
-mod http;
-mod quic;
-mod udp;
+pub(super) mod grpc;
+pub(super) mod http;
+pub(super) mod quic;
+pub(super) mod udp;
 
 use std::{
     sync::Arc,
@@ -42,7 +43,7 @@ pub enum IngestTransport {
 }
 
 impl IngestTransport {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::GrpcUnary => "grpc-unary",
             Self::GrpcStream => "grpc-stream",
@@ -153,7 +154,8 @@ struct MemorySample {
     rss_mib: f64,
 }
 
-fn mib(bytes: u64) -> f64 {
+/// `bytes` in MiB, to 0.1 MiB.
+pub(super) fn mib(bytes: u64) -> f64 {
     (bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0
 }
 
@@ -506,7 +508,7 @@ fn progress_bar(args: &IngestArgs) -> indicatif::ProgressBar {
 }
 
 /// A plain-HTTP client with this timeout per request.
-fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+pub(super) fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
     // reqwest is built without a TLS provider of its own and panics when the process has none,
     // even for plain HTTP: the node's (aws-lc-rs) is made the default; one already set stays.
     let _ = Arc::unwrap_or_clone(poh_node::tls::provider()).install_default();

@@ -1,6 +1,7 @@
 //! The QUIC driver of `poh bench ingest`: `--concurrency` streams in flight over one
 //! connection, each carrying `--batch` transactions (SPEC §4 framing) and waiting for their
-//! Acks; a stream's latency is that of each of its transactions.
+//! Acks; a stream's latency is that of each of its transactions. [`send_batch`] is the single
+//! step `bench soak` paces.
 
 use std::{sync::Arc, time::Instant};
 
@@ -54,12 +55,9 @@ pub(super) async fn quic(
                     break;
                 };
                 let sent = Instant::now();
-                let acks = client.send(&target, pin.as_deref(), &batch).await?;
+                send_batch(&client, &target, pin.as_deref(), &batch).await?;
                 let micros = sent.elapsed().as_micros() as u64;
                 latencies.record_n(micros.max(1), batch.len() as u64).ok();
-                for ack in &acks {
-                    check_ack(ack)?;
-                }
                 progress.inc(batch.len() as u64);
             }
             anyhow::Ok(latencies)
@@ -68,4 +66,16 @@ pub(super) async fn quic(
     let latencies = merge(tasks).await;
     client.close();
     latencies
+}
+
+/// `batch` on one stream to `target`: an error unless the node stored (or had) every one.
+pub(in crate::bench) async fn send_batch(
+    client: &QuicClient,
+    target: &str,
+    pin: Option<&str>,
+    batch: &[pb::Tx],
+) -> anyhow::Result<()> {
+    // The client has checked that there is one ack per transaction.
+    let acks = client.send(target, pin, batch).await?;
+    acks.iter().try_for_each(check_ack)
 }

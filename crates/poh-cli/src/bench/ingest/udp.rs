@@ -76,14 +76,16 @@ struct Stored {
 
 /// The node's UDP counters, relative to the start.
 #[derive(Clone, Copy, Default)]
-struct Counters {
-    received: u64,
-    rejected: u64,
+pub(in crate::bench) struct Counters {
+    /// Datagrams decoded as transactions (`poh_tx_received_total`).
+    pub received: u64,
+    /// Datagrams refused, for any reason (`poh_tx_rejected_total`).
+    pub rejected: u64,
 }
 
 /// The node's HTTP endpoints used to count.
 #[derive(Clone)]
-struct Node {
+pub(in crate::bench) struct Node {
     client: reqwest::Client,
     poh: String,
     metrics: String,
@@ -108,12 +110,7 @@ pub(super) async fn udp(
             big.len()
         );
     }
-    let http = http.trim_end_matches('/');
-    let node = Node {
-        client: super::http_client(Duration::from_secs(10))?,
-        poh: format!("{http}/v1/poh"),
-        metrics: format!("{http}/metrics"),
-    };
+    let node = Node::new(http)?;
     let base_seq = node.seq().await?;
     let base = node.counters(Counters::default()).await?;
     let socket = connect(target).await?;
@@ -158,20 +155,11 @@ pub(super) async fn udp(
         let burst = BURST
             .min(datagrams.len() - next)
             .min((window - in_flight) as usize);
-        let mut pending = &datagrams[next..next + burst];
-        while !pending.is_empty() {
-            match try_send_many(&socket, pending) {
-                Ok(n) => {
-                    let now = Instant::now();
-                    send_times.extend(std::iter::repeat_n(now, n));
-                    pending = &pending[n..];
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    socket.writable().await.context("the UDP socket failed")?;
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot send to {target}")),
-            }
-        }
+        send_burst(&socket, &datagrams[next..next + burst], |n| {
+            send_times.extend(std::iter::repeat_n(Instant::now(), n));
+        })
+        .await
+        .with_context(|| format!("cannot send to {target}"))?;
         next += burst;
         progress.inc(burst as u64);
         tokio::task::yield_now().await;
@@ -237,6 +225,27 @@ pub(super) async fn udp(
     })
 }
 
+/// Sends every one of `datagrams`, waiting while the socket's buffer is full; `on_sent` is
+/// told how many went at each system call.
+pub(in crate::bench) async fn send_burst(
+    socket: &tokio::net::UdpSocket,
+    datagrams: &[Vec<u8>],
+    mut on_sent: impl FnMut(usize),
+) -> std::io::Result<()> {
+    let mut pending = datagrams;
+    while !pending.is_empty() {
+        match try_send_many(socket, pending) {
+            Ok(n) => {
+                on_sent(n);
+                pending = &pending[n..];
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Sends the first of `datagrams` it can without waiting: how many went.
 #[cfg(target_os = "linux")]
 fn try_send_many(socket: &tokio::net::UdpSocket, datagrams: &[Vec<u8>]) -> std::io::Result<usize> {
@@ -273,7 +282,7 @@ fn try_send_many(socket: &tokio::net::UdpSocket, datagrams: &[Vec<u8>]) -> std::
 
 /// What the kernel dropped so far at the UDP socket bound to `port` on this machine (the
 /// `drops` column of `/proc/net/udp` and `udp6`); `None` when no such socket is here.
-fn kernel_drops(port: u16) -> Option<u64> {
+pub(in crate::bench) fn kernel_drops(port: u16) -> Option<u64> {
     let port = format!(":{port:04X}");
     ["/proc/net/udp", "/proc/net/udp6"].iter().find_map(|path| {
         let table = std::fs::read_to_string(path).ok()?;
@@ -312,7 +321,7 @@ impl Lost {
 }
 
 /// A UDP socket connected to `target`.
-async fn connect(target: &str) -> anyhow::Result<tokio::net::UdpSocket> {
+pub(in crate::bench) async fn connect(target: &str) -> anyhow::Result<tokio::net::UdpSocket> {
     let addr = tokio::net::lookup_host(target)
         .await
         .with_context(|| format!("cannot resolve {target}"))?
@@ -360,6 +369,16 @@ async fn poll_stored(
 }
 
 impl Node {
+    /// The node whose HTTP URL is `http`.
+    pub(in crate::bench) fn new(http: &str) -> anyhow::Result<Self> {
+        let http = http.trim_end_matches('/');
+        Ok(Self {
+            client: super::http_client(Duration::from_secs(10))?,
+            poh: format!("{http}/v1/poh"),
+            metrics: format!("{http}/metrics"),
+        })
+    }
+
     /// `GET url`. A node whose per-client rate limit is on counts these requests with the
     /// datagrams, and answers 503 while the sender is over it: that is waited out.
     async fn get(&self, url: &str) -> anyhow::Result<reqwest::Response> {
@@ -398,7 +417,7 @@ impl Node {
     }
 
     /// The UDP counters, less `base`.
-    async fn counters(&self, base: Counters) -> anyhow::Result<Counters> {
+    pub(in crate::bench) async fn counters(&self, base: Counters) -> anyhow::Result<Counters> {
         let text = self
             .get(&self.metrics)
             .await?
