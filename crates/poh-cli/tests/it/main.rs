@@ -19,4 +19,5 @@ mod restore;
 mod serve;
 mod subscribe;
 mod tools;
+mod tour;
 mod trust;

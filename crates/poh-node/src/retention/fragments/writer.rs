@@ -134,8 +134,8 @@ impl FragmentWriter {
                      incomplete batch could not restore what it lacks, and the TTL now keeps \
                      every transaction from this height on. To go on, stop the node and put \
                      back a copy of its data directory that still holds those records, or \
-                     remove [fragments] locations to expire without fragments (see the README, \
-                     Fragments)"
+                     remove [fragments] locations to expire without fragments (see \
+                     docs/durability.md, Fragments)"
                 );
                 shutdown.cancelled().await;
                 return Ok(false);
