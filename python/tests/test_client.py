@@ -157,10 +157,9 @@ def test_fail_over_and_settings_errors(serve):
         poh.Client(node.grpc, token_file="/nonexistent/tokens")
 
 
-def test_the_readme_example_runs_as_written(serve, tmp_path, monkeypatch):
+def test_the_documented_example_runs_as_written(serve, tmp_path, monkeypatch):
     node = serve("--no-udp", "--no-quic")
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("\n## Python\n", 1)[1]
+    section = (Path(__file__).resolve().parents[2] / "docs" / "python.md").read_text()
     example = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert len(example.strip().splitlines()) == 5
     monkeypatch.chdir(tmp_path)
