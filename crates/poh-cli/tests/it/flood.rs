@@ -114,7 +114,7 @@ fn memory_stays_bounded_under_slow_huge_and_partial_requests_and_a_stalled_relay
          [limits]\nbuffered_bytes = 67108864\nbuffered_bytes_per_client = 8388608\n\
          requests_per_second = 1000000\nburst = 1000000\n\
          [ingest]\nqueue_bytes = 67108864\n\
-         [peers]\nrelay_queue_bytes = 8388608\ntimeout_ms = 1000\nhealth_interval_secs = 0\n",
+         [peers]\nrelay_queue_bytes = 1048576\ntimeout_ms = 1000\nhealth_interval_secs = 0\n",
     )
     .unwrap();
     let data = dir.path().join("data");
