@@ -26,7 +26,7 @@ pub const GRPC_PORT: u16 = 50051;
 pub const HTTP_PORT: u16 = 8080;
 
 /// `ip ARGS`, which must succeed.
-fn ip(args: &[&str]) {
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap();
     assert!(
         out.status.success(),
@@ -37,7 +37,7 @@ fn ip(args: &[&str]) {
 }
 
 /// `ip ARGS` on the way out: failures are only reported.
-fn ip_quietly(args: &[&str]) {
+pub fn ip_quietly(args: &[&str]) {
     match Command::new("ip").args(args).output() {
         Ok(out) if out.status.success() => {}
         other => eprintln!("cleanup: ip {}: {other:?}", args.join(" ")),

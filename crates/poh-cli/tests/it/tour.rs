@@ -6,7 +6,10 @@ use std::{
     process::Command,
 };
 
-use crate::common::{is_root, text};
+use crate::{
+    common::{is_root, text},
+    hosts::{ip, ip_quietly},
+};
 
 /// The repository's root.
 fn root() -> PathBuf {
@@ -37,7 +40,7 @@ impl Drop for Netns {
                     let _ = Command::new("kill").args(["-9", pid]).status();
                 }
             });
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        ip_quietly(&["netns", "del", &self.0]);
     }
 }
 
@@ -50,10 +53,6 @@ fn the_readme_tour_runs_as_written() {
         return;
     }
     let ns = Netns(format!("poh-tour-{}", std::process::id()));
-    let ip = |args: &[&str]| {
-        let out = Command::new("ip").args(args).output().unwrap();
-        assert!(out.status.success(), "ip {args:?}: {}", text(&out.stderr));
-    };
     ip(&["netns", "add", &ns.0]);
     ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
     let dir = tempfile::tempdir().unwrap();
