@@ -25,18 +25,31 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod config;
+// The layers, from the bottom: each may use the ones declared before it, never those after
+// (tests/it/layers.rs reads this order). One to a group, so rustfmt keeps the order.
 mod error;
-pub mod federation;
-pub mod ingress;
+
+pub mod config;
+
 pub mod metrics;
-pub mod network;
-mod node;
-pub mod pipeline;
-mod reload;
-pub mod retention;
-pub mod tls;
+
 pub mod wire;
+
+pub mod tls;
+
+pub mod pipeline;
+
+pub mod network;
+
+pub mod federation;
+
+pub mod retention;
+
+pub mod ingress;
+
+mod reload;
+
+mod node;
 
 pub use config::NodeConfig;
 pub use error::NodeError;
