@@ -31,6 +31,8 @@ mod error;
 
 pub mod config;
 
+pub mod shared;
+
 pub mod metrics;
 
 pub mod wire;
@@ -56,8 +58,8 @@ pub use error::NodeError;
 pub use network::peers::{PeerBook, Peers, PeersError};
 pub use node::Node;
 pub use pipeline::IngestPipeline;
+pub use shared::Transport;
 pub use wire::{
-    Transport,
     json::{tx_from_json, tx_to_json},
     protobuf::{tx_from_pb, tx_to_pb},
 };

@@ -25,7 +25,7 @@ use std::{
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use crate::{config::ClientLimits, reload::Live};
+use crate::{config::ClientLimits, shared::Live};
 
 /// The client a budget belongs to: an IPv4 address, or the IPv6 network of the configured
 /// prefix length an address is in. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a

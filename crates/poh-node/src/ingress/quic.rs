@@ -22,11 +22,10 @@ use super::{
 use crate::{
     NodeError,
     config::QuicConfig,
-    metrics::RejectReason,
-    pipeline::{Admission, SubmitError},
+    pipeline::Admission,
+    shared::{RejectReason, SubmitError, Transport},
     tls::{ClientVerifier, NodeCert},
     wire::{
-        Transport,
         frame::{self, ALPN, FrameDecoder, MALFORMED_FRAME, OVERLOADED},
         protobuf::{ack, refused_ack, tx_from_pb},
     },

@@ -19,8 +19,12 @@ use poh_core::Entry;
 use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::{IdMap, JobAnswer, Msg, PohView, SubmitError, TxResult};
-use crate::{NodeError, metrics::IngestMetrics};
+use super::{IdMap, JobAnswer, Msg, PohView};
+use crate::{
+    NodeError,
+    metrics::IngestMetrics,
+    shared::{SubmitError, TxResult},
+};
 
 pub(crate) use crate::network::relay::RelaySender;
 

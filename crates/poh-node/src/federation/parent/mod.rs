@@ -44,7 +44,7 @@ use super::{Federation, prove::ProveError};
 use crate::{
     ingress::{Services, limits::Reservation},
     metrics::ChildResult,
-    pipeline::unix_now,
+    shared::unix_now,
     wire::protobuf::{link_to_pb, sealed_from_pb},
 };
 

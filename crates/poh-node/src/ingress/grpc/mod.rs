@@ -33,9 +33,9 @@ use super::{
 use crate::{
     config::GrpcConfig,
     federation::parent::Parent,
-    pipeline::{Admission, SubmitError, TxResult, tx_bytes},
+    pipeline::{Admission, tx_bytes},
+    shared::{SubmitError, Transport, TxResult},
     wire::{
-        Transport,
         expired::expired_status,
         protobuf::{ack, record_pb, status_response, tx_from_pb, tx_from_request, tx_response},
     },
@@ -245,7 +245,7 @@ impl PohService for Api {
                     Err(status) => {
                         metrics
                             .ingest
-                            .rejected(Transport::Grpc, crate::metrics::RejectReason::Malformed);
+                            .rejected(Transport::Grpc, crate::shared::RejectReason::Malformed);
                         let _ = pending_tx.send(Err(status)).await;
                         break;
                     }

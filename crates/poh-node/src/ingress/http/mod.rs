@@ -39,13 +39,9 @@ use super::{
 };
 use crate::{
     config::HttpConfig,
-    metrics::RejectReason,
-    wire::{
-        Transport,
-        json::{
-            self, BatchItem, EntriesOut, EntryOut, ErrorBody, PeersOut, PohOut, TxIn, TxOut,
-            tx_result,
-        },
+    shared::{RejectReason, Transport},
+    wire::json::{
+        self, BatchItem, EntriesOut, EntryOut, ErrorBody, PeersOut, PohOut, TxIn, TxOut, tx_result,
     },
 };
 

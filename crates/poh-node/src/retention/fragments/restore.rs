@@ -147,7 +147,7 @@ pub async fn restore(
     let fragments = rebuilt.fragments;
     let records = rebuilt.batch.txs;
     // Kept for a TTL from now: their `received_at` is already older than that.
-    let now = crate::pipeline::unix_now();
+    let now = crate::shared::unix_now();
     let restored = blocking(move || Ok(store.restore(&records, now)?)).await?;
     Ok(RestoreReport {
         header_id,

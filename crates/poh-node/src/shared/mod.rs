@@ -1,0 +1,27 @@
+//! The bottom layer above `error` and `config`: small pieces that layers knowing nothing of
+//! each other speak alike, kept here so that none of them reaches up for them.
+//!
+//! - [`Transport`]: the four protocols, the metrics' `transport` label and the peers file's
+//!   keys;
+//! - what becomes of a transaction ([`Accepted`], [`Rejected`], [`SubmitError`]), the
+//!   `reason` label it is counted under ([`RejectReason`]), and the one table from a refusal
+//!   to its code on every wire ([`Refusal`]);
+//! - `Live`: a value a reload replaces while its readers run;
+//! - `unix_now`.
+
+mod answer;
+mod live;
+mod transport;
+
+use std::time::SystemTime;
+
+pub use answer::{Accepted, Refusal, RejectReason, Rejected, SubmitError, TxResult};
+pub(crate) use live::Live;
+pub use transport::{Transport, UnknownTransport};
+
+/// Seconds since the Unix epoch (0 on a clock before it).
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
