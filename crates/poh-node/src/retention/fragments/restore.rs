@@ -18,7 +18,7 @@ use super::{
     format::{self, Fragment},
     location::{self, Location},
 };
-use crate::NodeError;
+use crate::{NodeError, config::check_coding};
 
 /// A batch rebuilt from fragments and verified against its header.
 #[derive(Clone, Debug)]
@@ -59,7 +59,7 @@ pub async fn rebuild(
     store: Arc<dyn Store>,
     header_id: &str,
 ) -> Result<Rebuilt, NodeError> {
-    super::check_coding(data, parity).map_err(NodeError::Config)?;
+    check_coding(data, parity).map_err(NodeError::Config)?;
     let hash: Hash = header_id
         .parse()
         .map_err(|_| FragmentError::BadHeaderId(header_id.to_owned()))?;
