@@ -38,7 +38,7 @@ use crate::{
     },
     metrics::{Metrics, NodeFacts},
     network::{Broadcaster, client::ClientTls, health, peers::PeersCache, relay, repair::Repairer},
-    pipeline::{IngestPipeline, PipelineJoin},
+    pipeline::{IngestPipeline, PipelineJoin, Relay},
     reload::{Parts, Reloader},
     retention::ttl::{self, Sweeper},
     tls::{NodeTls, acceptor},
@@ -84,7 +84,7 @@ impl Node {
             true => {
                 let dropped = metrics.relay_dropped.clone();
                 let (tx, rx) = relay::queue(config.peers.relay_queue_bytes, dropped);
-                (Some(tx), Some(rx))
+                (Some(Box::new(tx) as Box<dyn Relay>), Some(rx))
             }
             false => (None, None),
         };

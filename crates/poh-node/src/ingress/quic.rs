@@ -17,13 +17,12 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Services,
     limits::{ClientKey, ClientLimiter, ClientSlot},
-    listener::{Source, accept_and_drain},
 };
 use crate::{
     NodeError,
     config::QuicConfig,
     pipeline::Admission,
-    shared::{RejectReason, SubmitError, Transport},
+    shared::{RejectReason, Source, SubmitError, Transport, accept_and_drain},
     tls::{ClientVerifier, NodeCert},
     wire::{
         frame::{self, ALPN, FrameDecoder, MALFORMED_FRAME, OVERLOADED},

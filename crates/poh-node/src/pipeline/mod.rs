@@ -37,7 +37,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use committer::{CommitSettings, Committer};
 use view::PohView;
-pub(crate) use writer::RelaySender;
+pub(crate) use writer::Relay;
 
 use crate::{
     NodeError,
@@ -164,7 +164,7 @@ impl IngestPipeline {
         config: &IngestConfig,
         durable_every: Duration,
         metrics: IngestMetrics,
-        relay: Option<RelaySender>,
+        relay: Option<Box<dyn Relay>>,
     ) -> Result<(Self, PipelineJoin), NodeError> {
         if !config.fsync {
             tracing::warn!(

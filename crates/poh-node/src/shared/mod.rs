@@ -7,15 +7,18 @@
 //!   `reason` label it is counted under ([`RejectReason`]), and the one table from a refusal
 //!   to its code on every wire ([`Refusal`]);
 //! - `Live`: a value a reload replaces while its readers run;
+//! - `accept_and_drain`: the loop every listener, and the relay, runs its work in;
 //! - `unix_now`.
 
 mod answer;
+mod drain;
 mod live;
 mod transport;
 
 use std::time::SystemTime;
 
 pub use answer::{Accepted, Refusal, RejectReason, Rejected, SubmitError, TxResult};
+pub(crate) use drain::{Source, accept_and_drain};
 pub(crate) use live::Live;
 pub use transport::{Transport, UnknownTransport};
 

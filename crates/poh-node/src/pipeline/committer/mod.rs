@@ -34,7 +34,7 @@ use super::{
     ChildItem, Job, Msg, PohView, Prepared,
     classify::{Classified, Slot, classify},
     tips::{MAX_LINKED_TIPS, Tips, Unstored},
-    writer::{Answer, InFlight, RelaySender, Write, WriterHandle},
+    writer::{Answer, InFlight, Relay, Write, WriterHandle},
 };
 use crate::{
     NodeError,
@@ -116,7 +116,7 @@ impl Committer {
         settings: CommitSettings,
         metrics: IngestMetrics,
         (sender, jobs): (mpsc::Sender<Msg>, mpsc::Receiver<Msg>),
-        relay: Option<RelaySender>,
+        relay: Option<Box<dyn Relay>>,
     ) -> Result<(Self, Arc<PohView>), NodeError> {
         let chain = match store.chain()? {
             Some(stored) => {
