@@ -17,8 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use super::limits::{ClientKey, ClientLimiter, ClientSlot};
-use crate::shared::{Source, accept_and_drain};
+use super::limits::{ClientLimiter, ClientSlot};
+use crate::shared::{ClientKey, Source, accept_and_drain};
 
 /// A TCP listener as a [`Source`]: each connection comes with its client's key and connection
 /// slot; a client at its connection limit is closed at once, so its flood costs no task.

@@ -16,13 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Services,
-    limits::{ClientKey, ClientLimiter, ClientSlot},
+    limits::{ClientLimiter, ClientSlot},
 };
 use crate::{
     NodeError,
     config::QuicConfig,
     pipeline::Admission,
-    shared::{RejectReason, Source, SubmitError, Transport, accept_and_drain},
+    shared::{ClientKey, RejectReason, Source, SubmitError, Transport, accept_and_drain},
     tls::{ClientVerifier, NodeCert},
     wire::{
         frame::{self, ALPN, FrameDecoder, MALFORMED_FRAME, OVERLOADED},

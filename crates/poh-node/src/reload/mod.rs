@@ -32,10 +32,11 @@ use crate::{
     ingress::{
         Services,
         auth::{Authenticator, Credentials},
-        limits::{ByteBudget, ClientLimiter},
+        limits::ClientLimiter,
         subscribe::Subscriptions,
     },
     network::client::{Bearer, BearerToken, ClientTls, read_token_file},
+    shared::ByteBudget,
     tls::{CaTrust, ClientVerifier, Identity, LoadedCa, NodeCert, NodeTls, ServerTrust},
 };
 
