@@ -40,15 +40,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use self::checks::{check_timestamp, check_work, decoded_bytes};
-use super::{
-    Federation,
-    prove::{ProveError, Prover},
-};
+pub(crate) use self::parts::LinkParts;
+use super::prove::ProveError;
 use crate::{
-    NodeError,
-    metrics::{ChildResult, Metrics},
-    pipeline::IngestPipeline,
-    shared::{ByteBudget, ClientKey, Reservation, read_store, unix_now},
+    metrics::ChildResult,
+    shared::{ClientKey, Reservation, read_store, unix_now},
     wire::protobuf::{link_to_pb, sealed_from_pb},
 };
 
@@ -64,6 +60,7 @@ const FIRST_PENALTY: Duration = Duration::from_secs(2);
 const MAX_PENALTY: Duration = Duration::from_secs(60);
 
 mod checks;
+mod parts;
 
 /// One configured child.
 struct Child {
@@ -121,31 +118,6 @@ impl Child {
 
     fn forgive(&self) {
         *self.penalty.lock().unwrap_or_else(|p| p.into_inner()) = Penalty::default();
-    }
-}
-
-/// What the parent's side of the link uses of the node. The servers, above the federation,
-/// hand it over when they serve the link.
-#[derive(Clone)]
-pub(crate) struct LinkParts {
-    pub federation: Arc<Federation>,
-    pub pipeline: IngestPipeline,
-    pub store: Arc<dyn poh_store::Store>,
-    pub metrics: Arc<Metrics>,
-    pub prover: Arc<Prover>,
-    /// The link's own budget (`federation.link_buffered_bytes`): the decoded header is held
-    /// against it while it is checked.
-    pub budget: Arc<ByteBudget>,
-    /// Cancelled when the node stops: every link ends at once.
-    pub shutdown: CancellationToken,
-}
-
-impl LinkParts {
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn poh_store::Store) -> Result<T, poh_store::StoreError> + Send + 'static,
-    ) -> Result<T, NodeError> {
-        read_store(&self.store, f).await
     }
 }
 
@@ -285,11 +257,11 @@ impl federation_server::Federation for Parent {
     ) -> Result<Response<fed::ProveResponse>, Status> {
         let hash = Hash::from_slice(&request.into_inner().header_hash)
             .ok_or_else(|| Status::invalid_argument("header_hash must be 32 bytes"))?;
-        let child = self
-            .parts
-            .read(move |store| store.child_header_by_hash(&hash))
-            .await
-            .map_err(|e| internal(&e))?;
+        let child = read_store(&self.parts.store, move |store| {
+            store.child_header_by_hash(&hash)
+        })
+        .await
+        .map_err(|e| internal(&e))?;
         let links = match child {
             Some(child) => self
                 .parts
@@ -312,16 +284,15 @@ impl federation_server::Federation for Parent {
 /// What `chain_id`'s next accepted header must continue, and the timestamp of the last one.
 async fn head(parts: &LinkParts, chain_id: &str) -> Result<(ChainHead, Option<f64>), Status> {
     let id = chain_id.to_string();
-    let (head, last) = parts
-        .read(move |store| {
-            let Some(head) = store.child_head(&id)? else {
-                return Ok((None, None));
-            };
-            let last = store.child_header_by_hash(&head.prev_header_hash)?;
-            Ok((Some(head), last.map(|c| c.header.timestamp)))
-        })
-        .await
-        .map_err(|e| internal(&e))?;
+    let (head, last) = read_store(&parts.store, move |store| {
+        let Some(head) = store.child_head(&id)? else {
+            return Ok((None, None));
+        };
+        let last = store.child_header_by_hash(&head.prev_header_hash)?;
+        Ok((Some(head), last.map(|c| c.header.timestamp)))
+    })
+    .await
+    .map_err(|e| internal(&e))?;
     Ok((head.unwrap_or_else(|| ChainHead::genesis(chain_id)), last))
 }
 
@@ -550,11 +521,11 @@ impl Link {
         head: &ChainHead,
     ) -> Result<(parent_message::Kind, Then), Status> {
         let hash = header.hash();
-        let found = self
-            .parts
-            .read(move |store| store.child_header_by_hash(&hash))
-            .await
-            .map_err(|e| internal(&e))?;
+        let found = read_store(&self.parts.store, move |store| {
+            store.child_header_by_hash(&hash)
+        })
+        .await
+        .map_err(|e| internal(&e))?;
         match found {
             Some(stored) if stored.header.chain_id == self.child.chain_id => {
                 self.parts
