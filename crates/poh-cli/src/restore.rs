@@ -5,7 +5,10 @@
 use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
-use poh_node::retention::fragments::{self, location};
+use poh_node::{
+    config::check_coding,
+    retention::fragments::{self, location},
+};
 use poh_store::Store;
 
 /// `poh restore` arguments.
@@ -61,7 +64,7 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
          [fragments] locations"
     );
     let (k, m) = (fragments_config.data, fragments_config.parity);
-    fragments::check_coding(k, m).map_err(anyhow::Error::msg)?;
+    check_coding(k, m).map_err(anyhow::Error::msg)?;
     let locations = location::open_all(fragments_config)?;
     let db = config.db_path();
     anyhow::ensure!(

@@ -28,19 +28,15 @@ use crate::{
         sealer::{Schedule, Sealer},
     },
     ingress::{
-        Services,
-        auth::Authenticator,
-        grpc, http,
-        limits::{ByteBudget, ClientLimiter},
-        listener, quic,
-        subscribe::Subscriptions,
-        udp,
+        Services, auth::Authenticator, grpc, http, limits::ClientLimiter, listener, quic,
+        subscribe::Subscriptions, udp,
     },
     metrics::{Metrics, NodeFacts},
     network::{Broadcaster, client::ClientTls, health, peers::PeersCache, relay, repair::Repairer},
-    pipeline::{IngestPipeline, PipelineJoin},
+    pipeline::{IngestPipeline, PipelineJoin, Relay},
     reload::{Parts, Reloader},
     retention::ttl::{self, Sweeper},
+    shared::ByteBudget,
     tls::{NodeTls, acceptor},
 };
 
@@ -84,7 +80,7 @@ impl Node {
             true => {
                 let dropped = metrics.relay_dropped.clone();
                 let (tx, rx) = relay::queue(config.peers.relay_queue_bytes, dropped);
-                (Some(tx), Some(rx))
+                (Some(Box::new(tx) as Box<dyn Relay>), Some(rx))
             }
             false => (None, None),
         };

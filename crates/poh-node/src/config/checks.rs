@@ -1,11 +1,16 @@
 //! The checks a configuration must pass before anything starts.
 
-use super::NodeConfig;
+use super::{LocationSpec, NodeConfig, check_coding};
 use crate::NodeError;
 
 impl NodeConfig {
-    /// Refuses settings that cannot work, before anything starts.
-    pub fn validate(&self) -> Result<(), NodeError> {
+    /// The configuration's own checks, which [`NodeConfig::validate`] runs with
+    /// `parent_credentials` in its place among them: that one is the network's, which alone
+    /// knows how the parent is dialled.
+    pub(crate) fn check(
+        &self,
+        parent_credentials: fn(&Self) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
         if !valid_chain_id(&self.chain_id) {
             return Err(NodeError::Config(format!(
                 "chain_id {:?}: use 1–128 characters of A-Z a-z 0-9 . _ : - /",
@@ -54,17 +59,15 @@ impl NodeConfig {
         }
         self.check_write_paths()?;
         self.check_federation()?;
-        self.check_parent_credentials()?;
+        parent_credentials(self)?;
         self.check_client_key()?;
         self.check_buffered()?;
         self.check_retention()?;
         // Fragments: a coding reed-solomon-simd supports, and locations that parse (they are
         // opened, and local directories created, only when the node starts).
-        crate::retention::fragments::check_coding(self.fragments.data, self.fragments.parity)
-            .map_err(NodeError::Config)?;
+        check_coding(self.fragments.data, self.fragments.parity).map_err(NodeError::Config)?;
         for location in &self.fragments.locations {
-            crate::retention::fragments::location::LocationSpec::parse(location)
-                .map_err(|e| NodeError::Config(e.to_string()))?;
+            LocationSpec::parse(location).map_err(|e| NodeError::Config(e.to_string()))?;
         }
         if self.peers.attempts == 0 || self.peers.timeout_ms == 0 {
             return Err(NodeError::Config(
@@ -239,36 +242,6 @@ impl NodeConfig {
             ));
         }
         Ok(())
-    }
-}
-
-impl NodeConfig {
-    /// The peers' token goes with the federation link, so it must not go in plain text to a
-    /// parent off this machine (SPEC §8). The link would refuse it anyway; refusing here says
-    /// which settings, before anything starts.
-    fn check_parent_credentials(&self) -> Result<(), NodeError> {
-        let (Some(parent), Some(_)) = (&self.federation.parent, &self.peers.token_file) else {
-            return Ok(());
-        };
-        // What `ClientTls::is_on` will say of the clients `[tls]` makes: TLS with a
-        // certificate (a CA needs one too) or insecure.
-        let tls_on = self
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.insecure || t.cert.is_some() || t.pkcs12.is_some());
-        let plaintext = crate::network::client::grpc::plaintext_host(parent, tls_on)
-            .map_err(|e| NodeError::Config(format!("--parent {parent}: {e}")))?;
-        match plaintext {
-            Some(host) if !crate::network::client::plaintext::is_loopback(&host) => {
-                Err(NodeError::Config(format!(
-                    "--parent {parent} is dialled in plain text, and the peers' token \
-                     (peers.token_file) would go to {host}, which is not a loopback address: \
-                     write the parent https://{host}:PORT, or give the node TLS ([tls] cert and \
-                     key, or insecure)"
-                )))
-            }
-            _ => Ok(()),
-        }
     }
 }
 

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::NodeError;
 
-pub use retention::{FragmentsConfig, RepairConfig, S3Config, Span, TtlConfig};
+pub use retention::{
+    FragmentsConfig, LocationSpec, RepairConfig, S3Config, Span, TtlConfig, check_coding,
+};
 
 mod checks;
 mod retention;

@@ -1,9 +1,14 @@
 //! What happens after data is stored: catch-up and repair from peers, expiry (TTL), and
-//! erasure-coded fragments of sealed batches.
+//! erasure-coded fragments of sealed batches. What a fragments setting may be (a coding that
+//! can be used, a location that parses) is here too, so the checks of the configuration need
+//! nothing of the retention above it.
 
 use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 
+use object_store::path::Path;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::FragmentError;
 
 /// A length of time written the human way: `90s`, `15m`, `12h`, `7d`, `1d 12h`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,4 +140,119 @@ pub struct S3Config {
     pub secret_access_key_file: Option<PathBuf>,
     /// Allow a plain `http://` endpoint (a local test server).
     pub allow_http: bool,
+}
+
+/// The largest `k + m`: fragment `i` goes to location `i mod len`, and more than 256
+/// fragments per batch only multiplies small objects (reed-solomon-simd itself allows up to
+/// 65,536 shards).
+const MAX_FRAGMENTS: usize = 256;
+
+/// Whether `data` + `parity` is a coding the fragments can use; the reason when not.
+pub fn check_coding(data: usize, parity: usize) -> Result<(), String> {
+    if data == 0 || parity == 0 {
+        return Err(format!(
+            "fragments.data and fragments.parity must be at least 1 (got {data} and {parity})"
+        ));
+    }
+    if data + parity > MAX_FRAGMENTS
+        || !reed_solomon_simd::ReedSolomonEncoder::supports(data, parity)
+    {
+        return Err(format!(
+            "fragments.data + fragments.parity must be at most {MAX_FRAGMENTS} (got {data} + \
+             {parity})"
+        ));
+    }
+    Ok(())
+}
+
+/// A location string, parsed but not opened (what the configuration checks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocationSpec {
+    /// A local directory (created when opened).
+    Local(PathBuf),
+    /// An S3-compatible bucket and the prefix inside it (may be empty).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix, without leading or trailing `/`.
+        prefix: String,
+    },
+}
+
+impl LocationSpec {
+    /// Parses a location string.
+    pub fn parse(location: &str) -> Result<Self, FragmentError> {
+        let bad = |reason: &str| FragmentError::Location {
+            location: location.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket name"));
+            }
+            let prefix = prefix.trim_matches('/').to_owned();
+            Path::parse(&prefix).map_err(|_| bad("the prefix is not a valid object path"))?;
+            return Ok(Self::S3 {
+                bucket: bucket.to_owned(),
+                prefix,
+            });
+        }
+        if let Some(path) = location.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(bad(
+                    "a file:// location needs an absolute path (file:///dir)",
+                ));
+            }
+            return Ok(Self::Local(PathBuf::from(path)));
+        }
+        if location.contains("://") {
+            return Err(bad("unknown scheme"));
+        }
+        if location.trim().is_empty() {
+            return Err(bad("empty"));
+        }
+        Ok(Self::Local(PathBuf::from(location)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        assert_eq!(
+            LocationSpec::parse("s3://b/p/q/").unwrap(),
+            LocationSpec::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            }
+        );
+        assert_eq!(
+            LocationSpec::parse("s3://b").unwrap(),
+            LocationSpec::S3 {
+                bucket: "b".into(),
+                prefix: String::new()
+            }
+        );
+        assert_eq!(
+            LocationSpec::parse("file:///x/y").unwrap(),
+            LocationSpec::Local("/x/y".into())
+        );
+        assert_eq!(
+            LocationSpec::parse("rel/dir").unwrap(),
+            LocationSpec::Local("rel/dir".into())
+        );
+        for bad in [
+            "s3://",
+            "s3:///p",
+            "gs://b",
+            "file://rel",
+            "",
+            "s3://b/a//c",
+        ] {
+            assert!(LocationSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

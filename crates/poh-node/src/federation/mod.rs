@@ -17,9 +17,13 @@ pub(crate) mod sealer;
 
 use std::path::Path;
 
+use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use poh_core::{Level, SigningKey};
 
-use crate::{NodeConfig, NodeError};
+use crate::{
+    NodeConfig, NodeError,
+    wire::headers::{ChildOut, FederationOut},
+};
 
 /// A chain of the level below whose headers this node accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,5 +86,26 @@ impl Federation {
             max_child_clock_skew: f.max_child_clock_skew,
         };
         Ok((federation, key))
+    }
+
+    /// `GET /v1/federation`, with this chain's height and each child's. Built here, not in
+    /// the wire, which sits below the federation and never names its types.
+    pub(crate) fn out(&self, height: Option<u64>, children: &[Option<u64>]) -> FederationOut {
+        FederationOut {
+            chain_id: self.chain_id.clone(),
+            level: self.level,
+            height,
+            parent: self.parent.clone(),
+            children: self
+                .children
+                .iter()
+                .zip(children.iter().chain(std::iter::repeat(&None)))
+                .map(|(c, height)| ChildOut {
+                    chain_id: c.chain_id.clone(),
+                    public_key_b64: B64.encode(&c.public_key),
+                    height: *height,
+                })
+                .collect(),
+        }
     }
 }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     NodeError, config::FederationConfig, metrics::FederationMetrics, pipeline::IngestPipeline,
-    pipeline::unix_now,
+    shared::unix_now,
 };
 
 /// Most entries one header covers, so that sealing (and a verifier) holds a bounded batch.

@@ -15,7 +15,7 @@ use std::{path::Path, sync::Arc};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::{NodeError, config::AuthConfig, reload::Live};
+use crate::{NodeError, config::AuthConfig, shared::Live};
 
 /// Why a request is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -18,8 +18,9 @@ use axum::{
 use super::{
     Holding, Services,
     auth::{AuthError, Authenticator},
-    limits::{ClientKey, ClientLimiter, Overload},
+    limits::{ClientLimiter, Overload},
 };
+use crate::shared::ClientKey;
 
 /// How one server says no.
 pub(crate) trait Refusals: Clone + Send + Sync + 'static {

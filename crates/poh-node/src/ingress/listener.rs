@@ -1,10 +1,5 @@
-//! The accept-and-drain shape every listener runs ([`accept_and_drain`]): a
-//! [`CancellationToken`] to stop it, a [`JoinSet`] of tasks, and a semaphore acquired *before*
-//! the next connection is taken, so a node at its connection limit leaves new connections
-//! waiting outside (the kernel's backlog, the QUIC endpoint) instead of taking on more work.
-//! On shutdown it stops accepting, gives the running tasks [`DRAIN_TIMEOUT`] to finish, and
-//! cuts what is still busy. TCP ([`serve`]) and QUIC connections, and the relay's sends, all
-//! run in it.
+//! TCP serving ([`serve`]) in the accept-and-drain loop every listener runs
+//! ([`accept_and_drain`]).
 //!
 //! gRPC (tonic's `Routes` are an axum router) and HTTP both serve an [`axum::Router`] through
 //! [`serve`]; on shutdown every connection finishes its in-flight requests (HTTP/2 GOAWAY,
@@ -18,82 +13,12 @@ use hyper_util::{
     server::conn::auto,
     service::TowerToHyperService,
 };
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::Semaphore,
-    task::JoinSet,
-};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use super::limits::{ClientKey, ClientLimiter, ClientSlot};
-
-/// How long in-flight work gets to finish on shutdown, on every listener.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where a loop takes its work from: a TCP listener, a QUIC endpoint, the relay's queue.
-pub(crate) trait Source: Send {
-    /// One piece of work, handed to a task of its own.
-    type Item: Send + 'static;
-    /// The next piece of work; `None` when there will be no more.
-    fn next(&mut self) -> impl Future<Output = Option<Self::Item>> + Send;
-    /// Stops taking work; called once, before the drain.
-    fn stop(&mut self) {}
-}
-
-/// Runs `handle` on a task of its own for each item of `source`, at most `max_tasks` at once,
-/// until `shutdown`; then stops the source and drains (see the module documentation).
-pub(crate) async fn accept_and_drain<S, F, Fut>(
-    name: &'static str,
-    mut source: S,
-    max_tasks: usize,
-    shutdown: CancellationToken,
-    mut handle: F,
-) where
-    S: Source,
-    F: FnMut(S::Item) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let slots = Arc::new(Semaphore::new(max_tasks.max(1)));
-    let mut tasks = JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
-        let item = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            item = source.next() => match item {
-                Some(item) => item,
-                None => break,
-            },
-        };
-        while tasks.try_join_next().is_some() {}
-        let task = handle(item);
-        tasks.spawn(async move {
-            task.await;
-            drop(permit);
-        });
-    }
-    source.stop();
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            listener = name,
-            open = tasks.len(),
-            "still busy after the drain timeout; cutting them"
-        );
-        tasks.shutdown().await;
-    }
-}
+use super::limits::{ClientLimiter, ClientSlot};
+use crate::shared::{ClientKey, Source, accept_and_drain};
 
 /// A TCP listener as a [`Source`]: each connection comes with its client's key and connection
 /// slot; a client at its connection limit is closed at once, so its flood costs no task.

@@ -24,7 +24,13 @@ pub mod udp;
 
 use std::sync::Arc;
 
-use crate::{IngestPipeline, NodeError, metrics::Metrics, network::peers::PeersCache};
+use crate::{
+    IngestPipeline, NodeError,
+    federation::parent::LinkParts,
+    metrics::Metrics,
+    network::peers::PeersCache,
+    shared::{ByteBudget, read_store},
+};
 
 /// What every server of a node shares.
 #[derive(Clone)]
@@ -40,10 +46,10 @@ pub(crate) struct Services {
     /// Per-client limits.
     pub limiter: Arc<limits::ClientLimiter>,
     /// The bytes held while requests are read, across all clients.
-    pub buffered: Arc<limits::ByteBudget>,
+    pub buffered: Arc<ByteBudget>,
     /// The federation link's own budget: children's messages and the headers being checked,
     /// so a link can never take the room of client writes.
-    pub link_buffered: Arc<limits::ByteBudget>,
+    pub link_buffered: Arc<ByteBudget>,
     /// The node's place in the federation.
     pub federation: Arc<crate::federation::Federation>,
     /// Inclusion proofs: this chain's links, kept trees, and the way to the parent.
@@ -57,17 +63,25 @@ pub(crate) struct Services {
 }
 
 impl Services {
-    /// Runs a store read on the blocking pool: redb reads do file I/O, which must not stall
-    /// the async threads.
+    /// Reads the store on the blocking pool ([`read_store`]).
     pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn poh_store::Store) -> Result<T, poh_store::StoreError> + Send + 'static,
     ) -> Result<T, NodeError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(|_| NodeError::TaskFailed("store read"))?
-            .map_err(NodeError::from)
+        read_store(&self.store, f).await
+    }
+
+    /// What the federation link's parent side uses of the node, handed down to it.
+    pub(crate) fn link_parts(&self) -> LinkParts {
+        LinkParts {
+            federation: self.federation.clone(),
+            pipeline: self.pipeline.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            prover: self.prover.clone(),
+            budget: self.link_buffered.clone(),
+            shutdown: self.shutdown.clone(),
+        }
     }
 }
 

@@ -16,17 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Services,
-    limits::{ClientKey, ClientLimiter, ClientSlot},
-    listener::{Source, accept_and_drain},
+    limits::{ClientLimiter, ClientSlot},
 };
 use crate::{
     NodeError,
     config::QuicConfig,
-    metrics::RejectReason,
-    pipeline::{Admission, SubmitError},
+    pipeline::Admission,
+    shared::{ClientKey, RejectReason, Source, SubmitError, Transport, accept_and_drain},
     tls::{ClientVerifier, NodeCert},
     wire::{
-        Transport,
         frame::{self, ALPN, FrameDecoder, MALFORMED_FRAME, OVERLOADED},
         protobuf::{ack, refused_ack, tx_from_pb},
     },

@@ -27,9 +27,9 @@ use tokio::sync::{Semaphore, watch};
 
 use super::{
     Services,
-    limits::{ClientKey, ClientSlot, SlotTable},
+    limits::{ClientSlot, SlotTable},
 };
-use crate::{NodeError, config::ClientLimits};
+use crate::{NodeError, config::ClientLimits, shared::ClientKey};
 
 /// Most transactions read from the store for one subscriber at a time…
 const PAGE_RECORDS: usize = 256;

@@ -20,9 +20,9 @@ use super::Services;
 use crate::{
     NodeError,
     config::UdpConfig,
-    metrics::RejectReason,
     pipeline::Admission,
-    wire::{Transport, json::tx_from_json},
+    shared::{RejectReason, Transport},
+    wire::json::tx_from_json,
 };
 
 /// The largest UDP payload; with GRO one buffer holds at most this much too.

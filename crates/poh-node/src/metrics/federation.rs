@@ -1,10 +1,11 @@
 //! What sealing, federation and fragments record.
 
-use std::{collections::HashMap, sync::Arc, time::SystemTime};
+use std::{collections::HashMap, sync::Arc};
 
 use metrics::{Counter, Gauge, Recorder as _, Unit};
 
 use super::Registry;
+use crate::shared::unix_now;
 
 /// Why a child header was or was not recorded: the `result` label of
 /// `poh_child_headers_total`.
@@ -120,12 +121,6 @@ impl FederationMetrics {
             gauge.set(unix_now());
         }
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// `poh_fragments_written_total`, `poh_fragment_write_failures_total`,

@@ -4,55 +4,7 @@
 use metrics::{Counter, Gauge, Histogram};
 
 use super::Registry;
-use crate::wire::Transport;
-
-/// Why a transaction was not stored, as the `reason` label of `poh_tx_rejected_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RejectReason {
-    /// The bytes are not a transaction (bad JSON, bad protobuf, bad base64, bad frame).
-    Malformed,
-    /// A SPEC §2 rule is broken.
-    Invalid,
-    /// The payload is above the node's limit.
-    TooLarge,
-    /// A present signature does not verify.
-    BadSignature,
-    /// The id is stored with a different digest.
-    Conflict,
-    /// Refused because the node is at capacity.
-    Overloaded,
-    /// Refused because the node's disk is full.
-    StorageFull,
-    /// An internal error stopped it.
-    Internal,
-}
-
-impl RejectReason {
-    const ALL: [Self; 8] = [
-        Self::Malformed,
-        Self::Invalid,
-        Self::TooLarge,
-        Self::BadSignature,
-        Self::Conflict,
-        Self::Overloaded,
-        Self::StorageFull,
-        Self::Internal,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Malformed => "malformed",
-            Self::Invalid => "invalid",
-            Self::TooLarge => "too_large",
-            Self::BadSignature => "bad_signature",
-            Self::Conflict => "conflict",
-            Self::Overloaded => "overloaded",
-            Self::StorageFull => "storage_full",
-            Self::Internal => "internal",
-        }
-    }
-}
+use crate::shared::{RejectReason, Transport};
 
 /// Handles the ingest pipeline records into.
 #[derive(Clone)]

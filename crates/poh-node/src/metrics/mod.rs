@@ -33,7 +33,7 @@ use metrics_exporter_prometheus::{
 
 pub use self::{
     federation::{ChildResult, FederationMetrics, FragmentMetrics},
-    ingest::{IngestMetrics, RejectReason},
+    ingest::IngestMetrics,
     network::{BroadcastMetrics, RecordResult, RepairMetrics, RepairSource},
     node::{DiskMetrics, PohMetrics},
 };

@@ -3,7 +3,7 @@
 use metrics::{Counter, Recorder as _};
 
 use super::Registry;
-use crate::wire::Transport;
+use crate::shared::Transport;
 
 /// `poh_broadcast_total{protocol,result}`, registered with every label set up front.
 #[derive(Clone)]

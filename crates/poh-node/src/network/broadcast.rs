@@ -23,7 +23,8 @@ use crate::{
     NodeError,
     config::PeersConfig,
     metrics::BroadcastMetrics,
-    wire::{Transport, json::tx_to_json, protobuf::tx_to_pb},
+    shared::Transport,
+    wire::{json::tx_to_json, protobuf::tx_to_pb},
 };
 
 /// What a peer did with the transaction.

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use super::{client::PeerClients, peers::PeersCache};
-use crate::{metrics::Metrics, wire::Transport};
+use crate::{metrics::Metrics, shared::Transport};
 
 /// Whether `peer` answers on `protocol` within `timeout`, and how fast: gRPC health
 /// `SERVING`, HTTP `/healthz` 200, a QUIC handshake. UDP has no answer to wait for: its

@@ -22,7 +22,10 @@ use super::{
     broadcast::Broadcaster,
     peers::{Peers, PeersCache},
 };
-use crate::ingress::listener::{Source, accept_and_drain};
+use crate::{
+    pipeline::{Relay, tx_bytes},
+    shared::{Source, accept_and_drain},
+};
 
 /// Relay broadcasts in flight at once.
 const RELAY_IN_FLIGHT: usize = 256;
@@ -58,10 +61,10 @@ pub(crate) fn queue(
     (sender, rx)
 }
 
-impl RelaySender {
+impl Relay for RelaySender {
     /// Queues `tx` when its bytes fit; otherwise counts it dropped.
-    pub(crate) fn send(&self, tx: &Tx) {
-        let kib = u32::try_from(1 + crate::pipeline::tx_bytes(tx) / 1024).unwrap_or(u32::MAX);
+    fn send(&self, tx: &Tx) {
+        let kib = u32::try_from(1 + tx_bytes(tx) / 1024).unwrap_or(u32::MAX);
         let queued = match self.kib.clone().try_acquire_many_owned(kib) {
             Ok(share) => self
                 .queue
@@ -76,7 +79,9 @@ impl RelaySender {
             self.drop_one();
         }
     }
+}
 
+impl RelaySender {
     fn drop_one(&self) {
         self.dropped.increment(1);
         let mut unlogged = self.unlogged.lock().unwrap_or_else(|p| p.into_inner());

@@ -4,8 +4,11 @@
 
 use poh_store::{Known, Store};
 
-use super::{Accepted, IdMap, IdSet, Prepared, Rejected, TxResult, writer::InFlight};
-use crate::NodeError;
+use super::{IdMap, IdSet, Prepared, writer::InFlight};
+use crate::{
+    NodeError,
+    shared::{Accepted, Rejected, TxResult},
+};
 
 /// What the committer decided for one transaction of a batch.
 pub(super) enum Slot {

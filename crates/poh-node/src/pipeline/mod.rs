@@ -31,19 +31,20 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use poh_core::{Hash, Header, Limits, PohConfig, PohState, Tx, ValidationError};
+use poh_core::{Hash, Header, Limits, PohConfig, PohState, Tx};
 use poh_store::Store;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use committer::{CommitSettings, Committer};
 use view::PohView;
-pub(crate) use writer::RelaySender;
+pub(crate) use writer::Relay;
 
 use crate::{
     NodeError,
     config::IngestConfig,
-    metrics::{IngestMetrics, RejectReason},
-    wire::{Refusal, Transport},
+    metrics::IngestMetrics,
+    shared::{Accepted, Refusal, RejectReason, Rejected, SubmitError, Transport, TxResult},
+    wire::json::PohOut,
 };
 
 /// The maps the committer keys by transaction ids. The ids are the clients' choice, so the
@@ -55,79 +56,6 @@ pub(crate) type IdSet<K> = std::collections::HashSet<K, foldhash::fast::RandomSt
 
 /// Batches at least this large are prepared on rayon rather than on the async thread.
 const INLINE_PREPARE_MAX: usize = 16;
-
-/// A transaction that was stored, now or before.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Accepted {
-    /// Stored by this submission.
-    Stored {
-        /// Its index in the node's stream of recorded mixins.
-        poh_seq: u64,
-        /// The hash of the entry that recorded it.
-        poh_hash: Hash,
-    },
-    /// Already stored with the same digest; the original's place.
-    Duplicate {
-        /// The original's `poh_seq`.
-        poh_seq: u64,
-        /// The original's `poh_hash`.
-        poh_hash: Hash,
-    },
-}
-
-/// Why one transaction was not stored. Nothing was changed.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum Rejected {
-    /// A SPEC §2 rule is broken (`INVALID`, or `TOO_LARGE` for the payload size).
-    #[error("{0}")]
-    Invalid(#[from] ValidationError),
-    /// A present signature does not verify (`BAD_SIGNATURE`).
-    #[error("the ML-DSA-87 signature does not verify against public_key over the signing bytes")]
-    BadSignature,
-    /// The id is stored with a different digest (`CONFLICT`).
-    #[error("tx_id is already stored with different contents; the stored one is unchanged")]
-    Conflict,
-    /// The node failed internally; the transaction may be retried.
-    #[error("internal error; retry later")]
-    Internal,
-}
-
-/// The answer for one transaction.
-pub type TxResult = Result<Accepted, Rejected>;
-
-/// Why a whole submission was refused before any of it was looked at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SubmitError {
-    /// The node is at capacity; back off and retry.
-    #[error("the node is overloaded; back off and retry")]
-    Overloaded,
-    /// The node is stopping.
-    #[error("the node is shutting down; retry on another node")]
-    ShuttingDown,
-    /// The node's disk is full: nothing of the submission was stored.
-    #[error("the node's disk is full and nothing was stored; retry later or on another node")]
-    StorageFull,
-}
-
-impl SubmitError {
-    /// The short code of the refusal: the HTTP body's `error`, and the start of a refused
-    /// QUIC `Ack`'s message.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Overloaded => "overloaded",
-            Self::ShuttingDown => "unavailable",
-            Self::StorageFull => "storage_full",
-        }
-    }
-
-    /// The `reason` label a refused transaction is counted under.
-    pub(crate) fn reason(self) -> RejectReason {
-        match self {
-            Self::Overloaded | Self::ShuttingDown => RejectReason::Overloaded,
-            Self::StorageFull => RejectReason::StorageFull,
-        }
-    }
-}
 
 /// What the committer answers a job: one result per transaction, or the whole job refused.
 pub(crate) type JobAnswer = Result<Vec<TxResult>, SubmitError>;
@@ -236,7 +164,7 @@ impl IngestPipeline {
         config: &IngestConfig,
         durable_every: Duration,
         metrics: IngestMetrics,
-        relay: Option<RelaySender>,
+        relay: Option<Box<dyn Relay>>,
     ) -> Result<(Self, PipelineJoin), NodeError> {
         if !config.fsync {
             tracing::warn!(
@@ -505,6 +433,19 @@ pub struct PohStatus {
     pub state: PohState,
     /// Hashes per second over the last few seconds.
     pub hashes_per_second: f64,
+}
+
+/// Here rather than in the wire, which sits below the pipeline and never names its types.
+impl From<PohStatus> for PohOut {
+    fn from(s: PohStatus) -> Self {
+        Self {
+            chain_id: s.chain_id,
+            seq: s.state.mixins,
+            entries: s.state.entries,
+            hash: s.state.hash.to_hex(),
+            hashes_per_second: s.hashes_per_second,
+        }
+    }
 }
 
 impl Pending {

@@ -15,14 +15,24 @@ use std::{
     time::Instant,
 };
 
-use poh_core::Entry;
+use poh_core::{Entry, Tx};
 use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::{IdMap, JobAnswer, Msg, PohView, SubmitError, TxResult};
-use crate::{NodeError, metrics::IngestMetrics};
+use super::{IdMap, JobAnswer, Msg, PohView};
+use crate::{
+    NodeError,
+    metrics::IngestMetrics,
+    shared::{SubmitError, TxResult},
+};
 
-pub(crate) use crate::network::relay::RelaySender;
+/// Where the writer hands each transaction it stored for the first time: the relay, on a node
+/// started with `--relay`. The relay is the network's, above the pipeline, so it comes in as
+/// this, handed over when the node is wired. It must never block the writer.
+pub(crate) trait Relay: Send {
+    /// Takes `tx` to relay, or counts it dropped.
+    fn send(&self, tx: &Tx);
+}
 
 /// Transactions prepared but not yet stored, by id.
 #[derive(Default)]
@@ -88,7 +98,7 @@ impl WriterHandle {
         view: Arc<PohView>,
         metrics: IngestMetrics,
         done: mpsc::Sender<Msg>,
-        relay: Option<RelaySender>,
+        relay: Option<Box<dyn Relay>>,
     ) -> Result<Self, NodeError> {
         let (writes, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -100,7 +110,7 @@ impl WriterHandle {
                     &view,
                     &metrics,
                     &done,
-                    relay.as_ref(),
+                    relay.as_deref(),
                     queue,
                 )
             })
@@ -157,7 +167,7 @@ fn write_all(
     view: &PohView,
     metrics: &IngestMetrics,
     done: &mpsc::Sender<Msg>,
-    relay: Option<&RelaySender>,
+    relay: Option<&dyn Relay>,
     queue: mpsc::Receiver<ToWriter>,
 ) -> Result<(), NodeError> {
     // After a full disk refused a batch, every batch behind it continues that batch's chain:

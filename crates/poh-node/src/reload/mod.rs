@@ -19,7 +19,7 @@ mod settings;
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
 
@@ -32,38 +32,16 @@ use crate::{
     ingress::{
         Services,
         auth::{Authenticator, Credentials},
-        limits::{ByteBudget, ClientLimiter},
+        limits::ClientLimiter,
         subscribe::Subscriptions,
     },
     network::client::{Bearer, BearerToken, ClientTls, read_token_file},
+    shared::ByteBudget,
     tls::{CaTrust, ClientVerifier, Identity, LoadedCa, NodeCert, NodeTls, ServerTrust},
 };
 
 /// How often the watched files are looked at.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
-
-/// A value readers take a snapshot of at each use, replaced whole by a reload.
-#[derive(Debug)]
-pub(crate) struct Live<T>(RwLock<Arc<T>>);
-
-impl<T> Live<T> {
-    pub(crate) fn new(value: Arc<T>) -> Self {
-        Self(RwLock::new(value))
-    }
-
-    /// What holds now.
-    pub(crate) fn get(&self) -> Arc<T> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Replaces it; returns the old one.
-    pub(crate) fn set(&self, value: Arc<T>) -> Arc<T> {
-        std::mem::replace(
-            &mut *self.0.write().unwrap_or_else(|p| p.into_inner()),
-            value,
-        )
-    }
-}
 
 /// The parts of a running node a reload replaces.
 pub(crate) struct Parts {

@@ -30,7 +30,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::fragments;
-use crate::{config::TtlConfig, metrics::Metrics, pipeline::unix_now};
+use crate::{config::TtlConfig, metrics::Metrics, shared::unix_now};
 
 /// The sweep.
 pub(crate) struct Sweeper {

@@ -16,7 +16,7 @@ use rustls::{
 };
 
 use super::{NodeCert, error, fingerprint, provider, roots};
-use crate::{NodeError, reload::Live};
+use crate::{NodeError, shared::Live};
 
 /// How a client decides to trust a server.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -50,7 +50,7 @@ pub(crate) fn watch(
                 tracing::warn!(%fingerprint, "cannot read the node certificate's expiry date");
                 continue;
             };
-            match expiring(end, crate::pipeline::unix_now() as i64, warning_days) {
+            match expiring(end, crate::shared::unix_now() as i64, warning_days) {
                 Some(days_left) if days_left < 0.0 => tracing::error!(
                     %fingerprint,
                     "the node's TLS certificate has expired: clients and peers refuse it; \
@@ -80,7 +80,7 @@ mod tests {
         let (pem, _) = ca.issue("node-a", 10).unwrap();
         let cert = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         let end = not_after(&cert).unwrap();
-        let now = crate::pipeline::unix_now() as i64;
+        let now = crate::shared::unix_now() as i64;
         // Valid until 10 days from now (within a minute).
         assert!((end - now - 10 * 86_400).abs() < 60, "{}", end - now);
         assert_eq!(expiring(end, now, 7), None, "10 days left, warned from 7");

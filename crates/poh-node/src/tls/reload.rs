@@ -16,7 +16,7 @@ use rustls::{
 };
 
 use super::{Identity, error, expiry, fingerprint, provider};
-use crate::{NodeError, reload::Live};
+use crate::{NodeError, shared::Live};
 
 /// A certificate and key as TLS presents them, in either direction.
 #[derive(Debug)]
@@ -94,7 +94,7 @@ fn unexpired(identity: Identity) -> Result<Identity, NodeError> {
         .first()
         .ok_or_else(|| error("the certificate file holds no certificate"))?;
     if let Some(end) = expiry::not_after(leaf)
-        && (end as f64) < crate::pipeline::unix_now()
+        && (end as f64) < crate::shared::unix_now()
     {
         return Err(error(format!(
             "the certificate {} has expired",

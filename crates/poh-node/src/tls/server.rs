@@ -15,7 +15,7 @@ use rustls::{
 };
 
 use super::{NodeCert, NodeTls, error, provider};
-use crate::{NodeError, reload::Live};
+use crate::{NodeError, shared::Live};
 
 /// Who may connect to a listener.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

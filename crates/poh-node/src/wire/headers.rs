@@ -10,7 +10,7 @@ use poh_proto::bounded::{MAX_AUDIT_PATH, MAX_PROOF_LINKS};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{federation::Federation, wire::json::TxIn};
+use crate::wire::json::TxIn;
 
 /// A header in JSON (SPEC §6).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -243,28 +243,6 @@ pub struct FederationOut {
     pub parent: Option<String>,
     /// The chains whose headers this node accepts.
     pub children: Vec<ChildOut>,
-}
-
-impl FederationOut {
-    /// The answer for `federation`, with its own height and each child's.
-    pub fn new(federation: &Federation, height: Option<u64>, children: &[Option<u64>]) -> Self {
-        Self {
-            chain_id: federation.chain_id.clone(),
-            level: federation.level,
-            height,
-            parent: federation.parent.clone(),
-            children: federation
-                .children
-                .iter()
-                .zip(children.iter().chain(std::iter::repeat(&None)))
-                .map(|(c, height)| ChildOut {
-                    chain_id: c.chain_id.clone(),
-                    public_key_b64: B64.encode(&c.public_key),
-                    height: *height,
-                })
-                .collect(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@ use poh_store::{TxRecord, TxStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::Refusal;
-use crate::pipeline::{Accepted, PohStatus, TxResult};
+use crate::shared::{Accepted, Refusal, TxResult};
 
 /// A transaction as JSON (SPEC §4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -216,18 +215,6 @@ pub struct PohOut {
     pub hash: String,
     /// Hashes per second over the last few seconds.
     pub hashes_per_second: f64,
-}
-
-impl From<PohStatus> for PohOut {
-    fn from(s: PohStatus) -> Self {
-        Self {
-            chain_id: s.chain_id,
-            seq: s.state.mixins,
-            entries: s.state.entries,
-            hash: s.state.hash.to_hex(),
-            hashes_per_second: s.hashes_per_second,
-        }
-    }
 }
 
 /// One PoH entry.

@@ -7,8 +7,7 @@ use poh_core::{Entry, Hash, Header, Tx, proof::ProofLink};
 use poh_proto::{federation as fed, v1 as pb};
 use poh_store::{TxRecord, TxStatus};
 
-use super::Refusal;
-use crate::pipeline::{Accepted, SubmitError, TxResult};
+use crate::shared::{Accepted, Refusal, SubmitError, TxResult};
 
 /// The core transaction a `poh.v1.Tx` carries (unchecked: validation comes after).
 pub fn tx_from_pb(tx: pb::Tx) -> Tx {

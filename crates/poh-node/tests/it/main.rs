@@ -15,6 +15,7 @@ mod fragments;
 mod fuzz_corpus;
 mod grpc;
 mod http;
+mod layers;
 mod link;
 mod metrics;
 mod network;

@@ -40,11 +40,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use self::checks::{check_timestamp, check_work, decoded_bytes};
-use super::{Federation, prove::ProveError};
+pub(crate) use self::parts::LinkParts;
+use super::prove::ProveError;
 use crate::{
-    ingress::{Services, limits::Reservation},
     metrics::ChildResult,
-    pipeline::unix_now,
+    shared::{ClientKey, Reservation, read_store, unix_now},
     wire::protobuf::{link_to_pb, sealed_from_pb},
 };
 
@@ -60,6 +60,7 @@ const FIRST_PENALTY: Duration = Duration::from_secs(2);
 const MAX_PENALTY: Duration = Duration::from_secs(60);
 
 mod checks;
+mod parts;
 
 /// One configured child.
 struct Child {
@@ -122,7 +123,7 @@ impl Child {
 
 /// The `Federation` service of a node that has children.
 pub(crate) struct Parent {
-    services: Services,
+    parts: LinkParts,
     level: Level,
     children: HashMap<String, Arc<Child>>,
     /// Numbers links, so a link that ends knows whether it is still the live one.
@@ -130,10 +131,11 @@ pub(crate) struct Parent {
 }
 
 impl Parent {
-    /// The service for `federation`'s children (`None` when it has none).
-    pub(crate) fn new(services: &Services, federation: &Federation) -> Option<Self> {
-        let level = federation.level.below()?;
-        let children = federation
+    /// The service for the federation's children (`None` when it has none).
+    pub(crate) fn new(parts: LinkParts) -> Option<Self> {
+        let level = parts.federation.level.below()?;
+        let children = parts
+            .federation
             .children
             .iter()
             .map(|c| {
@@ -149,7 +151,7 @@ impl Parent {
             })
             .collect::<HashMap<_, _>>();
         (!children.is_empty()).then(|| Self {
-            services: services.clone(),
+            parts,
             level,
             children,
             links: std::sync::atomic::AtomicU64::new(0),
@@ -200,16 +202,13 @@ impl federation_server::Federation for Parent {
         &self,
         request: Request<Streaming<ChildMessage>>,
     ) -> Result<Response<LinkStream>, Status> {
-        let client = request
-            .extensions()
-            .get::<crate::ingress::limits::ClientKey>()
-            .copied();
+        let client = request.extensions().get::<ClientKey>().copied();
         let peer: Option<IpAddr> = request
             .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
         let mut inbound = request.into_inner();
-        let shutdown = self.services.shutdown.clone();
+        let shutdown = self.parts.shutdown.clone();
         // A link that never says Hello must not hold its stream for ever.
         let first = tokio::select! {
             () = shutdown.cancelled() => return Err(Status::unavailable("the node is stopping")),
@@ -229,7 +228,7 @@ impl federation_server::Federation for Parent {
             public_key: child.public_key.clone(),
             hashes_per_tick: child.hashes_per_tick,
         };
-        let next = head(&self.services, &child.chain_id).await?.0.height;
+        let next = head(&self.parts, &child.chain_id).await?.0.height;
         let (out, answers) = mpsc::channel(16);
         let _ = out
             .send(Ok(message(parent_message::Kind::Welcome(fed::Welcome {
@@ -243,7 +242,7 @@ impl federation_server::Federation for Parent {
         child.go_live(number, stop.clone());
         tracing::info!(child = %child.chain_id, next_height = next, client = ?peer, "child linked");
         let link = Link {
-            services: self.services.clone(),
+            parts: self.parts.clone(),
             child,
             verifier,
             client,
@@ -258,14 +257,14 @@ impl federation_server::Federation for Parent {
     ) -> Result<Response<fed::ProveResponse>, Status> {
         let hash = Hash::from_slice(&request.into_inner().header_hash)
             .ok_or_else(|| Status::invalid_argument("header_hash must be 32 bytes"))?;
-        let child = self
-            .services
-            .read(move |store| store.child_header_by_hash(&hash))
-            .await
-            .map_err(|e| internal(&e))?;
+        let child = read_store(&self.parts.store, move |store| {
+            store.child_header_by_hash(&hash)
+        })
+        .await
+        .map_err(|e| internal(&e))?;
         let links = match child {
             Some(child) => self
-                .services
+                .parts
                 .prover
                 .prove(child.entry_index, child.recorded_at_seq)
                 .await
@@ -283,18 +282,17 @@ impl federation_server::Federation for Parent {
 }
 
 /// What `chain_id`'s next accepted header must continue, and the timestamp of the last one.
-async fn head(services: &Services, chain_id: &str) -> Result<(ChainHead, Option<f64>), Status> {
+async fn head(parts: &LinkParts, chain_id: &str) -> Result<(ChainHead, Option<f64>), Status> {
     let id = chain_id.to_string();
-    let (head, last) = services
-        .read(move |store| {
-            let Some(head) = store.child_head(&id)? else {
-                return Ok((None, None));
-            };
-            let last = store.child_header_by_hash(&head.prev_header_hash)?;
-            Ok((Some(head), last.map(|c| c.header.timestamp)))
-        })
-        .await
-        .map_err(|e| internal(&e))?;
+    let (head, last) = read_store(&parts.store, move |store| {
+        let Some(head) = store.child_head(&id)? else {
+            return Ok((None, None));
+        };
+        let last = store.child_header_by_hash(&head.prev_header_hash)?;
+        Ok((Some(head), last.map(|c| c.header.timestamp)))
+    })
+    .await
+    .map_err(|e| internal(&e))?;
     Ok((head.unwrap_or_else(|| ChainHead::genesis(chain_id)), last))
 }
 
@@ -329,10 +327,10 @@ enum Ended {
 
 /// One child's open link.
 struct Link {
-    services: Services,
+    parts: LinkParts,
     child: Arc<Child>,
     verifier: HeaderVerifier,
-    client: Option<crate::ingress::limits::ClientKey>,
+    client: Option<ClientKey>,
 }
 
 impl Link {
@@ -348,7 +346,7 @@ impl Link {
         let status = match ended {
             Ended::With(status) => status,
             // Stopping: the answer stream just ends, so the child sees a clean close.
-            Ended::Stopped if self.services.shutdown.is_cancelled() => None,
+            Ended::Stopped if self.parts.shutdown.is_cancelled() => None,
             Ended::Stopped => Some(Status::aborted(
                 "a newer link of this chain replaced this one",
             )),
@@ -390,7 +388,7 @@ impl Link {
                 }
             };
             // The decoded header is held while it is checked: counted like its bytes were.
-            let mut held = self.services.link_buffered.reserve(self.client);
+            let mut held = self.parts.budget.reserve(self.client);
             if let Err(e) = held.resize(decoded_bytes(&sealed)) {
                 return Ended::With(Some(Status::resource_exhausted(e.to_string())));
             }
@@ -419,9 +417,9 @@ impl Link {
         sealed: fed::SealedHeader,
         held: Reservation,
     ) -> Result<(parent_message::Kind, Then), Status> {
-        let metrics = &self.services.metrics.federation;
+        let metrics = &self.parts.metrics.federation;
         let _one_at_a_time = self.child.accepting.lock().await;
-        let (head, last_timestamp) = head(&self.services, &self.child.chain_id).await?;
+        let (head, last_timestamp) = head(&self.parts, &self.child.chain_id).await?;
         let (header, entries) = match sealed_from_pb(sealed) {
             Ok(decoded) => decoded,
             Err(why) => return Ok(self.reject(None, &head, format!("undecodable: {why}"))),
@@ -455,7 +453,7 @@ impl Link {
         };
         let height = header.height;
         let (seq, poh_hash) = self
-            .services
+            .parts
             .pipeline
             .record_child(header, after.hashes_in_tick)
             .await
@@ -486,8 +484,8 @@ impl Link {
         held: Reservation,
     ) -> Result<Checked, Status> {
         let (verifier, head) = (self.verifier.clone(), head.clone());
-        let skew = self.services.federation.max_child_clock_skew;
-        let latency = self.services.metrics.ingest.verify_latency.clone();
+        let skew = self.parts.federation.max_child_clock_skew;
+        let latency = self.parts.metrics.ingest.verify_latency.clone();
         tokio::task::spawn_blocking(move || {
             let _held = held;
             let refuse = |why: String, then| Checked::Refused {
@@ -523,14 +521,14 @@ impl Link {
         head: &ChainHead,
     ) -> Result<(parent_message::Kind, Then), Status> {
         let hash = header.hash();
-        let found = self
-            .services
-            .read(move |store| store.child_header_by_hash(&hash))
-            .await
-            .map_err(|e| internal(&e))?;
+        let found = read_store(&self.parts.store, move |store| {
+            store.child_header_by_hash(&hash)
+        })
+        .await
+        .map_err(|e| internal(&e))?;
         match found {
             Some(stored) if stored.header.chain_id == self.child.chain_id => {
-                self.services
+                self.parts
                     .metrics
                     .federation
                     .child_header(&self.child.chain_id, ChildResult::Duplicate);
@@ -561,7 +559,7 @@ impl Link {
         head: &ChainHead,
         why: String,
     ) -> (parent_message::Kind, Then) {
-        self.services
+        self.parts
             .metrics
             .federation
             .child_header(&self.child.chain_id, ChildResult::Rejected);

@@ -9,7 +9,7 @@ use tonic::Status;
 
 use crate::{
     federation,
-    ingress::limits::{ByteBudget, ClientKey, Exhausted, Reservation},
+    shared::{ByteBudget, ClientKey, Exhausted, Reservation},
 };
 
 pub(super) async fn budget_body(

@@ -33,9 +33,9 @@ use super::{
 use crate::{
     config::GrpcConfig,
     federation::parent::Parent,
-    pipeline::{Admission, SubmitError, TxResult, tx_bytes},
+    pipeline::{Admission, tx_bytes},
+    shared::{SubmitError, Transport, TxResult},
     wire::{
-        Transport,
         expired::expired_status,
         protobuf::{ack, record_pb, status_response, tx_from_pb, tx_from_request, tx_response},
     },
@@ -117,7 +117,7 @@ pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Rou
         Ok(reflection) => routes = routes.add_service(reflection),
         Err(e) => tracing::warn!(error = %e, "gRPC reflection is off"),
     }
-    if let Some(parent) = Parent::new(&services, &services.federation) {
+    if let Some(parent) = Parent::new(services.link_parts()) {
         routes = routes.add_service(parent.into_server());
     }
     for (_, method) in METHODS.iter().take(11) {
@@ -245,7 +245,7 @@ impl PohService for Api {
                     Err(status) => {
                         metrics
                             .ingest
-                            .rejected(Transport::Grpc, crate::metrics::RejectReason::Malformed);
+                            .rejected(Transport::Grpc, crate::shared::RejectReason::Malformed);
                         let _ = pending_tx.send(Err(status)).await;
                         break;
                     }
@@ -437,7 +437,7 @@ impl PohService for Api {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let client = request
             .extensions()
-            .get::<crate::ingress::limits::ClientKey>()
+            .get::<crate::shared::ClientKey>()
             .copied();
         let from_seq = request.into_inner().from_seq;
         let held = self

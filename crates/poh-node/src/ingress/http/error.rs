@@ -10,7 +10,7 @@ use axum::{
 use crate::{
     federation::prove::ProveError,
     ingress::{auth::AuthError, gate::Refusals, limits::Overload},
-    pipeline::SubmitError,
+    shared::SubmitError,
     wire::json::ErrorBody,
 };
 

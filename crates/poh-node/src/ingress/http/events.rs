@@ -22,10 +22,8 @@ use super::{
 };
 use crate::{
     NodeError,
-    ingress::{
-        limits::ClientKey,
-        subscribe::{HeaderCursor, Page, Start, TxCursor},
-    },
+    ingress::subscribe::{HeaderCursor, Page, Start, TxCursor},
+    shared::ClientKey,
     wire::{expired::ExpiredJson, headers::HeaderJson, json::TxOut},
 };
 

@@ -96,11 +96,7 @@ pub(super) async fn federation(
         .await
         .map_err(error::internal)?;
     let height = head.and_then(|h| h.height.checked_sub(1));
-    Ok(Json(FederationOut::new(
-        &state.services.federation,
-        height,
-        &children,
-    )))
+    Ok(Json(state.services.federation.out(height, &children)))
 }
 
 #[utoipa::path(get, path = "/v1/tx/{tx_id}/proof", params(

@@ -32,20 +32,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use error::{ApiError, HttpRefusals};
 
-use super::{
-    Services, gate,
-    limits::{ClientKey, Reservation},
-    listener::ConnLimits,
-};
+use super::{Services, gate, listener::ConnLimits};
 use crate::{
     config::HttpConfig,
-    metrics::RejectReason,
-    wire::{
-        Transport,
-        json::{
-            self, BatchItem, EntriesOut, EntryOut, ErrorBody, PeersOut, PohOut, TxIn, TxOut,
-            tx_result,
-        },
+    shared::{ClientKey, RejectReason, Reservation, Transport},
+    wire::json::{
+        self, BatchItem, EntriesOut, EntryOut, ErrorBody, PeersOut, PohOut, TxIn, TxOut, tx_result,
     },
 };
 

@@ -37,7 +37,7 @@ pub use self::{
 };
 use crate::{
     NodeError,
-    reload::Live,
+    shared::Live,
     tls::{Identity, NodeCert, NodeTls, ServerTrust},
 };
 

@@ -2,11 +2,14 @@
 //! connection only to a loopback address, or when the operator allowed unverified peers
 //! (`insecure`). Every client that sends a token asks [`ClientTls::check_plaintext`] (gRPC,
 //! when it makes a channel) or [`ClientTls::check_url`] (HTTP, per request) first.
+//!
+//! [`NodeConfig::validate`] is defined here, above the configuration, because one of its checks
+//! is this rule applied to the federation link before anything starts.
 
 use std::net::IpAddr;
 
-use super::ClientTls;
-use crate::tls::ServerTrust;
+use super::{ClientTls, grpc::plaintext_host};
+use crate::{NodeConfig, NodeError, tls::ServerTrust};
 
 /// A bearer token would go in plain text to a host outside the loopback range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +62,39 @@ impl ClientTls {
             return Ok(());
         }
         self.check_plaintext(parsed.as_ref().and_then(|u| u.host_str()).unwrap_or(url))
+    }
+}
+
+impl NodeConfig {
+    /// Refuses settings that cannot work, before anything starts.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        self.check(parent_credentials)
+    }
+}
+
+/// The peers' token goes with the federation link, so it must not go in plain text to a
+/// parent off this machine (SPEC §8). The link would refuse it anyway; refusing here says
+/// which settings, before anything starts.
+fn parent_credentials(config: &NodeConfig) -> Result<(), NodeError> {
+    let (Some(parent), Some(_)) = (&config.federation.parent, &config.peers.token_file) else {
+        return Ok(());
+    };
+    // What `ClientTls::is_on` will say of the clients `[tls]` makes: TLS with a
+    // certificate (a CA needs one too) or insecure.
+    let tls_on = config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.insecure || t.cert.is_some() || t.pkcs12.is_some());
+    let plaintext = plaintext_host(parent, tls_on)
+        .map_err(|e| NodeError::Config(format!("--parent {parent}: {e}")))?;
+    match plaintext {
+        Some(host) if !is_loopback(&host) => Err(NodeError::Config(format!(
+            "--parent {parent} is dialled in plain text, and the peers' token \
+             (peers.token_file) would go to {host}, which is not a loopback address: \
+             write the parent https://{host}:PORT, or give the node TLS ([tls] cert and \
+             key, or insecure)"
+        ))),
+        _ => Ok(()),
     }
 }
 

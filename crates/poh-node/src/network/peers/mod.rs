@@ -22,7 +22,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{Transport, UnknownTransport};
+use crate::shared::{Transport, UnknownTransport};
 
 mod address;
 mod cache;

@@ -28,8 +28,8 @@ use super::{client::PeerClients, peers::PeersCache};
 use crate::{
     config::RepairConfig,
     metrics::{RecordResult, RepairMetrics, RepairSource},
-    pipeline::{Accepted, Admission, IngestPipeline, Pending, Rejected},
-    wire::Transport,
+    pipeline::{Admission, IngestPipeline, Pending},
+    shared::{Accepted, Rejected, Transport},
 };
 
 /// What catch-up and repair share.

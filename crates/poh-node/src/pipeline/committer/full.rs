@@ -21,7 +21,8 @@ use poh_store::{Commit, StoreError};
 use super::{Committer, start_generator};
 use crate::{
     NodeError,
-    pipeline::{SubmitError, tips::Tips, tips::Unstored},
+    pipeline::tips::{Tips, Unstored},
+    shared::SubmitError,
 };
 
 /// The first probe after the disk filled.

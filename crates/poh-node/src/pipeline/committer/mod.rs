@@ -31,12 +31,16 @@ use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store, TxRecord, T
 mod full;
 
 use super::{
-    Accepted, ChildItem, Job, Msg, PohView, Prepared, SubmitError,
+    ChildItem, Job, Msg, PohView, Prepared,
     classify::{Classified, Slot, classify},
     tips::{MAX_LINKED_TIPS, Tips, Unstored},
-    writer::{Answer, InFlight, RelaySender, Write, WriterHandle},
+    writer::{Answer, InFlight, Relay, Write, WriterHandle},
 };
-use crate::{NodeError, metrics::IngestMetrics};
+use crate::{
+    NodeError,
+    metrics::IngestMetrics,
+    shared::{Accepted, SubmitError},
+};
 
 /// Entries the generator may emit ahead of the committer; beyond, the clock waits for it.
 const ENTRY_QUEUE: usize = 4096;
@@ -112,7 +116,7 @@ impl Committer {
         settings: CommitSettings,
         metrics: IngestMetrics,
         (sender, jobs): (mpsc::Sender<Msg>, mpsc::Receiver<Msg>),
-        relay: Option<RelaySender>,
+        relay: Option<Box<dyn Relay>>,
     ) -> Result<(Self, Arc<PohView>), NodeError> {
         let chain = match store.chain()? {
             Some(stored) => {

@@ -22,7 +22,8 @@
 
 use poh_core::{Hash, sha256};
 
-use super::{FragmentError, check_coding};
+use super::FragmentError;
+use crate::config::check_coding;
 
 /// The format's tag.
 pub const FRAGMENT_MAGIC: &[u8; 7] = b"pohfrag";

@@ -13,65 +13,14 @@
 //!   an object is stored durably once its `PUT` was answered `200`, and the writer moves the
 //!   marker only after every `PUT` of the height was answered so.
 
-use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use object_store::{
     ObjectStore, RetryConfig, aws::AmazonS3Builder, local::LocalFileSystem, path::Path,
 };
 
 use super::FragmentError;
-use crate::config::{FragmentsConfig, S3Config};
-
-/// A location string, parsed but not opened (what the configuration checks).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LocationSpec {
-    /// A local directory (created when opened).
-    Local(PathBuf),
-    /// An S3-compatible bucket and the prefix inside it (may be empty).
-    S3 {
-        /// The bucket.
-        bucket: String,
-        /// The key prefix, without leading or trailing `/`.
-        prefix: String,
-    },
-}
-
-impl LocationSpec {
-    /// Parses a location string.
-    pub fn parse(location: &str) -> Result<Self, FragmentError> {
-        let bad = |reason: &str| FragmentError::Location {
-            location: location.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if let Some(rest) = location.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(bad("no bucket name"));
-            }
-            let prefix = prefix.trim_matches('/').to_owned();
-            Path::parse(&prefix).map_err(|_| bad("the prefix is not a valid object path"))?;
-            return Ok(Self::S3 {
-                bucket: bucket.to_owned(),
-                prefix,
-            });
-        }
-        if let Some(path) = location.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                return Err(bad(
-                    "a file:// location needs an absolute path (file:///dir)",
-                ));
-            }
-            return Ok(Self::Local(PathBuf::from(path)));
-        }
-        if location.contains("://") {
-            return Err(bad("unknown scheme"));
-        }
-        if location.trim().is_empty() {
-            return Err(bad("empty"));
-        }
-        Ok(Self::Local(PathBuf::from(location)))
-    }
-}
+use crate::config::{FragmentsConfig, LocationSpec, S3Config};
 
 /// An opened location.
 #[derive(Clone)]
@@ -205,42 +154,6 @@ fn s3_builder(s3: &S3Config, bucket: &str) -> Result<AmazonS3Builder, FragmentEr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn locations_parse() {
-        assert_eq!(
-            LocationSpec::parse("s3://b/p/q/").unwrap(),
-            LocationSpec::S3 {
-                bucket: "b".into(),
-                prefix: "p/q".into()
-            }
-        );
-        assert_eq!(
-            LocationSpec::parse("s3://b").unwrap(),
-            LocationSpec::S3 {
-                bucket: "b".into(),
-                prefix: String::new()
-            }
-        );
-        assert_eq!(
-            LocationSpec::parse("file:///x/y").unwrap(),
-            LocationSpec::Local("/x/y".into())
-        );
-        assert_eq!(
-            LocationSpec::parse("rel/dir").unwrap(),
-            LocationSpec::Local("rel/dir".into())
-        );
-        for bad in [
-            "s3://",
-            "s3:///p",
-            "gs://b",
-            "file://rel",
-            "",
-            "s3://b/a//c",
-        ] {
-            assert!(LocationSpec::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     /// The writer moves its marker once a put returns, so a local put must be on disk by
     /// then: the store of a local location syncs each file and its directory.

@@ -22,14 +22,13 @@
 //! rebuilt from the fragments.
 
 pub mod batch;
-mod error;
 pub mod format;
 pub mod location;
 pub mod restore;
 pub mod writer;
 
+pub use crate::error::FragmentError;
 pub use batch::SealedBatch;
-pub use error::FragmentError;
 pub use location::Location;
 pub use restore::{Rebuilt, RestoreReport, rebuild, restore};
 pub use writer::FragmentWriter;
@@ -37,26 +36,3 @@ pub use writer::FragmentWriter;
 /// The [`Store::progress`](poh_store::Store::progress) key of the next height whose fragments
 /// are to be written: every height below it has all `k + m` fragments written.
 pub const PROGRESS_KEY: &str = "fragments";
-
-/// The largest `k + m`: fragment `i` goes to location `i mod len`, and more than 256
-/// fragments per batch only multiplies small objects (reed-solomon-simd itself allows up to
-/// 65,536 shards).
-pub const MAX_FRAGMENTS: usize = 256;
-
-/// Whether `data` + `parity` is a coding this module can use; the reason when not.
-pub fn check_coding(data: usize, parity: usize) -> Result<(), String> {
-    if data == 0 || parity == 0 {
-        return Err(format!(
-            "fragments.data and fragments.parity must be at least 1 (got {data} and {parity})"
-        ));
-    }
-    if data + parity > MAX_FRAGMENTS
-        || !reed_solomon_simd::ReedSolomonEncoder::supports(data, parity)
-    {
-        return Err(format!(
-            "fragments.data + fragments.parity must be at most {MAX_FRAGMENTS} (got {data} + \
-             {parity})"
-        ));
-    }
-    Ok(())
-}

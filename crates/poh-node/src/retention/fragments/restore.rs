@@ -18,7 +18,7 @@ use super::{
     format::{self, Fragment},
     location::{self, Location},
 };
-use crate::NodeError;
+use crate::{NodeError, config::check_coding};
 
 /// A batch rebuilt from fragments and verified against its header.
 #[derive(Clone, Debug)]
@@ -59,7 +59,7 @@ pub async fn rebuild(
     store: Arc<dyn Store>,
     header_id: &str,
 ) -> Result<Rebuilt, NodeError> {
-    super::check_coding(data, parity).map_err(NodeError::Config)?;
+    check_coding(data, parity).map_err(NodeError::Config)?;
     let hash: Hash = header_id
         .parse()
         .map_err(|_| FragmentError::BadHeaderId(header_id.to_owned()))?;
@@ -147,7 +147,7 @@ pub async fn restore(
     let fragments = rebuilt.fragments;
     let records = rebuilt.batch.txs;
     // Kept for a TTL from now: their `received_at` is already older than that.
-    let now = crate::pipeline::unix_now();
+    let now = crate::shared::unix_now();
     let restored = blocking(move || Ok(store.restore(&records, now)?)).await?;
     Ok(RestoreReport {
         header_id,

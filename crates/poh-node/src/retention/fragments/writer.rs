@@ -25,7 +25,11 @@ use super::{
     FragmentError, PROGRESS_KEY, SealedBatch, format,
     location::{self, Location},
 };
-use crate::{NodeError, config::FragmentsConfig, metrics::FragmentMetrics};
+use crate::{
+    NodeError,
+    config::{FragmentsConfig, check_coding},
+    metrics::FragmentMetrics,
+};
 
 /// The first pause after a failed round of writes; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -48,7 +52,7 @@ impl FragmentWriter {
         store: Arc<dyn Store>,
         metrics: FragmentMetrics,
     ) -> Result<Self, NodeError> {
-        super::check_coding(config.data, config.parity).map_err(NodeError::Config)?;
+        check_coding(config.data, config.parity).map_err(NodeError::Config)?;
         let locations = location::open_all(config)?;
         if locations.is_empty() {
             return Err(NodeError::Config(

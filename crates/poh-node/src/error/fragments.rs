@@ -1,5 +1,6 @@
 //! [`FragmentError`]: everything that can go wrong with fragments, each message saying what
-//! to do. It becomes [`NodeError::Fragments`](crate::NodeError::Fragments).
+//! to do. It becomes [`NodeError::Fragments`](super::NodeError::Fragments), which is why it is
+//! here rather than with the fragments (`retention::fragments`, which re-exports it).
 
 use poh_core::HeaderError;
 use poh_store::StoreError;

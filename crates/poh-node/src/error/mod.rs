@@ -1,6 +1,13 @@
 //! The one error type of poh-node. Each message says what the operator can do about it.
+//!
+//! It is the bottom layer because every layer reports through it, the configuration's checks
+//! included; so the errors it carries are defined here too, [`FragmentError`] with them.
+
+mod fragments;
 
 use std::{net::SocketAddr, path::PathBuf};
+
+pub use fragments::FragmentError;
 
 /// Everything that can stop a node from starting or keep it from running.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +57,7 @@ pub enum NodeError {
     Store(#[from] poh_store::StoreError),
     /// Erasure-coded fragments could not be written, read or restored.
     #[error(transparent)]
-    Fragments(#[from] crate::retention::fragments::FragmentError),
+    Fragments(#[from] FragmentError),
     /// PoH failed (a bad setting, or the generator stopped).
     #[error(transparent)]
     Poh(#[from] poh_core::Error),
