@@ -1,4 +1,4 @@
-//! Compiles `proto/poh.proto` and `proto/federation.proto` with protox (a pure-Rust protobuf compiler), so a fresh machine
+//! Compiles `proto/poh.proto`, `proto/federation.proto` and `proto/replica.proto` with protox (a pure-Rust protobuf compiler), so a fresh machine
 //! needs no system `protoc`. The descriptor set is also written out for gRPC server reflection.
 
 use std::{env, path::PathBuf};
@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         proto_dir.join("poh.proto"),
         proto_dir.join("federation.proto"),
+        proto_dir.join("replica.proto"),
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
@@ -35,5 +36,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .codec_path("crate::bounded::BoundedCodec")
         .compile_fds(federation)?;
+    // A replica's copy is bounded the same way; its messages reuse both packages' types.
+    // The packages it imports are generated above; prost needs them to resolve the types but
+    // generates them again, so this goes to a directory of its own and only its own file is
+    // included.
+    let replica = protox::compile([&protos[2]], [&proto_dir])?;
+    let replica_dir = out.join("replica");
+    std::fs::create_dir_all(&replica_dir)?;
+    tonic_prost_build::configure()
+        .out_dir(&replica_dir)
+        .build_client(true)
+        .build_server(true)
+        .extern_path(".poh.v1", "crate::v1")
+        .extern_path(".poh.federation.v1", "crate::federation")
+        .codec_path("crate::bounded::BoundedCodec")
+        .compile_fds(replica)?;
     Ok(())
 }

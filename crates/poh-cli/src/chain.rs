@@ -46,6 +46,38 @@ pub struct ExportArgs {
     tls: TlsArgs,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct PromoteArgs {
+    /// The replica's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Seconds the promotion may take.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// `POST /v1/replica/promote`, then one line: where the new primary's chain stands.
+pub fn promote(args: &PromoteArgs) -> anyhow::Result<()> {
+    let node = NodeHttp::new(
+        &args.url,
+        &args.tls,
+        Duration::from_secs(args.timeout_secs.max(1)),
+    )?;
+    let stands: serde_json::Value = crate::client::runtime()?.block_on(async {
+        let response = node.post("/v1/replica/promote").await?;
+        anyhow::Ok(response.json().await?)
+    })?;
+    println!(
+        "{} is the primary of its chain now: {} entries, seq {}",
+        node.base(),
+        stands["entries"],
+        stands["seq"]
+    );
+    Ok(())
+}
+
 pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let node = NodeHttp::new(
         &args.url,

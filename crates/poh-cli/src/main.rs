@@ -69,6 +69,10 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Write a node's chain (headers, PoH entries, recorded child headers, keys) to a file.
     Export(chain::ExportArgs),
+    /// Make a replica (`serve --follow`) the primary of its chain: it stops copying, continues
+    /// the chain from its last copied entry and header with its --node-key (which must be the
+    /// chain's key), and takes writes.
+    Promote(chain::PromoteArgs),
     /// Check a running federation from its nodes' HTTP APIs: every chain re-verified from
     /// genesis, every child header recorded exactly once by its parent, and every
     /// transaction in --expect stored with its digest and proven up to the highest level;
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::verify(&args),
         Command::Audit(args) => audit::audit(&args),
         Command::Export(args) => chain::export(&args),
+        Command::Promote(args) => chain::promote(&args),
         Command::Prove(args) => prove::prove(&args),
         Command::Restore(args) => restore::restore(&args),
         Command::Migrate(args) => migrate::run(&args),

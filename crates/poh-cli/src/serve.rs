@@ -106,6 +106,15 @@ pub struct NodeArgs {
     /// [default: <data-dir>/node.key, made on first start].
     #[arg(long, env = "POH_NODE_KEY")]
     node_key: Option<PathBuf>,
+    /// Run as a replica of the primary at this gRPC address (host:port, or https://host:port):
+    /// copy its chain, verified, serve its reads, and refuse writes (SPEC §10). Dialled with
+    /// the peers' TLS settings and token.
+    #[arg(long, env = "POH_FOLLOW")]
+    follow: Option<String>,
+    /// On a replica: the chain's public key file (`.pub` from `poh keygen`) every copied
+    /// header must be signed with [default: the key of the first header copied].
+    #[arg(long, env = "POH_CHAIN_KEY")]
+    chain_key: Option<PathBuf>,
     /// A child chain whose headers this node accepts, as
     /// CHAIN_ID=PUBKEY_FILE[@HASHES_PER_TICK]: the `.pub` file `poh keygen` writes, and the
     /// child's hashes_per_tick (default: this node's own); repeat for each child.
@@ -262,6 +271,11 @@ impl NodeArgs {
         if !self.children.is_empty() {
             federation.children = self.children.clone();
         }
+        set(&mut config.replica.follow, &self.follow.clone().map(Some));
+        set(
+            &mut config.replica.chain_key,
+            &self.chain_key.clone().map(Some),
+        );
         set(&mut config.ttl.after, &self.ttl.map(Some));
         set(&mut config.ttl.sweep_interval, &self.ttl_sweep_interval);
         set(&mut config.repair.sync_interval, &self.sync_interval);

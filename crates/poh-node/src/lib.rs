@@ -30,14 +30,17 @@
 //! 9. [`federation`]: sealing this chain's headers over its stored PoH entries, the link to the
 //!    parent and from the children, inclusion proofs. The parent's side of the link is served
 //!    by the servers above, which hand it what it uses of the node as values (`LinkParts`).
-//! 10. [`retention`]: after sealing: old sealed transactions expire from the hot store (TTL),
+//! 10. [`replica`]: copies of the chain (SPEC §10): the primary's side of the copy stream, and
+//!     a replica's (`--follow`), which verifies what it copies and hands it to the pipeline.
+//!     Above the federation, whose header checks it uses; served by the servers above.
+//! 11. [`retention`]: after sealing: old sealed transactions expire from the hot store (TTL),
 //!     and every sealed batch is erasure-coded into fragments in object storage.
-//! 11. [`ingress`]: where requests arrive: the gate (per-client limits, then authentication)
+//! 12. [`ingress`]: where requests arrive: the gate (per-client limits, then authentication)
 //!     and the gRPC, HTTP, UDP and QUIC servers, each turning its wire format into a `Tx`;
 //!     above everything they serve.
-//! 12. `reload`: what SIGHUP and changed files reload live (certificates, the CA and
+//! 13. `reload`: what SIGHUP and changed files reload live (certificates, the CA and
 //!     allow-list, tokens and JWT keys, `[limits]`), reaching into the layers that hold them.
-//! 13. [`Node`] (`node`): wiring only: it starts the store, the pipeline, the servers, the
+//! 14. [`Node`] (`node`): wiring only: it starts the store, the pipeline, the servers, the
 //!     network, the federation and retention, and owns every task (`spawn`, `shutdown`,
 //!     `join`).
 #![deny(missing_docs)]
@@ -63,6 +66,8 @@ pub mod pipeline;
 pub mod network;
 
 pub mod federation;
+
+pub mod replica;
 
 pub mod retention;
 

@@ -16,7 +16,10 @@ use tonic::{
     codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
 };
 
-use crate::federation::{ChildMessage, ParentMessage, ProveRequest, ProveResponse};
+use crate::{
+    federation::{ChildMessage, ParentMessage, ProveRequest, ProveResponse},
+    replica::{Batch, ReplicaMessage},
+};
 
 /// Most PoH entries one header covers (and so one link message carries).
 pub const MAX_HEADER_ENTRIES: usize = 1 << 16;
@@ -32,6 +35,13 @@ pub const MAX_HELLO_BYTES: usize = 4 << 10;
 pub const MAX_PROOF_LINKS: usize = 8;
 /// Most hashes in one link's audit path (a tree of 2^64 items needs 64).
 pub const MAX_AUDIT_PATH: usize = 64;
+
+/// Most records, and most child headers, one replica batch carries.
+pub const MAX_BATCH_RECORDS: usize = MAX_HEADER_ITEMS;
+/// Most names (parent ids and DAG parents) across one replica batch's records.
+pub const MAX_BATCH_NAMES: usize = 1 << 20;
+/// Most of the primary's own headers one replica batch carries.
+pub const MAX_BATCH_HEADERS: usize = 256;
 
 /// Why an encoded message was refused before decoding.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +114,46 @@ impl Bounded for ProveResponse {
             }
             _ => Ok(()),
         })
+    }
+}
+
+impl Bounded for Batch {
+    fn check_encoded(bytes: &[u8]) -> Result<(), Unbounded> {
+        let mut counts = Counts::default();
+        let (mut records, mut children, mut headers, mut names) = (0usize, 0usize, 0usize, 0usize);
+        let count = |n: &mut usize, what, max| {
+            *n += 1;
+            if *n > max {
+                return Err(too_many(what, max));
+            }
+            Ok(())
+        };
+        // Batch { 2: Entry, 3: Record { 1: Tx { 5: parent_ids }, 4: dag_parents },
+        //         4: ChildRecord, 5: Signed }
+        for_each_field(bytes, |field, value| match (field, value) {
+            (2, Value::Len(entry)) => counts.entry(entry),
+            (3, Value::Len(record)) => {
+                count(&mut records, "records", MAX_BATCH_RECORDS)?;
+                for_each_field(record, |field, value| match (field, value) {
+                    (1, Value::Len(tx)) => for_each_field(tx, |field, _| match field {
+                        5 => count(&mut names, "parent names", MAX_BATCH_NAMES),
+                        _ => Ok(()),
+                    }),
+                    (4, _) => count(&mut names, "parent names", MAX_BATCH_NAMES),
+                    _ => Ok(()),
+                })
+            }
+            (4, _) => count(&mut children, "child headers", MAX_BATCH_RECORDS),
+            (5, _) => count(&mut headers, "headers", MAX_BATCH_HEADERS),
+            _ => Ok(()),
+        })
+    }
+}
+
+/// Small by construction: they hold no repeated field.
+impl Bounded for ReplicaMessage {
+    fn check_encoded(_: &[u8]) -> Result<(), Unbounded> {
+        Ok(())
     }
 }
 

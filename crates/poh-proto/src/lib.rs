@@ -3,8 +3,9 @@
 //!
 //! - [`v1`]: the generated messages, enums, clients and servers;
 //! - [`federation`]: `poh.federation.v1`, the link a child chain pushes its headers over;
-//! - [`bounded`]: the federation link's codec, which refuses a message that would decode
-//!   into far more memory than its bytes, and the link's size and count caps;
+//! - [`replica`]: `poh.replica.v1`, the stream a replica copies its primary's chain over;
+//! - [`bounded`]: the codec of the federation link and the replica's copy, which refuses a
+//!   message that would decode into far more memory than its bytes, and their caps;
 //! - `timestamped`: `Tx` and `TxRequest`, hand-written so a `-0.0` timestamp is sent (prost
 //!   drops it), re-exported in [`v1`] and used by the generated code in their place.
 //!
@@ -31,7 +32,14 @@ pub mod federation {
     tonic::include_proto!("poh.federation.v1");
 }
 
-/// The encoded `FileDescriptorSet` of `poh.proto` and `federation.proto`, for gRPC server reflection.
+/// Generated `poh.replica.v1` messages, client and server.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod replica {
+    include!(concat!(env!("OUT_DIR"), "/replica/poh.replica.v1.rs"));
+}
+
+/// The encoded `FileDescriptorSet` of `poh.proto`, `federation.proto` and `replica.proto`, for
+/// gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/poh_descriptor.bin"));
 

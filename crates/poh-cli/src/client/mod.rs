@@ -207,6 +207,23 @@ impl NodeHttp {
             .with_context(|| format!("cannot reach {base}"))
     }
 
+    /// `POST base + path` with no body; an answer other than a success is an error carrying
+    /// its body.
+    pub(crate) async fn post(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let base = &self.base;
+        let mut request = self.client.post(format!("{base}{path}"));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = (request.send().await).with_context(|| format!("cannot reach {base}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            bail!("{base} answered {status}: {body}");
+        }
+        Ok(response)
+    }
+
     /// `GET base + path`; an answer other than a success is an error carrying its body.
     pub(crate) async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
         let base = &self.base;

@@ -237,6 +237,17 @@ impl Drop for PohRecorder {
 pub struct RateProbe(Arc<Shared>);
 
 impl RateProbe {
+    /// A probe with no generator behind it (a replica copies its chain and hashes none of
+    /// its own): `total` hashes, at no rate.
+    pub fn stopped(total: u64) -> Self {
+        Self(Arc::new(Shared {
+            state: Mutex::new(PohState::default()),
+            hashed: AtomicU64::new(total),
+            rate: Mutex::new(RateMeter::starting(Instant::now(), total)),
+            stop: AtomicBool::new(true),
+        }))
+    }
+
     /// Hashes in the chain so far: the stored chain's total at start, then every hash since.
     pub fn hashes_total(&self) -> u64 {
         self.0.hashed.load(Ordering::Relaxed)

@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::NodeError;
 
+pub use replica::ReplicaConfig;
 pub use retention::{
     FragmentsConfig, LocationSpec, RepairConfig, S3Config, Span, TtlConfig, check_coding,
 };
 
 mod checks;
+mod replica;
 mod retention;
 mod section;
 #[cfg(test)]
@@ -77,6 +79,8 @@ pub struct NodeConfig {
     pub ttl: TtlConfig,
     /// Erasure-coded fragments of sealed batches.
     pub fragments: FragmentsConfig,
+    /// Following a primary, as its replica (SPEC §10).
+    pub replica: ReplicaConfig,
 }
 
 impl Default for NodeConfig {
@@ -104,6 +108,7 @@ impl Default for NodeConfig {
             repair: RepairConfig::default(),
             ttl: TtlConfig::default(),
             fragments: FragmentsConfig::default(),
+            replica: ReplicaConfig::default(),
         }
     }
 }

@@ -64,6 +64,12 @@ pub enum NodeError {
     /// The PoH generator stopped or went out of step with the store.
     #[error("the PoH generator stopped unexpectedly; restart the node (it resumes from the store)")]
     PohStopped,
+    /// A replica cannot be promoted now.
+    #[error("cannot promote this replica: {0}")]
+    Promote(String),
+    /// A replica's copy stopped: what its primary sent does not verify, or is another chain.
+    #[error("the replica stopped copying: {0}")]
+    Replica(String),
     /// A part of the node ended unexpectedly, so the node stopped.
     #[error("the node's {0} stopped unexpectedly; see the log above, then restart the node")]
     TaskFailed(&'static str),

@@ -75,7 +75,7 @@ pub(crate) struct Sealer {
     pub schedule: Schedule,
     pub metrics: FederationMetrics,
     /// Headers sealed so far, for whoever waits for the next one (the parent link).
-    pub sealed: watch::Sender<u64>,
+    pub sealed: Arc<watch::Sender<u64>>,
 }
 
 impl Sealer {

@@ -58,6 +58,14 @@ pub(crate) struct Services {
     pub subscriptions: Arc<subscribe::Subscriptions>,
     /// Headers sealed so far (changes when the sealer stores one).
     pub sealed: tokio::sync::watch::Receiver<u64>,
+    /// The chain's `hashes_per_tick`.
+    pub hashes_per_tick: u64,
+    /// On a primary: the replicas copying from it now.
+    pub replicas: Arc<crate::replica::Replicas>,
+    /// On a replica: where it stands against its primary (`None` on a primary).
+    pub follow: Option<Arc<crate::replica::FollowStatus>>,
+    /// On a replica: what makes it the primary (`None` on a primary).
+    pub promotion: Option<Arc<crate::replica::promote::Promotion>>,
     /// Cancelled when the node stops: long-lived answers (subscriptions) end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -80,6 +88,19 @@ impl Services {
             metrics: self.metrics.clone(),
             prover: self.prover.clone(),
             budget: self.link_buffered.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
+    /// What the primary's side of a replica's copy uses of the node, handed down to it.
+    pub(crate) fn copy_parts(&self) -> crate::replica::serve::CopyParts {
+        crate::replica::serve::CopyParts {
+            store: self.store.clone(),
+            pipeline: self.pipeline.clone(),
+            chain_id: self.federation.chain_id.clone(),
+            hashes_per_tick: self.hashes_per_tick,
+            sealed: self.sealed.clone(),
+            replicas: self.replicas.clone(),
             shutdown: self.shutdown.clone(),
         }
     }

@@ -13,12 +13,13 @@
 //!
 //! Parts: [`ingest`] (the pipeline), [`network`] (broadcast, catch-up, repair),
 //! [`federation`] (sealing, child headers, fragments), [`node`] (the PoH clock and the disk,
-//! read at each render).
+//! read at each render), [`replica`] (a replica's copy).
 
 mod federation;
 mod ingest;
 mod network;
 mod node;
+mod replica;
 
 use std::{
     path::PathBuf,
@@ -36,6 +37,7 @@ pub use self::{
     ingest::IngestMetrics,
     network::{BroadcastMetrics, RecordResult, RepairMetrics, RepairSource},
     node::{DiskMetrics, PohMetrics},
+    replica::ReplicaMetrics,
 };
 
 const META: Metadata<'static> = Metadata::new("poh", Level::INFO, Some(module_path!()));
@@ -83,6 +85,8 @@ pub struct Metrics {
     pub poh: PohMetrics,
     /// The data directory's file system and the database's size.
     pub disk: DiskMetrics,
+    /// A replica's copy.
+    pub replica: ReplicaMetrics,
 }
 
 /// What a node tells its metrics about itself at start.
@@ -193,7 +197,9 @@ impl Metrics {
         let fragments = FragmentMetrics::new(&registry);
         let poh = PohMetrics::new(&registry);
         let disk = DiskMetrics::new(&registry);
+        let replica = ReplicaMetrics::new(&registry);
         Self {
+            replica,
             poh,
             disk,
             peers,

@@ -12,9 +12,13 @@
 //! Admission is bounded in bytes, so a flood is refused early ([`SubmitError::Overloaded`])
 //! instead of growing memory; streams wait for room instead ([`Admission::Wait`]), which pushes
 //! back on the client through HTTP/2 flow control.
+//!
+//! On a replica the pipeline takes no writes ([`SubmitError::ReadOnly`]) and makes no PoH: it
+//! stores the batches the replica copied ([`copy`]) until it is promoted.
 
 mod classify;
 mod committer;
+mod copy;
 mod tips;
 mod view;
 mod writer;
@@ -36,6 +40,7 @@ use poh_store::Store;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use committer::{CommitSettings, Committer};
+pub(crate) use copy::Copied;
 use view::PohView;
 pub(crate) use writer::Relay;
 
@@ -102,6 +107,10 @@ pub(crate) enum Msg {
     /// The writer met a full disk: it refuses what it was handed until the committer has
     /// gone back to the stored chain.
     Full,
+    /// A replica's copied batch, to store as it is.
+    Copy(Box<Copied>),
+    /// Turn the replica into a primary.
+    Promote(oneshot::Sender<Result<(), NodeError>>),
 }
 
 struct Inner {
@@ -154,9 +163,10 @@ impl Future for PipelineJoin {
 
 impl IngestPipeline {
     /// Resumes `chain_id` from `store` (or starts it at genesis), refusing a store that holds
-    /// another chain, and starts the PoH generator, the writer and the committer. Newly
-    /// stored transactions go to `relay` when given. Idle ticks are made durable at least
-    /// every `durable_every`.
+    /// another chain, and starts the PoH generator (not on a replica of `primary`), the
+    /// writer and the committer. Newly stored transactions go to `relay` when given. Idle
+    /// ticks are made durable at least every `durable_every`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         store: Arc<dyn Store>,
         chain_id: &str,
@@ -165,6 +175,7 @@ impl IngestPipeline {
         durable_every: Duration,
         metrics: IngestMetrics,
         relay: Option<Box<dyn Relay>>,
+        primary: Option<Arc<str>>,
     ) -> Result<(Self, PipelineJoin), NodeError> {
         if !config.fsync {
             tracing::warn!(
@@ -186,6 +197,7 @@ impl IngestPipeline {
             metrics.clone(),
             (jobs.clone(), queue),
             relay,
+            primary,
         )?;
         let (committed, done) = oneshot::channel();
         std::thread::Builder::new()
@@ -243,6 +255,9 @@ impl IngestPipeline {
         };
         if inner.closed.load(Ordering::Acquire) {
             return Err(refuse(SubmitError::ShuttingDown, txs.len()));
+        }
+        if let Some(read_only) = inner.view.read_only() {
+            return Err(refuse(read_only, txs.len()));
         }
         if inner.view.is_full() {
             return Err(refuse(SubmitError::StorageFull, txs.len()));
@@ -342,6 +357,9 @@ impl IngestPipeline {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
+        }
+        if let Some(read_only) = inner.view.read_only() {
+            return Err(read_only);
         }
         if inner.view.is_full() {
             return Err(SubmitError::StorageFull);

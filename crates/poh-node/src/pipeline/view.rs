@@ -37,6 +37,8 @@ pub(crate) struct PohView {
     durable: Mutex<PohState>,
     /// `durable.mixins`, for subscribers: every transaction below it can be read.
     stored: watch::Sender<u64>,
+    /// `durable.entries`, for replicas copying the chain: idle ticks move it too.
+    entries: watch::Sender<u64>,
     fsync: bool,
     /// The running generator's probe: a full disk stops the generator, and its return starts
     /// another.
@@ -44,6 +46,10 @@ pub(crate) struct PohView {
     running: AtomicBool,
     /// Whether writes are refused because the store's disk is full.
     full: AtomicBool,
+    /// Whether this is a replica, which takes no writes.
+    following: AtomicBool,
+    /// The primary a replica was started to follow.
+    primary: Option<std::sync::Arc<str>>,
     /// The entries the writer stored, for the sealer, so it does not read them back.
     recent: Mutex<Recent>,
 }
@@ -57,15 +63,24 @@ impl PohView {
         }
     }
 
-    pub(super) fn new(chain_id: &str, state: PohState, fsync: bool, rate: RateProbe) -> Self {
+    pub(super) fn new(
+        chain_id: &str,
+        state: PohState,
+        fsync: bool,
+        rate: RateProbe,
+        primary: Option<std::sync::Arc<str>>,
+    ) -> Self {
         Self {
             chain_id: chain_id.to_string(),
             durable: Mutex::new(state),
             stored: watch::Sender::new(state.mixins),
+            entries: watch::Sender::new(state.entries),
             fsync,
             rate: Mutex::new(rate),
             running: AtomicBool::new(true),
             full: AtomicBool::new(false),
+            following: AtomicBool::new(primary.is_some()),
+            primary,
             recent: Mutex::new(Recent::default()),
         }
     }
@@ -86,6 +101,24 @@ impl PohView {
         self.full.store(full, Ordering::Release);
     }
 
+    pub(crate) fn is_following(&self) -> bool {
+        self.following.load(Ordering::Acquire)
+    }
+
+    /// While this is a replica, why it refuses writes.
+    pub(crate) fn read_only(&self) -> Option<crate::shared::SubmitError> {
+        match (self.is_following(), &self.primary) {
+            (true, Some(primary)) => Some(crate::shared::SubmitError::ReadOnly {
+                primary: primary.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub(super) fn set_following(&self, following: bool) {
+        self.following.store(following, Ordering::Release);
+    }
+
     pub(super) fn set_stopped(&self) {
         self.running.store(false, Ordering::Release);
     }
@@ -99,6 +132,11 @@ impl PohView {
         self.stored.subscribe()
     }
 
+    /// The entries readable from the store, changing as commits land.
+    pub(crate) fn entries(&self) -> watch::Receiver<u64> {
+        self.entries.subscribe()
+    }
+
     /// The chain now stands stored at `state`, durably or not, after `entries`.
     pub(super) fn set_stored(&self, state: PohState, durable: bool, entries: Vec<(u64, Entry)>) {
         self.recent
@@ -110,6 +148,11 @@ impl PohView {
             self.stored.send_if_modified(|seq| {
                 let moved = *seq != state.mixins;
                 *seq = state.mixins;
+                moved
+            });
+            self.entries.send_if_modified(|entries| {
+                let moved = *entries != state.entries;
+                *entries = state.entries;
                 moved
             });
         }

@@ -48,7 +48,7 @@ pub enum Rejected {
 pub type TxResult = Result<Accepted, Rejected>;
 
 /// Why a whole submission was refused before any of it was looked at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     /// The node is at capacity; back off and retry.
     #[error("the node is overloaded; back off and retry")]
@@ -59,24 +59,32 @@ pub enum SubmitError {
     /// The node's disk is full: nothing of the submission was stored.
     #[error("the node's disk is full and nothing was stored; retry later or on another node")]
     StorageFull,
+    /// The node is a replica: it takes no writes (SPEC §10).
+    #[error("this node is a read-only replica; send writes to its primary at {primary}")]
+    ReadOnly {
+        /// The primary's address, as the replica follows it.
+        primary: std::sync::Arc<str>,
+    },
 }
 
 impl SubmitError {
     /// The short code of the refusal: the HTTP body's `error`, and the start of a refused
     /// QUIC `Ack`'s message.
-    pub fn code(self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             Self::Overloaded => "overloaded",
             Self::ShuttingDown => "unavailable",
             Self::StorageFull => "storage_full",
+            Self::ReadOnly { .. } => "read_only",
         }
     }
 
     /// The `reason` label a refused transaction is counted under.
-    pub(crate) fn reason(self) -> RejectReason {
+    pub(crate) fn reason(&self) -> RejectReason {
         match self {
             Self::Overloaded | Self::ShuttingDown => RejectReason::Overloaded,
             Self::StorageFull => RejectReason::StorageFull,
+            Self::ReadOnly { .. } => RejectReason::ReadOnly,
         }
     }
 }
@@ -98,12 +106,14 @@ pub enum RejectReason {
     Overloaded,
     /// Refused because the node's disk is full.
     StorageFull,
+    /// Refused because the node is a replica.
+    ReadOnly,
     /// An internal error stopped it.
     Internal,
 }
 
 impl RejectReason {
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::Malformed,
         Self::Invalid,
         Self::TooLarge,
@@ -111,6 +121,7 @@ impl RejectReason {
         Self::Conflict,
         Self::Overloaded,
         Self::StorageFull,
+        Self::ReadOnly,
         Self::Internal,
     ];
 
@@ -124,6 +135,7 @@ impl RejectReason {
             Self::Conflict => "conflict",
             Self::Overloaded => "overloaded",
             Self::StorageFull => "storage_full",
+            Self::ReadOnly => "read_only",
             Self::Internal => "internal",
         }
     }

@@ -103,6 +103,9 @@ pub struct ErrorBody {
     /// With `expired`: the header that sealed the transaction, whose fragments hold it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header_id: Option<String>,
+    /// With `read_only`: the primary that takes the writes a replica refuses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
 }
 
 /// One element of a `POST /v1/tx/batch` answer: the body `POST /v1/tx` would have given.
@@ -141,6 +144,7 @@ pub fn tx_result(tx_id: String, result: &TxResult) -> (http::StatusCode, BatchIt
                 error: refusal.error,
                 message: e.to_string(),
                 header_id: None,
+                primary: None,
             };
             (refusal.status, BatchItem::Err(body))
         }

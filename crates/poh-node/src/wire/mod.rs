@@ -8,10 +8,12 @@
 //! - [`protobuf`]: `poh.v1` messages to and from the node's types, and the `Ack` of a result;
 //! - [`headers`]: a sealed header and the federation's state in JSON (SPEC §6);
 //! - [`expired`]: how a subscriber or `Sync` client is told of transactions the TTL expired;
-//! - [`frame`]: QUIC's `u32 length || protobuf` framing, its ALPN and its error codes.
+//! - [`frame`]: QUIC's `u32 length || protobuf` framing, its ALPN and its error codes;
+//! - [`replica`]: what a primary sends its replicas (`poh.replica.v1`, SPEC §10).
 
 pub mod expired;
 pub mod frame;
 pub mod headers;
 pub mod json;
 pub mod protobuf;
+pub mod replica;

@@ -152,14 +152,7 @@ pub fn sealed_to_pb(header: &Header, entries: &[Entry]) -> fed::SealedHeader {
     fed::SealedHeader {
         header: header.bytes(),
         signature: header.signature.clone(),
-        entries: entries
-            .iter()
-            .map(|e| fed::Entry {
-                num_hashes: e.num_hashes,
-                hash: e.hash.0.to_vec(),
-                mixins: e.mixins.iter().map(|m| m.0.to_vec()).collect(),
-            })
-            .collect(),
+        entries: entries_to_pb(entries),
     }
 }
 
@@ -167,8 +160,24 @@ pub fn sealed_to_pb(header: &Header, entries: &[Entry]) -> fed::SealedHeader {
 pub fn sealed_from_pb(sealed: fed::SealedHeader) -> Result<(Header, Vec<Entry>), String> {
     let mut header = Header::from_bytes(&sealed.header).map_err(|e| e.to_string())?;
     header.signature = sealed.signature;
-    let entries = sealed
-        .entries
+    Ok((header, entries_from_pb(sealed.entries)?))
+}
+
+/// PoH entries as the federation link and the replica's copy carry them.
+pub fn entries_to_pb(entries: &[Entry]) -> Vec<fed::Entry> {
+    entries
+        .iter()
+        .map(|e| fed::Entry {
+            num_hashes: e.num_hashes,
+            hash: e.hash.0.to_vec(),
+            mixins: e.mixins.iter().map(|m| m.0.to_vec()).collect(),
+        })
+        .collect()
+}
+
+/// The entries of a federation or replica message, or why they are not entries.
+pub fn entries_from_pb(entries: Vec<fed::Entry>) -> Result<Vec<Entry>, String> {
+    entries
         .into_iter()
         .enumerate()
         .map(|(i, e)| {
@@ -181,8 +190,7 @@ pub fn sealed_from_pb(sealed: fed::SealedHeader) -> Result<(Header, Vec<Entry>),
                 mixins: e.mixins.iter().map(|m| hash(m)).collect::<Result<_, _>>()?,
             })
         })
-        .collect::<Result<_, String>>()?;
-    Ok((header, entries))
+        .collect()
 }
 
 /// A proof link as the federation's `Prove` sends it.

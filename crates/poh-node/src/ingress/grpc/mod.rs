@@ -34,6 +34,7 @@ use crate::{
     config::GrpcConfig,
     federation::parent::Parent,
     pipeline::{Admission, tx_bytes},
+    replica::serve::Primary,
     shared::{SubmitError, Transport, TxResult},
     wire::{
         expired::expired_status,
@@ -59,7 +60,7 @@ pub(crate) const PAGE_BYTES: usize = 1 << 20;
 
 /// Every method served, by path, with its `method` label. Any other path is counted as
 /// `other`, so a client cannot grow the label set; ours exist before the first call.
-pub(crate) const METHODS: [(&str, &str); 14] = [
+pub(crate) const METHODS: [(&str, &str); 15] = [
     ("/poh.v1.PohService/Broadcast", "Broadcast"),
     ("/poh.v1.PohService/BroadcastStream", "BroadcastStream"),
     ("/poh.v1.PohService/GetTx", "GetTx"),
@@ -74,6 +75,7 @@ pub(crate) const METHODS: [(&str, &str); 14] = [
     ),
     ("/poh.federation.v1.Federation/Link", "Link"),
     ("/poh.federation.v1.Federation/Prove", "Prove"),
+    ("/poh.replica.v1.Replica/Follow", "Follow"),
     ("/grpc.health.v1.Health/Check", "Check"),
     ("/grpc.health.v1.Health/Watch", "Watch"),
     (
@@ -120,7 +122,8 @@ pub(crate) async fn router(services: Services, config: &GrpcConfig) -> axum::Rou
     if let Some(parent) = Parent::new(services.link_parts()) {
         routes = routes.add_service(parent.into_server());
     }
-    for (_, method) in METHODS.iter().take(11) {
+    routes = routes.add_service(Primary::new(services.copy_parts()).into_server());
+    for (_, method) in METHODS.iter().take(12) {
         services.metrics.preregister_grpc(method);
     }
     // Each call's body counts against a read budget while its messages arrive: the link
@@ -191,6 +194,7 @@ fn submit_status(e: SubmitError) -> Status {
             Status::resource_exhausted(e.to_string())
         }
         SubmitError::ShuttingDown => Status::unavailable(e.to_string()),
+        SubmitError::ReadOnly { .. } => Status::failed_precondition(e.to_string()),
     }
 }
 

@@ -29,6 +29,7 @@ impl ApiError {
                 error,
                 message: message.into(),
                 header_id: None,
+                primary: None,
             },
             retry_after: false,
         }
@@ -75,6 +76,12 @@ impl From<SubmitError> for ApiError {
             }
             SubmitError::StorageFull => {
                 Self::new(StatusCode::INSUFFICIENT_STORAGE, e.code(), e.to_string())
+            }
+            SubmitError::ReadOnly { ref primary } => {
+                let mut refused =
+                    Self::new(StatusCode::MISDIRECTED_REQUEST, e.code(), e.to_string());
+                refused.body.primary = Some(primary.to_string());
+                refused
             }
         }
     }

@@ -10,6 +10,7 @@ mod events;
 mod export;
 mod headers;
 mod openapi;
+mod replica;
 
 use std::{
     net::SocketAddr,
@@ -57,7 +58,7 @@ struct HttpState {
 }
 
 /// Routes and their methods, for metrics that exist before the first request.
-const ROUTES: [(&str, &str, u16); 16] = [
+const ROUTES: [(&str, &str, u16); 18] = [
     ("POST", "/v1/tx", 201),
     ("POST", "/v1/tx/batch", 200),
     ("GET", "/v1/tx/{tx_id}", 200),
@@ -70,6 +71,8 @@ const ROUTES: [(&str, &str, u16); 16] = [
     ("GET", "/v1/export", 200),
     ("GET", "/v1/events", 200),
     ("GET", "/v1/peers", 200),
+    ("GET", "/v1/replica", 200),
+    ("POST", "/v1/replica/promote", 200),
     ("GET", "/healthz", 200),
     ("GET", "/readyz", 200),
     ("GET", "/metrics", 200),
@@ -101,6 +104,8 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         .route("/v1/export", get(export::export))
         .route("/v1/events", get(events::events))
         .route("/v1/peers", get(get_peers))
+        .route("/v1/replica", get(replica::replica))
+        .route("/v1/replica/promote", post(replica::promote))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

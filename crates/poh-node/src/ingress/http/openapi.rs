@@ -4,7 +4,7 @@
 use axum::{Json, response::IntoResponse};
 use utoipa::OpenApi;
 
-use crate::wire::{expired, headers, json};
+use crate::wire::{expired, headers, json, replica};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,8 @@ use crate::wire::{expired, headers, json};
         super::events::events,
         super::headers::proof,
         super::get_peers,
+        super::replica::replica,
+        super::replica::promote,
         super::healthz,
         super::readyz,
         super::metrics,
@@ -46,6 +48,7 @@ use crate::wire::{expired, headers, json};
         headers::LinkJson,
         headers::ProofJson,
         expired::ExpiredJson,
+        replica::ReplicaOut,
     ))
 )]
 pub(crate) struct ApiDoc;

@@ -65,7 +65,9 @@ impl Committer {
              subscriptions and proofs go on); free space or grow the volume"
         );
         // Its entries continue batches the store never took.
-        let _ = self.recorder.shutdown();
+        if let Some(mut recorder) = self.recorder.take() {
+            let _ = recorder.shutdown();
+        }
         while self.entries.try_recv().is_ok() {}
         self.leftover.clear();
         for answer in mem::take(&mut self.pending).answers {
@@ -115,11 +117,14 @@ impl Committer {
             true,
         )?;
         let tips = Tips::load(self.store.as_ref())?;
-        let (recorder, entries) = start_generator(self.poh, chain.state)?;
-        self.view.set_rate(recorder.probe());
+        // A replica makes no PoH of its own: it goes on copying.
+        if !self.following {
+            let (recorder, entries) = start_generator(self.poh, chain.state)?;
+            self.view.set_rate(recorder.probe());
+            self.recorder = Some(recorder);
+            self.entries = entries;
+        }
         self.view.set_stored(chain.state, true, Vec::new());
-        self.recorder = recorder;
-        self.entries = entries;
         self.tips = tips;
         self.chain = chain;
         self.last_durable = Instant::now();

@@ -7,6 +7,10 @@
 //! thread, which stores it in one durable transaction and answers the waiters. When idle it
 //! still hands over the ticks the generator keeps producing.
 //!
+//! On a replica ([`follow`]) the committer makes no PoH of its own: it stores the batches the
+//! replica copied and verified, deciding their DAG links and tips as the primary did, until a
+//! promotion starts a generator from the stored chain.
+//!
 //! A full disk ([`full`]) refuses writes until space returns: the committer drops what it
 //! prepared past the stored chain, stops the generator, and resumes from the store once a
 //! probe commit succeeds. Any other storage or PoH failure ends both threads with an error,
@@ -25,9 +29,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use poh_core::{Entry, Hash, PohConfig, PohRecorder, PohState, RecordedEntry};
+use poh_core::{Entry, Hash, PohConfig, PohRecorder, PohState, RateProbe, RecordedEntry};
 use poh_store::{ChainMeta, ChildHeader, Commit, Known, NewTx, Store, TxRecord, TxStatus};
 
+mod follow;
 mod full;
 
 use super::{
@@ -61,7 +66,8 @@ pub(super) struct CommitSettings {
 
 pub(super) struct Committer {
     store: Arc<dyn Store>,
-    recorder: PohRecorder,
+    /// The PoH generator; `None` while the disk is full or on a replica.
+    recorder: Option<PohRecorder>,
     entries: mpsc::Receiver<RecordedEntry>,
     jobs: mpsc::Receiver<Msg>,
     /// The chain as it stands after everything handed to the writer.
@@ -85,6 +91,8 @@ pub(super) struct Committer {
     poh: PohConfig,
     /// While the disk is full: when to try writing again.
     full: Option<full::Probe>,
+    /// Whether this is a replica: it stores copied batches and takes no writes.
+    following: bool,
 }
 
 /// Batches prepared while the writer was busy, to be stored together.
@@ -107,8 +115,10 @@ struct Waiter {
 
 impl Committer {
     /// Opens the chain in `store` (or starts it at genesis), checks it is the configured one,
-    /// and starts the PoH generator from the last stored entry and the writer it hands
-    /// batches to. The committer owns both and stops them, in order, when it stops.
+    /// and starts the PoH generator from the last stored entry (not on a replica:
+    /// `following`) and the writer it hands batches to. The committer owns both and stops
+    /// them, in order, when it stops.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn open(
         store: Arc<dyn Store>,
         chain_id: &str,
@@ -117,7 +127,9 @@ impl Committer {
         metrics: IngestMetrics,
         (sender, jobs): (mpsc::Sender<Msg>, mpsc::Receiver<Msg>),
         relay: Option<Box<dyn Relay>>,
+        primary: Option<Arc<str>>,
     ) -> Result<(Self, Arc<PohView>), NodeError> {
+        let following = primary.is_some();
         let chain = match store.chain()? {
             Some(stored) => {
                 if stored.chain_id != chain_id {
@@ -151,12 +163,23 @@ impl Committer {
             }
         };
         let tips = Tips::load(store.as_ref())?;
-        let (recorder, entries) = start_generator(poh, chain.state)?;
+        let (recorder, entries) = match following {
+            false => {
+                let (recorder, entries) = start_generator(poh, chain.state)?;
+                (Some(recorder), entries)
+            }
+            true => (None, mpsc::sync_channel(0).1),
+        };
+        let rate = recorder.as_ref().map_or_else(
+            || RateProbe::stopped(chain.state.total_hashes),
+            PohRecorder::probe,
+        );
         let view = Arc::new(PohView::new(
             chain_id,
             chain.state,
             settings.durable,
-            recorder.probe(),
+            rate,
+            primary,
         ));
         let in_flight = Arc::new(InFlight::default());
         let writer = WriterHandle::spawn(
@@ -186,6 +209,7 @@ impl Committer {
             leftover: VecDeque::new(),
             poh,
             full: None,
+            following,
         };
         Ok((committer, view))
     }
@@ -193,13 +217,15 @@ impl Committer {
     /// Runs until the pipeline closes (then drains and flushes) or something fails.
     pub(super) fn run(mut self) -> Result<(), NodeError> {
         let result = self.run_loop();
-        let stopped = self
-            .recorder
-            .shutdown()
-            .map(|leftover| self.leftover = leftover.into());
+        let stopped = match &mut self.recorder {
+            Some(recorder) => recorder
+                .shutdown()
+                .map(|leftover| self.leftover = leftover.into()),
+            None => Ok(()),
+        };
         // Whatever the generator emitted before it stopped is stored, so the chain on disk
         // ends where the generator did (after a full disk, it stopped where the store did).
-        let flushed = if result.is_ok() && self.full.is_none() {
+        let flushed = if result.is_ok() && self.full.is_none() && !self.following {
             self.flush_entries(true).and_then(|()| self.send_pending())
         } else {
             Ok(())
@@ -214,7 +240,7 @@ impl Committer {
 
     fn run_loop(&mut self) -> Result<(), NodeError> {
         loop {
-            if self.full.is_none() && self.recorder.is_finished() {
+            if self.recorder.as_ref().is_some_and(PohRecorder::is_finished) {
                 return Err(NodeError::PohStopped);
             }
             if self.writer.is_finished() {
@@ -225,6 +251,10 @@ impl Committer {
                     .unwrap_or(NodeError::TaskFailed("writer")));
             }
             let closing = match self.jobs.recv_timeout(TICK_FLUSH) {
+                Ok(Msg::Job(job)) if self.following => {
+                    self.refuse_read_only(job);
+                    false
+                }
                 Ok(Msg::Job(job)) => self.take_batch(job)?,
                 Ok(Msg::Written) => {
                     self.written();
@@ -234,9 +264,17 @@ impl Committer {
                     self.enter_full()?;
                     false
                 }
+                Ok(Msg::Copy(copy)) => {
+                    self.copy(*copy)?;
+                    false
+                }
+                Ok(Msg::Promote(reply)) => {
+                    let _ = reply.send(self.promote());
+                    false
+                }
                 Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => true,
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.full.is_none() {
+                    if self.recorder.is_some() {
                         let durable = self.last_durable.elapsed() >= self.settings.durable_every;
                         self.flush_entries(durable)?;
                     }
@@ -271,6 +309,10 @@ impl Committer {
                 }
                 Ok(Msg::Written) => self.written(),
                 Ok(Msg::Full) => full = true,
+                Ok(Msg::Copy(copy)) => self.copy(*copy)?,
+                Ok(Msg::Promote(reply)) => {
+                    let _ = reply.send(self.promote());
+                }
                 Ok(Msg::Close) | Err(TryRecvError::Disconnected) => {
                     closing = true;
                     break;
@@ -297,6 +339,10 @@ impl Committer {
                         batch.push(job);
                     }
                     Ok(Msg::Full) => self.enter_full()?,
+                    Ok(Msg::Copy(copy)) => self.copy(*copy)?,
+                    Ok(Msg::Promote(reply)) => {
+                        let _ = reply.send(Err(NodeError::Promote("the node is stopping".into())));
+                    }
                     Ok(Msg::Close | Msg::Written) => {}
                     Err(_) => break,
                 }
@@ -354,7 +400,8 @@ impl Committer {
                 .map(|&i| txs[i].digest)
                 .chain(children.iter().map(|c| c.header.hash()))
                 .collect();
-            recorded = Some(self.recorder.record(items)?);
+            let recorder = self.recorder.as_ref().ok_or(NodeError::PohStopped)?;
+            recorded = Some(recorder.record(items)?);
         }
         let child_places: Vec<(u64, Hash)> = match recorded {
             Some(r) => (0..children.len())

@@ -1,14 +1,8 @@
-//! [`Node`]: one handle that owns every part of a running node.
-//!
-//! `Node::spawn` starts the node in stages: the listeners' ports (so a port in use fails before
-//! anything is opened), the store, the pipeline, the ingress servers, the network tasks. A
-//! supervisor stops the whole node when any part ends on its own, so a node is never
-//! half-alive. Shutdown is ordered: the listeners stop accepting and finish their in-flight
-//! requests, then the pipeline commits everything still queued, then the PoH generator stops
-//! and its last entries are stored.
+//! The stages [`Node::spawn`](super::Node::spawn) runs, in order, each a short function.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use poh_core::{PohMode, SigningKey};
 use poh_store::Store;
 use tokio::{
     net::TcpListener,
@@ -17,228 +11,30 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use poh_core::{PohMode, SigningKey};
-
+use super::{Addrs, Ports};
 use crate::{
-    NodeConfig, NodeError,
+    IngestPipeline, NodeConfig, NodeError,
     federation::{
         Federation,
         link::ChildLink,
-        prove::{Prover, Upward},
         sealer::{Schedule, Sealer},
     },
-    ingress::{
-        Services, auth::Authenticator, grpc, http, limits::ClientLimiter, listener, quic,
-        subscribe::Subscriptions, udp,
-    },
+    ingress::{Services, grpc, http, listener, quic, udp},
     metrics::{Metrics, NodeFacts},
-    network::{Broadcaster, client::ClientTls, health, peers::PeersCache, relay, repair::Repairer},
-    pipeline::{IngestPipeline, PipelineJoin, Relay},
+    network::{Broadcaster, client::ClientTls, health, relay, repair::Repairer},
     reload::{Parts, Reloader},
+    replica::{FollowStatus, follow::Follower, promote::Promotion},
     retention::ttl::{self, Sweeper},
-    shared::ByteBudget,
     tls::{NodeTls, acceptor},
 };
 
-/// A running node.
-pub struct Node {
-    addrs: Addrs,
-    pipeline: IngestPipeline,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-    supervisor: tokio::task::JoinHandle<Result<(), NodeError>>,
-    /// Reloads what can change live.
-    reloader: Arc<Reloader>,
-}
-
-/// Where each listener is bound (`None`: turned off).
-#[derive(Clone, Copy, Debug, Default)]
-struct Addrs {
-    grpc: Option<SocketAddr>,
-    http: Option<SocketAddr>,
-    udp: Option<SocketAddr>,
-    quic: Option<SocketAddr>,
-}
-
-/// The ports bound before anything else starts.
-struct Ports {
-    grpc: Option<TcpListener>,
-    http: Option<TcpListener>,
-    udp: Option<udp::UdpListener>,
-}
-
-impl Node {
-    /// Starts a node. Fails, with nothing left running, when a port is taken, the data
-    /// directory is unusable, the store holds another chain, or a setting cannot work.
-    pub async fn spawn(config: NodeConfig) -> Result<Self, NodeError> {
-        config.validate()?;
-        let ports = bind_ports(&config).await?;
-        let (store, compacted) = open_store(&config).await?;
-        let metrics = Metrics::new();
-        metrics.gc_events[1].increment(u64::from(compacted));
-        let (relay_sender, relay_queue) = match config.relay {
-            true => {
-                let dropped = metrics.relay_dropped.clone();
-                let (tx, rx) = relay::queue(config.peers.relay_queue_bytes, dropped);
-                (Some(Box::new(tx) as Box<dyn Relay>), Some(rx))
-            }
-            false => (None, None),
-        };
-        let (pipeline, pipeline_done) = IngestPipeline::start(
-            store.clone(),
-            &config.chain_id,
-            config.poh,
-            &config.ingest,
-            durable_every(&config),
-            metrics.ingest.clone(),
-            relay_sender,
-        )?;
-        let metrics = describe_node(&config, metrics, &pipeline);
-        let tls = NodeTls::load(&config)?;
-        let peers_tls = ClientTls::of_node(&config, &tls)?;
-        let (federation, node_key) = load_federation(&config).await?;
-        let timeout = Duration::from_millis(config.peers.timeout_ms);
-        let upward = (config.federation.parent.as_ref())
-            .map(|parent| Upward::new(parent, &peers_tls, timeout))
-            .transpose()?;
-        let shutdown = CancellationToken::new();
-        let (sealed, sealed_rx) = watch::channel(0);
-        let services = Services {
-            subscriptions: Subscriptions::new(&config.limits, metrics.subscribers.clone()),
-            sealed: sealed_rx,
-            shutdown: shutdown.clone(),
-            federation: Arc::new(federation),
-            prover: Arc::new(Prover::new(
-                store.clone(),
-                upward,
-                metrics.federation.proof_trees.clone(),
-            )),
-            pipeline: pipeline.clone(),
-            store,
-            metrics: Arc::new(metrics.clone()),
-            peers: Arc::new(PeersCache::new(config.peers_file.clone())),
-            auth: config
-                .auth
-                .as_ref()
-                .map(Authenticator::from_config)
-                .transpose()?,
-            limiter: ClientLimiter::new(&config.limits),
-            buffered: ByteBudget::new(
-                config.limits.buffered_bytes,
-                config.limits.buffered_bytes_per_client,
-                metrics.buffered_bytes.clone(),
-            ),
-            link_buffered: ByteBudget::new(
-                config.federation.link_buffered_bytes,
-                crate::config::LINK_SHARE_BYTES,
-                metrics.federation.link_buffered_bytes.clone(),
-            ),
-        };
-        let mut tasks = JoinSet::new();
-        tasks.spawn(metrics.clone().upkeep(shutdown.clone()));
-        let addrs = start_ingress(&config, ports, &services, &tls, &shutdown, &mut tasks).await?;
-        start_network(
-            &config,
-            &peers_tls,
-            &services,
-            relay_queue,
-            &shutdown,
-            &mut tasks,
-        )
-        .await?;
-        start_federation(&config, &peers_tls, &services, node_key, sealed, &mut tasks)?;
-        start_retention(&config, &services, &shutdown, &mut tasks);
-        let reloader = start_reload(&config, &tls, &peers_tls, &services, &mut tasks);
-        log_started(&config, &addrs);
-        let supervisor = tokio::spawn(supervise(
-            tasks,
-            pipeline_done,
-            pipeline.clone(),
-            shutdown.clone(),
-        ));
-        Ok(Self {
-            addrs,
-            pipeline,
-            metrics,
-            shutdown,
-            supervisor,
-            reloader,
-        })
-    }
-
-    /// Where the gRPC listener is bound.
-    pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.addrs.grpc
-    }
-
-    /// Where the HTTP listener is bound.
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.addrs.http
-    }
-
-    /// Where the UDP listener is bound.
-    pub fn udp_addr(&self) -> Option<SocketAddr> {
-        self.addrs.udp
-    }
-
-    /// Where the QUIC listener is bound.
-    pub fn quic_addr(&self) -> Option<SocketAddr> {
-        self.addrs.quic
-    }
-
-    /// The ingest pipeline (for in-process transports).
-    pub fn pipeline(&self) -> &IngestPipeline {
-        &self.pipeline
-    }
-
-    /// The node's metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// A token that stops the node when cancelled (for signal handlers).
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Applies `config` where it can change live (what `SIGHUP` does, with the configuration
-    /// read again): the certificate and key, the client CA and allow-list, the token file and
-    /// JWT keys (every file read again), and `[limits]`. Each other setting that differs from
-    /// the running one is logged, one line each, and waits for a restart. New connections get
-    /// the new certificate and checks; established ones keep theirs. On error nothing changes.
-    /// A changed certificate, key, CA, token or JWT key file is also reloaded by itself, with
-    /// the settings applied last, within seconds.
-    pub fn reload(&self, config: &NodeConfig) -> Result<(), NodeError> {
-        self.reloader.reload(config)
-    }
-
-    /// Records a reload that could not start (its configuration could not be read): logged
-    /// and counted as a failure like any other; nothing changes.
-    pub fn reload_failed(&self, error: &str) {
-        self.reloader.failed(error);
-    }
-
-    /// Asks the node to stop; [`Node::join`] waits for it.
-    pub fn shutdown(&self) {
-        self.shutdown.cancel();
-    }
-
-    /// Waits until the node has stopped: `Ok` after a requested shutdown with everything
-    /// flushed, the first failure when a part of the node failed.
-    pub async fn join(self) -> Result<(), NodeError> {
-        self.supervisor
-            .await
-            .map_err(|_| NodeError::TaskFailed("supervisor"))?
-    }
-}
-
 /// How often idle ticks are made durable: once a second, or as often as the sealer may seal.
-fn durable_every(config: &NodeConfig) -> Duration {
+pub(super) fn durable_every(config: &NodeConfig) -> Duration {
     Duration::from_secs_f64(config.federation.min_batch_interval).min(Duration::from_secs(1))
 }
 
 /// Stage 1: the TCP and UDP ports, so a port in use fails before the store is touched.
-async fn bind_ports(config: &NodeConfig) -> Result<Ports, NodeError> {
+pub(super) async fn bind_ports(config: &NodeConfig) -> Result<Ports, NodeError> {
     let at = |port| SocketAddr::new(config.bind, port);
     Ok(Ports {
         grpc: match &config.grpc {
@@ -265,7 +61,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, NodeE
 /// Stage 2: the embedded store, its directory made if missing (off the async threads: it is
 /// file I/O), moved first from an earlier release's file when it finds one, compacted when the TTL removed enough since the last time (a compaction
 /// holds the whole store, so it only runs before the node serves); whether it was.
-async fn open_store(config: &NodeConfig) -> Result<(Arc<dyn Store>, bool), NodeError> {
+pub(super) async fn open_store(config: &NodeConfig) -> Result<(Arc<dyn Store>, bool), NodeError> {
     let db_path = config.db_path();
     let dir = db_path
         .parent()
@@ -291,7 +87,7 @@ async fn open_store(config: &NodeConfig) -> Result<(Arc<dyn Store>, bool), NodeE
 
 /// Stage 3: the servers, each on its bound port; QUIC binds here, since its certificate may
 /// be the development one kept in the data directory.
-async fn start_ingress(
+pub(super) async fn start_ingress(
     config: &NodeConfig,
     ports: Ports,
     services: &Services,
@@ -364,7 +160,7 @@ fn serve_tcp(
 /// Stage 4: what goes out: relaying newly stored transactions, the peer health checks, and
 /// catch-up and repair, sharing one broadcaster (its connections) and the node's one view of
 /// the peers file.
-async fn start_network(
+pub(super) async fn start_network(
     config: &NodeConfig,
     peers_tls: &ClientTls,
     services: &Services,
@@ -373,7 +169,8 @@ async fn start_network(
     tasks: &mut JoinSet<()>,
 ) -> Result<(), NodeError> {
     let health_every = config.peers.health_interval_secs;
-    let repair = Repairer::is_on(&config.repair);
+    // A replica's transactions come from its primary alone.
+    let repair = Repairer::is_on(&config.repair) && config.replica.follow.is_none();
     if relay_queue.is_none() && health_every == 0 && !repair {
         return Ok(());
     }
@@ -411,7 +208,11 @@ async fn start_network(
 
 /// What the metrics say of the node itself: its configured PoH rate, header interval and
 /// children, and, at each scrape, its hash count and disk.
-fn describe_node(config: &NodeConfig, metrics: Metrics, pipeline: &IngestPipeline) -> Metrics {
+pub(super) fn describe_node(
+    config: &NodeConfig,
+    metrics: Metrics,
+    pipeline: &IngestPipeline,
+) -> Metrics {
     let poh = &config.poh;
     let facts = NodeFacts {
         target_hashes_per_second: match poh.mode {
@@ -433,20 +234,25 @@ fn describe_node(config: &NodeConfig, metrics: Metrics, pipeline: &IngestPipelin
 
 /// Stage 2b: the node's signing key and its children's keys (file I/O, off the async
 /// threads).
-async fn load_federation(config: &NodeConfig) -> Result<(Federation, SigningKey), NodeError> {
+pub(super) async fn load_federation(
+    config: &NodeConfig,
+) -> Result<(Federation, SigningKey), NodeError> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || Federation::load(&config))
         .await
         .map_err(|_| NodeError::TaskFailed("federation"))?
 }
 
-/// Stage 5: the sealer, and the link to the parent when there is one.
-fn start_federation(
+/// Stage 5: the sealer, the link to the parent when there is one, and the fragments; on a
+/// replica they wait for a promotion (`leading`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn start_federation(
     config: &NodeConfig,
     peers_tls: &ClientTls,
     services: &Services,
     key: SigningKey,
-    sealed: watch::Sender<u64>,
+    sealed: Arc<watch::Sender<u64>>,
+    leading: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
 ) -> Result<(), NodeError> {
     let (shutdown, sealed_rx) = (&services.shutdown, &services.sealed);
@@ -461,8 +267,11 @@ fn start_federation(
         metrics: services.metrics.federation.clone(),
         sealed,
     };
-    let token = shutdown.clone();
+    let (token, lead) = (shutdown.clone(), leading.clone());
     tasks.spawn(async move {
+        if !once_leading(lead, &token).await {
+            return;
+        }
         if let Err(e) = sealer.run(token).await {
             tracing::error!(error = %e, "the sealer stopped");
         }
@@ -477,7 +286,12 @@ fn start_federation(
             timeout: Duration::from_millis(config.peers.timeout_ms),
             sealed: sealed_rx.clone(),
         };
-        tasks.spawn(link.run(shutdown.clone()));
+        let (token, lead) = (shutdown.clone(), leading.clone());
+        tasks.spawn(async move {
+            if once_leading(lead, &token).await {
+                link.run(token).await;
+            }
+        });
     }
     if !config.fragments.locations.is_empty() {
         let writer = crate::retention::fragments::FragmentWriter::new(
@@ -487,6 +301,9 @@ fn start_federation(
         )?;
         let (token, sealed) = (shutdown.clone(), sealed_rx.clone());
         tasks.spawn(async move {
+            if !once_leading(leading, &token).await {
+                return;
+            }
             if let Err(e) = writer.run(sealed, token).await {
                 tracing::error!(error = %e, "the fragment writer stopped");
             }
@@ -495,8 +312,98 @@ fn start_federation(
     Ok(())
 }
 
+/// Waits until this node leads its chain (at once on a primary); false when it stops first.
+async fn once_leading(mut leading: watch::Receiver<bool>, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        led = leading.wait_for(|l| *l) => led.is_ok(),
+    }
+}
+
+/// Whether this node follows a primary, and what it shares with the parts of a replica.
+pub(super) struct Role {
+    pub follow: Option<Arc<FollowStatus>>,
+    pub promotion: Option<Arc<Promotion>>,
+    /// Cancelled to stop the copy.
+    pub copying: CancellationToken,
+    /// True while this node leads its chain: sealing and the parent link run only then.
+    pub leading: watch::Receiver<bool>,
+}
+
+/// Stage 2c: a primary leads at once; a replica follows until it is promoted.
+pub(super) fn role(
+    config: &NodeConfig,
+    pipeline: &IngestPipeline,
+    store: &Arc<dyn Store>,
+    federation: &Federation,
+    shutdown: &CancellationToken,
+) -> Result<Role, NodeError> {
+    let copying = shutdown.child_token();
+    let Some(primary) = &config.replica.follow else {
+        let (_, leading) = watch::channel(true);
+        return Ok(Role {
+            follow: None,
+            promotion: None,
+            copying,
+            leading,
+        });
+    };
+    let chain_key = (config.replica.chain_key.as_deref())
+        .map(crate::federation::key::read_public_key)
+        .transpose()?;
+    let (lead, leading) = watch::channel(false);
+    let promotion = Promotion {
+        pipeline: pipeline.clone(),
+        store: store.clone(),
+        node_key: federation.public_key.clone(),
+        chain_key,
+        copying: copying.clone(),
+        leading: lead,
+        once: Default::default(),
+    };
+    Ok(Role {
+        follow: Some(Arc::new(FollowStatus::new(primary.clone()))),
+        promotion: Some(Arc::new(promotion)),
+        copying,
+        leading,
+    })
+}
+
+/// Stage 5, on a replica: the copy from the primary, in place of sealing and the link to a
+/// parent (the primary's headers are copied, and reach the parent from the primary).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn start_replica(
+    config: &NodeConfig,
+    peers_tls: &ClientTls,
+    services: &Services,
+    status: &Arc<FollowStatus>,
+    copying: CancellationToken,
+    sealed: &Arc<watch::Sender<u64>>,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), NodeError> {
+    let chain_key = (config.replica.chain_key.as_deref())
+        .map(crate::federation::key::read_public_key)
+        .transpose()?;
+    let follower = Follower {
+        primary: status.primary.clone(),
+        tls: peers_tls.clone(),
+        timeout: Duration::from_millis(config.peers.timeout_ms),
+        store: services.store.clone(),
+        pipeline: services.pipeline.clone(),
+        chain_id: config.chain_id.clone(),
+        level: config.federation.level,
+        hashes_per_tick: config.poh.hashes_per_tick,
+        chain_key,
+        status: status.clone(),
+        metrics: services.metrics.replica.clone(),
+        sealed: sealed.clone(),
+    };
+    tasks.spawn(follower.run(copying, services.shutdown.clone()));
+    Ok(())
+}
+
 /// Stage 6: the TTL sweep, when a TTL is set.
-fn start_retention(
+pub(super) fn start_retention(
     config: &NodeConfig,
     services: &Services,
     shutdown: &CancellationToken,
@@ -511,7 +418,7 @@ fn start_retention(
 
 /// Stage 7: what reloads live (on SIGHUP or a changed file), and the certificate's expiry as
 /// a metric and a daily warning before it.
-fn start_reload(
+pub(super) fn start_reload(
     config: &NodeConfig,
     tls: &NodeTls,
     peers_tls: &ClientTls,
@@ -539,56 +446,4 @@ fn start_reload(
     ));
     tasks.spawn(reloader.clone().watch_files(services.shutdown.clone()));
     reloader
-}
-
-fn log_started(config: &NodeConfig, addrs: &Addrs) {
-    let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
-    tracing::info!(
-        chain_id = %config.chain_id,
-        grpc = %show(addrs.grpc),
-        http = %show(addrs.http),
-        udp = %show(addrs.udp),
-        quic = %show(addrs.quic),
-        db = %config.db_path().display(),
-        relay = config.relay,
-        "node started"
-    );
-}
-
-async fn supervise(
-    mut tasks: JoinSet<()>,
-    mut pipeline_done: PipelineJoin,
-    pipeline: IngestPipeline,
-    shutdown: CancellationToken,
-) -> Result<(), NodeError> {
-    let mut failure = None;
-    let mut committed = None;
-    tokio::select! {
-        biased;
-        () = shutdown.cancelled() => {}
-        // A task ends on its own only after shutdown was asked for, or when it failed.
-        Some(_) = tasks.join_next() => if !shutdown.is_cancelled() {
-            failure = Some(NodeError::TaskFailed("listener, network or sealer task"));
-        },
-        result = &mut pipeline_done => {
-            committed = Some(result);
-            failure = Some(NodeError::TaskFailed("committer"));
-        }
-    }
-    if let Some(f) = &failure {
-        tracing::error!(error = %f, "stopping the node");
-    }
-    shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
-    pipeline.close();
-    let committed = match committed {
-        Some(result) => result,
-        None => pipeline_done.await,
-    };
-    tracing::info!("node stopped");
-    match (committed, failure) {
-        (Err(e), _) => Err(e),
-        (Ok(()), Some(f)) => Err(f),
-        (Ok(()), None) => Ok(()),
-    }
 }

@@ -1,0 +1,318 @@
+//! The replica's side of the copy (`--follow`): one stream from the primary, every batch
+//! verified before any of it is stored, the primary's headers checked against the chain's key
+//! and stored after the entries they cover, and what is durable acknowledged back.
+//!
+//! A lost connection is retried with backoff from what is durably stored, so a restart or a
+//! reconnection never stores anything twice. What does not verify, or a primary of another
+//! chain, stops the copy for good with one log line naming the entry or header and
+//! `poh_replica_refused_total`: the replica goes on serving what it holds.
+
+use std::{sync::Arc, time::Duration};
+
+use poh_core::{ChainHead, Entry, HeaderVerifier, Level};
+use poh_proto::{
+    bounded::{MAX_HELLO_BYTES, MAX_LINK_MESSAGE_BYTES},
+    replica::{
+        Batch, Hello, ReplicaMessage, Stored, replica_client::ReplicaClient, replica_message,
+    },
+};
+use poh_store::Store;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    FollowStatus,
+    verify::{verify_batch, verify_header},
+};
+use crate::{
+    IngestPipeline,
+    metrics::ReplicaMetrics,
+    network::client::{ClientTls, grpc_channel},
+    shared::SubmitError,
+    wire::{
+        protobuf::entries_from_pb,
+        replica::{CopiedChild, CopiedRecord, child_from_pb, record_from_pb, signed_from_pb},
+    },
+};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The most a replica holds of one page's transactions while their entries are still to
+/// come (a page's entries record at most a few commits' worth).
+const MAX_HELD_BYTES: usize = 256 << 20;
+
+/// What the copy needs of the node.
+pub(crate) struct Follower {
+    pub primary: String,
+    pub tls: ClientTls,
+    pub timeout: Duration,
+    pub store: Arc<dyn Store>,
+    pub pipeline: IngestPipeline,
+    pub chain_id: String,
+    pub level: Level,
+    pub hashes_per_tick: u64,
+    /// The chain's public key, when configured; otherwise the stored headers', or the first
+    /// copied header's.
+    pub chain_key: Option<Vec<u8>>,
+    pub status: Arc<FollowStatus>,
+    pub metrics: ReplicaMetrics,
+    /// Headers stored so far, for readers waiting on new headers (the sealer's on a
+    /// primary).
+    pub sealed: Arc<watch::Sender<u64>>,
+}
+
+/// Why a session ended.
+enum Stop {
+    /// Try again from what is stored.
+    Retry(String),
+    /// The primary sent what does not verify, or holds another chain: stop copying.
+    Refuse(String),
+    /// The replica was promoted, or is stopping.
+    Done,
+}
+
+impl Follower {
+    /// Copies until `copying` is cancelled (a promotion, or the node stopping) or a refusal,
+    /// then waits for `shutdown`: a replica that stopped copying goes on serving what it
+    /// holds.
+    pub(crate) async fn run(mut self, copying: CancellationToken, shutdown: CancellationToken) {
+        tokio::select! {
+            () = copying.cancelled() => {}
+            () = self.copy_until_stopped() => {}
+        }
+        shutdown.cancelled().await;
+    }
+
+    async fn copy_until_stopped(&mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.session().await {
+                Stop::Done => return,
+                Stop::Refuse(why) => {
+                    self.metrics.refused.increment(1);
+                    tracing::error!(
+                        primary = %self.primary,
+                        "stopped copying: {why}; this replica keeps serving what it holds"
+                    );
+                    return;
+                }
+                Stop::Retry(why) => {
+                    tracing::warn!(primary = %self.primary, error = %why, retry_in = ?backoff, "replica copy interrupted");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One stream: Hello from what is durable, then batches until it ends.
+    async fn session(&mut self) -> Stop {
+        match self.copy().await {
+            Ok(()) => Stop::Done,
+            Err(stop) => stop,
+        }
+    }
+
+    async fn copy(&mut self) -> Result<(), Stop> {
+        let retry = |e: &dyn std::fmt::Display| Stop::Retry(e.to_string());
+        let channel =
+            grpc_channel(&self.primary, &self.tls, self.timeout).map_err(|e| retry(&e))?;
+        let mut client = ReplicaClient::new(channel)
+            .max_decoding_message_size(MAX_LINK_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_HELLO_BYTES);
+        let mut state = self.pipeline.poh().state;
+        let mut head = self.head().await?;
+        let (out, outbound) = mpsc::channel::<ReplicaMessage>(16);
+        let hello = Hello {
+            chain_id: self.chain_id.clone(),
+            hashes_per_tick: self.hashes_per_tick,
+            entries: state.entries,
+            last_hash: state.hash.0.to_vec(),
+            headers: head.height,
+            seq: state.mixins,
+        };
+        send(&out, replica_message::Kind::Hello(hello)).await?;
+        let mut request = tonic::Request::new(ReceiverStream::new(outbound));
+        if let Some(bearer) = &self.tls.token {
+            bearer.authorize(&mut request);
+        }
+        let mut inbound = match client.follow(request).await {
+            Ok(response) => response.into_inner(),
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                return Err(Stop::Refuse(s.message().to_string()));
+            }
+            Err(s) => return Err(Stop::Retry(format!("{:?}: {}", s.code(), s.message()))),
+        };
+        tracing::info!(primary = %self.primary, entries = state.entries, "copying from the primary");
+        let mut records: Vec<CopiedRecord> = Vec::new();
+        let mut children: Vec<CopiedChild> = Vec::new();
+        let mut held = 0usize;
+        loop {
+            let batch: Batch = inbound
+                .message()
+                .await
+                .map_err(|s| Stop::Retry(format!("{:?}: {}", s.code(), s.message())))?
+                .ok_or_else(|| Stop::Retry("the primary ended the stream".into()))?;
+            if !self.pipeline.is_following() {
+                return Ok(());
+            }
+            self.status
+                .saw(batch.primary_entries, batch.primary_seq, state.entries);
+            for record in batch.records {
+                held += record.tx.as_ref().map_or(0, |tx| tx.payload.len() + 256);
+                records.push(record_from_pb(record).map_err(Stop::Refuse)?);
+            }
+            for child in batch.children {
+                held += 8 << 10;
+                children.push(child_from_pb(child).map_err(Stop::Refuse)?);
+            }
+            if held > MAX_HELD_BYTES {
+                return Err(Stop::Refuse(format!(
+                    "the primary sent more than {MAX_HELD_BYTES} bytes of transactions ahead \
+                     of their entries"
+                )));
+            }
+            let entries = entries_from_pb(batch.entries).map_err(Stop::Refuse)?;
+            let copied = !entries.is_empty();
+            if copied {
+                let (first, hpt, at) = (batch.first_entry, self.hashes_per_tick, state);
+                let (r, c) = (std::mem::take(&mut records), std::mem::take(&mut children));
+                let verified = tokio::task::spawn_blocking(move || {
+                    verify_batch(&at, hpt, first, entries, r, c)
+                })
+                .await
+                .map_err(|e| retry(&e))?
+                .map_err(Stop::Refuse)?;
+                let (n_entries, n_records) = (verified.entries.len(), verified.records.len());
+                let after = verified.state;
+                let stored = self
+                    .pipeline
+                    .copy(verified.entries, verified.records, verified.children, held)
+                    .await;
+                held = 0;
+                match stored {
+                    Ok(()) => {}
+                    Err(SubmitError::ShuttingDown) if !self.pipeline.is_following() => {
+                        return Ok(());
+                    }
+                    Err(e) => return Err(Stop::Retry(e.to_string())),
+                }
+                state = after;
+                self.metrics.copied_entries.increment(n_entries as u64);
+                self.metrics.copied_records.increment(n_records as u64);
+            }
+            for signed in &batch.headers {
+                let header = signed_from_pb(signed.clone()).map_err(Stop::Refuse)?;
+                head = self.store_header(header, head).await?;
+            }
+            if copied || !batch.headers.is_empty() {
+                let stored = Stored {
+                    entries: state.entries,
+                };
+                send(&out, replica_message::Kind::Stored(stored)).await?;
+            }
+            self.status.held(state.entries);
+            let (primary_entries, _) = self.status.primary();
+            self.metrics
+                .lag_entries
+                .set(primary_entries.saturating_sub(state.entries) as f64);
+        }
+    }
+
+    /// What the next copied header must continue: the stored headers' head.
+    async fn head(&self) -> Result<ChainHead, Stop> {
+        let store = self.store.clone();
+        let chain_id = self.chain_id.clone();
+        let head = tokio::task::spawn_blocking(move || store.header_head())
+            .await
+            .map_err(|e| Stop::Retry(e.to_string()))?
+            .map_err(|e| Stop::Retry(e.to_string()))?;
+        Ok(head.unwrap_or_else(|| ChainHead::genesis(&chain_id)))
+    }
+
+    /// Verifies one of the primary's headers against the stored entries it covers, and
+    /// stores it.
+    async fn store_header(
+        &mut self,
+        header: poh_core::Header,
+        head: ChainHead,
+    ) -> Result<ChainHead, Stop> {
+        let key = match &self.chain_key {
+            Some(key) => key.clone(),
+            None => {
+                let key = self.stored_key().await?.unwrap_or_else(|| {
+                    tracing::info!(
+                        height = header.height,
+                        "taking the chain's key from the first copied header"
+                    );
+                    header.public_key.clone()
+                });
+                self.chain_key = Some(key.clone());
+                key
+            }
+        };
+        let verifier = HeaderVerifier {
+            chain_id: self.chain_id.clone(),
+            level: self.level,
+            public_key: key,
+            hashes_per_tick: self.hashes_per_tick,
+        };
+        let store = self.store.clone();
+        let height = header.height;
+        let stored = tokio::task::spawn_blocking(move || {
+            let entries = covered(store.as_ref(), &header).map_err(Stop::Retry)?;
+            let next = verify_header(&verifier, &head, &header, &entries).map_err(Stop::Refuse)?;
+            store
+                .put_header(&header, &next)
+                .map_err(|e| Stop::Retry(e.to_string()))?;
+            Ok::<_, Stop>(next)
+        })
+        .await
+        .map_err(|e| Stop::Retry(e.to_string()))??;
+        self.sealed.send_replace(height + 1);
+        Ok(stored)
+    }
+
+    /// The key of the last stored header, if any.
+    async fn stored_key(&self) -> Result<Option<Vec<u8>>, Stop> {
+        let store = self.store.clone();
+        let head = self.head().await?;
+        if head.height == 0 {
+            return Ok(None);
+        }
+        tokio::task::spawn_blocking(move || store.headers(head.height - 1, 1))
+            .await
+            .map_err(|e| Stop::Retry(e.to_string()))?
+            .map_err(|e| Stop::Retry(e.to_string()))
+            .map(|headers| headers.into_iter().next().map(|h| h.public_key))
+    }
+}
+
+/// The stored entries `header` covers.
+fn covered(store: &dyn Store, header: &poh_core::Header) -> Result<Vec<Entry>, String> {
+    let n = header.poh_end.saturating_sub(header.poh_start);
+    let mut entries = Vec::with_capacity(n as usize);
+    while (entries.len() as u64) < n {
+        let from = header.poh_start + entries.len() as u64;
+        let left = (n - entries.len() as u64) as usize;
+        let page = store
+            .entries(from, left.min(65_536), 64 << 20)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("header {} covers entries not stored", header.height))?;
+        if page.entries.is_empty() {
+            return Err(format!(
+                "header {} covers entries not stored",
+                header.height
+            ));
+        }
+        entries.extend(page.entries);
+    }
+    Ok(entries)
+}
+
+async fn send(out: &mpsc::Sender<ReplicaMessage>, kind: replica_message::Kind) -> Result<(), Stop> {
+    out.send(ReplicaMessage { kind: Some(kind) })
+        .await
+        .map_err(|_| Stop::Retry("the stream to the primary closed".into()))
+}
