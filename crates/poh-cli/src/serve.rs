@@ -115,6 +115,10 @@ pub struct NodeArgs {
     /// header must be signed with [default: the key of the first header copied].
     #[arg(long, env = "POH_CHAIN_KEY")]
     chain_key: Option<PathBuf>,
+    /// Answer a write only once this many replicas hold it durably (they acknowledge after
+    /// their fsync), so promoting one of them loses nothing acknowledged [default: 0].
+    #[arg(long, env = "POH_MIN_REPLICA_ACKS")]
+    min_replica_acks: Option<usize>,
     /// A child chain whose headers this node accepts, as
     /// CHAIN_ID=PUBKEY_FILE[@HASHES_PER_TICK]: the `.pub` file `poh keygen` writes, and the
     /// child's hashes_per_tick (default: this node's own); repeat for each child.
@@ -276,6 +280,7 @@ impl NodeArgs {
             &mut config.replica.chain_key,
             &self.chain_key.clone().map(Some),
         );
+        set(&mut config.replica.min_replica_acks, &self.min_replica_acks);
         set(&mut config.ttl.after, &self.ttl.map(Some));
         set(&mut config.ttl.sweep_interval, &self.ttl_sweep_interval);
         set(&mut config.repair.sync_interval, &self.sync_interval);

@@ -102,6 +102,10 @@ impl Node {
         let (sealed, sealed_rx) = watch::channel(0);
         let sealed = Arc::new(sealed);
         let role = role(&config, &pipeline, &store, &federation, &shutdown)?;
+        let replicas = Arc::new(Replicas::new(config.replica.min_replica_acks));
+        if config.replica.min_replica_acks > 0 {
+            pipeline.require_replica_acks(replicas.acked());
+        }
         let services = Services {
             subscriptions: Subscriptions::new(&config.limits, metrics.subscribers.clone()),
             sealed: sealed_rx,
@@ -128,7 +132,7 @@ impl Node {
                 metrics.buffered_bytes.clone(),
             ),
             hashes_per_tick: config.poh.hashes_per_tick,
-            replicas: Arc::new(Replicas::default()),
+            replicas: replicas.clone(),
             follow: role.follow.clone(),
             promotion: role.promotion.clone(),
             link_buffered: ByteBudget::new(

@@ -70,6 +70,12 @@ impl IngestPipeline {
             .unwrap_or(Err(NodeError::TaskFailed("committer")))
     }
 
+    /// From now on, a write is answered only once `acked` (the entries enough replicas hold
+    /// durably) reaches the entries durable when it was stored (`--min-replica-acks`).
+    pub(crate) fn require_replica_acks(&self, acked: watch::Receiver<u64>) {
+        let _ = self.inner.replica_acks.set(acked);
+    }
+
     /// Whether this node is a replica (it takes no writes).
     pub fn is_following(&self) -> bool {
         self.inner.view.is_following()

@@ -121,6 +121,9 @@ struct Inner {
     limits: Limits,
     metrics: Arc<IngestMetrics>,
     view: Arc<PohView>,
+    /// With `--min-replica-acks`: the entries that many replicas hold durably. A write is
+    /// answered once they hold it.
+    replica_acks: std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Drop for Inner {
@@ -145,6 +148,8 @@ pub struct Pending {
     started: Instant,
     transport: Transport,
     metrics: Arc<IngestMetrics>,
+    /// What answers wait for when replicas must hold a write first.
+    replica_acks: Option<(tokio::sync::watch::Receiver<u64>, Arc<PohView>)>,
 }
 
 /// Resolves when the pipeline's threads have stopped: `Ok` after [`IngestPipeline::close`]
@@ -218,6 +223,7 @@ impl IngestPipeline {
                 limits: config.limits(),
                 metrics: Arc::new(metrics),
                 view,
+                replica_acks: std::sync::OnceLock::new(),
             }),
         };
         Ok((pipeline, PipelineJoin(done)))
@@ -294,6 +300,7 @@ impl IngestPipeline {
             started,
             transport,
             metrics: inner.metrics.clone(),
+            replica_acks: (inner.replica_acks.get()).map(|acks| (acks.clone(), inner.view.clone())),
         };
         if valid.is_empty() {
             return Ok(pending);
@@ -490,6 +497,12 @@ impl Pending {
                 return Err(refused);
             }
         };
+        if let (Some(_), Some((acks, view))) = (&stored, &mut self.replica_acks) {
+            // Everything durable now holds this write; once the replicas hold that much,
+            // they hold it.
+            let needed = view.status().state.entries;
+            let _ = acks.wait_for(|held| *held >= needed).await;
+        }
         let mut stored = stored.map(Vec::into_iter);
         let elapsed = self.started.elapsed().as_secs_f64();
         let mut out = Vec::with_capacity(self.results.len());

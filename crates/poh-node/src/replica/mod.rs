@@ -28,31 +28,71 @@ use std::{
     time::Instant,
 };
 
+use tokio::sync::watch;
+
 /// On a primary: the replicas streaming now, and the entries each holds durably.
-#[derive(Default)]
 pub(crate) struct Replicas {
     next: AtomicU64,
     held: Mutex<Vec<(u64, u64)>>,
+    /// `--min-replica-acks`: how many replicas must hold a write before it is answered.
+    min_acks: usize,
+    /// The entries at least `min_acks` replicas hold durably.
+    acked: watch::Sender<u64>,
 }
 
 impl Replicas {
+    pub(crate) fn new(min_acks: usize) -> Self {
+        Self {
+            next: AtomicU64::new(0),
+            held: Mutex::new(Vec::new()),
+            min_acks,
+            acked: watch::Sender::new(0),
+        }
+    }
+
+    /// The entries at least `--min-replica-acks` replicas hold durably, as they change.
+    pub(crate) fn acked(&self) -> watch::Receiver<u64> {
+        self.acked.subscribe()
+    }
+
+    /// Recomputes what enough replicas hold, from `held`.
+    fn count_acks(&self, held: &[(u64, u64)]) {
+        let mut entries: Vec<u64> = held.iter().map(|(_, e)| *e).collect();
+        entries.sort_unstable_by(|a, b| b.cmp(a));
+        let acked = match self.min_acks {
+            0 => u64::MAX,
+            n => entries.get(n - 1).copied().unwrap_or(0),
+        };
+        self.acked.send_if_modified(|now| {
+            let moved = *now != acked;
+            *now = acked;
+            moved
+        });
+    }
+
     /// A replica started streaming, holding `entries`; its id.
     pub(crate) fn join(&self, entries: u64) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock().push((id, entries));
+        let mut held = self.lock();
+        held.push((id, entries));
+        self.count_acks(&held);
         id
     }
 
     /// Replica `id` holds `entries` durably.
     pub(crate) fn stored(&self, id: u64, entries: u64) {
-        if let Some(held) = self.lock().iter_mut().find(|(i, _)| *i == id) {
-            held.1 = held.1.max(entries);
+        let mut held = self.lock();
+        if let Some(one) = held.iter_mut().find(|(i, _)| *i == id) {
+            one.1 = one.1.max(entries);
         }
+        self.count_acks(&held);
     }
 
     /// Replica `id` is gone.
     pub(crate) fn leave(&self, id: u64) {
-        self.lock().retain(|(i, _)| *i != id);
+        let mut held = self.lock();
+        held.retain(|(i, _)| *i != id);
+        self.count_acks(&held);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, u64)>> {
