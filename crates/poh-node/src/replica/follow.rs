@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     FollowStatus,
+    serve::DIVERGED,
     verify::{verify_batch, verify_header},
 };
 use crate::{
@@ -139,6 +140,14 @@ impl Follower {
         }
         let mut inbound = match client.follow(request).await {
             Ok(response) => response.into_inner(),
+            Err(s) if s.metadata().get(DIVERGED).is_some() && state.entries > 0 => {
+                let at = self.divergence(&mut client, state.entries).await?;
+                return Err(Stop::Refuse(format!(
+                    "this replica's chain and the primary's diverge at entry {at}: entries \
+                     before it are the same, entry {at} differs (is this the primary it was \
+                     copied from?)"
+                )));
+            }
             Err(s) if s.code() == tonic::Code::FailedPrecondition => {
                 return Err(Stop::Refuse(s.message().to_string()));
             }
@@ -218,6 +227,50 @@ impl Follower {
                 .lag_entries
                 .set(primary_entries.saturating_sub(state.entries) as f64);
         }
+    }
+
+    /// The first entry where this replica's chain and the primary's differ, knowing they
+    /// differ before `held`: a binary search, asking the primary whether it holds each
+    /// probed entry's hash at the same index.
+    async fn divergence(
+        &self,
+        client: &mut ReplicaClient<tonic::transport::Channel>,
+        held: u64,
+    ) -> Result<u64, Stop> {
+        // Entries below `same` agree; the chain up to `differs` does not.
+        let (mut same, mut differs) = (0, held);
+        while differs - same > 1 {
+            let mid = same + (differs - same) / 2;
+            let store = self.store.clone();
+            let hash = tokio::task::spawn_blocking(move || store.entries(mid - 1, 1, 1 << 20))
+                .await
+                .map_err(|e| Stop::Retry(e.to_string()))?
+                .map_err(|e| Stop::Retry(e.to_string()))?
+                .and_then(|page| page.entries.into_iter().next())
+                .ok_or_else(|| Stop::Retry(format!("stored entry {} is missing", mid - 1)))?
+                .hash;
+            let hello = Hello {
+                chain_id: self.chain_id.clone(),
+                hashes_per_tick: self.hashes_per_tick,
+                entries: mid,
+                last_hash: hash.0.to_vec(),
+                headers: 0,
+                seq: 0,
+            };
+            let probe = ReplicaMessage {
+                kind: Some(replica_message::Kind::Hello(hello)),
+            };
+            let mut request = tonic::Request::new(tokio_stream::iter([probe]));
+            if let Some(bearer) = &self.tls.token {
+                bearer.authorize(&mut request);
+            }
+            match client.follow(request).await {
+                Ok(_) => same = mid,
+                Err(s) if s.metadata().get(DIVERGED).is_some() => differs = mid,
+                Err(s) => return Err(Stop::Retry(format!("{:?}: {}", s.code(), s.message()))),
+            }
+        }
+        Ok(same)
     }
 
     /// What the next copied header must continue: the stored headers' head.

@@ -50,6 +50,9 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replicas streaming at once.
 const MAX_REPLICAS: usize = 16;
+/// The metadata key of a refusal because the replica's chain is not this one's: the
+/// replica's entry count it was refused at.
+pub(crate) const DIVERGED: &str = "poh-diverged";
 
 /// What the service uses of the node, handed down when the node is wired.
 pub(crate) struct CopyParts {
@@ -117,10 +120,16 @@ impl Primary {
             }
         };
         if Hash::from_slice(&hello.last_hash) != Some(ours) {
-            return Err(Status::failed_precondition(format!(
+            let mut status = Status::failed_precondition(format!(
                 "the replica's chain differs from this node's at or before entry {}",
                 hello.entries.saturating_sub(1)
-            )));
+            ));
+            // Tells the replica to look for the first entry that differs.
+            status.metadata_mut().insert(
+                DIVERGED,
+                tonic::metadata::MetadataValue::from(hello.entries),
+            );
+            return Err(status);
         }
         Ok(())
     }
