@@ -92,6 +92,7 @@ impl Follower {
                 Stop::Done => return,
                 Stop::Refuse(why) => {
                     self.metrics.refused.increment(1);
+                    self.status.stop(&why);
                     tracing::error!(
                         primary = %self.primary,
                         "stopped copying: {why}; this replica keeps serving what it holds"

@@ -109,6 +109,8 @@ pub struct FollowStatus {
     /// Since when the replica has held less than the primary said it had (`None`: caught
     /// up).
     behind_since: Mutex<Option<Instant>>,
+    /// Why the copy stopped, once it has.
+    stopped: Mutex<Option<String>>,
 }
 
 impl FollowStatus {
@@ -118,6 +120,7 @@ impl FollowStatus {
             primary_entries: AtomicU64::new(0),
             primary_seq: AtomicU64::new(0),
             behind_since: Mutex::new(None),
+            stopped: Mutex::new(None),
         }
     }
 
@@ -134,6 +137,19 @@ impl FollowStatus {
     pub fn lag_seconds(&self) -> f64 {
         self.behind()
             .map_or(0.0, |since| since.elapsed().as_secs_f64())
+    }
+
+    /// Why the copy stopped (`None` while it goes on).
+    pub fn stopped(&self) -> Option<String> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The copy stopped for good.
+    pub(crate) fn stop(&self, why: &str) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
     }
 
     /// The primary said where it stands; the replica holds `entries`.

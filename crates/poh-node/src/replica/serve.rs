@@ -103,10 +103,13 @@ impl Primary {
         }
         let durable = parts.pipeline.poh().state;
         if hello.entries > durable.entries {
-            return Err(Status::failed_precondition(format!(
-                "the replica holds {} entries, this node {}: its chain is not this node's",
-                hello.entries, durable.entries
-            )));
+            return Err(diverged(
+                format!(
+                    "the replica holds {} entries, this node {}: its chain is not this node's",
+                    hello.entries, durable.entries
+                ),
+                hello.entries,
+            ));
         }
         let ours = match hello.entries {
             0 => genesis(&parts.chain_id),
@@ -120,19 +123,26 @@ impl Primary {
             }
         };
         if Hash::from_slice(&hello.last_hash) != Some(ours) {
-            let mut status = Status::failed_precondition(format!(
-                "the replica's chain differs from this node's at or before entry {}",
-                hello.entries.saturating_sub(1)
+            return Err(diverged(
+                format!(
+                    "the replica's chain differs from this node's at or before entry {}",
+                    hello.entries.saturating_sub(1)
+                ),
+                hello.entries,
             ));
-            // Tells the replica to look for the first entry that differs.
-            status.metadata_mut().insert(
-                DIVERGED,
-                tonic::metadata::MetadataValue::from(hello.entries),
-            );
-            return Err(status);
         }
         Ok(())
     }
+}
+
+/// A refusal because the replica's chain is not a prefix of this one: marked, so the replica
+/// looks for the first entry that differs.
+fn diverged(message: String, entries: u64) -> Status {
+    let mut status = Status::failed_precondition(message);
+    status
+        .metadata_mut()
+        .insert(DIVERGED, tonic::metadata::MetadataValue::from(entries));
+    status
 }
 
 #[tonic::async_trait]

@@ -50,6 +50,9 @@ pub struct ReplicaOut {
     /// How long this replica has been behind what the primary last said it holds; 0 when
     /// it holds all of it, and on a primary.
     pub lag_seconds: f64,
+    /// Why this replica stopped copying (what did not verify, or where its chain and the
+    /// primary's diverge); `null` while it copies, and on a primary.
+    pub stopped: Option<String>,
 }
 
 /// A stored transaction as the primary sends it.

@@ -21,6 +21,7 @@ mod metrics;
 mod network;
 mod reload;
 mod repair;
+mod replica;
 mod sealing;
 mod security;
 mod subscribe;

@@ -45,6 +45,7 @@ fn status(state: &HttpState) -> ReplicaOut {
                 primary_seq: primary_seq.max(held.mixins),
                 primary_entries: primary_entries.max(held.entries),
                 lag_seconds: follow.lag_seconds(),
+                stopped: follow.stopped(),
             }
         }
         _ => ReplicaOut {
@@ -54,6 +55,7 @@ fn status(state: &HttpState) -> ReplicaOut {
             primary_seq: held.mixins,
             primary_entries: held.entries,
             lag_seconds: 0.0,
+            stopped: None,
         },
     }
 }

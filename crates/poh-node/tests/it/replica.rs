@@ -1,0 +1,115 @@
+//! Replicas in one process: where a replica pointed at another chain stops, and what it says.
+
+use std::time::Duration;
+
+use poh_node::NodeConfig;
+use reqwest::Client;
+use serde_json::Value;
+
+use crate::common::{TestNode, all_entries, config, get_json, metric, submit_batch, tx};
+
+/// A node without the listeners these tests do not use.
+fn lean(dir: &std::path::Path) -> NodeConfig {
+    NodeConfig {
+        udp: None,
+        quic: None,
+        ..config(dir)
+    }
+}
+
+async fn replica_of(primary: &TestNode) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = lean(dir.path());
+    config.replica.follow = Some(primary.node.grpc_addr().unwrap().to_string());
+    TestNode::spawn(config, dir).await
+}
+
+/// Polls `GET /v1/replica` until `done` holds.
+async fn replica_until(c: &Client, node: &TestNode, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..600 {
+        let status = get_json(c, node.http("/v1/replica")).await;
+        if done(&status) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the replica never got there");
+}
+
+/// A primary's data directory copied while it was stopped, then both copies run on and take
+/// different writes: one chain forked. A replica that copied one side, pointed at the other,
+/// stops and names the first entry where its chain and that primary's differ, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_pointed_at_a_fork_names_the_first_entry_where_they_diverge() {
+    let c = Client::new();
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = TestNode::spawn(lean(dir_a.path()), dir_a).await;
+    let before: Vec<_> = (0..20).map(|i| tx(&format!("shared-{i}"))).collect();
+    submit_batch(&c, &a, &before).await;
+    let config_a = a.config.clone();
+    let dir_a = a._dir;
+    a.node.shutdown();
+    a.node.join().await.unwrap();
+
+    let dir_b = tempfile::tempdir().unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", dir_a.path().display()))
+        .arg(dir_b.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let a = TestNode::spawn(config_a, dir_a).await;
+    let b = TestNode::spawn(lean(dir_b.path()), dir_b).await;
+    submit_batch(&c, &a, &[tx("only-on-a")]).await;
+    submit_batch(&c, &b, &[tx("only-on-b")]).await;
+
+    // The replica copies side A past the fork.
+    let replica = replica_of(&a).await;
+    let a_seq = get_json(&c, a.http("/v1/poh")).await["seq"]
+        .as_u64()
+        .unwrap();
+    replica_until(&c, &replica, |s| s["seq"].as_u64() >= Some(a_seq)).await;
+    let mut config = replica.config.clone();
+    let dir = replica._dir;
+    replica.node.shutdown();
+    replica.node.join().await.unwrap();
+    a.stop().await;
+
+    // Pointed at side B, it stops copying and says where.
+    config.replica.follow = Some(b.node.grpc_addr().unwrap().to_string());
+    let replica = TestNode::spawn(config, dir).await;
+    let status = replica_until(&c, &replica, |s| s["stopped"].is_string()).await;
+    let why = status["stopped"].as_str().unwrap();
+    let at: usize = why
+        .split("diverge at entry ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no entry named: {why}"));
+    assert_eq!(metric(&c, &replica, "poh_replica_refused_total").await, 1.0);
+
+    let (_, ours) = all_entries(&c, &replica.http("")).await;
+    let (_, theirs) = all_entries(&c, &b.http("")).await;
+    assert_eq!(
+        ours[..at],
+        theirs[..at],
+        "the entries before {at} are the same"
+    );
+    assert_ne!(ours[at], theirs[at], "entry {at} differs");
+    // It stored nothing of side B, and keeps serving what it holds.
+    let only_b = c
+        .get(replica.http("/v1/tx/only-on-b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(only_b.status(), 404);
+    let only_a = c
+        .get(replica.http("/v1/tx/only-on-a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(only_a.status(), 200);
+    replica.stop().await;
+    b.stop().await;
+}
