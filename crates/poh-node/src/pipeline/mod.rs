@@ -32,7 +32,7 @@ use std::{
         mpsc,
     },
     task::{Context, Poll},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use poh_core::{Hash, Header, Limits, PohConfig, PohState, Tx};
@@ -48,7 +48,9 @@ use crate::{
     NodeError,
     config::IngestConfig,
     metrics::IngestMetrics,
-    shared::{Accepted, Refusal, RejectReason, Rejected, SubmitError, Transport, TxResult},
+    shared::{
+        Accepted, Refusal, RejectReason, Rejected, SubmitError, Transport, TxResult, unix_now,
+    },
     wire::json::PohOut,
 };
 
@@ -553,11 +555,4 @@ pub(crate) fn tx_bytes(tx: &Tx) -> usize {
         + tx.tx_id.len()
         + tx.holder_id.len()
         + tx.parent_ids.iter().map(String::len).sum::<usize>()
-}
-
-pub(crate) fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
