@@ -27,7 +27,7 @@ use crate::{
     },
     metrics::Metrics,
     network::{client::ClientTls, peers::PeersCache, relay},
-    pipeline::{IngestPipeline, PipelineJoin, Relay},
+    pipeline::{IngestPipeline, PipelineJoin, Relay, ReplicaAcks},
     reload::Reloader,
     replica::Replicas,
     shared::ByteBudget,
@@ -104,7 +104,10 @@ impl Node {
         let role = role(&config, &pipeline, &store, &federation, &shutdown)?;
         let replicas = Arc::new(Replicas::new(config.replica.min_replica_acks));
         if config.replica.min_replica_acks > 0 {
-            pipeline.require_replica_acks(replicas.acked());
+            pipeline.require_replica_acks(ReplicaAcks {
+                acked: replicas.acked(),
+                stopping: shutdown.clone(),
+            });
         }
         let services = Services {
             subscriptions: Subscriptions::new(&config.limits, metrics.subscribers.clone()),

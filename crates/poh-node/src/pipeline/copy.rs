@@ -70,10 +70,11 @@ impl IngestPipeline {
             .unwrap_or(Err(NodeError::TaskFailed("committer")))
     }
 
-    /// From now on, a write is answered only once `acked` (the entries enough replicas hold
-    /// durably) reaches the entries durable when it was stored (`--min-replica-acks`).
-    pub(crate) fn require_replica_acks(&self, acked: watch::Receiver<u64>) {
-        let _ = self.inner.replica_acks.set(acked);
+    /// From now on, a write is answered only once `acks.acked` (the entries enough replicas
+    /// hold durably) reaches the entries durable when it was stored (`--min-replica-acks`),
+    /// or refused as the node stops.
+    pub(crate) fn require_replica_acks(&self, acks: super::ReplicaAcks) {
+        let _ = self.inner.replica_acks.set(acks);
     }
 
     /// Whether this node is a replica (it takes no writes).

@@ -125,7 +125,15 @@ struct Inner {
     view: Arc<PohView>,
     /// With `--min-replica-acks`: the entries that many replicas hold durably. A write is
     /// answered once they hold it.
-    replica_acks: std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>,
+    replica_acks: std::sync::OnceLock<ReplicaAcks>,
+}
+
+/// What a write waits for with `--min-replica-acks`: the entries enough replicas hold, until
+/// the node stops.
+#[derive(Clone)]
+pub(crate) struct ReplicaAcks {
+    pub acked: tokio::sync::watch::Receiver<u64>,
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for Inner {
@@ -151,7 +159,7 @@ pub struct Pending {
     transport: Transport,
     metrics: Arc<IngestMetrics>,
     /// What answers wait for when replicas must hold a write first.
-    replica_acks: Option<(tokio::sync::watch::Receiver<u64>, Arc<PohView>)>,
+    replica_acks: Option<(ReplicaAcks, Arc<PohView>)>,
 }
 
 /// Resolves when the pipeline's threads have stopped: `Ok` after [`IngestPipeline::close`]
@@ -501,9 +509,18 @@ impl Pending {
         };
         if let (Some(_), Some((acks, view))) = (&stored, &mut self.replica_acks) {
             // Everything durable now holds this write; once the replicas hold that much,
-            // they hold it.
+            // they hold it. A node stopping first answers that it cannot say: the write is
+            // stored here, and a retry elsewhere finds it or stores it.
             let needed = view.status().state.entries;
-            let _ = acks.wait_for(|held| *held >= needed).await;
+            tokio::select! {
+                _ = acks.acked.wait_for(|held| *held >= needed) => {}
+                () = acks.stopping.cancelled() => {
+                    for _ in 0..self.results.len() {
+                        self.metrics.rejected(self.transport, RejectReason::Overloaded);
+                    }
+                    return Err(SubmitError::ShuttingDown);
+                }
+            }
         }
         let mut stored = stored.map(Vec::into_iter);
         let elapsed = self.started.elapsed().as_secs_f64();
