@@ -5,7 +5,7 @@ use poh_core::Entry;
 use poh_store::{ChildHeader, TxRecord};
 use tokio::sync::{oneshot, watch};
 
-use super::{IngestPipeline, Msg, writer::Answer};
+use super::{IngestPipeline, JobAnswer, Msg, writer::Answer};
 use crate::{NodeError, shared::SubmitError};
 
 /// A batch a replica copied from its primary and verified against the stored chain.
@@ -21,15 +21,16 @@ pub(crate) struct Copied {
 }
 
 impl IngestPipeline {
-    /// Stores a copied batch, durably, after the ones before it; `bytes` is what it holds in
-    /// memory, counted against the pipeline's budget like any write while it waits.
+    /// Hands a copied batch to be stored, durably, after the ones before it; the answer comes
+    /// once it is. `bytes` is what it holds in memory, counted against the pipeline's budget
+    /// like any write while it waits. Batches are stored in the order they are handed over.
     pub(crate) async fn copy(
         &self,
         entries: Vec<(u64, Entry)>,
         records: Vec<TxRecord>,
         children: Vec<ChildHeader>,
         bytes: usize,
-    ) -> Result<(), SubmitError> {
+    ) -> Result<oneshot::Receiver<JobAnswer>, SubmitError> {
         let inner = &self.inner;
         let kib = u32::try_from(1 + bytes / 1024)
             .unwrap_or(u32::MAX)
@@ -52,11 +53,7 @@ impl IngestPipeline {
             },
         };
         self.send(Msg::Copy(Box::new(copied)))?;
-        match answer.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(SubmitError::ShuttingDown),
-        }
+        Ok(answer)
     }
 
     /// Makes this replica the primary of its chain: it stops taking copies, starts a PoH

@@ -7,7 +7,7 @@
 //! chain, stops the copy for good with one log line naming the entry or header and
 //! `poh_replica_refused_total`: the replica goes on serving what it holds.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use poh_core::{ChainHead, Entry, HeaderVerifier, Level};
 use poh_proto::{
@@ -17,7 +17,7 @@ use poh_proto::{
     },
 };
 use poh_store::Store;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +30,7 @@ use crate::{
     IngestPipeline,
     metrics::ReplicaMetrics,
     network::client::{ClientTls, grpc_channel},
+    pipeline::JobAnswer,
     shared::SubmitError,
     wire::{
         protobuf::entries_from_pb,
@@ -61,6 +62,34 @@ pub(crate) struct Follower {
     /// Headers stored so far, for readers waiting on new headers (the sealer's on a
     /// primary).
     pub sealed: Arc<watch::Sender<u64>>,
+}
+
+/// Copied batches handed to the pipeline at once; one more is verified meanwhile.
+const STORING: usize = 2;
+
+/// A copied batch the pipeline is storing.
+struct Storing {
+    answer: oneshot::Receiver<JobAnswer>,
+    /// The entries the replica holds once it is stored.
+    entries: u64,
+    /// Its entries and transactions, counted once stored.
+    copied: (usize, usize),
+}
+
+/// What the copy waits for: the oldest batch being stored, or the primary's next message.
+enum Next {
+    Settled(Result<JobAnswer, oneshot::error::RecvError>),
+    Message(Result<Option<Batch>, tonic::Status>),
+}
+
+/// The answer of the oldest batch being stored; never, while none is.
+async fn next_settled(
+    storing: &mut VecDeque<Storing>,
+) -> Result<JobAnswer, oneshot::error::RecvError> {
+    match storing.front_mut() {
+        Some(front) => (&mut front.answer).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Why a session ended.
@@ -117,6 +146,16 @@ impl Follower {
     }
 
     async fn copy(&mut self) -> Result<(), Stop> {
+        let mut storing = VecDeque::new();
+        let copied = self.copy_with(&mut storing).await;
+        // What was handed over lands before the next Hello reads where the stored chain ends.
+        for batch in storing {
+            let _ = batch.answer.await;
+        }
+        copied
+    }
+
+    async fn copy_with(&mut self, storing: &mut VecDeque<Storing>) -> Result<(), Stop> {
         let retry = |e: &dyn std::fmt::Display| Stop::Retry(e.to_string());
         let channel =
             grpc_channel(&self.primary, &self.tls, self.timeout).map_err(|e| retry(&e))?;
@@ -158,17 +197,29 @@ impl Follower {
         let mut records: Vec<CopiedRecord> = Vec::new();
         let mut children: Vec<CopiedChild> = Vec::new();
         let mut held = 0usize;
+        // `storing`: batches handed to the pipeline and not yet durable, oldest first; the
+        // next one is verified while they are stored.
+        let mut durable = state.entries;
         loop {
-            let batch: Batch = inbound
-                .message()
-                .await
-                .map_err(|s| Stop::Retry(format!("{:?}: {}", s.code(), s.message())))?
-                .ok_or_else(|| Stop::Retry("the primary ended the stream".into()))?;
+            let next = tokio::select! {
+                settled = next_settled(storing) => Next::Settled(settled),
+                message = inbound.message() => Next::Message(message),
+            };
+            let batch: Batch = match next {
+                Next::Settled(answer) => {
+                    durable = self.settled(storing, answer)?;
+                    self.acknowledge(&out, durable).await?;
+                    continue;
+                }
+                Next::Message(message) => message
+                    .map_err(|s| Stop::Retry(format!("{:?}: {}", s.code(), s.message())))?
+                    .ok_or_else(|| Stop::Retry("the primary ended the stream".into()))?,
+            };
             if !self.pipeline.is_following() {
                 return Ok(());
             }
             self.status
-                .saw(batch.primary_entries, batch.primary_seq, state.entries);
+                .saw(batch.primary_entries, batch.primary_seq, durable);
             for record in batch.records {
                 held += record.tx.as_ref().map_or(0, |tx| tx.payload.len() + 256);
                 records.push(record_from_pb(record).map_err(Stop::Refuse)?);
@@ -184,8 +235,7 @@ impl Follower {
                 )));
             }
             let entries = entries_from_pb(batch.entries).map_err(Stop::Refuse)?;
-            let copied = !entries.is_empty();
-            if copied {
+            if !entries.is_empty() {
                 let (first, hpt, at) = (batch.first_entry, self.hashes_per_tick, state);
                 let (r, c) = (std::mem::take(&mut records), std::mem::take(&mut children));
                 let verified = tokio::task::spawn_blocking(move || {
@@ -194,39 +244,78 @@ impl Follower {
                 .await
                 .map_err(|e| retry(&e))?
                 .map_err(Stop::Refuse)?;
-                let (n_entries, n_records) = (verified.entries.len(), verified.records.len());
-                let after = verified.state;
-                let stored = self
+                let copied = (verified.entries.len(), verified.records.len());
+                state = verified.state;
+                let answer = self
                     .pipeline
                     .copy(verified.entries, verified.records, verified.children, held)
-                    .await;
+                    .await
+                    .map_err(|e| self.refused(e))?;
                 held = 0;
-                match stored {
-                    Ok(()) => {}
-                    Err(SubmitError::ShuttingDown) if !self.pipeline.is_following() => {
-                        return Ok(());
-                    }
-                    Err(e) => return Err(Stop::Retry(e.to_string())),
-                }
-                state = after;
-                self.metrics.copied_entries.increment(n_entries as u64);
-                self.metrics.copied_records.increment(n_records as u64);
-            }
-            for signed in &batch.headers {
-                let header = signed_from_pb(signed.clone()).map_err(Stop::Refuse)?;
-                head = self.store_header(header, head).await?;
-            }
-            if copied || !batch.headers.is_empty() {
-                let stored = Stored {
+                storing.push_back(Storing {
+                    answer,
                     entries: state.entries,
-                };
-                send(&out, replica_message::Kind::Stored(stored)).await?;
+                    copied,
+                });
+                while storing.len() > STORING {
+                    let answer = next_settled(storing).await;
+                    durable = self.settled(storing, answer)?;
+                }
             }
-            self.status.held(state.entries);
-            let (primary_entries, _) = self.status.primary();
-            self.metrics
-                .lag_entries
-                .set(primary_entries.saturating_sub(state.entries) as f64);
+            if !batch.headers.is_empty() {
+                // A header is checked against its stored entries.
+                while !storing.is_empty() {
+                    let answer = next_settled(storing).await;
+                    durable = self.settled(storing, answer)?;
+                }
+                for signed in &batch.headers {
+                    let header = signed_from_pb(signed.clone()).map_err(Stop::Refuse)?;
+                    head = self.store_header(header, head).await?;
+                }
+                self.acknowledge(&out, durable).await?;
+            }
+        }
+    }
+
+    /// The oldest batch being stored was answered: the entries durable now.
+    fn settled(
+        &self,
+        storing: &mut VecDeque<Storing>,
+        answer: Result<JobAnswer, oneshot::error::RecvError>,
+    ) -> Result<u64, Stop> {
+        let Some(done) = storing.pop_front() else {
+            return Err(Stop::Retry("no batch was being stored".into()));
+        };
+        match answer {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(self.refused(e)),
+            Err(_) => return Err(self.refused(SubmitError::ShuttingDown)),
+        }
+        self.metrics.copied_entries.increment(done.copied.0 as u64);
+        self.metrics.copied_records.increment(done.copied.1 as u64);
+        self.status.held(done.entries);
+        let (primary_entries, _) = self.status.primary();
+        self.metrics
+            .lag_entries
+            .set(primary_entries.saturating_sub(done.entries) as f64);
+        Ok(done.entries)
+    }
+
+    /// Tells the primary what is durable here.
+    async fn acknowledge(
+        &self,
+        out: &mpsc::Sender<ReplicaMessage>,
+        entries: u64,
+    ) -> Result<(), Stop> {
+        send(out, replica_message::Kind::Stored(Stored { entries })).await
+    }
+
+    /// Why the pipeline did not store a batch, as the copy sees it: a promotion or a stop
+    /// ends it, anything else (a full disk) is tried again from what is stored.
+    fn refused(&self, e: SubmitError) -> Stop {
+        match e {
+            SubmitError::ShuttingDown if !self.pipeline.is_following() => Stop::Done,
+            e => Stop::Retry(e.to_string()),
         }
     }
 
