@@ -8,9 +8,11 @@
 //! - [`gc`]: the longest commit while the store expires records and while it compacts;
 //! - [`store`]: the store alone: writer CPU and disk per transaction, commit and get latency,
 //!   opening after a kill;
+//! - [`replica`]: a replica's copy from genesis, its lag under load, and what
+//!   `--min-replica-acks` costs the primary's writers;
 //! - [`soak`]: a node under steady load on every transport for minutes, whether its memory,
 //!   file descriptors or threads grow without bound;
-//! - [`node`]: the `poh serve` process the ingest, broadcast and soak benches start;
+//! - [`node`]: the `poh serve` process the ingest, broadcast, soak and replica benches start;
 //! - [`cpu`]: a process's CPU time, for CPU per transaction.
 
 mod broadcast;
@@ -20,6 +22,7 @@ mod gc;
 mod hash;
 mod ingest;
 mod node;
+mod replica;
 mod soak;
 mod store;
 
@@ -41,6 +44,9 @@ pub enum Bench {
     /// A node under steady, paced load on every transport with subscribers open, sampled
     /// for memory, file descriptors and threads; fails when one grows without bound.
     Soak(soak::SoakArgs),
+    /// A replica of a loaded primary: its copy from genesis (records/s, CPU per record), its
+    /// lag while the primary takes load, and the cost of --min-replica-acks 1 against 0.
+    Replica(replica::ReplicaArgs),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
@@ -52,5 +58,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         Bench::Gc(args) => gc::run(args),
         Bench::Store(args) => store::run(args),
         Bench::Soak(args) => soak::run(args),
+        Bench::Replica(args) => replica::run(args),
     }
 }

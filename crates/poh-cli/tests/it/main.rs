@@ -1,6 +1,7 @@
 //! Integration tests of the real `poh` binary.
 
 mod audit;
+mod bench_replica;
 mod common;
 mod crash;
 mod faults;

@@ -33,7 +33,7 @@ pub(in crate::bench) async fn connect(target: &str) -> anyhow::Result<tonic::tra
         .with_context(|| format!("cannot connect to {target}"))
 }
 
-pub(super) async fn unary(
+pub(in crate::bench) async fn unary(
     target: &str,
     txs: Vec<Tx>,
     concurrency: usize,
@@ -70,7 +70,7 @@ pub(super) async fn unary(
     merge(tasks).await
 }
 
-pub(super) async fn stream(
+pub(in crate::bench) async fn stream(
     target: &str,
     txs: Vec<Tx>,
     streams: usize,

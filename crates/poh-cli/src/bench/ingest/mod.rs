@@ -462,27 +462,36 @@ fn report(args: &IngestArgs, measured: &Measured) -> anyhow::Result<()> {
 }
 
 fn make_txs(args: &IngestArgs) -> anyhow::Result<Vec<Tx>> {
+    transactions(args.count, args.payload_bytes, args.signed)
+}
+
+/// `count` transactions of `payload_bytes` each, signed with a fresh key when `signed`.
+pub(super) fn transactions(
+    count: usize,
+    payload_bytes: usize,
+    signed: bool,
+) -> anyhow::Result<Vec<Tx>> {
     use rayon::prelude::*;
-    // A per-run prefix, so runs against the same --target never collide.
+    // A per-run prefix, so runs against the same --target (or node) never collide.
     let run = format!(
         "{:x}",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos()
     );
-    let key = if args.signed {
+    let key = if signed {
         Some(SigningKey::generate()?)
     } else {
         None
     };
-    (0..args.count)
+    (0..count)
         .into_par_iter()
         .map(|i| {
             let mut tx = Tx {
                 tx_id: format!("bench-{run}-{i}"),
                 holder_id: "bench".into(),
                 timestamp: 1_700_000_000.0 + i as f64,
-                payload: (0..args.payload_bytes).map(|b| (b ^ i) as u8).collect(),
+                payload: (0..payload_bytes).map(|b| (b ^ i) as u8).collect(),
                 ..Tx::default()
             };
             if let Some(key) = &key {
