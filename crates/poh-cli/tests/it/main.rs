@@ -16,6 +16,7 @@ mod network;
 mod observability;
 mod operator;
 mod peers;
+mod replica;
 mod restore;
 mod serve;
 mod subscribe;

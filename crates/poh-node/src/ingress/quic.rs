@@ -196,9 +196,9 @@ enum Step {
     /// Over the node's read budget: retry later.
     Overloaded,
     Refused,
-    /// A chunk of this many transactions refused because the disk is full: each gets a
-    /// refused `Ack`, and the stream goes on.
-    Full(usize),
+    /// A chunk of this many transactions refused because the disk is full or the node is a
+    /// replica: each gets a refused `Ack` saying why, and the stream goes on.
+    RefuseAll(SubmitError, usize),
 }
 
 fn refuse_all(e: SubmitError, n: usize, out: &mut Vec<u8>) {
@@ -314,9 +314,9 @@ async fn serve_stream(
                         return;
                     }
                 }
-                Step::Full(n) => {
+                Step::RefuseAll(e, n) => {
                     out.clear();
-                    refuse_all(SubmitError::StorageFull, n, &mut out);
+                    refuse_all(e, n, &mut out);
                     if send.write_all(&out).await.is_err() {
                         return;
                     }
@@ -355,7 +355,9 @@ async fn queue_chunk(
         .await
     {
         Ok(pending) => steps.send(Step::Queued(Box::new(pending))).await.is_ok(),
-        Err(SubmitError::StorageFull) => steps.send(Step::Full(n)).await.is_ok(),
+        Err(e @ (SubmitError::StorageFull | SubmitError::ReadOnly { .. })) => {
+            steps.send(Step::RefuseAll(e, n)).await.is_ok()
+        }
         Err(_) => {
             let _ = steps.send(Step::Refused).await;
             false

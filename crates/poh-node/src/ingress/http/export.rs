@@ -41,7 +41,7 @@ pub(super) async fn export(
         }
     }
     let services = state.services.clone();
-    let (chain, start_head, end) = services
+    let (chain, start_head, end, signed_by) = services
         .read(move |store| {
             let chain = store.chain()?;
             let start = match from.checked_sub(1) {
@@ -49,7 +49,10 @@ pub(super) async fn export(
                 Some(before) => store.head_after(before)?,
             };
             let end = store.header_head()?.map_or(0, |h| h.height);
-            Ok((chain, start, end))
+            // The key the exported headers are signed with: on a replica, its primary's
+            // key, not this node's own.
+            let signed_by = store.headers(from, 1)?.into_iter().next();
+            Ok((chain, start, end, signed_by.map(|h| h.public_key)))
         })
         .await
         .map_err(error::internal)?;
@@ -70,7 +73,7 @@ pub(super) async fn export(
         chain_id: chain.chain_id.clone(),
         level: federation.level,
         hashes_per_tick: chain.hashes_per_tick,
-        public_key: hex::encode(&federation.public_key),
+        public_key: hex::encode(signed_by.as_deref().unwrap_or(&federation.public_key)),
         height: head.height,
         prev_header_hash: head.prev_header_hash,
         poh_start: head.poh_start,
