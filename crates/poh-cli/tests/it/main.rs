@@ -3,6 +3,7 @@
 mod audit;
 mod common;
 mod crash;
+mod failover;
 mod faults;
 mod federation;
 mod flood;
