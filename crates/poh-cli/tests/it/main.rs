@@ -4,6 +4,7 @@ mod audit;
 mod bench_replica;
 mod common;
 mod crash;
+mod failover;
 mod faults;
 mod federation;
 mod flood;
