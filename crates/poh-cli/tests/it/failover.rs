@@ -6,6 +6,7 @@
 //! that stops reading costs its primary no memory.
 
 mod hostile;
+mod lagging;
 
 use std::{
     collections::HashSet,

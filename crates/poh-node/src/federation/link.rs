@@ -45,6 +45,9 @@ pub(crate) struct ChildLink {
     pub timeout: Duration,
     /// Headers sealed so far; changes when the sealer stores one.
     pub sealed: watch::Receiver<u64>,
+    /// With `--min-replica-acks`: the headers enough replicas hold. A header goes to the
+    /// parent only once they hold it, so a promoted replica continues what the parent has.
+    pub replicated: Option<watch::Receiver<u64>>,
 }
 
 impl ChildLink {
@@ -99,7 +102,7 @@ impl ChildLink {
         tracing::info!(parent = %self.parent, next_height = next, "federation link up");
         let mut unanswered = 0u64;
         loop {
-            while unanswered < WINDOW {
+            while unanswered < WINDOW && self.replicated_past(next) {
                 let Some(sealed) = self.read(next).await? else {
                     break;
                 };
@@ -122,8 +125,16 @@ impl ChildLink {
                 changed = self.sealed.changed(), if unanswered < WINDOW => {
                     changed.map_err(|_| "the sealer stopped".to_string())?;
                 }
+                () = replicas_moved(&mut self.replicated), if unanswered < WINDOW => {}
             }
         }
+    }
+
+    /// Whether header `height` may go to the parent: enough replicas hold it, when any must.
+    fn replicated_past(&self, height: u64) -> bool {
+        self.replicated
+            .as_ref()
+            .is_none_or(|r| *r.borrow() > height)
     }
 
     fn acked(&self, ack: &fed::HeaderAck) -> Result<(), String> {
@@ -183,6 +194,18 @@ pub(crate) fn covered_entries(
         entries.extend(page.entries);
     }
     Ok(entries)
+}
+
+/// Resolves when what the replicas hold changes; never without `--min-replica-acks`.
+async fn replicas_moved(replicated: &mut Option<watch::Receiver<u64>>) {
+    match replicated {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn send(out: &mpsc::Sender<ChildMessage>, kind: child_message::Kind) -> Result<(), String> {

@@ -285,6 +285,8 @@ pub(super) fn start_federation(
             tls: peers_tls.clone(),
             timeout: Duration::from_millis(config.peers.timeout_ms),
             sealed: sealed_rx.clone(),
+            replicated: (config.replica.min_replica_acks > 0)
+                .then(|| services.replicas.acked_headers()),
         };
         let (token, lead) = (shutdown.clone(), leading.clone());
         tasks.spawn(async move {

@@ -208,7 +208,7 @@ impl Follower {
             let batch: Batch = match next {
                 Next::Settled(answer) => {
                     durable = self.settled(storing, answer)?;
-                    self.acknowledge(&out, durable).await?;
+                    self.acknowledge(&out, durable, head.height).await?;
                     continue;
                 }
                 Next::Message(message) => message
@@ -272,7 +272,7 @@ impl Follower {
                     let header = signed_from_pb(signed.clone()).map_err(Stop::Refuse)?;
                     head = self.store_header(header, head).await?;
                 }
-                self.acknowledge(&out, durable).await?;
+                self.acknowledge(&out, durable, head.height).await?;
             }
         }
     }
@@ -301,13 +301,15 @@ impl Follower {
         Ok(done.entries)
     }
 
-    /// Tells the primary what is durable here.
+    /// Tells the primary what is durable here: `entries`, and the headers below `headers`.
     async fn acknowledge(
         &self,
         out: &mpsc::Sender<ReplicaMessage>,
         entries: u64,
+        headers: u64,
     ) -> Result<(), Stop> {
-        send(out, replica_message::Kind::Stored(Stored { entries })).await
+        let stored = Stored { entries, headers };
+        send(out, replica_message::Kind::Stored(stored)).await
     }
 
     /// Why the pipeline did not store a batch, as the copy sees it: a promotion or a stop

@@ -33,11 +33,22 @@ use tokio::sync::watch;
 /// On a primary: the replicas streaming now, and the entries each holds durably.
 pub(crate) struct Replicas {
     next: AtomicU64,
-    held: Mutex<Vec<(u64, u64)>>,
+    /// Each replica's id, and the entries and headers it holds durably.
+    held: Mutex<Vec<(u64, Held)>>,
     /// `--min-replica-acks`: how many replicas must hold a write before it is answered.
     min_acks: usize,
     /// The entries at least `min_acks` replicas hold durably.
     acked: watch::Sender<u64>,
+    /// The headers at least `min_acks` replicas hold durably: the link to the parent pushes
+    /// no header before, so a promoted replica never finds the parent ahead of it.
+    acked_headers: watch::Sender<u64>,
+}
+
+/// What one replica holds durably.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Held {
+    pub entries: u64,
+    pub headers: u64,
 }
 
 impl Replicas {
@@ -47,7 +58,13 @@ impl Replicas {
             held: Mutex::new(Vec::new()),
             min_acks,
             acked: watch::Sender::new(0),
+            acked_headers: watch::Sender::new(0),
         }
+    }
+
+    /// The headers at least `--min-replica-acks` replicas hold durably, as they change.
+    pub(crate) fn acked_headers(&self) -> watch::Receiver<u64> {
+        self.acked_headers.subscribe()
     }
 
     /// The entries at least `--min-replica-acks` replicas hold durably, as they change.
@@ -56,34 +73,42 @@ impl Replicas {
     }
 
     /// Recomputes what enough replicas hold, from `held`.
-    fn count_acks(&self, held: &[(u64, u64)]) {
-        let mut entries: Vec<u64> = held.iter().map(|(_, e)| *e).collect();
-        entries.sort_unstable_by(|a, b| b.cmp(a));
-        let acked = match self.min_acks {
-            0 => u64::MAX,
-            n => entries.get(n - 1).copied().unwrap_or(0),
+    fn count_acks(&self, held: &[(u64, Held)]) {
+        let enough = |of: fn(&Held) -> u64| {
+            let mut counts: Vec<u64> = held.iter().map(|(_, h)| of(h)).collect();
+            counts.sort_unstable_by(|a, b| b.cmp(a));
+            match self.min_acks {
+                0 => u64::MAX,
+                n => counts.get(n - 1).copied().unwrap_or(0),
+            }
         };
-        self.acked.send_if_modified(|now| {
-            let moved = *now != acked;
-            *now = acked;
-            moved
-        });
+        for (sender, acked) in [
+            (&self.acked, enough(|h| h.entries)),
+            (&self.acked_headers, enough(|h| h.headers)),
+        ] {
+            sender.send_if_modified(|now| {
+                let moved = *now != acked;
+                *now = acked;
+                moved
+            });
+        }
     }
 
-    /// A replica started streaming, holding `entries`; its id.
-    pub(crate) fn join(&self, entries: u64) -> u64 {
+    /// A replica started streaming, holding `entries` and `headers`; its id.
+    pub(crate) fn join(&self, entries: u64, headers: u64) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let mut held = self.lock();
-        held.push((id, entries));
+        held.push((id, Held { entries, headers }));
         self.count_acks(&held);
         id
     }
 
-    /// Replica `id` holds `entries` durably.
-    pub(crate) fn stored(&self, id: u64, entries: u64) {
+    /// Replica `id` holds `now` durably.
+    pub(crate) fn stored(&self, id: u64, now: Held) {
         let mut held = self.lock();
-        if let Some(one) = held.iter_mut().find(|(i, _)| *i == id) {
-            one.1 = one.1.max(entries);
+        if let Some((_, one)) = held.iter_mut().find(|(i, _)| *i == id) {
+            one.entries = one.entries.max(now.entries);
+            one.headers = one.headers.max(now.headers);
         }
         self.count_acks(&held);
     }
@@ -95,7 +120,7 @@ impl Replicas {
         self.count_acks(&held);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, u64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Held)>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -38,9 +38,15 @@ impl Promotion {
             Some(key) => Some(key.clone()),
             None => last_header_key(&self.store).await?,
         };
-        if let Some(chain_key) = chain_key
-            && chain_key != self.node_key
-        {
+        // With no header copied and no key configured, nothing says whose chain this is.
+        let chain_key = chain_key.ok_or_else(|| {
+            NodeError::Promote(
+                "this replica has copied no header, so it cannot tell the chain's key; start \
+                 it with --chain-key set to the chain's public key file, then promote again"
+                    .into(),
+            )
+        })?;
+        if chain_key != self.node_key {
             return Err(NodeError::Promote(format!(
                 "this node's key ({}) is not the chain's ({}); restart it with --node-key set \
                  to the chain's key file, then promote again",

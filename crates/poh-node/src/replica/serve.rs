@@ -23,7 +23,7 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Replicas;
+use super::{Held, Replicas};
 use crate::{
     IngestPipeline,
     pipeline::tx_bytes,
@@ -171,7 +171,7 @@ impl Replica for Primary {
         self.check(&hello).await?;
         let (out, batches) = mpsc::channel(QUEUE);
         let done = self.parts.shutdown.child_token();
-        let id = self.parts.replicas.join(hello.entries);
+        let id = self.parts.replicas.join(hello.entries, hello.headers);
         let (replicas, acked) = (self.parts.replicas.clone(), done.clone());
         tokio::spawn(async move {
             // The replica's acknowledgements; its stream ending ends the copy.
@@ -179,7 +179,13 @@ impl Replica for Primary {
                 match inbound.message().await {
                     Ok(Some(ReplicaMessage {
                         kind: Some(replica_message::Kind::Stored(stored)),
-                    })) => replicas.stored(id, stored.entries),
+                    })) => replicas.stored(
+                        id,
+                        Held {
+                            entries: stored.entries,
+                            headers: stored.headers,
+                        },
+                    ),
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
                 }
