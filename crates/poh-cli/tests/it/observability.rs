@@ -260,7 +260,7 @@ fn every_dashboard_query_and_alert_rule_works_against_a_real_prometheus() {
             .all(|r| r["lastEvaluation"].as_str() != Some("0001-01-01T00:00:00Z"))
             .then_some(all)
     });
-    assert_eq!(rules.len(), 12, "{rules:?}");
+    assert_eq!(rules.len(), 15, "{rules:?}");
     for rule in &rules {
         assert_eq!(rule["health"], "ok", "{rule}");
         assert_ne!(rule["state"], "firing", "{rule}");

@@ -129,3 +129,12 @@ mod expired_status {
         super::replay("expired_status", one_input);
     }
 }
+
+mod replica_batch {
+    include!("../../../../fuzz/fuzz_targets/replica_batch_body.rs");
+
+    #[test]
+    fn corpus_replays_cleanly() {
+        super::replay("replica_batch", one_input);
+    }
+}

@@ -24,7 +24,7 @@ const SPEC: [(&str, &str); 13] = [
 ];
 
 /// Families beyond SPEC §7 that the alert rules and the dashboard under `deploy/` read.
-const OPERATIONS: [(&str, &str); 8] = [
+const OPERATIONS: [(&str, &str); 12] = [
     ("poh_hashes_total", "counter"),
     ("poh_target_hashes_per_second", "gauge"),
     ("poh_peers", "gauge"),
@@ -33,6 +33,10 @@ const OPERATIONS: [(&str, &str); 8] = [
     ("poh_disk_size_bytes", "gauge"),
     ("poh_store_bytes", "gauge"),
     ("poh_commit_seconds", "histogram"),
+    ("poh_replica_lag_entries", "gauge"),
+    ("poh_replica_copied_entries_total", "counter"),
+    ("poh_replica_copied_records_total", "counter"),
+    ("poh_replica_refused_total", "counter"),
 ];
 
 /// `# TYPE` per family, `# HELP` presence, and every sample line as (name{labels}, value).
@@ -128,6 +132,15 @@ async fn every_spec_family_is_exposed_from_start_up_and_counts() {
     assert!(sample(&first, "poh_disk_free_bytes", &[]) > 0.0);
     assert!(sample(&first, "poh_store_bytes", &[]) > 0.0);
     assert_eq!(sample(&first, "poh_max_batch_interval_seconds", &[]), 10.0);
+    // A primary: the replica rules' series are there, at 0, so they evaluate on every node.
+    for name in [
+        "poh_replica_lag_entries",
+        "poh_replica_copied_entries_total",
+        "poh_replica_copied_records_total",
+        "poh_replica_refused_total",
+    ] {
+        assert_eq!(sample(&first, name, &[]), 0.0, "{name}");
+    }
     let hashes = sample(&first, "poh_hashes_total", &[]);
 
     c.post(node.http("/v1/tx"))
