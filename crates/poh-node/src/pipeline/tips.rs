@@ -11,7 +11,7 @@ use std::{
     mem,
 };
 
-use super::IdMap;
+use super::{IdMap, IdSet};
 
 /// Most DAG tips a parentless transaction is linked to (SPEC §2).
 pub(super) const MAX_LINKED_TIPS: usize = 8;
@@ -117,11 +117,17 @@ impl Unstored {
         self.sent.push_back(mem::take(&mut self.unsent));
     }
 
-    /// The oldest write handed over is stored.
+    /// The oldest write handed over is stored. Its edges are dropped a parent at a time, in
+    /// one pass over each parent's children: a write of many children naming the same parents
+    /// (a replica's page) costs its edges, not their square.
     pub(super) fn written(&mut self) {
+        let mut gone: IdMap<String, IdSet<String>> = IdMap::default();
         for (parent, child) in self.sent.pop_front().unwrap_or_default() {
+            gone.entry(parent).or_default().insert(child);
+        }
+        for (parent, stored) in gone {
             if let Some(children) = self.by_parent.get_mut(&parent) {
-                children.retain(|c| *c != child);
+                children.retain(|c| !stored.contains(c));
                 if children.is_empty() {
                     self.by_parent.remove(&parent);
                 }

@@ -212,7 +212,14 @@ impl Follower {
                     continue;
                 }
                 Next::Message(message) => message
-                    .map_err(|s| Stop::Retry(format!("{:?}: {}", s.code(), s.message())))?
+                    .map_err(|s| match s.code() {
+                        // What the primary sent does not decode within the copy's bounds.
+                        tonic::Code::InvalidArgument => Stop::Refuse(format!(
+                            "the primary sent a batch that does not decode: {}",
+                            s.message()
+                        )),
+                        code => Stop::Retry(format!("{code:?}: {}", s.message())),
+                    })?
                     .ok_or_else(|| Stop::Retry("the primary ended the stream".into()))?,
             };
             if !self.pipeline.is_following() {
@@ -220,6 +227,9 @@ impl Follower {
             }
             self.status
                 .saw(batch.primary_entries, batch.primary_seq, durable);
+            self.metrics
+                .lag_entries
+                .set(batch.primary_entries.saturating_sub(durable) as f64);
             for record in batch.records {
                 held += record.tx.as_ref().map_or(0, |tx| tx.payload.len() + 256);
                 records.push(record_from_pb(record).map_err(Stop::Refuse)?);

@@ -11,7 +11,7 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 
 use poh_core::{Hash, genesis};
 use poh_proto::{
-    bounded::{MAX_BATCH_HEADERS, MAX_HELLO_BYTES, MAX_LINK_MESSAGE_BYTES},
+    bounded::{MAX_BATCH_HEADERS, MAX_BATCH_NAMES, MAX_HELLO_BYTES, MAX_LINK_MESSAGE_BYTES},
     replica::{
         Batch, Hello, ReplicaMessage, replica_message,
         replica_server::{Replica, ReplicaServer},
@@ -42,6 +42,10 @@ const PAGE_BYTES: usize = 4 << 20;
 /// Bytes of transactions and child headers per message; more go ahead in messages of their
 /// own, so the largest entry still fits.
 const CHUNK_BYTES: usize = 4 << 20;
+/// Bytes of transactions one page of entries carries (and a replica holds until they come):
+/// past it, the page ends with the entry at hand. One entry holds at most a commit, which the
+/// primary's admission budget bounds.
+const PAGE_RECORD_BYTES: usize = 64 << 20;
 /// Transactions read from the store at a time.
 const RECORDS_PAGE: usize = 4096;
 /// How often a caught-up replica hears where the primary stands.
@@ -282,14 +286,20 @@ fn read_batches(
     let mut last = stands(cursor.entry);
     if cursor.entry < durable.entries {
         let limit = PAGE_ENTRIES.min((durable.entries - cursor.entry) as usize);
-        let entries = store
+        let mut entries = store
             .entries(cursor.entry, limit, PAGE_BYTES)?
             .map(|page| page.entries)
             .unwrap_or_default();
-        let items: u64 = entries.iter().map(|e| e.mixins.len() as u64).sum();
-        let end = cursor.seq + items;
+        // Where each entry's items end.
+        let ends: Vec<u64> = (entries.iter())
+            .scan(cursor.seq, |seq, e| {
+                *seq += e.mixins.len() as u64;
+                Some(*seq)
+            })
+            .collect();
+        let mut end = ends.last().copied().unwrap_or(cursor.seq);
         let mut chunk = stands(cursor.entry);
-        let mut bytes = 0;
+        let (mut bytes, mut names, mut page_bytes) = (0, 0, 0);
         let mut from = cursor.seq;
         'records: while from < end {
             let page = store.txs_from_seq(from, RECORDS_PAGE, CHUNK_BYTES)?;
@@ -297,15 +307,28 @@ fn read_batches(
                 break;
             }
             for record in page {
-                if record.poh_seq >= end {
+                let seq = record.poh_seq;
+                if seq >= end {
                     break 'records;
                 }
-                from = record.poh_seq + 1;
-                bytes += tx_bytes(&record.tx) + 64;
+                from = seq + 1;
+                let size = tx_bytes(&record.tx) + 64;
+                (bytes, page_bytes) = (bytes + size, page_bytes + size);
+                names += record.tx.parent_ids.len() + record.dag_parents.len();
                 chunk.records.push(record_to_pb(record));
-                if bytes >= CHUNK_BYTES || chunk.records.len() >= RECORDS_PAGE * 4 {
+                if bytes >= CHUNK_BYTES
+                    || names >= MAX_BATCH_NAMES / 2
+                    || chunk.records.len() >= RECORDS_PAGE * 4
+                {
                     messages.push(std::mem::replace(&mut chunk, stands(cursor.entry)));
-                    bytes = 0;
+                    (bytes, names) = (0, 0);
+                }
+                // What the replica holds until the entries come stays bounded: the page
+                // ends with the entry that holds this record.
+                if page_bytes >= PAGE_RECORD_BYTES && end == ends[ends.len() - 1] {
+                    let last = ends.partition_point(|&e| e <= seq);
+                    entries.truncate(last + 1);
+                    end = ends[last];
                 }
             }
         }

@@ -209,3 +209,88 @@ async fn a_write_waits_for_a_replica_to_hold_it_when_asked_to() {
     );
     primary.node.join().await.unwrap();
 }
+
+/// Transactions naming the most parents they may (64, none of them stored, so each is PENDING
+/// and its DAG parents are those 64 too) make a page of records carry far more names than
+/// records: the primary cuts its messages by names as well, and the replica copies them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_with_the_most_parents_are_copied_in_messages_that_fit() {
+    let c = Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let primary = TestNode::spawn(lean(dir.path()), dir).await;
+    let parents: Vec<String> = (0..poh_core::validate::MAX_PARENTS)
+        .map(|i| format!("p{i}"))
+        .collect();
+    // 9,000 of them: more than 1 M names at 128 each, what one message may carry.
+    for round in 0..9 {
+        let txs: Vec<_> = (0..1_000)
+            .map(|i| poh_core::Tx {
+                parent_ids: parents.clone(),
+                ..tx(&format!("many-{round}-{i}"))
+            })
+            .collect();
+        submit_batch(&c, &primary, &txs).await;
+    }
+    let seq = get_json(&c, primary.http("/v1/poh")).await["seq"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(seq, 9_000);
+    let replica = replica_of(&primary).await;
+    let held = replica_until(&c, &replica, |s| {
+        s["seq"].as_u64() >= Some(seq) || s["stopped"].is_string()
+    })
+    .await;
+    assert_eq!(held["stopped"], Value::Null, "{held}");
+    assert_eq!(metric(&c, &replica, "poh_replica_refused_total").await, 0.0);
+    // The same answer once the replica also holds the header that sealed it.
+    let on = |n: &TestNode| n.http("/v1/tx/many-8-999");
+    let mut same = false;
+    for _ in 0..300 {
+        let a = c
+            .get(on(&primary))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let b = c
+            .get(on(&replica))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        if a == b && !a.windows(14).any(|w| w == b"\"header_id\":nu") {
+            same = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let a = c
+        .get(on(&primary))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let b = c
+        .get(on(&replica))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = get_json(&c, replica.http("/v1/replica")).await;
+    let h1 = get_json(&c, primary.http("/v1/headers")).await;
+    let h2 = get_json(&c, replica.http("/v1/headers")).await;
+    assert!(
+        same,
+        "the replica answers as the primary: {a}\n{b}\n{r}\n{h1}\n{h2}"
+    );
+    replica.stop().await;
+    primary.stop().await;
+}
