@@ -9,7 +9,7 @@
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use poh_core::{ChainHead, Entry, HeaderVerifier, Level};
+use poh_core::{ChainHead, HeaderVerifier, Level};
 use poh_proto::{
     bounded::{MAX_HELLO_BYTES, MAX_LINK_MESSAGE_BYTES},
     replica::{
@@ -28,6 +28,7 @@ use super::{
 };
 use crate::{
     IngestPipeline,
+    federation::link::covered_entries,
     metrics::ReplicaMetrics,
     network::client::{ClientTls, grpc_channel},
     pipeline::JobAnswer,
@@ -416,7 +417,8 @@ impl Follower {
         let store = self.store.clone();
         let height = header.height;
         let stored = tokio::task::spawn_blocking(move || {
-            let entries = covered(store.as_ref(), &header).map_err(Stop::Retry)?;
+            let entries =
+                covered_entries(store.as_ref(), &header).map_err(|e| Stop::Retry(e.to_string()))?;
             let next = verify_header(&verifier, &head, &header, &entries).map_err(Stop::Refuse)?;
             store
                 .put_header(&header, &next)
@@ -442,28 +444,6 @@ impl Follower {
             .map_err(|e| Stop::Retry(e.to_string()))
             .map(|headers| headers.into_iter().next().map(|h| h.public_key))
     }
-}
-
-/// The stored entries `header` covers.
-fn covered(store: &dyn Store, header: &poh_core::Header) -> Result<Vec<Entry>, String> {
-    let n = header.poh_end.saturating_sub(header.poh_start);
-    let mut entries = Vec::with_capacity(n as usize);
-    while (entries.len() as u64) < n {
-        let from = header.poh_start + entries.len() as u64;
-        let left = (n - entries.len() as u64) as usize;
-        let page = store
-            .entries(from, left.min(65_536), 64 << 20)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("header {} covers entries not stored", header.height))?;
-        if page.entries.is_empty() {
-            return Err(format!(
-                "header {} covers entries not stored",
-                header.height
-            ));
-        }
-        entries.extend(page.entries);
-    }
-    Ok(entries)
 }
 
 async fn send(out: &mpsc::Sender<ReplicaMessage>, kind: replica_message::Kind) -> Result<(), Stop> {
