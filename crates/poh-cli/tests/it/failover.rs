@@ -159,6 +159,19 @@ fn write(w: usize, primary: &Mutex<Served>, base: &str, writes: &Writes) {
     }
 }
 
+/// A continental parent that takes the chain's headers under `key`'s public half, and the
+/// chain's primary under `key`, linked to it, answering writes once one replica holds them.
+fn parent_and_primary(d: &std::path::Path, asia_key: &str, key: &str) -> (Served, Served) {
+    let child = format!("{CHAIN}={key}.pub");
+    let mut flags = node_flags(PARENT, "continental", asia_key);
+    flags.extend(["--child", &child]);
+    let parent = serve_flags(&d.join("asia"), &flags);
+    let mut flags = node_flags(CHAIN, "municipality", key);
+    flags.extend(["--parent", &parent.grpc, "--min-replica-acks", "1"]);
+    let primary = serve_flags(&d.join("primary"), &flags);
+    (parent, primary)
+}
+
 #[test]
 fn failover_loses_no_acknowledged_write_and_the_parent_sees_one_chain() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,15 +181,9 @@ fn failover_loses_no_acknowledged_write_and_the_parent_sees_one_chain() {
     let chain_key = format!("{key}.pub");
     let http = Http::new();
 
-    let child = format!("{CHAIN}={chain_key}");
-    let mut flags = node_flags(PARENT, "continental", &asia_key);
-    flags.extend(["--child", &child]);
-    let parent = serve_flags(&d.join("asia"), &flags);
     // Every write waits for one replica to hold it durably, so the one that holds the most
     // holds every acknowledged write when the primary dies.
-    let mut flags = node_flags(CHAIN, "municipality", &key);
-    flags.extend(["--parent", &parent.grpc, "--min-replica-acks", "1"]);
-    let primary = serve_flags(&d.join("primary"), &flags);
+    let (parent, primary) = parent_and_primary(d, &asia_key, &key);
     let (primary_grpc, primary_base) = (primary.grpc.clone(), primary.base.clone());
     let primary = Arc::new(Mutex::new(primary));
     // The replicas hold the chain's key too, and know the parent, so that the promoted one

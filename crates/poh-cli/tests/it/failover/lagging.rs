@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{CHAIN, PARENT};
+use super::CHAIN;
 use crate::common::{
     Http, keygen, node_flags, poh, serve_flags, signal, stop, text, wait_for, wait_within,
 };
@@ -19,13 +19,7 @@ fn a_primary_pushes_its_parent_no_header_its_replicas_do_not_hold() {
     let [asia_key, key] = ["asia", "tokyo"].map(|n| keygen(d, n));
     let chain_key = format!("{key}.pub");
     let http = Http::new();
-    let child = format!("{CHAIN}={chain_key}");
-    let mut flags = node_flags(PARENT, "continental", &asia_key);
-    flags.extend(["--child", &child]);
-    let parent = serve_flags(&d.join("asia"), &flags);
-    let mut flags = node_flags(CHAIN, "municipality", &key);
-    flags.extend(["--parent", &parent.grpc, "--min-replica-acks", "1"]);
-    let mut primary = serve_flags(&d.join("primary"), &flags);
+    let (parent, mut primary) = super::parent_and_primary(d, &asia_key, &key);
     let mut flags = node_flags(CHAIN, "municipality", &key);
     flags.extend(["--parent", &parent.grpc, "--follow", &primary.grpc]);
     flags.extend(["--chain-key", &chain_key]);
