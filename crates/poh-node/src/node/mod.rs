@@ -156,12 +156,7 @@ impl Node {
             &mut tasks,
         )
         .await?;
-        if let Some(status) = &services.follow {
-            let copying = role.copying.clone();
-            start_replica(
-                &config, &peers_tls, &services, status, copying, &sealed, &mut tasks,
-            )?;
-        }
+        start_replica(&config, &peers_tls, &services, &role, &sealed, &mut tasks)?;
         let leading = role.leading.clone();
         start_federation(
             &config, &peers_tls, &services, node_key, sealed, leading, &mut tasks,

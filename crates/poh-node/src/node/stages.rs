@@ -373,19 +373,17 @@ pub(super) fn role(
 
 /// Stage 5, on a replica: the copy from the primary, in place of sealing and the link to a
 /// parent (the primary's headers are copied, and reach the parent from the primary).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn start_replica(
     config: &NodeConfig,
     peers_tls: &ClientTls,
     services: &Services,
-    status: &Arc<FollowStatus>,
-    copying: CancellationToken,
+    role: &Role,
     sealed: &Arc<watch::Sender<u64>>,
     tasks: &mut JoinSet<()>,
 ) -> Result<(), NodeError> {
-    let chain_key = (config.replica.chain_key.as_deref())
-        .map(crate::federation::key::read_public_key)
-        .transpose()?;
+    let (Some(status), Some(promotion)) = (&role.follow, &role.promotion) else {
+        return Ok(());
+    };
     let follower = Follower {
         primary: status.primary.clone(),
         tls: peers_tls.clone(),
@@ -395,12 +393,12 @@ pub(super) fn start_replica(
         chain_id: config.chain_id.clone(),
         level: config.federation.level,
         hashes_per_tick: config.poh.hashes_per_tick,
-        chain_key,
+        chain_key: promotion.chain_key.clone(),
         status: status.clone(),
         metrics: services.metrics.replica.clone(),
         sealed: sealed.clone(),
     };
-    tasks.spawn(follower.run(copying, services.shutdown.clone()));
+    tasks.spawn(follower.run(role.copying.clone(), services.shutdown.clone()));
     Ok(())
 }
 
