@@ -2,8 +2,8 @@
 //!
 //! - [`Store`]: the storage trait the node's ingest pipeline and its readers use. One writer
 //!   (the pipeline's committer) calls [`Store::commit`]; any number of readers call the rest.
-//! - [`IndexDb`]: the embedded default engine (redb: pure Rust, ACID, copy-on-write B-trees,
-//!   one fsync per durable commit).
+//! - [`LogStore`]: the embedded engine: records in an append-only log, their ids in an LSM
+//!   index, everything else in a small redb database (`index_db`).
 //! - [`record`]: the types that cross the trait ([`TxRecord`], [`NewTx`], [`Commit`],
 //!   [`ChainMeta`]) and their stable on-disk encodings.
 //!
@@ -65,6 +65,17 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<TxRecord>, StoreError>;
+
+    /// [`Store::txs_from_seq`] with the transactions whose records expired in their places,
+    /// each marked `true`: what a replica copies. An expired one is what is left of it (the
+    /// record while its bytes are still in the log; after, its stub: id, digest, entry and
+    /// DAG parents). Reads are proportional to what is read, expired or not.
+    fn copy_from_seq(
+        &self,
+        from_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(TxRecord, bool)>, StoreError>;
 
     /// PoH entries from index `from`, with the hash before the first one: at most `limit`, and
     /// no more once `max_bytes` of stored entries are read (at least one, though). `None` when

@@ -106,6 +106,10 @@ pub struct Commit<'a> {
     pub tips_added: &'a [(u64, String)],
     /// Child headers recorded by this commit's entries; each continues its chain's last one.
     pub child_headers: &'a [ChildHeader],
+    /// The `poh_seq`s, in increasing order, of those of `txs` whose records had expired
+    /// where they were copied from (a replica's copy): each is stored as the stub it is (id, digest, entry, DAG
+    /// parents) and marked expired at once, as on the primary.
+    pub expired: &'a [u64],
 }
 
 /// A page of PoH entries and the hash the first one starts from.
@@ -295,10 +299,10 @@ impl TxRecord {
         }
     }
 
-    /// What is kept of an expired record once its bytes are gone: its id, digest and entry
-    /// (and its `poh_hash` when `with_poh_hash`; else it is the entry's hash), enough to
-    /// answer a resubmission (duplicate or conflict), to name the header that sealed it, and
-    /// to check a restore. Read by [`TxRecord::decode_compact`].
+    /// What is kept of an expired record once its bytes are gone: its id, digest, entry and
+    /// DAG parents (and its `poh_hash` when `with_poh_hash`; else it is the entry's hash),
+    /// enough to answer a resubmission (duplicate or conflict), to name the header that
+    /// sealed it, to check a restore, and for a replica to copy it. Read by [`TxRecord::decode_compact`].
     pub(crate) fn encode_stub(&self, with_poh_hash: bool) -> Vec<u8> {
         StoredTx {
             tx_id: self.tx.tx_id.clone(),
@@ -308,6 +312,8 @@ impl TxRecord {
                 false => Vec::new(),
             },
             entry_index: self.entry_index,
+            // Kept so a replica copying the stub links the DAG as the primary did.
+            dag_parents: self.dag_parents.clone(),
             ..StoredTx::default()
         }
         .encode_to_vec()

@@ -14,6 +14,8 @@ pub(crate) struct Copied {
     pub entries: Vec<(u64, Entry)>,
     /// The transactions they recorded, in seq order, as the primary stored them.
     pub records: Vec<TxRecord>,
+    /// The seqs of those the primary's TTL expired, stored as the stubs they came as.
+    pub expired: Vec<u64>,
     /// The child headers they recorded.
     pub children: Vec<ChildHeader>,
     /// Answered once the batch is durable.
@@ -28,6 +30,7 @@ impl IngestPipeline {
         &self,
         entries: Vec<(u64, Entry)>,
         records: Vec<TxRecord>,
+        expired: Vec<u64>,
         children: Vec<ChildHeader>,
         bytes: usize,
     ) -> Result<oneshot::Receiver<JobAnswer>, SubmitError> {
@@ -45,6 +48,7 @@ impl IngestPipeline {
         let copied = Copied {
             entries,
             records,
+            expired,
             children,
             answer: Answer {
                 reply,

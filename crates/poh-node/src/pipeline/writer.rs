@@ -80,6 +80,8 @@ pub(crate) struct Write {
     pub tips_removed: Vec<String>,
     pub tips_added: Vec<(u64, String)>,
     pub child_headers: Vec<ChildHeader>,
+    /// The seqs of `txs` copied as expired stubs (a replica's copy).
+    pub expired: Vec<u64>,
     pub durable: bool,
     pub answers: Vec<Answer>,
 }
@@ -194,6 +196,7 @@ fn write_all(
                 tips_removed: &write.tips_removed,
                 tips_added: &write.tips_added,
                 child_headers: &write.child_headers,
+                expired: &write.expired,
             },
             write.durable,
         );

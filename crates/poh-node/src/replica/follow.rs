@@ -259,7 +259,13 @@ impl Follower {
                 state = verified.state;
                 let answer = self
                     .pipeline
-                    .copy(verified.entries, verified.records, verified.children, held)
+                    .copy(
+                        verified.entries,
+                        verified.records,
+                        verified.expired,
+                        verified.children,
+                        held,
+                    )
                     .await
                     .map_err(|e| self.refused(e))?;
                 held = 0;

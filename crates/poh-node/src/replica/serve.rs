@@ -302,11 +302,11 @@ fn read_batches(
         let (mut bytes, mut names, mut page_bytes) = (0, 0, 0);
         let mut from = cursor.seq;
         'records: while from < end {
-            let page = store.txs_from_seq(from, RECORDS_PAGE, CHUNK_BYTES)?;
+            let page = store.copy_from_seq(from, RECORDS_PAGE, CHUNK_BYTES)?;
             if page.is_empty() {
                 break;
             }
-            for record in page {
+            for (record, expired) in page {
                 let seq = record.poh_seq;
                 if seq >= end {
                     break 'records;
@@ -315,7 +315,7 @@ fn read_batches(
                 let size = tx_bytes(&record.tx) + 64;
                 (bytes, page_bytes) = (bytes + size, page_bytes + size);
                 names += record.tx.parent_ids.len() + record.dag_parents.len();
-                chunk.records.push(record_to_pb(record));
+                chunk.records.push(record_to_pb(record, expired));
                 if bytes >= CHUNK_BYTES
                     || names >= MAX_BATCH_NAMES / 2
                     || chunk.records.len() >= RECORDS_PAGE * 4

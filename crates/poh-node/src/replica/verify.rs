@@ -21,6 +21,9 @@ pub(crate) struct Verified {
     pub entries: Vec<(u64, Entry)>,
     /// The transactions, as the primary stored them.
     pub records: Vec<TxRecord>,
+    /// The seqs of those whose records the primary's TTL expired, in order: each came as its
+    /// id and digest, and is stored so.
+    pub expired: Vec<u64>,
     /// The child headers recorded.
     pub children: Vec<ChildHeader>,
     /// The chain after the entries.
@@ -51,11 +54,16 @@ pub(crate) fn verify_batch(
         &|_| {},
     )
     .map_err(|e| format!("entry {}: {}", first_entry + e.index as u64, e.failure))?;
-    let digests: Vec<_> = records.par_iter().map(|r| r.tx.digest()).collect();
+    // An expired record's digest cannot be hashed again: it holds when it is the item at
+    // its seq, like any other (its id is the primary's word).
+    let digests: Vec<_> = (records.par_iter())
+        .map(|r| r.expired.unwrap_or_else(|| r.tx.digest()))
+        .collect();
 
     let mut out = Verified {
         entries: Vec::with_capacity(entries.len()),
         records: Vec::with_capacity(records.len()),
+        expired: Vec::new(),
         children: Vec::with_capacity(children.len()),
         state: *state,
     };
@@ -65,13 +73,18 @@ pub(crate) fn verify_batch(
     for (i, entry) in entries.into_iter().enumerate() {
         let index = first_entry + i as u64;
         for mixin in &entry.mixins {
-            if let Some((record, digest)) = records.next_if(|(r, _)| r.poh_seq == seq) {
+            if let Some((mut record, digest)) = records.next_if(|(r, _)| r.poh_seq == seq) {
                 if digest != *mixin {
                     return Err(format!(
                         "seq {seq} (entry {index}): the digest of transaction {:?} is not \
                          the item recorded there",
                         record.tx.tx_id
                     ));
+                }
+                if record.expired.is_some() {
+                    out.expired.push(seq);
+                    // What it named, so the DAG waits and links as it did on the primary.
+                    record.tx.parent_ids = record.dag_parents.clone();
                 }
                 out.records.push(TxRecord {
                     tx: record.tx,
@@ -102,7 +115,7 @@ pub(crate) fn verify_batch(
             } else {
                 return Err(format!(
                     "seq {seq} (entry {index}): no transaction or child header came for the \
-                     item recorded there (the primary may have expired it)"
+                     item recorded there"
                 ));
             }
             seq += 1;
@@ -162,6 +175,7 @@ mod tests {
             poh_seq: seq,
             received_at: 1.0,
             dag_parents: Vec::new(),
+            expired: None,
         }
     }
 
@@ -210,5 +224,34 @@ mod tests {
         assert!(e.unwrap().contains("which no copied entry records"));
         let e = verify_batch(&state, 1000, 5, entries, records, vec![]).err();
         assert!(e.unwrap().contains("starts at entry 5"));
+    }
+
+    #[test]
+    fn an_expired_record_holds_by_its_digest_alone() {
+        let state = PohState::genesis("c");
+        let txs = [tx("a"), tx("b")];
+        let entries = chain(&state, &txs);
+        let stub = |digest| CopiedRecord {
+            tx: Tx {
+                tx_id: "a".into(),
+                ..Tx::default()
+            },
+            dag_parents: vec!["p".into()],
+            expired: Some(digest),
+            ..copied(Tx::default(), 0)
+        };
+        let records = vec![stub(txs[0].digest()), copied(txs[1].clone(), 1)];
+        let ok = verify_batch(&state, 1000, 0, entries.clone(), records, vec![]).unwrap();
+        assert_eq!(ok.expired, [0]);
+        assert_eq!(ok.records[0].digest, txs[0].digest());
+        assert_eq!(
+            ok.records[0].tx.parent_ids,
+            ["p"],
+            "the DAG waits as it did"
+        );
+        // A stub whose digest is not the item there is refused like a tampered record.
+        let records = vec![stub(txs[1].digest()), copied(txs[1].clone(), 1)];
+        let e = verify_batch(&state, 1000, 0, entries, records, vec![]).err();
+        assert!(e.unwrap().starts_with("seq 0 (entry 1)"));
     }
 }

@@ -2,7 +2,7 @@
 //! transaction as the primary recorded it, a signed header, a recorded child header.
 //! Decoding checks shapes only; whether the copy is true is the replica's to verify.
 
-use poh_core::{Header, Tx};
+use poh_core::{Hash, Header, Tx};
 use poh_proto::replica as rpb;
 use poh_store::{ChildHeader, TxRecord};
 use serde::Serialize;
@@ -21,6 +21,8 @@ pub struct CopiedRecord {
     pub received_at: f64,
     /// The DAG parents the primary linked it to.
     pub dag_parents: Vec<String>,
+    /// Its digest, when the primary's TTL expired its record and `tx` holds only its id.
+    pub expired: Option<Hash>,
 }
 
 /// A child header as the primary sent it, before the replica checks it against its entry.
@@ -55,13 +57,25 @@ pub struct ReplicaOut {
     pub stopped: Option<String>,
 }
 
-/// A stored transaction as the primary sends it.
-pub fn record_to_pb(record: TxRecord) -> rpb::Record {
+/// A stored transaction as the primary sends it; one whose record `expired`, as its id and
+/// digest (and the DAG parents its stub keeps).
+pub fn record_to_pb(record: TxRecord, expired: bool) -> rpb::Record {
+    let (tx, expired_digest) = match expired {
+        false => (record.tx, Vec::new()),
+        true => (
+            Tx {
+                tx_id: record.tx.tx_id,
+                ..Tx::default()
+            },
+            record.digest.0.to_vec(),
+        ),
+    };
     rpb::Record {
-        tx: Some(tx_to_pb(record.tx)),
+        tx: Some(tx_to_pb(tx)),
         poh_seq: record.poh_seq,
         received_at: record.received_at,
         dag_parents: record.dag_parents,
+        expired_digest,
     }
 }
 
@@ -70,11 +84,22 @@ pub fn record_from_pb(record: rpb::Record) -> Result<CopiedRecord, String> {
     let tx = record
         .tx
         .ok_or_else(|| format!("the record at seq {} has no transaction", record.poh_seq))?;
+    let expired = match record.expired_digest.is_empty() {
+        true => None,
+        false => Some(Hash::from_slice(&record.expired_digest).ok_or_else(|| {
+            format!(
+                "the expired record at seq {} has a digest of {} bytes",
+                record.poh_seq,
+                record.expired_digest.len()
+            )
+        })?),
+    };
     Ok(CopiedRecord {
         tx: tx_from_pb(tx),
         poh_seq: record.poh_seq,
         received_at: record.received_at,
         dag_parents: record.dag_parents,
+        expired,
     })
 }
 
@@ -146,8 +171,19 @@ mod tests {
             status: TxStatus::Ordered,
             header_id: None,
         };
-        let copied = record_from_pb(record_to_pb(record)).unwrap();
+        let copied = record_from_pb(record_to_pb(record.clone(), false)).unwrap();
         assert_eq!(copied.tx.digest(), tx.digest());
+        assert_eq!(copied.expired, None);
+        let stub = record_from_pb(record_to_pb(record, true)).unwrap();
+        assert_eq!(stub.expired, Some(tx.digest()));
+        assert_eq!((stub.tx.tx_id.as_str(), stub.tx.payload.len()), ("t", 0));
+        assert_eq!(stub.dag_parents, ["p"]);
+        let short = rpb::Record {
+            tx: Some(Default::default()),
+            expired_digest: vec![1; 31],
+            ..rpb::Record::default()
+        };
+        assert!(record_from_pb(short).is_err());
         assert!(copied.tx.timestamp.is_sign_negative());
         assert_eq!((copied.poh_seq, copied.received_at), (7, 12.5));
         assert!(record_from_pb(rpb::Record::default()).is_err());

@@ -261,3 +261,101 @@ async fn transactions_with_the_most_parents_are_copied_in_messages_that_fit() {
     replica.stop().await;
     primary.stop().await;
 }
+
+/// A primary whose TTL expired the head of its chain: a new replica copies the expired
+/// transactions as the primary kept them (id, digest, DAG parents) and answers for them as the
+/// primary does; what came after links to them as it did on the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_copies_what_the_primarys_ttl_expired_and_answers_as_it_does() {
+    let c = Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = lean(dir.path());
+    crate::sealing::fast(&mut config);
+    config.ttl.after = Some(poh_node::config::Span(Duration::from_millis(500)));
+    config.ttl.sweep_interval = poh_node::config::Span(Duration::from_millis(100));
+    let primary = TestNode::spawn(config, dir).await;
+    let named = |id: &str, parent: &str| {
+        let mut t = tx(id);
+        t.parent_ids = vec![parent.to_string()];
+        t
+    };
+    // A chain, each naming the one before; and one waiting for a parent never sent.
+    let mut old = vec![tx("old-0"), named("waits", "never")];
+    old.extend((1..30).map(|i| named(&format!("old-{i}"), &format!("old-{}", i - 1))));
+    submit_batch(&c, &primary, &old).await;
+    for _ in 0..400 {
+        let r = c.get(primary.http("/v1/tx/old-29")).send().await.unwrap();
+        if r.status() == reqwest::StatusCode::GONE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // After the expiry: one naming an expired parent, one naming nothing (linked to tips).
+    submit_batch(&c, &primary, &[named("late", "old-29"), tx("loose")]).await;
+
+    let replica = replica_of(&primary).await;
+    let held = get_json(&c, primary.http("/v1/replica")).await;
+    let status = replica_until(&c, &replica, |s| {
+        !s["stopped"].is_null() || s["seq"].as_u64() >= held["seq"].as_u64()
+    })
+    .await;
+    assert!(status["stopped"].is_null(), "{status}");
+    let ids = (old.iter().map(|t| t.tx_id.clone())).chain(["late".into(), "loose".into()]);
+    let mut gone = 0;
+    for id in ids {
+        let (a, b) = (
+            c.get(primary.http(&format!("/v1/tx/{id}")))
+                .send()
+                .await
+                .unwrap(),
+            c.get(replica.http(&format!("/v1/tx/{id}")))
+                .send()
+                .await
+                .unwrap(),
+        );
+        assert_eq!(a.status(), b.status(), "{id}");
+        gone += usize::from(a.status() == reqwest::StatusCode::GONE);
+        assert_eq!(a.bytes().await.unwrap(), b.bytes().await.unwrap(), "{id}");
+    }
+    assert!(gone >= 30, "the old chain expired on the primary: {gone}");
+    // A Sync from the start is told the same expired run on both.
+    let sync = |node: &TestNode| {
+        let addr = node.node.grpc_addr().unwrap();
+        async move {
+            let mut client = poh_proto::v1::poh_service_client::PohServiceClient::connect(format!(
+                "http://{addr}"
+            ))
+            .await
+            .unwrap();
+            let mut stream = client
+                .sync(poh_proto::v1::SyncRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+            let mut seqs = Vec::new();
+            loop {
+                match stream.message().await {
+                    Ok(Some(r)) => seqs.push(r.poh_seq),
+                    Ok(None) => return (seqs, String::new()),
+                    Err(e) => return (seqs, e.message().to_string()),
+                }
+            }
+        }
+    };
+    let (from_primary, from_replica) = (sync(&primary).await, sync(&replica).await);
+    assert!(from_primary.1.contains("expired"), "{from_primary:?}");
+    assert_eq!(from_primary, from_replica);
+
+    // The DAG's tips end as the primary's: what the expired stubs named stopped being tips.
+    let tips = |node: TestNode| async move {
+        node.node.shutdown();
+        node.node.join().await.unwrap();
+        node.config.open_store().unwrap().tips().unwrap()
+    };
+    let tips_primary = tips(primary).await;
+    assert_eq!(tips_primary, tips(replica).await);
+    assert!(
+        tips_primary.iter().all(|(_, id)| !id.starts_with("old-")),
+        "{tips_primary:?}"
+    );
+}

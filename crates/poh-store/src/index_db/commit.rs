@@ -6,7 +6,7 @@ use redb::{Durability, ReadableTable};
 
 use super::{
     CHAIN_KEY, ENTRIES, FRAMES, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, PENDING, TIPS,
-    WAITING, headers, meta_u64, next_key,
+    WAITING, headers, lifecycle::EXPIRED, meta_u64, next_key,
 };
 use crate::record::encode_entry;
 use crate::{Commit, StoreError};
@@ -115,6 +115,18 @@ impl IndexDb {
                 meta.insert(LOG_END_KEY, placement.log_end.to_be_bytes().as_slice())?;
                 let next = last.record.poh_seq.saturating_add(1);
                 meta.insert(LOG_NEXT_SEQ_KEY, next.to_be_bytes().as_slice())?;
+            }
+        }
+        if !commit.expired.is_empty() {
+            let mut expired = txn.open_table(EXPIRED)?;
+            for &seq in commit.expired {
+                let at = commit
+                    .txs
+                    .binary_search_by_key(&seq, |t| t.record.poh_seq)
+                    .map_err(|_| {
+                        StoreError::Sequence("an expired seq that is not one of the commit's")
+                    })?;
+                expired.insert(seq, commit.txs[at].record.entry_index)?;
             }
         }
         headers::put_children(&txn, commit.child_headers)?;

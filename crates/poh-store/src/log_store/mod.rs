@@ -217,8 +217,11 @@ impl LogStore {
                 .entries
                 .binary_search_by_key(&record.entry_index, |(i, _)| *i)
                 .is_ok_and(|at| commit.entries[at].1.hash == record.poh_hash);
-            append_record(bytes, record.poh_seq, |out| {
-                record.encode_compact_into(entry_stored, out);
+            // An expired one is kept as the stub it came as.
+            let stub = commit.expired.binary_search(&record.poh_seq).is_ok();
+            append_record(bytes, record.poh_seq, |out| match stub {
+                true => out.extend_from_slice(&record.encode_stub(!entry_stored)),
+                false => record.encode_compact_into(entry_stored, out),
             });
         }
         if !bytes.is_empty() {
@@ -296,7 +299,17 @@ impl Store for LogStore {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<TxRecord>, StoreError> {
-        self.txs_from_seq_impl(from_seq, limit, max_bytes)
+        let records = self.records_from_seq_impl(from_seq, limit, max_bytes, false)?;
+        Ok(records.into_iter().map(|(record, _)| record).collect())
+    }
+
+    fn copy_from_seq(
+        &self,
+        from_seq: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(TxRecord, bool)>, StoreError> {
+        self.records_from_seq_impl(from_seq, limit, max_bytes, true)
     }
 
     fn entries(

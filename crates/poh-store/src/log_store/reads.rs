@@ -73,16 +73,23 @@ impl LogStore {
         Ok(Some(record))
     }
 
-    pub(super) fn txs_from_seq_impl(
+    /// Records by seq from `from_seq`, each with whether it expired; expired ones only
+    /// `with_expired` (then as what is left of them: the record while its bytes are in the
+    /// log, its stub after).
+    pub(super) fn records_from_seq_impl(
         &self,
         from_seq: u64,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<Vec<TxRecord>, StoreError> {
+        with_expired: bool,
+    ) -> Result<Vec<(TxRecord, bool)>, StoreError> {
         let txn = self.side.db()?.begin_read()?;
         let meta = txn.open_table(META)?;
         let end = log_end(&meta)?;
-        let from = frame_at(&txn.open_table(FRAMES)?, from_seq)?.max(expired_to(&meta)?);
+        let mut from = frame_at(&txn.open_table(FRAMES)?, from_seq)?;
+        if !with_expired {
+            from = from.max(expired_to(&meta)?);
+        }
         let expired = txn.open_table(EXPIRED)?;
         let any_expired = expired.len()? > 0;
         let pending = txn.open_table(PENDING)?;
@@ -100,14 +107,18 @@ impl LogStore {
             if out.len() >= limit || read >= max_bytes {
                 return Ok(false);
             }
-            if any_expired && expired.get(seq)?.is_some() {
+            let gone = any_expired && expired.get(seq)?.is_some();
+            if gone && !with_expired {
                 return Ok(true);
             }
             read += bytes.len();
-            let logged = record_at(whole.as_ref(), seq, bytes)?;
+            let logged = match gone {
+                true => TxRecord::decode_compact(seq, bytes)?,
+                false => record_at(whole.as_ref(), seq, bytes)?,
+            };
             let mut record = with_poh_hash(logged, &entries, &mut last_entry)?;
             fill_status_cached(&mut record, pending, &ends, &mut last_header)?;
-            out.push(record);
+            out.push((record, gone));
             Ok(true)
         })?;
         Ok(out)

@@ -204,3 +204,124 @@ fn expired_segments_are_given_back_and_their_records_answered_from_stubs() {
     assert_eq!(store.tx("tx3").unwrap(), None);
     assert_eq!(store.expired("tx3").unwrap(), Some(sealed.id()));
 }
+
+/// A replica copies a chain whose head expired and was given back: the primary reads the
+/// stubs (with the DAG parents they keep), the replica stores them expired in the commit
+/// that stores them, and both stores then answer alike.
+#[test]
+fn an_expired_head_is_copied_as_its_stubs_and_reads_as_the_primarys() {
+    use poh_core::ChainHead;
+
+    use crate::{NewTx, engine_tests::record};
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = crate::StoreOptions {
+        segment_bytes: 1024,
+        ..crate::StoreOptions::default()
+    };
+    let primary = LogStore::open_with(dir.path().join("primary"), options).unwrap();
+    let meta = chain();
+    // Each names the one before it.
+    let chained = |i: u64| NewTx {
+        record: match i {
+            0 => record("tx0", 0, &[]),
+            i => record(&format!("tx{i}"), i, &[&format!("tx{}", i - 1)]),
+        },
+        missing_parents: Vec::new(),
+    };
+    for first in (0..200).step_by(10) {
+        let txs: Vec<_> = (first..first + 10).map(chained).collect();
+        let entries: Vec<_> = (first..first + 10).map(|i| (i, entry(i))).collect();
+        let commit = Commit {
+            chain: Some(&meta),
+            txs: &txs,
+            entries: &entries,
+            ..Commit::default()
+        };
+        primary.commit(&commit, true).unwrap();
+    }
+    let sealed = crate::engine_tests::header(0, 0, 180, poh_core::Hash::default());
+    let head = ChainHead::after(&sealed, 0, 180);
+    primary.put_header(&sealed, &head).unwrap();
+    assert_eq!(primary.expire(50.0, 180, 1000).unwrap().removed, 180);
+    let given_back = dir
+        .path()
+        .join("primary/log")
+        .join(format!("{:020}.log", 0));
+    assert!(!given_back.exists(), "the head segment was given back");
+
+    let copy = primary.copy_from_seq(0, 1000, usize::MAX).unwrap();
+    assert_eq!(copy.len(), 200);
+    assert!(copy.iter().all(|(r, gone)| *gone == (r.poh_seq < 180)));
+    let (stub, _) = &copy[3];
+    assert_eq!(stub.tx.tx_id, "tx3");
+    assert_eq!(stub.dag_parents, ["tx2"], "the stub keeps its DAG parents");
+    assert_eq!(stub.tx.payload, b"", "a given-back record's bytes are gone");
+    assert_eq!(
+        primary.lookup(&["tx3"]).unwrap()[0].map(|k| k.digest),
+        Some(stub.digest)
+    );
+    // Reads skip past them, as before.
+    assert_eq!(
+        primary.txs_from_seq(0, 1, usize::MAX).unwrap()[0].poh_seq,
+        180
+    );
+
+    let replica = LogStore::open(dir.path().join("replica")).unwrap();
+    let txs: Vec<_> = (copy.iter())
+        .map(|(record, _)| NewTx {
+            record: record.clone(),
+            missing_parents: Vec::new(),
+        })
+        .collect();
+    let expired: Vec<u64> = (copy.iter().filter(|(_, gone)| *gone))
+        .map(|(r, _)| r.poh_seq)
+        .collect();
+    let entries: Vec<_> = (0..200).map(|i| (i, entry(i))).collect();
+    // A seq marked expired must be one of the commit's.
+    let stray = Commit {
+        chain: Some(&meta),
+        txs: &txs[..10],
+        entries: &entries[..10],
+        expired: &[10],
+        ..Commit::default()
+    };
+    assert!(replica.commit(&stray, true).is_err());
+    assert!(replica.lookup(&["tx0"]).unwrap()[0].is_none());
+    let commit = Commit {
+        chain: Some(&meta),
+        txs: &txs,
+        entries: &entries,
+        expired: &expired,
+        ..Commit::default()
+    };
+    replica.commit(&commit, true).unwrap();
+    replica.put_header(&sealed, &head).unwrap();
+
+    for id in ["tx0", "tx3", "tx179", "tx180", "tx199"] {
+        assert_eq!(replica.tx(id).unwrap(), primary.tx(id).unwrap(), "{id}");
+        assert_eq!(replica.expired(id).unwrap(), primary.expired(id).unwrap());
+        assert_eq!(
+            replica.lookup(&[id]).unwrap(),
+            primary.lookup(&[id]).unwrap()
+        );
+    }
+    assert_eq!(replica.expired("tx3").unwrap(), Some(sealed.id()));
+    assert_eq!(
+        replica.expired_run(0..200, 8).unwrap(),
+        primary.expired_run(0..200, 8).unwrap()
+    );
+    assert_eq!(
+        replica.txs_from_seq(0, 1000, usize::MAX).unwrap(),
+        primary.txs_from_seq(0, 1000, usize::MAX).unwrap()
+    );
+    // A replica of the replica copies the same.
+    let again = replica.copy_from_seq(0, 1000, usize::MAX).unwrap();
+    assert_eq!(again.len(), 200);
+    for ((a, gone_a), (b, gone_b)) in again.iter().zip(&copy) {
+        assert_eq!(
+            (a.poh_seq, &a.tx.tx_id, a.digest, &a.dag_parents, gone_a),
+            (b.poh_seq, &b.tx.tx_id, b.digest, &b.dag_parents, gone_b)
+        );
+    }
+}

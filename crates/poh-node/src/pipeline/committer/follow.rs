@@ -26,6 +26,7 @@ impl Committer {
         let Copied {
             entries,
             records,
+            expired,
             children,
             answer,
         } = copy;
@@ -111,6 +112,7 @@ impl Committer {
             tips_removed,
             tips_added,
             child_headers: children,
+            expired,
             durable: self.settings.durable,
             answers: vec![answer],
         })

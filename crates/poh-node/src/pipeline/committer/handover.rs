@@ -120,6 +120,7 @@ impl Committer {
             tips_removed,
             tips_added,
             child_headers: pending.children,
+            expired: Vec::new(),
             durable: pending.durable,
             answers: pending.answers,
         })
