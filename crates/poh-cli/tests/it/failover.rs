@@ -235,6 +235,10 @@ fn failover_loses_no_acknowledged_write_and_the_parent_sees_one_chain() {
     let other = replicas.pop().unwrap();
     let copied = http.headers(&new.base);
     let last = copied.last().expect("the replica copied headers").clone();
+    // A replica makes no PoH of its own, so its hash-rate target (what the alert compares
+    // against) is 0 until it leads.
+    let target = |base: &str| http.metric(base, "poh_target_hashes_per_second");
+    assert_eq!(target(&new.base), Some(0.0));
     let promoting = Instant::now();
     let out = poh(&["promote", "--url", &new.base]);
     let promote_took = promoting.elapsed();
@@ -244,6 +248,7 @@ fn failover_loses_no_acknowledged_write_and_the_parent_sees_one_chain() {
         "{said}"
     );
     assert!(http.get_ok(&format!("{}/v1/replica", new.base))["primary"].is_null());
+    assert!(target(&new.base).is_some_and(|rate| rate > 0.0));
 
     let after = send_batch(&http, &new.base, "after", 20).expect("the new primary answers");
     let first_write = killed.elapsed();

@@ -101,7 +101,7 @@ impl Node {
         let shutdown = CancellationToken::new();
         let (sealed, sealed_rx) = watch::channel(0);
         let sealed = Arc::new(sealed);
-        let role = role(&config, &pipeline, &store, &federation, &shutdown)?;
+        let role = role(&config, &pipeline, &store, &federation, &metrics, &shutdown)?;
         let replicas = Arc::new(Replicas::new(config.replica.min_replica_acks));
         if config.replica.min_replica_acks > 0 {
             pipeline.require_replica_acks(ReplicaAcks {

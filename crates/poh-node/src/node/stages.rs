@@ -206,6 +206,14 @@ pub(super) async fn start_network(
     Ok(())
 }
 
+/// The PoH rate the node is configured for; 0 when unpaced.
+fn target_rate(config: &NodeConfig) -> f64 {
+    match config.poh.mode {
+        PohMode::Unpaced => 0.0,
+        PohMode::Paced | PohMode::LowPower => config.poh.target_hashes_per_second(),
+    }
+}
+
 /// What the metrics say of the node itself: its configured PoH rate, header interval and
 /// children, and, at each scrape, its hash count and disk.
 pub(super) fn describe_node(
@@ -213,11 +221,11 @@ pub(super) fn describe_node(
     metrics: Metrics,
     pipeline: &IngestPipeline,
 ) -> Metrics {
-    let poh = &config.poh;
     let facts = NodeFacts {
-        target_hashes_per_second: match poh.mode {
-            PohMode::Unpaced => 0.0,
-            PohMode::Paced | PohMode::LowPower => poh.target_hashes_per_second(),
+        // A replica makes no PoH until it is promoted, so nothing alerts on its rate.
+        target_hashes_per_second: match config.replica.follow {
+            Some(_) => 0.0,
+            None => target_rate(config),
         },
         max_batch_interval: config.federation.max_batch_interval,
         children: config
@@ -338,6 +346,7 @@ pub(super) fn role(
     pipeline: &IngestPipeline,
     store: &Arc<dyn Store>,
     federation: &Federation,
+    metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<Role, NodeError> {
     let copying = shutdown.child_token();
@@ -362,6 +371,7 @@ pub(super) fn role(
         copying: copying.clone(),
         leading: lead,
         once: Default::default(),
+        target: (metrics.poh.target.clone(), target_rate(config)),
     };
     Ok(Role {
         follow: Some(Arc::new(FollowStatus::new(primary.clone()))),

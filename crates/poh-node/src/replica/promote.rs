@@ -25,6 +25,9 @@ pub(crate) struct Promotion {
     pub leading: watch::Sender<bool>,
     /// One promotion at a time.
     pub once: Mutex<()>,
+    /// `poh_target_hashes_per_second`, 0 while the node copies (it makes no PoH of its own),
+    /// and the configured rate it shows once it leads.
+    pub target: (metrics::Gauge, f64),
 }
 
 impl Promotion {
@@ -57,6 +60,7 @@ impl Promotion {
         self.copying.cancel();
         self.pipeline.promote().await?;
         self.leading.send_replace(true);
+        self.target.0.set(self.target.1);
         let state = self.pipeline.poh().state;
         tracing::info!(
             entries = state.entries,
