@@ -87,6 +87,22 @@ pub trait Store: Send + Sync + 'static {
         max_bytes: usize,
     ) -> Result<Option<EntryPage>, StoreError>;
 
+    /// A holder's stored transactions in `poh_seq` order from `from_seq`: at most `limit`, and
+    /// the seq to ask from next when there are more (`None`: no more). Expired ones are left
+    /// out. Found through an index kept with the records, so what it reads grows with what it
+    /// returns, not with the store.
+    fn holder_txs(
+        &self,
+        holder_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<TxRecord>, Option<u64>), StoreError>;
+
+    /// The ids of the stored transactions that name `tx_id` in their `parent_ids`, in
+    /// `poh_seq` order: at most `limit`. Expired ones are left out. From an index, like
+    /// [`Store::holder_txs`].
+    fn children_of(&self, tx_id: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+
     /// The current DAG tips (transactions no stored transaction names as a parent), oldest
     /// first, as `(poh_seq, tx_id)`.
     fn tips(&self) -> Result<Vec<(u64, String)>, StoreError>;

@@ -1,5 +1,6 @@
 //! `poh bench store`: the store alone, no network. `--count` transactions with random-looking
-//! 40-character ids and `--payload`-byte payloads go in durable group commits of `--batch`, as
+//! 40-character ids, `--payload`-byte payloads, one of 10,000 holders and the transaction
+//! before as their parent go in durable group commits of `--batch`, as
 //! the node's writer makes them (each transaction recorded in an entry of its own). It reports
 //! the writer thread's CPU per transaction, bytes on disk per transaction against the encoded
 //! size, commit latency, get-by-id latency, and how long the store takes to open after the
@@ -144,12 +145,15 @@ fn id(seq: u64) -> String {
     id
 }
 
+/// One of 10,000 holders, naming the transaction before it: each a key of the store's holder
+/// and children indexes, as a ledger's transactions are.
 fn transaction(seq: u64, payload: usize) -> Tx {
     Tx {
         tx_id: id(seq),
-        holder_id: "bench".into(),
+        holder_id: format!("holder-{}", seq % 10_000),
         timestamp: 1.0,
         payload: vec![(seq % 251) as u8; payload],
+        parent_ids: seq.checked_sub(1).map(id).into_iter().collect(),
         ..Tx::default()
     }
 }
@@ -177,13 +181,13 @@ pub(super) fn batch(
         let entry_index = chain.state.entries - 1;
         txs.push(NewTx {
             record: TxRecord {
+                dag_parents: tx.parent_ids.clone(),
                 tx,
                 digest,
                 poh_seq: seq,
                 poh_hash: entry.hash,
                 entry_index,
                 received_at,
-                dag_parents: Vec::new(),
                 status: TxStatus::Ordered,
                 header_id: None,
             },

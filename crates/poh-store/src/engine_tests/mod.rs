@@ -97,4 +97,5 @@ pub(crate) fn header(height: u64, start: u64, end: u64, prev: poh_core::Hash) ->
 
 mod commits;
 mod lifecycle;
+mod queries;
 mod reads;

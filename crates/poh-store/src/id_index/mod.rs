@@ -224,9 +224,10 @@ impl IdIndex {
         hasher.finish()
     }
 
-    /// Adds ids stored by one commit: (fingerprint, seq, loc), seqs strictly increasing and
-    /// above every seq inserted before, and locs strictly increasing too, above every loc
-    /// inserted since the index was opened (else `StoreError::Sequence`). Only locs are kept
+    /// Adds the keys of records stored by one commit: (fingerprint, seq, loc), seqs strictly
+    /// increasing and above every seq inserted before, and locs strictly increasing too, above
+    /// every loc inserted since the index was opened (else `StoreError::Sequence`), except
+    /// that the keys of one record (several parents of a transaction) share its seq and loc. Only locs are kept
     /// per id; seqs set the ranges of the runs. Cheap: an in-memory
     /// insert. When the memtable reaches `memtable_ids`, it is frozen (still searched) and
     /// handed to a background thread that writes it as a run file; the writer never waits for
@@ -246,22 +247,27 @@ impl IdIndex {
         let mut state = self.shared.write_state();
         let mut least = state.active.end_seq();
         let mut last_loc = state.active.last_loc();
+        // The record of the batch's last entry: another key of it shares its seq and loc.
+        let mut last = None;
         for &(_, seq, loc) in batch {
-            if seq < least {
-                return Err(StoreError::Sequence(
-                    "id index: seqs must increase, above every seq inserted before",
-                ));
+            if last != Some((seq, loc)) {
+                if seq < least {
+                    return Err(StoreError::Sequence(
+                        "id index: seqs must increase, above every seq inserted before",
+                    ));
+                }
+                // Runs keep entries in loc order, and "newest first" relies on it.
+                if last_loc.is_some_and(|last| loc <= last) {
+                    return Err(StoreError::Sequence(
+                        "id index: locs must increase with seqs",
+                    ));
+                }
             }
             least = seq.checked_add(1).ok_or(StoreError::Sequence(
                 "id index: seq u64::MAX cannot be stored",
             ))?;
-            // Runs keep entries in loc order, and "newest first" relies on it.
-            if last_loc.is_some_and(|last| loc <= last) {
-                return Err(StoreError::Sequence(
-                    "id index: locs must increase with seqs",
-                ));
-            }
             last_loc = Some(loc);
+            last = Some((seq, loc));
         }
         for &(fp, seq, loc) in batch {
             state.active.push(fp, seq, loc);
@@ -320,6 +326,41 @@ impl IdIndex {
                 return Err(error);
             }
         }
+        Ok(())
+    }
+
+    /// Appends to `out` the loc of each entry under fingerprint `fp` from `min_loc` on, oldest
+    /// first, until it holds `max` (a key with many entries: a holder's transactions, a
+    /// parent's children). What it reads grows with what it returns, not with the index.
+    /// Fingerprints can collide: the caller checks each record. On an error, `out` holds
+    /// what it held before.
+    pub(crate) fn postings(
+        &self,
+        fp: u64,
+        min_loc: u64,
+        max: usize,
+        out: &mut Vec<u64>,
+    ) -> Result<(), StoreError> {
+        let before = out.len();
+        // Memtables and runs from one moment: a memtable written meanwhile is in one or the
+        // other of them, never both or neither.
+        let mut newer = Vec::new();
+        let runs = {
+            let state = self.shared.read_state();
+            for table in &state.frozen {
+                table.collect_from(fp, min_loc, &mut newer);
+            }
+            state.active.collect_from(fp, min_loc, &mut newer);
+            state.runs.clone()
+        };
+        for run in runs.iter() {
+            if let Err(error) = run.collect_from(fp, min_loc, max, out) {
+                out.truncate(before);
+                return Err(error);
+            }
+        }
+        let room = max.saturating_sub(out.len());
+        out.extend(newer.into_iter().take(room));
         Ok(())
     }
 

@@ -380,6 +380,77 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Reads and checks block `block` into `buf`.
+    fn read_block(
+        &self,
+        block: u64,
+        buf: &mut [u8; BLOCK_BYTES as usize],
+    ) -> Result<(), StoreError> {
+        let offset = Self::block_offset(block);
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(StoreError::io(&self.path))?;
+        check_block(&self.path, offset, buf)
+    }
+
+    /// Appends the loc of each entry under `fp` from `min_loc` on, oldest first, until `out`
+    /// holds `max`. Reads nothing when the bloom filter or the fences rule `fp` out; else a
+    /// binary search over the blocks `fp` spans (one read for a key of fewer than 255
+    /// entries), then the blocks the answer is in.
+    pub(super) fn collect_from(
+        &self,
+        fp: u64,
+        min_loc: u64,
+        max: usize,
+        out: &mut Vec<u64>,
+    ) -> Result<(), StoreError> {
+        if out.len() >= max || !self.bloom.may_contain(fp) {
+            return Ok(());
+        }
+        // The blocks that may hold `fp`: from the last one beginning below it (or the first
+        // beginning with it) through the last beginning with it.
+        let below = self.fences.partition_point(|&f| f < fp);
+        let through = self.fences.partition_point(|&f| f <= fp);
+        let Some(mut first) = below.checked_sub(1).or((through > 0).then_some(0)) else {
+            return Ok(());
+        };
+        let mut buf = [0; BLOCK_BYTES as usize];
+        // The last block whose first entry is at or before (fp, min_loc) holds the start.
+        let (mut lo, mut hi) = (first + 1, through);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            self.read_block(mid as u64, &mut buf)?;
+            if (le64(&buf, 0), le64(&buf, 8)) <= (fp, min_loc) {
+                first = mid;
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut block = first as u64;
+        while (block as usize) < self.fences.len() {
+            self.read_block(block, &mut buf)?;
+            let n = self.entries_in(block);
+            let at = |i: usize| (le64(&buf, i * ENTRY_BYTES), le64(&buf, i * ENTRY_BYTES + 8));
+            let mut i = partition(n, |i| at(i) < (fp, min_loc));
+            while i < n && at(i).0 == fp {
+                out.push(at(i).1);
+                if out.len() >= max {
+                    return Ok(());
+                }
+                i += 1;
+            }
+            block += 1;
+            // Ended inside this block, or the next begins past `fp`.
+            if i < n || self.fences.get(block as usize) != Some(&fp) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The first index in `0..n` for which `below` is false (`below` is true, then false).
 fn partition(n: usize, below: impl Fn(usize) -> bool) -> usize {
     let (mut lo, mut hi) = (0, n);

@@ -464,3 +464,70 @@ fn readers_find_every_inserted_id_while_tables_are_written_and_merged() {
     index.flush().unwrap();
     assert_found(&index, &fps, 0..n);
 }
+
+/// Keys with many entries (a holder's transactions; a record with several keys, as a
+/// transaction with several parents): `postings` pages through them oldest first, from any
+/// loc, across runs, merges, frozen and active memtables, and a reopen.
+#[test]
+fn postings_page_through_a_key_with_many_entries_wherever_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, _) = IdIndex::open(dir.path(), options(700, 2)).unwrap();
+    // Record i has key i % 3, and key 100 + i % 5 besides; key 7 only on every 97th.
+    let keys = |i: u64| {
+        let mut keys = vec![i % 3, 100 + i % 5];
+        if i.is_multiple_of(97) {
+            keys.push(7);
+        }
+        keys
+    };
+    let record = |i: u64| keys(i).into_iter().map(move |k| (k, 2 * i + 1, 10 * i));
+    for chunk in (0..5000u64).collect::<Vec<_>>().chunks(64) {
+        let batch: Vec<_> = chunk.iter().flat_map(|&i| record(i)).collect();
+        index.insert(&batch).unwrap();
+    }
+    let want = |key: u64, from: u64| -> Vec<u64> {
+        (0..5000u64)
+            .filter(|&i| keys(i).contains(&key) && 10 * i >= from)
+            .map(|i| 10 * i)
+            .collect()
+    };
+    let page = |index: &IdIndex, key: u64, from: u64, max: usize| {
+        let mut out = Vec::new();
+        index.postings(key, from, max, &mut out).unwrap();
+        out
+    };
+    let check = |index: &IdIndex| {
+        for (key, from) in [(0, 0), (1, 12_345), (102, 49_000), (7, 0), (7, 30_000)] {
+            let all = want(key, from);
+            assert_eq!(
+                page(index, key, from, usize::MAX),
+                all,
+                "key {key} from {from}"
+            );
+            // Page by page, each from one past the last.
+            let (mut from, mut got) = (from, Vec::new());
+            loop {
+                let next = page(index, key, from, 100);
+                let Some(&last) = next.last() else { break };
+                from = last + 1;
+                got.extend(next);
+            }
+            assert_eq!(got, all, "paged: key {key}");
+        }
+        assert!(page(index, 55, 0, 10).is_empty());
+        assert_eq!(page(index, 0, 0, 3), [0, 30, 60]);
+    };
+    check(&index);
+    index.flush().unwrap();
+    check(&index);
+    drop(index);
+    let (index, covered) = IdIndex::open(dir.path(), options(700, 2)).unwrap();
+    // What the runs do not cover is learned again, as the store does from its log.
+    assert!(covered > 0 && covered < 2 * 4999 + 2, "{covered}");
+    let again: Vec<_> = (0..5000u64)
+        .filter(|i| 2 * i + 1 >= covered)
+        .flat_map(record)
+        .collect();
+    index.insert(&again).unwrap();
+    check(&index);
+}

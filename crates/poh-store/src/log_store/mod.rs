@@ -8,15 +8,19 @@
 //! - `log/`: the records ([`segments`]), one sequential append per commit.
 //! - `ids/`: `tx_id → log offset` ([`IdIndex`](crate::id_index::IdIndex)): a
 //!   memtable, flushed to sorted runs in the background.
+//! - `holders/` and `children/`: the query indexes, the same structure keyed by `holder_id`
+//!   and by each id a transaction names in `parent_ids` ([`queries`]).
 //!
 //! A commit appends its records at `log_end` and syncs them, then commits the index database
 //! (with the new `log_end`): that commit is the commit point. Only then does the id index
-//! learn the ids. On open, the log is cut back to `log_end` (a torn tail is never served) and
-//! the id index learns again the ids its durable runs do not hold, by reading the log from
-//! there. Why not redb alone: each id is a random-order insert into a copy-on-write B-tree,
+//! learn the ids (and the query indexes their keys). On open, the log is cut back to
+//! `log_end` (a torn tail is never served) and each index learns again what its durable runs
+//! do not hold, by reading the log from there: so nothing stored is missing from them after a
+//! crash, and a store from before the query indexes gets them on its first open. Why not redb alone: each id is a random-order insert into a copy-on-write B-tree,
 //! about 17 µs of CPU per transaction at a million records; appending costs well under one.
 
 mod migrate;
+mod queries;
 mod reads;
 mod reclaim;
 pub(crate) mod segments;
@@ -36,12 +40,11 @@ use crate::{
     ChainMeta, ChildHeader, Commit, EntryPage, ExpiredRun, Expiry, Known, Store, StoreError,
     StoreOptions, TxRecord,
     id_index::{IdIndex, IdIndexOptions},
-    index_db::{
-        ENTRIES, FRAMES, IndexDb, LOG_END_KEY, LOG_NEXT_SEQ_KEY, META, Placement, meta_u64,
-    },
+    index_db::{ENTRIES, IndexDb, LOG_END_KEY, META, Placement, meta_u64},
     record::decode_entry_hash,
 };
 pub use migrate::Migrated;
+use queries::Keys;
 use segments::{Log, append_record};
 
 /// The largest commit buffer kept between commits.
@@ -53,6 +56,10 @@ pub struct LogStore {
     side: IndexDb,
     log: Log,
     ids: IdIndex,
+    /// `holder_id` → the log offsets of its transactions.
+    holders: IdIndex,
+    /// An id named in `parent_ids` → the log offsets of the transactions naming it.
+    children: IdIndex,
     /// The writer's state: where the next commit appends (the committed end of the log), and
     /// the buffer it encodes a commit's records into, kept between commits so a commit does
     /// not grow a new one.
@@ -129,15 +136,21 @@ impl LogStore {
         };
         let log = Log::open(&dir.join("log"), reclaimed, end, options.segment_bytes)?;
         let (ids, covered) = IdIndex::open(&dir.join("ids"), IdIndexOptions::default())?;
+        let (holders, holders_covered) =
+            IdIndex::open(&dir.join("holders"), IdIndexOptions::default())?;
+        let (children, children_covered) =
+            IdIndex::open(&dir.join("children"), IdIndexOptions::default())?;
         let store = Self {
             side,
             log,
             ids,
+            holders,
+            children,
             writer: Mutex::new((end, Vec::new())),
             reclaimed: RwLock::new(reclaimed),
             dir,
         };
-        store.relearn_ids(covered, end)?;
+        store.relearn([covered, holders_covered, children_covered], end)?;
         Ok(store)
     }
 
@@ -154,32 +167,6 @@ impl LogStore {
             };
         }
         Ok(total)
-    }
-
-    /// Gives the id index the ids stored at `covered` and later, which its durable runs do
-    /// not hold (its memtable died with the process that wrote them).
-    fn relearn_ids(&self, covered: u64, end: u64) -> Result<(), StoreError> {
-        let from = {
-            let txn = self.side.db()?.begin_read()?;
-            let next_seq = meta_u64(&txn.open_table(META)?, LOG_NEXT_SEQ_KEY, "log sequence")?;
-            if covered >= next_seq {
-                return Ok(());
-            }
-            frame_at(&txn.open_table(FRAMES)?, covered)?
-        };
-        let mut batch = Vec::with_capacity(4096);
-        self.scan_all(from, end, |loc, seq, bytes| {
-            if seq >= covered {
-                let (record, _) = TxRecord::decode_compact(seq, bytes)?;
-                batch.push((self.ids.fingerprint(&record.tx.tx_id), seq, loc));
-                if batch.len() == batch.capacity() {
-                    self.ids.insert(&batch)?;
-                    batch.clear();
-                }
-            }
-            Ok(true)
-        })?;
-        self.ids.insert(&batch)
     }
 
     /// The stored record of `id`, with its log offset (expired ones too: the log keeps
@@ -205,20 +192,21 @@ impl LogStore {
         let at = *end;
         bytes.clear();
         let mut learned = Vec::with_capacity(commit.txs.len());
+        let mut keys = Keys::default();
         for new in commit.txs {
             let record = &new.record;
-            learned.push((
-                self.ids.fingerprint(&record.tx.tx_id),
-                record.poh_seq,
-                at + bytes.len() as u64,
-            ));
+            let loc = at + bytes.len() as u64;
+            learned.push((self.ids.fingerprint(&record.tx.tx_id), record.poh_seq, loc));
             // Its entry is normally in the same commit; only then is its hash left out.
             let entry_stored = commit
                 .entries
                 .binary_search_by_key(&record.entry_index, |(i, _)| *i)
                 .is_ok_and(|at| commit.entries[at].1.hash == record.poh_hash);
-            // An expired one is kept as the stub it came as.
+            // An expired one is kept as the stub it came as, and no query finds it.
             let stub = commit.expired.binary_search(&record.poh_seq).is_ok();
+            if !stub {
+                self.keys_of(record, loc, &mut keys);
+            }
             append_record(bytes, record.poh_seq, |out| match stub {
                 true => out.extend_from_slice(&record.encode_stub(!entry_stored)),
                 false => record.encode_compact_into(entry_stored, out),
@@ -242,16 +230,23 @@ impl LogStore {
         }
         // Committed: the index must learn these ids. A failure of its background writer is
         // reported once, by a call that adds nothing, so the second try takes them.
-        self.ids
-            .insert(&learned)
-            .or_else(|_| self.ids.insert(&learned))
+        for (index, learned) in [
+            (&self.ids, &learned),
+            (&self.holders, &keys.holders),
+            (&self.children, &keys.children),
+        ] {
+            index.insert(learned).or_else(|_| index.insert(learned))?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for LogStore {
     /// Writes the id index's memory to runs, so the next open has less log to read again.
     fn drop(&mut self) {
-        let _ = self.ids.persist();
+        for index in [&self.ids, &self.holders, &self.children] {
+            let _ = index.persist();
+        }
     }
 }
 
@@ -319,6 +314,19 @@ impl Store for LogStore {
         max_bytes: usize,
     ) -> Result<Option<EntryPage>, StoreError> {
         self.side.entries(from, limit, max_bytes)
+    }
+
+    fn holder_txs(
+        &self,
+        holder_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<TxRecord>, Option<u64>), StoreError> {
+        self.holder_txs_impl(holder_id, from_seq, limit)
+    }
+
+    fn children_of(&self, tx_id: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.children_of_impl(tx_id, limit)
     }
 
     fn tips(&self) -> Result<Vec<(u64, String)>, StoreError> {

@@ -489,7 +489,8 @@ pub(super) fn transactions(
         .map(|i| {
             let mut tx = Tx {
                 tx_id: format!("bench-{run}-{i}"),
-                holder_id: "bench".into(),
+                // Many holders, as a ledger has: each is a key of the node's holder index.
+                holder_id: format!("holder-{}", i % 10_000),
                 timestamp: 1_700_000_000.0 + i as f64,
                 payload: (0..payload_bytes).map(|b| (b ^ i) as u8).collect(),
                 ..Tx::default()
