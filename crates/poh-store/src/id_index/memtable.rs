@@ -101,6 +101,11 @@ impl Memtable {
         self.last_loc = Some(loc);
     }
 
+    /// Covers the seqs below `end_seq`, whether or not they had keys.
+    pub(super) fn cover(&mut self, end_seq: u64) {
+        self.end_seq = self.end_seq.max(end_seq);
+    }
+
     /// Doubles the table: only when one batch overshoots the memtable's intended size.
     fn grow(&mut self) {
         self.slots = vec![0; self.slots.len() * 2];

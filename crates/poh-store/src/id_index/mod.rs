@@ -279,6 +279,15 @@ impl IdIndex {
         Ok(())
     }
 
+    /// Notes that every record below `end_seq` was offered, keys or not: what the next open
+    /// says is covered moves past them even when none had a key (a store whose transactions
+    /// name no parents has an empty children index, which must not send each open back to
+    /// the start of the log). Never moves back.
+    pub(crate) fn cover(&self, end_seq: u64) {
+        let mut state = self.shared.write_state();
+        state.active.cover(end_seq);
+    }
+
     /// Hands the active memtable to the background thread and starts a new one.
     fn freeze(&self, mut state: std::sync::RwLockWriteGuard<'_, State>) {
         let next = Memtable::new(
@@ -297,7 +306,7 @@ impl IdIndex {
     /// after a clean shutdown, the next open has nothing to learn again.
     pub(crate) fn persist(&self) -> Result<(), StoreError> {
         let state = self.shared.write_state();
-        if state.active.len() > 0 {
+        if state.active.end_seq() > state.active.first_seq() {
             self.freeze(state);
         } else {
             drop(state);

@@ -237,6 +237,12 @@ impl LogStore {
         ] {
             index.insert(learned).or_else(|_| index.insert(learned))?;
         }
+        if let Some(last) = commit.txs.last() {
+            // Whether or not they had keys, these seqs need not be read again on open.
+            let end = last.record.poh_seq + 1;
+            self.holders.cover(end);
+            self.children.cover(end);
+        }
         Ok(())
     }
 }

@@ -121,6 +121,12 @@ impl LogStore {
             Ok(true)
         })?;
         flush(&mut ids, &mut keys)?;
+        let next_seq = {
+            let txn = self.side.db()?.begin_read()?;
+            meta_u64(&txn.open_table(META)?, LOG_NEXT_SEQ_KEY, "log sequence")?
+        };
+        self.holders.cover(next_seq);
+        self.children.cover(next_seq);
         if loud {
             tracing::info!(
                 seconds = started.elapsed().as_secs_f64(),
