@@ -10,7 +10,9 @@
 //! - [`http`]: the HTTP/JSON API, `/metrics` and `/openapi.json`;
 //! - [`udp`]: where a datagram becomes a `Tx`;
 //! - [`quic`]: where a QUIC stream's frames become `Tx`s and their `Ack`s go back;
-//! - [`subscribe`]: the store cursors and limits behind `Subscribe` and `GET /v1/events`.
+//! - [`subscribe`]: the store cursors and limits behind `Subscribe` and `GET /v1/events`;
+//! - [`queries`]: a holder's transactions and a transaction's children, for `List` and
+//!   `GET /v1/tx?holder_id=`, `GET /v1/tx/{id}/children`.
 
 pub mod auth;
 pub(crate) mod gate;
@@ -18,6 +20,7 @@ pub(crate) mod grpc;
 pub(crate) mod http;
 pub mod limits;
 pub(crate) mod listener;
+pub(crate) mod queries;
 pub(crate) mod quic;
 pub(crate) mod subscribe;
 pub mod udp;

@@ -151,6 +151,26 @@ pub fn tx_result(tx_id: String, result: &TxResult) -> (http::StatusCode, BatchIt
     }
 }
 
+/// `GET /v1/tx?holder_id=`: a page of a holder's transactions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListOut {
+    /// The holder's transactions, each as `GET /v1/tx/{tx_id}` answers it, in `poh_seq`
+    /// order.
+    pub transactions: Vec<TxOut>,
+    /// The `from_seq` to ask from next; `null` when there is no more.
+    pub next_seq: Option<u64>,
+}
+
+/// `GET /v1/tx/{tx_id}/children`: the stored transactions that name it as a parent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChildrenOut {
+    /// The transaction asked about.
+    pub tx_id: String,
+    /// The ids of the stored transactions that name it in `parent_ids`, in `poh_seq` order
+    /// (at most 10,000: the oldest).
+    pub children: Vec<String>,
+}
+
 /// `GET /v1/tx/{tx_id}`: the transaction and what the node knows of it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TxOut {

@@ -19,6 +19,7 @@ mod layers;
 mod link;
 mod metrics;
 mod network;
+mod queries;
 mod reload;
 mod repair;
 mod replica;

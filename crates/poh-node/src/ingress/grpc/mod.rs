@@ -28,6 +28,7 @@ use super::{
     gate::{self, Refusals},
     limits::Overload,
     listener::ConnLimits,
+    queries,
     subscribe::{Page, Start, TxCursor, read_span},
 };
 use crate::{
@@ -467,15 +468,23 @@ impl PohService for Api {
         Ok(Response::new(Box::pin(records)))
     }
 
-    /// Holder queries need an index kept in the write path's commit; until the node keeps
-    /// one, the call says so rather than scanning the whole store.
     async fn list(
         &self,
-        _request: Request<pb::ListRequest>,
+        request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        Err(Status::unimplemented(
-            "List is not served by this node yet: it keeps no holder index",
-        ))
+        let pb::ListRequest {
+            holder_id,
+            from_seq,
+            limit,
+        } = request.into_inner();
+        queries::check_holder(&holder_id).map_err(Status::invalid_argument)?;
+        let limit = queries::check_limit(limit as usize).map_err(Status::invalid_argument)?;
+        let page = (self.services.list(holder_id, from_seq, limit).await).map_err(internal)?;
+        Ok(Response::new(pb::ListResponse {
+            records: page.records.into_iter().map(record_pb).collect(),
+            next_seq: page.next_seq.unwrap_or(0),
+            more: page.next_seq.is_some(),
+        }))
     }
 }
 

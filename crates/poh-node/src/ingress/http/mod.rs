@@ -10,6 +10,7 @@ mod events;
 mod export;
 mod headers;
 mod openapi;
+mod queries;
 mod replica;
 
 use std::{
@@ -58,8 +59,10 @@ struct HttpState {
 }
 
 /// Routes and their methods, for metrics that exist before the first request.
-const ROUTES: [(&str, &str, u16); 18] = [
+const ROUTES: [(&str, &str, u16); 20] = [
     ("POST", "/v1/tx", 201),
+    ("GET", "/v1/tx", 200),
+    ("GET", "/v1/tx/{tx_id}/children", 200),
     ("POST", "/v1/tx/batch", 200),
     ("GET", "/v1/tx/{tx_id}", 200),
     ("GET", "/v1/tx/{tx_id}/proof", 200),
@@ -92,10 +95,11 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         events_keepalive: Duration::from_secs(config.events_keepalive_secs.max(1)),
     };
     let router = Router::new()
-        .route("/v1/tx", post(post_tx))
+        .route("/v1/tx", post(post_tx).get(queries::list))
         .route("/v1/tx/batch", post(post_batch))
         .route("/v1/tx/{tx_id}", get(get_tx))
         .route("/v1/tx/{tx_id}/proof", get(headers::proof))
+        .route("/v1/tx/{tx_id}/children", get(queries::children))
         .route("/v1/poh", get(get_poh))
         .route("/v1/poh/entries", get(get_entries))
         .route("/v1/headers", get(headers::list))
