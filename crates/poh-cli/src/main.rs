@@ -111,6 +111,9 @@ enum Command {
     /// Print every transaction a node stores, one line each, from --from-seq and then as
     /// they are stored; resumes after the last one printed when the node restarts.
     Subscribe(client::SubscribeArgs),
+    /// List a holder's transactions by poh_seq (PohService.List), a page at a time or
+    /// --all of them.
+    List(client::ListArgs),
     /// List a node's sealed headers by height (GET /v1/headers).
     Headers(client::HeadersArgs),
     /// Print a transaction's signing bytes and digest (hex), whether its signature verifies,
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
             | Command::Submit(_)
             | Command::Status(_)
             | Command::Subscribe(_)
+            | Command::List(_)
             | Command::Headers(_)
     ) {
         // Warnings only (an unverified server, say): the answer itself goes to stdout.
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
         Command::Status(args) => client::status(&args),
         Command::Subscribe(args) => client::subscribe(&args),
         Command::Headers(args) => client::headers(&args),
+        Command::List(args) => client::list(&args),
         Command::Tx(args) => tx::tx(&args),
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),

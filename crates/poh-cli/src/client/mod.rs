@@ -1,12 +1,13 @@
 //! The client commands, one module each: [`broadcast`] (every peer, every protocol),
 //! [`check`] (`check-peers`), [`submit`] (DAGService, round robin over `--endpoint`s with
-//! fail-over), [`status`] (`status TX_ID`), [`subscribe`] (every transaction as it is stored)
-//! and [`headers`] (a node's sealed headers); and what they share: the TLS and token flags,
+//! fail-over), [`status`] (`status TX_ID`), [`subscribe`] (every transaction as it is stored),
+//! [`list`] (a holder's transactions) and [`headers`] (a node's sealed headers); and what they share: the TLS and token flags,
 //! the transaction flags, and the endpoints a call fails over between.
 
 mod broadcast;
 mod check;
 mod headers;
+mod list;
 mod status;
 mod submit;
 mod subscribe;
@@ -15,6 +16,7 @@ pub use self::{
     broadcast::{BroadcastArgs, broadcast},
     check::{CheckArgs, check_peers},
     headers::{HeadersArgs, headers},
+    list::{ListArgs, list},
     status::{StatusArgs, status},
     submit::{SubmitArgs, submit},
     subscribe::{SubscribeArgs, subscribe},

@@ -172,7 +172,9 @@ fn resumable(code: Code) -> bool {
     )
 }
 
-fn line(record: &pb::TxRecord, as_json: bool) -> String {
+/// A stored transaction as one line: `seq id status poh_hash`, or its JSON (as `GET
+/// /v1/tx/{id}` has it).
+pub(super) fn line(record: &pb::TxRecord, as_json: bool) -> String {
     let status =
         pb::TxStatus::try_from(record.status).map_or("TX_STATUS_UNSPECIFIED", |s| s.as_str_name());
     let tx_id = record.tx.as_ref().map_or("", |t| t.tx_id.as_str());

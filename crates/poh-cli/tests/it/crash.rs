@@ -217,6 +217,24 @@ fn records_by_id(
     })
 }
 
+/// Every transaction of `holder`, from `GET /v1/tx?holder_id=` page after page.
+fn listed(http: &Http, base: &str, holder: &str) -> std::collections::HashSet<String> {
+    let mut ids = std::collections::HashSet::new();
+    let mut from = 0;
+    loop {
+        let page = http.get_ok(&format!(
+            "{base}/v1/tx?holder_id={holder}&from_seq={from}&limit=1000"
+        ));
+        for tx in page["transactions"].as_array().unwrap() {
+            ids.insert(tx["tx_id"].as_str().unwrap().to_string());
+        }
+        match page["next_seq"].as_u64() {
+            Some(next) => from = next,
+            None => return ids,
+        }
+    }
+}
+
 /// After the restart that follows the kill of round `round`: every acknowledged transaction
 /// is there as it was answered (by id; and its digest is the mixin at its `poh_seq`, in the
 /// entry whose hash is its `poh_hash`), those in `newest` also over `GET /v1/tx/{id}`; the
@@ -266,6 +284,14 @@ fn check_nothing_lost(
             chain.get(at),
             Some(&(ack.digest.to_hex(), ack.poh_hash.clone())),
             "{when}: the chain does not record its digest at its poh_seq in its entry"
+        );
+    }
+    // The holder index lost none of them either: it is learned again from the log.
+    let listed = listed(http, base, HOLDER);
+    for id in acked.keys() {
+        assert!(
+            listed.contains(id.as_str()),
+            "after kill {round}: {id} is not in GET /v1/tx?holder_id={HOLDER}"
         );
     }
     for id in newest {

@@ -17,6 +17,7 @@ mod network;
 mod observability;
 mod operator;
 mod peers;
+mod queries;
 mod replica;
 mod restore;
 mod serve;

@@ -444,10 +444,14 @@ fn a_replica_answers_every_read_as_its_primary_does() {
         for path in ["/v1/tx/never-stored", "/v1/tx/never-stored/proof"] {
             assert!(get_same(&client, &bases, path).await.starts_with(b"404 "));
         }
+        let mut with_children = 0;
         for id in sample.iter().chain(&pending) {
             get_same(&client, &bases, &format!("/v1/tx/{id}/proof")).await;
-            get_same(&client, &bases, &format!("/v1/tx/{id}/children")).await;
+            let children = get_same(&client, &bases, &format!("/v1/tx/{id}/children")).await;
+            assert!(children.starts_with(b"200 "), "children of {id}");
+            with_children += usize::from(!children.ends_with(b"\"children\":[]}"));
         }
+        assert!(with_children > 0, "some sampled transaction has children");
 
         // gRPC reads, and holders' lists on both wires.
         let (mut p, mut r) = (grpc(&primary.grpc).await, grpc(&replica.grpc).await);
@@ -469,13 +473,15 @@ fn a_replica_answers_every_read_as_its_primary_does() {
         }
         for holder in ["h0", "h5", "h15"] {
             let path = format!("/v1/tx?holder_id={holder}&limit=1000");
-            get_same(&client, &bases, &path).await;
+            let answer = get_same(&client, &bases, &path).await;
+            assert!(answer.starts_with(b"200 {\"transactions\":[{"), "{path}");
             let request = pb::ListRequest {
                 holder_id: holder.into(),
                 from_seq: 0,
                 limit: 1000,
             };
             let (a, b) = (p.list(request.clone()).await, r.list(request).await);
+            assert!(a.as_ref().is_ok_and(|l| !l.get_ref().records.is_empty()));
             same_grpc(&format!("List {holder}"), a, b);
         }
 
