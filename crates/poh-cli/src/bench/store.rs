@@ -59,6 +59,15 @@ struct StoreReport {
     commit_p99_ms: f64,
     get_p50_us: f64,
     get_p99_us: f64,
+    /// All of the [`RARE`] holder's transactions (one in 100,000), and how many.
+    list_rare_ms: f64,
+    rare_count: usize,
+    /// A page of 100 of a holder's transactions.
+    list_page_p50_ms: f64,
+    list_page_p99_ms: f64,
+    /// A transaction's children.
+    children_p50_us: f64,
+    children_p99_us: f64,
     reopen_after_kill_ms: f64,
 }
 
@@ -89,6 +98,7 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(LogStore::open(&path)?);
     let filled = fill(store.clone(), args)?;
     let gets = get_by_id(store.as_ref(), args.count)?;
+    let queried = queries(store.as_ref(), args.count)?;
     drop(store);
     say("killing a writer mid-commit and opening the store again…");
     let reopen = reopen_after_kill(&path, args)?;
@@ -109,6 +119,12 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
         commit_p99_ms: quantile(&filled.commits_us, 0.99) / 1e3,
         get_p50_us: quantile(&gets, 0.50),
         get_p99_us: quantile(&gets, 0.99),
+        list_rare_ms: quantile(&queried.rare_us, 0.5) / 1e3,
+        rare_count: queried.rare_count,
+        list_page_p50_ms: quantile(&queried.page_us, 0.5) / 1e3,
+        list_page_p99_ms: quantile(&queried.page_us, 0.99) / 1e3,
+        children_p50_us: quantile(&queried.children_us, 0.5),
+        children_p99_us: quantile(&queried.children_us, 0.99),
         reopen_after_kill_ms: (reopen.as_secs_f64() * 1e4).round() / 10.0,
     };
     if args.json {
@@ -116,7 +132,9 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
     } else {
         println!(
             "{} tx/s, writer CPU {} µs/tx, disk {} B/tx ({}× the {} B encoded), commit p50 {:.2} \
-             ms p99 {:.2} ms, get p50 {:.1} µs p99 {:.1} µs, open after kill -9 {} ms",
+             ms p99 {:.2} ms, get p50 {:.1} µs p99 {:.1} µs; a holder's {} transactions in {:.2} \
+             ms, a page of 100 p50 {:.2} ms p99 {:.2} ms, children p50 {:.1} µs p99 {:.1} µs; \
+             open after kill -9 {} ms",
             report.tx_per_s,
             report.writer_cpu_us_per_tx,
             report.disk_bytes_per_tx,
@@ -126,6 +144,12 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<()> {
             report.commit_p99_ms,
             report.get_p50_us,
             report.get_p99_us,
+            report.rare_count,
+            report.list_rare_ms,
+            report.list_page_p50_ms,
+            report.list_page_p99_ms,
+            report.children_p50_us,
+            report.children_p99_us,
             report.reopen_after_kill_ms,
         );
     }
@@ -145,12 +169,19 @@ fn id(seq: u64) -> String {
     id
 }
 
-/// One of 10,000 holders, naming the transaction before it: each a key of the store's holder
-/// and children indexes, as a ledger's transactions are.
+/// The holder of one transaction in [`RARE_EVERY`].
+const RARE: &str = "rare";
+const RARE_EVERY: u64 = 100_000;
+
+/// One of 10,000 holders (or [`RARE`]), naming the transaction before it: each a key of the
+/// store's holder and children indexes, as a ledger's transactions are.
 fn transaction(seq: u64, payload: usize) -> Tx {
     Tx {
         tx_id: id(seq),
-        holder_id: format!("holder-{}", seq % 10_000),
+        holder_id: match seq % RARE_EVERY {
+            7 => RARE.to_string(),
+            _ => format!("holder-{}", seq % 10_000),
+        },
         timestamp: 1.0,
         payload: vec![(seq % 251) as u8; payload],
         parent_ids: seq.checked_sub(1).map(id).into_iter().collect(),
@@ -291,6 +322,65 @@ fn get_by_id(store: &dyn Store, count: u64) -> anyhow::Result<Vec<f64>> {
         }
     }
     Ok(times)
+}
+
+/// What the query indexes answer in, over the filled store.
+struct Queried {
+    rare_us: Vec<f64>,
+    rare_count: usize,
+    page_us: Vec<f64>,
+    children_us: Vec<f64>,
+}
+
+/// Times the queries: the rare holder's transactions (their number is what grows, not the
+/// store), pages of 100 of common holders, and children; checks each answer's size.
+fn queries(store: &dyn Store, count: u64) -> anyhow::Result<Queried> {
+    let timed = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
+        let started = Instant::now();
+        f()?;
+        Ok(started.elapsed().as_secs_f64() * 1e6)
+    };
+    let pick = |i: u64, n: u64| -> anyhow::Result<u64> {
+        Ok(u64::from_le_bytes(sha256(&((i + 1) << 40).to_le_bytes()).0[..8].try_into()?) % n)
+    };
+    let (mut rare_us, mut rare_count) = (Vec::new(), 0);
+    for _ in 0..20 {
+        rare_us.push(timed(&mut || {
+            rare_count = store.holder_txs(RARE, 0, 1000)?.0.len();
+            Ok(())
+        })?);
+    }
+    let want = count.saturating_sub(7).div_ceil(RARE_EVERY) as usize;
+    if rare_count != want {
+        bail!("the rare holder has {rare_count} transactions listed, not {want}");
+    }
+    let mut page_us = Vec::new();
+    for i in 0..200 {
+        let holder = format!("holder-{}", pick(i, 10_000.min(count))?);
+        page_us.push(timed(&mut || {
+            let (page, _) = store.holder_txs(&holder, 0, 100)?;
+            if page.is_empty() {
+                bail!("{holder} lists nothing");
+            }
+            Ok(())
+        })?);
+    }
+    let mut children_us = Vec::new();
+    for i in 0..1000 {
+        let seq = pick(i, count.saturating_sub(1).max(1))?;
+        children_us.push(timed(&mut || {
+            if store.children_of(&id(seq), 10)? != [id(seq + 1)] {
+                bail!("transaction {seq}'s child is not the next one");
+            }
+            Ok(())
+        })?);
+    }
+    Ok(Queried {
+        rare_us,
+        rare_count,
+        page_us,
+        children_us,
+    })
 }
 
 /// Starts a child committing to the store at `path`, kills it with SIGKILL once it has

@@ -547,6 +547,8 @@ fn bench_store_reports_cpu_disk_latency_and_the_open_after_a_kill() {
         keys,
         [
             "batch",
+            "children_p50_us",
+            "children_p99_us",
             "commit_p50_ms",
             "commit_p99_ms",
             "count",
@@ -556,7 +558,11 @@ fn bench_store_reports_cpu_disk_latency_and_the_open_after_a_kill() {
             "engine",
             "get_p50_us",
             "get_p99_us",
+            "list_page_p50_ms",
+            "list_page_p99_ms",
+            "list_rare_ms",
             "payload",
+            "rare_count",
             "reopen_after_kill_ms",
             "tx_per_s",
             "writer_cpu_us_per_tx"
@@ -569,6 +575,9 @@ fn bench_store_reports_cpu_disk_latency_and_the_open_after_a_kill() {
     assert!(at("disk_bytes_per_tx") > at("encoded_bytes_per_tx"));
     assert!(at("reopen_after_kill_ms") > 0.0);
     assert!(at("commit_p99_ms") >= at("commit_p50_ms"));
+    // One rare holder's transaction in 3,000 (the bench checks every answer's size).
+    assert_eq!(at("rare_count"), 1.0);
+    assert!(at("list_page_p99_ms") > 0.0 && at("children_p99_us") > 0.0);
 }
 
 /// A short soak: a node under paced load on every transport, sampled every 2 s; a healthy node
