@@ -317,8 +317,7 @@ class Page:
     def records(self) -> list[Record]: ...
     @property
     def next_seq(self) -> int:
-        """The `from_seq` to ask for the page after this one (or, after the last page, for
-        what is stored later)."""
+        """The `from_seq` to ask for the page after this one."""
     @property
     def more(self) -> bool:
         """Whether the node holds more after this page."""

@@ -93,8 +93,7 @@ impl Client {
 
     /// One holder's transactions in `poh_seq` order from `from_seq` (`PohService.List`): an
     /// iterator of `Page`s of at most `limit` records, each asked for as the iteration
-    /// reaches it, ending after the page the node says is the last. A page's `next_seq` is
-    /// where to list from later, for what is stored after.
+    /// reaches it, ending after the page the node says is the last (`more` false).
     #[pyo3(signature = (holder_id, from_seq = 0, limit = 100))]
     fn list(&self, holder_id: String, from_seq: u64, limit: u32) -> Result<Pages> {
         Ok(Pages {
