@@ -4,7 +4,9 @@ listing, and the blocking client's errors."""
 
 import asyncio
 import os
+import signal
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -199,6 +201,37 @@ def test_every_client_shares_one_runtime(serve):
     assert {s.status for s in asyncio.run(calls())} == {"UNKNOWN"}
     # At most its 4 workers and 16 blocking threads, however many clients there are.
     assert 1 <= runtime_threads() <= 20
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+@pytest.mark.filterwarnings("ignore:.*fork:DeprecationWarning")
+def test_a_forked_child_makes_a_runtime_of_its_own(serve):
+    node = serve("--no-udp", "--no-quic")
+    parents = poh.Client(node.grpc)
+    assert parents.submit(poh.Tx(tx_id="fork-0", payload=b"x")).code == "STORED"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            # A child that waits forever is ended, and fails the test.
+            signal.alarm(30)
+            with pytest.raises(poh.ClientError, match="forked") as raised:
+                parents.status("fork-0")
+            assert raised.value.code == "FAILED_PRECONDITION"
+            assert poh.Client(node.grpc).status("fork-0").status in ("ORDERED", "SEALED")
+
+            async def submit():
+                return await poh.AsyncClient(node.grpc).submit(poh.Tx(tx_id="fork-1", payload=b"y"))
+
+            assert asyncio.run(submit()).code == "STORED"
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert parents.get_tx("fork-1") is not None
 
 
 def test_the_documented_async_example_runs_as_written(serve):

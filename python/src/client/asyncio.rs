@@ -12,31 +12,43 @@ use tokio_util::sync::CancellationToken;
 use super::{
     calls::{Calls, Cursor, EndpointList, Settings, next_record},
     convert::Answer,
+    runtime::Tokio,
 };
 use crate::{error::Result, tx::Tx};
 
 /// An asyncio future of `call`'s answer, or of its error as the blocking client raises it.
-fn awaitable<'py, T, F>(py: Python<'py>, call: F) -> PyResult<Bound<'py, PyAny>>
+fn awaitable<'py, T, F>(py: Python<'py>, calls: &Calls, call: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = Result<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(Answer(call.await)) })
+    spawn(py, calls, async move { Ok(Answer(call.await)) })
 }
 
 /// An asyncio future of the next item `call` gives; `None` ends the iteration.
-fn next_item<'py, T, F>(py: Python<'py>, call: F) -> PyResult<Bound<'py, PyAny>>
+fn next_item<'py, T, F>(py: Python<'py>, calls: &Calls, call: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = Result<Option<T>>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+    spawn(py, calls, async move {
         match call.await {
             Ok(Some(item)) => Ok(Answer(Ok(item))),
             Ok(None) => Err(PyStopAsyncIteration::new_err(())),
             Err(e) => Ok(Answer(Err(e))),
         }
     })
+}
+
+/// `future` started on the client's runtime, as an asyncio future of the current event loop.
+fn spawn<'py, T, F>(py: Python<'py>, calls: &Calls, future: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    // `Tokio` spawns on the runtime whose context this is.
+    let _context = calls.runtime()?.enter();
+    pyo3_async_runtimes::generic::future_into_py::<Tokio, _, _>(py, future)
 }
 
 /// An asyncio client of one or more nodes' gRPC API: the blocking `Client`'s methods, each
@@ -89,7 +101,7 @@ impl AsyncClient {
     /// `Client.submit`: the transaction's `Ack`.
     fn submit<'py>(&self, py: Python<'py>, tx: &Tx) -> PyResult<Bound<'py, PyAny>> {
         let (calls, tx) = (self.calls.clone(), poh_node::tx_to_pb(tx.0.clone()));
-        awaitable(py, async move { calls.submit(tx).await })
+        awaitable(py, &self.calls, async move { calls.submit(tx).await })
     }
 
     /// `Client.submit_batch`: one `Ack` per transaction, in order.
@@ -103,25 +115,29 @@ impl AsyncClient {
             .map(|t| poh_node::tx_to_pb(t.0.clone()))
             .collect();
         let calls = self.calls.clone();
-        awaitable(py, async move { calls.submit_batch(txs).await })
+        awaitable(
+            py,
+            &self.calls,
+            async move { calls.submit_batch(txs).await },
+        )
     }
 
     /// `Client.status`.
     fn status<'py>(&self, py: Python<'py>, tx_id: String) -> PyResult<Bound<'py, PyAny>> {
         let calls = self.calls.clone();
-        awaitable(py, async move { calls.status(tx_id).await })
+        awaitable(py, &self.calls, async move { calls.status(tx_id).await })
     }
 
     /// `Client.get_tx`: the `Record`, or `None` when the node does not hold it.
     fn get_tx<'py>(&self, py: Python<'py>, tx_id: String) -> PyResult<Bound<'py, PyAny>> {
         let calls = self.calls.clone();
-        awaitable(py, async move { calls.get_tx(tx_id).await })
+        awaitable(py, &self.calls, async move { calls.get_tx(tx_id).await })
     }
 
     /// `Client.prove`: the proof's JSON, parsed, for `verify_proof`.
     fn prove<'py>(&self, py: Python<'py>, tx_id: String) -> PyResult<Bound<'py, PyAny>> {
         let calls = self.calls.clone();
-        awaitable(py, async move { calls.prove(tx_id).await })
+        awaitable(py, &self.calls, async move { calls.prove(tx_id).await })
     }
 
     /// `Client.list`, as an async iterator of `Page`s.
@@ -162,7 +178,9 @@ impl AsyncPages {
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (calls, cursor) = (self.calls.clone(), self.cursor.clone());
-        next_item(py, async move { cursor.lock().await.next(&calls).await })
+        next_item(py, &self.calls, async move {
+            cursor.lock().await.next(&calls).await
+        })
     }
 }
 
@@ -226,7 +244,7 @@ impl AsyncSubscription {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        next_item(py, self.step(false))
+        next_item(py, &self.calls, self.step(false))
     }
 
     /// Ends the subscription: the node stops sending, and a step waiting for a record ends
@@ -242,14 +260,14 @@ impl AsyncSubscription {
     /// `close()`, as an awaitable.
     fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.close();
-        awaitable(py, async { Ok(()) })
+        awaitable(py, &self.calls, async { Ok(()) })
     }
 
     /// Opens the subscription (raising as the call would) and gives it to the block.
     fn __aenter__<'py>(slf: PyRef<'py, Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let open = slf.step(true);
+        let (open, calls) = (slf.step(true), slf.calls.clone());
         let this: Py<Self> = slf.into();
-        awaitable(py, async move {
+        awaitable(py, &calls, async move {
             open.await?;
             Ok(this)
         })

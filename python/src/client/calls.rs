@@ -1,8 +1,8 @@
 //! [`Calls`]: every call the clients make, once, as futures. `Client` runs them to completion
 //! with the GIL released; `AsyncClient` hands them to asyncio. Both run them on the one tokio
-//! [`runtime`] of the process.
+//! runtime of the process ([`runtime`]).
 
-use std::{future::Future, path::PathBuf, sync::OnceLock, time::Duration};
+use std::{future::Future, path::PathBuf, time::Duration};
 
 use poh_node::{
     network::client::{CallError, ClientTls, Endpoints},
@@ -18,37 +18,9 @@ use tonic::Code;
 use super::{
     convert::{Ack, PageData, ProofText, Record, Status, malformed},
     http::NodeHttp,
+    runtime::runtime,
 };
 use crate::error::{Error, Result};
-
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-
-/// The process's tokio runtime, made by the first client: the channels' connections, every
-/// call and every subscription run on it, whichever client made them.
-pub fn runtime() -> Result<&'static Runtime> {
-    if let Some(runtime) = RUNTIME.get() {
-        return Ok(runtime);
-    }
-    // A few workers are plenty for network calls; one per core on a large machine would be
-    // threads a Python process never uses.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
-    let built = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        // pyo3-async-runtimes delivers each result on a blocking thread that waits for the
-        // GIL: hundreds of calls ending at once would otherwise make hundreds of threads.
-        .max_blocking_threads(16)
-        .thread_name("poh-client")
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Config(format!("cannot start the client's runtime: {e}")))?;
-    // Two threads may each build one; the one that loses drops its own, which ran nothing.
-    let runtime = RUNTIME.get_or_init(|| built);
-    // AsyncClient's futures are spawned by pyo3-async-runtimes on the runtime it was given;
-    // it is given this one before any future exists, so the error (already set) can only mean
-    // that another thread set this same runtime first.
-    let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime);
-    Ok(runtime)
-}
 
 /// One endpoint or several.
 #[derive(FromPyObject)]
@@ -78,6 +50,8 @@ pub struct Settings {
 
 /// The nodes a client calls, and how.
 pub struct Calls {
+    /// The process the client was made in, whose runtime runs its connections.
+    pid: u32,
     runtime: &'static Runtime,
     endpoints: Endpoints,
     timeout: Duration,
@@ -146,10 +120,25 @@ impl Calls {
             .map(|url| NodeHttp::new(&url, &tls, timeout))
             .transpose()?;
         Ok(Self {
+            pid: std::process::id(),
             runtime,
             endpoints,
             timeout,
             http,
+        })
+    }
+
+    /// The client's runtime, unless the process has forked since the client was made: the
+    /// connections stayed with the parent, and a call would wait for them forever.
+    pub fn runtime(&self) -> Result<&'static Runtime> {
+        if std::process::id() == self.pid {
+            return Ok(self.runtime);
+        }
+        Err(Error::Client {
+            code: code_name(Code::FailedPrecondition),
+            message: "this client was made before the process forked, and its connections \
+                      stayed with the parent: make a new client in this process"
+                .into(),
         })
     }
 
@@ -159,7 +148,8 @@ impl Calls {
         py: Python<'_>,
         call: impl Future<Output = Result<T>> + Send,
     ) -> Result<T> {
-        py.detach(|| self.runtime.block_on(call))
+        let runtime = self.runtime()?;
+        py.detach(|| runtime.block_on(call))
     }
 
     /// `call` through the endpoints.

@@ -1,7 +1,7 @@
 //! The package's clients of a node: [`Client`], blocking, and [`AsyncClient`], for asyncio.
 //! Both make the same calls ([`calls`]) over the same channels, TLS and token handling as the
-//! `poh` CLI (`poh_node::network::client`), on one tokio runtime per process; the node's
-//! answers become the same Python objects ([`convert`]). Proofs come from the node's HTTP API
+//! `poh` CLI (`poh_node::network::client`), on one tokio runtime per process ([`runtime`]);
+//! the node's answers become the same Python objects ([`convert`]). Proofs come from the node's HTTP API
 //! ([`http`]), as for `poh prove`.
 
 mod asyncio;
@@ -9,6 +9,7 @@ mod blocking;
 mod calls;
 mod convert;
 mod http;
+mod runtime;
 
 pub use self::{
     asyncio::{AsyncClient, AsyncPages, AsyncSubscription},
