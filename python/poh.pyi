@@ -1,15 +1,19 @@
 """Transactions, ML-DSA-87 keys, Proof of History, header and inclusion-proof verification,
 and a gRPC client for poh nodes, built from the node's own Rust code."""
 
+import asyncio
 import os
 from types import TracebackType
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 from typing_extensions import Self, final
 
 __version__: str
 __all__ = [
     "Ack",
+    "AsyncClient",
+    "AsyncPages",
+    "AsyncSubscription",
     "Client",
     "ClientError",
     "Entry",
@@ -18,6 +22,8 @@ __all__ = [
     "HeaderError",
     "HeaderVerifier",
     "InvalidTxError",
+    "Page",
+    "Pages",
     "PohError",
     "ProofError",
     "Record",
@@ -303,9 +309,27 @@ class Record:
     received_at: float
 
 @final
+class Page:
+    """One page of a holder's transactions, in `poh_seq` order; iterating it gives its
+    records."""
+
+    @property
+    def records(self) -> list[Record]: ...
+    @property
+    def next_seq(self) -> int:
+        """The `from_seq` to ask for the page after this one."""
+    @property
+    def more(self) -> bool:
+        """Whether the node holds more after this page."""
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Record]: ...
+
+@final
 class Client:
     """A blocking client of one or more nodes' gRPC API; each call releases the GIL while it
-    waits. TLS is on when `tls_ca`, `tls_pin`, `insecure` or a client certificate is given."""
+    waits. TLS is on when `tls_ca`, `tls_pin`, `insecure` or a client certificate is given.
+    `http` is the node's HTTP address (`http://HOST:PORT` or `https://...`), which `prove`
+    reads proofs from."""
 
     def __new__(
         cls,
@@ -318,6 +342,7 @@ class Client:
         tls_key: Optional[_Path] = None,
         token_file: Optional[_Path] = None,
         timeout: float = 5.0,
+        http: Optional[str] = None,
     ) -> Self:
         """`endpoints` defaults to `127.0.0.1:50051`."""
     def submit(self, tx: Tx) -> Ack:
@@ -328,6 +353,14 @@ class Client:
         """What the node knows of `tx_id`."""
     def get_tx(self, tx_id: str) -> Optional[Record]:
         """The stored transaction, or None when the node does not hold it."""
+    def list(self, holder_id: str, from_seq: int = 0, limit: int = 100) -> Pages:
+        """One holder's transactions in `poh_seq` order from `from_seq`: an iterator of
+        `Page`s of at most `limit` records, each asked for as the iteration reaches it,
+        ending after the last."""
+    def prove(self, tx_id: str) -> dict[str, Any]:
+        """The inclusion proof of `tx_id` as `poh prove` fetches it, from the node at `http`:
+        check it with `verify_proof`. `ClientError` with code NOT_FOUND when the node does
+        not hold the transaction or has not sealed it yet."""
     def subscribe(self, from_seq: int = 0) -> Subscription:
         """Every transaction the node stores from `from_seq`: the stored ones, then each as it
         is stored, in `poh_seq` order. Ends when the node stops; resume from the last
@@ -350,3 +383,72 @@ class Subscription:
         value: Optional[BaseException],
         traceback: Optional[TracebackType],
     ) -> None: ...
+
+@final
+class Pages:
+    """The pages of `Client.list`: iterate it for `Page`s."""
+
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Page: ...
+
+@final
+class AsyncClient:
+    """`Client` for asyncio: the same settings and calls, each method starting its call at
+    once (inside a running event loop) and returning an asyncio future of the answer. Every
+    client shares one tokio runtime per process; errors are `Client`'s."""
+
+    def __new__(
+        cls,
+        endpoints: Union[str, Sequence[str]] = ...,
+        *,
+        tls_ca: Optional[_Path] = None,
+        tls_pin: Optional[str] = None,
+        insecure: bool = False,
+        tls_cert: Optional[_Path] = None,
+        tls_key: Optional[_Path] = None,
+        token_file: Optional[_Path] = None,
+        timeout: float = 5.0,
+        http: Optional[str] = None,
+    ) -> Self:
+        """`endpoints` defaults to `127.0.0.1:50051`."""
+    def submit(self, tx: Tx) -> asyncio.Future[Ack]:
+        """`Client.submit`."""
+    def submit_batch(self, txs: Sequence[Tx]) -> asyncio.Future[list[Ack]]:
+        """`Client.submit_batch`."""
+    def status(self, tx_id: str) -> asyncio.Future[Status]:
+        """`Client.status`."""
+    def get_tx(self, tx_id: str) -> asyncio.Future[Optional[Record]]:
+        """`Client.get_tx`."""
+    def prove(self, tx_id: str) -> asyncio.Future[dict[str, Any]]:
+        """`Client.prove`."""
+    def list(self, holder_id: str, from_seq: int = 0, limit: int = 100) -> AsyncPages:
+        """`Client.list`, as an async iterator of `Page`s."""
+    def subscribe(self, from_seq: int = 0) -> AsyncSubscription:
+        """`Client.subscribe`, as an async iterator of `Record`s; the call is made by
+        `async with` or the first step, whichever comes first."""
+
+@final
+class AsyncPages:
+    """The pages of `AsyncClient.list`: `async for` over it for `Page`s."""
+
+    def __aiter__(self) -> Self: ...
+    def __anext__(self) -> asyncio.Future[Page]: ...
+
+@final
+class AsyncSubscription:
+    """An async subscription: `async for` over it for `Record`s. `close()` (or leaving an
+    `async with` block) ends it, and a step waiting for a record then ends the iteration."""
+
+    def __aiter__(self) -> Self: ...
+    def __anext__(self) -> asyncio.Future[Record]: ...
+    def close(self) -> None:
+        """Ends the subscription."""
+    def aclose(self) -> asyncio.Future[None]:
+        """`close()`, as an awaitable."""
+    def __aenter__(self) -> asyncio.Future[Self]: ...
+    def __aexit__(
+        self,
+        kind: Optional[type[BaseException]],
+        value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> asyncio.Future[None]: ...

@@ -4,7 +4,8 @@
 //!   `poh keygen`'s key files, `keygen` and `verify`;
 //! - [`chain`]: PoH `Entry`s and `verify_entries` on every core, sealed `Header`s, the
 //!   `HeaderVerifier` a parent node uses, and `verify_proof` for inclusion proofs;
-//! - [`client`]: `Client`, a blocking gRPC client with the CLI's TLS and token options;
+//! - [`client`]: `Client`, a blocking gRPC client with the CLI's TLS and token options, and
+//!   `AsyncClient`, the same calls for asyncio;
 //! - [`error`]: the one error type and the Python exceptions it becomes.
 //!
 //! Long work (verification, waiting on a node) runs with the GIL released.
@@ -41,6 +42,11 @@ fn poh(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::Status>()?;
     m.add_class::<client::Record>()?;
     m.add_class::<client::Subscription>()?;
+    m.add_class::<client::Page>()?;
+    m.add_class::<client::Pages>()?;
+    m.add_class::<client::AsyncClient>()?;
+    m.add_class::<client::AsyncSubscription>()?;
+    m.add_class::<client::AsyncPages>()?;
     m.add("PohError", py.get_type::<error::PohError>())?;
     m.add("InvalidTxError", py.get_type::<error::InvalidTxError>())?;
     m.add("SignatureError", py.get_type::<error::SignatureError>())?;

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pytest
 
+import poh
+
 REPO = Path(__file__).resolve().parents[2]
 # Low enough that a debug build keeps up, high enough that ticks are real work.
 HASHES_PER_TICK = 1000
+# Headers sealed often, so a transaction is sealed (and provable) soon after it is stored.
+SEALING = ["--min-batch-interval", "0.05", "--max-batch-interval", "0.3", "--no-udp", "--no-quic"]
 
 
 @pytest.fixture(scope="session")
@@ -134,3 +138,27 @@ def wait_for(what, check, seconds=30):
 def https_context(ca):
     """An SSL context trusting exactly `ca`."""
     return ssl.create_default_context(cafile=str(ca))
+
+
+def submit_holders(client):
+    """25 transactions of alice's among 15 of bob's; alice's, in order."""
+    txs = []
+    for i in range(40):
+        holder = "alice" if i % 8 < 5 else "bob"
+        txs.append(poh.Tx(tx_id=f"{holder}-{i}", holder_id=holder, payload=b"%d" % i))
+    assert {a.code for a in client.submit_batch(txs)} == {"STORED"}
+    return [t for t in txs if t.holder_id == "alice"]
+
+
+def check_pages(pages, alice):
+    """Pages of 10 of alice's 25 transactions, in seq order, the last one saying so."""
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [p.more for p in pages] == [True, True, False]
+    records = [r for p in pages for r in p]
+    assert [r.tx for r in records] == alice
+    seqs = [r.poh_seq for r in records]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 25
+    for page, after in zip(pages, pages[1:]):
+        assert page.records[-1].poh_seq < page.next_seq <= after.records[0].poh_seq
+    assert repr(pages[0]).startswith("Page(records=<10>")
+

@@ -10,9 +10,7 @@ import time
 import pytest
 
 import poh
-from conftest import HASHES_PER_TICK, run, wait_for
-
-SEALING = ["--min-batch-interval", "0.05", "--max-batch-interval", "0.3", "--no-udp", "--no-quic"]
+from conftest import HASHES_PER_TICK, SEALING, run, wait_for
 
 
 def entries_until(node, end):

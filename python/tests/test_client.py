@@ -2,6 +2,7 @@
 signatures, batches, reads, TLS and tokens as the CLI gives them, and fail-over."""
 
 import concurrent.futures
+import json
 import re
 import threading
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import poh
-from conftest import https_context, run
+from conftest import SEALING, check_pages, https_context, run, submit_holders, wait_for
 
 
 def test_a_transaction_signed_in_python_verifies_in_a_node(serve):
@@ -219,3 +220,79 @@ def test_a_subscription_reaching_expired_transactions_raises_expired_error(serve
     assert "expired seqs 0..=4" in str(error)
     # Going on after them, knowingly.
     assert next(client.subscribe(from_seq=error.to_seq + 1)).tx.tx_id == "new-0"
+
+
+def test_list_pages_through_one_holders_transactions(serve):
+    node = serve("--no-udp", "--no-quic")
+    client = poh.Client(node.grpc)
+    alice = submit_holders(client)
+
+    pages = list(client.list("alice", limit=10))
+    check_pages(pages, alice)
+    # From a page's next_seq, the rest; a holder with none, one empty page.
+    rest = [r.tx for p in client.list("alice", from_seq=pages[0].next_seq) for r in p.records]
+    assert rest == alice[10:]
+    (empty,) = list(client.list("nobody"))
+    assert (len(empty), empty.more) == (0, False)
+    assert sum(len(p) for p in client.list("bob")) == 15
+
+
+def test_list_settings_are_checked_before_any_call():
+    client = poh.Client("127.0.0.1:1", timeout=1)
+    with pytest.raises(ValueError, match="limit"):
+        client.list("alice", limit=0)
+    with pytest.raises(OverflowError):
+        client.list("alice", from_seq=-1)
+    pages = client.list("alice")
+    with pytest.raises(poh.ClientError) as raised:
+        next(pages)
+    assert raised.value.code == "UNAVAILABLE"
+
+
+def test_prove_fetches_the_proof_poh_prove_fetches(serve, poh_bin, tmp_path):
+    key = poh.keygen(tmp_path / "node.key")
+    node = serve("--node-key", tmp_path / "node.key", *SEALING)
+    client = poh.Client(node.grpc, http=node.http)
+    txs = [poh.Tx(tx_id=f"p-{i}", holder_id="h", payload=b"%d" % i) for i in range(5)]
+    client.submit_batch(txs)
+    status = wait_for("p-3 sealed", lambda: (lambda s: s if s.status == "SEALED" else None)(client.status("p-3")))
+
+    proof = client.prove("p-3")
+    headers = poh.verify_proof(proof, txs[3], trusted_keys=[key.public_key])
+    assert headers[0].header_id == status.header_id
+    assert proof == node.get("/v1/tx/p-3/proof")
+    out = tmp_path / "p3.proof"
+    run(poh_bin, "prove", "p-3", "--url", node.http, "--out", out, "--trust", tmp_path / "node.key.pub")
+    assert json.loads(out.read_text()) == proof
+    with pytest.raises(poh.ProofError, match="not of this transaction"):
+        poh.verify_proof(proof, txs[4], trusted_keys=[key.public_key])
+
+    def code(tx_id):
+        with pytest.raises(poh.ClientError) as raised:
+            client.prove(tx_id)
+        return raised.value.code, str(raised.value)
+
+    assert code("never-seen")[0] == "NOT_FOUND"
+    assert code("not an id!")[0] == "INVALID_ARGUMENT"
+    assert code("..")[0] == "INVALID_ARGUMENT"
+    # A trailing slash in the address is the same address.
+    assert poh.Client(node.grpc, http=node.http + "/").prove("p-3") == proof
+    # Nothing answers there.
+    unreachable = poh.Client(node.grpc, http="http://127.0.0.1:1", timeout=2)
+    with pytest.raises(poh.ClientError) as raised:
+        unreachable.prove("p-3")
+    assert raised.value.code == "UNAVAILABLE" and "127.0.0.1:1" in str(raised.value)
+
+
+def test_prove_settings_are_checked(serve, tmp_path):
+    with pytest.raises(ValueError, match="http="):
+        poh.Client("127.0.0.1:1").prove("p-0")
+    with pytest.raises(ValueError, match="http"):
+        poh.Client("127.0.0.1:1", http="ftp://127.0.0.1:21")
+    with pytest.raises(ValueError, match="http"):
+        poh.Client("127.0.0.1:1", http="not a url")
+    tokens = tmp_path / "tokens"
+    tokens.write_text("s3cret\n")
+    # The token never goes in plain text off this machine, over HTTP as over gRPC.
+    with pytest.raises(ValueError, match="plain text"):
+        poh.Client("127.0.0.1:1", http="http://10.1.2.3:8080", token_file=tokens)
