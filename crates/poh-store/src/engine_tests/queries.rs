@@ -120,4 +120,12 @@ fn expired_transactions_leave_the_answers() {
     // t10 and t20 named t0: only t20 is still stored.
     assert_eq!(store.children_of("t0", 10).unwrap(), ["t20"]);
     assert_eq!(store.children_of("t19", 10).unwrap(), ["t20"]);
+    // A restored record answers again: its index entries stayed.
+    let mut t9 = tx_at(9).record;
+    t9.received_at = 2.5;
+    assert_eq!(store.restore(&[t9], 60.0).unwrap(), 1);
+    let mut h0_again = vec![9];
+    h0_again.extend(&h0);
+    assert_eq!(pages(&store, "h0", 0, 2).0, h0_again);
+    assert_eq!(store.children_of("t8", 10).unwrap(), ["t9"]);
 }
