@@ -24,7 +24,7 @@ pub(super) struct ListQuery {
 #[utoipa::path(get, path = "/v1/tx", params(
     ("holder_id" = String, Query, description = "the holder whose transactions to list"),
     ("from_seq" = Option<u64>, Query, description = "the first poh_seq to consider (default 0)"),
-    ("limit" = Option<usize>, Query, description = "transactions to return, 1–1,000 (default 100)"),
+    ("limit" = Option<usize>, Query, description = "transactions to return, at most 1,000 (default, and 0: 100)"),
 ), responses(
     (status = 200, description = "the holder's transactions in poh_seq order, and the from_seq of the next page", body = ListOut),
     (status = 400, description = "no holder_id, or a bad parameter", body = crate::wire::json::ErrorBody),
@@ -36,11 +36,8 @@ pub(super) async fn list(
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let holder_id = query.holder_id.unwrap_or_default();
     check_holder(&holder_id).map_err(ApiError::invalid)?;
-    // An explicit 0 is refused here, as every other limit of this API is.
-    let limit = match query.limit {
-        Some(0) => return Err(ApiError::invalid("limit must be 1–1000")),
-        limit => check_limit(limit.unwrap_or(0)).map_err(ApiError::invalid)?,
-    };
+    // 0 is the default, as in gRPC `List`: only above the most is refused.
+    let limit = check_limit(query.limit.unwrap_or(0)).map_err(ApiError::invalid)?;
     let page = (state.services)
         .list(holder_id, query.from_seq.unwrap_or(0), limit)
         .await
