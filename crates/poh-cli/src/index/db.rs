@@ -1,0 +1,377 @@
+//! The database side of `poh index`: the connection (TLS when the URL asks for it), the
+//! schema of SPEC §11, and the two writes, each one SQL transaction: a batch of rows with the
+//! cursor, and a run of headers with the rows they seal.
+
+use std::{path::Path, str::FromStr as _, time::Duration};
+
+use futures_util::SinkExt as _;
+use tokio_postgres::{Client, Statement, config::SslMode};
+
+use super::{
+    IndexError,
+    row::{self, Row},
+    seal::{Resume, Seal, Span},
+};
+
+/// The schema, exactly as SPEC §11 gives it, made idempotent. The indexes carry the names
+/// PostgreSQL gives the SPEC's unnamed ones, so a schema created from the SPEC by hand is
+/// recognised and not doubled.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS poh_transactions (
+  chain_id text NOT NULL, tx_id text NOT NULL, holder_id text NOT NULL,
+  timestamp double precision NOT NULL, payload bytea NOT NULL, parent_ids text[] NOT NULL,
+  public_key bytea, signature bytea,
+  poh_seq bigint NOT NULL, poh_hash bytea NOT NULL, status text NOT NULL,
+  header_id text, received_at double precision NOT NULL,
+  PRIMARY KEY (chain_id, tx_id));
+CREATE INDEX IF NOT EXISTS poh_transactions_chain_id_holder_id_poh_seq_idx
+  ON poh_transactions (chain_id, holder_id, poh_seq);
+CREATE INDEX IF NOT EXISTS poh_transactions_parent_ids_idx
+  ON poh_transactions USING gin (parent_ids);
+CREATE TABLE IF NOT EXISTS poh_headers (
+  chain_id text NOT NULL, height bigint NOT NULL, header_id text NOT NULL UNIQUE,
+  level text NOT NULL, poh_start bigint NOT NULL, poh_end bigint NOT NULL,
+  item_count bigint NOT NULL, timestamp double precision NOT NULL, header_json jsonb NOT NULL,
+  PRIMARY KEY (chain_id, height));
+CREATE TABLE IF NOT EXISTS poh_index_cursor (chain_id text PRIMARY KEY, next_seq bigint NOT NULL);
+";
+
+/// Two indexers starting at once would race in `CREATE … IF NOT EXISTS` (which is not
+/// atomic in PostgreSQL); they take turns under this advisory lock.
+const SCHEMA_LOCK: i64 = 0x706f_685f_6964_7801;
+
+/// Rows go through a staging table of the session's own, emptied by each commit.
+const STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS poh_index_staging \
+     (LIKE poh_transactions) ON COMMIT DELETE ROWS";
+
+/// Which database, and how to reach it.
+pub(super) struct Target {
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// Host and database, for messages (never the password).
+    shown: String,
+}
+
+impl Target {
+    /// `url` (a `postgresql://` URL or `key=value` pairs): TLS when it says
+    /// `sslmode=require` or `ca` is given, verified against `ca` or the system's roots.
+    /// `prefer` (the default) means no TLS here: unverified TLS would only look safer.
+    pub(super) fn new(url: &str, ca: Option<&Path>) -> Result<Self, IndexError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| IndexError::Config(format!("--postgres: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("poh index");
+        }
+        let tls = match (config.get_ssl_mode(), ca) {
+            (SslMode::Require, _) | (_, Some(_)) => {
+                config.ssl_mode(SslMode::Require);
+                let trust = match ca {
+                    Some(ca) => poh_node::tls::ServerTrust::Ca(ca.to_path_buf()),
+                    None => poh_node::tls::ServerTrust::System,
+                };
+                let tls = poh_node::tls::client_config(&trust, None, &[])
+                    .map_err(|e| IndexError::Config(format!("TLS to the database: {e}")))?;
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+            }
+            _ => {
+                config.ssl_mode(SslMode::Disable);
+                None
+            }
+        };
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let shown = format!(
+            "{}/{}",
+            hosts.join(","),
+            config.get_dbname().unwrap_or_default()
+        );
+        Ok(Self { config, tls, shown })
+    }
+
+    /// Host and database, for messages.
+    pub(super) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// A connection whose schema and statements are ready.
+    pub(super) async fn connect(&self) -> Result<Db, IndexError> {
+        let db = |e| IndexError::Db {
+            shown: self.shown.clone(),
+            error: e,
+        };
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await.map_err(db)?;
+                tokio::spawn(drive(connection));
+                client
+            }
+            None => {
+                let (client, connection) = self
+                    .config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(db)?;
+                tokio::spawn(drive(connection));
+                client
+            }
+        };
+        Db::prepare(client, self.shown.clone()).await
+    }
+}
+
+/// Runs a connection until it closes; its error, if any, also fails the next statement,
+/// which is where the session learns of it.
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "the database connection closed");
+    }
+}
+
+/// One connection, its schema made and its statements prepared.
+pub(super) struct Db {
+    client: Client,
+    shown: String,
+    copy: Statement,
+    upsert: Statement,
+    cursor: Statement,
+    header: Statement,
+    seal: Statement,
+    sweep: Statement,
+}
+
+impl Db {
+    async fn prepare(mut client: Client, shown: String) -> Result<Self, IndexError> {
+        let db = |e| IndexError::Db {
+            shown: shown.clone(),
+            error: e,
+        };
+        let schema = client.transaction().await.map_err(db)?;
+        schema
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .await
+            .map_err(db)?;
+        schema.batch_execute(SCHEMA).await.map_err(db)?;
+        schema.commit().await.map_err(db)?;
+        client.batch_execute(STAGING).await.map_err(db)?;
+        let columns = row::COLUMNS;
+        let copy = format!("COPY poh_index_staging ({columns}) FROM STDIN (FORMAT binary)");
+        // A row written again (after a restart) keeps the seal it has; an unsealed one
+        // takes what the node says now.
+        let upsert = format!(
+            "INSERT INTO poh_transactions AS t ({columns}) SELECT {columns} FROM \
+             poh_index_staging ON CONFLICT (chain_id, tx_id) DO UPDATE SET \
+             status = EXCLUDED.status, header_id = EXCLUDED.header_id \
+             WHERE t.status <> 'SEALED'"
+        );
+        let cursor = "INSERT INTO poh_index_cursor (chain_id, next_seq) VALUES ($1, $2) \
+             ON CONFLICT (chain_id) DO UPDATE SET \
+             next_seq = GREATEST(poh_index_cursor.next_seq, EXCLUDED.next_seq) \
+             RETURNING next_seq";
+        let header = "INSERT INTO poh_headers (chain_id, height, header_id, level, poh_start, \
+             poh_end, item_count, timestamp, header_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb) ON CONFLICT DO NOTHING";
+        let seal = "UPDATE poh_transactions SET status = 'SEALED', header_id = $2 \
+             WHERE chain_id = $1 AND tx_id = ANY($3) AND status <> 'SEALED'";
+        let sweep = "UPDATE poh_transactions SET status = 'SEALED', header_id = $2 \
+             WHERE chain_id = $1 AND poh_seq >= $3 AND poh_seq < $4 AND status <> 'SEALED'";
+        Ok(Self {
+            copy: client.prepare(&copy).await.map_err(db)?,
+            upsert: client.prepare(&upsert).await.map_err(db)?,
+            cursor: client.prepare(cursor).await.map_err(db)?,
+            header: client.prepare(header).await.map_err(db)?,
+            seal: client.prepare(seal).await.map_err(db)?,
+            sweep: client.prepare(sweep).await.map_err(db)?,
+            client,
+            shown,
+        })
+    }
+
+    fn error(&self, e: tokio_postgres::Error) -> IndexError {
+        IndexError::Db {
+            shown: self.shown.clone(),
+            error: e,
+        }
+    }
+
+    /// Where the indexing of `chain_id` left off.
+    pub(super) async fn resume(&self, chain_id: &str) -> Result<Resume, IndexError> {
+        let next_seq: i64 = self
+            .client
+            .query_opt(
+                "SELECT next_seq FROM poh_index_cursor WHERE chain_id = $1",
+                &[&chain_id],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .map_or(Ok(0), |r| r.try_get(0))
+            .map_err(|e| self.error(e))?;
+        let sums = self
+            .client
+            .query_one(
+                "SELECT count(*), coalesce(max(height) + 1, 0), \
+                 coalesce(sum(item_count), 0)::bigint FROM poh_headers WHERE chain_id = $1",
+                &[&chain_id],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        let (count, next_height, sealed_to): (i64, i64, i64) = (
+            sums.try_get(0).map_err(|e| self.error(e))?,
+            sums.try_get(1).map_err(|e| self.error(e))?,
+            sums.try_get(2).map_err(|e| self.error(e))?,
+        );
+        if count != next_height {
+            return Err(IndexError::Gap {
+                chain_id: chain_id.to_string(),
+                count,
+                next_height,
+            });
+        }
+        let ahead = if sealed_to > next_seq {
+            self.ahead(chain_id, next_seq).await?
+        } else {
+            Vec::new()
+        };
+        let unsigned = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(Resume {
+            next_seq: unsigned(next_seq),
+            next_height: unsigned(next_height),
+            sealed_to: unsigned(sealed_to),
+            ahead,
+        })
+    }
+
+    /// The stored headers that seal seqs from `from` on, in order.
+    async fn ahead(&self, chain_id: &str, from: i64) -> Result<Vec<Span>, IndexError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT header_id, hi - item_count, hi FROM (SELECT header_id, item_count, \
+                 (sum(item_count) OVER (ORDER BY height))::bigint AS hi FROM poh_headers \
+                 WHERE chain_id = $1) s WHERE hi > $2 ORDER BY hi",
+                &[&chain_id, &from],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(|r| {
+                let (lo, hi): (i64, i64) = (r.try_get(1)?, r.try_get(2)?);
+                Ok(Span {
+                    header_id: r.try_get(0)?,
+                    lo: u64::try_from(lo).unwrap_or(0),
+                    hi: u64::try_from(hi).unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Writes `rows` of `chain_id` and moves its cursor to `next_seq` (never back), in one
+    /// transaction; the cursor as it then is.
+    pub(super) async fn write_rows(
+        &mut self,
+        chain_id: &str,
+        rows: &[Row],
+        next_seq: u64,
+    ) -> Result<u64, IndexError> {
+        let shown = self.shown.clone();
+        let db = |e| IndexError::Db {
+            shown: shown.clone(),
+            error: e,
+        };
+        let next = i64::try_from(next_seq).unwrap_or(i64::MAX);
+        let tx = self.client.transaction().await.map_err(db)?;
+        if !rows.is_empty() {
+            let sink = tx.copy_in(&self.copy).await.map_err(db)?;
+            futures_util::pin_mut!(sink);
+            sink.send(row::encode(chain_id, rows).freeze())
+                .await
+                .map_err(db)?;
+            sink.finish().await.map_err(db)?;
+            tx.execute(&self.upsert, &[]).await.map_err(db)?;
+        }
+        let cursor: i64 = tx
+            .query_one(&self.cursor, &[&chain_id, &next])
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(u64::try_from(cursor).unwrap_or(0))
+    }
+
+    /// Stores `headers` of `chain_id` and seals the rows each one covers, in one transaction.
+    pub(super) async fn write_headers(
+        &mut self,
+        chain_id: &str,
+        headers: &[(HeaderRow, Seal)],
+    ) -> Result<(), IndexError> {
+        let shown = self.shown.clone();
+        let db = |e| IndexError::Db {
+            shown: shown.clone(),
+            error: e,
+        };
+        let tx = self.client.transaction().await.map_err(db)?;
+        for (h, seal) in headers {
+            let id = &seal.span.header_id;
+            tx.execute(
+                &self.header,
+                &[
+                    &chain_id,
+                    &h.height,
+                    id,
+                    &h.level,
+                    &h.poh_start,
+                    &h.poh_end,
+                    &h.item_count,
+                    &h.timestamp,
+                    &h.json,
+                ],
+            )
+            .await
+            .map_err(db)?;
+            if !seal.tx_ids.is_empty() {
+                tx.execute(&self.seal, &[&chain_id, id, &seal.tx_ids])
+                    .await
+                    .map_err(db)?;
+            }
+            if let Some((lo, hi)) = seal.sweep {
+                let (lo, hi) = (big(lo), big(hi));
+                tx.execute(&self.sweep, &[&chain_id, id, &lo, &hi])
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+}
+
+/// A header's columns besides `chain_id` and `header_id`.
+#[derive(Clone, Debug)]
+pub(super) struct HeaderRow {
+    pub height: i64,
+    pub level: String,
+    pub poh_start: i64,
+    pub poh_end: i64,
+    pub item_count: i64,
+    pub timestamp: f64,
+    /// The header's JSON exactly as the node served it.
+    pub json: String,
+}
+
+/// A seq or height as a bigint (the node's never come near 2^63).
+pub(super) fn big(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
