@@ -145,6 +145,8 @@ pub(super) struct Db {
     client: Client,
     shown: String,
     copy: Statement,
+    copy_direct: Statement,
+    lock: Statement,
     upsert: Statement,
     cursor: Statement,
     header: Statement,
@@ -168,6 +170,8 @@ impl Db {
         client.batch_execute(STAGING).await.map_err(db)?;
         let columns = row::COLUMNS;
         let copy = format!("COPY poh_index_staging ({columns}) FROM STDIN (FORMAT binary)");
+        let copy_direct = format!("COPY poh_transactions ({columns}) FROM STDIN (FORMAT binary)");
+        let lock = "SELECT next_seq FROM poh_index_cursor WHERE chain_id = $1 FOR UPDATE";
         // A row written again (after a restart) keeps the seal it has; an unsealed one
         // takes what the node says now.
         let upsert = format!(
@@ -189,6 +193,8 @@ impl Db {
              WHERE chain_id = $1 AND poh_seq >= $3 AND poh_seq < $4 AND status <> 'SEALED'";
         Ok(Self {
             copy: client.prepare(&copy).await.map_err(db)?,
+            copy_direct: client.prepare(&copy_direct).await.map_err(db)?,
+            lock: client.prepare(lock).await.map_err(db)?,
             upsert: client.prepare(&upsert).await.map_err(db)?,
             cursor: client.prepare(cursor).await.map_err(db)?,
             header: client.prepare(header).await.map_err(db)?,
@@ -293,14 +299,29 @@ impl Db {
         };
         let next = i64::try_from(next_seq).unwrap_or(i64::MAX);
         let tx = self.client.transaction().await.map_err(db)?;
-        if !rows.is_empty() {
-            let sink = tx.copy_in(&self.copy).await.map_err(db)?;
+        if let Some(first) = rows.first() {
+            // Every row stored so far came with a cursor beyond its seq, so rows from the
+            // cursor on are new: they are copied straight into the table, without the
+            // staging table's second pass and its conflict checks. Rows before it (written
+            // again after a restart) take the upsert. The lock orders indexers of one chain.
+            let cursor: Option<i64> = tx
+                .query_opt(&self.lock, &[&chain_id])
+                .await
+                .map_err(db)?
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(db)?;
+            let fresh = cursor.is_none_or(|c| big(first.poh_seq) >= c);
+            let copy = if fresh { &self.copy_direct } else { &self.copy };
+            let sink = tx.copy_in(copy).await.map_err(db)?;
             futures_util::pin_mut!(sink);
             sink.send(row::encode(chain_id, rows).freeze())
                 .await
                 .map_err(db)?;
             sink.finish().await.map_err(db)?;
-            tx.execute(&self.upsert, &[]).await.map_err(db)?;
+            if !fresh {
+                tx.execute(&self.upsert, &[]).await.map_err(db)?;
+            }
         }
         let cursor: i64 = tx
             .query_one(&self.cursor, &[&chain_id, &next])

@@ -316,7 +316,8 @@ async fn session(
                 Ok(Err(e)) => e,
                 _ => IndexError::WriterGone,
             }),
-            Some(page) = heads.recv() => {
+            page = heads.recv() => {
+                let page = page.ok_or_else(|| ended("header poller"))?;
                 let mut out = Vec::with_capacity(page.len());
                 for h in page {
                     let items = u64::try_from(h.row.item_count).unwrap_or(0);
@@ -326,8 +327,8 @@ async fn session(
                 }
                 writer.send(Op::Headers(out)).await?;
             }
-            Some(item) = feed.recv() => {
-                match item {
+            item = feed.recv() => {
+                match item.ok_or_else(|| ended("subscription"))? {
                     Feed::Record(record) => batch.push(record, &mut sealer),
                     Feed::Passed(next_seq) => {
                         sealer.passed(next_seq);
@@ -345,6 +346,11 @@ async fn session(
             }
         }
     }
+}
+
+/// A task of the session that should run as long as it does ended (it panicked).
+fn ended(task: &str) -> IndexError {
+    IndexError::Node(format!("the {task} task ended"))
 }
 
 fn far_future() -> Instant {

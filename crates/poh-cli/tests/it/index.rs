@@ -58,7 +58,14 @@ impl Indexer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_poh"))
             .args(["index", "--postgres", &pg.url, "--endpoint", &node.grpc])
             .args(["--url", &node.base, "--json"])
-            .args(["--batch-ms", "50", "--headers-ms", "100", "--progress-ms", "200"])
+            .args([
+                "--batch-ms",
+                "50",
+                "--headers-ms",
+                "100",
+                "--progress-ms",
+                "200",
+            ])
             .env("RUST_LOG", "info")
             .env_remove("POH_INDEX_POSTGRES")
             .stdout(Stdio::piped())
@@ -146,9 +153,13 @@ fn every_transaction_over_every_transport_is_indexed_once_as_the_node_serves_it(
     eprintln!("sent {TXS} in {:?}", started.elapsed());
     let http = Http::new();
     let sql = sql(&pg);
-    let stored = wait_complete(&http, &node.base, &sql, TXS);
+    let stored = wait_complete(&http, &node.base, &sql, TXS, &|| indexer.tail());
     eprintln!("indexed {} in {:?}", stored.len(), started.elapsed());
-    assert!(stored.len() as u64 > TXS - TXS / 20, "{} stored", stored.len());
+    assert!(
+        stored.len() as u64 > TXS - TXS / 20,
+        "{} stored",
+        stored.len()
+    );
     check_all(&http, &node.base, &sql, &stored);
     indexer.stop();
     stop(node);
@@ -182,8 +193,10 @@ fn an_indexer_killed_at_random_points_loses_and_repeats_nothing() {
     let indexer = Indexer::start(&pg, &node);
     let http = Http::new();
     let sql = sql(&pg);
-    let stored = wait_complete(&http, &node.base, &sql, TXS);
-    let seq = http.get_ok(&format!("{}/v1/poh", node.base))["seq"].as_i64().unwrap();
+    let stored = wait_complete(&http, &node.base, &sql, TXS, &|| indexer.tail());
+    let seq = http.get_ok(&format!("{}/v1/poh", node.base))["seq"]
+        .as_i64()
+        .unwrap();
     let cursor: i64 = sql.query("SELECT next_seq FROM poh_index_cursor", &[])[0].get(0);
     assert_eq!(cursor, seq);
     check_all(&http, &node.base, &sql, &stored);
@@ -215,7 +228,7 @@ fn an_indexer_rides_out_a_database_restart() {
     pg.start_again();
     let http = Http::new();
     let sql = sql(&pg);
-    let stored = wait_complete(&http, &node.base, &sql, sent);
+    let stored = wait_complete(&http, &node.base, &sql, sent, &|| indexer.tail());
     check_all(&http, &node.base, &sql, &stored);
     assert!(indexer.alive(), "{}", indexer.tail());
     assert!(

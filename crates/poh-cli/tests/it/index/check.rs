@@ -8,7 +8,7 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use serde_json::Value;
 
 use super::send::{HOLDERS, holder, id, parent};
-use crate::common::{Http, wait_within};
+use crate::common::Http;
 
 pub const CHAIN: &str = "local";
 
@@ -19,7 +19,11 @@ pub struct Sql {
 }
 
 impl Sql {
-    pub fn query(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Vec<tokio_postgres::Row> {
+    pub fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Vec<tokio_postgres::Row> {
         self.runtime
             .block_on(self.client.query(sql, params))
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
@@ -65,20 +69,42 @@ pub fn stored(http: &Http, base: &str, sent: u64) -> HashMap<String, Value> {
 
 /// Waits until the node has sealed everything it stored and the database holds all of it,
 /// sealed: the node's stored transactions then.
-pub fn wait_complete(http: &Http, base: &str, sql: &Sql, sent: u64) -> HashMap<String, Value> {
-    let what = "the node to seal, and the database to hold, every stored transaction";
+pub fn wait_complete(
+    http: &Http,
+    base: &str,
+    sql: &Sql,
+    sent: u64,
+    indexer: &dyn Fn() -> String,
+) -> HashMap<String, Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let mut last = (0, 0, 0);
-    wait_within(std::time::Duration::from_secs(90), what, || {
-        let seq = http.get_ok(&format!("{base}/v1/poh"))["seq"].as_u64()?;
+    loop {
+        let seq = http.get_ok(&format!("{base}/v1/poh"))["seq"]
+            .as_i64()
+            .unwrap();
         let (rows, sealed) = sql.counts();
-        if (seq as i64, rows, sealed) != last {
-            last = (seq as i64, rows, sealed);
+        if (seq, rows, sealed) != last {
+            last = (seq, rows, sealed);
             eprintln!("node seq {seq}: {rows} rows, {sealed} sealed");
         }
-        (rows == seq as i64 && sealed == rows).then_some(())
-    });
+        if rows == seq && sealed == rows {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within 90 s: the node sealed, and the database holds, every stored \
+             transaction (seq {seq}: {rows} rows, {sealed} sealed); the indexer's last \
+             lines:\n{}",
+            indexer()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let node = stored(http, base, sent);
-    assert_eq!(sql.counts().0, node.len() as i64, "rows against stored transactions");
+    assert_eq!(
+        sql.counts().0,
+        node.len() as i64,
+        "rows against stored transactions"
+    );
     node
 }
 
@@ -95,7 +121,9 @@ pub fn check_all(http: &Http, base: &str, sql: &Sql, node: &HashMap<String, Valu
     let mut signed = 0;
     for row in &rows {
         let tx_id: String = row.get(0);
-        let v = node.get(&tx_id).unwrap_or_else(|| panic!("{tx_id} is not stored"));
+        let v = node
+            .get(&tx_id)
+            .unwrap_or_else(|| panic!("{tx_id} is not stored"));
         let bytes = |field: &str| B64.decode(v[field].as_str().unwrap()).unwrap();
         let optional = |field: &str| Some(bytes(field)).filter(|b| !b.is_empty());
         let parents: Vec<String> = serde_json::from_value(v["parent_ids"].clone()).unwrap();
@@ -147,7 +175,11 @@ fn check_headers(http: &Http, base: &str, sql: &Sql) {
         &[&CHAIN],
     );
     let served = http.headers(base);
-    assert!(!rows.is_empty() && rows.len() <= served.len(), "{} headers", rows.len());
+    assert!(
+        !rows.is_empty() && rows.len() <= served.len(),
+        "{} headers",
+        rows.len()
+    );
     for (row, h) in rows.iter().zip(&served) {
         let json: Value = serde_json::from_str(row.get::<_, &str>(7)).unwrap();
         assert_eq!(&json, h);
@@ -229,7 +261,8 @@ fn check_queries(sql: &Sql, node: &HashMap<String, Value>) {
         .map(|r| r.get(0))
         .collect();
     assert!(
-        plan.iter().any(|l| l.contains("poh_transactions_parent_ids_idx")),
+        plan.iter()
+            .any(|l| l.contains("poh_transactions_parent_ids_idx")),
         "{plan:#?}"
     );
 }

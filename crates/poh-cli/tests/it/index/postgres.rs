@@ -88,10 +88,14 @@ impl Postgres {
             );
         }
         let mut initdb = as_owner(&binary("initdb"));
-        initdb
-            .arg("-D")
-            .arg(dir.path().join("data"))
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        initdb.arg("-D").arg(dir.path().join("data")).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
         run(initdb, "initdb");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
