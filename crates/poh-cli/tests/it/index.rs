@@ -1,8 +1,8 @@
 //! `poh index` (SPEC §11) against a real PostgreSQL ([`postgres`]) and real `poh serve`
 //! processes: 20,000 transactions over every transport indexed once each with every column
 //! as the node serves it, sealed with their headers; an indexer killed with SIGKILL at random
-//! points that resumes without losing or repeating a row; and one that rides out a restart
-//! of the database.
+//! points that resumes without losing or repeating a row; one that rides out a restart of
+//! the database; and TLS to the database, verified.
 
 mod check;
 mod postgres;
@@ -19,7 +19,9 @@ use check::{Sql, check_all, wait_complete};
 use postgres::Postgres;
 use send::Addresses;
 
-use crate::common::{Http, Served, quic_pin, random, serve_flags, signal, stop};
+use crate::common::{
+    Http, Served, poh, quic_pin, random, serve_flags, signal, stop, text, wait_for,
+};
 
 /// Transactions the first two tests send.
 const TXS: u64 = 20_000;
@@ -55,8 +57,13 @@ struct Indexer {
 
 impl Indexer {
     fn start(pg: &Postgres, node: &Served) -> Self {
+        Self::start_with(&pg.url, node, &[])
+    }
+
+    fn start_with(url: &str, node: &Served, flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_poh"))
-            .args(["index", "--postgres", &pg.url, "--endpoint", &node.grpc])
+            .args(["index", "--postgres", url, "--endpoint", &node.grpc])
+            .args(flags)
             .args(["--url", &node.base, "--json"])
             .args([
                 "--batch-ms",
@@ -236,6 +243,56 @@ fn an_indexer_rides_out_a_database_restart() {
         "{}",
         indexer.tail()
     );
+    indexer.stop();
+    stop(node);
+}
+
+/// `sslmode=require` against a server that takes TLS only: its certificate is refused
+/// without the CA that issued it (the indexer keeps retrying, writing nothing), and with
+/// `--pg-ca` every transaction is indexed.
+#[test]
+fn tls_to_the_database_is_verified() {
+    if std::env::var_os("POH_TEST_POSTGRES_URL").is_some() {
+        eprintln!("skipped: this test starts a TLS server of its own");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = poh(&[
+        "certs",
+        "--out",
+        certs.to_str().unwrap(),
+        "--node",
+        "localhost",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pg = Postgres::start_tls(&certs.join("localhost.crt"), &certs.join("localhost.key"));
+    let url = format!(
+        "{}?sslmode=require",
+        pg.url.replace("@127.0.0.1:", "@localhost:")
+    );
+    let (node, to) = node(dir.path());
+    let key = signing_key(dir.path());
+    runtime().block_on(send::send(&to, 0..400, &key));
+    let http = Http::new();
+    let seq = http.get_ok(&format!("{}/v1/poh", node.base))["seq"]
+        .as_u64()
+        .unwrap();
+
+    let mut refused = Indexer::start_with(&url, &node, &[]);
+    wait_for("the server's certificate refused", || {
+        refused.printed("invalid peer certificate").then_some(())
+    });
+    assert!(refused.alive(), "{}", refused.tail());
+    assert!(!refused.printed("\"rows\":1"), "{}", refused.tail());
+    drop(refused);
+
+    let ca = certs.join("ca.crt");
+    let indexer = Indexer::start_with(&url, &node, &["--pg-ca", ca.to_str().unwrap()]);
+    let done = format!("\"next_seq\":{seq},");
+    wait_for("every transaction indexed over TLS", || {
+        indexer.printed(&done).then_some(())
+    });
     indexer.stop();
     stop(node);
 }

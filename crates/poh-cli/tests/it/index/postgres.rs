@@ -21,6 +21,8 @@ pub struct Postgres {
 struct Own {
     dir: tempfile::TempDir,
     port: u16,
+    /// `-c` settings beyond the listening ones.
+    settings: String,
 }
 
 /// `name` from `PATH`, else from Debian's `/usr/lib/postgresql/VERSION/bin` (the newest).
@@ -76,6 +78,15 @@ impl Postgres {
         if let Ok(url) = std::env::var("POH_TEST_POSTGRES_URL") {
             return Self::given(&url);
         }
+        Self::own(None)
+    }
+
+    /// A server of the test's own that takes TLS only, with this certificate and key (PEM).
+    pub fn start_tls(cert: &Path, key: &Path) -> Self {
+        Self::own(Some((cert, key)))
+    }
+
+    fn own(tls: Option<(&Path, &Path)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         if is_root() {
             run(
@@ -97,6 +108,29 @@ impl Postgres {
             "--no-sync",
         ]);
         run(initdb, "initdb");
+        let mut settings = "-c fsync=off".to_string();
+        if let Some((cert, key)) = tls {
+            let data = dir.path().join("data");
+            std::fs::copy(cert, data.join("server.crt")).unwrap();
+            std::fs::copy(key, data.join("server.key")).unwrap();
+            let mut own = Command::new("chown");
+            own.arg("postgres:")
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"));
+            if is_root() {
+                run(own, "chown the server's key to postgres");
+            }
+            use std::os::unix::fs::PermissionsExt as _;
+            let private = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(data.join("server.key"), private).unwrap();
+            // TLS or nothing: a plaintext client is refused by pg_hba.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "hostssl all all 127.0.0.1/32 trust\nlocal all all trust\n",
+            )
+            .unwrap();
+            settings.push_str(" -c ssl=on");
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -104,7 +138,11 @@ impl Postgres {
             .port();
         let server = Self {
             url: format!("postgresql://postgres@127.0.0.1:{port}/postgres"),
-            own: Some(Own { dir, port }),
+            own: Some(Own {
+                dir,
+                port,
+                settings,
+            }),
         };
         server.start_again();
         server
@@ -176,9 +214,10 @@ impl Postgres {
             .arg(own.dir.path().join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 {}",
                 own.port,
-                own.dir.path().display()
+                own.dir.path().display(),
+                own.settings
             ))
             .args(["start", "-w", "-t", "60"]);
         run(start, "pg_ctl start");
