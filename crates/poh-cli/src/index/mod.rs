@@ -3,38 +3,37 @@
 //!
 //! A session is one database connection and the tasks that feed it: [`node::follow`] (gRPC
 //! `Subscribe` from the cursor), [`node::poll_headers`] (the headers `poh_headers` lacks), a
-//! coordinator that batches rows and works out which header seals which row ([`seal`]), and a
-//! writer that commits each batch with the cursor in one SQL transaction ([`db`]), while the
-//! next batch fills. Whatever fails (the node, the database, a statement), the session ends
+//! coordinator that batches rows ([`batch`]) and works out which header seals which row
+//! ([`seal`]), and a [`writer`] that commits each batch with the cursor in one SQL transaction
+//! ([`db`]), while the next batch fills. Whatever fails (the node, the database, a statement), the session ends
 //! and a new one starts from what the database holds after a backoff: every commit is whole,
 //! so starting again from the database is exact, and there is no other state to get wrong.
 
+mod batch;
 mod db;
 mod node;
 mod progress;
 mod row;
 mod seal;
+mod writer;
 
-use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use self::{
-    db::{Db, HeaderRow, Target},
+    batch::Batch,
+    db::Target,
     node::{Feed, Node},
     progress::Progress,
-    row::Row,
-    seal::{Seal, Sealer, Span},
+    seal::Sealer,
+    writer::{Op, Writer, write},
 };
 use crate::client::{EndpointArgs, NodeHttp};
 
 /// Records waiting between the subscription and the coordinator.
 const FEED: usize = 1024;
-/// Bytes of rows in one batch at most (a row can carry a 1 MiB payload).
-const BATCH_BYTES: usize = 16 << 20;
-/// How long a stopping indexer waits for the batches it handed on to commit.
-const DRAIN: Duration = Duration::from_secs(10);
 
 /// `poh index`.
 #[derive(clap::Args, Debug)]
@@ -104,6 +103,9 @@ pub(crate) enum IndexError {
         count: i64,
         next_height: i64,
     },
+    /// A commit took longer than this: the connection is taken for lost.
+    #[error("the database took more than {0:?} over one commit")]
+    Timeout(Duration),
     /// The writer task ended without saying why (it panicked).
     #[error("the database writer stopped")]
     WriterGone,
@@ -145,12 +147,6 @@ impl Backoff {
     pub(super) async fn wait(&mut self) {
         tokio::time::sleep(self.next()).await;
     }
-}
-
-/// What the coordinator hands the writer, in order.
-enum Op {
-    Rows { rows: Vec<Row>, next_seq: u64 },
-    Headers(Vec<(HeaderRow, Seal)>),
 }
 
 pub fn index(args: &IndexArgs) -> anyhow::Result<()> {
@@ -306,11 +302,11 @@ async fn session(
         tokio::select! {
             biased;
             () = stop.cancelled() => {
-                if batch.pending() {
+                let last = batch.pending().then(|| {
                     let (rows, next_seq) = batch.take(&mut sealer);
-                    writer.send(Op::Rows { rows, next_seq }).await?;
-                }
-                return writer.drain().await;
+                    Op::Rows { rows, next_seq }
+                });
+                return writer.finish(last).await;
             }
             ended = &mut writer.task => return Err(match ended {
                 Ok(Err(e)) => e,
@@ -355,156 +351,4 @@ fn ended(task: &str) -> IndexError {
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(3600)
-}
-
-/// The writer task and the way to it.
-struct Writer {
-    ops: mpsc::Sender<Op>,
-    task: JoinHandle<Result<(), IndexError>>,
-}
-
-impl Writer {
-    /// Hands `op` on; when the writer has stopped, why.
-    async fn send(&mut self, op: Op) -> Result<(), IndexError> {
-        if self.ops.send(op).await.is_ok() {
-            return Ok(());
-        }
-        match (&mut self.task).await {
-            Ok(Err(e)) => Err(e),
-            _ => Err(IndexError::WriterGone),
-        }
-    }
-
-    /// Lets the writer commit what it was handed, for a while: a database that is gone
-    /// must not hold a stopping indexer (the next one writes those rows again).
-    async fn drain(self) -> Result<(), IndexError> {
-        drop(self.ops);
-        let mut task = self.task;
-        match tokio::time::timeout(DRAIN, &mut task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(IndexError::WriterGone),
-            Err(_) => {
-                task.abort();
-                tracing::warn!(
-                    "the database did not take the last rows in time; they are indexed again on the next start"
-                );
-                Ok(())
-            }
-        }
-    }
-}
-
-/// Commits each op in order; the first failure ends it (and the session).
-async fn write(
-    mut db: Db,
-    chain_id: String,
-    mut ops: mpsc::Receiver<Op>,
-    progress: Arc<Progress>,
-) -> Result<(), IndexError> {
-    while let Some(op) = ops.recv().await {
-        match op {
-            Op::Rows { rows, next_seq } => {
-                let cursor = db.write_rows(&chain_id, &rows, next_seq).await?;
-                progress.rows(rows.len() as u64, cursor);
-            }
-            Op::Headers(headers) => {
-                db.write_headers(&chain_id, &headers).await?;
-                if let Some((last, _)) = headers.last() {
-                    progress.headers(u64::try_from(last.height).unwrap_or(0) + 1);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The rows gathering for the next commit.
-struct Batch {
-    rows: Vec<Row>,
-    ids: HashSet<String>,
-    bytes: usize,
-    /// The seq the cursor moves to with this batch.
-    next_seq: u64,
-    /// Whether the cursor moved past expired seqs since the last batch.
-    passed: bool,
-    /// When its first row (or pass) came.
-    since: Option<Instant>,
-}
-
-impl Batch {
-    fn new(next_seq: u64) -> Self {
-        Self {
-            rows: Vec::new(),
-            ids: HashSet::new(),
-            bytes: 0,
-            next_seq,
-            passed: false,
-            since: None,
-        }
-    }
-
-    fn pending(&self) -> bool {
-        !self.rows.is_empty() || self.passed
-    }
-
-    fn full(&self, max_rows: usize) -> bool {
-        self.rows.len() >= max_rows || self.bytes >= BATCH_BYTES
-    }
-
-    fn push(&mut self, record: poh_proto::v1::TxRecord, sealer: &mut Sealer) {
-        let seq = record.poh_seq;
-        // A stream that resumed may start again at a record already taken.
-        if seq < self.next_seq {
-            return;
-        }
-        self.next_seq = seq.saturating_add(1);
-        self.since.get_or_insert_with(Instant::now);
-        let mut row = match Row::from_record(record) {
-            Ok(row) => row,
-            Err(e) => {
-                tracing::warn!(error = %e, "the node sent a record that is no row; passed over");
-                return;
-            }
-        };
-        // One tx_id twice in a batch would fail its upsert for good.
-        if !self.ids.insert(row.tx_id.clone()) {
-            tracing::warn!(
-                tx_id = row.tx_id,
-                seq,
-                "the node sent a tx_id twice; kept the first"
-            );
-            return;
-        }
-        sealer.mark(&mut row);
-        self.bytes += row.size();
-        self.rows.push(row);
-    }
-
-    fn pass(&mut self, next_seq: u64) {
-        if next_seq > self.next_seq {
-            self.next_seq = next_seq;
-            self.passed = true;
-            self.since.get_or_insert_with(Instant::now);
-        }
-    }
-
-    /// Rows not yet handed on that `span` seals.
-    fn seal(&mut self, span: &Span) {
-        for row in &mut self.rows {
-            if (span.lo..span.hi).contains(&row.poh_seq) {
-                row.seal(&span.header_id);
-            }
-        }
-    }
-
-    /// The batch, handed on: its rows and the cursor after them.
-    fn take(&mut self, sealer: &mut Sealer) -> (Vec<Row>, u64) {
-        let rows = std::mem::take(&mut self.rows);
-        sealer.written(&rows);
-        self.ids.clear();
-        self.bytes = 0;
-        self.passed = false;
-        self.since = None;
-        (rows, self.next_seq)
-    }
 }

@@ -296,3 +296,56 @@ fn tls_to_the_database_is_verified() {
     indexer.stop();
     stop(node);
 }
+
+/// Transactions the node's TTL expired are passed over (the subscription's `OUT_OF_RANGE`
+/// names them): the indexer says which, moves its cursor past them and indexes what follows.
+#[test]
+fn expired_transactions_are_named_and_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start();
+    let node = serve_flags(
+        &dir.path().join("node"),
+        &[
+            "--ttl",
+            "2s",
+            "--ttl-sweep-interval",
+            "50ms",
+            "--min-batch-interval",
+            "0.05",
+            "--max-batch-interval",
+            "0.2",
+        ],
+    );
+    let http = Http::new();
+    let tx = |id: &str| serde_json::json!({"tx_id": id, "holder_id": "h", "timestamp": 1.5, "payload_b64": "aGk="});
+    let url = format!("{}/v1/tx/batch", node.base);
+    let old: Vec<serde_json::Value> = (0..5).map(|i| tx(&format!("old-{i}"))).collect();
+    assert_eq!(http.post(&url, &serde_json::Value::Array(old)), Some(200));
+    wait_for("old-4 expired", || {
+        (http.get(&format!("{}/v1/tx/old-4", node.base)).0 == 410).then_some(())
+    });
+    let indexer = Indexer::start(&pg, &node);
+    wait_for("the expired seqs named", || {
+        indexer.printed("no longer holds").then_some(())
+    });
+    assert_eq!(
+        http.post(&url, &serde_json::json!([tx("new-0")])),
+        Some(200)
+    );
+    let sql = sql(&pg);
+    let (row, cursor) = wait_for("new-0 indexed and sealed", || {
+        let rows = sql.query(
+            "SELECT tx_id, poh_seq, status, header_id FROM poh_transactions",
+            &[],
+        );
+        let cursor = sql.query("SELECT next_seq FROM poh_index_cursor", &[]);
+        let row = rows.first()?;
+        (rows.len() == 1 && row.get::<_, &str>(2) == "SEALED").then(|| {
+            let seq: i64 = cursor[0].get(0);
+            ((row.get::<_, String>(0), row.get::<_, i64>(1)), seq)
+        })
+    });
+    assert_eq!((row, cursor), (("new-0".to_string(), 5), 6));
+    indexer.stop();
+    stop(node);
+}
