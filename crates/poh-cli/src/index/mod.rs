@@ -231,7 +231,8 @@ async fn run(
                 progress.print();
                 return Ok(());
             }
-            Err(e @ IndexError::Config(_)) => return Err(e),
+            // Settings, or a table another hand changed: no retry mends them.
+            Err(e @ (IndexError::Config(_) | IndexError::Gap { .. })) => return Err(e),
             Err(e) => {
                 if progress.committed() > before {
                     backoff.reset();

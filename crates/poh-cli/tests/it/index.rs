@@ -349,3 +349,39 @@ fn expired_transactions_are_named_and_passed_over() {
     indexer.stop();
     stop(node);
 }
+
+/// `poh bench index` at a tiny scale: its JSON has the stable keys, and every row was indexed.
+#[test]
+fn bench_index_reports_a_catch_up_with_sane_figures() {
+    if std::env::var_os("POH_TEST_POSTGRES_URL").is_some() {
+        eprintln!("skipped: the bench starts a PostgreSQL of its own");
+        return;
+    }
+    let (report, keys) =
+        crate::common::bench_json(&["bench", "index", "--count", "2000", "--json"]);
+    assert_eq!(
+        keys,
+        [
+            "batch_rows",
+            "count",
+            "indexer_cpu_us_per_row",
+            "load_tx_per_s",
+            "loadavg_after",
+            "loadavg_before",
+            "payload_bytes",
+            "rows",
+            "rows_per_s",
+            "seconds",
+            "subscribe_records_per_s"
+        ]
+    );
+    assert_eq!(report["rows"], 2000);
+    for key in [
+        "rows_per_s",
+        "seconds",
+        "indexer_cpu_us_per_row",
+        "subscribe_records_per_s",
+    ] {
+        assert!(report[key].as_f64().unwrap() > 0.0, "{key}: {report:?}");
+    }
+}

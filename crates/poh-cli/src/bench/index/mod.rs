@@ -29,7 +29,7 @@ pub struct IndexArgs {
     /// Payload size in bytes.
     #[arg(long, default_value_t = 200)]
     payload_bytes: usize,
-    /// An existing PostgreSQL to index into (its tables of the chain `local` are dropped
+    /// An existing PostgreSQL to index into (its rows of the chain `local` are deleted
     /// first) [default: a server started here for the run].
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
