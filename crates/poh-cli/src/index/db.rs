@@ -156,6 +156,7 @@ pub(super) struct Db {
     header: Statement,
     seal: Statement,
     sweep: Statement,
+    arrived: Statement,
 }
 
 impl Db {
@@ -176,13 +177,19 @@ impl Db {
         let copy = format!("COPY poh_index_staging ({columns}) FROM STDIN (FORMAT binary)");
         let copy_direct = format!("COPY poh_transactions ({columns}) FROM STDIN (FORMAT binary)");
         let lock = "SELECT next_seq FROM poh_index_cursor WHERE chain_id = $1 FOR UPDATE";
-        // A row written again (after a restart) keeps the seal it has; an unsealed one
-        // takes what the node says now.
+        // A row written again (after a restart) keeps what the database learned since the
+        // record was read: its header, and that its parents came. Otherwise it takes what
+        // the node says now.
         let upsert = format!(
             "INSERT INTO poh_transactions AS t ({columns}) SELECT {columns} FROM \
              poh_index_staging ON CONFLICT (chain_id, tx_id) DO UPDATE SET \
-             status = EXCLUDED.status, header_id = EXCLUDED.header_id \
-             WHERE t.status <> 'SEALED'"
+             header_id = COALESCE(t.header_id, EXCLUDED.header_id), \
+             status = CASE \
+               WHEN EXCLUDED.status = 'PENDING' AND t.status <> 'PENDING' THEN t.status \
+               WHEN EXCLUDED.status = 'PENDING' THEN 'PENDING' \
+               WHEN COALESCE(t.header_id, EXCLUDED.header_id) IS NULL THEN 'ORDERED' \
+               ELSE 'SEALED' END \
+             WHERE t.header_id IS NULL OR t.status = 'PENDING'"
         );
         let cursor = "INSERT INTO poh_index_cursor (chain_id, next_seq) VALUES ($1, $2) \
              ON CONFLICT (chain_id) DO UPDATE SET \
@@ -191,10 +198,26 @@ impl Db {
         let header = "INSERT INTO poh_headers (chain_id, height, header_id, level, poh_start, \
              poh_end, item_count, timestamp, header_json) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb) ON CONFLICT DO NOTHING";
-        let seal = "UPDATE poh_transactions SET status = 'SEALED', header_id = $2 \
-             WHERE chain_id = $1 AND tx_id = ANY($3) AND status <> 'SEALED'";
-        let sweep = "UPDATE poh_transactions SET status = 'SEALED', header_id = $2 \
-             WHERE chain_id = $1 AND poh_seq >= $3 AND poh_seq < $4 AND status <> 'SEALED'";
+        // A transaction still waiting for a parent keeps PENDING with its header, as the
+        // node answers it (SPEC §2: SEALED follows ORDERED).
+        let sealed = "header_id = $2, \
+             status = CASE WHEN status = 'PENDING' THEN 'PENDING' ELSE 'SEALED' END";
+        let seal = format!(
+            "UPDATE poh_transactions SET {sealed} \
+             WHERE chain_id = $1 AND tx_id = ANY($3) AND header_id IS NULL"
+        );
+        let sweep = format!(
+            "UPDATE poh_transactions SET {sealed} \
+             WHERE chain_id = $1 AND poh_seq >= $3 AND poh_seq < $4 AND header_id IS NULL"
+        );
+        // The node's PENDING ends when the last missing parent is stored: rows just written
+        // may be that parent. The GIN index finds the rows that name them.
+        let arrived = "UPDATE poh_transactions AS t SET status = \
+             CASE WHEN t.header_id IS NULL THEN 'ORDERED' ELSE 'SEALED' END \
+             WHERE t.chain_id = $1 AND t.parent_ids && $2::text[] AND t.status = 'PENDING' \
+             AND NOT EXISTS (SELECT 1 FROM unnest(t.parent_ids) AS p(id) \
+               WHERE NOT EXISTS (SELECT 1 FROM poh_transactions AS q \
+                 WHERE q.chain_id = t.chain_id AND q.tx_id = p.id))";
         Ok(Self {
             copy: client.prepare(&copy).await.map_err(db)?,
             copy_direct: client.prepare(&copy_direct).await.map_err(db)?,
@@ -202,8 +225,9 @@ impl Db {
             upsert: client.prepare(&upsert).await.map_err(db)?,
             cursor: client.prepare(cursor).await.map_err(db)?,
             header: client.prepare(header).await.map_err(db)?,
-            seal: client.prepare(seal).await.map_err(db)?,
-            sweep: client.prepare(sweep).await.map_err(db)?,
+            seal: client.prepare(&seal).await.map_err(db)?,
+            sweep: client.prepare(&sweep).await.map_err(db)?,
+            arrived: client.prepare(arrived).await.map_err(db)?,
             client,
             shown,
         })
@@ -326,6 +350,10 @@ impl Db {
             if !fresh {
                 tx.execute(&self.upsert, &[]).await.map_err(db)?;
             }
+            let ids: Vec<&str> = rows.iter().map(|r| r.tx_id.as_str()).collect();
+            tx.execute(&self.arrived, &[&chain_id, &ids])
+                .await
+                .map_err(db)?;
         }
         let cursor: i64 = tx
             .query_one(&self.cursor, &[&chain_id, &next])

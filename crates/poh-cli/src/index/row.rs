@@ -8,8 +8,10 @@
 use bytes::{BufMut as _, BytesMut};
 use poh_proto::v1 as pb;
 
-/// The TxStatus name a sealed row has.
+/// The TxStatus name a sealed row has…
 pub(super) const SEALED: &str = "SEALED";
+/// …unless it waits for a parent: the node says so first.
+pub(super) const PENDING: &str = "PENDING";
 
 /// The columns of `poh_transactions`, in the order [`encode`] writes them.
 pub(super) const COLUMNS: &str = "chain_id, tx_id, holder_id, timestamp, payload, parent_ids, \
@@ -77,14 +79,18 @@ impl Row {
 
     /// Whether the row already says which header sealed it.
     pub(super) fn is_sealed(&self) -> bool {
-        self.status == SEALED && self.header_id.is_some()
+        self.header_id.is_some()
     }
 
-    /// Marks the row sealed by `header_id`, unless the node already said so.
+    /// Notes that `header_id` sealed the row, unless the node already named its header. A
+    /// row still waiting for a parent stays `PENDING` with its header, as the node answers
+    /// it; it becomes `SEALED` when the parent comes.
     pub(super) fn seal(&mut self, header_id: &str) {
-        if !self.is_sealed() {
-            self.status = SEALED;
+        if self.header_id.is_none() {
             self.header_id = Some(header_id.to_string());
+            if self.status != PENDING {
+                self.status = SEALED;
+            }
         }
     }
 
@@ -244,6 +250,15 @@ mod tests {
         assert_eq!(
             (open.status, open.header_id.as_deref()),
             (SEALED, Some("h2"))
+        );
+        let mut waiting = Row {
+            status: PENDING,
+            ..row()
+        };
+        waiting.seal("h3");
+        assert_eq!(
+            (waiting.status, waiting.header_id.as_deref()),
+            (PENDING, Some("h3"))
         );
     }
 }

@@ -156,10 +156,20 @@ fn every_transaction_over_every_transport_is_indexed_once_as_the_node_serves_it(
     let key = signing_key(dir.path());
     let indexer = Indexer::start(&pg, &node);
     let started = std::time::Instant::now();
-    runtime().block_on(send::send(&to, 0..TXS, &key));
+    let runtime = runtime();
+    runtime.block_on(send::send(&to, 0..TXS, &key));
     eprintln!("sent {TXS} in {:?}", started.elapsed());
     let http = Http::new();
     let sql = sql(&pg);
+    // The children of the late parents are indexed PENDING, and sealed, before those come.
+    wait_complete(&http, &node.base, &sql, TXS, &|| indexer.tail());
+    let pending = || -> i64 {
+        let sql_text = "SELECT count(*) FROM poh_transactions \
+                        WHERE status = 'PENDING' AND header_id IS NOT NULL";
+        sql.query(sql_text, &[])[0].get(0)
+    };
+    let pending_before = pending();
+    runtime.block_on(send::send_late(&to, 0..TXS));
     let stored = wait_complete(&http, &node.base, &sql, TXS, &|| indexer.tail());
     eprintln!("indexed {} in {:?}", stored.len(), started.elapsed());
     assert!(
@@ -168,6 +178,13 @@ fn every_transaction_over_every_transport_is_indexed_once_as_the_node_serves_it(
         stored.len()
     );
     check_all(&http, &node.base, &sql, &stored);
+    // Those that named a late parent went from PENDING to SEALED; those that name a parent
+    // never sent stay PENDING, with their header, as the node answers them.
+    let pending_after = pending();
+    assert!(
+        pending_before > pending_after && pending_after > 0,
+        "{pending_before} PENDING before the late parents came, {pending_after} after"
+    );
     indexer.stop();
     stop(node);
 }

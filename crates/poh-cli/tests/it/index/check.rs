@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use serde_json::Value;
 
-use super::send::{HOLDERS, holder, id, parent};
+use super::send::{HOLDERS, has_late, holder, id, late, parents};
 use crate::common::Http;
 
 pub const CHAIN: &str = "local";
@@ -29,39 +29,48 @@ impl Sql {
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
     }
 
-    /// Rows indexed, and how many of them are sealed.
+    /// Rows indexed, and how many of them have their header (PENDING ones too).
     pub fn counts(&self) -> (i64, i64) {
         let row = &self.query(
-            "SELECT count(*), count(*) FILTER (WHERE status = 'SEALED') FROM poh_transactions \
-             WHERE chain_id = $1",
+            "SELECT count(*), count(header_id) FROM poh_transactions WHERE chain_id = $1",
             &[&CHAIN],
         )[0];
         (row.get(0), row.get(1))
     }
 }
 
-/// The node's answer for every id of `0..sent` it stored (datagrams may be lost).
+/// The ids transactions `0..sent` may have been sent with, late parents included.
+fn all_ids(sent: u64) -> Vec<String> {
+    let late = (0..sent).filter(|&i| has_late(i)).map(late);
+    (0..sent).map(id).chain(late).collect()
+}
+
+/// The node's answer for every id of `0..sent` (and their late parents) it stored (datagrams may be lost).
 pub fn stored(http: &Http, base: &str, sent: u64) -> HashMap<String, Value> {
     use futures_util::StreamExt as _;
     let answers = http.runtime.block_on(
-        futures_util::stream::iter(0..sent)
-            .map(|i| async move {
-                let url = format!("{base}/v1/tx/{}", id(i));
+        futures_util::stream::iter(all_ids(sent))
+            .map(|tx_id| async move {
+                let url = format!("{base}/v1/tx/{tx_id}");
                 let r = http.client.get(&url).send().await.unwrap();
                 let status = r.status().as_u16();
-                (i, status, r.json::<Value>().await.unwrap_or(Value::Null))
+                (
+                    tx_id,
+                    status,
+                    r.json::<Value>().await.unwrap_or(Value::Null),
+                )
             })
             .buffer_unordered(16)
             .collect::<Vec<_>>(),
     );
     let mut out = HashMap::new();
-    for (i, status, body) in answers {
+    for (tx_id, status, body) in answers {
         match status {
             200 => {
-                out.insert(id(i), body);
+                out.insert(tx_id, body);
             }
             404 => {}
-            other => panic!("GET /v1/tx/{}: {other} {body}", id(i)),
+            other => panic!("GET /v1/tx/{tx_id}: {other} {body}"),
         }
     }
     out
@@ -208,17 +217,25 @@ fn check_headers(http: &Http, base: &str, sql: &Sql) {
 /// By holder (the holder index) and by parent (the GIN index): what was sent implies the
 /// answers.
 fn check_queries(sql: &Sql, node: &HashMap<String, Value>) {
-    let index_of = |tx_id: &str| tx_id.trim_start_matches("ix").parse::<u64>().unwrap();
+    let index_of = |tx_id: &str| tx_id.strip_prefix("ix")?.parse::<u64>().ok();
     let mut by_holder: HashMap<String, Vec<(u64, String)>> = HashMap::new();
+    let mut children: HashMap<String, Vec<String>> = HashMap::new();
     for (tx_id, v) in node {
+        let name = v["holder_id"].as_str().unwrap().to_string();
+        if let Some(i) = index_of(tx_id) {
+            assert_eq!(name, holder(i), "{tx_id}");
+            for p in parents(i) {
+                children.entry(p).or_default().push(tx_id.clone());
+            }
+        }
         let seq = v["poh_seq"].as_u64().unwrap();
         by_holder
-            .entry(holder(index_of(tx_id)))
+            .entry(name)
             .or_default()
             .push((seq, tx_id.clone()));
     }
-    for h in 0..HOLDERS {
-        let name = holder(h);
+    let holders = (0..HOLDERS).map(holder).chain(["late".to_string()]);
+    for name in holders {
         let mut want = by_holder.remove(&name).unwrap_or_default();
         want.sort();
         let got: Vec<(u64, String)> = sql
@@ -232,26 +249,34 @@ fn check_queries(sql: &Sql, node: &HashMap<String, Value>) {
             .collect();
         assert_eq!(got, want, "{name}");
     }
+    assert!(
+        by_holder.is_empty(),
+        "holders not asked for: {:?}",
+        by_holder.keys()
+    );
     let by_parent = "SELECT tx_id FROM poh_transactions WHERE parent_ids @> ARRAY[$1] \
                      ORDER BY tx_id";
-    let mut parents = 0;
-    // One in seven: a query each is the slow part of the check.
-    for tx_id in node.keys().filter(|t| index_of(t) % 7 == 0) {
-        let child = index_of(tx_id) + 1;
-        let want: Vec<String> = (parent(child) == Some(child - 1))
-            .then(|| id(child))
-            .filter(|c| node.contains_key(c))
-            .into_iter()
-            .collect();
-        parents += want.len();
+    // Every parent that is no ix id, one in seven of the others, and some without children.
+    let asked = children
+        .keys()
+        .filter(|p| index_of(p).is_none_or(|i| i % 7 == 0))
+        .chain(
+            node.keys()
+                .filter(|t| index_of(t).is_some_and(|i| i % 13 == 0)),
+        )
+        .cloned()
+        .collect::<std::collections::BTreeSet<String>>();
+    for parent in &asked {
+        let mut want = children.get(parent).cloned().unwrap_or_default();
+        want.sort();
         let got: Vec<String> = sql
-            .query(by_parent, &[tx_id])
+            .query(by_parent, &[parent])
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(got, want, "children of {tx_id}");
+        assert_eq!(got, want, "children of {parent}");
     }
-    assert!(parents > 0);
+    assert!(asked.iter().any(|p| p.starts_with("never-")));
     sql.runtime
         .block_on(sql.client.batch_execute("SET enable_seqscan = off"))
         .unwrap();

@@ -19,9 +19,31 @@ pub fn holder(i: u64) -> String {
     format!("holder-{}", i % HOLDERS)
 }
 
-/// The parent transaction `i` names: every fifth names the one before it.
-pub fn parent(i: u64) -> Option<u64> {
-    (i % 5 == 1).then(|| i - 1)
+/// The parents transaction `i` names: every fifth the one before it; some a parent sent
+/// only at the end ([`send_late`]), so they are PENDING, and sealed, until it comes; and
+/// some one never sent, so they stay PENDING.
+pub fn parents(i: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    if i % 5 == 1 {
+        out.push(id(i - 1));
+    }
+    if i % 97 == 5 {
+        out.push(late(i));
+    }
+    if i % 89 == 7 {
+        out.push(format!("never-{i}"));
+    }
+    out
+}
+
+/// The parent of `i` sent last.
+pub fn late(i: u64) -> String {
+    format!("late-{i}")
+}
+
+/// Whether `i` names a parent sent last.
+pub fn has_late(i: u64) -> bool {
+    i % 97 == 5
 }
 
 /// How transaction `i` is sent, by `i % 20`: 1 in 20 one HTTP POST each, 7 in HTTP
@@ -54,7 +76,7 @@ pub fn tx(i: u64, key: &SigningKey) -> pb::Tx {
         holder_id: holder(i),
         timestamp: 1_700_000_000.0 + i as f64 / 7.0,
         payload: format!("p{i}:{}", "x".repeat((i % 60) as usize)).into_bytes(),
-        parent_ids: parent(i).map(id).into_iter().collect(),
+        parent_ids: parents(i),
         ..poh_core::Tx::default()
     };
     if i % 40 == 8 {
@@ -166,4 +188,22 @@ pub async fn send(to: &Addresses, ids: Range<u64>, key: &SigningKey) {
         }
     };
     tokio::join!(post, batch, unary, stream, quic, udp);
+}
+
+/// The late parents of transactions `ids`, in one HTTP batch.
+pub async fn send_late(to: &Addresses, ids: Range<u64>) {
+    let body: Vec<Value> = ids
+        .filter(|&i| has_late(i))
+        .map(|i| {
+            json!({"tx_id": late(i), "holder_id": "late", "timestamp": 1.5,
+                   "payload_b64": B64.encode(b"late")})
+        })
+        .collect();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/tx/batch", to.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
