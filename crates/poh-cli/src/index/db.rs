@@ -210,14 +210,15 @@ impl Db {
             "UPDATE poh_transactions SET {sealed} \
              WHERE chain_id = $1 AND poh_seq >= $3 AND poh_seq < $4 AND header_id IS NULL"
         );
-        // The node's PENDING ends when the last missing parent is stored: rows just written
-        // may be that parent. The GIN index finds the rows that name them.
+        // The node's PENDING ends when the last missing parent is stored: `$2` are rows
+        // waiting for one that the batch may hold ([`super::waiting`]).
         let arrived = "UPDATE poh_transactions AS t SET status = \
              CASE WHEN t.header_id IS NULL THEN 'ORDERED' ELSE 'SEALED' END \
-             WHERE t.chain_id = $1 AND t.parent_ids && $2::text[] AND t.status = 'PENDING' \
+             WHERE t.chain_id = $1 AND t.tx_id = ANY($2) AND t.status = 'PENDING' \
              AND NOT EXISTS (SELECT 1 FROM unnest(t.parent_ids) AS p(id) \
                WHERE NOT EXISTS (SELECT 1 FROM poh_transactions AS q \
-                 WHERE q.chain_id = t.chain_id AND q.tx_id = p.id))";
+                 WHERE q.chain_id = t.chain_id AND q.tx_id = p.id)) \
+             RETURNING t.tx_id";
         Ok(Self {
             copy: client.prepare(&copy).await.map_err(db)?,
             copy_direct: client.prepare(&copy_direct).await.map_err(db)?,
@@ -312,14 +313,16 @@ impl Db {
             .map_err(|e| self.error(e))
     }
 
-    /// Writes `rows` of `chain_id` and moves its cursor to `next_seq` (never back), in one
-    /// transaction; the cursor as it then is.
+    /// Writes `rows` of `chain_id`, ends the `PENDING` of those of `waiting` whose parents
+    /// are now all stored, and moves the cursor to `next_seq` (never back), in one
+    /// transaction; the cursor as it then is, and the rows no longer `PENDING`.
     pub(super) async fn write_rows(
         &mut self,
         chain_id: &str,
         rows: &[Row],
+        waiting: &[String],
         next_seq: u64,
-    ) -> Result<u64, IndexError> {
+    ) -> Result<(u64, Vec<String>), IndexError> {
         let shown = self.shown.clone();
         let db = |e| IndexError::Db {
             shown: shown.clone(),
@@ -350,10 +353,16 @@ impl Db {
             if !fresh {
                 tx.execute(&self.upsert, &[]).await.map_err(db)?;
             }
-            let ids: Vec<&str> = rows.iter().map(|r| r.tx_id.as_str()).collect();
-            tx.execute(&self.arrived, &[&chain_id, &ids])
+        }
+        let mut resolved = Vec::new();
+        if !waiting.is_empty() {
+            for row in tx
+                .query(&self.arrived, &[&chain_id, &waiting])
                 .await
-                .map_err(db)?;
+                .map_err(db)?
+            {
+                resolved.push(row.try_get(0).map_err(db)?);
+            }
         }
         let cursor: i64 = tx
             .query_one(&self.cursor, &[&chain_id, &next])
@@ -362,7 +371,28 @@ impl Db {
             .try_get(0)
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(u64::try_from(cursor).unwrap_or(0))
+        Ok((u64::try_from(cursor).unwrap_or(0), resolved))
+    }
+
+    /// The rows of `chain_id` waiting for a parent, and the parents they name: one pass over
+    /// the chain's rows, since no index is on `status`.
+    pub(super) async fn pending(
+        &self,
+        chain_id: &str,
+    ) -> Result<Vec<(String, Vec<String>)>, IndexError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT tx_id, parent_ids FROM poh_transactions \
+                 WHERE chain_id = $1 AND status = 'PENDING'",
+                &[&chain_id],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(|e| self.error(e))
     }
 
     /// Stores `headers` of `chain_id` and seals the rows each one covers, in one transaction.

@@ -15,6 +15,7 @@ mod node;
 mod progress;
 mod row;
 mod seal;
+mod waiting;
 mod writer;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -28,6 +29,7 @@ use self::{
     node::{Feed, Node},
     progress::Progress,
     seal::Sealer,
+    waiting::Waiting,
     writer::{Op, Writer, write},
 };
 use crate::client::{EndpointArgs, NodeHttp};
@@ -219,6 +221,7 @@ async fn run(
         }
     };
     tracing::info!(chain_id, database = target.shown(), "indexing");
+    let waiting = Arc::new(std::sync::Mutex::new(Waiting::default()));
     let progress = Arc::new(Progress::new(
         args.json,
         Duration::from_millis(args.progress_ms),
@@ -226,7 +229,7 @@ async fn run(
     backoff.reset();
     loop {
         let before = progress.committed();
-        match session(args, target, &node, &chain_id, stop, &progress).await {
+        match session(args, target, &node, &chain_id, stop, &progress, &waiting).await {
             Ok(()) => {
                 progress.print();
                 return Ok(());
@@ -266,6 +269,7 @@ async fn session(
     chain_id: &str,
     stop: &CancellationToken,
     progress: &Arc<Progress>,
+    waiting: &Arc<std::sync::Mutex<Waiting>>,
 ) -> Result<(), IndexError> {
     let db = tokio::select! {
         () = stop.cancelled() => return Ok(()),
@@ -279,6 +283,15 @@ async fn session(
         "resuming"
     );
     progress.resumed(resume.next_seq, resume.next_height);
+    if !writer::lock(waiting).loaded {
+        let pending = db.pending(chain_id).await?;
+        let mut waiting = writer::lock(waiting);
+        for (tx_id, parents) in &pending {
+            waiting.add(tx_id, parents);
+        }
+        waiting.loaded = true;
+        tracing::info!(rows = waiting.len(), "transactions waiting for a parent");
+    }
     let mut sealer = Sealer::new(&resume);
     let (feed_tx, mut feed) = mpsc::channel(FEED);
     let (heads_tx, mut heads) = mpsc::channel(2);
@@ -294,7 +307,13 @@ async fn session(
     let (ops, ops_rx) = mpsc::channel(2);
     let mut writer = Writer {
         ops,
-        task: tokio::spawn(write(db, chain_id.to_string(), ops_rx, progress.clone())),
+        task: tokio::spawn(write(
+            db,
+            chain_id.to_string(),
+            ops_rx,
+            progress.clone(),
+            waiting.clone(),
+        )),
     };
     let mut batch = Batch::new(resume.start_seq());
     let wait = Duration::from_millis(args.batch_ms);

@@ -1,7 +1,10 @@
 //! The writer: one task per session that commits what the coordinator hands it, in order,
 //! while the coordinator fills the next batch.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -11,6 +14,7 @@ use super::{
     progress::Progress,
     row::Row,
     seal::Seal,
+    waiting::Waiting,
 };
 
 /// How long a stopping indexer waits for the batches it handed on to commit.
@@ -76,15 +80,18 @@ pub(super) async fn write(
     chain_id: String,
     mut ops: mpsc::Receiver<Op>,
     progress: Arc<Progress>,
+    waiting: Arc<Mutex<Waiting>>,
 ) -> Result<(), IndexError> {
     let late = || IndexError::Timeout(OP_TIMEOUT);
     while let Some(op) = ops.recv().await {
         match op {
             Op::Rows { rows, next_seq } => {
-                let written = db.write_rows(&chain_id, &rows, next_seq);
-                let cursor = tokio::time::timeout(OP_TIMEOUT, written)
+                let candidates = lock(&waiting).batch(&rows);
+                let written = db.write_rows(&chain_id, &rows, &candidates, next_seq);
+                let (cursor, resolved) = tokio::time::timeout(OP_TIMEOUT, written)
                     .await
                     .map_err(|_| late())??;
+                lock(&waiting).resolved(&resolved);
                 progress.rows(rows.len() as u64, cursor);
             }
             Op::Headers(headers) => {
@@ -99,4 +106,11 @@ pub(super) async fn write(
         }
     }
     Ok(())
+}
+
+/// The waiting rows; a writer that panicked holding them left them as they were.
+pub(super) fn lock(waiting: &Mutex<Waiting>) -> MutexGuard<'_, Waiting> {
+    waiting
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

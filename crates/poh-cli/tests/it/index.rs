@@ -202,6 +202,11 @@ fn an_indexer_killed_at_random_points_loses_and_repeats_nothing() {
         let runtime = runtime();
         for part in 0..4 {
             runtime.block_on(send::send(&to, part * TXS / 4..(part + 1) * TXS / 4, &key));
+            // The late parents of the first half: PENDING rows that end while indexers
+            // come and go.
+            if part == 2 {
+                runtime.block_on(send::send_late(&to, 0..TXS / 2));
+            }
         }
     });
     let seed = random(std::process::id() as u64);
