@@ -15,6 +15,7 @@ mod node;
 mod progress;
 mod row;
 mod seal;
+mod target;
 mod waiting;
 mod writer;
 
@@ -25,10 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use self::{
     batch::Batch,
-    db::Target,
     node::{Feed, Node},
     progress::Progress,
     seal::Sealer,
+    target::Target,
     waiting::Waiting,
     writer::{Op, Writer, write},
 };
