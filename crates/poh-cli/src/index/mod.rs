@@ -5,9 +5,14 @@
 //! `Subscribe` from the cursor), [`node::poll_headers`] (the headers `poh_headers` lacks), a
 //! coordinator that batches rows ([`batch`]) and works out which header seals which row
 //! ([`seal`]), and a [`writer`] that commits each batch with the cursor in one SQL transaction
-//! ([`db`]), while the next batch fills. Whatever fails (the node, the database, a statement), the session ends
-//! and a new one starts from what the database holds after a backoff: every commit is whole,
-//! so starting again from the database is exact, and there is no other state to get wrong.
+//! ([`db`]) while the next batch fills.
+//!
+//! The node's side retries by itself: the subscription resumes after the last record, the
+//! poller at the next height. Whatever goes wrong with the database (a lost connection, a
+//! refused or hung statement) ends the session, and a new one starts from what the database
+//! holds, after a backoff: every commit is whole, so starting again from it is exact. Only the
+//! rows waiting for a parent ([`waiting`]) outlive a session, and an entry leaves them only
+//! once the commit that ended its wait is durable.
 
 mod batch;
 mod db;
