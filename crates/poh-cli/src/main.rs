@@ -3,7 +3,7 @@
 //! submit, status, subscribe, headers), [`bench`] (hash, ingest, broadcast), [`verify`] (PoH logs),
 //! [`chain`] (export, verify --chain), [`prove`] (prove, verify --proof), [`trust`] (the
 //! `--trust` keys those three need), [`restore`],
-//! [`keygen`], [`certs`] and [`docs`] (completions, man). Each is a thin shell over the
+//! [`index`] (a node into PostgreSQL), [`keygen`], [`certs`] and [`docs`] (completions, man). Each is a thin shell over the
 //! library crates, and every error ends as one line on stderr with a non-zero exit code.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -14,6 +14,7 @@ mod certs;
 mod chain;
 mod client;
 mod docs;
+mod index;
 mod keygen;
 mod migrate;
 mod peers;
@@ -116,6 +117,10 @@ enum Command {
     List(client::ListArgs),
     /// List a node's sealed headers by height (GET /v1/headers).
     Headers(client::HeadersArgs),
+    /// Keep a node's transactions and sealed headers in PostgreSQL: follows its Subscribe
+    /// stream from the cursor stored there (and its headers), each batch committed with the
+    /// cursor; retries an unreachable node or database; SIGINT or SIGTERM stops it cleanly.
+    Index(index::IndexArgs),
     /// Print a transaction's signing bytes and digest (hex), whether its signature verifies,
     /// and its JSON (signed with --sign-key), one JSON object per transaction; nothing is sent.
     Tx(tx::TxCommandArgs),
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
         Command::Subscribe(args) => client::subscribe(&args),
         Command::Headers(args) => client::headers(&args),
         Command::List(args) => client::list(&args),
+        Command::Index(args) => index::index(&args),
         Command::Tx(args) => tx::tx(&args),
         Command::Completions(args) => docs::completions(&args),
         Command::Man(args) => docs::man(&args),

@@ -10,6 +10,7 @@
 //!   opening after a kill;
 //! - [`replica`]: a replica's copy from genesis, its lag under load, and what
 //!   `--min-replica-acks` costs the primary's writers;
+//! - [`index`]: `poh index` catching up with a loaded node into PostgreSQL (rows/s);
 //! - [`soak`]: a node under steady load on every transport for minutes, whether its memory,
 //!   file descriptors or threads grow without bound;
 //! - [`node`]: the `poh serve` process the ingest, broadcast, soak and replica benches start;
@@ -20,6 +21,7 @@ mod chain;
 mod cpu;
 mod gc;
 mod hash;
+mod index;
 mod ingest;
 mod node;
 mod replica;
@@ -47,6 +49,9 @@ pub enum Bench {
     /// A replica of a loaded primary: its copy from genesis (records/s, CPU per record), its
     /// lag while the primary takes load, and the cost of --min-replica-acks 1 against 0.
     Replica(replica::ReplicaArgs),
+    /// `poh index` catching up with a node loaded with --count transactions, into a
+    /// PostgreSQL started for the run: rows/s and the indexer's CPU per row.
+    Index(index::IndexArgs),
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
@@ -59,5 +64,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         Bench::Store(args) => store::run(args),
         Bench::Soak(args) => soak::run(args),
         Bench::Replica(args) => replica::run(args),
+        Bench::Index(args) => index::run(args),
     }
 }

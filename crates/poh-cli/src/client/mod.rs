@@ -296,12 +296,28 @@ impl EndpointArgs {
         let runtime = runtime()?;
         let endpoints = {
             let _context = runtime.enter();
-            Endpoints::new(
-                &self.endpoints,
-                Duration::from_millis(self.timeout_ms),
-                &self.tls.client_tls()?,
-            )?
+            self.channels()?
         };
         Ok((runtime, endpoints))
+    }
+
+    /// The endpoints' channels, made on the runtime the caller is in.
+    pub(crate) fn channels(&self) -> anyhow::Result<Endpoints> {
+        Ok(Endpoints::new(
+            &self.endpoints,
+            self.timeout(),
+            &self.tls.client_tls()?,
+        )?)
+    }
+
+    /// How long one endpoint may take to answer.
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.max(1))
+    }
+
+    /// The TLS and token flags, which a command that also reads the node's HTTP API uses
+    /// there too.
+    pub(crate) fn tls(&self) -> &TlsArgs {
+        &self.tls
     }
 }

@@ -10,6 +10,7 @@ mod federation;
 mod flood;
 mod full_disk;
 mod hosts;
+mod index;
 mod link_attack;
 mod load;
 mod migrate;
