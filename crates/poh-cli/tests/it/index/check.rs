@@ -173,7 +173,7 @@ pub fn check_all(http: &Http, base: &str, sql: &Sql, node: &HashMap<String, Valu
     }
     assert!(signed > 0, "no signed transaction was indexed");
     check_headers(http, base, sql);
-    check_queries(sql, node);
+    check_queries(http, base, sql, node);
 }
 
 /// `poh_headers` against `GET /v1/headers`: the same headers, the JSON as served.
@@ -214,9 +214,31 @@ fn check_headers(http: &Http, base: &str, sql: &Sql) {
     }
 }
 
+/// Every `tx_id` of `holder`, in seq order, as the node's own `GET /v1/tx?holder_id=` pages
+/// them.
+fn listed(http: &Http, base: &str, holder: &str) -> Vec<(u64, String)> {
+    let (mut out, mut from) = (Vec::new(), 0);
+    loop {
+        let page = http.get_ok(&format!(
+            "{base}/v1/tx?holder_id={holder}&from_seq={from}&limit=1000"
+        ));
+        for tx in page["transactions"].as_array().unwrap() {
+            out.push((
+                tx["poh_seq"].as_u64().unwrap(),
+                tx["tx_id"].as_str().unwrap().into(),
+            ));
+        }
+        match page["next_seq"].as_u64() {
+            Some(next) => from = next,
+            None => return out,
+        }
+    }
+}
+
 /// By holder (the holder index) and by parent (the GIN index): what was sent implies the
-/// answers.
-fn check_queries(sql: &Sql, node: &HashMap<String, Value>) {
+/// answers, and the node's own queries (`GET /v1/tx?holder_id=`, `GET /v1/tx/{id}/children`)
+/// give the same.
+fn check_queries(http: &Http, base: &str, sql: &Sql, node: &HashMap<String, Value>) {
     let index_of = |tx_id: &str| tx_id.strip_prefix("ix")?.parse::<u64>().ok();
     let mut by_holder: HashMap<String, Vec<(u64, String)>> = HashMap::new();
     let mut children: HashMap<String, Vec<String>> = HashMap::new();
@@ -248,6 +270,7 @@ fn check_queries(sql: &Sql, node: &HashMap<String, Value>) {
             .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
             .collect();
         assert_eq!(got, want, "{name}");
+        assert_eq!(listed(http, base, &name), got, "the node's list of {name}");
     }
     assert!(
         by_holder.is_empty(),
@@ -275,6 +298,16 @@ fn check_queries(sql: &Sql, node: &HashMap<String, Value>) {
             .map(|r| r.get(0))
             .collect();
         assert_eq!(got, want, "children of {parent}");
+        // A parent never stored is unknown to the node (404); else its children as SQL has them.
+        let (status, answer) = http.get(&format!("{base}/v1/tx/{parent}/children"));
+        if node.contains_key(parent) {
+            assert_eq!(status, 200, "{parent}: {answer}");
+            let mut own: Vec<String> = serde_json::from_value(answer["children"].clone()).unwrap();
+            own.sort();
+            assert_eq!(own, got, "the node's children of {parent}");
+        } else {
+            assert_eq!(status, 404, "{parent}: {answer}");
+        }
     }
     assert!(asked.iter().any(|p| p.starts_with("never-")));
     sql.runtime
