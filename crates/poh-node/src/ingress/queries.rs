@@ -3,7 +3,7 @@
 //! store's query indexes, so they answer alike; on a replica too, whose store learns the
 //! indexes from the records it copies.
 
-use poh_core::validate::{MAX_ID_BYTES, check_tx_id};
+use poh_core::validate::MAX_ID_BYTES;
 use poh_store::TxRecord;
 
 use super::Services;
@@ -40,11 +40,6 @@ pub(crate) fn check_limit(limit: usize) -> Result<usize, String> {
         n if n > MAX_LIMIT => Err(format!("limit must be 1–{MAX_LIMIT}")),
         n => Ok(n),
     }
-}
-
-/// Why a transaction id is refused.
-pub(crate) fn check_id(tx_id: &str) -> Result<(), String> {
-    check_tx_id(tx_id).map_err(|rule| format!("tx_id {rule}"))
 }
 
 impl Services {

@@ -16,14 +16,16 @@ use std::time::{Duration, Instant};
 
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
-use super::{LogStore, frame_at, reads::expired_to, with_poh_hash};
+use super::{
+    LogStore, frame_at,
+    reads::{expired_to, record_at, restored_records},
+    with_poh_hash,
+};
 use crate::{
     StoreError, TxRecord,
     index_db::{
-        ENTRIES, FRAMES, LOG_NEXT_SEQ_KEY, META, PENDING, fill_status_cached,
-        headers::HEADER_ENDS,
-        lifecycle::{EXPIRED, RESTORED_RECORDS},
-        meta_u64,
+        ENTRIES, FRAMES, LOG_NEXT_SEQ_KEY, META, PENDING, fill_status_cached, headers::HEADER_ENDS,
+        lifecycle::EXPIRED, meta_u64,
     },
 };
 
@@ -64,13 +66,13 @@ impl LogStore {
     /// or the index is new to this store.
     pub(super) fn relearn(&self, covered: [u64; 3], end: u64) -> Result<(), StoreError> {
         let least = covered.iter().copied().min().unwrap_or(0);
-        let from = {
+        let (from, next_seq) = {
             let txn = self.side.db()?.begin_read()?;
             let next_seq = meta_u64(&txn.open_table(META)?, LOG_NEXT_SEQ_KEY, "log sequence")?;
             if least >= next_seq {
                 return Ok(());
             }
-            frame_at(&txn.open_table(FRAMES)?, least)?
+            (frame_at(&txn.open_table(FRAMES)?, least)?, next_seq)
         };
         let loud = end.saturating_sub(from) > PROGRESS_ABOVE;
         if loud {
@@ -82,6 +84,8 @@ impl LogStore {
         }
         let (started, mut said) = (Instant::now(), Instant::now());
         let (mut ids, mut keys) = (Vec::with_capacity(4096), Keys::default());
+        // One record's keys, its buffers kept from record to record.
+        let mut record_keys = Keys::default();
         let flush = |ids: &mut Vec<_>, keys: &mut Keys| -> Result<(), StoreError> {
             self.ids.insert(ids)?;
             self.holders.insert(&keys.holders)?;
@@ -99,14 +103,15 @@ impl LogStore {
             if seq >= covered[0] {
                 ids.push((self.ids.fingerprint(&record.tx.tx_id), seq, loc));
             }
-            let mut record_keys = Keys::default();
             self.keys_of(&record, loc, &mut record_keys);
             if seq >= covered[1] {
-                keys.holders.extend(record_keys.holders);
+                keys.holders.append(&mut record_keys.holders);
             }
             if seq >= covered[2] {
-                keys.children.extend(record_keys.children);
+                keys.children.append(&mut record_keys.children);
             }
+            record_keys.holders.clear();
+            record_keys.children.clear();
             if ids.len() >= 4096 {
                 flush(&mut ids, &mut keys)?;
             }
@@ -121,10 +126,6 @@ impl LogStore {
             Ok(true)
         })?;
         flush(&mut ids, &mut keys)?;
-        let next_seq = {
-            let txn = self.side.db()?.begin_read()?;
-            meta_u64(&txn.open_table(META)?, LOG_NEXT_SEQ_KEY, "log sequence")?
-        };
         self.holders.cover(next_seq);
         self.children.cover(next_seq);
         if loud {
@@ -198,7 +199,7 @@ impl LogStore {
         let pending = txn.open_table(PENDING)?;
         let pending = (pending.len()? > 0).then_some(&pending);
         let ends = txn.open_table(HEADER_ENDS)?;
-        let restored = txn.open_table(RESTORED_RECORDS)?;
+        let whole = restored_records(&txn)?;
         let entries = txn.open_table(ENTRIES)?;
         let (mut last_entry, mut last_header) = (None, None);
         let mut locs = Vec::with_capacity(POSTINGS_PAGE);
@@ -214,10 +215,7 @@ impl LogStore {
                 if seq < from_seq || (any_expired && expired.get(seq)?.is_some()) {
                     continue;
                 }
-                let logged = match restored.get(seq)? {
-                    Some(whole) => TxRecord::decode_compact(seq, whole.value())?,
-                    None => TxRecord::decode_compact(seq, &bytes)?,
-                };
+                let logged = record_at(whole.as_ref(), seq, &bytes)?;
                 let mut record = with_poh_hash(logged, &entries, &mut last_entry)?;
                 fill_status_cached(&mut record, pending, &ends, &mut last_header)?;
                 if !each(record)? {

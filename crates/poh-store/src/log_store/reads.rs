@@ -30,7 +30,7 @@ pub(super) fn expired_to(
 
 /// The record at `seq` whose log bytes are `bytes`: a restored one held whole beside the log
 /// when its log copy is a stub.
-fn record_at(
+pub(super) fn record_at(
     restored: Option<&impl ReadableTable<u64, &'static [u8]>>,
     seq: u64,
     bytes: &[u8],
@@ -44,7 +44,7 @@ fn record_at(
 }
 
 /// The restored-records table, when it holds any.
-fn restored_records(
+pub(super) fn restored_records(
     txn: &redb::ReadTransaction,
 ) -> Result<Option<redb::ReadOnlyTable<u64, &'static [u8]>>, StoreError> {
     let table = txn.open_table(RESTORED_RECORDS)?;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{HttpState, error, error::ApiError};
 use crate::{
-    ingress::queries::{check_holder, check_id, check_limit},
+    ingress::queries::{check_holder, check_limit},
     wire::json::{ChildrenOut, ListOut, TxOut},
 };
 
@@ -57,7 +57,8 @@ pub(super) async fn children(
     State(state): State<HttpState>,
     Path(tx_id): Path<String>,
 ) -> Result<Json<ChildrenOut>, ApiError> {
-    check_id(&tx_id).map_err(ApiError::invalid)?;
+    poh_core::validate::check_tx_id(&tx_id)
+        .map_err(|rule| ApiError::invalid(format!("tx_id {rule}")))?;
     let children = (state.services.children(tx_id.clone()).await)
         .map_err(error::internal)?
         .ok_or_else(|| ApiError::not_found("no transaction with this tx_id"))?;
