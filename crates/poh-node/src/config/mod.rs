@@ -167,6 +167,9 @@ pub struct HttpConfig {
     /// Seconds between keep-alive comments on an idle `GET /v1/events` stream, so proxies
     /// do not cut it.
     pub events_keepalive_secs: u64,
+    /// Serve the explorer page at `GET /explorer`, behind the same authentication as every
+    /// read.
+    pub explorer: bool,
 }
 
 impl Default for HttpConfig {
@@ -180,6 +183,7 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             idle_timeout_secs: 60,
             events_keepalive_secs: 15,
+            explorer: true,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Client authentication (SPEC §8): bearer tokens from a file (one per line) and JWTs (HS256
 //! with a shared secret, EdDSA with a public key; `exp` and `nbf` checked, `iss` and `aud`
 //! when configured), carried in gRPC `authorization` metadata and the HTTP `Authorization`
-//! header as `Bearer <token>`.
+//! header as `Bearer <token>`. `Basic` with the token as the password (any user name) is taken
+//! too: it is what a browser sends when it asks for credentials, for the explorer page.
 //!
 //! Tokens are kept and compared as SHA-256 digests: every comparison is of 32 bytes against
 //! 32 bytes in constant time, so the time taken tells neither which token nearly matched nor
@@ -77,11 +78,16 @@ impl Authenticator {
     /// Checks an `authorization` header value.
     pub fn check(&self, header: Option<&[u8]>) -> Result<(), AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
-        let token = header
+        let basic;
+        let token = if let Some(token) = header
             .strip_prefix(b"Bearer ")
             .or_else(|| header.strip_prefix(b"bearer "))
-            .ok_or(AuthError::Missing)?
-            .trim_ascii();
+        {
+            token.trim_ascii()
+        } else {
+            basic = basic_password(header).ok_or(AuthError::Missing)?;
+            &basic
+        };
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -105,6 +111,18 @@ impl Authenticator {
         }
         Err(AuthError::Denied)
     }
+}
+
+/// The password of `Basic base64(user:password)`: how a browser sends the token it asked for,
+/// whatever user name was typed.
+fn basic_password(header: &[u8]) -> Option<Vec<u8>> {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    let encoded = header
+        .strip_prefix(b"Basic ")
+        .or_else(|| header.strip_prefix(b"basic "))?;
+    let decoded = STANDARD.decode(encoded.trim_ascii()).ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    Some(decoded[colon + 1..].to_vec())
 }
 
 impl Credentials {

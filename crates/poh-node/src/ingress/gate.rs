@@ -26,8 +26,8 @@ use crate::shared::ClientKey;
 pub(crate) trait Refusals: Clone + Send + Sync + 'static {
     /// The client is over its rate or its requests in flight.
     fn overloaded(&self, why: Overload) -> Response;
-    /// The request carries no credentials, or ones that are not accepted.
-    fn unauthenticated(&self, why: AuthError) -> Response;
+    /// The request for `path` carries no credentials, or ones that are not accepted.
+    fn unauthenticated(&self, why: AuthError, path: &str) -> Response;
     /// Whether `path` is a health or metrics path, open unless `auth.protect_health`.
     fn is_health(&self, path: &str) -> bool;
 }
@@ -69,7 +69,7 @@ async fn pass<R: Refusals>(State(gate): State<Gate<R>>, req: Request, next: Next
             .get(http::header::AUTHORIZATION)
             .map(http::HeaderValue::as_bytes);
         if let Err(why) = auth.check(header) {
-            return gate.refusals.unauthenticated(why);
+            return gate.refusals.unauthenticated(why, req.uri().path());
         }
     }
     let response = next.run(req).await;

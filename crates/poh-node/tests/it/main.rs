@@ -8,6 +8,7 @@ mod common;
 mod connections;
 mod dag;
 mod errors;
+mod explorer;
 mod expired;
 mod federation;
 mod flood;

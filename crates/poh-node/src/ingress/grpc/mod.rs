@@ -150,7 +150,7 @@ impl Refusals for GrpcRefusals {
         Status::resource_exhausted(why.message()).into_http()
     }
 
-    fn unauthenticated(&self, why: AuthError) -> axum::response::Response {
+    fn unauthenticated(&self, why: AuthError, _path: &str) -> axum::response::Response {
         match why {
             AuthError::Missing => Status::unauthenticated(why.to_string()),
             AuthError::Denied => Status::permission_denied(why.to_string()),

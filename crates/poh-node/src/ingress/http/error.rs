@@ -123,15 +123,22 @@ impl Refusals for HttpRefusals {
         ApiError::unavailable("overloaded", why.message()).into_response()
     }
 
-    fn unauthenticated(&self, why: AuthError) -> Response {
+    fn unauthenticated(&self, why: AuthError, path: &str) -> Response {
         match why {
             AuthError::Missing => {
                 let mut response =
                     ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why.to_string())
                         .into_response();
+                // A browser opening the explorer asks its user for the token only when
+                // offered `Basic`; API clients are told of `Bearer` alone.
+                let challenge = if path == "/explorer" || path.starts_with("/explorer/") {
+                    "Bearer, Basic realm=\"poh\", charset=\"UTF-8\""
+                } else {
+                    "Bearer"
+                };
                 response
                     .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
                 response
             }
             AuthError::Denied => {

@@ -7,6 +7,7 @@
 
 mod error;
 mod events;
+mod explorer;
 mod export;
 mod headers;
 mod openapi;
@@ -94,7 +95,7 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
         events_keepalive: Duration::from_secs(config.events_keepalive_secs.max(1)),
     };
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/v1/tx", post(post_tx).get(queries::list))
         .route("/v1/tx/batch", post(post_batch))
         .route("/v1/tx/{tx_id}", get(get_tx))
@@ -116,6 +117,12 @@ pub(crate) fn router(services: Services, config: &HttpConfig) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
+    if config.explorer {
+        for path in explorer::ROUTES {
+            state.services.metrics.preregister_http("GET", path, 200);
+        }
+        router = router.merge(explorer::routes());
+    }
     gate::guard(router, &state.services, HttpRefusals)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(CatchPanicLayer::custom(|_| {
