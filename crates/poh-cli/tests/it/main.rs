@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench_replica;
+mod browser;
 mod common;
 mod crash;
 mod failover;
