@@ -5,6 +5,7 @@ mod bench_replica;
 mod browser;
 mod common;
 mod crash;
+mod explorer;
 mod failover;
 mod faults;
 mod federation;

@@ -1,5 +1,7 @@
 // Transactions as the node stores them, and headers as it seals them, from `/v1/events`.
-// The lists keep the last few hundred rows, newest first, in boxes of fixed height. Pausing
+// The lists keep the last few hundred rows, newest first, in boxes of fixed height; new rows
+// are written into the rows already drawn (one more is added at the bottom while the list
+// grows), so no row ever moves and the page does not shift while events stream in. Pausing
 // closes the stream; resuming opens it again from the seq after the last one seen, so nothing
 // is lost and nothing comes twice. A dropped connection is resumed by the browser itself with
 // `Last-Event-ID`.
@@ -60,17 +62,20 @@ export function liveView(main, ready) {
     state.textContent = label;
   };
 
+  const txs = new Rows(txBody, KEEP_TXS, (item) => (item.tx ? txRow(item.tx, item.status) : expiredRow(item.run)));
+  const headers = new Rows(headerBody, KEEP_HEADERS, headerRow);
+
   // Events are drawn once per frame, however many arrive in it.
   const flush = () => {
     frame = 0;
-    const txRows = [];
-    const headerRows = [];
+    const newTxs = [];
+    const newHeaders = [];
     for (const event of queue.splice(0)) {
-      if (event.type === "header") headerRows.push(headerRow(event.data));
-      else txRows.push(event.type === "tx" ? txRow(event.data) : expiredRow(event.data));
+      if (event.type === "header") newHeaders.push(event.data);
+      else newTxs.push(event.type === "tx" ? { tx: event.data, status: event.data.status } : { run: event.data });
     }
-    prepend(txBody, txRows, KEEP_TXS);
-    prepend(headerBody, headerRows, KEEP_HEADERS);
+    txs.add(newTxs);
+    headers.add(newHeaders);
     counter.textContent = `${seen.toLocaleString()} received`;
   };
   const push = (event) => {
@@ -107,7 +112,7 @@ export function liveView(main, ready) {
     source.addEventListener("header", (e) => {
       const header = JSON.parse(e.data);
       push({ type: "header", data: header });
-      markSealed(txBody, header);
+      if (header.item_count > 0) markSealed(txs);
     });
   };
   const close = () => {
@@ -125,7 +130,7 @@ export function liveView(main, ready) {
       setState("paused", lastSeq === null ? "paused" : `paused after ${lastSeq}`);
     } else {
       open();
-      if (lastSeq !== null) sealedSince(txBody);
+      if (lastSeq !== null) markSealed(txs);
     }
   });
 
@@ -146,20 +151,56 @@ export function liveView(main, ready) {
   };
 }
 
-function prepend(body, rows, keep) {
-  if (!rows.length) return;
-  body.prepend(...rows.reverse());
-  while (body.rows.length > keep) body.lastElementChild.remove();
+/**
+ * The last `keep` items, newest first, drawn into rows that stay where they are: drawing
+ * writes each item into the row at its index, and only adds rows at the bottom.
+ */
+class Rows {
+  constructor(body, keep, draw) {
+    this.body = body;
+    this.keep = keep;
+    this.draw = draw;
+    this.items = [];
+  }
+  add(items) {
+    if (!items.length) return;
+    this.items = items.reverse().concat(this.items).slice(0, this.keep);
+    this.redraw();
+  }
+  redraw() {
+    this.items.forEach((item, i) => {
+      let row = this.body.rows[i];
+      const want = this.draw(item);
+      if (!row) {
+        this.body.append(want);
+        return;
+      }
+      row.className = want.className;
+      for (const key of Object.keys(row.dataset)) delete row.dataset[key];
+      Object.assign(row.dataset, want.dataset);
+      // The cells are kept, their contents replaced: a cell never moves.
+      Array.from(want.cells).forEach((cell, k) => {
+        const old = row.cells[k];
+        if (!old) row.append(cell);
+        else {
+          old.className = cell.className;
+          old.colSpan = cell.colSpan;
+          old.replaceChildren(...cell.childNodes);
+        }
+      });
+      while (row.cells.length > want.cells.length) row.lastElementChild.remove();
+    });
+  }
 }
 
-function txRow(tx) {
+function txRow(tx, status) {
   return h(
     "tr",
-    { class: "tx-row", "data-seq": tx.poh_seq, "data-tx-id": tx.tx_id, "data-status": tx.status },
+    { class: "tx-row", "data-seq": tx.poh_seq, "data-tx-id": tx.tx_id, "data-status": status },
     h("td", { class: "num" }, String(tx.poh_seq)),
     h("td", {}, txLink(tx.tx_id)),
     h("td", { class: "hide-narrow" }, holderLink(tx.holder_id)),
-    h("td", { class: "status" }, badge(tx.status)),
+    h("td", { class: "status" }, badge(status)),
     h("td", { class: "hide-narrow" }, clock(tx.received_at)),
   );
 }
@@ -179,35 +220,27 @@ function headerRow(hd) {
   );
 }
 
-const setStatus = (row, status) => {
-  row.dataset.status = status;
-  row.querySelector("td.status").replaceChildren(badge(status));
-};
-
 /**
  * A header covers the oldest items not yet sealed, so among the rows still `ORDERED` the
  * sealed ones are the oldest: a binary search over them asks the node about a few rows, not
  * every one. (`PENDING` rows wait for a parent and are left to say so.)
  */
-async function markSealed(body, header) {
-  if (header.item_count === 0) return;
-  await sealedSince(body);
-}
-
-async function sealedSince(body) {
-  const rows = Array.from(body.querySelectorAll('tr.tx-row[data-status="ORDERED"]')).reverse();
+async function markSealed(rows) {
+  const open = rows.items.filter((item) => item.tx && item.status === "ORDERED").reverse();
   let lo = 0;
-  let hi = rows.length; // rows[0..lo) are sealed, rows[hi..) are not
+  let hi = open.length; // open[0..lo) are sealed, open[hi..) are not
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
     let tx = null;
     try {
-      tx = await find(`v1/tx/${q(rows[mid].dataset.txId)}`);
+      tx = await find(`v1/tx/${q(open[mid].tx.tx_id)}`);
     } catch {
       return;
     }
     if (tx && tx.status === "SEALED") lo = mid + 1;
     else hi = mid;
   }
-  for (const row of rows.slice(0, lo)) if (row.isConnected) setStatus(row, "SEALED");
+  if (lo === 0) return;
+  for (const item of open.slice(0, lo)) item.status = "SEALED";
+  rows.redraw();
 }

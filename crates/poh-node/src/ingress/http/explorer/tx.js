@@ -34,6 +34,17 @@ export function txView(main, id, ready) {
     fill(record, recordFields(tx));
     const children = await find(`v1/tx/${q(id)}/children`, stop.signal);
     fill(dag, dagFields(tx, children));
+    // Until a header covers it there is no proof: the record is read again (and shown, with
+    // its new status) until it is sealed, rather than asking for a proof that is not there.
+    let current = tx;
+    while (!current.header_id) {
+      fill(proof, h("p", { id: "proof-pending", class: "muted" }, `Not sealed yet (${current.status}): the proof exists once a header covers the transaction. Waiting for it…`));
+      ready();
+      await new Promise((wake) => timers.push(setTimeout(wake, RETRY_MS)));
+      if (stop.signal.aborted) return;
+      current = (await find(`v1/tx/${q(id)}`, stop.signal)) ?? current;
+      fill(record, recordFields(current));
+    }
     await loadProof(proof, id, stop.signal, timers, ready);
   })().catch((e) => {
     if (stop.signal.aborted) return;
