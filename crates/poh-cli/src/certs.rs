@@ -91,18 +91,28 @@ pub fn run(args: &CertsArgs) -> anyhow::Result<()> {
 /// `poh fingerprint`.
 #[derive(clap::Args, Debug)]
 pub struct FingerprintArgs {
-    /// PEM certificate files; the first certificate in each (the leaf) is fingerprinted.
+    /// PEM certificate files, whose first certificate (the leaf) is fingerprinted; or a chain's
+    /// public key (`poh keygen`'s FILE.pub), whose fingerprint the explorer and the node's log
+    /// (`key_fingerprint`) show.
     #[arg(required = true)]
     certs: Vec<PathBuf>,
 }
 
-/// Prints `SHA256  FILE` per file, as `sha256sum` lays it out: the value `--tls-pin` and
-/// `add-peer --pin` take.
+/// Prints `SHA256  FILE` per file, as `sha256sum` lays it out: for a certificate the value
+/// `--tls-pin` and `add-peer --pin` take, for a public key SHA-256 of the key.
 pub fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {
     for path in &args.certs {
+        if let Ok(key) = poh_node::federation::key::read_public_key(path) {
+            let print = poh_node::federation::key::fingerprint(&key);
+            println!("{print}  {}", path.display());
+            continue;
+        }
         let certs = tls::read_certs(path)?;
         let Some(leaf) = certs.first() else {
-            bail!("{} holds no certificate", path.display());
+            bail!(
+                "{} holds no certificate, nor a public key as `poh keygen` writes it",
+                path.display()
+            );
         };
         println!("{}  {}", tls::fingerprint(leaf), path.display());
     }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::{
     browser::Browser,
-    common::{Served, keygen, node_flags, serve_flags, stop},
+    common::{Served, keygen, node_flags, poh, serve_flags, stop, text},
 };
 
 /// A federation of two levels, in `dir`.
@@ -37,12 +37,22 @@ fn federation(dir: &Path) -> Federation {
     let mut flags = node_flags("municipality/tokyo", "municipality", &tokyo_key);
     flags.extend(["--parent", &asia.grpc]);
     let tokyo = serve_flags(&dir.join("tokyo"), &flags);
+    // The operator's way to the fingerprint the page shows for a key file.
+    let printed = poh(&["fingerprint", &format!("{asia_key}.pub")]);
+    assert!(printed.status.success(), "{}", text(&printed.stderr));
+    let printed = text(&printed.stdout);
+    let asia_fingerprint = printed
+        .split_whitespace()
+        .next()
+        .expect("a fingerprint")
+        .to_string();
     let public = std::fs::read_to_string(format!("{asia_key}.pub")).expect("asia's public key");
     let public = hex::decode(public.trim()).expect("a public key file is hex");
+    assert_eq!(asia_fingerprint, poh_core::sha256(&public).to_hex());
     Federation {
         asia,
         tokyo,
-        asia_fingerprint: poh_core::sha256(&public).to_hex(),
+        asia_fingerprint,
     }
 }
 
@@ -68,7 +78,7 @@ fn tx(id: &str, holder: &str, parents: &[&str]) -> Value {
     json!({
         "tx_id": id,
         "holder_id": holder,
-        "timestamp": 1_765_000_000.0 + id.len() as f64 / 7.0,
+        "timestamp": 1_765_000_000.0 + id.len() as f64 / 3.0 + 0.1,
         "payload_b64": B64.encode(format!("payment {id} ✓")),
         "parent_ids": parents,
     })
@@ -116,6 +126,38 @@ async fn overflows(browser: &Browser) -> Vec<String> {
     serde_json::from_value(wide).expect("a list")
 }
 
+/// Text whose contrast with what is behind it is below 4.5:1 (WCAG AA), as `tag: ratio`: the
+/// colours the browser computed, each element's background the first opaque one up its
+/// ancestors. Disabled controls are exempt, as in WCAG.
+async fn low_contrast(browser: &Browser) -> Vec<String> {
+    let low = browser
+        .eval(
+            "const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number); \
+             const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255; \
+               return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }) \
+               .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0); \
+             const back = e => { for (; e; e = e.parentElement) { \
+               const c = rgb(getComputedStyle(e).backgroundColor); \
+               if (c.length === 3 || c[3] === 1) return c; } return [255, 255, 255]; }; \
+             return Array.from(document.querySelectorAll('body *')).filter(e => \
+               Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim()) \
+               && e.getClientRects().length && !e.closest('[disabled]')) \
+             .map(e => { const a = lum(rgb(getComputedStyle(e).color)), b = lum(back(e)); \
+               return [e, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; }) \
+             .filter(([, r]) => r < 4.5).map(([e, r]) => e.tagName + ' ' \
+               + e.textContent.trim().slice(0, 30) + ': ' + r.toFixed(2));",
+        )
+        .await;
+    serde_json::from_value(low).expect("a list")
+}
+
+/// Saves a screenshot of the view as `name`, after checking its text is readable.
+async fn look(browser: &Browser, name: &str) {
+    let low = low_contrast(browser).await;
+    assert!(low.is_empty(), "{name}: text below 4.5:1 contrast: {low:?}");
+    browser.screenshot(name).await;
+}
+
 #[tokio::test]
 async fn the_explorer_shows_a_two_level_federation_live_and_checks_proofs_in_a_real_browser() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -141,7 +183,9 @@ async fn the_explorer_shows_a_two_level_federation_live_and_checks_proofs_in_a_r
 async fn live(browser: &Browser, tokyo: &str) {
     browser.goto(&format!("{tokyo}/explorer#/live")).await;
     wait_ready(browser, "live").await;
-    browser.wait_for("the stream open", "#live-state[data-state='live']").await;
+    browser
+        .wait_for("the stream open", "#live-state[data-state='live']")
+        .await;
     // Layout shifts (the browser's own measure) from here on, while rows stream in.
     browser
         .eval(
@@ -151,36 +195,72 @@ async fn live(browser: &Browser, tokyo: &str) {
         )
         .await;
     let first: Vec<Value> = (0..12)
-        .map(|i| tx(&format!("live-{i}"), if i % 2 == 0 { "alice" } else { "東京 café" }, &[]))
+        .map(|i| {
+            tx(
+                &format!("live-{i}"),
+                if i % 2 == 0 { "alice" } else { "東京 café" },
+                &[],
+            )
+        })
         .collect();
     submit(tokyo, &first).await;
     let rows = browser
-        .wait_until("the first 12 in the live list", Duration::from_secs(30), || async {
-            let rows = live_rows(browser).await;
-            (rows.iter().filter(|(id, _)| id.starts_with("live-")).count() == 12).then_some(rows)
-        })
+        .wait_until(
+            "the first 12 in the live list",
+            Duration::from_secs(30),
+            || async {
+                let rows = live_rows(browser).await;
+                (rows
+                    .iter()
+                    .filter(|(id, _)| id.starts_with("live-"))
+                    .count()
+                    == 12)
+                    .then_some(rows)
+            },
+        )
         .await;
     assert_eq!(rows[0].0, "live-11", "newest first: {rows:?}");
 
     // Paused, the page holds no stream; resumed, it starts after the last seq it saw.
     click(browser, "#live-pause").await;
-    browser.wait_for("paused", "#live-state[data-state='paused']").await;
-    let during: Vec<Value> = (0..8).map(|i| tx(&format!("paused-{i}"), "alice", &[])).collect();
+    browser
+        .wait_for("paused", "#live-state[data-state='paused']")
+        .await;
+    let during: Vec<Value> = (0..8)
+        .map(|i| tx(&format!("paused-{i}"), "alice", &[]))
+        .collect();
     submit(tokyo, &during).await;
     assert!(
-        !live_rows(browser).await.iter().any(|(id, _)| id.starts_with("paused-")),
+        !live_rows(browser)
+            .await
+            .iter()
+            .any(|(id, _)| id.starts_with("paused-")),
         "a paused list takes no rows"
     );
     click(browser, "#live-pause").await;
-    browser.wait_for("resumed", "#live-state[data-state='live']").await;
+    browser
+        .wait_for("resumed", "#live-state[data-state='live']")
+        .await;
     let rows = browser
-        .wait_until("the 8 sent while paused", Duration::from_secs(30), || async {
-            let rows = live_rows(browser).await;
-            (rows.iter().filter(|(id, _)| id.starts_with("paused-")).count() == 8).then_some(rows)
-        })
+        .wait_until(
+            "the 8 sent while paused",
+            Duration::from_secs(30),
+            || async {
+                let rows = live_rows(browser).await;
+                (rows
+                    .iter()
+                    .filter(|(id, _)| id.starts_with("paused-"))
+                    .count()
+                    == 8)
+                    .then_some(rows)
+            },
+        )
         .await;
     let seqs: Vec<u64> = rows.iter().map(|(_, seq)| *seq).collect();
-    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "once each, newest first: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "once each, newest first: {seqs:?}"
+    );
 
     browser
         .wait_for("a sealed header in the list", "#live-headers tr.header-row")
@@ -193,26 +273,44 @@ async fn live(browser: &Browser, tokyo: &str) {
         .await;
 
     // Many more than the list keeps: it keeps the newest.
-    let many: Vec<Value> = (0..400).map(|i| tx(&format!("many-{i}"), "bulk", &[])).collect();
+    let many: Vec<Value> = (0..400)
+        .map(|i| tx(&format!("many-{i}"), "bulk", &[]))
+        .collect();
     submit(tokyo, &many).await;
     let rows = browser
-        .wait_until("the newest of 400 on top", Duration::from_secs(30), || async {
-            let rows = live_rows(browser).await;
-            (rows.first().map(|r| r.0.as_str()) == Some("many-399")).then_some(rows)
-        })
+        .wait_until(
+            "the newest of 400 on top",
+            Duration::from_secs(30),
+            || async {
+                let rows = live_rows(browser).await;
+                (rows.first().map(|r| r.0.as_str()) == Some("many-399")).then_some(rows)
+            },
+        )
         .await;
     assert!(rows.len() <= 250, "the list grew to {} rows", rows.len());
-    let shifts = browser.eval("return window.shifts;").await.as_f64().expect("a number");
-    assert!(shifts < 0.01, "the page moved while rows streamed in: layout shift {shifts}");
-    browser.screenshot("live-1280x800").await;
+    let shifts = browser
+        .eval("return window.shifts;")
+        .await
+        .as_f64()
+        .expect("a number");
+    assert!(
+        shifts < 0.01,
+        "the page moved while rows streamed in: layout shift {shifts}"
+    );
+    look(browser, "live-1280x800").await;
 }
 
 /// The continental node's chain view shows its child, and the child's shows its parent.
 async fn chain(browser: &Browser, fed: &Federation) {
-    browser.goto(&format!("{}/explorer#/chain", fed.asia.base)).await;
+    browser
+        .goto(&format!("{}/explorer#/chain", fed.asia.base))
+        .await;
     wait_ready(browser, "chain").await;
     let child = browser
-        .wait_for("the child in the federation", "#federation tr[data-child='municipality/tokyo']")
+        .wait_for(
+            "the child in the federation",
+            "#federation tr[data-child='municipality/tokyo']",
+        )
         .await;
     let text = child.text().await.expect("the child's row");
     assert!(text.contains("municipality/tokyo"), "{text}");
@@ -221,9 +319,11 @@ async fn chain(browser: &Browser, fed: &Federation) {
         .eval("return document.querySelectorAll('#chain-headers tr.header-row').length;")
         .await;
     assert!(headers.as_u64().expect("a count") > 1, "{headers}");
-    browser.screenshot("chain-continental-1280x800").await;
+    look(browser, "chain-continental-1280x800").await;
 
-    browser.goto(&format!("{}/explorer#/chain", fed.tokyo.base)).await;
+    browser
+        .goto(&format!("{}/explorer#/chain", fed.tokyo.base))
+        .await;
     wait_ready(browser, "chain").await;
     let parent = browser
         .eval("return document.getElementById('federation').textContent;")
@@ -241,7 +341,9 @@ async fn proof(browser: &Browser, fed: &Federation) {
     submit(tokyo, &[tx("parent-1", "alice", &[])]).await;
     submit(tokyo, &[tx("child-1", "東京 café", &["parent-1"])]).await;
 
-    browser.goto(&format!("{tokyo}/explorer#/tx/parent-1")).await;
+    browser
+        .goto(&format!("{tokyo}/explorer#/tx/parent-1"))
+        .await;
     let child = browser.wait_for("the child link", "#tx-children a").await;
     assert_eq!(child.text().await.expect("a link"), "child-1");
     child.click().await.expect("follow the child link");
@@ -261,36 +363,55 @@ async fn proof(browser: &Browser, fed: &Federation) {
             (states.as_str() == Some("digest=ok link-0=ok link-1=ok")).then_some(())
         })
         .await;
-    let summary = browser.wait_for("the summary", "#proof-summary[data-state='ok']").await;
+    let summary = browser
+        .wait_for("the summary", "#proof-summary[data-state='ok']")
+        .await;
     assert!(summary.text().await.expect("text").contains("2 header ids"));
-    let print = browser.wait_for("the fingerprint", "#proof-fingerprint").await;
+    let print = browser
+        .wait_for("the fingerprint", "#proof-fingerprint")
+        .await;
     assert_eq!(print.text().await.expect("text"), fed.asia_fingerprint);
-    let unchecked = browser.wait_for("what is not checked", "#proof-unchecked").await;
+    let unchecked = browser
+        .wait_for("what is not checked", "#proof-unchecked")
+        .await;
     let unchecked = unchecked.text().await.expect("text");
     assert!(unchecked.contains("ML-DSA-87") && unchecked.contains("poh verify --proof"));
-    browser.screenshot("tx-proof-1280x800").await;
+    look(browser, "tx-proof-1280x800").await;
 
     // One hex digit of the continental header's items_root: that card fails, the rest hold.
-    tamper(browser, "p.links[1].header.items_root = flip(p.links[1].header.items_root);").await;
+    tamper(
+        browser,
+        "p.links[1].header.items_root = flip(p.links[1].header.items_root);",
+    )
+    .await;
     expect_cards(browser, "digest=ok link-0=ok link-1=fail").await;
     let failing = browser
         .eval("return document.querySelector('.proof-card[data-card=\"link-1\"]').textContent;")
         .await;
-    assert!(failing.as_str().expect("text").contains("items_root"), "{failing}");
-    browser.screenshot("tx-proof-tampered-1280x800").await;
+    assert!(
+        failing.as_str().expect("text").contains("items_root"),
+        "{failing}"
+    );
+    look(browser, "tx-proof-tampered-1280x800").await;
 
     // One byte of the payload: the digest no longer matches, nor the first link's item.
     tamper(browser, "p.tx.payload_b64 = btoa('payment child-2');").await;
     expect_cards(browser, "digest=fail link-0=fail link-1=ok").await;
     // An audit path hash of the municipality's link.
-    tamper(browser, "p.links[0].audit_path[0] = flip(p.links[0].audit_path[0]);").await;
+    tamper(
+        browser,
+        "p.links[0].audit_path[0] = flip(p.links[0].audit_path[0]);",
+    )
+    .await;
     expect_cards(browser, "digest=ok link-0=fail link-1=ok").await;
     // Not JSON at all: said so, and the cards stay as they were.
     browser
         .eval("document.getElementById('proof-json').value = '{'; return null;")
         .await;
     click(browser, "#proof-verify").await;
-    let state = browser.wait_for("the parse error", "#proof-debug-state").await;
+    let state = browser
+        .wait_for("the parse error", "#proof-debug-state")
+        .await;
     assert!(state.text().await.expect("text").starts_with("Not JSON"));
 }
 
@@ -341,7 +462,7 @@ async fn holder(browser: &Browser, tokyo: &str) {
     let mut want: Vec<String> = (1..12).step_by(2).map(|i| format!("live-{i}")).collect();
     want.push("child-1".into());
     assert_eq!(ids, json!(want), "東京 café's transactions, oldest first");
-    browser.screenshot("holder-1280x800").await;
+    look(browser, "holder-1280x800").await;
 }
 
 /// At phone width nothing is wider than the screen; from the keyboard alone, Tab reaches the
@@ -356,7 +477,7 @@ async fn phone_and_keyboard(browser: &Browser, tokyo: &str) {
         }
         let wide = overflows(browser).await;
         assert!(wide.is_empty(), "{view} is wider than a phone: {wide:?}");
-        browser.screenshot(&format!("{name}-390x844")).await;
+        look(browser, &format!("{name}-390x844")).await;
     }
 
     browser.set_size(1280, 800).await;

@@ -40,7 +40,11 @@ async fn every_file_the_page_loads_is_served_as_what_it_is_and_nothing_else_may_
         .to_str()
         .unwrap()
         .to_string();
-    for rule in ["default-src 'none'", "script-src 'self'", "connect-src 'self'"] {
+    for rule in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+    ] {
         assert!(policy.contains(rule), "{policy}");
     }
     assert!(
@@ -79,7 +83,14 @@ async fn every_file_the_page_loads_is_served_as_what_it_is_and_nothing_else_may_
             .unwrap();
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{name}");
     }
-    for module in ["app.js", "live.js", "chain.js", "tx.js", "proof.js", "holder.js"] {
+    for module in [
+        "app.js",
+        "live.js",
+        "chain.js",
+        "tx.js",
+        "proof.js",
+        "holder.js",
+    ] {
         assert!(seen.contains(module), "{module} is not reached: {seen:?}");
     }
 

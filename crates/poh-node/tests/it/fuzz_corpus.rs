@@ -138,3 +138,12 @@ mod replica_batch {
         super::replay("replica_batch", one_input);
     }
 }
+
+mod auth_header {
+    include!("../../../../fuzz/fuzz_targets/auth_header_body.rs");
+
+    #[test]
+    fn corpus_replays_cleanly() {
+        super::replay("auth_header", one_input);
+    }
+}

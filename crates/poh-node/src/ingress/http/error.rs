@@ -136,9 +136,10 @@ impl Refusals for HttpRefusals {
                 } else {
                     "Bearer"
                 };
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
                 response
             }
             AuthError::Denied => {

@@ -6,6 +6,11 @@ import { verifyProof, fingerprint } from "./proof.js";
 
 /** Checks `proof` and shows the result in `el`. */
 export async function showProof(el, proof) {
+  // Browsers give WebCrypto only to secure contexts: HTTPS, or this machine (localhost).
+  if (!globalThis.crypto || !crypto.subtle) {
+    fill(el, h("p", { id: "proof-summary", class: "summary", "data-state": "fail" }, "This browser withholds WebCrypto from pages served over plain HTTP from another machine, so the proof cannot be checked here. Open the explorer over HTTPS (the node's TLS settings), or through a tunnel to localhost (ssh -L 8080:127.0.0.1:8080 NODE), or check the saved proof with poh verify."));
+    return { ok: false, cards: [], failing: [] };
+  }
   const result = await verifyProof(proof);
   const cards = result.cards.map(card);
   const failing = result.failing.map(title);
@@ -70,7 +75,9 @@ async function unchecked(proof) {
           {},
           `The top header is signed by the key of ${top.chain_id} whose SHA-256 fingerprint is `,
           h("code", { id: "proof-fingerprint" }, print ?? "(unreadable)"),
-          ". Compare it with the fingerprint its node logs at start (key_fingerprint), or of the key file you trust.",
+          ". Compare it with what ",
+          h("code", {}, "poh fingerprint KEY.pub"),
+          " prints for the key file you trust, or with key_fingerprint in the log of that chain’s node when it starts.",
         )
       : null,
   );

@@ -34,7 +34,7 @@ export function chainView(main, ready) {
       panel(
         "Last headers",
         {},
-        h("div", { class: "stream short" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { class: "w-height num" }, "height"), h("th", {}, "header"), h("th", { class: "w-small num" }, "items"), h("th", { class: "w-small num" }, "interval"), h("th", { class: "w-time" }, "sealed"))), table)),
+        h("div", { class: "stream short" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { class: "w-height num" }, "height"), h("th", {}, "header"), h("th", { class: "w-small num" }, "items"), h("th", { class: "w-gap num", title: "seconds since the header before" }, "interval"), h("th", { class: "w-time" }, "sealed"))), table)),
       ),
       panel("Federation", {}, federation),
     ),

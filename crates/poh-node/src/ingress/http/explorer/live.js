@@ -76,7 +76,7 @@ export function liveView(main, ready) {
     }
     txs.add(newTxs);
     headers.add(newHeaders);
-    counter.textContent = `${seen.toLocaleString()} received`;
+    counter.textContent = `${seen.toLocaleString()} since opened`;
   };
   const push = (event) => {
     queue.push(event);
