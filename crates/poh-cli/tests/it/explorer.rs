@@ -314,6 +314,16 @@ async fn chain(browser: &Browser, fed: &Federation) {
         .await;
     let text = child.text().await.expect("the child's row");
     assert!(text.contains("municipality/tokyo"), "{text}");
+    // Its lag: how old its last header accepted by asia is (it seals every 0.3 s at most).
+    let lag = browser
+        .eval("return document.querySelector('#federation tr[data-child] td.lag').textContent;")
+        .await;
+    let seconds: f64 = lag
+        .as_str()
+        .and_then(|l| l.strip_suffix(" s"))
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("a lag in seconds: {lag}"));
+    assert!(seconds < 30.0, "{seconds}");
     browser.wait_for("the chart", "#chart svg path.bars").await;
     let headers = browser
         .eval("return document.querySelectorAll('#chain-headers tr.header-row').length;")

@@ -37,4 +37,11 @@ export async function find(path, signal) {
   }
 }
 
+/** GET a text answer (`/metrics`); `ApiError` for any status but 200. */
+export async function text(path, signal) {
+  const response = await fetch(url(path), { signal });
+  if (!response.ok) throw new ApiError(response.status, null);
+  return response.text();
+}
+
 export const q = encodeURIComponent;

@@ -1,8 +1,9 @@
 // This node's chain and the federation around it: its last headers, its parent and children
-// (their last heights, and how long since each last moved on), and a chart of the last hour:
-// items per header, and seconds between headers.
+// (their last heights, and each one's lag: how old its last header accepted here is, from the
+// node's `poh_child_last_header_timestamp_seconds`), and a chart of the last hour: items per
+// header, and seconds between headers.
 
-import { get } from "./api.js";
+import { get, text } from "./api.js";
 import { h, fill, panel, headerLink, clock, short } from "./dom.js";
 import { fingerprint } from "./proof.js";
 
@@ -49,7 +50,8 @@ export function chainView(main, ready) {
   const tick = async () => {
     try {
       const fed = await get("v1/federation");
-      await showFederation(federation, fed, moved);
+      const sealed = fed.children.length ? await childTimes() : null;
+      await showFederation(federation, fed, moved, sealed);
       const height = fed.height;
       if (height === null) {
         fill(table, h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No header sealed yet.")));
@@ -72,13 +74,30 @@ export function chainView(main, ready) {
   };
 }
 
-async function showFederation(el, fed, moved) {
+/**
+ * When each child sealed its last header accepted here, from the node's metrics; null when
+ * the page may not read them (`protect_health` with other credentials).
+ */
+async function childTimes() {
+  try {
+    const metrics = await text("metrics");
+    const times = new Map();
+    const line = /^poh_child_last_header_timestamp_seconds\{child="((?:[^"\\]|\\.)*)"\} (\S+)$/gm;
+    for (const [, child, value] of metrics.matchAll(line)) times.set(child.replace(/\\(.)/g, "$1"), Number(value));
+    return times;
+  } catch {
+    return null;
+  }
+}
+
+async function showFederation(el, fed, moved, sealed) {
   const now = Date.now() / 1000;
   const rows = [];
   for (const child of fed.children) {
     const seen = moved.get(child.chain_id);
     if (!seen || seen[0] !== child.height) moved.set(child.chain_id, [child.height, seen ? now : null]);
-    const since = moved.get(child.chain_id)[1];
+    // Without the metrics, how long since the page saw the height change.
+    const since = sealed ? sealed.get(child.chain_id) ?? null : moved.get(child.chain_id)[1];
     const print = await fingerprint(child.public_key_b64);
     rows.push(
       h(
@@ -86,7 +105,7 @@ async function showFederation(el, fed, moved) {
         { "data-child": child.chain_id },
         h("td", { title: child.chain_id }, child.chain_id),
         h("td", { class: "num" }, child.height === null ? "none" : String(child.height)),
-        h("td", { class: "hide-narrow" }, since === null ? h("span", { class: "muted" }, "—") : `${Math.round(now - since)} s ago`),
+        h("td", { class: "num lag" }, since === null ? h("span", { class: "muted" }, "—") : `${Math.max(0, now - since).toFixed(1)} s`),
         h("td", { class: "mono hide-narrow", title: print ?? "" }, print ? short(print) : "?"),
       ),
     );
@@ -105,9 +124,11 @@ async function showFederation(el, fed, moved) {
     ),
     h("h2", {}, `Children (${fed.children.length})`),
     fed.children.length
-      ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "chain"), h("th", { class: "w-height num" }, "height"), h("th", { class: "hide-narrow" }, "last moved"), h("th", { class: "hide-narrow" }, "key fingerprint"))), h("tbody", {}, rows))
+      ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "chain"), h("th", { class: "w-height num" }, "height"), h("th", { class: "w-gap num", title: "how old its last header accepted here is" }, "lag"), h("th", { class: "hide-narrow" }, "key fingerprint"))), h("tbody", {}, rows))
       : h("p", { class: "muted" }, "None: this node accepts no child's headers."),
-    fed.children.length ? h("p", { class: "muted" }, "A child's height is that of its last header accepted here; “last moved” is measured by this page while it is open.") : null,
+    fed.children.length
+      ? h("p", { class: "muted" }, sealed ? "A child's height is that of its last header accepted here; its lag, how long ago it sealed that header." : "A child's height is that of its last header accepted here; its lag, how long since this page saw that height change (the node's metrics are not readable with these credentials).")
+      : null,
   );
 }
 
