@@ -414,6 +414,42 @@ async fn proof(browser: &Browser, fed: &Federation) {
     )
     .await;
     expect_cards(browser, "digest=ok link-0=fail link-1=ok").await;
+    // A saved proof loaded from a file, changed in its level: a municipality header cannot
+    // order another municipality header.
+    let saved = browser
+        .eval(
+            "const p = JSON.parse(window.original); p.links[1].header.level = 'municipality'; \
+             return JSON.stringify(p);",
+        )
+        .await;
+    let file = std::env::temp_dir().join(format!("explorer-{}.proof.json", std::process::id()));
+    std::fs::write(&file, saved.as_str().expect("JSON text")).expect("the proof file");
+    browser
+        .client()
+        .find(Locator::Css("#proof-file"))
+        .await
+        .expect("the file input")
+        .send_keys(file.to_str().expect("a UTF-8 path"))
+        .await
+        .expect("choosing the file");
+    expect_cards(browser, "digest=ok link-0=ok link-1=fail").await;
+    let failing = browser
+        .eval(
+            "return Array.from(document.querySelectorAll('.proof-card[data-card=\"link-1\"] \
+             li[data-ok=\"false\"]'), li => li.textContent);",
+        )
+        .await;
+    let failing: Vec<String> = serde_json::from_value(failing).expect("texts");
+    assert_eq!(failing.len(), 2, "{failing:?}");
+    assert!(
+        failing[0].starts_with("SHA-256 of the header bytes"),
+        "{failing:?}"
+    );
+    assert_eq!(
+        failing[1],
+        "a municipality header orders a municipality one"
+    );
+    std::fs::remove_file(&file).expect("removing the proof file");
     // Not JSON at all: said so, and the cards stay as they were.
     browser
         .eval("document.getElementById('proof-json').value = '{'; return null;")
@@ -423,6 +459,14 @@ async fn proof(browser: &Browser, fed: &Federation) {
         .wait_for("the parse error", "#proof-debug-state")
         .await;
     assert!(state.text().await.expect("text").starts_with("Not JSON"));
+
+    // The transaction's header, from its record: its id checked in the browser too.
+    click(browser, "#tx-record dd a[href^='#/header/']").await;
+    wait_ready(browser, "header").await;
+    browser
+        .wait_for("the header's id checked", "#header-check[data-state='ok']")
+        .await;
+    look(browser, "header-1280x800").await;
 }
 
 /// Opens the debug view, applies `change` to the page's own proof (as `p`), and checks it.
