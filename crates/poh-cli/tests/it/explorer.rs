@@ -531,6 +531,15 @@ async fn phone_and_keyboard(browser: &Browser, tokyo: &str) {
         }
         let wide = overflows(browser).await;
         assert!(wide.is_empty(), "{view} is wider than a phone: {wide:?}");
+        // Columns shown are wide enough to read (narrow screens hide some instead).
+        let squeezed = browser
+            .eval(
+                "return Array.from(document.querySelectorAll('td, th')).filter(c => \
+                 c.getClientRects().length && c.textContent.trim() && c.clientWidth < 40) \
+                 .map(c => c.textContent.trim() + ' ' + c.clientWidth);",
+            )
+            .await;
+        assert_eq!(squeezed, json!([]), "{view}: columns too narrow to read");
         look(browser, &format!("{name}-390x844")).await;
     }
 

@@ -35,7 +35,7 @@ export function chainView(main, ready) {
       panel(
         "Last headers",
         {},
-        h("div", { class: "stream short" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { class: "w-height num" }, "height"), h("th", {}, "header"), h("th", { class: "w-small num" }, "items"), h("th", { class: "w-gap num", title: "seconds since the header before" }, "interval"), h("th", { class: "w-time" }, "sealed"))), table)),
+        h("div", { class: "stream short" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { class: "w-height num" }, "height"), h("th", {}, "header"), h("th", { class: "w-small num" }, "items"), h("th", { class: "w-gap num hide-narrow", title: "seconds since the header before" }, "interval"), h("th", { class: "w-time" }, "sealed"))), table)),
       ),
       panel("Federation", {}, federation),
     ),
@@ -163,7 +163,7 @@ function showTable(body, cache, height) {
         h("td", { class: "num" }, String(hd.height)),
         h("td", {}, headerLink(hd.header_id)),
         h("td", { class: "num" }, String(hd.item_count)),
-        h("td", { class: "num" }, prev ? (hd.timestamp - prev.timestamp).toFixed(2) : "—"),
+        h("td", { class: "num hide-narrow" }, prev ? (hd.timestamp - prev.timestamp).toFixed(2) : "—"),
         h("td", {}, clock(hd.timestamp)),
       ),
     );
