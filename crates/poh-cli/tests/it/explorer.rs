@@ -570,4 +570,19 @@ async fn phone_and_keyboard(browser: &Browser, tokyo: &str) {
     wait_ready(browser, "tx").await;
     assert_eq!(browser.eval("return location.hash;").await, "#/tx/parent-1");
     browser.wait_for("the proof", "#proof-summary").await;
+
+    // The first Tab gives the skip link; Enter puts the focus on the content, same view.
+    browser.client().refresh().await.expect("reload");
+    wait_ready(browser, "tx").await;
+    browser.press(Key::Tab).await;
+    let skip = browser
+        .eval("return document.activeElement.className;")
+        .await;
+    assert_eq!(skip, "skip");
+    browser.press(Key::Enter).await;
+    assert_eq!(
+        browser.eval("return document.activeElement.id;").await,
+        "view"
+    );
+    assert_eq!(browser.eval("return location.hash;").await, "#/tx/parent-1");
 }

@@ -29,10 +29,19 @@ function route() {
   return { name, arg };
 }
 
+const views = {
+  live: (_, ready) => liveView(main, ready),
+  chain: (_, ready) => chainView(main, ready),
+  tx: (arg, ready) => txView(main, arg, ready),
+  holder: (arg, ready) => holderView(main, arg, ready),
+  header: (arg, ready) => headerView(main, arg, ready),
+};
+
 function show() {
   leave();
   errorBox.hidden = true;
-  const { name, arg } = route();
+  const { name: asked, arg } = route();
+  const name = Object.hasOwn(views, asked) ? asked : "live";
   main.dataset.view = name;
   main.dataset.ready = "false";
   const ready = () => {
@@ -42,15 +51,7 @@ function show() {
     if (a.dataset.nav === name) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  const views = {
-    live: () => liveView(main, ready),
-    chain: () => chainView(main, ready),
-    tx: () => txView(main, arg, ready),
-    holder: () => holderView(main, arg, ready),
-    header: () => headerView(main, arg, ready),
-  };
-  const view = views[name] ?? views.live;
-  leave = view() ?? (() => {});
+  leave = views[name](arg, ready) ?? (() => {});
   document.title = `${name === "tx" || name === "holder" || name === "header" ? `${name} ${arg} · ` : ""}poh explorer`;
 }
 
@@ -60,6 +61,12 @@ document.getElementById("search").addEventListener("submit", (event) => {
   const text = document.getElementById("search-q").value.trim();
   if (!text && kind !== "holder") return;
   location.hash = `#/${kind}/${encodeURIComponent(text)}`;
+  main.focus();
+});
+
+// The skip link moves the focus, not the route (the fragment names the view).
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
   main.focus();
 });
 
