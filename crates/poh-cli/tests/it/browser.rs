@@ -339,6 +339,19 @@ impl Browser {
             .unwrap_or_else(|e| panic!("press {key:?}: {e}"));
     }
 
+    /// Renders pages as if the system's colour scheme were `scheme` (`"light"` or `"dark"`),
+    /// as `prefers-color-scheme` sees it.
+    pub async fn color_scheme(&self, scheme: &str) {
+        let features = json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] });
+        self.client
+            .issue_cmd(Cdp {
+                cmd: "Emulation.setEmulatedMedia",
+                params: features,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("prefers-color-scheme {scheme}: {e}"));
+    }
+
     /// Ends the session: chromedriver quits Chromium, then is killed itself.
     pub async fn close(self) {
         self.client
@@ -376,6 +389,29 @@ impl WebDriverCompatibleCommand for ReadLog {
             http::Method::POST,
             Some(json!({ "type": "browser" }).to_string()),
         )
+    }
+}
+
+/// A DevTools command through chromedriver's `goog/cdp/execute` (not W3C WebDriver either).
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session_id.expect("a WebDriver session before a DevTools command");
+        base_url.join(&format!("session/{session}/goog/cdp/execute"))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
     }
 }
 

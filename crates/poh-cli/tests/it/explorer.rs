@@ -387,6 +387,10 @@ async fn proof(browser: &Browser, fed: &Federation) {
     let unchecked = unchecked.text().await.expect("text");
     assert!(unchecked.contains("ML-DSA-87") && unchecked.contains("poh verify --proof"));
     look(browser, "tx-proof-1280x800").await;
+    // The dark scheme (the system's choice) is as readable.
+    browser.color_scheme("dark").await;
+    look(browser, "tx-proof-dark-1280x800").await;
+    browser.color_scheme("light").await;
 
     // One hex digit of the continental header's items_root: that card fails, the rest hold.
     tamper(
