@@ -161,6 +161,9 @@ class Rows {
     this.keep = keep;
     this.draw = draw;
     this.items = [];
+    // Whether a search for newly sealed rows runs, and whether another header came during it.
+    this.sealing = false;
+    this.sealAgain = false;
   }
   add(items) {
     if (!items.length) return;
@@ -169,7 +172,7 @@ class Rows {
   }
   redraw() {
     this.items.forEach((item, i) => {
-      let row = this.body.rows[i];
+      const row = this.body.rows[i];
       const want = this.draw(item);
       if (!row) {
         this.body.append(want);
@@ -226,6 +229,23 @@ function headerRow(hd) {
  * every one. (`PENDING` rows wait for a parent and are left to say so.)
  */
 async function markSealed(rows) {
+  // One search at a time: a header that comes during one asks for one more pass after it.
+  if (rows.sealing) {
+    rows.sealAgain = true;
+    return;
+  }
+  rows.sealing = true;
+  try {
+    do {
+      rows.sealAgain = false;
+      await sealedSoFar(rows);
+    } while (rows.sealAgain);
+  } finally {
+    rows.sealing = false;
+  }
+}
+
+async function sealedSoFar(rows) {
   const open = rows.items.filter((item) => item.tx && item.status === "ORDERED").reverse();
   let lo = 0;
   let hi = open.length; // open[0..lo) are sealed, open[hi..) are not
