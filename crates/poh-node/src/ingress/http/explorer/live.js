@@ -80,7 +80,9 @@ export function liveView(main, ready) {
   };
   const push = (event) => {
     queue.push(event);
-    if (!frame) frame = requestAnimationFrame(flush);
+    // A hidden tab draws no frames: a full list's worth is drawn at once instead of waiting.
+    if (queue.length >= KEEP_TXS) flush();
+    else if (!frame) frame = requestAnimationFrame(flush);
   };
 
   const open = () => {
