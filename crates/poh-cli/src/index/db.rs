@@ -172,8 +172,32 @@ impl Db {
                 next_height,
             });
         }
-        let ahead = if sealed_to > next_seq {
-            self.ahead(chain_id, next_seq).await?
+        // Every row below both the cursor and the stored headers' reach has its header. One
+        // that has not (an indexer killed between its commits under a heavy load left such
+        // rows, seen once in several hundred runs) is where this session starts again, so the
+        // headers it knows seal it: one pass over the chain's rows per session, as no index
+        // is on `poh_seq` or `header_id`.
+        let unsealed: Option<i64> = self
+            .client
+            .query_one(
+                "SELECT min(poh_seq) FROM poh_transactions \
+                 WHERE chain_id = $1 AND header_id IS NULL AND poh_seq < $2",
+                &[&chain_id, &next_seq.min(sealed_to)],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .try_get(0)
+            .map_err(|e| self.error(e))?;
+        if let Some(seq) = unsealed {
+            tracing::warn!(
+                seq,
+                next_seq,
+                "rows below the cursor lack their header; indexing again from the first"
+            );
+        }
+        let start = next_seq.min(sealed_to).min(unsealed.unwrap_or(i64::MAX));
+        let ahead = if sealed_to > start {
+            self.ahead(chain_id, start).await?
         } else {
             Vec::new()
         };
@@ -182,6 +206,7 @@ impl Db {
             next_seq: unsigned(next_seq),
             next_height: unsigned(next_height),
             sealed_to: unsigned(sealed_to),
+            unsealed_from: unsealed.map(unsigned),
             ahead,
         })
     }

@@ -40,16 +40,22 @@ pub(super) struct Resume {
     pub next_height: u64,
     /// The seq after the last one they seal.
     pub sealed_to: u64,
-    /// Those of them that seal seqs at or after `next_seq`, in order.
+    /// The first row below both that has no header, if any.
+    pub unsealed_from: Option<u64>,
+    /// Those of them that seal seqs at or after [`Self::start_seq`], in order.
     pub ahead: Vec<Span>,
 }
 
 impl Resume {
     /// Where to subscribe from: the cursor, or the first seq no stored header sealed when
-    /// that is earlier. Rows between the two were written unsealed and are written again
-    /// (the same rows: an upsert), so the tail knows their ids again after a restart.
+    /// that is earlier, or the first row written without its header when that is earlier
+    /// still. Rows from there to the cursor are written again (the same rows: an upsert), so
+    /// the tail knows their ids again after a restart, and rows a stored header covers take
+    /// its id as they come.
     pub(super) fn start_seq(&self) -> u64 {
-        self.next_seq.min(self.sealed_to)
+        self.next_seq
+            .min(self.sealed_to)
+            .min(self.unsealed_from.unwrap_or(u64::MAX))
     }
 }
 
@@ -235,9 +241,15 @@ mod tests {
             next_seq: 10,
             next_height: 2,
             sealed_to: 6,
+            unsealed_from: None,
             ahead: Vec::new(),
         };
         assert_eq!(resume.start_seq(), 6);
+        let hole = Resume {
+            unsealed_from: Some(2),
+            ..resume.clone()
+        };
+        assert_eq!(hole.start_seq(), 2);
         let ahead = Resume {
             next_seq: 3,
             sealed_to: 6,
