@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS poh_index_cursor (chain_id text PRIMARY KEY, next_seq
 /// Two indexers starting at once would race in `CREATE … IF NOT EXISTS` (which is not
 /// atomic in PostgreSQL); they take turns under this advisory lock.
 const SCHEMA_LOCK: i64 = 0x706f_685f_6964_7801;
+/// The class of the lock a session holds on its chain (the chain id's hash is the other key).
+const CHAIN_LOCK: i32 = 0x706f_6869;
 
 /// Rows go through a staging table of the session's own, emptied by each commit.
 const STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS poh_index_staging \
@@ -137,6 +139,35 @@ impl Db {
             shown: self.shown.clone(),
             error: e,
         }
+    }
+
+    /// Takes the chain for this connection, waiting while another indexer holds it. An
+    /// indexer killed mid-commit has its last transaction committed by its server process
+    /// after it died: the lock is that process's until it ends, so this session reads where
+    /// indexing left off only once every commit of the one before it has landed. It also
+    /// keeps two indexers from writing one chain at once.
+    pub(super) async fn hold(&self, chain_id: &str) -> Result<(), IndexError> {
+        let key = "SELECT pg_try_advisory_lock($1::int4, hashtext($2))";
+        let free: bool = self
+            .client
+            .query_one(key, &[&CHAIN_LOCK, &chain_id])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.error(e))?;
+        if !free {
+            tracing::warn!(
+                chain_id,
+                "another indexer holds this chain; waiting for it to end"
+            );
+            self.client
+                .execute(
+                    "SELECT pg_advisory_lock($1::int4, hashtext($2))",
+                    &[&CHAIN_LOCK, &chain_id],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     /// Where the indexing of `chain_id` left off.

@@ -281,6 +281,10 @@ async fn session(
         () = stop.cancelled() => return Ok(()),
         db = target.connect() => db?,
     };
+    tokio::select! {
+        () = stop.cancelled() => return Ok(()),
+        held = db.hold(chain_id) => held?,
+    }
     let resume = db.resume(chain_id).await?;
     tracing::info!(
         next_seq = resume.next_seq,

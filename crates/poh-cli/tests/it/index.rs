@@ -246,6 +246,36 @@ fn an_indexer_killed_at_random_points_loses_and_repeats_nothing() {
     stop(node);
 }
 
+/// Two indexers of one chain: the second waits while the first runs, then takes over from
+/// where it left off.
+#[test]
+fn a_second_indexer_of_a_chain_waits_for_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start();
+    let (node, to) = node(dir.path());
+    let key = signing_key(dir.path());
+    runtime().block_on(send::send(&to, 0..2_000, &key));
+    let first = Indexer::start(&pg, &node);
+    wait_for("the first indexer's progress", || {
+        first.printed("\"rows\"").then_some(())
+    });
+    let second = Indexer::start(&pg, &node);
+    wait_for("the second indexer to wait", || {
+        second
+            .printed("another indexer holds this chain")
+            .then_some(())
+    });
+    assert!(!second.printed("resuming"), "{}", second.tail());
+    first.stop();
+    runtime().block_on(send::send(&to, 2_000..4_000, &key));
+    let http = Http::new();
+    let sql = sql(&pg);
+    let stored = wait_complete(&http, &node.base, &sql, 4_000, &|| second.tail());
+    check_all(&http, &node.base, &sql, &stored);
+    second.stop();
+    stop(node);
+}
+
 /// PostgreSQL stops (`pg_ctl stop -m fast`) and starts again under a running indexer while
 /// transactions arrive: the indexer retries, never exits, and the database ends complete.
 #[test]
