@@ -203,11 +203,11 @@ impl Db {
                 next_height,
             });
         }
-        // Every row below both the cursor and the stored headers' reach has its header. One
-        // that has not (an indexer killed between its commits under a heavy load left such
-        // rows, seen once in several hundred runs) is where this session starts again, so the
-        // headers it knows seal it: one pass over the chain's rows per session, as no index
-        // is on `poh_seq` or `header_id`.
+        // Every row below both the cursor and the stored headers' reach should have its
+        // header. Indexers killed under a heavy load have left thousands that had not (in about
+        // one loaded run in ten of the kill test; the cause is not found yet), so the first
+        // such row is where this session starts again, and the headers it knows seal it: one
+        // pass over the chain's rows per session, as no index is on `poh_seq` or `header_id`.
         let unsealed: Option<i64> = self
             .client
             .query_one(
