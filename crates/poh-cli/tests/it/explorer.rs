@@ -95,6 +95,18 @@ async fn live_rows(browser: &Browser) -> Vec<(String, u64)> {
     serde_json::from_value(rows).expect("rows as [id, seq]")
 }
 
+/// Waits until the live list holds `count` rows whose ids start with `prefix`; all its rows.
+async fn rows_named(browser: &Browser, prefix: &str, count: usize) -> Vec<(String, u64)> {
+    let what = format!("{count} rows of {prefix}… in the live list");
+    browser
+        .wait_until(&what, Duration::from_secs(30), || async {
+            let rows = live_rows(browser).await;
+            let named = rows.iter().filter(|(id, _)| id.starts_with(prefix)).count();
+            (named == count).then_some(rows)
+        })
+        .await
+}
+
 async fn wait_ready(browser: &Browser, view: &str) {
     let css = format!("main[data-view='{view}'][data-ready='true']");
     browser.wait_for(&format!("the {view} view"), &css).await;
@@ -204,21 +216,7 @@ async fn live(browser: &Browser, tokyo: &str) {
         })
         .collect();
     submit(tokyo, &first).await;
-    let rows = browser
-        .wait_until(
-            "the first 12 in the live list",
-            Duration::from_secs(30),
-            || async {
-                let rows = live_rows(browser).await;
-                (rows
-                    .iter()
-                    .filter(|(id, _)| id.starts_with("live-"))
-                    .count()
-                    == 12)
-                    .then_some(rows)
-            },
-        )
-        .await;
+    let rows = rows_named(browser, "live-", 12).await;
     assert_eq!(rows[0].0, "live-11", "newest first: {rows:?}");
 
     // Paused, the page holds no stream; resumed, it starts after the last seq it saw.
@@ -241,21 +239,7 @@ async fn live(browser: &Browser, tokyo: &str) {
     browser
         .wait_for("resumed", "#live-state[data-state='live']")
         .await;
-    let rows = browser
-        .wait_until(
-            "the 8 sent while paused",
-            Duration::from_secs(30),
-            || async {
-                let rows = live_rows(browser).await;
-                (rows
-                    .iter()
-                    .filter(|(id, _)| id.starts_with("paused-"))
-                    .count()
-                    == 8)
-                    .then_some(rows)
-            },
-        )
-        .await;
+    let rows = rows_named(browser, "paused-", 8).await;
     let seqs: Vec<u64> = rows.iter().map(|(_, seq)| *seq).collect();
     assert!(
         seqs.windows(2).all(|w| w[0] > w[1]),
@@ -364,13 +348,7 @@ async fn proof(browser: &Browser, fed: &Federation) {
     // The page asks again until the continental node has ordered the header.
     browser
         .wait_until("both levels checked", Duration::from_secs(60), || async {
-            let states = browser
-                .eval(
-                    "return Array.from(document.querySelectorAll('.proof-card'), \
-                     c => c.dataset.card + '=' + c.dataset.state).join(' ');",
-                )
-                .await;
-            (states.as_str() == Some("digest=ok link-0=ok link-1=ok")).then_some(())
+            (card_states(browser).await == "digest=ok link-0=ok link-1=ok").then_some(())
         })
         .await;
     let summary = browser
@@ -489,16 +467,21 @@ async fn tamper(browser: &Browser, change: &str) {
     click(browser, "#proof-verify").await;
 }
 
+/// Each proof card's name and state, in order: `digest=ok link-0=ok …`.
+async fn card_states(browser: &Browser) -> String {
+    let states = browser
+        .eval(
+            "return Array.from(document.querySelectorAll('.proof-card'), \
+             c => c.dataset.card + '=' + c.dataset.state).join(' ');",
+        )
+        .await;
+    states.as_str().unwrap_or_default().to_string()
+}
+
 async fn expect_cards(browser: &Browser, want: &str) {
     browser
         .wait_until(want, Duration::from_secs(10), || async {
-            let states = browser
-                .eval(
-                    "return Array.from(document.querySelectorAll('.proof-card'), \
-                     c => c.dataset.card + '=' + c.dataset.state).join(' ');",
-                )
-                .await;
-            (states.as_str() == Some(want)).then_some(())
+            (card_states(browser).await == want).then_some(())
         })
         .await;
     let summary = browser
